@@ -1,0 +1,393 @@
+"""Threshold rules, kept by operators as YAML data and validated before use.
+
+A rule file is `{"rules": [RuleSpec, ...]}`; `RULES_PATH` names one file or a
+directory of `*.yaml`. Loading checks everything a rule must satisfy for the
+alert state machine to behave, and reports each problem naming the file, the
+rule and the field. The pydantic models here are the file's schema (and its
+JSON Schema, for editors); `Rule` is the checked, compiled form the evaluator
+uses.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from telemetry.core.messages import Reading
+
+RULE_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+DEVICE_THRESHOLD_RULE: Final = "device-thresholds"
+_DURATION: Final = re.compile(r"(\d+)(ms|s|m|h|d)")
+_UNIT_MS: Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+MATCH_KEYS: Final = ("deviceId", "sensorId", "type", "location")
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class RuleFileError(ValueError):
+    """A rule file is unusable. `problems` holds one line per problem."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+class LevelsSpec(BaseModel):
+    """The warning and critical levels of one side (above or below)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    warning: Finite | None = None
+    critical: Finite | None = None
+
+
+class MatchSpec(BaseModel):
+    """Which readings a rule applies to: shell-style globs, all given must match."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    deviceId: str | None = None  # noqa: N815 - the message's names
+    sensorId: str | None = None  # noqa: N815
+    type: str | None = None
+    location: str | None = None
+
+
+class RuleSpec(BaseModel):
+    """One rule as an operator writes it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    name: Annotated[str, StringConstraints(pattern=RULE_NAME_PATTERN)] = Field(
+        description="Unique across all rule files; appears in alerts and the shadow."
+    )
+    description: str | None = None
+    match: MatchSpec = Field(default_factory=MatchSpec)
+    above: LevelsSpec | None = Field(None, description="Breach when value > level.")
+    below: LevelsSpec | None = Field(None, description="Breach when value < level.")
+    hysteresis: Annotated[float, Field(allow_inf_nan=False)] = Field(
+        0, description="A level clears once value <= level - hysteresis (above) or >= "
+        "level + hysteresis (below)."
+    )
+    for_: int | str = Field(
+        1,
+        alias="for",
+        description="Consecutive breaching readings (a whole number >= 1), or how long "
+        "the breach must hold in reading time (a duration such as 90s, 5m, 1h30m).",
+    )
+
+
+class RuleFileSpec(BaseModel):
+    """A rule file: a list of rules under `rules`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    rules: list[RuleSpec] = Field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    """The levels of one direction. `sign` is +1 above, -1 below: evaluation
+    multiplies values and levels by it so that both sides read as "above"."""
+
+    name: Literal["above", "below"]
+    warning: float | None
+    critical: float | None
+
+    @property
+    def sign(self) -> float:
+        return 1.0 if self.name == "above" else -1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A checked rule, ready for evaluation.
+
+    `for_readings` and `for_ms` say how long a breach must last before a level
+    is reached: `for_readings` consecutive readings, or (when `for_ms` is set)
+    a breach held for that long in reading time.
+    """
+
+    name: str
+    sides: tuple[Side, ...]
+    hysteresis: float = 0.0
+    for_readings: int = 1
+    for_ms: int | None = None
+    match: tuple[tuple[str, str], ...] = ()
+
+    def matches(self, reading: Reading) -> bool:
+        for key, pattern in self.match:
+            value = _match_value(reading, key)
+            if value is None or not _glob(pattern).match(value):
+                return False
+        return True
+
+
+def _match_value(reading: Reading, key: str) -> str | None:
+    if key == "deviceId":
+        return reading.device_id
+    if key == "sensorId":
+        return reading.sensor_id
+    if key == "type":
+        return reading.type
+    return reading.location
+
+
+_GLOBS: dict[str, re.Pattern[str]] = {}
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    compiled = _GLOBS.get(pattern)
+    if compiled is None:
+        compiled = _GLOBS[pattern] = re.compile(fnmatch.translate(pattern))
+    return compiled
+
+
+def parse_duration_ms(text: str) -> int:
+    """Milliseconds in a duration such as `90s`, `5m` or `1h30m`."""
+    compact = text.replace(" ", "")
+    parts = _DURATION.findall(compact)
+    if not parts or "".join(n + u for n, u in parts) != compact:
+        raise ValueError(f"{text!r} is not a duration such as 90s, 5m or 1h30m")
+    total = sum(int(n) * _UNIT_MS[u] for n, u in parts)
+    if total <= 0:
+        raise ValueError("a duration must be longer than zero")
+    return total
+
+
+def _ordered_levels(spec: RuleSpec) -> list[tuple[str, float]]:
+    levels: list[tuple[str, float | None]] = []
+    if spec.below is not None:
+        levels += [("below.critical", spec.below.critical), ("below.warning", spec.below.warning)]
+    if spec.above is not None:
+        levels += [("above.warning", spec.above.warning), ("above.critical", spec.above.critical)]
+    return [(name, value) for name, value in levels if value is not None]
+
+
+def _clear_problems(levels: list[tuple[str, float]], h: float) -> Iterable[str]:
+    for i, (name, value) in enumerate(levels):
+        if name.startswith("above") and i > 0:
+            lower_name, lower = levels[i - 1]
+            if not value - h > lower:
+                yield (
+                    f"hysteresis: {name} clears at {value - h:g} ({value:g} - {h:g}), "
+                    f"which is not above {lower_name} ({lower:g})"
+                )
+        if name.startswith("below") and i + 1 < len(levels):
+            upper_name, upper = levels[i + 1]
+            if not value + h < upper:
+                yield (
+                    f"hysteresis: {name} clears at {value + h:g} ({value:g} + {h:g}), "
+                    f"which is not below {upper_name} ({upper:g})"
+                )
+
+
+def rule_problems(spec: RuleSpec) -> list[str]:
+    """Every reason this rule cannot be evaluated coherently, as `field: message`."""
+    problems: list[str] = []
+    if spec.above is None and spec.below is None:
+        problems.append("above/below: a rule needs above, below or both")
+    for side_name, side in (("above", spec.above), ("below", spec.below)):
+        if side is not None and side.warning is None and side.critical is None:
+            problems.append(f"{side_name}: needs a warning or a critical level")
+    levels = _ordered_levels(spec)
+    for (low_name, low), (high_name, high) in zip(levels, levels[1:], strict=False):
+        if not low < high:
+            problems.append(
+                f"{high_name}: {high:g} must be greater than {low_name} ({low:g}); "
+                "levels go below.critical < below.warning < above.warning < above.critical"
+            )
+    if spec.hysteresis < 0:
+        problems.append(f"hysteresis: must not be negative (got {spec.hysteresis:g})")
+    elif not problems:
+        problems.extend(_clear_problems(levels, spec.hysteresis))
+    if isinstance(spec.for_, int):
+        if spec.for_ < 1:
+            problems.append(f"for: must be at least 1 reading (got {spec.for_})")
+    else:
+        try:
+            parse_duration_ms(spec.for_)
+        except ValueError as exc:
+            problems.append(f"for: {exc}")
+    return problems
+
+
+def compile_rule(spec: RuleSpec) -> Rule:
+    """The evaluator's form of a spec that `rule_problems` found sound."""
+    named: tuple[tuple[Literal["above", "below"], LevelsSpec | None], ...] = (
+        ("above", spec.above),
+        ("below", spec.below),
+    )
+    sides = tuple(
+        Side(name, levels.warning, levels.critical) for name, levels in named if levels is not None
+    )
+    for_ms = parse_duration_ms(spec.for_) if isinstance(spec.for_, str) else None
+    match = tuple(
+        (key, value)
+        for key in MATCH_KEYS
+        if (value := getattr(spec.match, key)) is not None
+    )
+    return Rule(
+        name=spec.name,
+        sides=sides,
+        hysteresis=spec.hysteresis,
+        for_readings=spec.for_ if isinstance(spec.for_, int) else 1,
+        for_ms=for_ms,
+        match=match,
+    )
+
+
+def _rule_label(raw: Any, index: int) -> str:
+    rules = raw.get("rules") if isinstance(raw, dict) else None
+    if isinstance(rules, list) and index < len(rules) and isinstance(rules[index], dict):
+        name = rules[index].get("name")
+        if isinstance(name, str):
+            return f"rule {name!r}"
+    return f"rule #{index + 1}"
+
+
+def _schema_problems(source: str, raw: Any, error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors(include_url=False, include_input=False):
+        loc = list(item["loc"])
+        if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
+            where = _rule_label(raw, loc[1])
+            path = ".".join(str(p) for p in loc[2:]) or "(rule)"
+            if item["type"] in {"model_type", "model_attributes_type"} and len(loc) > 2:
+                path = ".".join(str(p) for p in loc[2:-1] if p != "function-after")
+            problems.append(f"{source}: {where}: {path}: {item['msg']}")
+        else:
+            path = ".".join(str(p) for p in loc) or "(file)"
+            problems.append(f"{source}: {path}: {item['msg']}")
+    return problems
+
+
+def parse_rule_file(text: str, source: str) -> list[Rule]:
+    """Parse and check one rule file's text; `source` names it in errors."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise RuleFileError([f"{source}: not valid YAML{where}: {exc}"]) from None
+    if raw is None:
+        raw = {}
+    try:
+        file_spec = RuleFileSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise RuleFileError(_schema_problems(source, raw, exc)) from None
+    problems: list[str] = []
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    for spec in file_spec.rules:
+        found = rule_problems(spec)
+        if spec.name in seen:
+            found.append("name: duplicate; already defined in this file")
+        seen.add(spec.name)
+        problems.extend(f"{source}: rule {spec.name!r}: {p}" for p in found)
+        if not found:
+            rules.append(compile_rule(spec))
+    if problems:
+        raise RuleFileError(problems)
+    return rules
+
+
+def rule_files(path: Path) -> list[Path]:
+    """The files a RULES_PATH names: itself, or the sorted *.yaml/*.yml in it."""
+    if path.is_dir():
+        files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+        if not files:
+            raise RuleFileError([f"{path}: no *.yaml rule files in this directory"])
+        return files
+    if not path.is_file():
+        raise RuleFileError([f"{path}: no such rule file or directory"])
+    return [path]
+
+
+def load_rules(path: Path) -> RuleSet:
+    """Load, check and compile every rule under `path`, reporting all problems."""
+    problems: list[str] = []
+    rules: list[Rule] = []
+    origin: dict[str, Path] = {}
+    for file in rule_files(path):
+        try:
+            loaded = parse_rule_file(file.read_text(encoding="utf-8"), str(file))
+        except RuleFileError as exc:
+            problems.extend(exc.problems)
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"{file}: cannot read: {exc}")
+            continue
+        for rule in loaded:
+            if rule.name in origin:
+                problems.append(
+                    f"{file}: rule {rule.name!r}: name: duplicate; already defined in "
+                    f"{origin[rule.name]}"
+                )
+            else:
+                origin[rule.name] = file
+                rules.append(rule)
+    if problems:
+        raise RuleFileError(problems)
+    return RuleSet(rules)
+
+
+def rule_file_schema() -> dict[str, Any]:
+    """JSON Schema of a rule file, generated from the same models that load it."""
+    schema = RuleFileSpec.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Telemetry alert rules"
+    return schema
+
+
+class RuleSet:
+    """The rules in force, and which of them apply to a reading.
+
+    A reading is evaluated against every rule that matches it; a reading no
+    rule matches, but that carries its own thresholds, gets an implicit
+    `above` rule named `device-thresholds` built from them.
+    """
+
+    _CACHE_LIMIT: Final = 65_536
+
+    def __init__(self, rules: Iterable[Rule]) -> None:
+        self.rules: tuple[Rule, ...] = tuple(rules)
+        names = [r.name for r in self.rules]
+        if len(set(names)) != len(names):
+            raise RuleFileError(["rule names must be unique"])
+        self._by_key: dict[tuple[str, str, str | None, str | None], tuple[Rule, ...]] = {}
+        self._implicit: dict[tuple[float | None, float | None], Rule] = {}
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def for_reading(self, reading: Reading) -> tuple[Rule, ...]:
+        """The rules that apply; empty when the reading is only to be stored."""
+        key = (reading.device_id, reading.sensor_id, reading.type, reading.location)
+        found = self._by_key.get(key)
+        if found is None:
+            if len(self._by_key) >= self._CACHE_LIMIT:
+                self._by_key.clear()
+            found = self._by_key[key] = tuple(r for r in self.rules if r.matches(reading))
+        if found:
+            return found
+        return self._implicit_rule(reading)
+
+    def _implicit_rule(self, reading: Reading) -> tuple[Rule, ...]:
+        w, c = reading.warning_threshold, reading.critical_threshold
+        if (w is None and c is None) or reading.device_threshold_problem is not None:
+            return ()
+        rule = self._implicit.get((w, c))
+        if rule is None:
+            if len(self._implicit) >= self._CACHE_LIMIT:
+                self._implicit.clear()
+            rule = self._implicit[(w, c)] = Rule(
+                DEVICE_THRESHOLD_RULE, (Side("above", w, c),)
+            )
+        return (rule,)

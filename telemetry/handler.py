@@ -1,0 +1,177 @@
+"""The Lambda function an AWS IoT Core topic rule invokes.
+
+Thin by design: settings validated once per cold start, clients and adapters
+built once and reused, then each invocation is one call into the pipeline,
+with logs and metrics on the way out. All decisions live in
+`telemetry.pipeline` and `telemetry.core`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from telemetry.adapters.aws import make_client
+from telemetry.adapters.dead_letter import DeadLetterQueue
+from telemetry.adapters.shadow import ShadowMirror
+from telemetry.adapters.sns import AlertPublisher
+from telemetry.adapters.state_store import DynamoStateStore
+from telemetry.adapters.timestream import TimestreamRecords, TimestreamWriter
+from telemetry.core.rules import load_rules
+from telemetry.events import direct_messages
+from telemetry.pipeline import Outcome, Pipeline
+from telemetry.settings import Settings
+
+logger = Logger(service="telemetry")
+metrics = Metrics()
+
+
+@dataclass(frozen=True, slots=True)
+class Clients:
+    """The AWS clients the function uses, built once per cold start."""
+
+    timestream: Any
+    sns: Any
+    dynamodb: Any
+    iot_data: Any
+    sqs: Any
+
+    @classmethod
+    def create(cls, settings: Settings) -> Clients:
+        endpoint = settings.aws_endpoint_url
+        # Timestream discovers its endpoint unless one is given: AWS_ENDPOINT_URL
+        # alone would not stop discovery from pointing at the real service.
+        return cls(
+            timestream=make_client("timestream-write", endpoint_url=endpoint),
+            sns=make_client("sns"),
+            dynamodb=make_client("dynamodb"),
+            iot_data=make_client("iot-data", endpoint_url=settings.iot_data_endpoint),
+            sqs=make_client("sqs"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """Everything an invocation needs, wired from settings and clients."""
+
+    settings: Settings
+    pipeline: Pipeline
+    clock: Callable[[], int]
+
+
+def build_runtime(
+    settings: Settings,
+    clients: Clients | None = None,
+    clock: Callable[[], int] | None = None,
+) -> Runtime:
+    clients = clients or Clients.create(settings)
+    pipeline = Pipeline(
+        rules=load_rules(settings.resolved_rules_path),
+        store=DynamoStateStore(settings.state_table, clients.dynamodb),
+        timeseries=TimestreamWriter(
+            settings.timestream_db, settings.timestream_table, clients.timestream
+        ),
+        records=TimestreamRecords(),
+        publisher=AlertPublisher(settings.alerts_topic_arn, clients.sns),
+        mirror=ShadowMirror(settings.shadow_name, clients.iot_data),
+        quarantine=DeadLetterQueue(settings.dead_letter_queue_url, clients.sqs),
+    )
+    if metrics.namespace is None:
+        metrics.namespace = settings.metrics_namespace
+    if settings.tracing:
+        from aws_lambda_powertools import Tracer  # noqa: PLC0415 - ~0.5 s: only when on
+
+        Tracer(service=settings.service_name)  # patches botocore: a subsegment per AWS call
+    return Runtime(settings, pipeline, clock or (lambda: time.time_ns() // 1_000_000))
+
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    """The cold start's runtime, built on first use from the environment."""
+    global _runtime  # noqa: PLW0603 - one runtime per execution environment
+    if _runtime is None:
+        _runtime = build_runtime(Settings.from_env(os.environ))
+    return _runtime
+
+
+def reset_runtime() -> None:
+    """Forget the cached runtime (a new cold start): for local runs and tests."""
+    global _runtime  # noqa: PLW0603
+    _runtime = None
+
+
+def report(outcome: Outcome) -> None:
+    """One log line per rejected item and per transition; EMF metrics."""
+    for item in outcome.rejections:
+        logger.warning(
+            "quarantined",
+            extra={k: item.get(k) for k in ("reason", "code", "field", "deviceId", "source")},
+        )
+    for reading, reason in outcome.not_evaluated:
+        logger.warning(
+            "stored, not evaluated",
+            extra={"deviceId": reading.device_id, "sensorId": reading.sensor_id, "reason": reason},
+        )
+    for transition in outcome.transitions:
+        logger.info("alert transition", extra={"transition": transition.to_json()})
+    skipped = [d.device_id for d in outcome.devices if d.shadow == "not_a_thing"]
+    for device_id in skipped:
+        logger.warning(
+            "shadow mirror skipped: not a registered thing", extra={"deviceId": device_id}
+        )
+    rejected_readings = sum(1 for r in outcome.rejections if r["source"] != "timestream")
+    counts: Mapping[str, int] = {
+        "MessagesReceived": outcome.messages,
+        "ReadingsStored": outcome.readings_stored,
+        "ReadingsRejected": rejected_readings,
+        "TimestreamRecordsRejected": outcome.records_rejected,
+        "ReadingsNotEvaluated": len(outcome.not_evaluated),
+        "LateReadings": sum(d.late for d in outcome.devices),
+        "ShadowSkipped": len(skipped),
+        "Transitions": len(outcome.transitions),
+    }
+    for name, value in counts.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    by_kind: dict[tuple[str, str], int] = {}
+    for t in outcome.transitions:
+        kind = (t.status.value, t.routing_severity.name)
+        by_kind[kind] = by_kind.get(kind, 0) + 1
+    for (status, severity), value in sorted(by_kind.items()):
+        metrics.add_metric(name=f"Transitions.{status}.{severity}", unit=MetricUnit.Count,
+                           value=value)
+
+
+def _summary(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "messages": outcome.messages,
+        "readingsStored": outcome.readings_stored,
+        "rejected": len(outcome.rejections),
+        "transitions": [t.to_json() for t in outcome.transitions],
+    }
+
+
+@metrics.log_metrics
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    """Entry point. Returns a summary; raises (so Lambda retries) on anything
+    but bad input."""
+    rt = runtime()
+    request_id = getattr(context, "aws_request_id", None)
+    if request_id:
+        logger.append_keys(request_id=request_id)
+    messages = direct_messages(event)
+    try:
+        outcome = rt.pipeline.process(messages, rt.clock())
+    except Exception:
+        logger.exception("invocation failed; Lambda will retry it")
+        raise
+    report(outcome)
+    outcome.raise_failure()
+    return _summary(outcome)

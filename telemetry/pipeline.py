@@ -1,0 +1,380 @@
+"""The processing pipeline: messages in, every output delivered exactly once.
+
+This is where validation, evaluation and the adapters meet. It holds no AWS
+code: the adapters it is given satisfy the small protocols below, and tests
+hand it in-memory fakes or moto-backed adapters alike.
+
+Per invocation:
+1. validate every message; rejected messages and readings go to the
+   dead-letter queue with their reasons;
+2. write every valid reading to Timestream (100 records per call); records
+   Timestream rejects for good go to the dead-letter queue;
+3. per device, the outbox pattern: read the state, evaluate, commit the new
+   state together with the transitions still to deliver (conditional on the
+   version read: of two concurrent invocations only the winner delivers),
+   then deliver (alert history to Timestream, SNS, the shadow mirror) and
+   clear the delivered entries. An outbox entry left by a failed invocation is
+   delivered by the next one for that device: by its retry (same event) at
+   once, by any other once its lease has run out.
+
+Permanent problems never fail the invocation; everything else raises after
+every device has been attempted, so that Lambda retries and the retry ends
+like one clean run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+from telemetry.core.alerts import (
+    AlertState,
+    StateKey,
+    Transition,
+    active_alerts,
+    evaluate,
+)
+from telemetry.core.messages import (
+    MessageRejectedError,
+    Reading,
+    Rejection,
+    iso_utc,
+    parse_message,
+)
+from telemetry.core.rules import RuleSet
+from telemetry.errors import DependencyError, StateConflictError
+
+OUTBOX_LEASE_MS: Final = 5 * 60 * 1000
+"""How long an outbox entry belongs to the invocation that wrote it. Longer
+than the function's timeout, so that a running invocation is never doubled."""
+
+MAX_CONFLICT_RETRIES: Final = 8
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """A committed transition not yet delivered, with who committed it and when."""
+
+    transition: Transition
+    owner: str
+    enqueued_ms: int
+
+    @property
+    def key(self) -> str:
+        t = self.transition
+        return f"{t.alert_id}:{t.status.value}:{t.time_ms}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"t": self.transition.to_json(), "owner": self.owner, "at": self.enqueued_ms}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> OutboxEntry:
+        return cls(Transition.from_json(raw["t"]), str(raw["owner"]), int(raw["at"]))
+
+
+@dataclass(slots=True)
+class DeviceRecord:
+    """A device's durable alert state as read, with the version it was read at
+    (0: never written)."""
+
+    device_id: str
+    version: int = 0
+    state: dict[StateKey, AlertState] = field(default_factory=dict)
+    outbox: list[OutboxEntry] = field(default_factory=list)
+    shadow_stale: bool = False
+
+
+class StateStore(Protocol):
+    def load(self, device_id: str) -> DeviceRecord: ...
+
+    def load_many(self, device_ids: Iterable[str]) -> dict[str, DeviceRecord]: ...
+
+    def save(
+        self,
+        record: DeviceRecord,
+        *,
+        state: Mapping[StateKey, AlertState],
+        outbox: Sequence[OutboxEntry],
+        shadow_stale: bool,
+    ) -> DeviceRecord: ...
+
+
+class RecordWriter(Protocol):
+    def write(self, records: Sequence[tuple[dict[str, Any], object]]) -> Sequence[Any]: ...
+
+
+class Publisher(Protocol):
+    def publish(self, transitions: Sequence[Transition]) -> list[Transition]: ...
+
+
+class Mirror(Protocol):
+    def update(self, thing_name: str, alerts: Mapping[str, Any]) -> Any: ...
+
+
+class Quarantine(Protocol):
+    def send(self, items: Sequence[dict[str, Any]]) -> None: ...
+
+
+class RecordFactory(Protocol):
+    """Turns readings and transitions into time-series records."""
+
+    def reading(self, reading: Reading) -> dict[str, Any]: ...
+
+    def alert(self, transition: Transition) -> dict[str, Any]: ...
+
+
+@dataclass(slots=True)
+class DeviceOutcome:
+    device_id: str
+    transitions: list[Transition] = field(default_factory=list)
+    redelivered: int = 0
+    late: int = 0
+    state_writes: int = 0
+    shadow: str | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one invocation did, for logs, metrics, the demo and tests."""
+
+    messages: int = 0
+    readings_stored: int = 0
+    rejections: list[dict[str, Any]] = field(default_factory=list)
+    records_rejected: int = 0
+    not_evaluated: list[tuple[Reading, str]] = field(default_factory=list)
+    devices: list[DeviceOutcome] = field(default_factory=list)
+    failures: list[tuple[str, Exception]] = field(default_factory=list)
+
+    @property
+    def transitions(self) -> list[Transition]:
+        return [t for d in self.devices for t in d.transitions]
+
+    def raise_failure(self) -> None:
+        """Raise the first device failure, if any."""
+        if self.failures:
+            raise self.failures[0][1]
+
+
+def event_fingerprint(messages: Sequence[Any]) -> str:
+    """The same for a retry or duplicate delivery of an event: its owner tag."""
+    canonical = json.dumps(messages, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:24]
+
+
+def rejection_item(rejection: Rejection, source: str = "validation") -> dict[str, Any]:
+    return {"source": source, **rejection.as_dict()}
+
+
+def shadow_patch(
+    before: Mapping[StateKey, AlertState], after: Mapping[StateKey, AlertState], *, full: bool
+) -> dict[str, Any]:
+    """The `alerts` entries to send: changed sensors (or all known, when `full`)."""
+    old, new = active_alerts(before), active_alerts(after)
+    sensors = {s for s, _ in after} | set(old) if full else set(old) | set(new)
+    patch: dict[str, Any] = {}
+    for sensor in sorted(sensors):
+        entry = _shadow_entry(new.get(sensor))
+        if full or entry != _shadow_entry(old.get(sensor)):
+            patch[sensor] = entry
+    return patch
+
+
+def _shadow_entry(active: tuple[str, AlertState] | None) -> dict[str, Any] | None:
+    if active is None:
+        return None
+    rule, alert = active
+    return {
+        "severity": alert.severity.name,
+        "rule": rule,
+        "alertId": alert.alert_id,
+        "since": iso_utc(alert.since_ms or 0),
+        "value": alert.value,
+    }
+
+
+class Pipeline:
+    """Processes batches of device messages against the rules in force."""
+
+    def __init__(
+        self,
+        *,
+        rules: RuleSet,
+        store: StateStore,
+        timeseries: RecordWriter,
+        records: RecordFactory,
+        publisher: Publisher,
+        mirror: Mirror,
+        quarantine: Quarantine,
+    ) -> None:
+        self.rules = rules
+        self._store = store
+        self._timeseries = timeseries
+        self._records = records
+        self._publisher = publisher
+        self._mirror = mirror
+        self._quarantine = quarantine
+
+    def process(self, messages: Sequence[Any], now_ms: int) -> Outcome:
+        """Handle one invocation's messages. A device whose handling failed is
+        listed in `Outcome.failures` after every other device was handled; the
+        caller raises it (`Outcome.raise_failure`) so that Lambda retries."""
+        outcome = Outcome(messages=len(messages))
+        by_device: dict[str, list[Reading]] = defaultdict(list)
+        for message in messages:
+            try:
+                parsed = parse_message(message, now_ms)
+            except MessageRejectedError as exc:
+                outcome.rejections.append(rejection_item(exc.rejection))
+                continue
+            outcome.rejections.extend(rejection_item(r) for r in parsed.rejections)
+            by_device[parsed.device_id].extend(parsed.readings)
+        if outcome.rejections:
+            self._quarantine.send(outcome.rejections)
+        self._store_readings(by_device, outcome)
+        owner = event_fingerprint(messages)
+        records = self._store.load_many([d for d, r in by_device.items() if r])
+        for device_id, readings in by_device.items():
+            if not readings:
+                continue
+            try:
+                outcome.devices.append(
+                    self._settle(records[device_id], readings, owner, now_ms, outcome)
+                )
+            except (DependencyError, StateConflictError) as exc:
+                outcome.failures.append((device_id, exc))
+        return outcome
+
+    def _store_readings(self, by_device: Mapping[str, list[Reading]], outcome: Outcome) -> None:
+        pairs = [(self._records.reading(r), r) for rs in by_device.values() for r in rs]
+        rejected = self._timeseries.write(pairs)
+        outcome.readings_stored = len(pairs) - len(rejected)
+        outcome.records_rejected += len(rejected)
+        if rejected:
+            items = [_rejected_record_item(r) for r in rejected]
+            outcome.rejections.extend(items)
+            self._quarantine.send(items)
+
+    def _settle(
+        self,
+        record: DeviceRecord,
+        readings: list[Reading],
+        owner: str,
+        now_ms: int,
+        outcome: Outcome,
+    ) -> DeviceOutcome:
+        done = DeviceOutcome(record.device_id)
+        for attempt in range(MAX_CONFLICT_RETRIES):
+            if attempt:
+                record = self._store.load(record.device_id)
+            due = [
+                e
+                for e in record.outbox
+                if e.owner == owner or now_ms - e.enqueued_ms >= OUTBOX_LEASE_MS
+            ]
+            evaluation = evaluate(readings, record.state, self.rules)
+            if attempt == 0:
+                outcome.not_evaluated.extend(evaluation.not_evaluated)
+            done.late = evaluation.late
+            new_entries = [OutboxEntry(t, owner, now_ms) for t in evaluation.transitions]
+            if not evaluation.changed and not due and not record.shadow_stale:
+                return done
+            before = record.state
+            if evaluation.changed:
+                try:
+                    record = self._store.save(
+                        record,
+                        state=evaluation.state,
+                        outbox=[*record.outbox, *new_entries],
+                        shadow_stale=record.shadow_stale,
+                    )
+                except StateConflictError:
+                    continue
+                done.state_writes += 1
+            done.transitions = evaluation.transitions
+            done.redelivered = len(due)
+            if new_entries or due or record.shadow_stale:
+                self._deliver(record, before, [*due, *new_entries], done)
+            return done
+        raise StateConflictError(
+            f"{record.device_id}: state kept changing under {MAX_CONFLICT_RETRIES} attempts"
+        )
+
+    def _deliver(
+        self,
+        record: DeviceRecord,
+        before: Mapping[StateKey, AlertState],
+        entries: list[OutboxEntry],
+        done: DeviceOutcome,
+    ) -> None:
+        transitions = [e.transition for e in entries]
+        if transitions:
+            rejected = self._timeseries.write([(self._records.alert(t), t) for t in transitions])
+            if rejected:
+                self._quarantine.send([_rejected_record_item(r) for r in rejected])
+        failed = self._publisher.publish(transitions) if transitions else []
+        failed_keys = {OutboxEntry(t, "", 0).key for t in failed}
+        patch = shadow_patch(before, record.state, full=record.shadow_stale)
+        stale = False
+        mirror_error: DependencyError | None = None
+        if patch:
+            try:
+                done.shadow = str(self._mirror.update(record.device_id, patch))
+            except DependencyError as exc:
+                done.shadow, mirror_error = "failed", exc
+            stale = done.shadow == "failed"
+        delivered = {e.key for e in entries} - failed_keys
+        if delivered or stale != record.shadow_stale:
+            self._clear(record, delivered, stale)
+            done.state_writes += 1
+        if failed:
+            raise DependencyError(
+                "sns",
+                "PublishBatch",
+                "EntriesFailed",
+                f"{len(failed)} of {len(transitions)} alerts not accepted; kept to retry",
+                transient=True,
+            )
+        if mirror_error is not None:
+            raise mirror_error
+
+    def _clear(self, record: DeviceRecord, delivered: set[str], stale: bool) -> None:
+        """Drop delivered entries from the outbox. If another invocation wrote
+        meanwhile, its shadow update may have raced ours: mark the mirror stale."""
+        raced = False
+        for _ in range(MAX_CONFLICT_RETRIES):
+            try:
+                self._store.save(
+                    record,
+                    state=record.state,
+                    outbox=[e for e in record.outbox if e.key not in delivered],
+                    shadow_stale=stale or raced,
+                )
+            except StateConflictError:
+                raced = True
+                record = self._store.load(record.device_id)
+                continue
+            return
+        raise StateConflictError(f"{record.device_id}: could not clear the outbox")
+
+
+def _rejected_record_item(rejected: Any) -> dict[str, Any]:
+    source = rejected.source
+    payload: Any = rejected.record
+    device_id = None
+    if isinstance(source, Reading):
+        device_id = source.device_id
+    elif isinstance(source, Transition):
+        device_id = source.device_id
+    return {
+        "source": "timestream",
+        "reason": f"timestream_rejected: {rejected.reason}",
+        "code": "timestream_rejected",
+        "field": "record",
+        "detail": rejected.reason,
+        "deviceId": device_id,
+        "payload": payload,
+    }
