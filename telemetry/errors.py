@@ -20,8 +20,9 @@ class DependencyError(RuntimeError):
     event to the on-failure destination: this is never bad input.
     """
 
-    def __init__(self, service: str, operation: str, code: str, message: str, *,
-                 transient: bool) -> None:
+    def __init__(
+        self, service: str, operation: str, code: str, message: str, *, transient: bool
+    ) -> None:
         super().__init__(f"{service}.{operation} failed ({code}): {message}")
         self.service = service
         self.operation = operation

@@ -24,7 +24,7 @@ from telemetry.adapters.sns import AlertPublisher
 from telemetry.adapters.state_store import DynamoStateStore
 from telemetry.adapters.timestream import TimestreamRecords, TimestreamWriter
 from telemetry.core.rules import load_rules
-from telemetry.events import direct_messages
+from telemetry.events import direct_messages, stream_records, stream_source
 from telemetry.pipeline import Outcome, Pipeline
 from telemetry.settings import Settings
 
@@ -145,8 +145,9 @@ def report(outcome: Outcome) -> None:
         kind = (t.status.value, t.routing_severity.name)
         by_kind[kind] = by_kind.get(kind, 0) + 1
     for (status, severity), value in sorted(by_kind.items()):
-        metrics.add_metric(name=f"Transitions.{status}.{severity}", unit=MetricUnit.Count,
-                           value=value)
+        metrics.add_metric(
+            name=f"Transitions.{status}.{severity}", unit=MetricUnit.Count, value=value
+        )
 
 
 def _summary(outcome: Outcome) -> dict[str, Any]:
@@ -158,14 +159,15 @@ def _summary(outcome: Outcome) -> dict[str, Any]:
     }
 
 
-@metrics.log_metrics
-def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
-    """Entry point. Returns a summary; raises (so Lambda retries) on anything
-    but bad input."""
-    rt = runtime()
+def handle(event: Any, rt: Runtime, context: Any = None) -> dict[str, Any]:
+    """One invocation against a given runtime. Returns a summary; raises (so
+    that Lambda retries) on anything but bad input."""
     request_id = getattr(context, "aws_request_id", None)
     if request_id:
         logger.append_keys(request_id=request_id)
+    source = stream_source(event)
+    if source is not None:
+        return handle_batch(event, source, rt, context)
     messages = direct_messages(event)
     try:
         outcome = rt.pipeline.process(messages, rt.clock())
@@ -173,5 +175,72 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         logger.exception("invocation failed; Lambda will retry it")
         raise
     report(outcome)
+    if outcome.failures:
+        device_id, error = outcome.failures[0]
+        logger.error(
+            "device failed; Lambda will retry the invocation",
+            extra={
+                "deviceId": device_id,
+                "error": str(error),
+                "failedDevices": len(outcome.failures),
+            },
+        )
     outcome.raise_failure()
     return _summary(outcome)
+
+
+def handle_batch(event: dict[str, Any], source: str, rt: Runtime, context: Any) -> dict[str, Any]:
+    """A Kinesis or SQS batch, with a partial batch response.
+
+    Messages are grouped per device and evaluated in event-time order; a device
+    whose handling failed transiently reports its records (so Lambda retries
+    them; for Kinesis, from the earliest such sequence number on), never the
+    other devices'. Records that cannot be decoded are quarantined, not failed.
+    """
+    from aws_lambda_powertools.utilities.batch import (  # noqa: PLC0415 - stream mode only
+        BatchProcessor,
+        EventType,
+        process_partial_response,
+    )
+
+    records = stream_records(event)
+    messages = [r.message for r in records if r.rejection is None]
+    bad = [r.rejection for r in records if r.rejection is not None]
+    try:
+        outcome = rt.pipeline.process(messages, rt.clock(), rejected=bad)
+    except Exception:
+        logger.exception("batch failed as a whole; Lambda will retry it")
+        raise
+    report(outcome)
+    failed_devices = {device_id for device_id, _ in outcome.failures}
+    failed_ids = {r.record_id for r in records if r.device_id in failed_devices}
+    for device_id, error in outcome.failures:
+        logger.error(
+            "device failed; its records are reported for retry",
+            extra={"deviceId": device_id, "error": str(error)},
+        )
+    kinesis = source == "aws:kinesis"
+
+    def record_handler(record: Any) -> None:
+        record_id = record.kinesis.sequence_number if kinesis else record.message_id
+        if record_id in failed_ids:
+            raise RetryRecordError(record_id)
+
+    processor = BatchProcessor(
+        event_type=EventType.KinesisDataStreams if kinesis else EventType.SQS,
+        raise_on_entire_batch_failure=False,
+    )
+    response = process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
+    return dict(response)
+
+
+class RetryRecordError(RuntimeError):
+    """Marks a batch record whose device must be retried."""
+
+
+@metrics.log_metrics
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    """The function's entry point (`telemetry.handler.lambda_handler`)."""
+    return handle(event, runtime(), context)

@@ -218,11 +218,14 @@ class Pipeline:
         self._mirror = mirror
         self._quarantine = quarantine
 
-    def process(self, messages: Sequence[Any], now_ms: int) -> Outcome:
+    def process(
+        self, messages: Sequence[Any], now_ms: int, rejected: Sequence[Rejection] = ()
+    ) -> Outcome:
         """Handle one invocation's messages. A device whose handling failed is
         listed in `Outcome.failures` after every other device was handled; the
         caller raises it (`Outcome.raise_failure`) so that Lambda retries."""
-        outcome = Outcome(messages=len(messages))
+        outcome = Outcome(messages=len(messages) + len(rejected))
+        outcome.rejections.extend(rejection_item(r) for r in rejected)
         by_device: dict[str, list[Reading]] = defaultdict(list)
         for message in messages:
             try:
@@ -365,9 +368,7 @@ def _rejected_record_item(rejected: Any) -> dict[str, Any]:
     source = rejected.source
     payload: Any = rejected.record
     device_id = None
-    if isinstance(source, Reading):
-        device_id = source.device_id
-    elif isinstance(source, Transition):
+    if isinstance(source, Reading | Transition):
         device_id = source.device_id
     return {
         "source": "timestream",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -19,7 +19,7 @@ PACKAGE_ROOT: Final = Path(__file__).resolve().parent.parent
 DEFAULT_RULES_PATH: Final = PACKAGE_ROOT / "rules"
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
-_OPTIONAL: Final = {"deployed": False}
+_OPTIONAL: Final[dict[str, Any]] = {"deployed": False}
 
 
 class Settings(BaseModel):

@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from telemetry.adapters.aws import AWS_ERRORS, error_code_of, translate
+from telemetry.core.alerts import state_from_json, state_to_json
 from telemetry.errors import StateConflictError
 from telemetry.pipeline import DeviceRecord, OutboxEntry
-from telemetry.core.alerts import state_from_json, state_to_json
 
 _BATCH_GET_LIMIT: Final = 100
 _SEPARATORS: Final = (",", ":")

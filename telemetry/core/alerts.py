@@ -145,9 +145,8 @@ class Transition:
             "time": iso_utc(self.time_ms),
             "since": iso_utc(self.since_ms),
         }
-        for key, value in (("type", self.type), ("location", self.location), ("unit", self.unit)):
-            if value is not None:
-                out[key] = value
+        known = (("type", self.type), ("location", self.location), ("unit", self.unit))
+        out.update({key: value for key, value in known if value is not None})
         return out
 
     @classmethod
@@ -277,7 +276,8 @@ def _transition(
     threshold: float | None,
     direction: str,
 ) -> Transition:
-    assert state.alert_id is not None and state.since_ms is not None  # noqa: S101
+    if state.alert_id is None or state.since_ms is None:
+        raise ValueError("a transition needs an episode: alert_id and since_ms")
     return Transition(
         alert_id=state.alert_id,
         status=status,
@@ -325,8 +325,9 @@ def step(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
         return None
     if state.severity is Severity.OK and not state.streaks and not _breaches(rule, reading.value):
         return None
-    outcomes = [(side, _step_side(side, rule, state, reading.value, reading.time_ms))
-                for side in rule.sides]
+    outcomes = [
+        (side, _step_side(side, rule, state, reading.value, reading.time_ms)) for side in rule.sides
+    ]
     side, outcome = max(outcomes, key=lambda so: (so[1].severity, so[0].name == state.side))
     streaks = {k: v for _, o in outcomes for k, v in o.streaks.items()}
     new = outcome.severity
@@ -340,15 +341,20 @@ def step(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
         transitions.append(_resolve(reading, rule, state))
         state = _OK
     if new is Severity.OK:
-        return _Change(
-            AlertState(last_ms=reading.time_ms, streaks=streaks), tuple(transitions)
-        )
+        return _Change(AlertState(last_ms=reading.time_ms, streaks=streaks), tuple(transitions))
     if state.severity is Severity.OK:
         raised = _raise(reading, rule, side, new)
         level = side.critical if new is Severity.CRITICAL else side.warning
         transitions.append(
-            _transition(reading, rule, replace(raised, severity=Severity.OK),
-                        Status.RAISED, new, level, side.name)
+            _transition(
+                reading,
+                rule,
+                replace(raised, severity=Severity.OK),
+                Status.RAISED,
+                new,
+                level,
+                side.name,
+            )
         )
         return _Change(replace(raised, streaks=streaks), tuple(transitions))
     if new > state.severity:

@@ -154,7 +154,9 @@ def parse_time_ms(raw: object) -> int:
     sentence for anything else.
     """
     if isinstance(raw, bool):
-        raise ValueError("must be epoch milliseconds or an ISO-8601 string, not a boolean")
+        raise ValueError(  # noqa: TRY004 - one error type for every unusable timestamp
+            "must be epoch milliseconds or an ISO-8601 string, not a boolean"
+        )
     if isinstance(raw, int | float):
         if isinstance(raw, float) and (not math.isfinite(raw) or raw != int(raw)):
             raise ValueError("epoch milliseconds must be a whole number")
@@ -181,13 +183,12 @@ def parse_time_ms(raw: object) -> int:
 def iso_utc(time_ms: int) -> str:
     """ISO-8601 UTC with millisecond precision and a Z, as every output uses."""
     return (
-        datetime.fromtimestamp(time_ms / 1000, tz=UTC).isoformat(timespec="milliseconds")[:-6]
-        + "Z"
+        datetime.fromtimestamp(time_ms / 1000, tz=UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
     )
 
 
 def _blank_to_none(value: str | None) -> str | None:
-    return value if value else None
+    return value or None
 
 
 def _reading_from(
@@ -198,7 +199,9 @@ def _reading_from(
         try:
             time_ms = parse_time_ms(model.timestamp)
         except ValueError as exc:
-            return Rejection(f"data[{index}].timestamp", "invalid_timestamp", str(exc), raw, device_id)
+            return Rejection(
+                f"data[{index}].timestamp", "invalid_timestamp", str(exc), raw, device_id
+            )
     if time_ms > now_ms + MAX_FUTURE_MS:
         return Rejection(
             f"data[{index}].timestamp",
@@ -259,9 +262,7 @@ def _envelope(message: object, now_ms: int) -> tuple[str, list[Any], int]:
     return device_id, data, default_ms
 
 
-def _slow_path(
-    data: Sequence[Any], device_id: str, default_ms: int, now_ms: int
-) -> ParsedMessage:
+def _slow_path(data: Sequence[Any], device_id: str, default_ms: int, now_ms: int) -> ParsedMessage:
     parsed = ParsedMessage(device_id)
     for index, raw in enumerate(data):
         try:
@@ -307,4 +308,3 @@ def parse_message(message: object, now_ms: int) -> ParsedMessage:
     for index, model in enumerate(whole.data):
         _append(parsed, _reading_from(model, device_id, default_ms, index, data[index], now_ms))
     return parsed
-

@@ -11,6 +11,7 @@ uses.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -72,8 +73,9 @@ class RuleSpec(BaseModel):
     above: LevelsSpec | None = Field(None, description="Breach when value > level.")
     below: LevelsSpec | None = Field(None, description="Breach when value < level.")
     hysteresis: Annotated[float, Field(allow_inf_nan=False)] = Field(
-        0, description="A level clears once value <= level - hysteresis (above) or >= "
-        "level + hysteresis (below)."
+        0,
+        description="A level clears once value <= level - hysteresis (above) or >= "
+        "level + hysteresis (below).",
     )
     for_: int | str = Field(
         1,
@@ -197,7 +199,7 @@ def rule_problems(spec: RuleSpec) -> list[str]:
         if side is not None and side.warning is None and side.critical is None:
             problems.append(f"{side_name}: needs a warning or a critical level")
     levels = _ordered_levels(spec)
-    for (low_name, low), (high_name, high) in zip(levels, levels[1:], strict=False):
+    for (low_name, low), (high_name, high) in itertools.pairwise(levels):
         if not low < high:
             problems.append(
                 f"{high_name}: {high:g} must be greater than {low_name} ({low:g}); "
@@ -229,9 +231,7 @@ def compile_rule(spec: RuleSpec) -> Rule:
     )
     for_ms = parse_duration_ms(spec.for_) if isinstance(spec.for_, str) else None
     match = tuple(
-        (key, value)
-        for key in MATCH_KEYS
-        if (value := getattr(spec.match, key)) is not None
+        (key, value) for key in MATCH_KEYS if (value := getattr(spec.match, key)) is not None
     )
     return Rule(
         name=spec.name,
@@ -260,7 +260,7 @@ def _schema_problems(source: str, raw: Any, error: ValidationError) -> list[str]
             where = _rule_label(raw, loc[1])
             path = ".".join(str(p) for p in loc[2:]) or "(rule)"
             if item["type"] in {"model_type", "model_attributes_type"} and len(loc) > 2:
-                path = ".".join(str(p) for p in loc[2:-1] if p != "function-after")
+                path = ".".join(str(p) for p in loc[2:] if p != "function-after")
             problems.append(f"{source}: {where}: {path}: {item['msg']}")
         else:
             path = ".".join(str(p) for p in loc) or "(file)"
@@ -387,7 +387,5 @@ class RuleSet:
         if rule is None:
             if len(self._implicit) >= self._CACHE_LIMIT:
                 self._implicit.clear()
-            rule = self._implicit[(w, c)] = Rule(
-                DEVICE_THRESHOLD_RULE, (Side("above", w, c),)
-            )
+            rule = self._implicit[(w, c)] = Rule(DEVICE_THRESHOLD_RULE, (Side("above", w, c),))
         return (rule,)

@@ -80,9 +80,7 @@ def provision(
     attributes: dict[str, Any] = {"RawMessageDelivery": "true"}
     if operator_filter:
         attributes["FilterPolicy"] = json.dumps({"severity": operator_filter})
-    sns.subscribe(
-        TopicArn=topic_arn, Protocol="sqs", Endpoint=operator_arn, Attributes=attributes
-    )
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=operator_arn, Attributes=attributes)
     for thing in things:
         iot.create_thing(thingName=thing)
     return Stack(database, table, state_table, topic_arn, dlq_url, operator_url)
