@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean build-TelemetryFunction
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,3 +37,12 @@ bench: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# `sam build` (BuildMethod: makefile) calls this with ARTIFACTS_DIR set. boto3
+# comes with the Lambda runtime; the rest is installed for arm64 / Python 3.13.
+build-TelemetryFunction:
+	$(PYTHON) -m pip install --quiet --target "$(ARTIFACTS_DIR)" \
+		--platform manylinux2014_aarch64 --implementation cp --python-version 3.13 \
+		--only-binary=:all: "aws-lambda-powertools>=3.0" "pydantic>=2.6,<3" "PyYAML>=6.0"
+	cp -r telemetry rules "$(ARTIFACTS_DIR)/"
+	rm -rf "$(ARTIFACTS_DIR)/telemetry/local" "$(ARTIFACTS_DIR)/telemetry/samples"
