@@ -1,0 +1,108 @@
+"""Template and code agree: every AWS call the function makes is allowed.
+
+The calls are not a hand-kept list: they are recorded while the function runs
+every path (direct and stream events, rejections, transitions, a conflicting
+commit, the shadow) under moto, then each is checked against the function
+role's policy after the SAM transform, on the resource the template grants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from telemetry import handler
+from telemetry.local.provision import provision
+from telemetry.settings import Settings
+from tests.iam import allowed, required_grant
+from tests.localaws import CallLog, LocalAws, before, message, record_calls
+from tests.test_stream import kinesis_event, sqs_event
+
+NOW = 1_764_237_600_000
+
+# Which request parameter names the resource, per service, and the setting it must equal.
+RESOURCE_PARAMS = {
+    "dynamodb": ("TableName", "state_table"),
+    "sns": ("TopicArn", "alerts_topic_arn"),
+    "sqs": ("QueueUrl", "dead_letter_queue_url"),
+    "timestream-write": ("TableName", "timestream_table"),
+}
+
+
+@pytest.fixture(scope="module")
+def recorded() -> Iterator[tuple[CallLog, Settings]]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        patch.delenv("AWS_ENDPOINT_URL", raising=False)
+        with mock_aws():
+            stack = provision(things=["pump-1", "pump-2"])
+            aws = LocalAws(stack, Settings.from_env(stack.environment()), NOW + 60_000)
+            yield exercise(aws), aws.settings
+
+
+def exercise(aws: LocalAws) -> CallLog:
+    """Run the function through every path that talks to AWS."""
+    rt, clients = aws.runtime()
+    log = record_calls(clients)
+    other, _ = aws.runtime()
+    # a conflicting commit: another invocation writes between our read and write
+    before(
+        clients.dynamodb,
+        "PutItem",
+        lambda: handler.handle(message("pump-2", NOW - 5000, ("temp-1", 50)), other),
+    )
+    bad = message("pump-1", NOW, ("temp-1", 95), ("temp-2", 96))
+    bad["data"].append({"sensorId": "x", "value": "NaN"})
+    handler.handle(bad, rt)  # rejection, two transitions (PublishBatch), shadow
+    handler.handle(message("pump-2", NOW, ("temp-1", 95)), rt)  # conflict, single Publish
+    handler.handle(kinesis_event([message("pump-1", NOW + 1000, ("temp-1", 20))]), rt)
+    handler.handle(sqs_event([message("pump-2", NOW + 1000, ("temp-1", 20))]), rt)
+    return log
+
+
+def test_every_recorded_call_is_allowed_on_its_resource(
+    recorded: tuple[CallLog, Settings],
+) -> None:
+    # Given the calls the function made on every path
+    log, _ = recorded
+    operations = {(service, operation) for service, operation, _ in log.calls}
+    assert len(operations) >= 7  # sanity: the paths above were all taken
+
+    # When each is mapped to the IAM action and resource kind it needs
+    needed = {op: required_grant(*op) for op in operations}
+
+    # Then the deployed role allows every one of them
+    refused = [op for op, grant in needed.items() if not allowed(*grant)]
+    assert refused == []
+
+
+def test_calls_target_the_resources_named_by_the_environment(
+    recorded: tuple[CallLog, Settings],
+) -> None:
+    # Given the calls and the settings the template sets
+    log, settings = recorded
+
+    # When each call's resource parameter is read
+    mismatches: list[tuple[str, str, Any]] = []
+    for service, operation, params in log.calls:
+        if service not in RESOURCE_PARAMS or operation in {"BatchGetItem", "DescribeEndpoints"}:
+            continue
+        key, setting = RESOURCE_PARAMS[service]
+        if params.get(key) != getattr(settings, setting):
+            mismatches.append((service, operation, params.get(key)))
+    batch_tables = {
+        table for p in log.params("dynamodb", "BatchGetItem") for table in p["RequestItems"]
+    }
+
+    # Then each goes to the table, topic or queue of the stack, and nothing else
+    assert mismatches == []
+    assert batch_tables == {settings.state_table}
+    assert {p["thingName"] for p in log.params("iot-data", "UpdateThingShadow")} <= {
+        "pump-1",
+        "pump-2",
+    }

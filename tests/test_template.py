@@ -1,0 +1,788 @@
+"""template.yaml: it lints, transforms offline, wires the code and grants least privilege."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from types import ModuleType
+from typing import Any, NamedTuple
+
+import pytest
+from cfnlint.api import lint_file
+
+from tests.iam import (
+    TEMPLATE,
+    function_grants,
+    function_managed_policy_arns,
+    function_policy_statements,
+    load_template,
+    load_transformed_template,
+    required_grant,
+)
+from tests.iam import allowed as iam_allowed
+
+ROOT = TEMPLATE.parent
+THING = "${iot:Connection.Thing.ThingName}"
+PSEUDO_PARAMETERS = {
+    "AWS::Partition": "aws",
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+    "AWS::StackName": "telemetry",
+}
+ARN_PREFIX = "arn:aws:iot:us-east-1:123456789012"
+# Physical names of the stack's resources, made up, for rendering Ref and GetAtt.
+RESOURCE_VALUES = {
+    "TelemetryDatabase": "telemetry-db",
+    "TelemetryTable.Name": "telemetry",
+    "AlertsTopic": "arn:aws:sns:us-east-1:123456789012:alerts",
+    "DeadLetterQueue": "https://sqs.us-east-1.amazonaws.com/123456789012/dead-letters",
+    "AlertStateTable": "alert-state",
+}
+# Checks the template suppresses, each with a justifying comment right above it.
+ALLOWED_SUPPRESSIONS = {"W3697"}
+POWERTOOLS_VARIABLES = {
+    "POWERTOOLS_SERVICE_NAME": "telemetry",
+    "POWERTOOLS_METRICS_NAMESPACE": "IoTTelemetry",
+    "POWERTOOLS_LOG_LEVEL": "INFO",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+}
+EXPECTED_GRANTS = {
+    ("timestream:WriteRecords", "timestream-table"),
+    ("timestream:DescribeEndpoints", "*"),
+    ("sns:Publish", "sns-topic"),
+    ("kms:GenerateDataKey", "kms-key"),
+    ("kms:Decrypt", "kms-key"),
+    ("dynamodb:GetItem", "dynamodb-table"),
+    ("dynamodb:PutItem", "dynamodb-table"),
+    ("dynamodb:BatchGetItem", "dynamodb-table"),
+    ("iot:UpdateThingShadow", "iot-thing"),
+    ("sqs:SendMessage", "sqs-queue"),
+    ("kinesis:DescribeStream", "kinesis-stream"),
+    ("kinesis:DescribeStreamSummary", "kinesis-stream"),
+    ("kinesis:GetRecords", "kinesis-stream"),
+    ("kinesis:GetShardIterator", "kinesis-stream"),
+    ("kinesis:ListShards", "kinesis-stream"),
+}
+TARGET_BY_KIND = {
+    "timestream-table": "TelemetryTable",
+    "sns-topic": "AlertsTopic",
+    "dynamodb-table": "AlertStateTable",
+    "sqs-queue": "DeadLetterQueue",
+    "kinesis-stream": "TelemetryStream",
+    "iot-thing": "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:thing/*",
+    "*": "*",
+}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def import_or_skip(name: str) -> ModuleType:
+    """Import ``name``; skip the test while that module (not one of its imports) is absent."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name and (name == error.name or name.startswith(f"{error.name}.")):
+            pytest.skip(f"{name} does not exist yet")
+        raise
+
+
+def parameter_values(template: dict[str, Any], **overrides: str) -> dict[str, str]:
+    """Parameter values as CloudFormation passes them: defaults, as strings, overridden."""
+    values = {name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()}
+    return values | overrides
+
+
+def _lookup(name: str, parameters: dict[str, str]) -> str:
+    if name in parameters:
+        return parameters[name]
+    return PSEUDO_PARAMETERS.get(name) or RESOURCE_VALUES.get(name) or f"<{name}>"
+
+
+def _render_sub(argument: Any, parameters: dict[str, str]) -> str:
+    text, variables = (argument, {}) if isinstance(argument, str) else argument
+    values = parameters | {key: render(value, parameters) for key, value in variables.items()}
+
+    def substitute(match: re.Match[str]) -> str:
+        literal, name = match.groups()
+        return "${" + name + "}" if literal else _lookup(name, values)
+
+    return re.sub(r"\$\{(!?)([^}]+)\}", substitute, text)
+
+
+def render(value: Any, parameters: dict[str, str]) -> Any:
+    """Evaluate the intrinsic functions this template uses in a value, as CloudFormation."""
+    if not isinstance(value, dict):
+        return value
+    ((function, argument),) = value.items()
+    if function == "Ref":
+        return _lookup(argument, parameters)
+    if function == "Fn::GetAtt":
+        return _lookup(".".join(argument), parameters)
+    if function == "Fn::Sub":
+        return _render_sub(argument, parameters)
+    if function == "Fn::Split":
+        delimiter, source = argument
+        return render(source, parameters).split(delimiter)
+    if function == "Fn::Join":
+        delimiter, items = argument
+        items = render(items, parameters) if isinstance(items, dict) else items
+        return delimiter.join(render(item, parameters) for item in items)
+    raise NotImplementedError(function)
+
+
+def holds(condition: str, template: dict[str, Any], **overrides: str) -> bool:
+    """Evaluate a condition of the template for the given parameter values."""
+    parameters = parameter_values(template, **overrides)
+
+    def evaluate(expression: dict[str, Any]) -> bool:
+        ((function, argument),) = expression.items()
+        if function == "Fn::Equals":
+            return bool(render(argument[0], parameters) == render(argument[1], parameters))
+        if function == "Fn::Not":
+            return not evaluate(argument[0])
+        if function == "Fn::And":
+            return all(evaluate(item) for item in argument)
+        if function == "Fn::Or":
+            return any(evaluate(item) for item in argument)
+        if function == "Condition":
+            return evaluate(template["Conditions"][argument])
+        raise NotImplementedError(function)
+
+    return evaluate(template["Conditions"][condition])
+
+
+def statements_for(policy_document: dict[str, Any], action: str) -> list[dict[str, Any]]:
+    return [s for s in policy_document["Statement"] if s["Action"] == action]
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def transformed() -> dict[str, Any]:
+    return load_transformed_template()
+
+
+@pytest.fixture(scope="module")
+def resources(transformed: dict[str, Any]) -> dict[str, Any]:
+    return transformed["Resources"]
+
+
+@pytest.fixture(scope="module")
+def function(resources: dict[str, Any]) -> dict[str, Any]:
+    return resources["TelemetryFunction"]
+
+
+@pytest.fixture(scope="module")
+def function_env(function: dict[str, Any]) -> dict[str, Any]:
+    return function["Properties"]["Environment"]["Variables"]
+
+
+@pytest.fixture(scope="module")
+def device_policy(template: dict[str, Any]) -> dict[str, Any]:
+    document = template["Resources"]["DevicePolicy"]["Properties"]["PolicyDocument"]
+    rendered = [
+        statement | {"Resource": render(statement["Resource"], parameter_values(template))}
+        for statement in document["Statement"]
+    ]
+    return {"Statement": rendered}
+
+
+# ---------------------------------------------------------------- lint and transform
+
+
+def test_template_passes_cfn_lint_without_errors_or_warnings() -> None:
+    # Given the template, with the checks it suppresses itself
+    # When cfn-lint runs offline
+    matches = lint_file(TEMPLATE)
+    # Then it reports no error and no warning
+    problems = [
+        f"{match.rule.id} line {match.linenumber}: {match.message}"
+        for match in matches
+        if match.rule.id[0] in {"E", "W"}
+    ]
+    assert problems == []
+
+
+def test_every_suppressed_lint_check_is_known_and_justified_in_a_comment() -> None:
+    # Given the template's text
+    lines = TEMPLATE.read_text(encoding="utf-8").splitlines()
+    # When each ignore_checks list is found with the comment block above it
+    suppressions = []
+    for number, line in enumerate(lines):
+        if match := re.search(r"ignore_checks:\s*\[([^\]]*)\]", line):
+            comment = []
+            for above in reversed(lines[:number]):
+                if not above.strip().startswith("#"):
+                    break
+                comment.append(above)
+            checks = {check.strip() for check in match.group(1).split(",") if check.strip()}
+            suppressions.append((checks, " ".join(comment)))
+    # Then there are some, each only of allowed checks, each named in its comment
+    assert suppressions
+    for checks, comment in suppressions:
+        assert checks <= ALLOWED_SUPPRESSIONS
+        assert all(check in comment for check in checks), comment
+
+
+def test_template_transforms_offline_into_a_python_arm64_function(
+    function: dict[str, Any],
+) -> None:
+    # Given the template transformed by aws-sam-translator (module fixture, no AWS call)
+    properties = function["Properties"]
+    # Then the function is the one sam build packages with the Makefile
+    assert function["Type"] == "AWS::Lambda::Function"
+    assert function["Metadata"] == {"BuildMethod": "makefile"}
+    assert properties["Runtime"] == "python3.13"
+    assert properties["Architectures"] == ["arm64"]
+    assert properties["Handler"] == "telemetry.handler.lambda_handler"
+    assert (properties["MemorySize"], properties["Timeout"]) == (256, 60)
+    assert "TracingConfig" not in properties
+
+
+def test_function_log_group_keeps_logs_for_the_retention_parameter(
+    resources: dict[str, Any],
+) -> None:
+    # Given the function's log group
+    properties = resources["TelemetryFunctionLogGroup"]["Properties"]
+    # Then it is the group Lambda writes to, kept LogRetentionDays
+    assert properties["LogGroupName"] == {"Fn::Sub": "/aws/lambda/${TelemetryFunction}"}
+    assert properties["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+# ---------------------------------------------------------------- code wiring
+
+
+def test_handler_setting_resolves_to_the_lambda_handler(
+    function: dict[str, Any],
+    function_env: dict[str, Any],
+    template: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the handler the function is deployed with, and its environment
+    module_name, _, attribute = function["Properties"]["Handler"].rpartition(".")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", PSEUDO_PARAMETERS["AWS::Region"])
+    for name, value in function_env.items():
+        monkeypatch.setenv(name, render(value, parameter_values(template)))
+    # When its module is imported
+    module = import_or_skip(module_name)
+    # Then it has the handler function
+    assert callable(getattr(module, attribute, None))
+
+
+class SettingVariable(NamedTuple):
+    names: set[str]  # the environment variable, or its alternative spellings
+    required: bool  # no default: the function does not start without it
+    deployed: bool  # the stack must set it (fields marked {"deployed": False} are local-only)
+
+
+def _settings_variables() -> dict[str, SettingVariable]:
+    """Field name -> its environment variables, from telemetry.settings.Settings."""
+    from pydantic import AliasChoices
+
+    settings = import_or_skip("telemetry.settings").Settings
+    variables = {}
+    for field_name, field in settings.model_fields.items():
+        alias = field.validation_alias or field.alias
+        if isinstance(alias, AliasChoices):
+            names = {choice for choice in alias.choices if isinstance(choice, str)}
+        else:
+            names = {alias} if isinstance(alias, str) else set()
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if names:
+            variables[field_name] = SettingVariable(
+                names, field.is_required(), extra.get("deployed", True) is not False
+            )
+    return variables
+
+
+def test_template_sets_every_environment_variable_the_settings_read(
+    function_env: dict[str, Any],
+) -> None:
+    # Given the environment variables the code's settings declare for deployment
+    variables = _settings_variables()
+    # When those the template does not set are collected
+    unset = {
+        field: variable.names
+        for field, variable in variables.items()
+        if variable.deployed and not variable.names & function_env.keys()
+    }
+    # Then there are none
+    assert variables
+    assert unset == {}
+
+
+def test_template_leaves_local_only_variables_unset(function_env: dict[str, Any]) -> None:
+    # Given the settings marked as not deployed (local endpoints, overrides)
+    local_only = {f: v for f, v in _settings_variables().items() if not v.deployed}
+    # Then the template sets none of them, and the code does without them
+    assert {
+        f: v.names & function_env.keys()
+        for f, v in local_only.items()
+        if v.names & function_env.keys()
+    } == {}
+    assert [field for field, variable in local_only.items() if variable.required] == []
+
+
+def test_template_sets_no_variable_the_code_does_not_read(function_env: dict[str, Any]) -> None:
+    # Given the variables the settings read
+    read = set().union(*(variable.names for variable in _settings_variables().values()))
+    # When the template's other variables are collected, but Powertools' own
+    unread = set(function_env) - read - POWERTOOLS_VARIABLES.keys()
+    # Then there are none (a misspelt name would be one)
+    assert unread == set()
+
+
+def test_powertools_is_configured_without_tracing(function_env: dict[str, Any]) -> None:
+    # Given the function's environment
+    # Then Powertools has its service, namespace and log level, and tracing is off
+    assert {name: function_env.get(name) for name in POWERTOOLS_VARIABLES} == POWERTOOLS_VARIABLES
+
+
+def test_makefile_build_target_installs_into_the_artifacts_dir() -> None:
+    # Given the Makefile that `sam build` runs for BuildMethod: makefile
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    match = re.search(r"^build-TelemetryFunction:.*\n((?:\t.*\n?)+)", makefile, re.MULTILINE)
+    if match is None:
+        pytest.skip("the Makefile has no build-TelemetryFunction target yet")
+    # Then its recipe writes into the directory sam build gives it
+    assert "$(ARTIFACTS_DIR)" in match.group(1)
+
+
+# ---------------------------------------------------------------- least privilege
+
+
+def test_function_role_grants_no_wildcard_action(transformed: dict[str, Any]) -> None:
+    # Given the function role's inline policies
+    # When their actions are listed
+    actions = {action for action, _ in function_policy_statements(transformed)}
+    # Then none is a wildcard
+    assert [action for action in actions if "*" in action] == []
+
+
+def test_function_role_grants_exactly_the_calls_the_code_needs(
+    transformed: dict[str, Any],
+) -> None:
+    # Given the function role's inline policies
+    # When they are read as (action, resource kind) pairs
+    grants = set(function_policy_statements(transformed))
+    # Then they are exactly the expected ones
+    assert grants == EXPECTED_GRANTS
+
+
+def test_each_grant_targets_this_stacks_own_resource(transformed: dict[str, Any]) -> None:
+    # Given every grant of the function role, but the KMS one (checked below)
+    grants = [grant for grant in function_grants(transformed) if grant.kind != "kms-key"]
+    # Then each is on the resource of this stack that it is meant for
+    wrong = [grant for grant in grants if grant.target != TARGET_BY_KIND[grant.kind]]
+    assert wrong == []
+
+
+def test_only_describe_endpoints_is_granted_on_any_resource(transformed: dict[str, Any]) -> None:
+    # Given the function role's grants
+    # When those on "*" are collected
+    on_anything = {
+        action for action, kind in function_policy_statements(transformed) if kind == "*"
+    }
+    # Then it is Timestream's endpoint discovery alone (it has no resource type)
+    assert on_anything == {"timestream:DescribeEndpoints"}
+
+
+def test_sns_key_may_be_used_only_through_sns(transformed: dict[str, Any]) -> None:
+    # Given the role's only policy document
+    role = transformed["Resources"]["TelemetryFunctionRole"]["Properties"]
+    (policy,) = role["Policies"]
+    # When the KMS statement is found
+    (statement,) = [
+        s for s in policy["PolicyDocument"]["Statement"] if s.get("Sid") == "UseSnsKeyThroughSns"
+    ]
+    # Then it holds only when the call comes through SNS of this region
+    assert statement["Condition"] == {
+        "StringEquals": {"kms:ViaService": {"Fn::Sub": "sns.${AWS::Region}.amazonaws.com"}}
+    }
+
+
+def test_stream_grants_exist_only_in_stream_mode(transformed: dict[str, Any]) -> None:
+    # Given the function role's grants
+    # When those on the stream are collected
+    conditions = {g.condition for g in function_grants(transformed) if g.kind == "kinesis-stream"}
+    # Then they all depend on IsStream
+    assert conditions == {"IsStream"}
+
+
+def test_function_role_has_only_the_basic_execution_managed_policy(
+    transformed: dict[str, Any],
+) -> None:
+    # Given the function role
+    # Then its only managed policy is the one for CloudWatch Logs
+    assert function_managed_policy_arns(transformed) == [
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("service", "operation"),
+    [
+        ("timestream-write", "WriteRecords"),
+        ("timestream-write", "DescribeEndpoints"),
+        ("sns", "PublishBatch"),
+        ("dynamodb", "BatchGetItem"),
+        ("iot-data", "UpdateThingShadow"),
+        ("sqs", "SendMessage"),
+    ],
+)
+def test_boto3_calls_of_the_code_are_allowed(
+    service: str, operation: str, transformed: dict[str, Any]
+) -> None:
+    # Given a call the code makes
+    # When its IAM action and resource kind are looked up
+    action, kind = required_grant(service, operation)
+    # Then the role allows it
+    assert iam_allowed(action, kind, transformed)
+
+
+def test_calls_outside_the_grants_are_not_allowed(transformed: dict[str, Any]) -> None:
+    # Given actions the code must not have, or on the wrong resource
+    # Then the helper says no
+    assert not iam_allowed("dynamodb:DeleteItem", "dynamodb-table", transformed)
+    assert not iam_allowed("timestream:WriteRecords", "*", transformed)
+    with pytest.raises(KeyError, match="CALLS"):
+        required_grant("s3", "PutObject")
+
+
+def test_topic_rule_role_may_only_send_to_the_queue_and_stream(
+    resources: dict[str, Any],
+) -> None:
+    # Given the topic rule's role
+    role = resources["TopicRuleRole"]["Properties"]
+    (policy,) = role["Policies"]
+    statements = policy["PolicyDocument"]["Statement"]
+    # Then it sends to the dead-letter queue, and to the stream only in Stream mode
+    assert statements[0]["Action"] == "sqs:SendMessage"
+    assert statements[0]["Resource"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+    condition, stream_statement, otherwise = statements[1]["Fn::If"]
+    assert (condition, otherwise) == ("IsStream", {"Ref": "AWS::NoValue"})
+    assert stream_statement["Action"] == "kinesis:PutRecord"
+    assert stream_statement["Resource"] == {"Fn::GetAtt": ["TelemetryStream", "Arn"]}
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]["StringEquals"] == {
+        "aws:SourceAccount": {"Ref": "AWS::AccountId"}
+    }
+
+
+# ---------------------------------------------------------------- devices and the rule
+
+
+def test_device_connects_only_as_its_own_thing(device_policy: dict[str, Any]) -> None:
+    # Given the device policy rendered with the default parameters
+    # When its Connect statement is found
+    (connect,) = statements_for(device_policy, "iot:Connect")
+    # Then the client id must be the thing name of an attached certificate
+    assert connect["Resource"] == f"{ARN_PREFIX}:client/{THING}"
+    assert connect["Condition"] == {"Bool": {"iot:Connection.Thing.IsAttached": "true"}}
+
+
+def test_device_publishes_only_its_own_telemetry_and_shadow_get(
+    device_policy: dict[str, Any],
+) -> None:
+    # Given the device policy rendered with the default parameters
+    # When its Publish resources are collected
+    published = [s["Resource"] for s in statements_for(device_policy, "iot:Publish")]
+    # Then they are its own telemetry topic and its own alerts-shadow get request
+    assert published == [
+        f"{ARN_PREFIX}:topic/dt/plant/{THING}/telemetry",
+        f"{ARN_PREFIX}:topic/$aws/things/{THING}/shadow/name/alerts/get",
+    ]
+
+
+def test_device_can_read_but_never_update_its_shadows(device_policy: dict[str, Any]) -> None:
+    # Given the device policy rendered with the default parameters
+    statements = device_policy["Statement"]
+    # When what it may subscribe to, receive and publish is collected
+    reads = {s["Action"]: s["Resource"] for s in statements if s["Action"] != "iot:Publish"}
+    published = [s["Resource"] for s in statements_for(device_policy, "iot:Publish")]
+    # Then it reads only its own shadow topics and publishes no update or delete
+    assert reads["iot:Subscribe"] == f"{ARN_PREFIX}:topicfilter/$aws/things/{THING}/shadow/*"
+    assert reads["iot:Receive"] == f"{ARN_PREFIX}:topic/$aws/things/{THING}/shadow/*"
+    assert not [topic for topic in published if re.search(r"/(update|delete)\b", topic)]
+    assert all(THING in s["Resource"] for s in statements)
+
+
+@pytest.mark.parametrize(
+    ("topic_filter", "device_topic"),
+    [
+        ("dt/plant/+/telemetry", f"dt/plant/{THING}/telemetry"),
+        ("factory/+/metrics", f"factory/{THING}/metrics"),
+        ("+/telemetry", f"{THING}/telemetry"),
+    ],
+)
+def test_device_publish_topic_follows_the_topic_filter(
+    template: dict[str, Any], topic_filter: str, device_topic: str
+) -> None:
+    # Given a TopicFilter with its "+" at the thing-name level
+    parameters = parameter_values(template, TopicFilter=topic_filter)
+    document = template["Resources"]["DevicePolicy"]["Properties"]["PolicyDocument"]
+    (statement,) = [s for s in document["Statement"] if s["Sid"] == "PublishOwnTelemetry"]
+    # When the device policy is rendered
+    resource = render(statement["Resource"], parameters)
+    # Then the device may publish on that topic with its own name in place of "+"
+    assert resource == f"{ARN_PREFIX}:topic/{device_topic}"
+
+
+@pytest.mark.parametrize(
+    ("topic_filter", "accepted"),
+    [
+        ("dt/plant/+/telemetry", True),
+        ("+/telemetry", True),
+        ("dt/plant/telemetry", False),
+        ("dt/+/+/telemetry", False),
+        ("dt/plant/#", False),
+        ("dt/plant/+/tele+metry", False),
+    ],
+)
+def test_topic_filter_must_have_exactly_one_plus_level(
+    template: dict[str, Any], topic_filter: str, *, accepted: bool
+) -> None:
+    # Given the TopicFilter constraint (CloudFormation matches the whole value)
+    pattern = template["Parameters"]["TopicFilter"]["AllowedPattern"]
+    # Then a filter is accepted only with exactly one "+" level and no "#"
+    assert bool(re.fullmatch(pattern, topic_filter)) is accepted
+
+
+def test_default_device_id_level_is_the_plus_level_of_the_default_filter(
+    template: dict[str, Any],
+) -> None:
+    # Given the default parameters
+    parameters = parameter_values(template)
+    # When the DeviceIdTopicLevel-th level of TopicFilter is taken (1-based)
+    level = parameters["TopicFilter"].split("/")[int(parameters["DeviceIdTopicLevel"]) - 1]
+    # Then it is the thing-name wildcard
+    assert level == "+"
+
+
+def test_rule_takes_device_id_from_the_topic_and_stamps_receipt_time(
+    template: dict[str, Any],
+) -> None:
+    # Given the topic rule
+    payload = template["Resources"]["TelemetryRule"]["Properties"]["TopicRulePayload"]
+    # When its SQL is rendered with the default parameters
+    sql = render(payload["Sql"], parameter_values(template))
+    # Then deviceId is topic(3) and receivedAt the rules engine's timestamp
+    assert "topic(" in sql
+    assert "AS deviceId" in sql
+    assert "timestamp() AS receivedAt" in sql
+    assert sql == (
+        "SELECT *, topic(3) AS deviceId, timestamp() AS receivedAt FROM 'dt/plant/+/telemetry'"
+    )
+    assert payload["AwsIotSqlVersion"] == "2016-03-23"
+
+
+def test_rule_invokes_the_function_or_feeds_the_stream_by_ingest_mode(
+    template: dict[str, Any],
+) -> None:
+    # Given the topic rule
+    payload = template["Resources"]["TelemetryRule"]["Properties"]["TopicRulePayload"]
+    # When its single action is unfolded
+    ((condition, direct, stream),) = [action["Fn::If"] for action in payload["Actions"]]
+    # Then Direct invokes the function and Stream keys the stream by device
+    assert condition == "IsDirect"
+    assert direct == {"Lambda": {"FunctionArn": {"Fn::GetAtt": ["TelemetryFunction", "Arn"]}}}
+    partition_key = render(stream["Kinesis"]["PartitionKey"], parameter_values(template))
+    assert partition_key == "${topic(3)}"
+    assert payload["ErrorAction"]["Sqs"]["QueueUrl"] == {"Ref": "DeadLetterQueue"}
+
+
+def test_iot_may_invoke_the_function_only_from_this_rule(resources: dict[str, Any]) -> None:
+    # Given the function's resource policy for IoT
+    permission = resources["TelemetryFunctionIotPermission"]
+    # Then it names the rule and the account
+    assert permission["Properties"]["Principal"] == "iot.amazonaws.com"
+    assert permission["Properties"]["SourceArn"] == {"Fn::GetAtt": ["TelemetryRule", "Arn"]}
+    assert permission["Properties"]["SourceAccount"] == {"Ref": "AWS::AccountId"}
+
+
+# ---------------------------------------------------------------- optional resources
+
+
+@pytest.mark.parametrize(
+    ("logical_id", "condition"),
+    [
+        ("AlertEmailSubscription", "HasAlertEmail"),
+        ("TelemetryStream", "IsStream"),
+        ("TelemetryStreamMapping", "IsStream"),
+        ("StreamIteratorAgeAlarm", "IsStream"),
+        ("TelemetryFunctionAsyncConfig", "IsDirect"),
+        ("TelemetryFunctionIotPermission", "IsDirect"),
+    ],
+)
+def test_optional_resources_depend_on_their_condition(
+    template: dict[str, Any], logical_id: str, condition: str
+) -> None:
+    # Given an optional resource
+    # Then it exists only under its condition
+    assert template["Resources"][logical_id].get("Condition") == condition
+
+
+@pytest.mark.parametrize(
+    ("condition", "overrides", "expected"),
+    [
+        ("HasAlertEmail", {}, False),
+        ("HasAlertEmail", {"AlertEmail": "ops@example.com"}, True),
+        ("IsDirect", {}, True),
+        ("IsStream", {}, False),
+        ("IsStream", {"IngestMode": "Stream"}, True),
+        ("IsDirect", {"IngestMode": "Stream"}, False),
+        ("IsProvisionedStream", {"StreamMode": "PROVISIONED"}, True),
+    ],
+)
+def test_conditions_follow_the_parameters(
+    template: dict[str, Any], condition: str, overrides: dict[str, str], *, expected: bool
+) -> None:
+    # Given parameter values
+    # When the condition is evaluated
+    # Then it holds as the parameters say
+    assert holds(condition, template, **overrides) is expected
+
+
+def test_async_invocations_retry_twice_then_go_to_the_dead_letter_queue(
+    resources: dict[str, Any],
+) -> None:
+    # Given the asynchronous invoke configuration (Direct mode)
+    properties = resources["TelemetryFunctionAsyncConfig"]["Properties"]
+    # Then failures are retried twice within an hour, then dead-lettered
+    assert properties["MaximumRetryAttempts"] == 2
+    assert properties["MaximumEventAgeInSeconds"] == 3600
+    assert properties["DestinationConfig"] == {
+        "OnFailure": {"Destination": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}}
+    }
+
+
+def test_stream_mapping_reports_partial_failures_and_dead_letters_the_rest(
+    resources: dict[str, Any],
+) -> None:
+    # Given the event source mapping (Stream mode)
+    properties = resources["TelemetryStreamMapping"]["Properties"]
+    # Then it batches by the parameters, bisects, retries 5 times, then dead-letters
+    assert properties == {
+        "EventSourceArn": {"Fn::GetAtt": ["TelemetryStream", "Arn"]},
+        "FunctionName": {"Ref": "TelemetryFunction"},
+        "StartingPosition": "LATEST",
+        "BatchSize": {"Ref": "StreamBatchSize"},
+        "MaximumBatchingWindowInSeconds": {"Ref": "StreamBatchWindowSeconds"},
+        "BisectBatchOnFunctionError": True,
+        "ParallelizationFactor": 1,
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        "MaximumRetryAttempts": 5,
+        "DestinationConfig": {
+            "OnFailure": {"Destination": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}}
+        },
+    }
+
+
+def test_stream_is_encrypted_and_sized_only_when_provisioned(resources: dict[str, Any]) -> None:
+    # Given the stream
+    properties = resources["TelemetryStream"]["Properties"]
+    # Then it uses the AWS managed key, and a shard count only in PROVISIONED mode
+    assert properties["StreamEncryption"] == {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"}
+    assert properties["ShardCount"] == {
+        "Fn::If": ["IsProvisionedStream", {"Ref": "StreamShardCount"}, {"Ref": "AWS::NoValue"}]
+    }
+
+
+def test_email_subscription_receives_only_the_chosen_severity(resources: dict[str, Any]) -> None:
+    # Given the optional e-mail subscription
+    properties = resources["AlertEmailSubscription"]["Properties"]
+    # Then it filters on the severity message attribute
+    assert properties["FilterPolicyScope"] == "MessageAttributes"
+    assert properties["FilterPolicy"] == {"severity": [{"Ref": "AlertEmailSeverity"}]}
+
+
+# ---------------------------------------------------------------- storage and alarms
+
+
+def test_timestream_table_keeps_data_as_the_parameters_say(resources: dict[str, Any]) -> None:
+    # Given the Timestream table
+    properties = resources["TelemetryTable"]["Properties"]
+    writes = properties["MagneticStoreWriteProperties"]
+    # Then retention comes from the parameters and late data goes to the magnetic store
+    assert properties["RetentionProperties"] == {
+        "MemoryStoreRetentionPeriodInHours": {"Ref": "MemoryRetentionHours"},
+        "MagneticStoreRetentionPeriodInDays": {"Ref": "MagneticRetentionDays"},
+    }
+    assert writes["EnableMagneticStoreWrites"] is True
+    s3 = writes["MagneticStoreRejectedDataLocation"]["S3Configuration"]
+    assert s3["BucketName"] == {"Ref": "RejectedDataBucket"}
+
+
+def test_rejected_data_bucket_is_private_encrypted_and_expires(resources: dict[str, Any]) -> None:
+    # Given the bucket of rejected-record reports
+    properties = resources["RejectedDataBucket"]["Properties"]
+    # Then it is encrypted, blocks public access and expires objects after 90 days
+    encryption = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert encryption["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+    assert all(properties["PublicAccessBlockConfiguration"].values())
+    assert len(properties["PublicAccessBlockConfiguration"]) == 4
+    assert properties["LifecycleConfiguration"]["Rules"][0]["ExpirationInDays"] == 90
+
+
+def test_alert_state_table_is_keyed_by_device_and_protected(resources: dict[str, Any]) -> None:
+    # Given the alert-state table
+    properties = resources["AlertStateTable"]["Properties"]
+    # Then it is on demand, keyed by deviceId, recoverable and encrypted
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["KeySchema"] == [{"AttributeName": "deviceId", "KeyType": "HASH"}]
+    assert properties["AttributeDefinitions"] == [
+        {"AttributeName": "deviceId", "AttributeType": "S"}
+    ]
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert properties["SSESpecification"] == {"SSEEnabled": True}
+
+
+def test_topic_and_queue_are_encrypted(resources: dict[str, Any]) -> None:
+    # Given the alerts topic and the dead-letter queue
+    topic = resources["AlertsTopic"]["Properties"]
+    queue = resources["DeadLetterQueue"]["Properties"]
+    # Then both are encrypted and the queue keeps messages 14 days
+    assert topic["KmsMasterKeyId"] == "alias/aws/sns"
+    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["MessageRetentionPeriod"] == 1209600
+
+
+@pytest.mark.parametrize(
+    ("logical_id", "metric"),
+    [
+        ("FunctionErrorsAlarm", "Errors"),
+        ("FunctionThrottlesAlarm", "Throttles"),
+        ("DeadLetterQueueAlarm", "ApproximateNumberOfMessagesVisible"),
+    ],
+)
+def test_alarms_fire_on_any_error_throttle_or_dead_letter(
+    resources: dict[str, Any], logical_id: str, metric: str
+) -> None:
+    # Given an alarm
+    properties = resources[logical_id]["Properties"]
+    # Then it fires when its metric is above zero over 5 minutes
+    assert properties["MetricName"] == metric
+    assert (properties["Threshold"], properties["Period"]) == (0, 300)
+    assert properties["ComparisonOperator"] == "GreaterThanThreshold"
+
+
+def test_outputs_name_what_operators_and_devices_need(transformed: dict[str, Any]) -> None:
+    # Given the stack's outputs
+    outputs = set(transformed["Outputs"])
+    # Then they include the function, topic, queue, tables, database, rule and policy
+    assert {
+        "TelemetryFunctionName",
+        "AlertsTopicArn",
+        "DeadLetterQueueUrl",
+        "AlertStateTableName",
+        "TimestreamDatabaseName",
+        "TimestreamTableName",
+        "TopicRuleName",
+        "DevicePolicyName",
+    } <= outputs
