@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -171,7 +171,8 @@ def parse_time_ms(raw: object) -> int:
             raise ValueError("not an ISO-8601 timestamp") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        ms = int(parsed.timestamp() * 1000)
+        # Integer arithmetic: timestamp() * 1000 is a float, sometimes 1 ms short.
+        ms = (parsed - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
         if ms < 0:
             raise ValueError("timestamps before 1970 are not accepted")
         if ms > _MAX_EPOCH_MS:

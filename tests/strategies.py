@@ -1,0 +1,353 @@
+"""Every Hypothesis strategy the tests use, in one place.
+
+Values stay in ranges where the arithmetic is exact (levels on a 0.5 grid,
+hysteresis and reading offsets on a 0.25 grid), so that a property never fails
+on a rounding artefact instead of on the contract.
+"""
+
+from __future__ import annotations
+
+import itertools
+import string
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from hypothesis import strategies as st
+
+from telemetry.core.messages import MAX_FUTURE_MS, Reading
+from telemetry.core.rules import Rule, RuleSpec, compile_rule
+
+# 2025-11-27T10:00:00Z: the clock every test injects as `now_ms`.
+NOW_MS = 1_764_237_600_000
+DAY_MS = 86_400_000
+THING_CHARS = string.ascii_letters + string.digits + ":_-"
+RULE_NAME_FIRST = string.ascii_letters + string.digits
+RULE_NAME_REST = RULE_NAME_FIRST + "._:-"
+LEVEL_SLOTS = ("below.critical", "below.warning", "above.warning", "above.critical")
+DURATIONS = ("500ms", "30s", "90s", "1m", "5m", "1h30m")
+SENSOR_IDS = ("temp-1", "temp-2", "press:1")
+READING_KEYS = (
+    "sensorId",
+    "value",
+    "type",
+    "unit",
+    "location",
+    "warningThreshold",
+    "criticalThreshold",
+    "timestamp",
+)
+MESSAGE_KEYS = ("deviceId", "timestamp", "receivedAt", "data")
+
+
+# --- names and labels -------------------------------------------------------
+
+
+def thing_names() -> st.SearchStrategy[str]:
+    """AWS IoT thing names: 1..128 characters of [a-zA-Z0-9:_-]."""
+    return st.text(alphabet=THING_CHARS, min_size=1, max_size=128)
+
+
+def invalid_thing_names() -> st.SearchStrategy[str]:
+    """Strings that must never pass as a deviceId or sensorId."""
+    outside = st.characters(blacklist_characters=THING_CHARS)
+    with_bad_char = st.tuples(
+        st.text(alphabet=THING_CHARS, max_size=20),
+        outside,
+        st.text(alphabet=THING_CHARS, max_size=20),
+    ).map("".join)
+    too_long = st.text(alphabet=THING_CHARS, min_size=129, max_size=200)
+    return st.one_of(st.just(""), with_bad_char, too_long)
+
+
+def labels() -> st.SearchStrategy[str]:
+    """Non-empty type/unit/location strings within the 256-character bound."""
+    return st.text(min_size=1, max_size=40)
+
+
+# --- numbers and times ------------------------------------------------------
+
+
+def finite_numbers() -> st.SearchStrategy[float | int]:
+    """What JSON can carry as a valid reading value or threshold."""
+    return st.one_of(
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.integers(min_value=-(2**53), max_value=2**53),
+    )
+
+
+def epoch_ms(
+    min_value: int = NOW_MS - 30 * DAY_MS, max_value: int = NOW_MS + MAX_FUTURE_MS
+) -> st.SearchStrategy[int]:
+    """Epoch milliseconds no later than the 15-minute future limit by default."""
+    return st.integers(min_value=min_value, max_value=max_value)
+
+
+def iso_text(time_ms: int, style: str) -> str:
+    """One of the ISO-8601 spellings a device may send for `time_ms`."""
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=time_ms)
+    if style == "Z":
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if style == "offset":
+        return moment.astimezone(timezone(timedelta(hours=5, minutes=30))).isoformat(
+            timespec="milliseconds"
+        )
+    if style == "naive":
+        return moment.replace(tzinfo=None).isoformat(timespec="milliseconds")
+    return moment.isoformat(timespec="milliseconds")
+
+
+ISO_STYLES = ("Z", "offset", "naive", "plain")
+
+
+def iso_timestamps_with_ms(
+    times: st.SearchStrategy[int] | None = None,
+) -> st.SearchStrategy[tuple[str, int]]:
+    """An ISO-8601 spelling and the epoch ms it stands for (recent times by default)."""
+    return st.tuples(times if times is not None else epoch_ms(), st.sampled_from(ISO_STYLES)).map(
+        lambda pair: (iso_text(pair[0], pair[1]), pair[0])
+    )
+
+
+def timestamps_with_ms() -> st.SearchStrategy[tuple[Any, int]]:
+    """A wire timestamp (epoch ms or ISO-8601) and the epoch ms it stands for."""
+    return st.one_of(epoch_ms().map(lambda ms: (ms, ms)), iso_timestamps_with_ms())
+
+
+def wire_timestamps() -> st.SearchStrategy[Any]:
+    return timestamps_with_ms().map(lambda pair: pair[0])
+
+
+# --- readings and messages --------------------------------------------------
+
+
+def raw_readings() -> st.SearchStrategy[dict[str, Any]]:
+    """A valid reading as a device sends it (JSON object)."""
+    return st.fixed_dictionaries(
+        {"sensorId": thing_names(), "value": finite_numbers()},
+        optional={
+            "type": labels(),
+            "unit": labels(),
+            "location": labels(),
+            "warningThreshold": finite_numbers(),
+            "criticalThreshold": finite_numbers(),
+            "timestamp": wire_timestamps(),
+        },
+    )
+
+
+def messages() -> st.SearchStrategy[dict[str, Any]]:
+    """A valid message as the IoT topic rule hands it over."""
+    return st.fixed_dictionaries(
+        {"deviceId": thing_names(), "data": st.lists(raw_readings(), max_size=6)},
+        optional={"timestamp": wire_timestamps(), "receivedAt": epoch_ms()},
+    )
+
+
+def readings(
+    device_id: st.SearchStrategy[str] | None = None,
+) -> st.SearchStrategy[Reading]:
+    """Validated Reading objects, as parse_message produces them."""
+    return st.builds(
+        Reading,
+        device_id=device_id if device_id is not None else thing_names(),
+        sensor_id=thing_names(),
+        value=st.floats(allow_nan=False, allow_infinity=False),
+        time_ms=epoch_ms(),
+        type=st.none() | labels(),
+        unit=st.none() | labels(),
+        location=st.none() | labels(),
+    )
+
+
+def json_values() -> st.SearchStrategy[Any]:
+    """Anything json.loads can return, NaN and the infinities included."""
+    scalars = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(),
+        st.text(max_size=20),
+        st.sampled_from(["", "NaN", "2025-11-27T10:00:00Z", "pump-17", "81.2"]),
+    )
+    return st.recursive(
+        scalars,
+        lambda children: st.one_of(
+            st.lists(children, max_size=4),
+            st.dictionaries(st.sampled_from(READING_KEYS + MESSAGE_KEYS) | st.text(), children),
+        ),
+        max_leaves=12,
+    )
+
+
+@st.composite
+def mutated_messages(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid message with one to four fields replaced by arbitrary JSON or removed."""
+    message = draw(messages())
+    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+        data = message.get("data")
+        if isinstance(data, list) and data and draw(st.booleans()):
+            index = draw(st.integers(min_value=0, max_value=len(data) - 1))
+            target = data[index]
+            if not isinstance(target, dict):
+                data[index] = draw(json_values())
+                continue
+            key = draw(st.sampled_from(READING_KEYS))
+        else:
+            target, key = message, draw(st.sampled_from(MESSAGE_KEYS))
+        if draw(st.booleans()):
+            target.pop(key, None)
+        else:
+            target[key] = draw(json_values())
+    return message
+
+
+# --- rules ------------------------------------------------------------------
+
+
+def rule_names() -> st.SearchStrategy[str]:
+    return st.tuples(
+        st.sampled_from(RULE_NAME_FIRST), st.text(alphabet=RULE_NAME_REST, max_size=20)
+    ).map("".join)
+
+
+def match_dicts() -> st.SearchStrategy[dict[str, str]]:
+    globs = st.sampled_from(["*", "temp*", "pump-?", "boiler-*", "line-[0-9]", "temperature"])
+    return st.fixed_dictionaries(
+        {}, optional=dict.fromkeys(("deviceId", "sensorId", "type", "location"), globs)
+    )
+
+
+def for_values() -> st.SearchStrategy[int | str]:
+    return st.one_of(st.integers(min_value=1, max_value=4), st.sampled_from(DURATIONS))
+
+
+@st.composite
+def rule_dicts(
+    draw: st.DrawFn,
+    name: str | None = None,
+    with_match: bool = True,
+    for_: int | str | None = None,
+    hysteresis: float | None = None,
+) -> dict[str, Any]:
+    """A rule as YAML holds it, satisfying every constraint of the loader.
+
+    Levels are ordered (below.critical < below.warning < above.warning <
+    above.critical, for those present) and the hysteresis is smaller than the
+    smallest gap between neighbouring levels, which keeps every clear level
+    strictly beyond the next level down. `for_` and `hysteresis` pin those
+    fields when given (hysteresis 0 is always valid).
+    """
+    sides = draw(st.sampled_from([("above",), ("below",), ("above", "below")]))
+    present: list[str] = []
+    for side in ("below", "above"):
+        if side in sides:
+            kinds = draw(st.sampled_from([("warning",), ("critical",), ("warning", "critical")]))
+            present += [slot for slot in LEVEL_SLOTS if slot.startswith(side) and slot[6:] in kinds]
+    present.sort(key=LEVEL_SLOTS.index)
+    grid = draw(
+        st.lists(
+            st.integers(min_value=-400, max_value=400),
+            min_size=len(present),
+            max_size=len(present),
+            unique=True,
+        )
+    )
+    values = [g / 2 for g in sorted(grid)]
+    rule: dict[str, Any] = {"name": name if name is not None else draw(rule_names())}
+    for slot, value in zip(present, values, strict=True):
+        side, kind = slot.split(".")
+        rule.setdefault(side, {})[kind] = value
+    if hysteresis is not None:
+        rule["hysteresis"] = hysteresis
+    else:
+        gaps = [high - low for low, high in itertools.pairwise(values)]
+        quarters = int(min(gaps) * 4) - 1 if gaps else 40
+        if draw(st.booleans()):
+            rule["hysteresis"] = draw(st.integers(min_value=0, max_value=quarters)) / 4
+    if for_ is not None:
+        rule["for"] = for_
+    elif draw(st.booleans()):
+        rule["for"] = draw(for_values())
+    if with_match and draw(st.booleans()):
+        rule["match"] = draw(match_dicts())
+    return rule
+
+
+@st.composite
+def rule_file_dicts(draw: st.DrawFn, max_rules: int = 5) -> dict[str, Any]:
+    """A whole rule file: rules with unique names."""
+    names = draw(st.lists(rule_names(), max_size=max_rules, unique=True))
+    return {"rules": [draw(rule_dicts(name=name)) for name in names]}
+
+
+def rule_specs(**kwargs: Any) -> st.SearchStrategy[RuleSpec]:
+    return rule_dicts(**kwargs).map(RuleSpec.model_validate)
+
+
+def rules(**kwargs: Any) -> st.SearchStrategy[Rule]:
+    """Compiled rules that match every reading (no `match`) unless asked."""
+    kwargs.setdefault("with_match", False)
+    return rule_specs(**kwargs).map(compile_rule)
+
+
+def rule_levels(rule: Rule) -> list[float]:
+    return [
+        level for side in rule.sides for level in (side.warning, side.critical) if level is not None
+    ]
+
+
+def values_near(levels: list[float]) -> st.SearchStrategy[float]:
+    """Values on, just past and around the levels, plus some anywhere nearby."""
+    offsets = st.sampled_from([-2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 2.0])
+    on_levels = st.tuples(st.sampled_from(levels), offsets).map(lambda pair: pair[0] + pair[1])
+    low, high = int(min(levels)) - 10, int(max(levels)) + 10
+    around = st.integers(min_value=low * 4, max_value=high * 4).map(lambda q: q / 4)
+    return st.one_of(on_levels, around)
+
+
+@st.composite
+def reading_sequences(
+    draw: st.DrawFn,
+    values: st.SearchStrategy[float],
+    sensors: tuple[str, ...] = SENSOR_IDS,
+    device_id: str = "pump-17",
+    max_size: int = 40,
+) -> list[Reading]:
+    """Readings of one device, sorted as evaluate orders them.
+
+    Timestamps are strictly increasing per sensor; different sensors may
+    share one. Two readings of one sensor at the same millisecond are left out
+    on purpose: they have no event-time order (evaluate breaks the tie by
+    value, and the second is late once the first changed the state), so
+    "one batch or several" and "any arrival order" would depend on which
+    batch each lands in, which the contract does not promise.
+    """
+    count = draw(st.integers(min_value=0, max_value=max_size))
+    time_ms = NOW_MS - DAY_MS
+    last: dict[str, int] = {}
+    out: list[Reading] = []
+    for _ in range(count):
+        sensor = draw(st.sampled_from(sensors))
+        time_ms += draw(st.sampled_from([0, 1, 1_000, 15_000, 30_000, 60_000, 300_000]))
+        time_ms = max(time_ms, last.get(sensor, -1) + 1)
+        last[sensor] = time_ms
+        out.append(
+            Reading(
+                device_id=device_id,
+                sensor_id=sensor,
+                value=draw(values),
+                time_ms=time_ms,
+                type="temperature",
+                unit="C",
+                location="line-3",
+            )
+        )
+    out.sort(key=lambda r: (r.time_ms, r.sensor_id))
+    return out
+
+
+@st.composite
+def rules_with_readings(draw: st.DrawFn, **rule_kwargs: Any) -> tuple[Rule, list[Reading]]:
+    """A random valid rule and a reading sequence probing its levels."""
+    rule = draw(rules(**rule_kwargs))
+    return rule, draw(reading_sequences(values_near(rule_levels(rule))))
