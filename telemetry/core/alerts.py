@@ -17,6 +17,7 @@ RESOLVED (to OK). Nothing is emitted while the level holds.
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
@@ -179,19 +180,11 @@ StateKey = tuple[str, str]
 """(sensorId, rule name): one alert state machine on a device."""
 
 _OK: Final = AlertState()
+_EVENT_ORDER: Final = operator.attrgetter("time_ms", "sensor_id", "value")
 
 
 def _signed(level: float | None, sign: float) -> float | None:
     return None if level is None else level * sign
-
-
-def _breaches(rule: Rule, value: float) -> bool:
-    for side in rule.sides:
-        v = value * side.sign
-        for level in (side.warning, side.critical):
-            if level is not None and v > level * side.sign:
-                return True
-    return False
 
 
 @dataclass(slots=True)
@@ -323,7 +316,7 @@ def step(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
     """Evaluate one reading; None when nothing about this state changes."""
     if reading.time_ms <= state.last_ms:
         return None
-    if state.severity is Severity.OK and not state.streaks and not _breaches(rule, reading.value):
+    if state.severity is Severity.OK and not state.streaks and not rule.breaches(reading.value):
         return None
     outcomes = [
         (side, _step_side(side, rule, state, reading.value, reading.time_ms)) for side in rule.sides
@@ -391,28 +384,42 @@ def evaluate(
     rules: RuleSet,
 ) -> Evaluation:
     """Run one device's readings, in reading-time order, through its alert state."""
-    result = Evaluation(dict(state))
-    current = result.state
-    ordered = sorted(readings, key=lambda r: (r.time_ms, r.sensor_id, r.value))
+    current = dict(state)
+    transitions: list[Transition] = []
+    not_evaluated: list[tuple[Reading, str]] = []
+    evaluated = late = 0
+    changed = False
+    ordered = sorted(readings, key=_EVENT_ORDER)
     for reading in ordered:
-        problem = reading.device_threshold_problem
-        if problem is not None:
-            result.not_evaluated.append((reading, problem))
-            continue
+        if reading.warning_threshold is not None and reading.critical_threshold is not None:
+            problem = reading.device_threshold_problem
+            if problem is not None:
+                not_evaluated.append((reading, problem))
+                continue
+        value = reading.value
         for rule in rules.for_reading(reading):
             key = (reading.sensor_id, rule.name)
-            before = current.get(key, _OK)
-            if reading.time_ms <= before.last_ms:
-                result.late += 1
+            before = current.get(key)
+            quiet = rule.quiet_low <= value <= rule.quiet_high
+            if before is None:
+                evaluated += 1
+                if quiet:
+                    continue  # the common case: nothing known, nothing breached
+                before = _OK
+            elif reading.time_ms <= before.last_ms:
+                late += 1
                 continue
-            result.evaluated += 1
+            else:
+                evaluated += 1
+                if quiet and before.severity is Severity.OK and not before.streaks:
+                    continue
             change = step(before, rule, reading)
             if change is None:
                 continue
             current[key] = change.state
-            result.changed = True
-            result.transitions.extend(change.transitions)
-    return result
+            changed = True
+            transitions.extend(change.transitions)
+    return Evaluation(current, transitions, changed, evaluated, late, not_evaluated)
 
 
 def active_alerts(state: Mapping[StateKey, AlertState]) -> dict[str, tuple[str, AlertState]]:

@@ -70,7 +70,7 @@ class Rejection:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reading:
     """One validated sensor value at one instant (epoch milliseconds, UTC).
 
@@ -300,12 +300,38 @@ def parse_message(message: object, now_ms: int) -> ParsedMessage:
     bad one. A reading's own `timestamp` wins over the message's, which wins
     over the rule's `receivedAt`, which wins over now.
     """
-    device_id, data, default_ms = _envelope(message, now_ms)
     try:
         whole = _MessageModel.model_validate(message)
     except ValidationError:
+        device_id, data, default_ms = _envelope(message, now_ms)
         return _slow_path(data, device_id, default_ms, now_ms)
+    device_id = whole.deviceId
+    raw_time = whole.timestamp if whole.timestamp is not None else whole.receivedAt
+    if raw_time is None:
+        default_ms = now_ms
+    elif type(raw_time) is int and 0 <= raw_time <= _MAX_EPOCH_MS:
+        default_ms = raw_time
+    else:
+        device_id, data, default_ms = _envelope(message, now_ms)
     parsed = ParsedMessage(device_id)
+    latest_ms = now_ms + MAX_FUTURE_MS
+    readings = parsed.readings
     for index, model in enumerate(whole.data):
-        _append(parsed, _reading_from(model, device_id, default_ms, index, data[index], now_ms))
+        if model.timestamp is None and default_ms <= latest_ms:
+            readings.append(
+                Reading(
+                    device_id,
+                    model.sensorId,
+                    model.value,
+                    default_ms,
+                    model.type or None,
+                    model.unit or None,
+                    model.location or None,
+                    model.warningThreshold,
+                    model.criticalThreshold,
+                )
+            )
+        else:
+            raw = message["data"][index]  # type: ignore[index]
+            _append(parsed, _reading_from(model, device_id, default_ms, index, raw, now_ms))
     return parsed

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
@@ -101,10 +102,10 @@ class Side:
     name: Literal["above", "below"]
     warning: float | None
     critical: float | None
+    sign: float = field(init=False)
 
-    @property
-    def sign(self) -> float:
-        return 1.0 if self.name == "above" else -1.0
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sign", 1.0 if self.name == "above" else -1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,21 @@ class Rule:
     for_readings: int = 1
     for_ms: int | None = None
     match: tuple[tuple[str, str], ...] = ()
+    quiet_low: float = field(init=False)
+    quiet_high: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Values in [quiet_low, quiet_high] breach no level: the evaluator's fast path.
+        above = [lv for s in self.sides if s.name == "above" for lv in (s.warning, s.critical)]
+        below = [lv for s in self.sides if s.name == "below" for lv in (s.warning, s.critical)]
+        high = min((lv for lv in above if lv is not None), default=math.inf)
+        low = max((lv for lv in below if lv is not None), default=-math.inf)
+        object.__setattr__(self, "quiet_high", high)
+        object.__setattr__(self, "quiet_low", low)
+
+    def breaches(self, value: float) -> bool:
+        """Whether `value` is past any level of this rule."""
+        return value > self.quiet_high or value < self.quiet_low
 
     def matches(self, reading: Reading) -> bool:
         for key, pattern in self.match:
