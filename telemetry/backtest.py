@@ -1,0 +1,361 @@
+"""Replay recorded messages through rules, without AWS: tune rules on history.
+
+Input is JSON lines, one seed-format message per line (what the IoT rule
+hands the function). Every message is validated as the function would; the
+readings are then evaluated with the same alert state machine, carrying state
+per device, and the transitions that would have fired come out in event-time
+order.
+
+- `event` order (default): each device's readings are evaluated in reading
+  time, whatever the order of the lines: what the rules decide on this data.
+- `arrival` order: lines are taken in file order, one invocation each, as
+  the function would receive them: a reading older than the last change of
+  its alert is late, stored but never changing anything.
+
+The validation clock is the later of the wall clock and the latest time in
+the input, so that history is never "in the future". A message with no time
+of its own takes that clock.
+
+Summary per rule: episodes (RAISED to RESOLVED, or still open at the end of
+the input), how many reached CRITICAL, time in alert (summed over episodes;
+an open one counts until the last reading of the input), and flaps: episodes
+raised within the flap window (default 5 minutes) after the previous episode
+of the same device, sensor and rule resolved. That on-off-on toggling is the
+noise that a wider hysteresis or a `for` should remove.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, TextIO
+
+from telemetry.core.alerts import AlertState, Severity, StateKey, Status, Transition, evaluate
+from telemetry.core.messages import (
+    MessageRejectedError,
+    Reading,
+    iso_utc,
+    parse_message,
+    parse_time_ms,
+)
+from telemetry.core.rules import RuleSet
+
+if TYPE_CHECKING:
+    import argparse
+
+    from telemetry.cli import Screen
+
+STDIN: Final = "-"
+MAX_BAD_LINES_SHOWN: Final = 20
+
+
+class InputError(Exception):
+    """An input file cannot be read at all."""
+
+
+@dataclass(frozen=True, slots=True)
+class BadLine:
+    source: str
+    line: int
+    reason: str
+
+
+class BadLineReporter:
+    """Reports skipped lines on a stream, one line each, up to a limit."""
+
+    def __init__(self, stream: TextIO, limit: int = MAX_BAD_LINES_SHOWN) -> None:
+        self._stream = stream
+        self._limit = limit
+        self.count = 0
+
+    def __call__(self, bad: BadLine) -> None:
+        self.count += 1
+        if self.count <= self._limit:
+            print(f"{bad.source}:{bad.line}: skipped: {bad.reason}", file=self._stream)
+        elif self.count == self._limit + 1:
+            print("(further bad lines are counted, not shown)", file=self._stream)
+
+
+@dataclass(slots=True)
+class Result:
+    """What a replay saw and decided."""
+
+    transitions: list[Transition] = field(default_factory=list)
+    files: int = 0
+    lines: int = 0
+    messages: int = 0
+    readings: int = 0
+    bad_lines: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    late: int = 0
+    not_evaluated: int = 0
+    devices: int = 0
+    first_ms: int | None = None
+    last_ms: int | None = None
+
+    def saw(self, reading: Reading) -> None:
+        self.readings += 1
+        t = reading.time_ms
+        self.first_ms = t if self.first_ms is None else min(self.first_ms, t)
+        self.last_ms = t if self.last_ms is None else max(self.last_ms, t)
+
+
+def _check_readable(sources: Sequence[str]) -> None:
+    for source in sources:
+        if source == STDIN:
+            continue
+        path = Path(source)
+        if not path.exists():
+            raise InputError(f"{source}: no such file")
+        if path.is_dir():
+            raise InputError(f"{source}: is a directory, not a JSON-lines file")
+
+
+def read_lines(
+    sources: Sequence[str],
+    stdin: BinaryIO,
+    on_bad_line: Callable[[BadLine], None],
+    result: Result,
+) -> Iterator[tuple[str, int, Any]]:
+    """Every parsed JSON line as (source, line number, value). Blank lines are
+    skipped; lines that are not JSON are reported and skipped."""
+    _check_readable(sources)
+    for source in sources:
+        result.files += 1
+        try:
+            if source == STDIN:
+                yield from _parse_lines("<stdin>", stdin, on_bad_line, result)
+            else:
+                with Path(source).open("rb") as stream:
+                    yield from _parse_lines(source, stream, on_bad_line, result)
+        except OSError as exc:
+            raise InputError(f"{source}: cannot read: {exc.strerror or exc}") from None
+
+
+def _parse_lines(
+    source: str, stream: BinaryIO, on_bad_line: Callable[[BadLine], None], result: Result
+) -> Iterator[tuple[str, int, Any]]:
+    for number, raw in enumerate(stream, start=1):
+        result.lines += 1
+        if not raw.strip():
+            continue
+        try:
+            value = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            result.bad_lines += 1
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            on_bad_line(BadLine(source, number, f"not valid JSON ({reason})"))
+            continue
+        yield source, number, value
+
+
+def _times_in(message: Any) -> Iterator[int]:
+    """Every usable time a message mentions (to place the validation clock)."""
+    if not isinstance(message, dict):
+        return
+    candidates = [message.get("timestamp"), message.get("receivedAt")]
+    data = message.get("data")
+    if isinstance(data, list):
+        candidates += [r.get("timestamp") for r in data if isinstance(r, dict)]
+    for raw in candidates:
+        if raw is None:
+            continue
+        try:
+            yield parse_time_ms(raw)
+        except ValueError:
+            continue
+
+
+def replay(
+    messages: Iterable[Any],
+    rules: RuleSet,
+    *,
+    order: str = "event",
+    wall_ms: int | None = None,
+    result: Result | None = None,
+) -> Result:
+    """Validate and evaluate `messages` (in the given order for `arrival`)."""
+    result = result if result is not None else Result()
+    kept = list(messages)
+    clock = wall_ms if wall_ms is not None else time.time_ns() // 1_000_000
+    now_ms = max([clock, *(t for m in kept for t in _times_in(m))])
+    by_device: dict[str, list[Reading]] = defaultdict(list)
+    states: dict[str, dict[StateKey, AlertState]] = {}
+    found: list[list[Transition]] = []
+    for message in kept:
+        result.messages += 1
+        try:
+            parsed = parse_message(message, now_ms)
+        except MessageRejectedError as exc:
+            result.rejected[exc.rejection.code] += 1
+            continue
+        result.rejected.update(r.code for r in parsed.rejections)
+        for reading in parsed.readings:
+            result.saw(reading)
+        if order == "arrival":
+            evaluation = evaluate(parsed.readings, states.get(parsed.device_id, {}), rules)
+            states[parsed.device_id] = evaluation.state
+            _tally(result, evaluation.late, len(evaluation.not_evaluated))
+            found.append(evaluation.transitions)
+        else:
+            by_device[parsed.device_id].extend(parsed.readings)
+    for device_id in sorted(by_device):
+        evaluation = evaluate(by_device[device_id], {}, rules)
+        _tally(result, evaluation.late, len(evaluation.not_evaluated))
+        found.append(evaluation.transitions)
+    result.devices = len(by_device) if order == "event" else len(states)
+    ordered = [(t.time_ms, t.device_id, i, t) for i, t in enumerate(t for ts in found for t in ts)]
+    result.transitions = [t for *_, t in sorted(ordered, key=lambda x: x[:3])]
+    return result
+
+
+def _tally(result: Result, late: int, not_evaluated: int) -> None:
+    result.late += late
+    result.not_evaluated += not_evaluated
+
+
+def run(
+    sources: Sequence[str],
+    rules: RuleSet,
+    *,
+    order: str,
+    stdin: BinaryIO,
+    on_bad_line: Callable[[BadLine], None],
+) -> Result:
+    """Read `sources` (paths, `-` for stdin) and replay them."""
+    result = Result()
+    lines = read_lines(sources, stdin, on_bad_line, result)
+    return replay((value for _, _, value in lines), rules, order=order, result=result)
+
+
+@dataclass(slots=True)
+class RuleSummary:
+    rule: str
+    episodes: int = 0
+    critical: int = 0
+    still_open: int = 0
+    alert_ms: int = 0
+    flaps: int = 0
+
+
+def summarize(result: Result, rules: RuleSet, *, flap_window_ms: int) -> list[RuleSummary]:
+    """One line per rule in force (and per implicit rule that fired)."""
+    summaries = {r.name: RuleSummary(r.name) for r in rules.rules}
+    episodes: dict[str, tuple[Transition, bool]] = {}
+    resolved_at: dict[tuple[str, str, str], int] = {}
+    end_ms = result.last_ms or 0
+    for t in result.transitions:
+        summary = summaries.setdefault(t.rule, RuleSummary(t.rule))
+        key = (t.device_id, t.sensor_id, t.rule)
+        if t.status is Status.RAISED:
+            summary.episodes += 1
+            episodes[t.alert_id] = (t, t.severity is Severity.CRITICAL)
+            previous = resolved_at.get(key)
+            summary.flaps += previous is not None and t.time_ms - previous <= flap_window_ms
+        elif t.status is Status.ESCALATED and t.alert_id in episodes:
+            episodes[t.alert_id] = (episodes[t.alert_id][0], True)
+        elif t.status is Status.RESOLVED and t.alert_id in episodes:
+            raised, critical = episodes.pop(t.alert_id)
+            summary.alert_ms += t.time_ms - raised.time_ms
+            summary.critical += critical
+            resolved_at[key] = t.time_ms
+    for raised, critical in episodes.values():
+        summary = summaries[raised.rule]
+        summary.still_open += 1
+        summary.critical += critical
+        summary.alert_ms += max(0, end_ms - raised.time_ms)
+    return list(summaries.values())
+
+
+def duration_text(ms: int) -> str:
+    """Compact, for people: 45s, 5m, 12m30s, 3h05m, 2d04h."""
+    seconds = ms // 1000
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s" if seconds else f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m" if minutes else f"{hours}h"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h" if hours else f"{days}d"
+
+
+def time_text(ms: int) -> str:
+    return iso_utc(ms)[:19] + "Z"
+
+
+def number_text(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+def write_jsonl(transitions: Iterable[Transition], stream: TextIO) -> None:
+    """One SNS body per line, nothing else."""
+    stream.writelines(json.dumps(t.to_json(), separators=(",", ":")) + "\n" for t in transitions)
+
+
+TRANSITION_COLUMNS: Final = (
+    "time",
+    "device",
+    "sensor",
+    "status",
+    "severity",
+    "value",
+    "threshold",
+    "rule",
+)
+
+
+def transition_row(t: Transition) -> list[str]:
+    return [
+        time_text(t.time_ms),
+        t.device_id,
+        t.sensor_id,
+        t.status.value,
+        t.severity.name,
+        number_text(t.value),
+        number_text(t.threshold),
+        t.rule,
+    ]
+
+
+def render_transitions(transitions: Sequence[Transition], screen: Screen) -> None:
+    screen.line(f"Transitions that would have fired: {len(transitions)}", style="bold")
+    if transitions:
+        screen.table(TRANSITION_COLUMNS, [transition_row(t) for t in transitions], numeric=(5, 6))
+
+
+def render_summary(
+    result: Result, summaries: Sequence[RuleSummary], screen: Screen, args: argparse.Namespace
+) -> None:
+    window = duration_text(args.flap_window)
+    screen.heading(f"Per rule (flaps: episodes raised again within {window} of resolving)")
+    screen.table(
+        ("rule", "episodes", "reached critical", "still open", "time in alert", "flaps"),
+        [
+            [s.rule, s.episodes, s.critical, s.still_open, duration_text(s.alert_ms), s.flaps]
+            for s in summaries
+        ],
+        numeric=(1, 2, 3, 4, 5),
+    )
+    screen.line()
+    span = ""
+    if result.first_ms is not None and result.last_ms is not None:
+        span = f", {time_text(result.first_ms)} to {time_text(result.last_ms)}"
+    screen.line(
+        f"Input: {result.lines} lines in {result.files} file{'s' if result.files != 1 else ''}, "
+        f"{result.messages} messages, {result.readings} readings from {result.devices} "
+        f"device{'s' if result.devices != 1 else ''}{span} ({args.order} order)"
+    )
+    rejected = sum(result.rejected.values())
+    reasons = ", ".join(f"{code} {n}" for code, n in sorted(result.rejected.items()))
+    screen.line(
+        f"Rejected by validation: {rejected}{f' ({reasons})' if reasons else ''}; "
+        f"bad lines skipped: {result.bad_lines}; late readings: {result.late}; "
+        f"not evaluated: {result.not_evaluated}"
+    )

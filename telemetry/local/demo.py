@@ -1,0 +1,646 @@
+"""`telemetry demo`: the whole product on one machine, in one command.
+
+A local AWS (moto's server, in this process) gets the resources template.yaml
+deploys; a simulated fleet (telemetry.local.fleet) is run through the real
+handler, one invocation per message as the IoT rule's direct invocations do;
+then the summary shows what the local AWS holds: readings stored, what was
+quarantined and why, the alerts as the operators' queue received them, the
+alert state in the device shadows, the API calls the function made, and what
+that would cost on AWS per million messages.
+
+Every number printed is read back from the local AWS or counted on the
+function's own clients, so a test can check it against what moto holds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from telemetry.local.fleet import Delivery, Simulation, simulate
+from telemetry.local.server import LocalAwsError, LocalAwsServer, check_reachable, point_at
+
+if TYPE_CHECKING:
+    from telemetry.cli import Screen
+    from telemetry.handler import Clients, Runtime
+    from telemetry.local.provision import Stack
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    usd: float
+    unit: str
+
+
+# List prices in US East (N. Virginia), on-demand, from aws.amazon.com/lambda/pricing,
+# /dynamodb/pricing/on-demand, /timestream/pricing, /sns/pricing, /iot-core/pricing and
+# /sqs/pricing (read in 2025). Lambda: arm64, billed per ms; SNS deliveries to SQS are free.
+PRICES: Final[Mapping[str, Price]] = {
+    "Lambda requests": Price(0.20e-6, "request"),
+    "Lambda compute": Price(0.0000133334, "GB-s"),
+    "DynamoDB reads": Price(0.125e-6, "read unit (4 KB)"),
+    "DynamoDB writes": Price(0.625e-6, "write unit (1 KB)"),
+    "Timestream writes": Price(0.50e-6, "write (1 KiB)"),
+    "SNS publishes": Price(0.50e-6, "request (64 KB)"),
+    "IoT shadow updates": Price(1.25e-6, "operation (1 KB)"),
+    "SQS requests": Price(0.40e-6, "request (64 KB)"),
+    "IoT Core messages": Price(1.00e-6, "message (5 KB)"),
+    "IoT rules and actions": Price(0.30e-6, "rule + action"),
+}
+LAMBDA_MEMORY_GB: Final = 0.25
+MAX_ATTEMPTS: Final = 3
+"""An asynchronous invocation runs at most three times (two retries)."""
+MAX_FAILING_IN_A_ROW: Final = 5
+ALERT_ROWS_SHOWN: Final = 60
+OPERATOR_FILTER: Final = ["WARNING", "CRITICAL"]
+ON_CALL_FILTER: Final = ["CRITICAL"]
+
+
+class DemoError(RuntimeError):
+    """The demo cannot run or finish; the message says why, in one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    devices: int = 20
+    sensors: int = 3
+    duration_ms: int = 600_000
+    seed: int = 7
+    endpoint_url: str | None = None
+
+
+def _chunks(size: int, total: int) -> int:
+    return max(1, math.ceil(total / size))
+
+
+def _item_bytes(item: Mapping[str, Any]) -> int:
+    """DynamoDB's item size: attribute names plus values."""
+    size = 0
+    for name, value in item.items():
+        size += len(name.encode())
+        if "S" in value:
+            size += len(value["S"].encode())
+        elif "N" in value:
+            size += math.ceil(len(value["N"].lstrip("-").replace(".", "")) / 2) + 1
+        else:
+            size += 1
+    return size
+
+
+@dataclass(slots=True)
+class Meter:
+    """The function's AWS calls, counted per operation and metered as AWS bills them."""
+
+    calls: Counter[tuple[str, str]] = field(default_factory=Counter)
+    units: Counter[str] = field(default_factory=Counter)
+    invocations: int = 0
+    billed_ms: int = 0
+
+    def attach(self, clients: Clients) -> None:
+        for client in (
+            clients.timestream,
+            clients.sns,
+            clients.dynamodb,
+            clients.iot_data,
+            clients.sqs,
+        ):
+            service_id = client.meta.service_model.service_id.hyphenize()
+            client.meta.events.register(f"before-parameter-build.{service_id}", self._hook)
+
+    def _hook(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        service = model.service_model.service_name
+        self.calls[(service, model.name)] += 1
+        self.meter(service, model.name, params)
+
+    def meter(self, service: str, operation: str, params: Mapping[str, Any]) -> None:
+        from telemetry.adapters.timestream import billed_bytes  # noqa: PLC0415
+
+        if operation == "WriteRecords":
+            total = sum(billed_bytes(r) for r in params["Records"])
+            self.units["Timestream writes"] += _chunks(1024, total)
+        elif operation == "BatchGetItem":
+            keys = sum(len(v["Keys"]) for v in params["RequestItems"].values())
+            self.units["DynamoDB reads"] += keys
+        elif operation == "GetItem":
+            self.units["DynamoDB reads"] += 1
+        elif operation == "PutItem":
+            self.units["DynamoDB writes"] += _chunks(1024, _item_bytes(params["Item"]))
+        elif operation in {"Publish", "PublishBatch"}:
+            entries = params.get("PublishBatchRequestEntries", [params])
+            size = sum(
+                len(e["Message"].encode()) + len(json.dumps(e.get("MessageAttributes", {})))
+                for e in entries
+            )
+            self.units["SNS publishes"] += _chunks(65_536, size)
+        elif operation == "UpdateThingShadow":
+            self.units["IoT shadow updates"] += _chunks(1024, len(params["payload"]))
+        elif service == "sqs" and operation.startswith("SendMessage"):
+            entries = params.get("Entries", [params])
+            size = sum(len(e["MessageBody"].encode()) for e in entries)
+            self.units["SQS requests"] += _chunks(65_536, size)
+
+    def invocation(self, seconds: float) -> None:
+        self.invocations += 1
+        self.billed_ms += max(1, math.ceil(seconds * 1000))
+
+
+@dataclass(slots=True)
+class Tally:
+    """What the invocations reported: their return values and their metrics."""
+
+    invocations: int = 0
+    retried: int = 0
+    failed: int = 0
+    readings_stored: int = 0
+    rejected: int = 0
+    late: int = 0
+    not_evaluated: int = 0
+    transitions: list[dict[str, Any]] = field(default_factory=list)
+    iot_message_units: int = 0
+
+
+@contextmanager
+def _quiet_function() -> Iterator[None]:
+    """Powertools logs JSON to stdout: keep it off the demo's screen."""
+    import logging  # noqa: PLC0415
+
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "CRITICAL")
+    log = logging.getLogger("telemetry")
+    before = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(before)
+
+
+def _metric_total(metric_set: Mapping[str, Any], name: str) -> int:
+    values = metric_set.get(name, {}).get("Value", [])
+    return int(sum(values)) if isinstance(values, list) else int(values)
+
+
+def _invoke(rt: Runtime, delivery: Delivery, clock: list[int], meter: Meter, tally: Tally) -> None:
+    from telemetry import handler  # noqa: PLC0415
+
+    last_error: Exception | None = None
+    for attempt in range(MAX_ATTEMPTS):
+        clock[0] = delivery.at_ms + attempt * 60_000
+        started = time.perf_counter()
+        try:
+            summary = handler.handle(delivery.event, rt)
+        except Exception as exc:  # noqa: BLE001 - Lambda retries whatever the error
+            last_error = exc
+            continue
+        finally:
+            meter.invocation(time.perf_counter() - started)
+            tally.invocations += 1
+            tally.late += _metric_total(handler.metrics.metric_set, "LateReadings")
+            tally.not_evaluated += _metric_total(handler.metrics.metric_set, "ReadingsNotEvaluated")
+            # Lambda would flush these as EMF lines; the demo has read them.
+            handler.metrics.clear_metrics()
+        tally.retried += attempt > 0
+        tally.readings_stored += summary["readingsStored"]
+        tally.rejected += summary["rejected"]
+        tally.transitions.extend(summary["transitions"])
+        return
+    tally.failed += 1
+    raise DemoError(f"an invocation failed {MAX_ATTEMPTS} times: {last_error}")
+
+
+def _free_prefix(url: str) -> str:
+    """`telemetry`, or `telemetry-2`, ... when an earlier run used it at `url`."""
+    from telemetry.adapters.aws import make_client  # noqa: PLC0415
+
+    tables = set(make_client("dynamodb", endpoint_url=url).list_tables().get("TableNames", []))
+    prefix, n = "telemetry", 1
+    while f"{prefix}-alert-state" in tables:
+        n += 1
+        prefix = f"telemetry-{n}"
+    return prefix
+
+
+def _provision(url: str, sim: Simulation) -> tuple[Stack, str]:
+    from telemetry.adapters.aws import make_client  # noqa: PLC0415
+    from telemetry.local.provision import provision  # noqa: PLC0415
+
+    prefix = _free_prefix(url)
+    stack = provision(
+        endpoint_url=url,
+        things=[d.device_id for d in sim.devices],
+        operator_filter=OPERATOR_FILTER,
+        prefix=prefix,
+    )
+    sqs = make_client("sqs", endpoint_url=url)
+    on_call = sqs.create_queue(QueueName=f"{prefix}-on-call")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=on_call, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    make_client("sns", endpoint_url=url).subscribe(
+        TopicArn=stack.topic_arn,
+        Protocol="sqs",
+        Endpoint=arn,
+        Attributes={
+            "RawMessageDelivery": "true",
+            "FilterPolicy": json.dumps({"severity": ON_CALL_FILTER}),
+        },
+    )
+    return stack, on_call
+
+
+def peek(sqs: Any, url: str) -> list[dict[str, Any]]:
+    """Every message in a queue, in queue order, left in the queue: received
+    (so none comes twice), then made visible again at once."""
+    seen: dict[str, dict[str, Any]] = {}
+    while True:
+        answer = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            MessageAttributeNames=["All"],
+            VisibilityTimeout=120,
+            WaitTimeSeconds=0,
+        )
+        messages = answer.get("Messages", [])
+        if not messages:
+            break
+        for message in messages:
+            seen.setdefault(message["MessageId"], message)
+    handles = [m["ReceiptHandle"] for m in seen.values()]
+    for start in range(0, len(handles), 10):
+        entries = [
+            {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
+            for i, h in enumerate(handles[start : start + 10])
+        ]
+        sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
+    return list(seen.values())
+
+
+def _shadow_alerts(iot: Any, things: Sequence[str], shadow: str) -> dict[str, dict[str, Any]]:
+    """Per device, the alerts its named shadow lists as active."""
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    found: dict[str, dict[str, Any]] = {}
+    for thing in things:
+        try:
+            answer = iot.get_thing_shadow(thingName=thing, shadowName=shadow)
+        except ClientError:
+            continue
+        reported = json.loads(answer["payload"].read()).get("state", {}).get("reported", {})
+        active = {k: v for k, v in (reported.get("alerts") or {}).items() if v}
+        if active:
+            found[thing] = active
+    return found
+
+
+@dataclass(slots=True)
+class Observed:
+    """What the local AWS holds after the run."""
+
+    alerts: list[dict[str, Any]]
+    on_call: int
+    dead_letters: list[dict[str, Any]]
+    shadows: dict[str, dict[str, Any]]
+
+
+def _observe(url: str, stack: Stack, on_call_url: str, tally: Tally) -> Observed:
+    from telemetry.adapters.aws import make_client  # noqa: PLC0415
+
+    sqs = make_client("sqs", endpoint_url=url)
+    alerts = [json.loads(m["Body"]) for m in peek(sqs, stack.operator_queue_url)]
+    dead = [json.loads(m["Body"]) for m in peek(sqs, stack.dead_letter_queue_url)]
+    on_call = len(peek(sqs, on_call_url))
+    alerted = sorted({t["deviceId"] for t in tally.transitions})
+    shadows = _shadow_alerts(make_client("iot-data", endpoint_url=url), alerted, stack.shadow_name)
+    return Observed(alerts, on_call, dead, shadows)
+
+
+def run(options: DemoOptions, out: Screen, err: Screen) -> None:
+    """Run the demo and print its summary on `out` (progress on `err`)."""
+    try:
+        if options.endpoint_url:
+            check_reachable(options.endpoint_url)
+            _run_against(options.endpoint_url, False, options, out, err)
+            return
+        with LocalAwsServer() as server:
+            _run_against(server.url, True, options, out, err)
+    except LocalAwsError as exc:
+        raise DemoError(str(exc)) from None
+
+
+def _run_against(url: str, embedded: bool, options: DemoOptions, out: Screen, err: Screen) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    point_at(url)
+    end_ms = (time.time_ns() // 1_000_000) // 60_000 * 60_000
+    sim = simulate(
+        devices=options.devices,
+        sensors=options.sensors,
+        duration_ms=options.duration_ms,
+        seed=options.seed,
+        end_ms=end_ms,
+    )
+    try:
+        with _quiet_function():
+            stack, on_call_url = _provision(url, sim)
+            meter, tally = _run_fleet(url, stack, sim, err)
+            observed = _observe(url, stack, on_call_url, tally)
+    except (BotoCoreError, ClientError) as exc:
+        raise DemoError(f"the local AWS at {url} failed: {exc}") from None
+    report = Report(options, url, embedded, sim, stack, meter, tally, observed)
+    report.render(out)
+
+
+def _run_fleet(url: str, stack: Stack, sim: Simulation, err: Screen) -> tuple[Meter, Tally]:
+    from telemetry import handler  # noqa: PLC0415
+    from telemetry.settings import Settings  # noqa: PLC0415
+
+    settings = Settings.from_env(stack.environment() | {"AWS_ENDPOINT_URL": url})
+    clients = handler.Clients.create(settings)
+    meter, tally = Meter(), Tally()
+    meter.attach(clients)
+    clock = [sim.start_ms]
+    rt = handler.build_runtime(settings, clients, clock=lambda: clock[0])
+    handler.metrics.clear_metrics()
+    with _progress(err, len(sim.deliveries)) as advance:
+        failing = 0
+        for delivery in sim.deliveries:
+            tally.iot_message_units += _chunks(5 * 1024, len(json.dumps(delivery.event)))
+            try:
+                _invoke(rt, delivery, clock, meter, tally)
+                failing = 0
+            except DemoError:
+                failing += 1
+                if failing >= MAX_FAILING_IN_A_ROW:
+                    raise
+            advance()
+    return meter, tally
+
+
+@contextmanager
+def _progress(err: Screen, total: int) -> Iterator[Any]:
+    if err.console is None:
+        yield lambda: None
+        return
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("messages"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err.console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("messages", total=total)
+        yield lambda: progress.advance(task)
+
+
+@dataclass(slots=True)
+class CostLine:
+    item: str
+    units: float
+    price: Price
+
+    def per_million(self, messages: int) -> float:
+        return self.units * self.price.usd / messages * 1e6
+
+
+@dataclass(slots=True)
+class Report:
+    options: DemoOptions
+    url: str
+    embedded: bool
+    sim: Simulation
+    stack: Stack
+    meter: Meter
+    tally: Tally
+    observed: Observed
+
+    @property
+    def messages(self) -> int:
+        return len(self.sim.deliveries)
+
+    def costs(self) -> list[CostLine]:
+        m, units = self.meter, self.meter.units
+        lines = [
+            CostLine("Lambda requests", m.invocations, PRICES["Lambda requests"]),
+            CostLine(
+                "Lambda compute",
+                m.billed_ms / 1000 * LAMBDA_MEMORY_GB,
+                PRICES["Lambda compute"],
+            ),
+        ]
+        lines += [
+            CostLine(name, units[name], PRICES[name])
+            for name in (
+                "DynamoDB reads",
+                "DynamoDB writes",
+                "Timestream writes",
+                "SNS publishes",
+                "IoT shadow updates",
+                "SQS requests",
+            )
+        ]
+        lines += [
+            CostLine(
+                "IoT Core messages", self.tally.iot_message_units, PRICES["IoT Core messages"]
+            ),
+            CostLine("IoT rules and actions", self.messages, PRICES["IoT rules and actions"]),
+        ]
+        return lines
+
+    def render(self, out: Screen) -> None:
+        self._render_setup(out)
+        self._render_messages(out)
+        self._render_injected(out)
+        self._render_alerts(out)
+        self._render_shadows(out)
+        self._render_calls(out)
+        self._render_cost(out)
+
+    def _render_setup(self, out: Screen) -> None:
+        from telemetry.backtest import duration_text, time_text  # noqa: PLC0415
+
+        s, o = self.stack, self.options
+        where = "started for this run" if self.embedded else "already running"
+        out.line(f"Local AWS: {self.url} ({where})", style="bold")
+        out.line(
+            f"Stack: Timestream {s.database}.{s.table}, DynamoDB {s.state_table}, "
+            f"SNS {s.topic_arn.rsplit(':', 1)[-1]}, SQS {_queue(s.operator_queue_url)} "
+            f"(severity {' or '.join(OPERATOR_FILTER)}), {_queue(s.operator_queue_url)[:-9]}"
+            f"-on-call (severity CRITICAL), {_queue(s.dead_letter_queue_url)}, "
+            f"{len(self.sim.devices)} things"
+        )
+        out.line(
+            f"Fleet: {o.devices} devices x {o.sensors} sensors, "
+            f"{duration_text(o.duration_ms)} of simulated time "
+            f"({time_text(self.sim.start_ms)} to {time_text(self.sim.end_ms)}), seed {o.seed}"
+        )
+
+    def _render_messages(self, out: Screen) -> None:
+        t, sim = self.tally, self.sim
+        kinds = Counter(d.kind.split(":")[0] for d in sim.deliveries)
+        sent = (
+            f"{kinds['reading']} from devices, {kinds['late-batch']} late batch, "
+            f"{kinds['corrupt']} corrupt"
+        )
+        quarantined = len(self.observed.dead_letters)
+        out.heading("Messages")
+        out.table(
+            ("", "count", "what"),
+            [
+                ["messages sent", self.messages, sent],
+                ["invocations", t.invocations, f"{t.retried} retried, {t.failed} failed"],
+                [
+                    "readings stored",
+                    t.readings_stored,
+                    (
+                        f"Timestream {self.stack.database}.{self.stack.table}, beside "
+                        f"{len(t.transitions)} alert-history records"
+                    ),
+                ],
+                [
+                    "items quarantined",
+                    quarantined,
+                    f"dead-letter queue {_queue(self.stack.dead_letter_queue_url)}",
+                ],
+                ["late readings", t.late, "stored; alert state unchanged"],
+                ["stored, not evaluated", t.not_evaluated, "incoherent device thresholds"],
+            ],
+            numeric=(1,),
+        )
+        by_code: dict[str, Counter[str]] = {}
+        for item in self.observed.dead_letters:
+            by_code.setdefault(str(item.get("code")), Counter())[str(item.get("field"))] += 1
+        if by_code:
+            out.heading("Quarantined, by reason code")
+            out.table(
+                ("code", "items", "fields"),
+                [
+                    [code, sum(fields.values()), ", ".join(sorted(fields))]
+                    for code, fields in sorted(by_code.items())
+                ],
+                numeric=(1,),
+            )
+
+    def _render_injected(self, out: Screen) -> None:
+        out.heading("Injected")
+        rows = [[s.name, s.device_id, s.sensor_id, s.expect] for s in self.sim.scenarios]
+        rows.append(
+            [
+                "spikes",
+                "",
+                "",
+                f"{self.sim.spikes} one-off readings past a level; rules with `for` ignore them",
+            ]
+        )
+        corrupt = ", ".join(
+            f"{k.split(':', 1)[1]} {n}" for k, n in sorted(self.sim.corrupt.items())
+        )
+        rows.append(["corrupt messages", "", "", corrupt])
+        out.table(("case", "device", "sensor", "expect"), rows)
+
+    def _render_alerts(self, out: Screen) -> None:
+        from telemetry.backtest import TRANSITION_COLUMNS, transition_row  # noqa: PLC0415
+        from telemetry.core.alerts import Transition  # noqa: PLC0415
+
+        alerts = self.observed.alerts
+        out.heading(
+            f"Alerts received by the operator queue {_queue(self.stack.operator_queue_url)}: "
+            f"{len(alerts)} (published: {len(self.tally.transitions)}; "
+            f"on-call queue, CRITICAL only: {self.observed.on_call})"
+        )
+        rows = [transition_row(Transition.from_json(a)) for a in alerts[:ALERT_ROWS_SHOWN]]
+        if rows:
+            out.table(TRANSITION_COLUMNS, rows, numeric=(5, 6))
+        if len(alerts) > ALERT_ROWS_SHOWN:
+            out.line(f"... and {len(alerts) - ALERT_ROWS_SHOWN} more, all still in the queue")
+
+    def _render_shadows(self, out: Screen) -> None:
+        shadows = self.observed.shadows
+        active = sum(len(a) for a in shadows.values())
+        out.heading(
+            f"Alert state now in the shadows (named shadow {self.stack.shadow_name!r}): "
+            f"{_count(active, 'active alert')} on {_count(len(shadows), 'device')}"
+        )
+        rows = [
+            [
+                device,
+                sensor,
+                entry.get("severity"),
+                entry.get("rule"),
+                entry.get("since"),
+                f"{entry.get('value'):g}" if isinstance(entry.get("value"), float | int) else "",
+            ]
+            for device, alerts in sorted(shadows.items())
+            for sensor, entry in sorted(alerts.items())
+        ]
+        if rows:
+            out.table(
+                ("device", "sensor", "severity", "rule", "since", "value"), rows, numeric=(5,)
+            )
+        else:
+            out.line("none: every episode has been resolved")
+
+    def _render_calls(self, out: Screen) -> None:
+        calls = self.meter.calls
+        total = sum(calls.values())
+        out.heading(
+            f"API calls made by the function: {total} ({total / self.messages:.2f} per message)"
+        )
+        out.table(
+            ("service", "operation", "calls", "per message"),
+            [
+                [service, operation, n, f"{n / self.messages:.3f}"]
+                for (service, operation), n in sorted(calls.items())
+            ],
+            numeric=(2, 3),
+        )
+
+    def _render_cost(self, out: Screen) -> None:
+        lines = self.costs()
+        total = sum(line.per_million(self.messages) for line in lines)
+        mean_ms = self.meter.billed_ms / max(1, self.meter.invocations)
+        out.heading(f"Estimated AWS cost per million messages: ${total:.2f}")
+        out.table(
+            ("item", "unit", "per message", "USD per unit", "USD per 1M messages"),
+            [
+                [
+                    line.item,
+                    line.price.unit,
+                    f"{line.units / self.messages:.4f}",
+                    f"{line.price.usd:.10f}".rstrip("0"),
+                    f"{line.per_million(self.messages):.4f}",
+                ]
+                for line in lines
+            ],
+            numeric=(2, 3, 4),
+        )
+        out.line()
+        out.line(
+            f"List prices, us-east-1 on-demand (telemetry/local/demo.py PRICES). Lambda: "
+            f"{int(LAMBDA_MEMORY_GB * 1024)} MB arm64, {mean_ms:.1f} ms billed per invocation "
+            "as measured here against the local AWS; real AWS latencies are higher."
+        )
+
+
+def _queue(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

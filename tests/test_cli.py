@@ -1,0 +1,602 @@
+"""The `telemetry` command, driven as a user drives it: a subprocess, real files,
+and for the demo a local AWS this test starts, then reads back.
+
+Each test is one thing a newcomer or an operator does, and what they must see.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "rules"
+SAMPLE = ROOT / "telemetry" / "samples" / "history.jsonl"
+ACCOUNT, REGION = "123456789012", "us-east-1"
+T0 = 1_764_237_600_000  # 2025-11-27T10:00:00Z
+WORKED_RULE = """\
+rules:
+  - name: boiler-temperature
+    match: {type: temperature}
+    above: {warning: 75, critical: 90}
+    hysteresis: 2
+"""
+WORKED_VALUES = [70, 80, 95, 96, 89, 88, 74, 73, 70]
+SNS_BODY_FIELDS = {
+    "alertId", "status", "severity", "previousSeverity", "deviceId", "sensorId", "rule",
+    "value", "threshold", "direction", "time", "since", "type", "unit",
+}  # fmt: skip
+ROW = re.compile(
+    r"^\d{4}-\d\d-\d\dT[\d:]+Z\s+(\S+)\s+(\S+)\s+(RAISED|ESCALATED|DEESCALATED|RESOLVED)\s+"
+    r"(OK|WARNING|CRITICAL)\s+(\S+)\s+(\S+)\s+(\S+)\s*$"
+)
+
+
+def telemetry(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "telemetry", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
+
+
+def messages(values: list[float], *, device: str = "pump-17", step_ms: int = 60_000) -> list[str]:
+    return [
+        json.dumps(
+            {
+                "deviceId": device,
+                "timestamp": T0 + i * step_ms,
+                "data": [{"sensorId": "temp-1", "type": "temperature", "value": v, "unit": "C"}],
+            }
+        )
+        for i, v in enumerate(values)
+    ]
+
+
+def table_rows(stdout: str) -> list[tuple[str, ...]]:
+    """(device, sensor, status, severity, value, threshold, rule) per transition row."""
+    return [m.groups() for line in stdout.splitlines() if (m := ROW.match(line))]
+
+
+def section(stdout: str, heading: str) -> list[str]:
+    """The lines after the line starting with `heading`, up to the next blank line."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading))
+    out = []
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            break
+        out.append(line)
+    return out
+
+
+def count(stdout: str, label: str) -> int:
+    match = re.search(rf"^{re.escape(label)}\s+(\d+)\b", stdout, re.MULTILINE)
+    assert match, f"no {label!r} line in the output"
+    return int(match.group(1))
+
+
+def assert_user_error(result: subprocess.CompletedProcess[str], *, code: int, says: str) -> None:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    assert says in result.stderr
+    assert result.stdout == ""
+
+
+# --- the demo -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_aws() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def client(service: str, url: str) -> Any:
+    fake = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    return boto3.client(service, endpoint_url=url, region_name=REGION, **fake)
+
+
+@dataclass
+class Held:
+    """What the local AWS holds after a demo run."""
+
+    readings: int
+    published: int
+    alerts: list[dict[str, Any]]
+    on_call: list[dict[str, Any]]
+    dead_letters: list[dict[str, Any]]
+    shadows: dict[str, dict[str, Any]]
+    shadow_versions: int
+    state_versions: int
+
+
+def drain(url: str, queue_url: str) -> list[dict[str, Any]]:
+    sqs = client("sqs", url)
+    out = []
+    while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get(
+        "Messages", []
+    ):
+        for message in messages:
+            out.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return out
+
+
+def read_back(url: str, stdout: str) -> Held:
+    from moto.sns.models import sns_backends
+    from moto.timestreamwrite.models import timestreamwrite_backends
+
+    stack = re.search(
+        r"^Stack: Timestream (\S+)\.(\S+), DynamoDB (\S+), SNS (\S+), SQS (\S+) .*?, "
+        r"(\S+) \(severity CRITICAL\), (\S+), \d+ things$",
+        stdout,
+        re.MULTILINE,
+    )
+    assert stack, stdout
+    database, table, state_table, topic, operator, on_call, dead_letter = stack.groups()
+    records = timestreamwrite_backends[ACCOUNT][REGION].databases[database].tables[table].records
+    topic_arn = f"arn:aws:sns:{REGION}:{ACCOUNT}:{topic}"
+    queue = f"{url}/{ACCOUNT}/"
+    shadows, versions = {}, 0
+    iot, iot_data = client("iot", url), client("iot-data", url)
+    for thing in (t["thingName"] for t in iot.list_things(maxResults=250)["things"]):
+        try:
+            payload = iot_data.get_thing_shadow(thingName=thing, shadowName="alerts")["payload"]
+        except ClientError:
+            continue
+        document = json.loads(payload.read())
+        versions += document["version"]
+        active = {k: v for k, v in document["state"]["reported"].get("alerts", {}).items() if v}
+        if active:
+            shadows[thing] = active
+    items = client("dynamodb", url).scan(TableName=state_table)["Items"]
+    return Held(
+        readings=sum(1 for r in records if r["MeasureName"] == "reading"),
+        published=len(sns_backends[ACCOUNT][REGION].topics[topic_arn].sent_notifications),
+        alerts=drain(url, queue + operator),
+        on_call=drain(url, queue + on_call),
+        dead_letters=drain(url, queue + dead_letter),
+        shadows=shadows,
+        shadow_versions=versions,
+        state_versions=sum(int(item["version"]["N"]) for item in items),
+    )
+
+
+@dataclass
+class DemoRun:
+    result: subprocess.CompletedProcess[str]
+    held: Held
+
+    @property
+    def stdout(self) -> str:
+        return self.result.stdout
+
+
+@pytest.fixture(scope="module")
+def demo(local_aws: str) -> DemoRun:
+    # Given a local AWS that is already running
+    # When a newcomer runs the demo against it on a small fleet
+    result = telemetry(
+        "demo", "--devices", "4", "--duration", "2m", "--seed", "3", "--endpoint-url", local_aws
+    )
+    assert result.returncode == 0, result.stderr
+    return DemoRun(result, read_back(local_aws, result.stdout))
+
+
+@pytest.mark.slow
+def test_demo_prints_what_the_local_aws_holds(demo: DemoRun) -> None:
+    # Given the demo run and what the local AWS holds afterwards
+    out, held = demo.stdout, demo.held
+
+    # Then every reading it says it stored is in Timestream
+    assert count(out, "readings stored") == held.readings > 0
+    # and what it says it quarantined is in the dead-letter queue, reason by reason
+    assert count(out, "items quarantined") == len(held.dead_letters) > 0
+    printed = {
+        line.split()[0]: int(line.split()[1])
+        for line in section(out, "Quarantined, by reason code")[2:]
+    }
+    assert printed == Counter(item["code"] for item in held.dead_letters)
+    # and nothing but the summary is on stdout: no log lines, no tracebacks
+    assert not [line for line in out.splitlines() if line.startswith("{")]
+    assert "Traceback" not in demo.result.stderr
+
+
+@pytest.mark.slow
+def test_demo_shows_the_alerts_as_the_operator_queue_received_them(demo: DemoRun) -> None:
+    # Given the demo run and the operators' queues afterwards
+    out, held = demo.stdout, demo.held
+    heading = re.search(
+        r"^Alerts received by the operator queue \S+: (\d+) \(published: (\d+); "
+        r"on-call queue, CRITICAL only: (\d+)\)$",
+        out,
+        re.MULTILINE,
+    )
+    assert heading, out
+
+    # Then the counts are the queues' and the topic's
+    received, published, on_call = map(int, heading.groups())
+    assert received == len(held.alerts) == published == held.published > 0
+    assert on_call == len(held.on_call) > 0
+    # and the table is the queue, in the order it was received
+    assert table_rows(out) == [
+        (
+            a["deviceId"],
+            a["sensorId"],
+            a["status"],
+            a["severity"],
+            f"{a['value']:g}",
+            f"{a['threshold']:g}",
+            a["rule"],
+        )
+        for a in held.alerts
+    ]
+    # and the CRITICAL-only subscriber got exactly the changes to or from CRITICAL
+    expected = [a for a in held.alerts if "CRITICAL" in (a["severity"], a["previousSeverity"])]
+    assert held.on_call == expected
+
+
+@pytest.mark.slow
+def test_demo_injects_the_cases_that_matter(demo: DemoRun) -> None:
+    # Given the devices the demo says it scripted
+    out = demo.stdout
+    cases = {line[:17].strip(): line[17:].split()[:2] for line in section(out, "Injected")[2:]}
+    pump, flapper, late = (
+        tuple(cases[name]) for name in ("overheating pump", "flapping sensor", "late batch")
+    )
+    rows = table_rows(out)
+
+    def story(device_sensor: tuple[str, ...]) -> list[tuple[str, str]]:
+        return [(r[2], r[3]) for r in rows if r[:2] == device_sensor]
+
+    # Then the pump raised, escalated, de-escalated and resolved, once each
+    assert story(pump) == [
+        ("RAISED", "WARNING"),
+        ("ESCALATED", "CRITICAL"),
+        ("DEESCALATED", "WARNING"),
+        ("RESOLVED", "OK"),
+    ]
+    # and the flapping sensor made one episode
+    assert story(flapper) == [("RAISED", "WARNING"), ("RESOLVED", "OK")]
+    # and the late batch was stored but did not resolve the alert newer data raised
+    assert story(late) == [("RAISED", "WARNING")]
+    assert count(out, "late readings") > 0
+    assert demo.held.shadows[late[0]][late[1]]["severity"] == "WARNING"
+
+
+@pytest.mark.slow
+def test_demo_shows_the_shadows_api_calls_and_cost(demo: DemoRun) -> None:
+    # Given the demo run and what the local AWS holds afterwards
+    out, held = demo.stdout, demo.held
+
+    # Then the shadows it shows are the shadows' active alerts
+    shown = {
+        (line.split()[0], line.split()[1]): line.split()[2]
+        for line in section(out, "Alert state now in the shadows")[2:]
+    }
+    assert shown == {
+        (device, sensor): entry["severity"]
+        for device, alerts in held.shadows.items()
+        for sensor, entry in alerts.items()
+    }
+    # and the API calls it counted agree with the versions AWS keeps
+    calls = {
+        (line.split()[0], line.split()[1]): int(line.split()[2])
+        for line in section(out, "API calls made by the function")[2:]
+    }
+    assert calls[("iot-data", "UpdateThingShadow")] == held.shadow_versions
+    assert calls[("dynamodb", "PutItem")] == held.state_versions
+    assert calls[("sns", "Publish")] + calls.get(("sns", "PublishBatch"), 0) > 0
+    # and the cost per million messages is the sum of its lines
+    total = float(re.findall(r"cost per million messages: \$([\d.]+)", out)[0])
+    lines = section(out, "Estimated AWS cost per million messages")[2:]
+    assert total == pytest.approx(sum(float(line.split()[-1]) for line in lines), abs=0.01)
+    assert 0.5 < total < 10
+
+
+@pytest.mark.slow
+def test_demo_starts_its_own_local_aws_and_fits_one_device() -> None:
+    # Given no local AWS running, and a fleet of one device
+    # When the demo runs with its embedded local AWS
+    result = telemetry("demo", "--devices", "1", "--duration", "1m", "--seed", "11")
+
+    # Then it succeeds and the scripted cases still play out on that one device
+    assert result.returncode == 0, result.stderr
+    assert "(started for this run)" in result.stdout
+    statuses = [(r[1], r[2]) for r in table_rows(result.stdout)]
+    assert ("temp-1", "ESCALATED") in statuses
+    assert statuses.count(("temp-2", "RAISED")) == 1
+
+
+def test_the_fleet_is_the_same_for_the_same_seed() -> None:
+    from telemetry.local.fleet import simulate
+
+    # Given two simulations with the same arguments, and one with another seed
+    def run(seed: int) -> list[tuple[int, str]]:
+        sim = simulate(devices=5, sensors=4, duration_ms=300_000, seed=seed, end_ms=T0)
+        return [(d.at_ms, json.dumps(d.event, sort_keys=True)) for d in sim.deliveries]
+
+    # Then the same seed gives the same messages, and another seed others
+    assert run(5) == run(5)
+    assert run(5) != run(6)
+
+
+# --- backtest -----------------------------------------------------------------
+
+
+@pytest.fixture
+def worked(tmp_path: Path) -> tuple[Path, Path]:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(WORKED_RULE)
+    history = tmp_path / "history.jsonl"
+    history.write_text("\n".join(messages(WORKED_VALUES)) + "\n")
+    return rules, history
+
+
+def test_backtest_table_shows_the_worked_example(worked: tuple[Path, Path]) -> None:
+    # Given the worked example: above 75/90, hysteresis 2
+    rules, history = worked
+
+    # When it is backtested
+    result = telemetry("backtest", "--rules", str(rules), str(history))
+
+    # Then exactly the four transitions of the example, in event time
+    assert result.returncode == 0, result.stderr
+    assert [(r[2], r[3], r[4], r[5]) for r in table_rows(result.stdout)] == [
+        ("RAISED", "WARNING", "80", "75"),
+        ("ESCALATED", "CRITICAL", "95", "90"),
+        ("DEESCALATED", "WARNING", "88", "88"),
+        ("RESOLVED", "OK", "73", "73"),
+    ]
+    # and one episode of six minutes for the rule
+    summary = section(result.stdout, "Per rule")[2]
+    assert summary.split() == ["boiler-temperature", "1", "1", "0", "6m", "0"]
+
+
+def test_backtest_jsonl_is_the_sns_body_and_nothing_else(worked: tuple[Path, Path]) -> None:
+    # Given the worked example
+    rules, history = worked
+
+    # When it is backtested as JSON lines
+    result = telemetry("backtest", "--rules", str(rules), "--format", "jsonl", str(history))
+
+    # Then stdout is one SNS body per line, nothing else
+    assert result.returncode == 0, result.stderr
+    alerts = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [set(a) for a in alerts] == [SNS_BODY_FIELDS] * 4
+    assert [(a["status"], a["severity"], a["value"], a["threshold"]) for a in alerts] == [
+        ("RAISED", "WARNING", 80, 75),
+        ("ESCALATED", "CRITICAL", 95, 90),
+        ("DEESCALATED", "WARNING", 88, 88),
+        ("RESOLVED", "OK", 73, 73),
+    ]
+    assert len({a["alertId"] for a in alerts}) == 1
+    # and the summary went to stderr
+    assert "boiler-temperature" in result.stderr
+
+
+def test_backtest_reads_stdin_in_event_time_whatever_the_line_order(
+    worked: tuple[Path, Path],
+) -> None:
+    # Given the worked example's lines shuffled, on stdin
+    rules, _ = worked
+    lines = messages(WORKED_VALUES)
+    random.Random(4).shuffle(lines)
+
+    # When it is backtested from `-`
+    result = telemetry(
+        "backtest", "--rules", str(rules), "--format", "jsonl", "-", stdin="\n".join(lines)
+    )
+
+    # Then the transitions are those of the ordered readings
+    assert result.returncode == 0, result.stderr
+    alerts = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [a["value"] for a in alerts] == [80, 95, 88, 73]
+
+
+def test_backtest_in_arrival_order_lets_late_readings_change_nothing(
+    worked: tuple[Path, Path],
+) -> None:
+    # Given an alert raised and resolved, then a late reading from inside the episode
+    rules, _ = worked
+    lines = [*messages([70, 80, 72]), *messages([99], step_ms=0)[:1]]
+    late = json.loads(lines[-1])
+    late["timestamp"] = T0 + 90_000
+    lines[-1] = json.dumps(late)
+
+    # When it is backtested as the function would receive it
+    result = telemetry(
+        "backtest", "--rules", str(rules), "--order", "arrival", "--format", "jsonl", "-",
+        stdin="\n".join(lines),
+    )  # fmt: skip
+
+    # Then the late reading neither re-raises nor escalates, and is counted as late
+    assert [json.loads(x)["status"] for x in result.stdout.splitlines()] == ["RAISED", "RESOLVED"]
+    assert "late readings: 1" in result.stderr
+
+
+def test_backtest_skips_bad_lines_and_says_where(worked: tuple[Path, Path]) -> None:
+    # Given a history with a broken line, a blank line and a message that is not an object
+    rules, history = worked
+    lines = messages(WORKED_VALUES)
+    history.write_text("\n".join([lines[0], "{not json", "", *lines[1:], "[1, 2]"]) + "\n")
+
+    # When it is backtested
+    result = telemetry("backtest", "--rules", str(rules), "--format", "jsonl", str(history))
+
+    # Then the broken line is reported with its number, and the rest replayed
+    assert result.returncode == 0
+    assert f"{history}:2: skipped: not valid JSON" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stdout.splitlines()) == 4
+    assert "not_an_object 1" in result.stderr
+
+
+def test_backtest_for_counts_consecutive_readings(tmp_path: Path) -> None:
+    # Given warning 7 with `for: 3`, and readings 8, 8, 3, 8, 8, 8
+    rules = tmp_path / "for.yaml"
+    rules.write_text(
+        "rules:\n  - name: level\n    match: {type: temperature}\n"
+        "    above: {warning: 7}\n    for: 3\n"
+    )
+
+    # When they are backtested
+    result = telemetry(
+        "backtest", "--rules", str(rules), "--format", "jsonl", "-",
+        stdin="\n".join(messages([8, 8, 3, 8, 8, 8])),
+    )  # fmt: skip
+
+    # Then one raise, at the sixth reading
+    alerts = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(a["status"], a["time"]) for a in alerts] == [("RAISED", "2025-11-27T10:05:00.000Z")]
+
+
+def test_backtest_works_out_of_the_box_on_the_sample_history() -> None:
+    # Given the shipped rules and sample history
+    # When they are backtested
+    result = telemetry("backtest", "--rules", str(RULES), str(SAMPLE))
+
+    # Then the pump's episode plays out, and the flapping compressor shows as flaps
+    assert result.returncode == 0, result.stderr
+    pump = [(r[2], r[3]) for r in table_rows(result.stdout) if r[0] == "pump-17"]
+    assert pump == [
+        ("RAISED", "WARNING"),
+        ("ESCALATED", "CRITICAL"),
+        ("DEESCALATED", "WARNING"),
+        ("RESOLVED", "OK"),
+    ]
+    temperature = next(
+        line.split() for line in section(result.stdout, "Per rule") if "temperature-high" in line
+    )
+    assert int(temperature[-1]) > 5
+
+
+# --- rules --------------------------------------------------------------------
+
+
+def test_rules_check_accepts_the_shipped_rules() -> None:
+    # When the shipped rules are checked
+    result = telemetry("rules", "check", str(RULES))
+
+    # Then one OK line with the counts
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"{RULES}: OK, 8 rules in 1 file"
+
+
+def test_rules_check_names_file_rule_and_field(tmp_path: Path) -> None:
+    # Given a rule file with levels out of order and a negative hysteresis
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "rules:\n  - name: hot\n    above: {warning: 90, critical: 75}\n"
+        "  - name: cold\n    below: {warning: 3}\n    hysteresis: -1\n"
+    )
+
+    # When it is checked
+    result = telemetry("rules", "check", str(bad))
+
+    # Then it fails with one line per problem, each naming the file, rule and field
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    problems = result.stderr.splitlines()
+    order = "levels go below.critical < below.warning < above.warning < above.critical"
+    assert problems == [
+        f"{bad}: rule 'hot': above.critical: 75 must be greater than above.warning (90); {order}",
+        f"{bad}: rule 'cold': hysteresis: must not be negative (got -1)",
+    ]
+
+
+def test_rules_schema_is_json_schema_of_a_rule_file() -> None:
+    # When the schema is asked for
+    result = telemetry("rules", "schema")
+
+    # Then it is a JSON Schema with the rule list
+    schema = json.loads(result.stdout)
+    assert schema["$schema"].startswith("https://json-schema.org/")
+    assert "rules" in schema["properties"]
+
+
+# --- user errors --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["backtest", "--rules", "rules", "missing.jsonl"], "missing.jsonl: no such file"),
+        (["backtest", "--rules", "rules", "rules"], "is a directory"),
+        (["backtest", "--rules", "no-such-rules", "x.jsonl"], "no-such-rules: no such rule file"),
+        (["rules", "check", "no-such-rules"], "no-such-rules: no such rule file"),
+    ],
+)
+def test_missing_files_give_one_line_and_exit_2(args: list[str], says: str) -> None:
+    # When a command is given a file that is not there
+    result = telemetry(*args)
+
+    # Then one line says so, and the exit status is 2
+    assert_user_error(result, code=2, says=says)
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_unusable_rules_for_backtest_give_one_line(tmp_path: Path) -> None:
+    # Given a rule file that is not even YAML
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("rules: [\n  - name: x\n")
+
+    # When it is used for a backtest
+    result = telemetry("backtest", "--rules", str(broken), str(SAMPLE))
+
+    # Then one line names the file and points at `rules check`
+    assert_user_error(result, code=2, says=f"invalid rules: {broken}: not valid YAML")
+    assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ([], "required"),
+        (["frobnicate"], "invalid choice"),
+        (["backtest", "--rules", "rules"], "the following arguments are required: FILE"),
+        (["backtest", "--rules", "rules", "--format", "xml", "x"], "invalid choice: 'xml'"),
+        (["demo", "--devices", "0"], "--devices: 0 is not between 1 and 10000"),
+        (["demo", "--duration", "soon"], "--duration: 'soon' is not a duration"),
+        (["demo", "--endpoint-url", "ftp://x"], "is not an http(s) URL"),
+        (["rules"], "required"),
+    ],
+)
+def test_bad_arguments_give_usage_and_exit_2(args: list[str], says: str) -> None:
+    # When the command is misused
+    result = telemetry(*args)
+
+    # Then argparse's usage and one error line, exit status 2
+    assert_user_error(result, code=2, says=says)
+
+
+def test_an_unreachable_local_aws_gives_one_line() -> None:
+    # Given nothing listening on port 1
+    # When the demo is pointed at it
+    result = telemetry("demo", "--endpoint-url", "http://127.0.0.1:1")
+
+    # Then one line says it cannot be reached
+    assert_user_error(result, code=1, says="cannot reach a local AWS at http://127.0.0.1:1")
+    assert len(result.stderr.splitlines()) == 1
