@@ -1,0 +1,99 @@
+"""`make bench`: every benchmark in turn, each beside its baseline, results saved as JSON.
+
+    python -m benchmarks [--only core,cost,coldstart,stream]
+
+Writes benchmarks/results/latest.json (git-ignored). Targets are reported as
+PASS or FAIL; a FAIL does not change the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from benchmarks import bench_coldstart, bench_core, bench_cost, bench_stream
+from benchmarks.workload import ratio, table, verdict
+
+RESULTS: Final = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+def report_core(numbers: Mapping[str, float]) -> None:
+    """bench_core's numbers, in the same table form as the others."""
+    print(
+        f"workload: {numbers['readings']:,.0f} readings in {numbers['messages']:,.0f} messages, "
+        f"{numbers['anomalous_share']:.1%} past a level, {numbers['transitions']:,.0f} "
+        f"transitions; best of {bench_core.REPETITIONS}"
+    )
+    base = numbers["validation_readings_per_second"]
+    rows = [
+        [
+            "pydantic validation only (baseline)",
+            f"{numbers['validation_seconds']:.3f}",
+            f"{base:,.0f}",
+            "1.00",
+        ],
+        [
+            "parse_message + evaluate",
+            f"{numbers['product_seconds']:.3f}",
+            f"{numbers['product_readings_per_second']:,.0f}",
+            f"{ratio(numbers['product_readings_per_second'], base):.2f}",
+        ],
+    ]
+    print(table(["path", "seconds", "readings/s", "vs baseline"], rows))
+    ok = numbers["ratio"] >= bench_core.TARGET_RATIO
+    print(f"target: ratio >= {bench_core.TARGET_RATIO}: {numbers['ratio']:.2f}: {verdict(ok)}")
+
+
+BENCHMARKS: Final[dict[str, tuple[str, Callable[[], Any], Callable[[Any], None]]]] = {
+    "core": ("validate + evaluate (bench_core)", bench_core.run, report_core),
+    "cost": ("API calls and cost per million messages", bench_cost.run, bench_cost.report),
+    "coldstart": ("cold start", bench_coldstart.run, bench_coldstart.report),
+    "stream": ("stream batches: throughput and memory", bench_stream.run, bench_stream.report),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "--only", default=",".join(BENCHMARKS), help="comma-separated: " + ", ".join(BENCHMARKS)
+    )
+    chosen = [name.strip() for name in parser.parse_args(argv).only.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
+    results: dict[str, Any] = {
+        "started": datetime.now(tz=UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+        },
+        "benchmarks": {},
+    }
+    began = time.perf_counter()
+    for name in chosen:
+        title, run, report = BENCHMARKS[name]
+        print(f"\n=== {name}: {title} ===", flush=True)
+        started = time.perf_counter()
+        numbers = run()
+        report(numbers)
+        seconds = time.perf_counter() - started
+        print(f"({seconds:.1f} s)", flush=True)
+        results["benchmarks"][name] = {"seconds": seconds, "results": numbers}
+    results["seconds"] = time.perf_counter() - began
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"\nall benchmarks: {results['seconds']:.1f} s; results in {RESULTS}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,399 @@
+"""AWS API calls and cost per million messages: Direct, Stream and the naive handler.
+
+One fleet workload (`workload.fleet`: 200 devices x 30 messages of four readings,
+about 3% anomalous) goes, in the same run and each on a fresh stack in moto
+(in process), through:
+
+- Direct: our handler, one invocation per message (the IoT rule invokes the
+  function for each message);
+- Stream: our handler, one invocation per Kinesis batch of 500 records in arrival
+  order (one shard, partition key deviceId);
+- naive: the seed-style handler of `benchmarks.naive`.
+
+Every AWS call is recorded and metered as AWS bills it (read and write units,
+1 KiB Timestream units per request, 1 KB shadow units, 64 KB SNS and SQS chunks),
+then priced with the table below. Lambda duration is this machine's mean time per
+invocation under moto, billed at 256 MB arm64: a local measurement, not Lambda's.
+
+The targets are checked per invocation against a reference run of the pure core
+(`telemetry.core.alerts.evaluate` on the same readings): SNS publishes equal
+transitions, shadow writes equal changes of the active alerts, and state writes
+equal state changes (a commit, plus the outbox clear when there are transitions).
+
+    python -m benchmarks.bench_cost [--devices N] [--messages M] [--batch B] [--seed S]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Final
+
+from benchmarks.naive import naive_records, run_naive
+from benchmarks.workload import (
+    TIMESTREAM_BATCH,
+    HandlerRun,
+    Usage,
+    ceil_div,
+    default_rules,
+    fleet,
+    invocation_time,
+    is_anomalous,
+    ratio,
+    ratio_text,
+    readings_in,
+    run_handler,
+    stream_events,
+    table,
+    timestream_bytes,
+    verdict,
+    warning_levels,
+)
+from telemetry.core.rules import RuleSet
+
+MEMORY_GB: Final = 256 / 1024
+PER_MILLION: Final = 1_000_000
+WAIT_MS: Final = 10  # an in-Region AWS round trip, for the sensitivity note
+
+# AWS list prices, us-east-1, USD per unit.
+PRICES: Final = {
+    # https://aws.amazon.com/lambda/pricing/ : requests, and duration on arm64
+    "lambda_request": 0.20 / PER_MILLION,
+    "lambda_gb_second": 0.0000133334,
+    # https://aws.amazon.com/dynamodb/pricing/on-demand/ : read and write request units
+    "dynamodb_read_unit": 0.125 / PER_MILLION,
+    "dynamodb_write_unit": 0.625 / PER_MILLION,
+    # https://aws.amazon.com/timestream/pricing/ : 1 KiB writes, metered as in
+    # https://docs.aws.amazon.com/timestream/latest/developerguide/metering-and-pricing.writes.html
+    "timestream_write_unit": 0.50 / PER_MILLION,
+    # https://aws.amazon.com/sns/pricing/ : publishes, per 64 KB chunk
+    "sns_publish": 0.50 / PER_MILLION,
+    # https://aws.amazon.com/iot-core/pricing/ : device shadow operations, per 1 KB
+    "shadow_unit": 1.25 / PER_MILLION,
+    # https://aws.amazon.com/sqs/pricing/ : standard queue requests, per 64 KB chunk
+    "sqs_request": 0.40 / PER_MILLION,
+    # https://aws.amazon.com/cloudwatch/pricing/ : logs, standard ingestion per GB
+    "log_gb": 0.50,
+}
+
+COST_LINES: Final[tuple[tuple[str, Callable[[Usage], float]], ...]] = (
+    ("Lambda requests", lambda u: u.invocations * PRICES["lambda_request"]),
+    (
+        "Lambda duration (local, 256 MB)",
+        lambda u: u.billed_ms / 1000 * MEMORY_GB * PRICES["lambda_gb_second"],
+    ),
+    ("DynamoDB reads", lambda u: u.state_read_units * PRICES["dynamodb_read_unit"]),
+    ("DynamoDB writes", lambda u: u.state_write_units * PRICES["dynamodb_write_unit"]),
+    ("Timestream writes", lambda u: u.timestream_units * PRICES["timestream_write_unit"]),
+    ("SNS publishes", lambda u: u.sns_units * PRICES["sns_publish"]),
+    ("IoT shadow updates", lambda u: u.shadow_units * PRICES["shadow_unit"]),
+    ("SQS dead-letter queue", lambda u: u.dlq_requests * PRICES["sqs_request"]),
+)
+
+
+def wait_cost_per_million() -> float:
+    """Lambda duration cost of WAIT_MS more per invocation, per million invocations."""
+    return WAIT_MS / 1000 * MEMORY_GB * PRICES["lambda_gb_second"] * PER_MILLION
+
+
+def logs_cost(usage: Usage) -> float:
+    """CloudWatch Logs ingestion of what the handler prints (not in the targets' totals)."""
+    return usage.log_bytes / 2**30 * PRICES["log_gb"]
+
+
+@dataclass(slots=True)
+class Effects:
+    """What one invocation must do, by the reference run of the core."""
+
+    transitions: int = 0
+    state_writes: int = 0
+    shadow_writes: int = 0
+
+
+def cost_per_million(run: HandlerRun) -> dict[str, float]:
+    return {label: price(run.usage) / run.messages * PER_MILLION for label, price in COST_LINES}
+
+
+def total_per_million(run: HandlerRun) -> float:
+    return sum(cost_per_million(run).values())
+
+
+def logs_per_million(run: HandlerRun) -> float:
+    return logs_cost(run.usage) / run.messages * PER_MILLION
+
+
+def expected_effects(
+    invocations: Sequence[Sequence[dict[str, Any]]], rules: RuleSet
+) -> list[Effects]:
+    """Replay the invocations through the pure core alone."""
+    from telemetry.core.alerts import evaluate
+    from telemetry.core.messages import parse_message
+    from telemetry.pipeline import shadow_patch
+
+    states: dict[str, Any] = {}
+    out = []
+    for batch in invocations:
+        now_ms = invocation_time(batch)
+        by_device: dict[str, list[Any]] = defaultdict(list)
+        for message in batch:
+            parsed = parse_message(message, now_ms)
+            by_device[parsed.device_id].extend(parsed.readings)
+        effects = Effects()
+        for device_id, readings in by_device.items():
+            before = states.get(device_id, {})
+            result = evaluate(readings, before, rules)
+            states[device_id] = result.state
+            effects.transitions += len(result.transitions)
+            effects.state_writes += int(result.changed) + int(bool(result.transitions))
+            effects.shadow_writes += int(bool(shadow_patch(before, result.state, full=False)))
+        out.append(effects)
+    return out
+
+
+def _timestream_excess(run: HandlerRun) -> tuple[int, int]:
+    """Invocations that made more WriteRecords calls than ceil(records / 100), and
+    how many calls more in all."""
+    extra = [
+        u.timestream_calls - ceil_div(u.timestream_records, TIMESTREAM_BATCH)
+        for u in run.invocations
+    ]
+    return sum(e > 0 for e in extra), sum(e for e in extra if e > 0)
+
+
+def _mismatches(run: HandlerRun, expected: Sequence[Effects], measure: str, want: str) -> int:
+    return sum(
+        getattr(u, measure) != getattr(e, want)
+        for u, e in zip(run.invocations, expected, strict=True)
+    )
+
+
+def check_targets(
+    direct: HandlerRun,
+    stream: HandlerRun,
+    naive: HandlerRun,
+    expected: Mapping[str, Sequence[Effects]],
+) -> list[dict[str, Any]]:
+    """Each target: what it asks, what was measured, PASS or FAIL."""
+    targets: list[dict[str, Any]] = []
+    for run in (direct, stream):
+        effects = expected[run.name]
+        for label, measure, want in (
+            ("SNS publishes = transitions", "sns_publishes", "transitions"),
+            ("shadow writes = active-alert changes", "shadow_writes", "shadow_writes"),
+            ("state writes = state changes", "state_writes", "state_writes"),
+        ):
+            got = sum(getattr(u, measure) for u in run.invocations)
+            wanted = sum(getattr(e, want) for e in effects)
+            bad = _mismatches(run, effects, measure, want)
+            targets.append(
+                {
+                    "target": f"{run.name}: {label}",
+                    "measured": f"{got:,} vs {wanted:,} ({bad} invocations differ)",
+                    "ok": bad == 0,
+                }
+            )
+        over, extra = _timestream_excess(run)
+        targets.append(
+            {
+                "target": f"{run.name}: Timestream calls <= ceil(records/100)",
+                "measured": f"{over:,} of {len(run.invocations):,} invocations exceed it "
+                f"(+{extra:,} calls)",
+                "ok": over == 0,
+            }
+        )
+    read_price = PRICES["dynamodb_read_unit"] * PER_MILLION
+    limit = total_per_million(naive) + read_price
+    targets.append(
+        {
+            "target": "Direct <= naive + one state read",
+            "measured": f"${total_per_million(direct):.4f} vs ${limit:.4f} per million",
+            "ok": total_per_million(direct) <= limit,
+        }
+    )
+    saving = ratio(total_per_million(naive), total_per_million(stream))
+    targets.append(
+        {
+            "target": "Stream >= 10x cheaper than naive",
+            "measured": f"{saving:.2f}x",
+            "ok": saving >= 10,
+        }
+    )
+    return targets
+
+
+def data_model(
+    direct: HandlerRun, stream: HandlerRun, naive: HandlerRun, messages: Sequence[dict[str, Any]]
+) -> dict[str, float]:
+    """Metered bytes per reading record, and 1 KiB write units per reading."""
+    from telemetry.adapters.timestream import TimestreamRecords
+    from telemetry.core.messages import parse_message
+
+    factory = TimestreamRecords()
+    ours = [
+        timestream_bytes(factory.reading(r))
+        for m in messages
+        for r in parse_message(m, invocation_time([m])).readings
+    ]
+    seed = [timestream_bytes(r) for m in messages for r in naive_records(m)]
+    readings = readings_in(messages)
+    return {
+        "ours_bytes_per_reading": sum(ours) / len(ours),
+        "naive_bytes_per_reading": sum(seed) / len(seed),
+        "direct_units_per_reading": direct.usage.timestream_units / readings,
+        "stream_units_per_reading": stream.usage.timestream_units / readings,
+        "naive_units_per_reading": naive.usage.timestream_units / readings,
+    }
+
+
+def run(devices: int = 200, messages: int = 30, batch: int = 500, seed: int = 7) -> dict[str, Any]:
+    rules = default_rules()
+    levels = warning_levels(rules)
+    workload = fleet(devices, messages, seed=seed, rules=rules)
+    direct_invocations = [[m] for m in workload]
+    stream_invocations = [workload[i : i + batch] for i in range(0, len(workload), batch)]
+    direct = run_handler("Direct", direct_invocations, workload)
+    stream = run_handler("Stream", stream_invocations, stream_events(stream_invocations))
+    naive = run_naive(workload, levels)
+    expected = {
+        "Direct": expected_effects(direct_invocations, rules),
+        "Stream": expected_effects(stream_invocations, rules),
+    }
+    runs = (direct, stream, naive)
+    return {
+        "workload": {
+            "devices": devices,
+            "messages": len(workload),
+            "readings": readings_in(workload),
+            "stream_batch": batch,
+            "anomalous_messages": sum(is_anomalous(m, levels) for m in workload),
+            "transitions": sum(e.transitions for e in expected["Direct"]),
+            "batch_failures": stream.batch_failures,
+        },
+        "usage": {r.name: _usage_json(r.usage) for r in runs},
+        "cost_per_million": {
+            r.name: {
+                **cost_per_million(r),
+                "total": total_per_million(r),
+                "CloudWatch Logs (handler output)": logs_per_million(r),
+            }
+            for r in runs
+        },
+        "ratios": {
+            "naive/Direct": ratio(total_per_million(naive), total_per_million(direct)),
+            "naive/Stream": ratio(total_per_million(naive), total_per_million(stream)),
+        },
+        "data_model": data_model(direct, stream, naive, workload),
+        "targets": check_targets(direct, stream, naive, expected),
+    }
+
+
+def _usage_json(usage: Usage) -> dict[str, Any]:
+    out = asdict(usage)
+    out["operations"] = dict(sorted(usage.operations.items()))
+    return out
+
+
+def report(numbers: Mapping[str, Any]) -> None:
+    w = numbers["workload"]
+    print(
+        f"workload: {w['devices']:,} devices, {w['messages']:,} messages, {w['readings']:,} "
+        f"readings; {w['anomalous_messages']:,} anomalous messages "
+        f"({w['anomalous_messages'] / w['messages']:.1%}), {w['transitions']:,} transitions; "
+        f"Stream batches of {w['stream_batch']:,}; batch item failures: {w['batch_failures']}"
+    )
+    modes = ("Direct", "Stream", "naive")
+    usage = numbers["usage"]
+
+    def per_k(key: str) -> list[str]:
+        return [f"{usage[m][key] / w['messages'] * 1000:,.1f}" for m in modes]
+
+    rows = [
+        ["Lambda invocations", *per_k("invocations")],
+        [
+            "mean ms per invocation (local)",
+            *[f"{usage[m]['seconds'] / usage[m]['invocations'] * 1000:,.2f}" for m in modes],
+        ],
+        ["AWS API calls", *per_k("api_calls")],
+        ["DynamoDB read units", *per_k("state_read_units")],
+        ["DynamoDB PutItem", *per_k("state_writes")],
+        ["DynamoDB write units", *per_k("state_write_units")],
+        ["shadow updates", *per_k("shadow_writes")],
+        ["SNS publishes", *per_k("sns_publishes")],
+        ["Timestream WriteRecords calls", *per_k("timestream_calls")],
+        ["Timestream 1 KiB write units", *per_k("timestream_units")],
+        ["SQS requests", *per_k("dlq_requests")],
+        ["log bytes", *per_k("log_bytes")],
+    ]
+    print("\nAWS usage per 1,000 messages")
+    print(table(["", *modes], rows))
+
+    costs = numbers["cost_per_million"]
+    lines = [label for label, _ in COST_LINES]
+    logs = "CloudWatch Logs (handler output)"
+    cost_rows = []
+    for label in [*lines, "total", logs]:
+        values = [costs[m][label] for m in modes]
+        cost_rows.append(
+            [
+                label,
+                *(f"{v:.4f}" for v in values),
+                ratio_text(values[2], values[0]),
+                ratio_text(values[2], values[1]),
+            ]
+        )
+    print("\nUSD per million messages (logs not in the total)")
+    print(table(["", *modes, "naive/Direct", "naive/Stream"], cost_rows))
+
+    d = numbers["data_model"]
+    print("\nTimestream data model")
+    print(
+        table(
+            ["", "bytes per reading", "units per reading, Direct", "units per reading, Stream"],
+            [
+                [
+                    "ours: multi-measure `reading`",
+                    f"{d['ours_bytes_per_reading']:.1f}",
+                    f"{d['direct_units_per_reading']:.3f}",
+                    f"{d['stream_units_per_reading']:.3f}",
+                ],
+                [
+                    "naive: single-measure per sensor",
+                    f"{d['naive_bytes_per_reading']:.1f}",
+                    f"{d['naive_units_per_reading']:.3f}",
+                    "-",
+                ],
+            ],
+        )
+    )
+    print("\nTargets")
+    print(
+        table(
+            ["target", "measured", "verdict"],
+            [[t["target"], t["measured"], verdict(t["ok"])] for t in numbers["targets"]],
+        )
+    )
+    with_logs = {m: costs[m]["total"] + costs[m][logs] for m in modes}
+    calls = {m: usage[m]["api_calls"] / usage[m]["invocations"] for m in ("Direct", "naive")}
+    print(
+        f"with CloudWatch Logs: Direct ${with_logs['Direct']:.4f}, Stream "
+        f"${with_logs['Stream']:.4f}, naive ${with_logs['naive']:.4f} per million.\n"
+        f"Each {WAIT_MS} ms an invocation waits on AWS adds ${wait_cost_per_million():.4f} per "
+        f"million at 256 MB; Direct makes {calls['Direct']:.2f} AWS calls per message, "
+        f"naive {calls['naive']:.2f}. Durations here are local, under moto."
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--devices", type=int, default=200)
+    parser.add_argument("--messages", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    report(run(args.devices, args.messages, args.batch, args.seed))
+
+
+if __name__ == "__main__":
+    main()
