@@ -139,7 +139,8 @@ def report(outcome: Outcome) -> None:
         "Transitions": len(outcome.transitions),
     }
     for name, value in counts.items():
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+        if value or name == "MessagesReceived":  # zeros cost log bytes on every invocation
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     by_kind: dict[tuple[str, str], int] = {}
     for t in outcome.transitions:
         kind = (t.status.value, t.routing_severity.name)

@@ -242,7 +242,7 @@ def test_template_transforms_offline_into_a_python_arm64_function(
     assert properties["Runtime"] == "python3.13"
     assert properties["Architectures"] == ["arm64"]
     assert properties["Handler"] == "telemetry.handler.lambda_handler"
-    assert (properties["MemorySize"], properties["Timeout"]) == (256, 60)
+    assert (properties["MemorySize"], properties["Timeout"]) == (256, 120)
     assert "TracingConfig" not in properties
 
 
