@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+import pytest
 from botocore.exceptions import ClientError
+from moto import mock_aws
 
 from telemetry.handler import Clients, Runtime, build_runtime
-from telemetry.local.provision import Stack
+from telemetry.local.provision import Stack, provision
 from telemetry.settings import Settings
 
 ACCOUNT = "123456789012"
@@ -162,6 +165,19 @@ class LocalAws:
         return ddb.get_item(  # type: ignore[no-any-return]
             TableName=self.stack.state_table, Key={"deviceId": {"S": device_id}}
         ).get("Item")
+
+
+@contextmanager
+def local_stack(things: list[str], now_ms: int) -> Iterator[LocalAws]:
+    """A provisioned stack in moto, with fake credentials and no endpoint override."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_DEFAULT_REGION", REGION)
+        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        patch.delenv("AWS_ENDPOINT_URL", raising=False)
+        with mock_aws():
+            stack = provision(things=things)
+            yield LocalAws(stack, Settings.from_env(stack.environment()), now_ms)
 
 
 def message(

@@ -11,27 +11,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from moto import mock_aws
 
 from telemetry import handler
 from telemetry.errors import ConfigurationError, DependencyError
-from telemetry.local.provision import provision
 from telemetry.settings import Settings
-from tests.localaws import LocalAws, fail, message, record_calls
+from tests.localaws import LocalAws, fail, local_stack, message, record_calls
 
 NOW = 1_764_237_600_000  # 2025-11-27T10:00:00Z
 MINUTE = 60_000
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalAws]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        stack = provision(things=["pump-17", "pump-18"])
-        yield LocalAws(stack, Settings.from_env(stack.environment()), NOW + 10 * MINUTE)
+def aws() -> Iterator[LocalAws]:
+    with local_stack(["pump-17", "pump-18"], NOW + 10 * MINUTE) as stack:
+        yield stack
 
 
 def statuses(alerts: list[dict[str, Any]]) -> list[tuple[str, str]]:

@@ -8,25 +8,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from moto import mock_aws
 
 from telemetry import handler
-from telemetry.local.provision import provision
-from telemetry.settings import Settings
-from tests.localaws import LocalAws, fail, message, record_calls
+from tests.localaws import LocalAws, fail, local_stack, message, record_calls
 
 NOW = 1_764_237_600_000
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalAws]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        stack = provision(things=[f"pump-{i}" for i in range(5)])
-        yield LocalAws(stack, Settings.from_env(stack.environment()), NOW + 600_000)
+def aws() -> Iterator[LocalAws]:
+    with local_stack([f"pump-{i}" for i in range(5)], NOW + 600_000) as stack:
+        yield stack
 
 
 def kinesis_event(messages: list[Any]) -> dict[str, Any]:
