@@ -7,15 +7,18 @@ hand it in-memory fakes or moto-backed adapters alike.
 Per invocation:
 1. validate every message; rejected messages and readings go to the
    dead-letter queue with their reasons;
-2. write every valid reading to Timestream (100 records per call); records
+2. per device, the outbox pattern: read the state (once per batch),
+   evaluate, and commit the new state together with the transitions still to
+   deliver, conditionally on the version read (of two concurrent invocations
+   only the winner delivers; the loser re-reads and re-evaluates);
+3. write every valid reading and the alert history of every delivery to
+   Timestream, 100 records per call for the whole invocation; records
    Timestream rejects for good go to the dead-letter queue;
-3. per device, the outbox pattern: read the state, evaluate, commit the new
-   state together with the transitions still to deliver (conditional on the
-   version read: of two concurrent invocations only the winner delivers),
-   then deliver (alert history to Timestream, SNS, the shadow mirror) and
-   clear the delivered entries. An outbox entry left by a failed invocation is
-   delivered by the next one for that device: by its retry (same event) at
-   once, by any other once its lease has run out.
+4. per device, deliver (SNS, the shadow mirror) and clear the delivered
+   entries. An outbox entry left by a failed invocation is delivered by the
+   next one for that device: by its retry (same event) at once, by any other
+   once its lease has run out. A retry also rewrites the readings, which
+   Timestream keeps once.
 
 Permanent problems never fail the invocation; everything else raises after
 every device has been attempted, so that Lambda retries and the retry ends
@@ -137,6 +140,16 @@ class DeviceOutcome:
     shadow: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Delivery:
+    """A committed device record and the outbox entries it still has to deliver."""
+
+    record: DeviceRecord
+    before: Mapping[StateKey, AlertState]
+    entries: list[OutboxEntry]
+    done: DeviceOutcome
+
+
 @dataclass(slots=True)
 class Outcome:
     """What one invocation did, for logs, metrics, the demo and tests."""
@@ -237,38 +250,59 @@ class Pipeline:
             by_device[parsed.device_id].extend(parsed.readings)
         if outcome.rejections:
             self._quarantine.send(outcome.rejections)
-        self._store_readings(by_device, outcome)
         owner = event_fingerprint(messages)
         records = self._store.load_many([d for d, r in by_device.items() if r])
+        deliveries: list[_Delivery] = []
         for device_id, readings in by_device.items():
             if not readings:
                 continue
             try:
-                outcome.devices.append(
-                    self._settle(records[device_id], readings, owner, now_ms, outcome)
-                )
+                done, delivery = self._commit(records[device_id], readings, owner, now_ms, outcome)
             except (DependencyError, StateConflictError) as exc:
                 outcome.failures.append((device_id, exc))
+                continue
+            outcome.devices.append(done)
+            if delivery is not None:
+                deliveries.append(delivery)
+        # Every reading and every alert to deliver, in as few calls as the API allows.
+        # Before any publish: a retry rewrites both, and Timestream keeps one copy.
+        self._store_records(by_device, deliveries, outcome)
+        for delivery in deliveries:
+            try:
+                self._deliver(delivery)
+            except (DependencyError, StateConflictError) as exc:
+                outcome.failures.append((delivery.record.device_id, exc))
         return outcome
 
-    def _store_readings(self, by_device: Mapping[str, list[Reading]], outcome: Outcome) -> None:
-        pairs = [(self._records.reading(r), r) for rs in by_device.values() for r in rs]
+    def _store_records(
+        self, by_device: Mapping[str, list[Reading]], deliveries: list[_Delivery], outcome: Outcome
+    ) -> None:
+        pairs: list[tuple[dict[str, Any], object]] = [
+            (self._records.reading(r), r) for rs in by_device.values() for r in rs
+        ]
+        readings = len(pairs)
+        pairs += [
+            (self._records.alert(e.transition), e.transition) for d in deliveries for e in d.entries
+        ]
         rejected = self._timeseries.write(pairs)
-        outcome.readings_stored = len(pairs) - len(rejected)
+        rejected_readings = sum(1 for r in rejected if isinstance(r.source, Reading))
+        outcome.readings_stored = readings - rejected_readings
         outcome.records_rejected += len(rejected)
         if rejected:
             items = [_rejected_record_item(r) for r in rejected]
             outcome.rejections.extend(items)
             self._quarantine.send(items)
 
-    def _settle(
+    def _commit(
         self,
         record: DeviceRecord,
         readings: list[Reading],
         owner: str,
         now_ms: int,
         outcome: Outcome,
-    ) -> DeviceOutcome:
+    ) -> tuple[DeviceOutcome, _Delivery | None]:
+        """Evaluate and commit the new state with its outbox (re-reading on a
+        lost race); return what is then to be delivered."""
         done = DeviceOutcome(record.device_id)
         for attempt in range(MAX_CONFLICT_RETRIES):
             if attempt:
@@ -284,7 +318,7 @@ class Pipeline:
             done.late = evaluation.late
             new_entries = [OutboxEntry(t, owner, now_ms) for t in evaluation.transitions]
             if not evaluation.changed and not due and not record.shadow_stale:
-                return done
+                return done, None
             before = record.state
             if evaluation.changed:
                 try:
@@ -300,24 +334,21 @@ class Pipeline:
             done.transitions = evaluation.transitions
             done.redelivered = len(due)
             if new_entries or due or record.shadow_stale:
-                self._deliver(record, before, [*due, *new_entries], done)
-            return done
+                return done, _Delivery(record, before, [*due, *new_entries], done)
+            return done, None
         raise StateConflictError(
             f"{record.device_id}: state kept changing under {MAX_CONFLICT_RETRIES} attempts"
         )
 
-    def _deliver(
-        self,
-        record: DeviceRecord,
-        before: Mapping[StateKey, AlertState],
-        entries: list[OutboxEntry],
-        done: DeviceOutcome,
-    ) -> None:
+    def _deliver(self, delivery: _Delivery) -> None:
+        """Publish, mirror, then clear what was delivered from the outbox."""
+        record, before, entries, done = (
+            delivery.record,
+            delivery.before,
+            delivery.entries,
+            delivery.done,
+        )
         transitions = [e.transition for e in entries]
-        if transitions:
-            rejected = self._timeseries.write([(self._records.alert(t), t) for t in transitions])
-            if rejected:
-                self._quarantine.send([_rejected_record_item(r) for r in rejected])
         failed = self._publisher.publish(transitions) if transitions else []
         failed_keys = {OutboxEntry(t, "", 0).key for t in failed}
         patch = shadow_patch(before, record.state, full=record.shadow_stale)

@@ -103,7 +103,8 @@ def test_a_storm_of_anomalous_messages_alerts_once(aws: LocalAws) -> None:
     assert len(aws.alerts()) == 1
     assert calls.count("iot-data", "UpdateThingShadow") == 1
     assert calls.count("dynamodb", "PutItem") == 2  # commit with outbox, then clear it
-    assert calls.count("timestream-write", "WriteRecords") == 50 + 1
+    # and one Timestream call per invocation: the alert history rides with the reading
+    assert calls.count("timestream-write", "WriteRecords") == 50
 
 
 def test_shadow_mirrors_the_most_severe_alert_per_sensor(aws: LocalAws) -> None:
@@ -441,3 +442,23 @@ def test_lambda_handler_reads_its_environment_once_per_cold_start(
     # Then the first raised the alert and the duplicate was a no-op
     assert [t["status"] for t in first["transitions"]] == ["RAISED"]
     assert second["transitions"] == []
+
+
+def test_a_timestream_outage_after_the_commit_loses_neither_readings_nor_alerts(
+    aws: LocalAws,
+) -> None:
+    # Given Timestream fails once, after the state and its outbox were committed
+    rt, clients = aws.runtime()
+    fail(clients.timestream, "WriteRecords", "InternalServerException")
+    event = message("pump-17", NOW, ("temp-1", 95), ("temp-2", 20))
+
+    # When the invocation fails, nothing was published; then Lambda retries it
+    with pytest.raises(DependencyError):
+        handler.handle(event, rt)
+    assert aws.alerts() == []
+    handler.handle(event, rt)
+
+    # Then both readings and the alert history are stored, and the alert published once
+    assert len(aws.records("reading")) == 2
+    assert len(aws.records("alert")) == 1
+    assert statuses(aws.alerts()) == [("RAISED", "CRITICAL")]
