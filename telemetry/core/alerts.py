@@ -384,7 +384,8 @@ def evaluate(
     rules: RuleSet,
 ) -> Evaluation:
     """Run one device's readings, in reading-time order, through its alert state."""
-    current = dict(state)
+    current: Mapping[StateKey, AlertState] = state
+    written: dict[StateKey, AlertState] | None = None  # copied on the first change
     transitions: list[Transition] = []
     not_evaluated: list[tuple[Reading, str]] = []
     evaluated = late = 0
@@ -397,7 +398,8 @@ def evaluate(
                 not_evaluated.append((reading, problem))
                 continue
         value = reading.value
-        for rule in rules.for_reading(reading):
+        matched = rules.cached(reading) or rules.for_reading(reading)
+        for rule in matched:
             key = (reading.sensor_id, rule.name)
             before = current.get(key)
             quiet = rule.quiet_low <= value <= rule.quiet_high
@@ -416,10 +418,13 @@ def evaluate(
             change = step(before, rule, reading)
             if change is None:
                 continue
-            current[key] = change.state
+            if written is None:
+                current = written = dict(state)
+            written[key] = change.state
             changed = True
             transitions.extend(change.transitions)
-    return Evaluation(current, transitions, changed, evaluated, late, not_evaluated)
+    final = written if written is not None else dict(state)
+    return Evaluation(final, transitions, changed, evaluated, late, not_evaluated)
 
 
 def active_alerts(state: Mapping[StateKey, AlertState]) -> dict[str, tuple[str, AlertState]]:

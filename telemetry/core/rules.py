@@ -383,6 +383,12 @@ class RuleSet:
     def __len__(self) -> int:
         return len(self.rules)
 
+    def cached(self, reading: Reading) -> tuple[Rule, ...] | None:
+        """The matching rules if already known (a dictionary lookup), else None."""
+        return self._by_key.get(
+            (reading.device_id, reading.sensor_id, reading.type, reading.location)
+        )
+
     def for_reading(self, reading: Reading) -> tuple[Rule, ...]:
         """The rules that apply; empty when the reading is only to be stored."""
         key = (reading.device_id, reading.sensor_id, reading.type, reading.location)
