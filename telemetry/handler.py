@@ -8,6 +8,7 @@ with logs and metrics on the way out. All decisions live in
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -208,7 +209,8 @@ def handle_batch(event: dict[str, Any], source: str, rt: Runtime, context: Any) 
     messages = [r.message for r in records if r.rejection is None]
     bad = [r.rejection for r in records if r.rejection is not None]
     try:
-        outcome = rt.pipeline.process(messages, rt.clock(), rejected=bad)
+        owner = hashlib.sha256("\n".join(r.record_id for r in records).encode()).hexdigest()
+        outcome = rt.pipeline.process(messages, rt.clock(), rejected=bad, owner=owner[:24])
     except Exception:
         logger.exception("batch failed as a whole; Lambda will retry it")
         raise

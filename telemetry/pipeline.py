@@ -173,7 +173,8 @@ class Outcome:
 
 
 def event_fingerprint(messages: Sequence[Any]) -> str:
-    """The same for a retry or duplicate delivery of an event: its owner tag."""
+    """The same for a retry or duplicate delivery of an event: its owner tag.
+    (Stream batches pass their record ids instead: cheaper, and as stable.)"""
     canonical = json.dumps(messages, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:24]
 
@@ -232,7 +233,11 @@ class Pipeline:
         self._quarantine = quarantine
 
     def process(
-        self, messages: Sequence[Any], now_ms: int, rejected: Sequence[Rejection] = ()
+        self,
+        messages: Sequence[Any],
+        now_ms: int,
+        rejected: Sequence[Rejection] = (),
+        owner: str | None = None,
     ) -> Outcome:
         """Handle one invocation's messages. A device whose handling failed is
         listed in `Outcome.failures` after every other device was handled; the
@@ -250,7 +255,7 @@ class Pipeline:
             by_device[parsed.device_id].extend(parsed.readings)
         if outcome.rejections:
             self._quarantine.send(outcome.rejections)
-        owner = event_fingerprint(messages)
+        owner = owner or event_fingerprint(messages)
         records = self._store.load_many([d for d, r in by_device.items() if r])
         deliveries: list[_Delivery] = []
         for device_id, readings in by_device.items():
@@ -304,13 +309,20 @@ class Pipeline:
         """Evaluate and commit the new state with its outbox (re-reading on a
         lost race); return what is then to be delivered."""
         done = DeviceOutcome(record.device_id)
+        # An entry is ours to deliver when this event is a retry or duplicate of the
+        # one that committed it (same owner, or it carries the reading that caused it:
+        # a Kinesis retry starts at the failed record, so its owner differs), or when
+        # its lease has run out.
+        carried = {(r.sensor_id, r.time_ms) for r in readings}
         for attempt in range(MAX_CONFLICT_RETRIES):
             if attempt:
                 record = self._store.load(record.device_id)
             due = [
                 e
                 for e in record.outbox
-                if e.owner == owner or now_ms - e.enqueued_ms >= OUTBOX_LEASE_MS
+                if e.owner == owner
+                or (e.transition.sensor_id, e.transition.time_ms) in carried
+                or now_ms - e.enqueued_ms >= OUTBOX_LEASE_MS
             ]
             evaluation = evaluate(readings, record.state, self.rules)
             if attempt == 0:

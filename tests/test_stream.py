@@ -143,3 +143,24 @@ def test_a_transient_failure_reports_only_that_devices_records(aws: LocalAws) ->
     retry = {"Records": [records[s] for s in sorted(failed)]}
     assert handler.handle(retry, rt) == {"batchItemFailures": []}
     assert [a["deviceId"] for a in aws.alerts()] == list(devices)
+
+
+def test_a_kinesis_retry_starting_at_the_failed_record_delivers_the_stranded_alert(
+    aws: LocalAws,
+) -> None:
+    # Given SNS fails for the batch after the device's state and outbox were committed
+    rt, clients = aws.runtime()
+    fail(clients.sns, "Publish", "InternalError")
+    event = kinesis_event([*fleet(1, 1), message("pump-4", NOW, ("temp-1", 20))])
+    response = handler.handle(event, rt)
+    failed = [f["itemIdentifier"] for f in response["batchItemFailures"]]
+    assert len(failed) == 1
+
+    # When Lambda retries from the failed record on, with a newer record after it
+    records = [r for r in event["Records"] if r["kinesis"]["sequenceNumber"] >= failed[0]]
+    retry = kinesis_event([message("pump-0", NOW + 1000, ("temp-1", 96))])
+    retry["Records"][0]["kinesis"]["sequenceNumber"] = "4959" + "9" * 20
+    handler.handle({"Records": [*records, *retry["Records"]]}, rt)
+
+    # Then the alert committed by the failed attempt is delivered once, without waiting
+    assert [(a["deviceId"], a["status"]) for a in aws.alerts()] == [("pump-0", "RAISED")]
