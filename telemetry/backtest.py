@@ -286,6 +286,10 @@ def duration_text(ms: int) -> str:
     return f"{days}d{hours:02d}h" if hours else f"{days}d"
 
 
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def time_text(ms: int) -> str:
     return iso_utc(ms)[:19] + "Z"
 
@@ -348,9 +352,9 @@ def render_summary(
     if result.first_ms is not None and result.last_ms is not None:
         span = f", {time_text(result.first_ms)} to {time_text(result.last_ms)}"
     screen.line(
-        f"Input: {result.lines} lines in {result.files} file{'s' if result.files != 1 else ''}, "
-        f"{result.messages} messages, {result.readings} readings from {result.devices} "
-        f"device{'s' if result.devices != 1 else ''}{span} ({args.order} order)"
+        f"Input: {plural(result.lines, 'line')} in {plural(result.files, 'file')}, "
+        f"{plural(result.messages, 'message')}, {plural(result.readings, 'reading')} from "
+        f"{plural(result.devices, 'device')}{span} ({args.order} order)"
     )
     rejected = sum(result.rejected.values())
     reasons = ", ".join(f"{code} {n}" for code, n in sorted(result.rejected.items()))

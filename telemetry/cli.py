@@ -50,6 +50,7 @@ class Screen:
     def __init__(self, stream: TextIO, *, plain: bool = False) -> None:
         self.stream = stream
         self.console: Any = None
+        self._started = False
         if plain:
             return
         try:
@@ -62,6 +63,7 @@ class Screen:
         )
 
     def line(self, text: str = "", *, style: str | None = None) -> None:
+        self._started = True
         if self.console is None:
             print(text, file=self.stream)
             return
@@ -70,7 +72,9 @@ class Screen:
         self.console.print(Text(text, style=style or ""))
 
     def heading(self, text: str) -> None:
-        self.line()
+        """A bold line, set off from what came before by a blank one."""
+        if self._started:
+            self.line()
         self.line(text, style="bold")
 
     def table(
@@ -83,6 +87,7 @@ class Screen:
         """A table; `numeric` columns (by index) are right-aligned; only the
         last column wraps when the screen is too narrow."""
         cells = [["" if c is None else str(c) for c in row] for row in rows]
+        self._started = True
         if self.console is None:
             self._plain_table(columns, cells, numeric)
             return

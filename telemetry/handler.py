@@ -12,11 +12,12 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from telemetry.adapters.aws import make_client
 from telemetry.adapters.dead_letter import DeadLetterQueue
@@ -146,10 +147,29 @@ def report(outcome: Outcome) -> None:
     for t in outcome.transitions:
         kind = (t.status.value, t.routing_severity.name)
         by_kind[kind] = by_kind.get(kind, 0) + 1
+    sink = _TRANSITION_SINK.get()
+    if sink is not None:
+        for kind, value in by_kind.items():
+            sink[kind] = sink.get(kind, 0) + value
+
+
+_TRANSITION_SINK: ContextVar[dict[tuple[str, str], int] | None] = ContextVar(
+    "transition_sink", default=None
+)
+
+
+def _emit_transition_metrics(by_kind: Mapping[tuple[str, str], int]) -> None:
+    """One EMF block per (status, severity), dimensions a dashboard can group by.
+    Only the Lambda entry point emits them, so local runs print nothing."""
     for (status, severity), value in sorted(by_kind.items()):
-        metrics.add_metric(
-            name=f"Transitions.{status}.{severity}", unit=MetricUnit.Count, value=value
-        )
+        with single_metric(
+            name="Transitions",
+            unit=MetricUnit.Count,
+            value=value,
+            namespace=metrics.namespace,
+            default_dimensions={"status": status, "severity": severity},
+        ):
+            pass
 
 
 def _summary(outcome: Outcome) -> dict[str, Any]:
@@ -157,6 +177,8 @@ def _summary(outcome: Outcome) -> dict[str, Any]:
         "messages": outcome.messages,
         "readingsStored": outcome.readings_stored,
         "rejected": len(outcome.rejections),
+        "late": sum(d.late for d in outcome.devices),
+        "notEvaluated": len(outcome.not_evaluated),
         "transitions": [t.to_json() for t in outcome.transitions],
     }
 
@@ -246,4 +268,10 @@ class RetryRecordError(RuntimeError):
 @metrics.log_metrics
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     """The function's entry point (`telemetry.handler.lambda_handler`)."""
-    return handle(event, runtime(), context)
+    by_kind: dict[tuple[str, str], int] = {}
+    token = _TRANSITION_SINK.set(by_kind)
+    try:
+        return handle(event, runtime(), context)
+    finally:
+        _TRANSITION_SINK.reset(token)
+        _emit_transition_metrics(by_kind)

@@ -6,6 +6,7 @@ what failed, and what the stack holds afterwards.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -462,3 +463,33 @@ def test_a_timestream_outage_after_the_commit_loses_neither_readings_nor_alerts(
     assert len(aws.records("reading")) == 2
     assert len(aws.records("alert")) == 1
     assert statuses(aws.alerts()) == [("RAISED", "CRITICAL")]
+
+
+def test_observability_one_log_line_per_rejection_no_payload_and_emf_metrics(
+    aws: LocalAws,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given the function's environment and a message with a secret-looking bad reading
+    for key, value in aws.stack.environment().items():
+        monkeypatch.setenv(key, value)
+    handler.reset_runtime()
+    event = message("pump-17", int(time.time() * 1000), ("temp-1", 95))
+    event["data"].append({"sensorId": "s-1", "value": "api-key-12345"})
+
+    # When the entry point runs
+    try:
+        handler.lambda_handler(event, None)
+    finally:
+        handler.reset_runtime()
+
+    # Then one log record names the rejection's field and reason, without the payload
+    rejected = [r for r in caplog.records if r.getMessage() == "quarantined"]
+    assert len(rejected) == 1
+    assert rejected[0].__dict__["field"] == "data[1].value"
+    assert all("api-key-12345" not in json.dumps(r.__dict__, default=str) for r in caplog.records)
+    # and EMF metrics count rejected readings and transitions by status and severity
+    emf = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"_aws"' in x]
+    assert any(x.get("ReadingsRejected") == [1.0] for x in emf)
+    assert any(x.get("status") == "RAISED" and x.get("severity") == "CRITICAL" for x in emf)

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from telemetry.backtest import plural
 from telemetry.local.fleet import Delivery, Simulation, simulate
 from telemetry.local.server import LocalAwsError, LocalAwsServer, check_reachable, point_at
 
@@ -54,6 +55,8 @@ PRICES: Final[Mapping[str, Price]] = {
     "IoT Core messages": Price(1.00e-6, "message (5 KB)"),
     "IoT rules and actions": Price(0.30e-6, "rule + action"),
 }
+INGEST_ITEMS: Final = ("IoT Core messages", "IoT rules and actions")
+"""Paid for every message whatever the function does."""
 LAMBDA_MEMORY_GB: Final = 0.25
 MAX_ATTEMPTS: Final = 3
 """An asynchronous invocation runs at most three times (two retries)."""
@@ -181,11 +184,6 @@ def _quiet_function() -> Iterator[None]:
         log.setLevel(before)
 
 
-def _metric_total(metric_set: Mapping[str, Any], name: str) -> int:
-    values = metric_set.get(name, {}).get("Value", [])
-    return int(sum(values)) if isinstance(values, list) else int(values)
-
-
 def _invoke(rt: Runtime, delivery: Delivery, clock: list[int], meter: Meter, tally: Tally) -> None:
     from telemetry import handler  # noqa: PLC0415
 
@@ -201,13 +199,13 @@ def _invoke(rt: Runtime, delivery: Delivery, clock: list[int], meter: Meter, tal
         finally:
             meter.invocation(time.perf_counter() - started)
             tally.invocations += 1
-            tally.late += _metric_total(handler.metrics.metric_set, "LateReadings")
-            tally.not_evaluated += _metric_total(handler.metrics.metric_set, "ReadingsNotEvaluated")
-            # Lambda would flush these as EMF lines; the demo has read them.
+            # Lambda would flush these as EMF lines; the demo reads the summary instead.
             handler.metrics.clear_metrics()
         tally.retried += attempt > 0
         tally.readings_stored += summary["readingsStored"]
         tally.rejected += summary["rejected"]
+        tally.late += summary["late"]
+        tally.not_evaluated += summary["notEvaluated"]
         tally.transitions.extend(summary["transitions"])
         return
     tally.failed += 1
@@ -304,6 +302,7 @@ class Observed:
 
     alerts: list[dict[str, Any]]
     on_call: int
+    on_call_queue: str
     dead_letters: list[dict[str, Any]]
     shadows: dict[str, dict[str, Any]]
 
@@ -317,7 +316,7 @@ def _observe(url: str, stack: Stack, on_call_url: str, tally: Tally) -> Observed
     on_call = len(peek(sqs, on_call_url))
     alerted = sorted({t["deviceId"] for t in tally.transitions})
     shadows = _shadow_alerts(make_client("iot-data", endpoint_url=url), alerted, stack.shadow_name)
-    return Observed(alerts, on_call, dead, shadows)
+    return Observed(alerts, on_call, _queue(on_call_url), dead, shadows)
 
 
 def run(options: DemoOptions, out: Screen, err: Screen) -> None:
@@ -456,10 +455,8 @@ class Report:
             )
         ]
         lines += [
-            CostLine(
-                "IoT Core messages", self.tally.iot_message_units, PRICES["IoT Core messages"]
-            ),
-            CostLine("IoT rules and actions", self.messages, PRICES["IoT rules and actions"]),
+            CostLine(INGEST_ITEMS[0], self.tally.iot_message_units, PRICES[INGEST_ITEMS[0]]),
+            CostLine(INGEST_ITEMS[1], self.messages, PRICES[INGEST_ITEMS[1]]),
         ]
         return lines
 
@@ -481,8 +478,8 @@ class Report:
         out.line(
             f"Stack: Timestream {s.database}.{s.table}, DynamoDB {s.state_table}, "
             f"SNS {s.topic_arn.rsplit(':', 1)[-1]}, SQS {_queue(s.operator_queue_url)} "
-            f"(severity {' or '.join(OPERATOR_FILTER)}), {_queue(s.operator_queue_url)[:-9]}"
-            f"-on-call (severity CRITICAL), {_queue(s.dead_letter_queue_url)}, "
+            f"(severity {' or '.join(OPERATOR_FILTER)}), {self.observed.on_call_queue} "
+            f"(severity {' or '.join(ON_CALL_FILTER)}), {_queue(s.dead_letter_queue_url)}, "
             f"{len(self.sim.devices)} things"
         )
         out.line(
@@ -564,18 +561,36 @@ class Report:
             f"{len(alerts)} (published: {len(self.tally.transitions)}; "
             f"on-call queue, CRITICAL only: {self.observed.on_call})"
         )
-        rows = [transition_row(Transition.from_json(a)) for a in alerts[:ALERT_ROWS_SHOWN]]
+        shown = self._alerts_shown()
+        rows = [transition_row(Transition.from_json(a)) for a in shown]
         if rows:
             out.table(TRANSITION_COLUMNS, rows, numeric=(5, 6))
-        if len(alerts) > ALERT_ROWS_SHOWN:
-            out.line(f"... and {len(alerts) - ALERT_ROWS_SHOWN} more, all still in the queue")
+        if len(alerts) > len(shown):
+            out.line(
+                f"... and {len(alerts) - len(shown)} more (every alert of the injected cases "
+                "is shown); all are still in the queue"
+            )
+
+    def _alerts_shown(self) -> list[dict[str, Any]]:
+        """All alerts when they fit; else those of the injected cases, then the
+        earliest others, up to the limit, in queue order."""
+        alerts = self.observed.alerts
+        if len(alerts) <= ALERT_ROWS_SHOWN:
+            return alerts
+        focus = {(s.device_id, s.sensor_id) for s in self.sim.scenarios}
+        keep = {i for i, a in enumerate(alerts) if (a["deviceId"], a["sensorId"]) in focus}
+        for index in range(len(alerts)):
+            if len(keep) >= ALERT_ROWS_SHOWN:
+                break
+            keep.add(index)
+        return [a for i, a in enumerate(alerts) if i in keep]
 
     def _render_shadows(self, out: Screen) -> None:
         shadows = self.observed.shadows
         active = sum(len(a) for a in shadows.values())
         out.heading(
             f"Alert state now in the shadows (named shadow {self.stack.shadow_name!r}): "
-            f"{_count(active, 'active alert')} on {_count(len(shadows), 'device')}"
+            f"{plural(active, 'active alert')} on {plural(len(shadows), 'device')}"
         )
         rows = [
             [
@@ -615,7 +630,11 @@ class Report:
         lines = self.costs()
         total = sum(line.per_million(self.messages) for line in lines)
         mean_ms = self.meter.billed_ms / max(1, self.meter.invocations)
-        out.heading(f"Estimated AWS cost per million messages: ${total:.2f}")
+        ingest = sum(line.per_million(self.messages) for line in lines if line.item in INGEST_ITEMS)
+        out.heading(
+            f"Estimated AWS cost per million messages: ${total:.2f} (the function and what it "
+            f"calls ${total - ingest:.2f}, IoT Core messaging and rule ${ingest:.2f})"
+        )
         out.table(
             ("item", "unit", "per message", "USD per unit", "USD per 1M messages"),
             [
@@ -640,7 +659,3 @@ class Report:
 
 def _queue(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1]
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
