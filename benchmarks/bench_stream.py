@@ -53,8 +53,8 @@ from benchmarks.workload import (
     verdict,
     warning_levels,
 )
+from telemetry.core.state import DeviceRecord
 from telemetry.errors import StateConflictError
-from telemetry.pipeline import DeviceRecord
 
 SIZES: Final = (100, 1_000, 10_000)
 FLEET_DEVICES: Final = 1_000

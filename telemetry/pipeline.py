@@ -49,6 +49,7 @@ from telemetry.core.messages import (
     parse_message,
 )
 from telemetry.core.rules import RuleSet
+from telemetry.core.state import DeviceRecord, OutboxEntry
 from telemetry.errors import DependencyError, StateConflictError
 
 OUTBOX_LEASE_MS: Final = 5 * 60 * 1000
@@ -56,39 +57,6 @@ OUTBOX_LEASE_MS: Final = 5 * 60 * 1000
 than the function's timeout, so that a running invocation is never doubled."""
 
 MAX_CONFLICT_RETRIES: Final = 8
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
-    """A committed transition not yet delivered, with who committed it and when."""
-
-    transition: Transition
-    owner: str
-    enqueued_ms: int
-
-    @property
-    def key(self) -> str:
-        t = self.transition
-        return f"{t.alert_id}:{t.status.value}:{t.time_ms}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"t": self.transition.to_json(), "owner": self.owner, "at": self.enqueued_ms}
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> OutboxEntry:
-        return cls(Transition.from_json(raw["t"]), str(raw["owner"]), int(raw["at"]))
-
-
-@dataclass(slots=True)
-class DeviceRecord:
-    """A device's durable alert state as read, with the version it was read at
-    (0: never written)."""
-
-    device_id: str
-    version: int = 0
-    state: dict[StateKey, AlertState] = field(default_factory=dict)
-    outbox: list[OutboxEntry] = field(default_factory=list)
-    shadow_stale: bool = False
 
 
 class StateStore(Protocol):

@@ -15,8 +15,8 @@ from typing import Any, Final
 
 from telemetry.adapters.aws import AWS_ERRORS, error_code_of, translate
 from telemetry.core.alerts import state_from_json, state_to_json
+from telemetry.core.state import DeviceRecord, OutboxEntry
 from telemetry.errors import StateConflictError
-from telemetry.pipeline import DeviceRecord, OutboxEntry
 
 _BATCH_GET_LIMIT: Final = 100
 _SEPARATORS: Final = (",", ":")
