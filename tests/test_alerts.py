@@ -28,7 +28,7 @@ from telemetry.core.alerts import (
     state_to_json,
 )
 from telemetry.core.messages import Reading, iso_utc
-from telemetry.core.rules import Rule, RuleSet, RuleSpec, compile_rule, load_rules
+from telemetry.core.rules import Rule, RuleSet, RuleSpec, Side, compile_rule, load_rules
 from tests.strategies import NOW_MS, rules_with_readings
 
 DEFAULT_RULES = Path(__file__).resolve().parent.parent / "rules" / "default.yaml"
@@ -754,3 +754,21 @@ def test_evaluation_reports_counts(count: int) -> None:
 
     # Then the late one is counted as late, the others as evaluated
     assert (result.late, result.evaluated) == (1, count)
+
+
+def test_an_alert_whose_rule_was_removed_is_resolved_by_the_next_reading() -> None:
+    # Given a CRITICAL alert raised under a rule that the operators then deleted
+    old_rules = RuleSet([Rule("old-rule", (Side("above", 75.0, 90.0),))])
+    raised = evaluate([Reading("d1", "s1", 95.0, 1_000)], {}, old_rules)
+    assert raised.transitions[0].severity is Severity.CRITICAL
+
+    # When the sensor's next reading is evaluated under rules without it
+    after = evaluate([Reading("d1", "s1", 95.0, 2_000)], raised.state, RuleSet([]))
+
+    # Then the episode is resolved once, with its alertId, and stays resolved
+    (resolved,) = after.transitions
+    assert resolved.status is Status.RESOLVED
+    assert resolved.alert_id == raised.transitions[0].alert_id
+    assert resolved.threshold is None
+    again = evaluate([Reading("d1", "s1", 96.0, 3_000)], after.state, RuleSet([]))
+    assert again.transitions == []

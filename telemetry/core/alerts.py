@@ -328,7 +328,16 @@ def step(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
     if new == state.severity and (new is Severity.OK or same_episode):
         if streaks == state.streaks:
             return None
-        return _Change(replace(state, streaks=streaks, last_ms=reading.time_ms), ())
+        kept = AlertState(
+            state.severity,
+            state.side,
+            state.alert_id,
+            state.since_ms,
+            state.value,
+            reading.time_ms,
+            streaks,
+        )
+        return _Change(kept, ())
     transitions: list[Transition] = []
     if state.severity is not Severity.OK and (new is Severity.OK or not same_episode):
         transitions.append(_resolve(reading, rule, state))
@@ -378,7 +387,22 @@ class Evaluation:
     not_evaluated: list[tuple[Reading, str]] = field(default_factory=list)
 
 
-def evaluate(
+def _orphans_resolved(
+    state: Mapping[StateKey, AlertState], reading: Reading, rule_names: Iterable[str]
+) -> list[tuple[StateKey, Transition]]:
+    """Resolve active alerts of this sensor under rules that no longer apply
+    (removed from the rule files, or their match changed)."""
+    out = []
+    for rule_name in sorted(rule_names):
+        key = (reading.sensor_id, rule_name)
+        before = state.get(key) or _OK
+        if before.severity is Severity.OK or reading.time_ms <= before.last_ms:
+            continue
+        out.append((key, _resolve(reading, Rule(rule_name, ()), before)))
+    return out
+
+
+def evaluate(  # noqa: C901, PLR0912 - the hot loop is inlined on purpose (make bench)
     readings: Iterable[Reading],
     state: Mapping[StateKey, AlertState],
     rules: RuleSet,
@@ -389,18 +413,31 @@ def evaluate(
     transitions: list[Transition] = []
     not_evaluated: list[tuple[Reading, str]] = []
     evaluated = late = 0
-    changed = False
-    ordered = sorted(readings, key=_EVENT_ORDER)
-    for reading in ordered:
+    active: dict[str, set[str]] = {}
+    if state:
+        for (sensor_id, rule_name), alert in state.items():
+            if alert.severity is not Severity.OK:
+                active.setdefault(sensor_id, set()).add(rule_name)
+    known = rules.matched
+    for reading in sorted(readings, key=_EVENT_ORDER):
         if reading.warning_threshold is not None and reading.critical_threshold is not None:
             problem = reading.device_threshold_problem
             if problem is not None:
                 not_evaluated.append((reading, problem))
                 continue
-        value = reading.value
-        matched = rules.cached(reading) or rules.for_reading(reading)
+        matched = known.get(
+            (reading.device_id, reading.sensor_id, reading.type, reading.location)
+        ) or rules.for_reading(reading)
+        sensor_id, value, time_ms = reading.sensor_id, reading.value, reading.time_ms
+        if sensor_id in active:
+            orphans = active[sensor_id] - {r.name for r in matched}
+            for key, resolved in _orphans_resolved(current, reading, orphans):
+                if written is None:
+                    current = written = dict(state)
+                written[key] = AlertState(last_ms=time_ms)
+                transitions.append(resolved)
         for rule in matched:
-            key = (reading.sensor_id, rule.name)
+            key = (sensor_id, rule.name)
             before = current.get(key)
             quiet = rule.quiet_low <= value <= rule.quiet_high
             if before is None:
@@ -408,7 +445,7 @@ def evaluate(
                 if quiet:
                     continue  # the common case: nothing known, nothing breached
                 before = _OK
-            elif reading.time_ms <= before.last_ms:
+            elif time_ms <= before.last_ms:
                 late += 1
                 continue
             else:
@@ -421,8 +458,8 @@ def evaluate(
             if written is None:
                 current = written = dict(state)
             written[key] = change.state
-            changed = True
             transitions.extend(change.transitions)
+    changed = written is not None
     final = written if written is not None else dict(state)
     return Evaluation(final, transitions, changed, evaluated, late, not_evaluated)
 

@@ -377,26 +377,22 @@ class RuleSet:
         names = [r.name for r in self.rules]
         if len(set(names)) != len(names):
             raise RuleFileError(["rule names must be unique"])
-        self._by_key: dict[tuple[str, str, str | None, str | None], tuple[Rule, ...]] = {}
+        # (deviceId, sensorId, type, location) -> the rules that match: read directly
+        # by the evaluator, filled by for_reading.
+        self.matched: dict[tuple[str, str, str | None, str | None], tuple[Rule, ...]] = {}
         self._implicit: dict[tuple[float | None, float | None], Rule] = {}
 
     def __len__(self) -> int:
         return len(self.rules)
 
-    def cached(self, reading: Reading) -> tuple[Rule, ...] | None:
-        """The matching rules if already known (a dictionary lookup), else None."""
-        return self._by_key.get(
-            (reading.device_id, reading.sensor_id, reading.type, reading.location)
-        )
-
     def for_reading(self, reading: Reading) -> tuple[Rule, ...]:
         """The rules that apply; empty when the reading is only to be stored."""
         key = (reading.device_id, reading.sensor_id, reading.type, reading.location)
-        found = self._by_key.get(key)
+        found = self.matched.get(key)
         if found is None:
-            if len(self._by_key) >= self._CACHE_LIMIT:
-                self._by_key.clear()
-            found = self._by_key[key] = tuple(r for r in self.rules if r.matches(reading))
+            if len(self.matched) >= self._CACHE_LIMIT:
+                self.matched.clear()
+            found = self.matched[key] = tuple(r for r in self.rules if r.matches(reading))
         if found:
             return found
         return self._implicit_rule(reading)
