@@ -28,7 +28,7 @@ from telemetry.adapters.timestream import TimestreamRecords, TimestreamWriter
 from telemetry.core.rules import load_rules
 from telemetry.events import direct_messages, stream_records, stream_source
 from telemetry.pipeline import Outcome, Pipeline
-from telemetry.settings import Settings
+from telemetry.settings import Settings, environment_variables
 
 logger = Logger(service="telemetry")
 metrics = Metrics()
@@ -93,15 +93,20 @@ def build_runtime(
     return Runtime(settings, pipeline, clock or (lambda: time.time_ns() // 1_000_000))
 
 
-_runtime: Runtime | None = None
+_SETTING_NAMES = tuple(environment_variables())
+_runtime: tuple[tuple[str | None, ...], Runtime] | None = None
 
 
 def runtime() -> Runtime:
-    """The cold start's runtime, built on first use from the environment."""
+    """The execution environment's runtime, built on first use from the
+    environment. In Lambda the environment never changes, so this is once per
+    cold start; a process whose settings change (tests, local runs) gets a
+    runtime that matches them instead of a stale one."""
     global _runtime  # noqa: PLW0603 - one runtime per execution environment
-    if _runtime is None:
-        _runtime = build_runtime(Settings.from_env(os.environ))
-    return _runtime
+    key = tuple(os.environ.get(name) for name in _SETTING_NAMES)
+    if _runtime is None or _runtime[0] != key:
+        _runtime = (key, build_runtime(Settings.from_env(os.environ)))
+    return _runtime[1]
 
 
 def reset_runtime() -> None:

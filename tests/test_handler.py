@@ -493,3 +493,28 @@ def test_observability_one_log_line_per_rejection_no_payload_and_emf_metrics(
     emf = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"_aws"' in x]
     assert any(x.get("ReadingsRejected") == [1.0] for x in emf)
     assert any(x.get("status") == "RAISED" and x.get("severity") == "CRITICAL" for x in emf)
+
+
+def test_a_changed_environment_is_never_served_by_a_stale_runtime(
+    aws: LocalAws, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    # Given the function ran once with the shipped rules
+    for key, value in aws.stack.environment().items():
+        monkeypatch.setenv(key, value)
+    handler.reset_runtime()
+    now = int(time.time() * 1000)
+    try:
+        handler.lambda_handler(message("pump-17", now, ("temp-1", 60)), None)
+
+        # When RULES_PATH now names a stricter rule file
+        rules = tmp_path / "strict.yaml"
+        rules.write_text(
+            "rules: [{name: strict, match: {type: temperature}, above: {warning: 50}}]"
+        )
+        monkeypatch.setenv("RULES_PATH", str(rules))
+        summary = handler.lambda_handler(message("pump-17", now + 1000, ("temp-1", 60)), None)
+    finally:
+        handler.reset_runtime()
+
+    # Then the new rules are in force
+    assert [(t["rule"], t["status"]) for t in summary["transitions"]] == [("strict", "RAISED")]
