@@ -52,30 +52,23 @@ from benchmarks.workload import (
     warning_levels,
 )
 from telemetry.core.rules import RuleSet
+from telemetry.local.prices import PRICES as LIST_PRICES
 
 MEMORY_GB: Final = 256 / 1024
 PER_MILLION: Final = 1_000_000
 WAIT_MS: Final = 10  # an in-Region AWS round trip, for the sensitivity note
 
-# AWS list prices, us-east-1, USD per unit.
+# USD per unit, from the one price table the demo uses too.
 PRICES: Final = {
-    # https://aws.amazon.com/lambda/pricing/ : requests, and duration on arm64
-    "lambda_request": 0.20 / PER_MILLION,
-    "lambda_gb_second": 0.0000133334,
-    # https://aws.amazon.com/dynamodb/pricing/on-demand/ : read and write request units
-    "dynamodb_read_unit": 0.125 / PER_MILLION,
-    "dynamodb_write_unit": 0.625 / PER_MILLION,
-    # https://aws.amazon.com/timestream/pricing/ : 1 KiB writes, metered as in
-    # https://docs.aws.amazon.com/timestream/latest/developerguide/metering-and-pricing.writes.html
-    "timestream_write_unit": 0.50 / PER_MILLION,
-    # https://aws.amazon.com/sns/pricing/ : publishes, per 64 KB chunk
-    "sns_publish": 0.50 / PER_MILLION,
-    # https://aws.amazon.com/iot-core/pricing/ : device shadow operations, per 1 KB
-    "shadow_unit": 1.25 / PER_MILLION,
-    # https://aws.amazon.com/sqs/pricing/ : standard queue requests, per 64 KB chunk
-    "sqs_request": 0.40 / PER_MILLION,
-    # https://aws.amazon.com/cloudwatch/pricing/ : logs, standard ingestion per GB
-    "log_gb": 0.50,
+    "lambda_request": LIST_PRICES["Lambda requests"].usd,
+    "lambda_gb_second": LIST_PRICES["Lambda compute"].usd,
+    "dynamodb_read_unit": LIST_PRICES["DynamoDB reads"].usd,
+    "dynamodb_write_unit": LIST_PRICES["DynamoDB writes"].usd,
+    "timestream_write_unit": LIST_PRICES["Timestream writes"].usd,
+    "sns_publish": LIST_PRICES["SNS publishes"].usd,
+    "shadow_unit": LIST_PRICES["IoT shadow updates"].usd,
+    "sqs_request": LIST_PRICES["SQS requests"].usd,
+    "log_gb": LIST_PRICES["CloudWatch Logs"].usd,
 }
 
 COST_LINES: Final[tuple[tuple[str, Callable[[Usage], float]], ...]] = (

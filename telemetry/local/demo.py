@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from telemetry.backtest import plural
 from telemetry.local.fleet import Delivery, Simulation, simulate
+from telemetry.local.prices import PRICES, Price
 from telemetry.local.server import LocalAwsError, LocalAwsServer, check_reachable, point_at
 
 if TYPE_CHECKING:
@@ -34,27 +35,6 @@ if TYPE_CHECKING:
     from telemetry.local.provision import Stack
 
 
-@dataclass(frozen=True, slots=True)
-class Price:
-    usd: float
-    unit: str
-
-
-# List prices in US East (N. Virginia), on-demand, from aws.amazon.com/lambda/pricing,
-# /dynamodb/pricing/on-demand, /timestream/pricing, /sns/pricing, /iot-core/pricing and
-# /sqs/pricing (read in 2025). Lambda: arm64, billed per ms; SNS deliveries to SQS are free.
-PRICES: Final[Mapping[str, Price]] = {
-    "Lambda requests": Price(0.20e-6, "request"),
-    "Lambda compute": Price(0.0000133334, "GB-s"),
-    "DynamoDB reads": Price(0.125e-6, "read unit (4 KB)"),
-    "DynamoDB writes": Price(0.625e-6, "write unit (1 KB)"),
-    "Timestream writes": Price(0.50e-6, "write (1 KiB)"),
-    "SNS publishes": Price(0.50e-6, "request (64 KB)"),
-    "IoT shadow updates": Price(1.25e-6, "operation (1 KB)"),
-    "SQS requests": Price(0.40e-6, "request (64 KB)"),
-    "IoT Core messages": Price(1.00e-6, "message (5 KB)"),
-    "IoT rules and actions": Price(0.30e-6, "rule + action"),
-}
 INGEST_ITEMS: Final = ("IoT Core messages", "IoT rules and actions")
 """Paid for every message whatever the function does."""
 LAMBDA_MEMORY_GB: Final = 0.25
@@ -651,7 +631,7 @@ class Report:
         )
         out.line()
         out.line(
-            f"List prices, us-east-1 on-demand (telemetry/local/demo.py PRICES). Lambda: "
+            f"List prices, us-east-1 on-demand (telemetry/local/prices.py). Lambda: "
             f"{int(LAMBDA_MEMORY_GB * 1024)} MB arm64, {mean_ms:.1f} ms billed per invocation "
             "as measured here against the local AWS; real AWS latencies are higher."
         )

@@ -1,0 +1,37 @@
+"""AWS list prices, one table for the demo and the benchmarks.
+
+US East (N. Virginia), on-demand, USD, from aws.amazon.com/lambda/pricing,
+/dynamodb/pricing/on-demand, /timestream/pricing (1 KiB writes, metered as in
+docs.aws.amazon.com/timestream/latest/developerguide/metering-and-pricing.writes.html),
+/sns/pricing, /iot-core/pricing, /sqs/pricing and /cloudwatch/pricing.
+Lambda on arm64, billed per ms; SNS deliveries to SQS are free. The IoT Core
+messaging and rule prices are from third-party copies that
+shared/context/aws-facts.md marks unconfirmed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    usd: float
+    unit: str
+
+
+PRICES: Final[Mapping[str, Price]] = {
+    "Lambda requests": Price(0.20e-6, "request"),
+    "Lambda compute": Price(0.0000133334, "GB-s"),
+    "DynamoDB reads": Price(0.125e-6, "read unit (4 KB)"),
+    "DynamoDB writes": Price(0.625e-6, "write unit (1 KB)"),
+    "Timestream writes": Price(0.50e-6, "write (1 KiB)"),
+    "SNS publishes": Price(0.50e-6, "request (64 KB)"),
+    "IoT shadow updates": Price(1.25e-6, "operation (1 KB)"),
+    "SQS requests": Price(0.40e-6, "request (64 KB)"),
+    "IoT Core messages": Price(1.00e-6, "message (5 KB)"),
+    "IoT rules and actions": Price(0.30e-6, "rule + action"),
+    "CloudWatch Logs": Price(0.50, "GB ingested"),
+}
