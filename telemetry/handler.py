@@ -129,10 +129,15 @@ def report(outcome: Outcome) -> None:
         )
     for transition in outcome.transitions:
         logger.info("alert transition", extra={"transition": transition.to_json()})
-    skipped = [d.device_id for d in outcome.devices if d.shadow == "not_a_thing"]
-    for device_id in skipped:
+    skipped = [d for d in outcome.devices if d.shadow in {"not_a_thing", "too_large"}]
+    for device in skipped:
+        reason = (
+            "not a registered thing"
+            if device.shadow == "not_a_thing"
+            else "active alerts exceed the shadow's 8 KB"
+        )
         logger.warning(
-            "shadow mirror skipped: not a registered thing", extra={"deviceId": device_id}
+            "shadow mirror skipped", extra={"deviceId": device.device_id, "reason": reason}
         )
     rejected_readings = sum(1 for r in outcome.rejections if r["source"] != "timestream")
     counts: Mapping[str, int] = {

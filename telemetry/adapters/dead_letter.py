@@ -18,6 +18,9 @@ from telemetry.errors import DependencyError
 
 MAX_BATCH: Final = 10
 MAX_BATCH_BYTES: Final = 256 * 1024
+MAX_BODY_BYTES: Final = 250 * 1024
+"""SQS takes 256 KiB per message; a larger payload (a Kinesis record may hold
+1 MB) is cut, and the item says so, with the whole payload's SHA-256."""
 
 
 def _json_safe(value: Any) -> Any:
@@ -32,10 +35,18 @@ def _json_safe(value: Any) -> Any:
 
 
 def dead_letter_body(item: dict[str, Any]) -> str:
-    """The message body: the item plus its deterministic id."""
+    """The message body: the item plus its deterministic id, within SQS's size."""
     safe = _json_safe(item)
     canonical = json.dumps(safe, sort_keys=True, separators=(",", ":"), default=str)
     safe["id"] = hashlib.sha256(canonical.encode()).hexdigest()[:32]
+    body = json.dumps(safe, separators=(",", ":"), default=str)
+    if len(body.encode()) <= MAX_BODY_BYTES:
+        return body
+    payload = json.dumps(safe.get("payload"), separators=(",", ":"), default=str)
+    safe["payloadSha256"] = hashlib.sha256(payload.encode()).hexdigest()
+    safe["payloadBytes"] = len(payload.encode())
+    safe["payloadTruncated"] = True
+    safe["payload"] = payload.encode()[: MAX_BODY_BYTES // 2].decode("utf-8", "ignore")
     return json.dumps(safe, separators=(",", ":"), default=str)
 
 

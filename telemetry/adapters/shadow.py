@@ -9,16 +9,34 @@ SHADOW_NAME is empty.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from telemetry.adapters.aws import AWS_ERRORS, error_code_of, translate
+
+MAX_UPDATE_BYTES: Final = 6 * 1024
+"""A shadow document holds 8 KB; updates stay well under it."""
+
+
+def _chunks(alerts: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    chunk: dict[str, Any] = {}
+    size = 0
+    for sensor_id, entry in alerts.items():
+        entry_size = len(json.dumps({sensor_id: entry}, separators=(",", ":")))
+        if chunk and size + entry_size > MAX_UPDATE_BYTES:
+            yield chunk
+            chunk, size = {}, 0
+        chunk[sensor_id] = entry
+        size += entry_size
+    if chunk:
+        yield chunk
 
 
 class ShadowOutcome(StrEnum):
     UPDATED = "updated"
     NOT_A_THING = "not_a_thing"
+    TOO_LARGE = "too_large"
     FAILED = "failed"
 
 
@@ -31,6 +49,15 @@ class ShadowMirror:
         self.calls = 0
 
     def update(self, thing_name: str, alerts: Mapping[str, Any]) -> ShadowOutcome:
+        """Patch the mirror, in as many updates as the shadow's size limit needs."""
+        outcome = ShadowOutcome.UPDATED
+        for chunk in _chunks(alerts):
+            outcome = self._update(thing_name, chunk)
+            if outcome is not ShadowOutcome.UPDATED:
+                return outcome
+        return outcome
+
+    def _update(self, thing_name: str, alerts: Mapping[str, Any]) -> ShadowOutcome:
         """Patch `state.reported.alerts` with `alerts` (None removes a sensor).
 
         A thing that does not exist is reported, not raised: its readings and
@@ -48,8 +75,11 @@ class ShadowMirror:
         try:
             self._client.update_thing_shadow(**kwargs)
         except AWS_ERRORS as exc:
-            if error_code_of(exc) == "ResourceNotFoundException":
+            code = error_code_of(exc)
+            if code == "ResourceNotFoundException":
                 return ShadowOutcome.NOT_A_THING
+            if code == "RequestEntityTooLargeException":
+                return ShadowOutcome.TOO_LARGE  # more active alerts than 8 KB holds
             error = translate("iot-data", "UpdateThingShadow", exc)
             if not error.transient:
                 raise error from exc
