@@ -57,6 +57,8 @@ OUTBOX_LEASE_MS: Final = 5 * 60 * 1000
 than the function's timeout, so that a running invocation is never doubled."""
 
 MAX_CONFLICT_RETRIES: Final = 8
+RECORDS_PER_CALL: Final = 100
+"""Timestream's WriteRecords limit: records are built and handed over this many at a time."""
 
 
 class StateStore(Protocol):
@@ -250,14 +252,15 @@ class Pipeline:
     def _store_records(
         self, by_device: Mapping[str, list[Reading]], deliveries: list[_Delivery], outcome: Outcome
     ) -> None:
-        pairs: list[tuple[dict[str, Any], object]] = [
-            (self._records.reading(r), r) for rs in by_device.values() for r in rs
-        ]
-        readings = len(pairs)
-        pairs += [
-            (self._records.alert(e.transition), e.transition) for d in deliveries for e in d.entries
-        ]
-        rejected = self._timeseries.write(pairs)
+        sources: list[Reading | Transition] = [r for rs in by_device.values() for r in rs]
+        readings = len(sources)
+        sources += [e.transition for d in deliveries for e in d.entries]
+        rejected: list[Any] = []
+        # Records are built a call's worth at a time: a 10,000-message batch never
+        # holds its 40,000 record dicts at once.
+        for start in range(0, len(sources), RECORDS_PER_CALL):
+            chunk = sources[start : start + RECORDS_PER_CALL]
+            rejected.extend(self._timeseries.write([(self._record(s), s) for s in chunk]))
         rejected_readings = sum(1 for r in rejected if isinstance(r.source, Reading))
         outcome.readings_stored = readings - rejected_readings
         outcome.records_rejected += len(rejected)
@@ -265,6 +268,11 @@ class Pipeline:
             items = [_rejected_record_item(r) for r in rejected]
             outcome.rejections.extend(items)
             self._quarantine.send(items)
+
+    def _record(self, source: Reading | Transition) -> dict[str, Any]:
+        if isinstance(source, Reading):
+            return self._records.reading(source)
+        return self._records.alert(source)
 
     def _commit(
         self,
