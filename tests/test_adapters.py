@@ -14,7 +14,9 @@ from moto import mock_aws
 from telemetry.adapters.dead_letter import MAX_BODY_BYTES, DeadLetterQueue, dead_letter_body
 from telemetry.adapters.shadow import MAX_UPDATE_BYTES, ShadowMirror, ShadowOutcome
 from telemetry.adapters.sns import AlertPublisher, subject
+from telemetry.adapters.timestream import alert_record, billed_bytes, reading_record
 from telemetry.core.alerts import Severity, Status, Transition
+from telemetry.core.messages import Reading
 
 
 @pytest.fixture
@@ -186,3 +188,32 @@ def test_subjects_are_readable_and_within_sns_limits() -> None:
     assert subject(raised) == "[CRITICAL] pump-17 temperature raised: 95 (temperature-high)"
     assert "back to normal" in subject(resolved)
     assert all(len(subject(t)) <= 100 for t in (raised, resolved))
+
+
+def test_reading_records_omit_unknown_dimensions_and_meter_as_timestream_does() -> None:
+    # Given a reading without type, location or unit
+    reading = Reading("pump-17", "temp-1", 81.25, 1_764_237_600_000)
+
+    # When it becomes a record
+    record = reading_record(reading)
+
+    # Then it carries only the dimensions it has (Timestream refuses empty values)
+    assert [d["Name"] for d in record["Dimensions"]] == ["deviceId", "sensorId"]
+    assert record["MeasureValueType"] == "MULTI"
+    assert record["MeasureValues"] == [{"Name": "value", "Value": "81.25", "Type": "DOUBLE"}]
+    # and is metered as 8 B time + names and values + measure names + 8 B per double
+    expected = 8 + len("reading") + len("deviceIdpump-17sensorIdtemp-1") + len("value") + 8
+    assert billed_bytes(record) == expected
+
+
+def test_alert_records_keep_a_raise_and_a_resolve_at_one_instant_apart() -> None:
+    # Given a RESOLVED and a RAISED of the same sensor and rule at the same time
+    resolved, raised = transition(status=Status.RESOLVED), transition()
+
+    # When both become records
+    a, b = alert_record(resolved), alert_record(raised)
+
+    # Then their dimensions differ by status, so Timestream stores both
+    assert a["Time"] == b["Time"]
+    assert a["Dimensions"] != b["Dimensions"]
+    assert {m["Name"] for m in b["MeasureValues"]} >= {"severity", "alertId", "value", "threshold"}
