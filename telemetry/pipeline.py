@@ -118,6 +118,7 @@ class _Delivery:
     before: Mapping[StateKey, AlertState]
     entries: list[OutboxEntry]
     done: DeviceOutcome
+    redelivery: bool = False
 
 
 @dataclass(slots=True)
@@ -322,7 +323,8 @@ class Pipeline:
             done.transitions = evaluation.transitions
             done.redelivered = len(due)
             if new_entries or due or record.shadow_stale:
-                return done, _Delivery(record, before, [*due, *new_entries], done)
+                entries = [*due, *new_entries]
+                return done, _Delivery(record, before, entries, done, redelivery=bool(due))
             return done, None
         raise StateConflictError(
             f"{record.device_id}: state kept changing under {MAX_CONFLICT_RETRIES} attempts"
@@ -339,7 +341,10 @@ class Pipeline:
         transitions = [e.transition for e in entries]
         failed = self._publisher.publish(transitions) if transitions else []
         failed_keys = {OutboxEntry(t, "", 0).key for t in failed}
-        patch = shadow_patch(before, record.state, full=record.shadow_stale)
+        # Entries redelivered for a failed invocation never reached the mirror
+        # either: rewrite it whole, as for a stale one.
+        repair = record.shadow_stale or delivery.redelivery
+        patch = shadow_patch(before, record.state, full=repair)
         stale = False
         mirror_error: DependencyError | None = None
         if patch:

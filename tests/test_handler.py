@@ -175,6 +175,8 @@ def test_a_transient_sns_failure_is_retried_and_the_alert_published_once(aws: Lo
     # Then the committed transition was published exactly once, by the retry
     assert statuses(aws.alerts()) == [("RAISED", "CRITICAL")]
     assert "outbox" not in (aws.state_item("pump-17") or {})
+    # and the mirror, which the failed attempt never reached, shows the alert
+    assert aws.shadow("pump-17")["alerts"]["temp-1"]["severity"] == "CRITICAL"
 
 
 def test_a_failed_state_write_loses_nothing_on_retry(aws: LocalAws) -> None:
