@@ -214,6 +214,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="random seed: the same seed gives the same fleet (default 7)",
     )
     demo.add_argument(
+        "--ingest",
+        choices=("direct", "stream"),
+        default="direct",
+        help="direct: one invocation per message (the rule's Lambda action); stream: "
+        "Kinesis batches, as IngestMode=Stream deploys (default direct)",
+    )
+    demo.add_argument(
+        "--batch-size",
+        type=_int_between(1, 10_000),
+        default=500,
+        metavar="N",
+        help="records per Kinesis batch with --ingest stream (default 500)",
+    )
+    demo.add_argument(
         "--endpoint-url",
         type=_endpoint_url,
         metavar="URL",
@@ -352,6 +366,8 @@ def _run_demo(args: argparse.Namespace) -> int:
         duration_ms=args.duration,
         seed=args.seed,
         endpoint_url=args.endpoint_url,
+        ingest=args.ingest,
+        batch_size=args.batch_size,
     )
     try:
         demo.run(options, Screen(sys.stdout), Screen(sys.stderr))

@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -157,6 +158,9 @@ def report(outcome: Outcome) -> None:
     for t in outcome.transitions:
         kind = (t.status.value, t.routing_severity.name)
         by_kind[kind] = by_kind.get(kind, 0) + 1
+    outcomes = _OUTCOME_SINK.get()
+    if outcomes is not None:
+        outcomes.append(outcome)
     sink = _TRANSITION_SINK.get()
     if sink is not None:
         for kind, value in by_kind.items():
@@ -166,6 +170,20 @@ def report(outcome: Outcome) -> None:
 _TRANSITION_SINK: ContextVar[dict[tuple[str, str], int] | None] = ContextVar(
     "transition_sink", default=None
 )
+_OUTCOME_SINK: ContextVar[list[Outcome] | None] = ContextVar("outcome_sink", default=None)
+
+
+@contextmanager
+def observed() -> Iterator[list[Outcome]]:
+    """Collect the Outcome of every invocation handled inside the block: what a
+    local run reads instead of logs and metrics (a stream batch's response
+    carries only its failed records)."""
+    sink: list[Outcome] = []
+    token = _OUTCOME_SINK.set(sink)
+    try:
+        yield sink
+    finally:
+        _OUTCOME_SINK.reset(token)
 
 
 def _emit_transition_metrics(by_kind: Mapping[tuple[str, str], int]) -> None:

@@ -188,21 +188,32 @@ def read_back(url: str, stdout: str) -> Held:
 class DemoRun:
     result: subprocess.CompletedProcess[str]
     held: Held
+    ingest: str = "direct"
 
     @property
     def stdout(self) -> str:
         return self.result.stdout
 
 
-@pytest.fixture(scope="module")
-def demo(local_aws: str) -> DemoRun:
+@pytest.fixture(scope="module", params=["direct", "stream"])
+def demo(local_aws: str, request: pytest.FixtureRequest) -> DemoRun:
     # Given a local AWS that is already running
-    # When a newcomer runs the demo against it on a small fleet
+    # When a newcomer runs the demo against it on a small fleet, in each ingest mode
     result = telemetry(
-        "demo", "--devices", "4", "--duration", "2m", "--seed", "3", "--endpoint-url", local_aws
+        "demo",
+        "--devices",
+        "4",
+        "--duration",
+        "2m",
+        "--seed",
+        "3",
+        "--endpoint-url",
+        local_aws,
+        "--ingest",
+        request.param,
     )
     assert result.returncode == 0, result.stderr
-    return DemoRun(result, read_back(local_aws, result.stdout))
+    return DemoRun(result, read_back(local_aws, result.stdout), request.param)
 
 
 @pytest.mark.slow
@@ -282,7 +293,10 @@ def test_demo_injects_the_cases_that_matter(demo: DemoRun) -> None:
     assert story(flapper) == [("RAISED", "WARNING"), ("RESOLVED", "OK")]
     # and the late batch was stored but did not resolve the alert newer data raised
     assert story(late) == [("RAISED", "WARNING")]
-    assert count(out, "late readings") > 0
+    if demo.ingest == "direct":
+        # (a Kinesis batch may carry the late batch with the newer data it predates:
+        # then it is evaluated in event-time order, and is not late)
+        assert count(out, "late readings") > 0
     assert demo.held.shadows[late[0]][late[1]]["severity"] == "WARNING"
 
 

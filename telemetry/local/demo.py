@@ -57,6 +57,10 @@ class DemoOptions:
     duration_ms: int = 600_000
     seed: int = 7
     endpoint_url: str | None = None
+    ingest: str = "direct"
+    """`direct`: one invocation per message, as the IoT rule's Lambda action does;
+    `stream`: Kinesis batches (deviceId as partition key), as IngestMode=Stream."""
+    batch_size: int = 500
 
 
 def _chunks(size: int, total: int) -> int:
@@ -147,6 +151,8 @@ class Tally:
     not_evaluated: int = 0
     transitions: list[dict[str, Any]] = field(default_factory=list)
     iot_message_units: int = 0
+    kinesis_units: int = 0
+    next_sequence: int = 1
 
 
 @contextmanager
@@ -190,6 +196,91 @@ def _invoke(rt: Runtime, delivery: Delivery, clock: list[int], meter: Meter, tal
         return
     tally.failed += 1
     raise DemoError(f"an invocation failed {MAX_ATTEMPTS} times: {last_error}")
+
+
+STREAM_WINDOW_MS: Final = 5_000
+"""The template's default MaximumBatchingWindowInSeconds, in simulated time."""
+
+
+def _batches(deliveries: Sequence[Delivery], size: int) -> Iterator[list[Delivery]]:
+    """What a Kinesis event source mapping hands over: records in arrival order,
+    up to `size` of them, within one batching window."""
+    batch: list[Delivery] = []
+    for delivery in deliveries:
+        if batch and (len(batch) >= size or delivery.at_ms - batch[0].at_ms >= STREAM_WINDOW_MS):
+            yield batch
+            batch = []
+        batch.append(delivery)
+    if batch:
+        yield batch
+
+
+def kinesis_event(batch: Sequence[Delivery], first_sequence: int) -> dict[str, Any]:
+    """A Kinesis event as Lambda delivers it, the rule's message as each record."""
+    import base64  # noqa: PLC0415
+
+    records = []
+    for offset, delivery in enumerate(batch):
+        event = delivery.event
+        key = event.get("deviceId") if isinstance(event, dict) else None
+        records.append(
+            {
+                "eventSource": "aws:kinesis",
+                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/telemetry",
+                "eventID": f"shardId-000000000000:{first_sequence + offset}",
+                "eventName": "aws:kinesis:record",
+                "eventVersion": "1.0",
+                "awsRegion": "us-east-1",
+                "invokeIdentityArn": "arn:aws:iam::123456789012:role/telemetry",
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": str(key or "unknown"),
+                    "sequenceNumber": f"{first_sequence + offset:030d}",
+                    "data": base64.b64encode(json.dumps(event).encode()).decode(),
+                    "approximateArrivalTimestamp": delivery.at_ms / 1000,
+                },
+            }
+        )
+    return {"Records": records}
+
+
+def _invoke_batch(
+    rt: Runtime, batch: list[Delivery], clock: list[int], meter: Meter, tally: Tally
+) -> None:
+    """One Kinesis invocation, retried from its earliest failed record on, as
+    Lambda does with ReportBatchItemFailures."""
+    from telemetry import handler  # noqa: PLC0415
+
+    pending = batch
+    first = tally.next_sequence
+    tally.next_sequence += len(batch)
+    for attempt in range(MAX_ATTEMPTS):
+        clock[0] = batch[-1].at_ms + attempt * 60_000
+        event = kinesis_event(pending, first)
+        started = time.perf_counter()
+        with handler.observed() as outcomes:
+            try:
+                response = handler.handle(event, rt)
+            except Exception:  # noqa: BLE001 - Lambda retries the whole batch
+                response = {"batchItemFailures": [{"itemIdentifier": f"{first:030d}"}]}
+            finally:
+                meter.invocation(time.perf_counter() - started)
+                tally.invocations += 1
+                handler.metrics.clear_metrics()
+        for outcome in outcomes:
+            tally.readings_stored += outcome.readings_stored
+            tally.rejected += len(outcome.rejections)
+            tally.late += sum(d.late for d in outcome.devices)
+            tally.not_evaluated += len(outcome.not_evaluated)
+            tally.transitions.extend(t.to_json() for t in outcome.transitions)
+        failed = sorted(int(f["itemIdentifier"]) for f in response["batchItemFailures"])
+        if not failed:
+            return
+        tally.retried += 1
+        skip = failed[0] - first
+        pending, first = pending[skip:], failed[0]
+    tally.failed += 1
+    raise DemoError(f"a batch kept failing after {MAX_ATTEMPTS} attempts")
 
 
 def _free_prefix(url: str) -> str:
@@ -327,7 +418,7 @@ def _run_against(url: str, embedded: bool, options: DemoOptions, out: Screen, er
     try:
         with _quiet_function():
             stack, on_call_url = _provision(url, sim)
-            meter, tally = _run_fleet(url, stack, sim, err)
+            meter, tally = _run_fleet(url, stack, sim, err, options)
             observed = _observe(url, stack, on_call_url, tally)
     except (BotoCoreError, ClientError) as exc:
         raise DemoError(f"the local AWS at {url} failed: {exc}") from None
@@ -335,7 +426,9 @@ def _run_against(url: str, embedded: bool, options: DemoOptions, out: Screen, er
     report.render(out)
 
 
-def _run_fleet(url: str, stack: Stack, sim: Simulation, err: Screen) -> tuple[Meter, Tally]:
+def _run_fleet(
+    url: str, stack: Stack, sim: Simulation, err: Screen, options: DemoOptions
+) -> tuple[Meter, Tally]:
     from telemetry import handler  # noqa: PLC0415
     from telemetry.settings import Settings  # noqa: PLC0415
 
@@ -346,6 +439,19 @@ def _run_fleet(url: str, stack: Stack, sim: Simulation, err: Screen) -> tuple[Me
     clock = [sim.start_ms]
     rt = handler.build_runtime(settings, clients, clock=lambda: clock[0])
     handler.metrics.clear_metrics()
+    if options.ingest == "stream":
+        with _progress(err, len(sim.deliveries)) as advance:
+            for batch in _batches(sim.deliveries, options.batch_size):
+                tally.iot_message_units += sum(
+                    _chunks(5 * 1024, len(json.dumps(d.event))) for d in batch
+                )
+                tally.kinesis_units += sum(
+                    _chunks(25 * 1024, len(json.dumps(d.event))) for d in batch
+                )
+                _invoke_batch(rt, batch, clock, meter, tally)
+                for _ in batch:
+                    advance()
+        return meter, tally
     with _progress(err, len(sim.deliveries)) as advance:
         failing = 0
         for delivery in sim.deliveries:
@@ -434,6 +540,14 @@ class Report:
                 "SQS requests",
             )
         ]
+        if self.options.ingest == "stream":
+            lines.append(
+                CostLine(
+                    "Kinesis PUT payload units",
+                    self.tally.kinesis_units,
+                    PRICES["Kinesis PUT payload units"],
+                )
+            )
         lines += [
             CostLine(INGEST_ITEMS[0], self.tally.iot_message_units, PRICES[INGEST_ITEMS[0]]),
             CostLine(INGEST_ITEMS[1], self.messages, PRICES[INGEST_ITEMS[1]]),

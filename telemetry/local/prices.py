@@ -3,7 +3,8 @@
 US East (N. Virginia), on-demand, USD, from aws.amazon.com/lambda/pricing,
 /dynamodb/pricing/on-demand, /timestream/pricing (1 KiB writes, metered as in
 docs.aws.amazon.com/timestream/latest/developerguide/metering-and-pricing.writes.html),
-/sns/pricing, /iot-core/pricing, /sqs/pricing and /cloudwatch/pricing.
+/sns/pricing, /iot-core/pricing, /sqs/pricing, /cloudwatch/pricing and
+/kinesis/data-streams/pricing.
 Lambda on arm64, billed per ms; SNS deliveries to SQS are free. The IoT Core
 messaging and rule prices are from third-party copies that
 shared/context/aws-facts.md marks unconfirmed.
@@ -34,4 +35,6 @@ PRICES: Final[Mapping[str, Price]] = {
     "IoT Core messages": Price(1.00e-6, "message (5 KB)"),
     "IoT rules and actions": Price(0.30e-6, "rule + action"),
     "CloudWatch Logs": Price(0.50, "GB ingested"),
+    # Provisioned mode; shard-hours ($0.015 each) are per hour, not per message.
+    "Kinesis PUT payload units": Price(0.014e-6, "PUT payload unit (25 KB)"),
 }
