@@ -1,7 +1,7 @@
 """What the cost, cold-start and stream benchmarks share.
 
 - `fleet()`: a deterministic fleet workload in the seed's message format, and
-  `kinesis_event()` to deliver it in batches;
+  `stream_events()` to deliver it in Kinesis batches;
 - `local_aws()` and `runtime()`: the stack in moto and a function runtime on it;
 - `Usage`: the billable AWS usage of invocations, metered the way AWS bills it;
 - `run_handler()`: our handler over a list of events, usage per invocation
@@ -13,9 +13,7 @@
 
 from __future__ import annotations
 
-import base64
 import functools
-import json
 import math
 import os
 import random
@@ -32,6 +30,7 @@ from unittest import mock
 
 from telemetry.adapters.timestream import billed_bytes
 from telemetry.core.rules import RuleSet, load_rules
+from telemetry.local.streams import kinesis_event
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 RULES_PATH: Final = ROOT / "rules"
@@ -196,32 +195,6 @@ def fleet(
     ]
     messages.sort(key=lambda m: (m["receivedAt"], m["deviceId"]))
     return messages
-
-
-def kinesis_event(messages: Sequence[Mapping[str, Any]], first_sequence: int = 0) -> dict[str, Any]:
-    """The event a Kinesis event source mapping delivers for one shard: the rule's
-    messages in order, partition key deviceId."""
-    return {
-        "Records": [
-            {
-                "eventSource": "aws:kinesis",
-                "eventID": f"shardId-000000000000:{first_sequence + i}",
-                "eventName": "aws:kinesis:record",
-                "eventVersion": "1.0",
-                "awsRegion": REGION,
-                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/telemetry",
-                "invokeIdentityArn": "arn:aws:iam::123456789012:role/telemetry-function",
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": message["deviceId"],
-                    "sequenceNumber": f"4959{first_sequence + i:040d}",
-                    "data": base64.b64encode(json.dumps(message).encode()).decode(),
-                    "approximateArrivalTimestamp": message["receivedAt"] / 1000,
-                },
-            }
-            for i, message in enumerate(messages)
-        ]
-    }
 
 
 # --- a local AWS ---------------------------------------------------------------------
@@ -410,7 +383,7 @@ class HandlerRun:
 
 def stream_events(batches: Sequence[Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:
     """One Kinesis event per batch, sequence numbers running on from batch to batch."""
-    events, sequence = [], 0
+    events, sequence = [], 1
     for batch in batches:
         events.append(kinesis_event(batch, sequence))
         sequence += len(batch)

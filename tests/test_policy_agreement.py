@@ -16,10 +16,10 @@ from moto import mock_aws
 
 from telemetry import handler
 from telemetry.local.provision import provision
+from telemetry.local.streams import kinesis_event, sqs_event
 from telemetry.settings import Settings
 from tests.iam import allowed, required_grant
 from tests.localaws import CallLog, LocalAws, before, message, record_calls
-from tests.test_stream import kinesis_event, sqs_event
 
 NOW = 1_764_237_600_000
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from telemetry import handler
+from telemetry.local.streams import kinesis_event, sqs_event
 from tests.localaws import LocalAws, fail, local_stack, message, record_calls
 
 NOW = 1_764_237_600_000
@@ -19,50 +20,6 @@ NOW = 1_764_237_600_000
 def aws() -> Iterator[LocalAws]:
     with local_stack([f"pump-{i}" for i in range(5)], NOW + 600_000) as stack:
         yield stack
-
-
-def kinesis_event(messages: list[Any]) -> dict[str, Any]:
-    records = []
-    for i, msg in enumerate(messages):
-        raw = msg if isinstance(msg, bytes) else json.dumps(msg).encode()
-        records.append(
-            {
-                "eventSource": "aws:kinesis",
-                "eventID": f"shardId-000000000000:{i}",
-                "eventName": "aws:kinesis:record",
-                "eventVersion": "1.0",
-                "awsRegion": "us-east-1",
-                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/telemetry",
-                "invokeIdentityArn": "arn:aws:iam::123456789012:role/fn",
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": msg.get("deviceId", "x") if isinstance(msg, dict) else "x",
-                    "sequenceNumber": f"4959{i:020d}",
-                    "data": base64.b64encode(raw).decode(),
-                    "approximateArrivalTimestamp": 1764237600.0,
-                },
-            }
-        )
-    return {"Records": records}
-
-
-def sqs_event(messages: list[Any]) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "eventSource": "aws:sqs",
-                "messageId": f"m-{i}",
-                "receiptHandle": f"r-{i}",
-                "body": msg if isinstance(msg, str) else json.dumps(msg),
-                "attributes": {},
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
-                "awsRegion": "us-east-1",
-            }
-            for i, msg in enumerate(messages)
-        ]
-    }
 
 
 def fleet(devices: int, per_device: int, value: float = 95) -> list[dict[str, Any]]:
@@ -158,9 +115,8 @@ def test_a_kinesis_retry_starting_at_the_failed_record_delivers_the_stranded_ale
 
     # When Lambda retries from the failed record on, with a newer record after it
     records = [r for r in event["Records"] if r["kinesis"]["sequenceNumber"] >= failed[0]]
-    retry = kinesis_event([message("pump-0", NOW + 1000, ("temp-1", 96))])
-    retry["Records"][0]["kinesis"]["sequenceNumber"] = "4959" + "9" * 20
-    handler.handle({"Records": [*records, *retry["Records"]]}, rt)
+    newer = kinesis_event([message("pump-0", NOW + 1000, ("temp-1", 96))], first_sequence=99)
+    handler.handle({"Records": [*records, *newer["Records"]]}, rt)
 
     # Then the alert committed by the failed attempt is delivered once, without waiting
     assert [(a["deviceId"], a["status"]) for a in aws.alerts()] == [("pump-0", "RAISED")]

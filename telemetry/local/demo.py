@@ -28,6 +28,7 @@ from telemetry.backtest import plural
 from telemetry.local.fleet import Delivery, Simulation, simulate
 from telemetry.local.prices import PRICES, Price
 from telemetry.local.server import LocalAwsError, LocalAwsServer, check_reachable, point_at
+from telemetry.local.streams import kinesis_event, sequence_number
 
 if TYPE_CHECKING:
     from telemetry.cli import Screen
@@ -215,35 +216,6 @@ def _batches(deliveries: Sequence[Delivery], size: int) -> Iterator[list[Deliver
         yield batch
 
 
-def kinesis_event(batch: Sequence[Delivery], first_sequence: int) -> dict[str, Any]:
-    """A Kinesis event as Lambda delivers it, the rule's message as each record."""
-    import base64  # noqa: PLC0415
-
-    records = []
-    for offset, delivery in enumerate(batch):
-        event = delivery.event
-        key = event.get("deviceId") if isinstance(event, dict) else None
-        records.append(
-            {
-                "eventSource": "aws:kinesis",
-                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/telemetry",
-                "eventID": f"shardId-000000000000:{first_sequence + offset}",
-                "eventName": "aws:kinesis:record",
-                "eventVersion": "1.0",
-                "awsRegion": "us-east-1",
-                "invokeIdentityArn": "arn:aws:iam::123456789012:role/telemetry",
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": str(key or "unknown"),
-                    "sequenceNumber": f"{first_sequence + offset:030d}",
-                    "data": base64.b64encode(json.dumps(event).encode()).decode(),
-                    "approximateArrivalTimestamp": delivery.at_ms / 1000,
-                },
-            }
-        )
-    return {"Records": records}
-
-
 def _invoke_batch(
     rt: Runtime, batch: list[Delivery], clock: list[int], meter: Meter, tally: Tally
 ) -> None:
@@ -256,13 +228,13 @@ def _invoke_batch(
     tally.next_sequence += len(batch)
     for attempt in range(MAX_ATTEMPTS):
         clock[0] = batch[-1].at_ms + attempt * 60_000
-        event = kinesis_event(pending, first)
+        event = kinesis_event([d.event for d in pending], first)
         started = time.perf_counter()
         with handler.observed() as outcomes:
             try:
                 response = handler.handle(event, rt)
             except Exception:  # noqa: BLE001 - Lambda retries the whole batch
-                response = {"batchItemFailures": [{"itemIdentifier": f"{first:030d}"}]}
+                response = {"batchItemFailures": [{"itemIdentifier": sequence_number(first)}]}
             finally:
                 meter.invocation(time.perf_counter() - started)
                 tally.invocations += 1
