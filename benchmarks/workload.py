@@ -30,6 +30,7 @@ from unittest import mock
 
 from telemetry.adapters.timestream import billed_bytes
 from telemetry.core.rules import RuleSet, load_rules
+from telemetry.local.prices import dynamodb_item_bytes
 from telemetry.local.streams import kinesis_event
 
 ROOT: Final = Path(__file__).resolve().parent.parent
@@ -264,20 +265,6 @@ def timestream_bytes(record: Mapping[str, Any]) -> int:
     if "MeasureValue" in record:
         kind = record.get("MeasureValueType", "DOUBLE")
         size += {"BOOLEAN": 1, "VARCHAR": len(record["MeasureValue"].encode())}.get(kind, 8)
-    return size
-
-
-def dynamodb_item_bytes(item: Mapping[str, Mapping[str, Any]]) -> int:
-    """DynamoDB's item size: attribute names plus values (numbers ~1 byte per 2 digits)."""
-    size = 0
-    for name, value in item.items():
-        size += len(name.encode())
-        if "S" in value:
-            size += len(value["S"].encode())
-        elif "N" in value:
-            size += (len(value["N"].lstrip("-").replace(".", "")) + 1) // 2 + 1
-        else:
-            size += 1
     return size
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from telemetry.backtest import plural
 from telemetry.local.fleet import Delivery, Simulation, simulate
-from telemetry.local.prices import PRICES, Price
+from telemetry.local.prices import PRICES, Price, billed_units, dynamodb_item_bytes
 from telemetry.local.server import LocalAwsError, LocalAwsServer, check_reachable, point_at
 from telemetry.local.streams import kinesis_event, sequence_number
 
@@ -64,24 +64,6 @@ class DemoOptions:
     batch_size: int = 500
 
 
-def _chunks(size: int, total: int) -> int:
-    return max(1, math.ceil(total / size))
-
-
-def _item_bytes(item: Mapping[str, Any]) -> int:
-    """DynamoDB's item size: attribute names plus values."""
-    size = 0
-    for name, value in item.items():
-        size += len(name.encode())
-        if "S" in value:
-            size += len(value["S"].encode())
-        elif "N" in value:
-            size += math.ceil(len(value["N"].lstrip("-").replace(".", "")) / 2) + 1
-        else:
-            size += 1
-    return size
-
-
 @dataclass(slots=True)
 class Meter:
     """The function's AWS calls, counted per operation and metered as AWS bills them."""
@@ -112,27 +94,27 @@ class Meter:
 
         if operation == "WriteRecords":
             total = sum(billed_bytes(r) for r in params["Records"])
-            self.units["Timestream writes"] += _chunks(1024, total)
+            self.units["Timestream writes"] += billed_units(total, 1024)
         elif operation == "BatchGetItem":
             keys = sum(len(v["Keys"]) for v in params["RequestItems"].values())
             self.units["DynamoDB reads"] += keys
         elif operation == "GetItem":
             self.units["DynamoDB reads"] += 1
         elif operation == "PutItem":
-            self.units["DynamoDB writes"] += _chunks(1024, _item_bytes(params["Item"]))
+            self.units["DynamoDB writes"] += billed_units(dynamodb_item_bytes(params["Item"]), 1024)
         elif operation in {"Publish", "PublishBatch"}:
             entries = params.get("PublishBatchRequestEntries", [params])
             size = sum(
                 len(e["Message"].encode()) + len(json.dumps(e.get("MessageAttributes", {})))
                 for e in entries
             )
-            self.units["SNS publishes"] += _chunks(65_536, size)
+            self.units["SNS publishes"] += billed_units(size, 65_536)
         elif operation == "UpdateThingShadow":
-            self.units["IoT shadow updates"] += _chunks(1024, len(params["payload"]))
+            self.units["IoT shadow updates"] += billed_units(len(params["payload"]), 1024)
         elif service == "sqs" and operation.startswith("SendMessage"):
             entries = params.get("Entries", [params])
             size = sum(len(e["MessageBody"].encode()) for e in entries)
-            self.units["SQS requests"] += _chunks(65_536, size)
+            self.units["SQS requests"] += billed_units(size, 65_536)
 
     def invocation(self, seconds: float) -> None:
         self.invocations += 1
@@ -415,10 +397,10 @@ def _run_fleet(
         with _progress(err, len(sim.deliveries)) as advance:
             for batch in _batches(sim.deliveries, options.batch_size):
                 tally.iot_message_units += sum(
-                    _chunks(5 * 1024, len(json.dumps(d.event))) for d in batch
+                    billed_units(len(json.dumps(d.event)), 5 * 1024) for d in batch
                 )
                 tally.kinesis_units += sum(
-                    _chunks(25 * 1024, len(json.dumps(d.event))) for d in batch
+                    billed_units(len(json.dumps(d.event)), 25 * 1024) for d in batch
                 )
                 _invoke_batch(rt, batch, clock, meter, tally)
                 for _ in batch:
@@ -427,7 +409,7 @@ def _run_fleet(
     with _progress(err, len(sim.deliveries)) as advance:
         failing = 0
         for delivery in sim.deliveries:
-            tally.iot_message_units += _chunks(5 * 1024, len(json.dumps(delivery.event)))
+            tally.iot_message_units += billed_units(len(json.dumps(delivery.event)), 5 * 1024)
             try:
                 _invoke(rt, delivery, clock, meter, tally)
                 failing = 0

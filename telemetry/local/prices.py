@@ -12,9 +12,10 @@ shared/context/aws-facts.md marks unconfirmed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,3 +39,23 @@ PRICES: Final[Mapping[str, Price]] = {
     # Provisioned mode; shard-hours ($0.015 each) are per hour, not per message.
     "Kinesis PUT payload units": Price(0.014e-6, "PUT payload unit (25 KB)"),
 }
+
+
+def billed_units(size: int, unit: int) -> int:
+    """How many `unit`-sized units a request of `size` bytes is billed: at least one."""
+    return max(1, math.ceil(size / unit))
+
+
+def dynamodb_item_bytes(item: Mapping[str, Mapping[str, Any]]) -> int:
+    """DynamoDB's item size, which its write units are billed on: attribute names
+    plus values (strings as UTF-8, numbers about one byte per two digits)."""
+    size = 0
+    for name, value in item.items():
+        size += len(name.encode())
+        if "S" in value:
+            size += len(value["S"].encode())
+        elif "N" in value:
+            size += math.ceil(len(value["N"].lstrip("-").replace(".", "")) / 2) + 1
+        else:
+            size += 1
+    return size
