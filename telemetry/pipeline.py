@@ -40,6 +40,7 @@ from telemetry.core.alerts import (
     Transition,
     active_alerts,
     evaluate,
+    pruned,
 )
 from telemetry.core.messages import (
     MessageRejectedError,
@@ -313,7 +314,7 @@ class Pipeline:
                 try:
                     record = self._store.save(
                         record,
-                        state=evaluation.state,
+                        state=pruned(evaluation.state),
                         outbox=[*record.outbox, *new_entries],
                         shadow_stale=record.shadow_stale,
                     )

@@ -20,12 +20,14 @@ from telemetry.core.alerts import (
     Severity,
     StateKey,
     Status,
+    Streak,
     Transition,
     _full_step,
     _holds,
     active_alerts,
     alert_id_for,
     evaluate,
+    pruned,
     state_from_json,
     state_to_json,
 )
@@ -792,3 +794,22 @@ def test_the_hold_shortcut_agrees_with_the_full_step(data: st.DataObject) -> Non
 
     # Then the full state machine agrees: nothing changes
     assert _full_step(state, rule, Reading("d", "s", value, 1)) is None
+
+
+def test_a_device_record_stays_bounded_however_many_sensors_report() -> None:
+    # Given a device with one active alert, a streak, and 3,000 quiet sensor entries
+    state: dict[StateKey, AlertState] = {
+        (f"s{i}", "r"): AlertState(last_ms=i) for i in range(3_000)
+    }
+    state[("hot", "r")] = AlertState(Severity.CRITICAL, "above", "a" * 32, 5, 99.0, 5)
+    state[("warming", "r")] = AlertState(last_ms=1, streaks={"above.warning": Streak(1, 1)})
+
+    # When it is pruned to 2,000 quiet entries
+    kept = pruned(state, keep=2_000)
+
+    # Then the newest quiet entries, the alert and the streak remain
+    assert len(kept) == 2_002
+    assert ("hot", "r") in kept
+    assert ("warming", "r") in kept
+    assert ("s2999", "r") in kept
+    assert ("s0", "r") not in kept

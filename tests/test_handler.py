@@ -479,6 +479,7 @@ def test_observability_one_log_line_per_rejection_no_payload_and_emf_metrics(
     handler.reset_runtime()
     event = message("pump-17", int(time.time() * 1000), ("temp-1", 95))
     event["data"].append({"sensorId": "s-1", "value": "api-key-12345"})
+    handler.metrics.clear_metrics()  # earlier tests called handle(), which nothing flushes
 
     # When the entry point runs
     try:

@@ -508,6 +508,27 @@ def _outranks(alert: AlertState, other: AlertState) -> bool:
     return (alert.since_ms or 0) < (other.since_ms or 0)
 
 
+MAX_QUIET_ENTRIES: Final = 2_000
+"""Quiet entries (OK, no streak) kept per device, only for their late-data line.
+Beyond this, the oldest are dropped so that one device's record stays far below
+DynamoDB's 400 KB item limit however many sensors it reports."""
+
+
+def pruned(
+    state: Mapping[StateKey, AlertState], keep: int = MAX_QUIET_ENTRIES
+) -> Mapping[StateKey, AlertState]:
+    """The state without its oldest quiet entries beyond `keep`. Active alerts and
+    streaks are never dropped; a dropped key only forgets its late-data line."""
+    if len(state) <= keep:
+        return state
+    quiet = [k for k, a in state.items() if a.severity is Severity.OK and not a.streaks]
+    if len(quiet) <= keep:
+        return state
+    quiet.sort(key=lambda k: state[k].last_ms)
+    dropped = set(quiet[: len(quiet) - keep])
+    return {k: a for k, a in state.items() if k not in dropped}
+
+
 def state_to_json(state: Mapping[StateKey, AlertState]) -> dict[str, Any]:
     return {f"{sensor}/{rule}": alert.to_json() for (sensor, rule), alert in sorted(state.items())}
 
