@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from telemetry.adapters.shadow import ShadowMirror
 from telemetry.adapters.sns import AlertPublisher
 from telemetry.adapters.state_store import DynamoStateStore
 from telemetry.adapters.timestream import TimestreamRecords, TimestreamWriter
+from telemetry.core.messages import Rejection
 from telemetry.core.rules import load_rules
 from telemetry.events import direct_messages, stream_records, stream_source
 from telemetry.pipeline import Outcome, Pipeline
@@ -147,29 +149,18 @@ def report(outcome: Outcome) -> None:
         "ReadingsRejected": rejected_readings,
         "TimestreamRecordsRejected": outcome.records_rejected,
         "ReadingsNotEvaluated": len(outcome.not_evaluated),
-        "LateReadings": sum(d.late for d in outcome.devices),
+        "LateReadings": outcome.late,
         "ShadowSkipped": len(skipped),
         "Transitions": len(outcome.transitions),
     }
     for name, value in counts.items():
         if value or name == "MessagesReceived":  # zeros cost log bytes on every invocation
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
-    by_kind: dict[tuple[str, str], int] = {}
-    for t in outcome.transitions:
-        kind = (t.status.value, t.routing_severity.name)
-        by_kind[kind] = by_kind.get(kind, 0) + 1
     outcomes = _OUTCOME_SINK.get()
     if outcomes is not None:
         outcomes.append(outcome)
-    sink = _TRANSITION_SINK.get()
-    if sink is not None:
-        for kind, value in by_kind.items():
-            sink[kind] = sink.get(kind, 0) + value
 
 
-_TRANSITION_SINK: ContextVar[dict[tuple[str, str], int] | None] = ContextVar(
-    "transition_sink", default=None
-)
 _OUTCOME_SINK: ContextVar[list[Outcome] | None] = ContextVar("outcome_sink", default=None)
 
 
@@ -186,9 +177,12 @@ def observed() -> Iterator[list[Outcome]]:
         _OUTCOME_SINK.reset(token)
 
 
-def _emit_transition_metrics(by_kind: Mapping[tuple[str, str], int]) -> None:
+def _emit_transition_metrics(outcomes: list[Outcome]) -> None:
     """One EMF block per (status, severity), dimensions a dashboard can group by.
     Only the Lambda entry point emits them, so local runs print nothing."""
+    by_kind = Counter(
+        (t.status.value, t.routing_severity.name) for o in outcomes for t in o.transitions
+    )
     for (status, severity), value in sorted(by_kind.items()):
         with single_metric(
             name="Transitions",
@@ -205,10 +199,32 @@ def _summary(outcome: Outcome) -> dict[str, Any]:
         "messages": outcome.messages,
         "readingsStored": outcome.readings_stored,
         "rejected": len(outcome.rejections),
-        "late": sum(d.late for d in outcome.devices),
+        "late": outcome.late,
         "notEvaluated": len(outcome.not_evaluated),
         "transitions": [t.to_json() for t in outcome.transitions],
     }
+
+
+def _process(
+    rt: Runtime,
+    messages: list[Any],
+    rejected: Sequence[Rejection] = (),
+    owner: str | None = None,
+) -> Outcome:
+    """Run the pipeline and report what it did. A failure of the whole call is
+    logged and raised; a device's failure is logged and left in the outcome."""
+    try:
+        outcome = rt.pipeline.process(messages, rt.clock(), rejected=rejected, owner=owner)
+    except Exception:
+        logger.exception("invocation failed; Lambda will retry it")
+        raise
+    report(outcome)
+    for device_id, error in outcome.failures:
+        logger.error(
+            "device failed; Lambda will retry its messages",
+            extra={"deviceId": device_id, "error": str(error)},
+        )
+    return outcome
 
 
 def handle(event: Any, rt: Runtime, context: Any = None) -> dict[str, Any]:
@@ -220,23 +236,7 @@ def handle(event: Any, rt: Runtime, context: Any = None) -> dict[str, Any]:
     source = stream_source(event)
     if source is not None:
         return handle_batch(event, source, rt, context)
-    messages = direct_messages(event)
-    try:
-        outcome = rt.pipeline.process(messages, rt.clock())
-    except Exception:
-        logger.exception("invocation failed; Lambda will retry it")
-        raise
-    report(outcome)
-    if outcome.failures:
-        device_id, error = outcome.failures[0]
-        logger.error(
-            "device failed; Lambda will retry the invocation",
-            extra={
-                "deviceId": device_id,
-                "error": str(error),
-                "failedDevices": len(outcome.failures),
-            },
-        )
+    outcome = _process(rt, direct_messages(event))
     outcome.raise_failure()
     return _summary(outcome)
 
@@ -258,20 +258,10 @@ def handle_batch(event: dict[str, Any], source: str, rt: Runtime, context: Any) 
     records = stream_records(event)
     messages = [r.message for r in records if r.rejection is None]
     bad = [r.rejection for r in records if r.rejection is not None]
-    try:
-        owner = hashlib.sha256("\n".join(r.record_id for r in records).encode()).hexdigest()
-        outcome = rt.pipeline.process(messages, rt.clock(), rejected=bad, owner=owner[:24])
-    except Exception:
-        logger.exception("batch failed as a whole; Lambda will retry it")
-        raise
-    report(outcome)
+    owner = hashlib.sha256("\n".join(r.record_id for r in records).encode()).hexdigest()
+    outcome = _process(rt, messages, rejected=bad, owner=owner[:24])
     failed_devices = {device_id for device_id, _ in outcome.failures}
     failed_ids = {r.record_id for r in records if r.device_id in failed_devices}
-    for device_id, error in outcome.failures:
-        logger.error(
-            "device failed; its records are reported for retry",
-            extra={"deviceId": device_id, "error": str(error)},
-        )
     kinesis = source == "aws:kinesis"
 
     def record_handler(record: Any) -> None:
@@ -296,10 +286,8 @@ class RetryRecordError(RuntimeError):
 @metrics.log_metrics
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     """The function's entry point (`telemetry.handler.lambda_handler`)."""
-    by_kind: dict[tuple[str, str], int] = {}
-    token = _TRANSITION_SINK.set(by_kind)
-    try:
-        return handle(event, runtime(), context)
-    finally:
-        _TRANSITION_SINK.reset(token)
-        _emit_transition_metrics(by_kind)
+    with observed() as outcomes:
+        try:
+            return handle(event, runtime(), context)
+        finally:
+            _emit_transition_metrics(outcomes)

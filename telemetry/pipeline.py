@@ -105,9 +105,7 @@ class RecordFactory(Protocol):
 class DeviceOutcome:
     device_id: str
     transitions: list[Transition] = field(default_factory=list)
-    redelivered: int = 0
     late: int = 0
-    state_writes: int = 0
     shadow: str | None = None
 
 
@@ -137,6 +135,11 @@ class Outcome:
     @property
     def transitions(self) -> list[Transition]:
         return [t for d in self.devices for t in d.transitions]
+
+    @property
+    def late(self) -> int:
+        """Readings too old to change their alert state (stored all the same)."""
+        return sum(d.late for d in self.devices)
 
     def raise_failure(self) -> None:
         """Raise the first device failure, if any."""
@@ -320,9 +323,7 @@ class Pipeline:
                     )
                 except StateConflictError:
                     continue
-                done.state_writes += 1
             done.transitions = evaluation.transitions
-            done.redelivered = len(due)
             if new_entries or due or record.shadow_stale:
                 entries = [*due, *new_entries]
                 return done, _Delivery(record, before, entries, done, redelivery=bool(due))
@@ -333,19 +334,14 @@ class Pipeline:
 
     def _deliver(self, delivery: _Delivery) -> None:
         """Publish, mirror, then clear what was delivered from the outbox."""
-        record, before, entries, done = (
-            delivery.record,
-            delivery.before,
-            delivery.entries,
-            delivery.done,
-        )
-        transitions = [e.transition for e in entries]
+        record, done = delivery.record, delivery.done
+        transitions = [e.transition for e in delivery.entries]
         failed = self._publisher.publish(transitions) if transitions else []
-        failed_keys = {OutboxEntry(t, "", 0).key for t in failed}
+        failed_keys = {t.key for t in failed}
         # Entries redelivered for a failed invocation never reached the mirror
         # either: rewrite it whole, as for a stale one.
         repair = record.shadow_stale or delivery.redelivery
-        patch = shadow_patch(before, record.state, full=repair)
+        patch = shadow_patch(delivery.before, record.state, full=repair)
         stale = False
         mirror_error: DependencyError | None = None
         if patch:
@@ -354,10 +350,9 @@ class Pipeline:
             except DependencyError as exc:
                 done.shadow, mirror_error = "failed", exc
             stale = done.shadow == "failed"
-        delivered = {e.key for e in entries} - failed_keys
+        delivered = {e.key for e in delivery.entries} - failed_keys
         if delivered or stale != record.shadow_stale:
             self._clear(record, delivered, stale)
-            done.state_writes += 1
         if failed:
             raise DependencyError(
                 "sns",

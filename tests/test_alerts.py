@@ -22,8 +22,6 @@ from telemetry.core.alerts import (
     Status,
     Streak,
     Transition,
-    _full_step,
-    _holds,
     active_alerts,
     alert_id_for,
     evaluate,
@@ -33,7 +31,6 @@ from telemetry.core.alerts import (
 )
 from telemetry.core.messages import Reading, iso_utc
 from telemetry.core.rules import Rule, RuleSet, RuleSpec, Side, compile_rule, load_rules
-from tests import strategies
 from tests.strategies import NOW_MS, rules_with_readings
 
 DEFAULT_RULES = Path(__file__).resolve().parent.parent / "rules" / "default.yaml"
@@ -777,23 +774,6 @@ def test_an_alert_whose_rule_was_removed_is_resolved_by_the_next_reading() -> No
     assert resolved.threshold is None
     again = evaluate([Reading("d1", "s1", 96.0, 3_000)], after.state, RuleSet([]))
     assert again.transitions == []
-
-
-@given(data=st.data())
-def test_the_hold_shortcut_agrees_with_the_full_step(data: st.DataObject) -> None:
-    # Given a random rule, an alert active on one of its sides, and a value near its levels
-    rule = data.draw(strategies.rules())
-    side = data.draw(st.sampled_from(rule.sides))
-    severity = data.draw(st.sampled_from([Severity.WARNING, Severity.CRITICAL]))
-    state = AlertState(severity, side.name, "a" * 32, 0, 1.0, 0)
-    value = data.draw(strategies.values_near(strategies.rule_levels(rule)))
-
-    # When the shortcut says the alert holds
-    if not _holds(state, rule, value):
-        return
-
-    # Then the full state machine agrees: nothing changes
-    assert _full_step(state, rule, Reading("d", "s", value, 1)) is None
 
 
 def test_a_device_record_stays_bounded_however_many_sensors_report() -> None:

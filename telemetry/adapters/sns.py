@@ -27,11 +27,6 @@ _VERBS: Final = {
 }
 
 
-def delivery_key(transition: Transition) -> str:
-    """Identifies one transition across retries: alertId, status and time."""
-    return f"{transition.alert_id}:{transition.status.value}:{transition.time_ms}"
-
-
 def subject(transition: Transition) -> str:
     """A line a person can read in an e-mail client's inbox."""
     severity = transition.routing_severity.name
@@ -76,9 +71,7 @@ class AlertPublisher:
         }
         if self._fifo:
             entry["MessageGroupId"] = transition.device_id
-            entry["MessageDeduplicationId"] = hashlib.sha256(
-                delivery_key(transition).encode()
-            ).hexdigest()
+            entry["MessageDeduplicationId"] = hashlib.sha256(transition.key.encode()).hexdigest()
         return entry
 
     def publish(self, transitions: Sequence[Transition]) -> list[Transition]:

@@ -125,6 +125,11 @@ class Transition:
     unit: str | None = None
 
     @property
+    def key(self) -> str:
+        """Identifies this transition across retries: alertId, status and time."""
+        return f"{self.alert_id}:{self.status.value}:{self.time_ms}"
+
+    @property
     def routing_severity(self) -> Severity:
         """CRITICAL when either side of the change is CRITICAL: an operator who
         filters on CRITICAL receives the raise and its resolution."""
@@ -312,37 +317,12 @@ def _raise(reading: Reading, rule: Rule, side: Side, severity: Severity) -> Aler
     )
 
 
-def _holds(state: AlertState, rule: Rule, value: float) -> bool:
-    """True when an active alert simply stays at its level: the value is inside
-    its level's hysteresis band on its side and no higher level is breached.
-    The common reading during an episode, decided without the full step."""
-    if state.severity is Severity.OK or state.streaks:
-        return False
-    for side in rule.sides:
-        if side.name != state.side:
-            continue
-        sign = side.sign
-        v = value * sign
-        c = None if side.critical is None else side.critical * sign
-        if state.severity is Severity.CRITICAL:
-            return c is not None and v > c - rule.hysteresis
-        w = None if side.warning is None else side.warning * sign
-        return w is not None and v > w - rule.hysteresis and (c is None or v <= c)
-    return False
-
-
 def step(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
     """Evaluate one reading; None when nothing about this state changes."""
     if reading.time_ms <= state.last_ms:
         return None
     if state.severity is Severity.OK and not state.streaks and not rule.breaches(reading.value):
         return None
-    if _holds(state, rule, reading.value):
-        return None
-    return _full_step(state, rule, reading)
-
-
-def _full_step(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
     outcomes = [
         (side, _step_side(side, rule, state, reading.value, reading.time_ms)) for side in rule.sides
     ]

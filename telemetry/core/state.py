@@ -23,8 +23,7 @@ class OutboxEntry:
 
     @property
     def key(self) -> str:
-        t = self.transition
-        return f"{t.alert_id}:{t.status.value}:{t.time_ms}"
+        return self.transition.key
 
     def to_json(self) -> dict[str, Any]:
         return {"t": self.transition.to_json(), "owner": self.owner, "at": self.enqueued_ms}
