@@ -47,10 +47,10 @@ from benchmarks.workload import (
     run_handler,
     stream_events,
     table,
-    timestream_bytes,
     verdict,
     warning_levels,
 )
+from telemetry.adapters.timestream import billed_bytes
 from telemetry.core.rules import RuleSet
 from telemetry.local.prices import PRICES as LIST_PRICES
 
@@ -225,11 +225,11 @@ def data_model(
 
     factory = TimestreamRecords()
     ours = [
-        timestream_bytes(factory.reading(r))
+        billed_bytes(factory.reading(r))
         for m in messages
         for r in parse_message(m, invocation_time([m])).readings
     ]
-    seed = [timestream_bytes(r) for m in messages for r in naive_records(m)]
+    seed = [billed_bytes(r) for m in messages for r in naive_records(m)]
     readings = readings_in(messages)
     return {
         "ours_bytes_per_reading": sum(ours) / len(ours),

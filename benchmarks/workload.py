@@ -30,7 +30,7 @@ from unittest import mock
 
 from telemetry.adapters.timestream import billed_bytes
 from telemetry.core.rules import RuleSet, load_rules
-from telemetry.local.prices import dynamodb_item_bytes
+from telemetry.local.prices import metered_units
 from telemetry.local.streams import kinesis_event
 
 ROOT: Final = Path(__file__).resolve().parent.parent
@@ -257,17 +257,6 @@ def ceil_div(amount: float, unit: float) -> int:
     return math.ceil(amount / unit) if amount > 0 else 0
 
 
-def timestream_bytes(record: Mapping[str, Any]) -> int:
-    """Timestream's metered size of a record: `billed_bytes`, plus the value of a
-    single-measure record (which `billed_bytes`, written for multi-measure
-    records, leaves out)."""
-    size = billed_bytes(dict(record))
-    if "MeasureValue" in record:
-        kind = record.get("MeasureValueType", "DOUBLE")
-        size += {"BOOLEAN": 1, "VARCHAR": len(record["MeasureValue"].encode())}.get(kind, 8)
-    return size
-
-
 @dataclass(slots=True)
 class Usage:
     """Billable AWS usage and time of one or more invocations."""
@@ -299,35 +288,24 @@ class Usage:
     def add_call(self, service: str, operation: str, params: Mapping[str, Any]) -> None:
         self.api_calls += 1
         self.operations[f"{service}:{operation}"] += 1
+        units = metered_units(service, operation, params)
+        self.state_read_units += units.get("DynamoDB reads", 0)
+        self.state_write_units += units.get("DynamoDB writes", 0)
+        self.shadow_units += units.get("IoT shadow updates", 0)
+        self.sns_units += units.get("SNS publishes", 0)
+        self.timestream_units += units.get("Timestream writes", 0)
+        self.dlq_requests += units.get("SQS requests", 0)
         match operation:
-            case "GetItem":
-                self.state_read_units += 1  # strongly consistent, items under 4 KB
-            case "BatchGetItem":
-                self.state_read_units += sum(
-                    len(t["Keys"]) for t in params["RequestItems"].values()
-                )
             case "PutItem":
                 self.state_writes += 1
-                self.state_write_units += ceil_div(dynamodb_item_bytes(params["Item"]), 1024)
             case "UpdateThingShadow":
                 self.shadow_writes += 1
-                self.shadow_units += ceil_div(len(params["payload"]), 1024)
-            case "Publish":
-                self.sns_publishes += 1
-                self.sns_units += ceil_div(len(params["Message"].encode()), 65536)
-            case "PublishBatch":
-                entries = params["PublishBatchRequestEntries"]
-                self.sns_publishes += len(entries)
-                self.sns_units += sum(ceil_div(len(e["Message"].encode()), 65536) for e in entries)
+            case "Publish" | "PublishBatch":
+                self.sns_publishes += len(params.get("PublishBatchRequestEntries", [params]))
             case "WriteRecords":
-                records = params["Records"]
-                size = sum(timestream_bytes(r) for r in records)
                 self.timestream_calls += 1
-                self.timestream_records += len(records)
-                self.timestream_bytes += size
-                self.timestream_units += ceil_div(size, 1024)
-            case "SendMessage" | "SendMessageBatch":
-                self.dlq_requests += 1
+                self.timestream_records += len(params["Records"])
+                self.timestream_bytes += sum(billed_bytes(r) for r in params["Records"])
 
 
 # --- running handlers ----------------------------------------------------------------

@@ -217,3 +217,17 @@ def test_alert_records_keep_a_raise_and_a_resolve_at_one_instant_apart() -> None
     assert a["Time"] == b["Time"]
     assert a["Dimensions"] != b["Dimensions"]
     assert {m["Name"] for m in b["MeasureValues"]} >= {"severity", "alertId", "value", "threshold"}
+
+
+def test_single_measure_records_are_metered_with_their_value() -> None:
+    # Given the seed's single-measure record for one reading
+    record = {
+        "Dimensions": [{"Name": "deviceId", "Value": "pump-17"}],
+        "MeasureName": "temp-1",
+        "MeasureValue": "81.2",
+        "MeasureValueType": "DOUBLE",
+        "Time": "1764237600000",
+    }
+
+    # Then it meters time, names and values, and 8 B for the double
+    assert billed_bytes(record) == 8 + len("deviceIdpump-17") + len("temp-1") + 8

@@ -85,20 +85,23 @@ def alert_record(transition: Transition) -> dict[str, Any]:
 
 
 def billed_bytes(record: dict[str, Any]) -> int:
-    """What Timestream meters for a record: 8 B of time, the UTF-8 bytes of
-    dimension names and values and of measure names, 8 B per number."""
+    """What Timestream meters for a record, multi-measure or single-measure: 8 B
+    of time, the UTF-8 bytes of dimension names and values and of measure names,
+    8 B per number (a VARCHAR its bytes, a BOOLEAN one)."""
     size = 8 + len(record["MeasureName"].encode())
     for dim in record["Dimensions"]:
         size += len(dim["Name"].encode()) + len(dim["Value"].encode())
     for measure in record.get("MeasureValues", []):
-        size += len(measure["Name"].encode())
-        if measure["Type"] == "VARCHAR":
-            size += len(measure["Value"].encode())
-        elif measure["Type"] == "BOOLEAN":
-            size += 1
-        else:
-            size += 8
+        size += len(measure["Name"].encode()) + _value_bytes(measure["Type"], measure["Value"])
+    if "MeasureValue" in record:
+        size += _value_bytes(record.get("MeasureValueType", "DOUBLE"), record["MeasureValue"])
     return size
+
+
+def _value_bytes(kind: str, value: str) -> int:
+    if kind == "VARCHAR":
+        return len(value.encode())
+    return 1 if kind == "BOOLEAN" else 8
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from telemetry.backtest import plural
 from telemetry.local.fleet import Delivery, Simulation, simulate
-from telemetry.local.prices import PRICES, Price, billed_units, dynamodb_item_bytes
+from telemetry.local.prices import PRICES, Price, billed_units, metered_units
 from telemetry.local.server import LocalAwsError, LocalAwsServer, check_reachable, point_at
 from telemetry.local.streams import kinesis_event, sequence_number
 
@@ -90,31 +90,8 @@ class Meter:
         self.meter(service, model.name, params)
 
     def meter(self, service: str, operation: str, params: Mapping[str, Any]) -> None:
-        from telemetry.adapters.timestream import billed_bytes  # noqa: PLC0415
-
-        if operation == "WriteRecords":
-            total = sum(billed_bytes(r) for r in params["Records"])
-            self.units["Timestream writes"] += billed_units(total, 1024)
-        elif operation == "BatchGetItem":
-            keys = sum(len(v["Keys"]) for v in params["RequestItems"].values())
-            self.units["DynamoDB reads"] += keys
-        elif operation == "GetItem":
-            self.units["DynamoDB reads"] += 1
-        elif operation == "PutItem":
-            self.units["DynamoDB writes"] += billed_units(dynamodb_item_bytes(params["Item"]), 1024)
-        elif operation in {"Publish", "PublishBatch"}:
-            entries = params.get("PublishBatchRequestEntries", [params])
-            size = sum(
-                len(e["Message"].encode()) + len(json.dumps(e.get("MessageAttributes", {})))
-                for e in entries
-            )
-            self.units["SNS publishes"] += billed_units(size, 65_536)
-        elif operation == "UpdateThingShadow":
-            self.units["IoT shadow updates"] += billed_units(len(params["payload"]), 1024)
-        elif service == "sqs" and operation.startswith("SendMessage"):
-            entries = params.get("Entries", [params])
-            size = sum(len(e["MessageBody"].encode()) for e in entries)
-            self.units["SQS requests"] += billed_units(size, 65_536)
+        for name, units in metered_units(service, operation, params).items():
+            self.units[name] += units
 
     def invocation(self, seconds: float) -> None:
         self.invocations += 1

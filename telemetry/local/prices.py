@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from telemetry.adapters.timestream import billed_bytes
+
 
 @dataclass(frozen=True, slots=True)
 class Price:
@@ -59,3 +61,40 @@ def dynamodb_item_bytes(item: Mapping[str, Mapping[str, Any]]) -> int:
         else:
             size += 1
     return size
+
+
+def metered_units(service: str, operation: str, params: Mapping[str, Any]) -> dict[str, int]:
+    """The billed units of one AWS call, keyed by the PRICES line they are paid on.
+
+    `params` are the call's parameters as botocore's `before-parameter-build`
+    event sees them; the demo and the benchmarks meter recorded calls with this.
+    """
+    match operation:
+        case "GetItem":
+            return {"DynamoDB reads": 1}  # strongly consistent, items under 4 KB
+        case "BatchGetItem":
+            keys = sum(len(t["Keys"]) for t in params["RequestItems"].values())
+            return {"DynamoDB reads": keys}
+        case "PutItem":
+            return {"DynamoDB writes": billed_units(dynamodb_item_bytes(params["Item"]), 1024)}
+        case "WriteRecords":
+            size = sum(billed_bytes(r) for r in params["Records"])
+            return {"Timestream writes": billed_units(size, 1024)}
+        case "Publish" | "PublishBatch":
+            entries = params.get("PublishBatchRequestEntries", [params])
+            return {"SNS publishes": sum(billed_units(_sns_bytes(e), 65_536) for e in entries)}
+        case "UpdateThingShadow":
+            return {"IoT shadow updates": billed_units(len(params["payload"]), 1024)}
+        case "SendMessage" | "SendMessageBatch" if service == "sqs":
+            entries = params.get("Entries", [params])
+            size = sum(len(e["MessageBody"].encode()) for e in entries)
+            return {"SQS requests": billed_units(size, 65_536)}
+    return {}
+
+
+def _sns_bytes(entry: Mapping[str, Any]) -> int:
+    """A published message is billed on its body and its attributes."""
+    attributes = entry.get("MessageAttributes", {})
+    return len(entry["Message"].encode()) + sum(
+        len(k) + len(v.get("StringValue", "")) for k, v in attributes.items()
+    )
