@@ -176,6 +176,14 @@ def _resource_kind(resource: Any, transformed: dict[str, Any]) -> tuple[str, str
     raise ValueError(f"unrecognised policy resource: {resource!r}")
 
 
+def _resource_branches(resource: Any, condition: str | None) -> list[tuple[Any, str | None]]:
+    """A Resource entry, or both branches of an ``Fn::If`` with the condition each needs."""
+    if isinstance(resource, dict) and "Fn::If" in resource:
+        name, when_true, when_false = resource["Fn::If"]
+        return [(when_true, name), (when_false, f"!{name}")]
+    return [(resource, condition)]
+
+
 def function_grants(transformed: dict[str, Any] | None = None) -> list[Grant]:
     """Every (action, resource) the function role's inline policies allow, with details."""
     transformed = load_transformed_template() if transformed is None else transformed
@@ -188,8 +196,9 @@ def function_grants(transformed: dict[str, Any] | None = None) -> list[Grant]:
             resources = statement["Resource"]
             for action in actions if isinstance(actions, list) else [actions]:
                 for resource in resources if isinstance(resources, list) else [resources]:
-                    kind, target = _resource_kind(resource, transformed)
-                    grants.append(Grant(action, kind, target, condition))
+                    for branch, branch_condition in _resource_branches(resource, condition):
+                        kind, target = _resource_kind(branch, transformed)
+                        grants.append(Grant(action, kind, target, branch_condition))
     return grants
 
 

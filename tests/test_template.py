@@ -69,9 +69,10 @@ TARGET_BY_KIND = {
     "dynamodb-table": "AlertStateTable",
     "sqs-queue": "DeadLetterQueue",
     "kinesis-stream": "TelemetryStream",
-    "iot-thing": "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:thing/*",
+    "iot-thing": "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:thing/*/${ShadowName}",
     "*": "*",
 }
+CLASSIC_SHADOW_TARGET = "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:thing/*"
 
 
 # ---------------------------------------------------------------- helpers
@@ -379,9 +380,39 @@ def test_function_role_grants_exactly_the_calls_the_code_needs(
 def test_each_grant_targets_this_stacks_own_resource(transformed: dict[str, Any]) -> None:
     # Given every grant of the function role, but the KMS one (checked below)
     grants = [grant for grant in function_grants(transformed) if grant.kind != "kms-key"]
-    # Then each is on the resource of this stack that it is meant for
-    wrong = [grant for grant in grants if grant.target != TARGET_BY_KIND[grant.kind]]
+    # Then each is on the resource of this stack that it is meant for (the classic
+    # shadow only when ShadowName is empty)
+    wrong = [
+        grant
+        for grant in grants
+        if grant.target != TARGET_BY_KIND[grant.kind]
+        and (grant.target, grant.condition) != (CLASSIC_SHADOW_TARGET, "!HasNamedShadow")
+    ]
     assert wrong == []
+
+
+@pytest.mark.parametrize(
+    ("shadow_name", "resource"),
+    [
+        ("alerts", f"{ARN_PREFIX}:thing/*/alerts"),
+        ("ops-mirror", f"{ARN_PREFIX}:thing/*/ops-mirror"),
+        ("", f"{ARN_PREFIX}:thing/*"),
+    ],
+)
+def test_shadow_updates_are_granted_on_the_named_shadow_only(
+    template: dict[str, Any], shadow_name: str, resource: str
+) -> None:
+    # Given the function's shadow grant and a ShadowName
+    function = template["Resources"]["TelemetryFunction"]["Properties"]
+    statements = function["Policies"][0]["Statement"]
+    (grant,) = [s for s in statements if s.get("Sid") == "ReportAlertsInShadows"]
+    condition, named, classic = grant["Resource"]["Fn::If"]
+    parameters = parameter_values(template, ShadowName=shadow_name)
+    # When the branch its condition picks is rendered
+    chosen = named if holds(condition, template, ShadowName=shadow_name) else classic
+    # Then the function may update that shadow of any thing, and no other shadow
+    assert render(chosen, parameters) == resource
+    assert re.fullmatch(template["Parameters"]["ShadowName"]["AllowedPattern"], shadow_name)
 
 
 def test_only_describe_endpoints_is_granted_on_any_resource(transformed: dict[str, Any]) -> None:
@@ -470,9 +501,34 @@ def test_topic_rule_role_may_only_send_to_the_queue_and_stream(
     assert (condition, otherwise) == ("IsStream", {"Ref": "AWS::NoValue"})
     assert stream_statement["Action"] == "kinesis:PutRecord"
     assert stream_statement["Resource"] == {"Fn::GetAtt": ["TelemetryStream", "Arn"]}
-    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]["StringEquals"] == {
-        "aws:SourceAccount": {"Ref": "AWS::AccountId"}
-    }
+    trust = role["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]
+    assert trust["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+
+
+@pytest.mark.parametrize(
+    ("stack", "rule_name"),
+    [("telemetry", "telemetry_telemetry"), ("plant-a-prod", "plant_a_prod_telemetry")],
+)
+def test_topic_rule_role_trusts_only_this_stacks_rule(
+    template: dict[str, Any], stack: str, rule_name: str
+) -> None:
+    # Given a stack name and the rule role's trust condition
+    role = template["Resources"]["TopicRuleRole"]["Properties"]
+    trust = role["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]
+    rule = template["Resources"]["TelemetryRule"]["Properties"]
+    PSEUDO_PARAMETERS["AWS::StackName"] = stack
+    try:
+        # When the rule's name and the trusted source ARN are rendered
+        name = render(rule["RuleName"], parameter_values(template))
+        source = render(trust["ArnEquals"]["aws:SourceArn"], parameter_values(template))
+    finally:
+        PSEUDO_PARAMETERS["AWS::StackName"] = "telemetry"
+    # Then the role trusts exactly that rule (a valid rule name), no wildcard
+    assert name == rule_name
+    assert re.fullmatch(r"[a-zA-Z0-9_]{1,128}", name)
+    assert source == f"{ARN_PREFIX}:rule/{rule_name}"
+    assert "*" not in source
+    assert "ArnLike" not in trust
 
 
 # ---------------------------------------------------------------- devices and the rule
