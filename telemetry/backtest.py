@@ -38,16 +38,21 @@ from telemetry.core.alerts import AlertState, Severity, StateKey, Status, Transi
 from telemetry.core.messages import (
     MessageRejectedError,
     Reading,
-    iso_utc,
     parse_message,
     parse_time_ms,
 )
 from telemetry.core.rules import RuleSet
+from telemetry.terminal import (
+    TRANSITION_COLUMNS,
+    Screen,
+    duration_text,
+    plural,
+    time_text,
+    transition_row,
+)
 
 if TYPE_CHECKING:
     import argparse
-
-    from telemetry.cli import Screen
 
 STDIN: Final = "-"
 MAX_BAD_LINES_SHOWN: Final = 20
@@ -271,61 +276,9 @@ def summarize(result: Result, rules: RuleSet, *, flap_window_ms: int) -> list[Ru
     return list(summaries.values())
 
 
-def duration_text(ms: int) -> str:
-    """Compact, for people: 45s, 5m, 12m30s, 3h05m, 2d04h."""
-    seconds = ms // 1000
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s" if seconds else f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h{minutes:02d}m" if minutes else f"{hours}h"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h" if hours else f"{days}d"
-
-
-def plural(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def time_text(ms: int) -> str:
-    return iso_utc(ms)[:19] + "Z"
-
-
-def number_text(value: float | None) -> str:
-    return "" if value is None else f"{value:g}"
-
-
 def write_jsonl(transitions: Iterable[Transition], stream: TextIO) -> None:
     """One SNS body per line, nothing else."""
     stream.writelines(json.dumps(t.to_json(), separators=(",", ":")) + "\n" for t in transitions)
-
-
-TRANSITION_COLUMNS: Final = (
-    "time",
-    "device",
-    "sensor",
-    "status",
-    "severity",
-    "value",
-    "threshold",
-    "rule",
-)
-
-
-def transition_row(t: Transition) -> list[str]:
-    return [
-        time_text(t.time_ms),
-        t.device_id,
-        t.sensor_id,
-        t.status.value,
-        t.severity.name,
-        number_text(t.value),
-        number_text(t.threshold),
-        t.rule,
-    ]
 
 
 def render_transitions(transitions: Sequence[Transition], screen: Screen) -> None:

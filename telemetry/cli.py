@@ -18,9 +18,9 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from telemetry.core.rules import (
     RuleFileError,
@@ -29,6 +29,7 @@ from telemetry.core.rules import (
     parse_duration_ms,
     rule_files,
 )
+from telemetry.terminal import Screen, one_line
 
 PROG = "telemetry"
 USAGE_ERROR = 2
@@ -41,91 +42,6 @@ class UserError(Exception):
     def __init__(self, message: str, exit_code: int = USAGE_ERROR) -> None:
         super().__init__(message)
         self.exit_code = exit_code
-
-
-class Screen:
-    """Human-readable output on one stream: rich when it is installed (and
-    `plain` is not asked for), aligned plain text otherwise."""
-
-    def __init__(self, stream: TextIO, *, plain: bool = False) -> None:
-        self.stream = stream
-        self.console: Any = None
-        self._started = False
-        if plain:
-            return
-        try:
-            from rich.console import Console  # noqa: PLC0415 - optional, and slow to import
-        except ImportError:
-            return
-        terminal = stream.isatty()
-        self.console = Console(
-            file=stream, width=None if terminal else 120, highlight=False, soft_wrap=not terminal
-        )
-
-    def line(self, text: str = "", *, style: str | None = None) -> None:
-        self._started = True
-        if self.console is None:
-            print(text, file=self.stream)
-            return
-        from rich.text import Text  # noqa: PLC0415
-
-        self.console.print(Text(text, style=style or ""))
-
-    def heading(self, text: str) -> None:
-        """A bold line, set off from what came before by a blank one."""
-        if self._started:
-            self.line()
-        self.line(text, style="bold")
-
-    def table(
-        self,
-        columns: Sequence[str],
-        rows: Iterable[Sequence[object]],
-        *,
-        numeric: Collection[int] = (),
-    ) -> None:
-        """A table; `numeric` columns (by index) are right-aligned; only the
-        last column wraps when the screen is too narrow."""
-        cells = [["" if c is None else str(c) for c in row] for row in rows]
-        self._started = True
-        if self.console is None:
-            self._plain_table(columns, cells, numeric)
-            return
-        from rich import box  # noqa: PLC0415
-        from rich.table import Table  # noqa: PLC0415
-        from rich.text import Text  # noqa: PLC0415
-
-        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-        last = len(columns) - 1
-        for index, name in enumerate(columns):
-            table.add_column(
-                name, justify="right" if index in numeric else "left", no_wrap=index != last
-            )
-        for row in cells:
-            table.add_row(*(Text(c) for c in row))
-        self.console.print(table)
-
-    def _plain_table(
-        self, columns: Sequence[str], cells: list[list[str]], numeric: Collection[int]
-    ) -> None:
-        widths = [max([len(name), *(len(r[i]) for r in cells)]) for i, name in enumerate(columns)]
-
-        def fmt(row: Sequence[str]) -> str:
-            parts = [
-                v.rjust(w) if i in numeric else v.ljust(w)
-                for i, (v, w) in enumerate(zip(row, widths, strict=True))
-            ]
-            return "  ".join(parts).rstrip()
-
-        print(fmt(columns), file=self.stream)
-        print("  ".join("-" * w for w in widths), file=self.stream)
-        for row in cells:
-            print(fmt(row), file=self.stream)
-
-
-def one_line(text: str) -> str:
-    """Text with its line breaks and runs of spaces folded: one line on a terminal."""
-    return " ".join(text.split())
 
 
 # --- argument types ---------------------------------------------------------

@@ -14,7 +14,14 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "telemetry"
 AWS_OR_RUNTIME = ("boto3", "botocore", "aws_lambda_powertools")
-LOCAL_ONLY = ("moto", "rich", "telemetry.local", "telemetry.cli", "telemetry.backtest")
+LOCAL_ONLY = (
+    "moto",
+    "rich",
+    "telemetry.local",
+    "telemetry.cli",
+    "telemetry.backtest",
+    "telemetry.terminal",
+)
 
 
 def imports_of(path: Path) -> set[str]:
@@ -114,3 +121,29 @@ def test_only_the_entry_point_reads_the_environment() -> None:
     # Then none reads os.environ: the handler hands it to Settings once
     assert [p.name for p in function if reads_environment(p)] == []
     assert reads_environment(PACKAGE / "handler.py")
+
+
+def _tool_modules() -> dict[str, Path]:
+    found = {"telemetry.cli": PACKAGE / "cli.py", "telemetry.backtest": PACKAGE / "backtest.py"}
+    found["telemetry.terminal"] = PACKAGE / "terminal.py"
+    found |= {f"telemetry.local.{p.stem}": p for p in modules("local") if p.stem != "__init__"}
+    return found
+
+
+def test_the_command_line_tools_import_each_other_without_a_cycle() -> None:
+    # Given the modules of the telemetry command and what each imports of the others
+    tools = _tool_modules()
+    graph = {name: {m for m in imports_of(path) if m in tools} for name, path in tools.items()}
+
+    # When every import path is followed
+    def reaches(start: str, target: str, seen: frozenset[str] = frozenset()) -> bool:
+        return any(
+            nxt == target or (nxt not in seen and reaches(nxt, target, seen | {nxt}))
+            for nxt in graph[start]
+        )
+
+    # Then no module reaches itself, only the entry point imports the CLI, and
+    # terminal output depends on no other tool module
+    assert [name for name in tools if reaches(name, name)] == []
+    assert [name for name, deps in graph.items() if "telemetry.cli" in deps] == []
+    assert graph["telemetry.terminal"] == set()

@@ -24,14 +24,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from telemetry.backtest import plural
 from telemetry.local.fleet import Delivery, Simulation, simulate
 from telemetry.local.prices import PRICES, Price, billed_units, metered_units
 from telemetry.local.server import LocalAwsError, LocalAwsServer, check_reachable, point_at
 from telemetry.local.streams import kinesis_event, sequence_number
+from telemetry.terminal import (
+    TRANSITION_COLUMNS,
+    Screen,
+    duration_text,
+    plural,
+    time_text,
+    transition_row,
+)
 
 if TYPE_CHECKING:
-    from telemetry.cli import Screen
     from telemetry.handler import Clients, Runtime
     from telemetry.local.provision import Stack
 
@@ -495,7 +501,6 @@ class Report:
         self._render_cost(out)
 
     def _render_setup(self, out: Screen) -> None:
-        from telemetry.backtest import duration_text, time_text  # noqa: PLC0415
 
         s, o = self.stack, self.options
         where = "started for this run" if self.embedded else "already running"
@@ -577,7 +582,6 @@ class Report:
         out.table(("case", "device", "sensor", "expect"), rows)
 
     def _render_alerts(self, out: Screen) -> None:
-        from telemetry.backtest import TRANSITION_COLUMNS, transition_row  # noqa: PLC0415
         from telemetry.core.alerts import Transition  # noqa: PLC0415
 
         alerts = self.observed.alerts
