@@ -32,3 +32,20 @@ class DependencyError(RuntimeError):
 
 class StateConflictError(RuntimeError):
     """A conditional state write lost to another invocation: re-read and retry."""
+
+
+class Refusal:
+    """One item a service refused inside an otherwise successful call (an SNS
+    PublishBatch entry, say): what it was, why, and whether retrying can help.
+    A refusal that cannot heal goes to the dead-letter queue; the rest is retried."""
+
+    __slots__ = ("code", "item", "message", "retryable")
+
+    def __init__(self, item: object, code: str, message: str, *, retryable: bool) -> None:
+        self.item = item
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+    def __repr__(self) -> str:
+        return f"Refusal({self.code!r}, retryable={self.retryable})"

@@ -132,16 +132,25 @@ def report(outcome: Outcome) -> None:
         )
     for transition in outcome.transitions:
         logger.info("alert transition", extra={"transition": transition.to_json()})
-    skipped = [d for d in outcome.devices if d.shadow in {"not_a_thing", "too_large"}]
+    skipped = [d for d in outcome.devices if d.shadow == "not_a_thing"]
     for device in skipped:
-        reason = (
-            "not a registered thing"
-            if device.shadow == "not_a_thing"
-            else "active alerts exceed the shadow's 8 KB"
-        )
         logger.warning(
-            "shadow mirror skipped", extra={"deviceId": device.device_id, "reason": reason}
+            "shadow mirror skipped",
+            extra={"deviceId": device.device_id, "reason": "not a registered thing"},
         )
+    failed = [d for d in outcome.devices if d.shadow_failure is not None]
+    for device in failed:
+        code, retryable = device.shadow_failure or ("Unknown", True)
+        logger.warning(
+            "shadow mirror update failed; it is rewritten whole by a later invocation",
+            extra={"deviceId": device.device_id, "reason": code, "retryable": retryable},
+        )
+    for device in outcome.devices:
+        if device.shadow_omitted:
+            logger.warning(
+                "shadow mirror full: the least severe alerts are left out",
+                extra={"deviceId": device.device_id, "omitted": device.shadow_omitted},
+            )
     rejected_readings = sum(1 for r in outcome.rejections if r["source"] != "timestream")
     counts: Mapping[str, int] = {
         "MessagesReceived": outcome.messages,
@@ -151,6 +160,7 @@ def report(outcome: Outcome) -> None:
         "ReadingsNotEvaluated": len(outcome.not_evaluated),
         "LateReadings": outcome.late,
         "ShadowSkipped": len(skipped),
+        "AlertsDeadLettered": sum(d.dead_lettered for d in outcome.devices),
         "Transitions": len(outcome.transitions),
     }
     for name, value in counts.items():
@@ -177,9 +187,10 @@ def observed() -> Iterator[list[Outcome]]:
         _OUTCOME_SINK.reset(token)
 
 
-def _emit_transition_metrics(outcomes: list[Outcome]) -> None:
-    """One EMF block per (status, severity), dimensions a dashboard can group by.
-    Only the Lambda entry point emits them, so local runs print nothing."""
+def _emit_dimensioned_metrics(outcomes: list[Outcome]) -> None:
+    """One EMF block per (status, severity) of transitions, and per kind of
+    shadow mirror failure: dimensions a dashboard or an alarm can use. Only
+    the Lambda entry point emits them, so local runs print nothing."""
     by_kind = Counter(
         (t.status.value, t.routing_severity.name) for o in outcomes for t in o.transitions
     )
@@ -190,6 +201,22 @@ def _emit_transition_metrics(outcomes: list[Outcome]) -> None:
             value=value,
             namespace=metrics.namespace,
             default_dimensions={"status": status, "severity": severity},
+        ):
+            pass
+    failures = Counter(
+        str(d.shadow_failure[1]).lower()
+        for o in outcomes
+        for d in o.devices
+        if d.shadow_failure is not None
+    )
+    for retryable, value in sorted(failures.items()):
+        # Retryable=false will not heal by itself: the template alarms on it.
+        with single_metric(
+            name="ShadowMirrorFailures",
+            unit=MetricUnit.Count,
+            value=value,
+            namespace=metrics.namespace,
+            default_dimensions={"Retryable": retryable},
         ):
             pass
 
@@ -205,16 +232,32 @@ def _summary(outcome: Outcome) -> dict[str, Any]:
     }
 
 
+def deadline_ms(context: Any, now_ms: int) -> int | None:
+    """When Lambda will stop this invocation (epoch ms), if the context says."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return None
+    return now_ms + int(remaining())
+
+
 def _process(
     rt: Runtime,
     messages: list[Any],
     rejected: Sequence[Rejection] = (),
     owner: str | None = None,
+    context: Any = None,
 ) -> Outcome:
     """Run the pipeline and report what it did. A failure of the whole call is
     logged and raised; a device's failure is logged and left in the outcome."""
+    now_ms = rt.clock()
     try:
-        outcome = rt.pipeline.process(messages, rt.clock(), rejected=rejected, owner=owner)
+        outcome = rt.pipeline.process(
+            messages,
+            now_ms,
+            rejected=rejected,
+            owner=owner,
+            deadline_ms=deadline_ms(context, now_ms),
+        )
     except Exception:
         logger.exception("invocation failed; Lambda will retry it")
         raise
@@ -236,7 +279,7 @@ def handle(event: Any, rt: Runtime, context: Any = None) -> dict[str, Any]:
     source = stream_source(event)
     if source is not None:
         return handle_batch(event, source, rt, context)
-    outcome = _process(rt, direct_messages(event))
+    outcome = _process(rt, direct_messages(event), context=context)
     outcome.raise_failure()
     return _summary(outcome)
 
@@ -259,7 +302,7 @@ def handle_batch(event: dict[str, Any], source: str, rt: Runtime, context: Any) 
     messages = [r.message for r in records if r.rejection is None]
     bad = [r.rejection for r in records if r.rejection is not None]
     owner = hashlib.sha256("\n".join(r.record_id for r in records).encode()).hexdigest()
-    outcome = _process(rt, messages, rejected=bad, owner=owner[:24])
+    outcome = _process(rt, messages, rejected=bad, owner=owner[:24], context=context)
     failed_devices = {device_id for device_id, _ in outcome.failures}
     failed_ids = {r.record_id for r in records if r.device_id in failed_devices}
     kinesis = source == "aws:kinesis"
@@ -290,4 +333,4 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         try:
             return handle(event, runtime(), context)
         finally:
-            _emit_transition_metrics(outcomes)
+            _emit_dimensioned_metrics(outcomes)

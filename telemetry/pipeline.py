@@ -10,15 +10,20 @@ Per invocation:
 2. per device, the outbox pattern: read the state (once per batch),
    evaluate, and commit the new state together with the transitions still to
    deliver, conditionally on the version read (of two concurrent invocations
-   only the winner delivers; the loser re-reads and re-evaluates);
-3. write every valid reading and the alert history of every delivery to
-   Timestream, 100 records per call for the whole invocation; records
-   Timestream rejects for good go to the dead-letter queue;
+   only the winner commits; the loser re-reads and re-evaluates). The commit
+   claims its outbox entries for this invocation until a lease ends (the
+   invocation's own deadline and a margin);
+3. write every valid reading and the alert history of every delivery to the
+   time-series store, in as few calls as it allows for the whole invocation;
+   records the store rejects for good go to the dead-letter queue;
 4. per device, deliver (SNS, the shadow mirror) and clear the delivered
-   entries. An outbox entry left by a failed invocation is delivered by the
-   next one for that device: by its retry (same event) at once, by any other
-   once its lease has run out. A retry also rewrites the readings, which
-   Timestream keeps once.
+   entries. An entry claimed by another invocation that is still running is
+   left to it: of a duplicate delivery overlapping the first run, exactly one
+   publishes. An invocation that fails releases its claims, so that its retry
+   (or the next invocation for the device) delivers them at once; a crashed
+   one's lease runs out. A retry also rewrites the readings, which the store
+   keeps once. A transition SNS refuses for good goes to the dead-letter
+   queue with its reason, and the device goes on.
 
 Permanent problems never fail the invocation; everything else raises after
 every device has been attempted, so that Lambda retries and the retry ends
@@ -29,18 +34,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol
 
 from telemetry.core.alerts import (
     AlertState,
+    Evaluation,
     StateKey,
     Transition,
     active_alerts,
     evaluate,
-    pruned,
 )
 from telemetry.core.messages import (
     MessageRejectedError,
@@ -51,11 +57,13 @@ from telemetry.core.messages import (
 )
 from telemetry.core.rules import RuleSet
 from telemetry.core.state import DeviceRecord, OutboxEntry
-from telemetry.errors import DependencyError, StateConflictError
+from telemetry.errors import DependencyError, Refusal, StateConflictError
 
 OUTBOX_LEASE_MS: Final = 5 * 60 * 1000
-"""How long an outbox entry belongs to the invocation that wrote it. Longer
-than the function's timeout, so that a running invocation is never doubled."""
+"""How long an invocation that does not know its deadline holds its claims:
+longer than the function's timeout, so that a running invocation is never doubled."""
+LEASE_MARGIN_MS: Final = 10 * 1000
+"""Added to a known deadline: clocks of two execution environments differ a little."""
 
 MAX_CONFLICT_RETRIES: Final = 8
 RECORDS_PER_CALL: Final = 100
@@ -67,14 +75,11 @@ class StateStore(Protocol):
 
     def load_many(self, device_ids: Iterable[str]) -> dict[str, DeviceRecord]: ...
 
-    def save(
-        self,
-        record: DeviceRecord,
-        *,
-        state: Mapping[StateKey, AlertState],
-        outbox: Sequence[OutboxEntry],
-        shadow_stale: bool,
-    ) -> DeviceRecord: ...
+    def save(self, record: DeviceRecord) -> DeviceRecord:
+        """Write `record` conditionally on `record.version` (the version read);
+        StateConflictError if another invocation wrote meanwhile. Returns what
+        was written, at its new version."""
+        ...
 
 
 class RecordWriter(Protocol):
@@ -82,11 +87,32 @@ class RecordWriter(Protocol):
 
 
 class Publisher(Protocol):
-    def publish(self, transitions: Sequence[Transition]) -> list[Transition]: ...
+    def publish(self, transitions: Sequence[Transition]) -> Sequence[Refusal]: ...
+
+
+class MirrorOutcome(Protocol):
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def code(self) -> str | None: ...
+
+    @property
+    def retryable(self) -> bool: ...
+
+    @property
+    def omitted(self) -> int: ...
 
 
 class Mirror(Protocol):
-    def update(self, thing_name: str, alerts: Mapping[str, Any]) -> Any: ...
+    def update(
+        self,
+        thing_name: str,
+        before: Sequence[tuple[str, Mapping[str, Any]]],
+        after: Sequence[tuple[str, Mapping[str, Any]]],
+        *,
+        full: bool,
+    ) -> MirrorOutcome: ...
 
 
 class Quarantine(Protocol):
@@ -103,21 +129,44 @@ class RecordFactory(Protocol):
 
 @dataclass(slots=True)
 class DeviceOutcome:
+    """What one invocation did for one device. `shadow` is the mirror update's
+    status; `shadow_failure` the service's code and whether it may heal."""
+
     device_id: str
     transitions: list[Transition] = field(default_factory=list)
     late: int = 0
     shadow: str | None = None
+    shadow_failure: tuple[str, bool] | None = None
+    shadow_omitted: int = 0
+    dead_lettered: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class _Delivery:
-    """A committed device record and the outbox entries it still has to deliver."""
+    """A committed device record and the outbox entries it claimed to deliver."""
 
     record: DeviceRecord
     before: Mapping[StateKey, AlertState]
     entries: list[OutboxEntry]
     done: DeviceOutcome
     redelivery: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """Who is delivering (a unique id per invocation) and until when its claims hold."""
+
+    id: str
+    now_ms: int
+    lease_ms: int
+    owner: str
+
+    @classmethod
+    def start(
+        cls, owner: str, now_ms: int, deadline_ms: int | None, invocation_id: str | None = None
+    ) -> Invocation:
+        lease = deadline_ms if deadline_ms is not None else now_ms + OUTBOX_LEASE_MS
+        return cls(invocation_id or uuid.uuid4().hex, now_ms, lease + LEASE_MARGIN_MS, owner)
 
 
 @dataclass(slots=True)
@@ -158,24 +207,18 @@ def rejection_item(rejection: Rejection, source: str = "validation") -> dict[str
     return {"source": source, **rejection.as_dict()}
 
 
-def shadow_patch(
-    before: Mapping[StateKey, AlertState], after: Mapping[StateKey, AlertState], *, full: bool
-) -> dict[str, Any]:
-    """The `alerts` entries to send: changed sensors (or all known, when `full`)."""
-    old, new = active_alerts(before), active_alerts(after)
-    sensors = {s for s, _ in after} | set(old) if full else set(old) | set(new)
-    patch: dict[str, Any] = {}
-    for sensor in sorted(sensors):
-        entry = _shadow_entry(new.get(sensor))
-        if full or entry != _shadow_entry(old.get(sensor)):
-            patch[sensor] = entry
-    return patch
+def mirror_entries(state: Mapping[StateKey, AlertState]) -> list[tuple[str, dict[str, Any]]]:
+    """The shadow mirror's entries, one per sensor with an active alert, the
+    most important first (most severe, then oldest episode, then sensor), so
+    that a shadow too small for all of them keeps the ones that matter."""
+    active = active_alerts(state)
+    order = sorted(
+        active.items(), key=lambda kv: (-kv[1][1].severity, kv[1][1].since_ms or 0, kv[0])
+    )
+    return [(sensor, _shadow_entry(rule, alert)) for sensor, (rule, alert) in order]
 
 
-def _shadow_entry(active: tuple[str, AlertState] | None) -> dict[str, Any] | None:
-    if active is None:
-        return None
-    rule, alert = active
+def _shadow_entry(rule: str, alert: AlertState) -> dict[str, Any]:
     return {
         "severity": alert.severity.name,
         "rule": rule,
@@ -183,6 +226,11 @@ def _shadow_entry(active: tuple[str, AlertState] | None) -> dict[str, Any] | Non
         "since": iso_utc(alert.since_ms or 0),
         "value": alert.value,
     }
+
+
+Decide = Callable[[DeviceRecord], Evaluation]
+"""What a device's new state is, given its record as read: evaluating readings,
+or a sweep, or an operator's action. Called again after a lost race."""
 
 
 class Pipeline:
@@ -213,10 +261,15 @@ class Pipeline:
         now_ms: int,
         rejected: Sequence[Rejection] = (),
         owner: str | None = None,
+        *,
+        deadline_ms: int | None = None,
+        invocation_id: str | None = None,
     ) -> Outcome:
         """Handle one invocation's messages. A device whose handling failed is
         listed in `Outcome.failures` after every other device was handled; the
-        caller raises it (`Outcome.raise_failure`) so that Lambda retries."""
+        caller raises it (`Outcome.raise_failure`) so that Lambda retries.
+        `deadline_ms` is when the invocation will be stopped, if known: its
+        claims on outbox entries last that long (and a margin)."""
         outcome = Outcome(messages=len(messages) + len(rejected))
         outcome.rejections.extend(rejection_item(r) for r in rejected)
         by_device: dict[str, list[Reading]] = defaultdict(list)
@@ -230,29 +283,57 @@ class Pipeline:
             by_device[parsed.device_id].extend(parsed.readings)
         if outcome.rejections:
             self._quarantine.send(outcome.rejections)
-        owner = owner or event_fingerprint(messages)
+        invocation = Invocation.start(
+            owner or event_fingerprint(messages), now_ms, deadline_ms, invocation_id
+        )
         records = self._store.load_many([d for d, r in by_device.items() if r])
         deliveries: list[_Delivery] = []
         for device_id, readings in by_device.items():
             if not readings:
                 continue
-            try:
-                done, delivery = self._commit(records[device_id], readings, owner, now_ms, outcome)
-            except (DependencyError, StateConflictError) as exc:
-                outcome.failures.append((device_id, exc))
-                continue
-            outcome.devices.append(done)
-            if delivery is not None:
-                deliveries.append(delivery)
-        # Every reading and every alert to deliver, in as few calls as the API allows.
-        # Before any publish: a retry rewrites both, and Timestream keeps one copy.
-        self._store_records(by_device, deliveries, outcome)
+
+            def decide(record: DeviceRecord, readings: list[Reading] = readings) -> Evaluation:
+                return evaluate(readings, record.state, self.rules)
+
+            self._commit_device(records[device_id], decide, invocation, outcome, deliveries)
+        self._deliver_all(by_device, deliveries, outcome)
+        return outcome
+
+    def _commit_device(
+        self,
+        record: DeviceRecord,
+        decide: Decide,
+        invocation: Invocation,
+        outcome: Outcome,
+        deliveries: list[_Delivery],
+    ) -> None:
+        try:
+            done, delivery = self._commit(record, decide, invocation, outcome)
+        except (DependencyError, StateConflictError) as exc:
+            outcome.failures.append((record.device_id, exc))
+            return
+        outcome.devices.append(done)
+        if delivery is not None:
+            deliveries.append(delivery)
+
+    def _deliver_all(
+        self, by_device: Mapping[str, list[Reading]], deliveries: list[_Delivery], outcome: Outcome
+    ) -> None:
+        """Store every record, then deliver each device; on a failure to store,
+        release every claim so that the retry delivers at once."""
+        try:
+            # Every reading and every alert to deliver, in as few calls as the store
+            # allows. Before any publish: a retry rewrites both, and the store keeps one.
+            self._store_records(by_device, deliveries, outcome)
+        except Exception:
+            for delivery in deliveries:
+                self._release(delivery.record, {e.key for e in delivery.entries})
+            raise
         for delivery in deliveries:
             try:
                 self._deliver(delivery)
             except (DependencyError, StateConflictError) as exc:
                 outcome.failures.append((delivery.record.device_id, exc))
-        return outcome
 
     def _store_records(
         self, by_device: Mapping[str, list[Reading]], deliveries: list[_Delivery], outcome: Outcome
@@ -267,7 +348,7 @@ class Pipeline:
             chunk = sources[start : start + RECORDS_PER_CALL]
             rejected.extend(self._timeseries.write([(self._record(s), s) for s in chunk]))
         rejected_readings = sum(1 for r in rejected if isinstance(r.source, Reading))
-        outcome.readings_stored = readings - rejected_readings
+        outcome.readings_stored += readings - rejected_readings
         outcome.records_rejected += len(rejected)
         if rejected:
             items = [_rejected_record_item(r) for r in rejected]
@@ -280,52 +361,48 @@ class Pipeline:
         return self._records.alert(source)
 
     def _commit(
-        self,
-        record: DeviceRecord,
-        readings: list[Reading],
-        owner: str,
-        now_ms: int,
-        outcome: Outcome,
+        self, record: DeviceRecord, decide: Decide, invocation: Invocation, outcome: Outcome
     ) -> tuple[DeviceOutcome, _Delivery | None]:
-        """Evaluate and commit the new state with its outbox (re-reading on a
-        lost race); return what is then to be delivered."""
+        """Decide and commit the new state with its outbox, claiming the entries
+        this invocation will deliver (re-reading on a lost race); return what is
+        then to be delivered."""
         done = DeviceOutcome(record.device_id)
-        # An entry is ours to deliver when this event is a retry or duplicate of the
-        # one that committed it (same owner, or it carries the reading that caused it:
-        # a Kinesis retry starts at the failed record, so its owner differs), or when
-        # its lease has run out.
-        carried = {(r.sensor_id, r.time_ms) for r in readings}
         for attempt in range(MAX_CONFLICT_RETRIES):
             if attempt:
                 record = self._store.load(record.device_id)
-            due = [
-                e
-                for e in record.outbox
-                if e.owner == owner
-                or (e.transition.sensor_id, e.transition.time_ms) in carried
-                or now_ms - e.enqueued_ms >= OUTBOX_LEASE_MS
-            ]
-            evaluation = evaluate(readings, record.state, self.rules)
+            evaluation = decide(record)
             if attempt == 0:
                 outcome.not_evaluated.extend(evaluation.not_evaluated)
             done.late = evaluation.late
-            new_entries = [OutboxEntry(t, owner, now_ms) for t in evaluation.transitions]
+            # Entries claimed by another invocation that is still running are its own.
+            due = {e.key for e in record.outbox if e.free_for(invocation.id, invocation.now_ms)}
+            new_entries = [
+                OutboxEntry(
+                    t, invocation.owner, invocation.now_ms, invocation.id, invocation.lease_ms
+                )
+                for t in evaluation.transitions
+            ]
             if not evaluation.changed and not due and not record.shadow_stale:
                 return done, None
             before = record.state
-            if evaluation.changed:
+            if evaluation.changed or due:
+                outbox = [
+                    e.claimed(invocation.id, invocation.lease_ms) if e.key in due else e
+                    for e in record.outbox
+                ]
                 try:
                     record = self._store.save(
-                        record,
-                        state=pruned(evaluation.state),
-                        outbox=[*record.outbox, *new_entries],
-                        shadow_stale=record.shadow_stale,
+                        replace(
+                            record,
+                            state=evaluation.state if evaluation.changed else record.state,
+                            outbox=[*outbox, *new_entries],
+                        )
                     )
                 except StateConflictError:
                     continue
             done.transitions = evaluation.transitions
-            if new_entries or due or record.shadow_stale:
-                entries = [*due, *new_entries]
+            entries = [e for e in record.outbox if e.key in due or e in new_entries]
+            if entries or record.shadow_stale:
                 return done, _Delivery(record, before, entries, done, redelivery=bool(due))
             return done, None
         raise StateConflictError(
@@ -335,53 +412,107 @@ class Pipeline:
     def _deliver(self, delivery: _Delivery) -> None:
         """Publish, mirror, then clear what was delivered from the outbox."""
         record, done = delivery.record, delivery.done
+        keys = {e.key for e in delivery.entries}
         transitions = [e.transition for e in delivery.entries]
-        failed = self._publisher.publish(transitions) if transitions else []
-        failed_keys = {t.key for t in failed}
-        # Entries redelivered for a failed invocation never reached the mirror
-        # either: rewrite it whole, as for a stale one.
-        repair = record.shadow_stale or delivery.redelivery
-        patch = shadow_patch(delivery.before, record.state, full=repair)
-        stale = False
-        mirror_error: DependencyError | None = None
-        if patch:
-            try:
-                done.shadow = str(self._mirror.update(record.device_id, patch))
-            except DependencyError as exc:
-                done.shadow, mirror_error = "failed", exc
-            stale = done.shadow == "failed"
-        delivered = {e.key for e in delivery.entries} - failed_keys
-        if delivered or stale != record.shadow_stale:
-            self._clear(record, delivered, stale)
-        if failed:
+        try:
+            refused = list(self._publisher.publish(transitions)) if transitions else []
+            for_good = [r for r in refused if not r.retryable]
+            if for_good:
+                items = [_refused_item(r) for r in for_good]
+                self._quarantine.send(items)
+                done.dead_lettered += len(items)
+        except (DependencyError, StateConflictError):
+            self._release(record, keys)
+            raise
+        retry = {_key_of(r) for r in refused if r.retryable}
+        stale, mirror_error = self._mirror_update(delivery)
+        delivered = keys - retry
+        if delivered or retry or stale != record.shadow_stale:
+            self._clear(record, delivered, retry, stale)
+        if retry:
             raise DependencyError(
                 "sns",
                 "PublishBatch",
                 "EntriesFailed",
-                f"{len(failed)} of {len(transitions)} alerts not accepted; kept to retry",
+                f"{len(retry)} of {len(transitions)} alerts not accepted; kept to retry",
                 transient=True,
             )
         if mirror_error is not None:
             raise mirror_error
 
-    def _clear(self, record: DeviceRecord, delivered: set[str], stale: bool) -> None:
-        """Drop delivered entries from the outbox. If another invocation wrote
-        meanwhile, its shadow update may have raced ours: mark the mirror stale."""
+    def _mirror_update(self, delivery: _Delivery) -> tuple[bool, DependencyError | None]:
+        """Update the shadow mirror; whether it is stale now, and a misconfiguration
+        to raise once the outbox is cleared."""
+        record, done = delivery.record, delivery.done
+        # Entries redelivered for a failed invocation never reached the mirror
+        # either: rewrite it whole, as for a stale one.
+        full = record.shadow_stale or delivery.redelivery
+        before, after = mirror_entries(delivery.before), mirror_entries(record.state)
+        if not full and before == after:
+            return record.shadow_stale, None
+        try:
+            result = self._mirror.update(record.device_id, before, after, full=full)
+        except DependencyError as exc:
+            done.shadow, done.shadow_failure = "failed", (exc.code, False)
+            return True, exc
+        done.shadow, done.shadow_omitted = str(result.status), result.omitted
+        if result.status == "failed":
+            done.shadow_failure = (result.code or "Unknown", result.retryable)
+            return True, None
+        return False, None
+
+    def _clear(
+        self, record: DeviceRecord, delivered: set[str], release: set[str], stale: bool
+    ) -> None:
+        """Drop delivered entries from the outbox and release those to retry. If
+        another invocation wrote meanwhile, its shadow update may have raced
+        ours: mark the mirror stale."""
         raced = False
         for _ in range(MAX_CONFLICT_RETRIES):
+            outbox = [
+                e.claimed(None) if e.key in release else e
+                for e in record.outbox
+                if e.key not in delivered
+            ]
             try:
-                self._store.save(
-                    record,
-                    state=record.state,
-                    outbox=[e for e in record.outbox if e.key not in delivered],
-                    shadow_stale=stale or raced,
-                )
+                self._store.save(replace(record, outbox=outbox, shadow_stale=stale or raced))
             except StateConflictError:
                 raced = True
                 record = self._store.load(record.device_id)
                 continue
             return
         raise StateConflictError(f"{record.device_id}: could not clear the outbox")
+
+    def _release(self, record: DeviceRecord, keys: set[str]) -> None:
+        """Best effort: give up this invocation's claims on `keys`, so that a retry
+        need not wait for the lease. If this fails too, the lease runs out."""
+        if not keys:
+            return
+        try:
+            self._clear(record, set(), keys, record.shadow_stale)
+        except (DependencyError, StateConflictError):
+            return
+
+
+def _key_of(refusal: Refusal) -> str:
+    item = refusal.item
+    return item.key if isinstance(item, Transition) else str(item)
+
+
+def _refused_item(refusal: Refusal) -> dict[str, Any]:
+    """A transition SNS refused for good, as a dead-letter item."""
+    item = refusal.item
+    payload = item.to_json() if isinstance(item, Transition) else item
+    device_id = item.device_id if isinstance(item, Transition) else None
+    return {
+        "source": "sns",
+        "reason": f"sns_rejected: {refusal.code}: {refusal.message}",
+        "code": "sns_rejected",
+        "field": "transition",
+        "detail": f"{refusal.code}: {refusal.message}",
+        "deviceId": device_id,
+        "payload": payload,
+    }
 
 
 def _rejected_record_item(rejected: Any) -> dict[str, Any]:

@@ -71,6 +71,9 @@ CALLS: dict[tuple[str, str], tuple[str, str]] = {
     ("dynamodb", "GetItem"): ("dynamodb:GetItem", "dynamodb-table"),
     ("dynamodb", "PutItem"): ("dynamodb:PutItem", "dynamodb-table"),
     ("dynamodb", "BatchGetItem"): ("dynamodb:BatchGetItem", "dynamodb-table"),
+    # Authorised per action inside it; the function puts (and deletes) state items.
+    ("dynamodb", "TransactWriteItems"): ("dynamodb:PutItem", "dynamodb-table"),
+    ("dynamodb", "DeleteItem"): ("dynamodb:DeleteItem", "dynamodb-table"),
     ("iot-data", "UpdateThingShadow"): ("iot:UpdateThingShadow", "iot-thing"),
     ("sqs", "SendMessage"): ("sqs:SendMessage", "sqs-queue"),
     ("sqs", "SendMessageBatch"): ("sqs:SendMessage", "sqs-queue"),

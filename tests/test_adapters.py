@@ -12,11 +12,17 @@ from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
 from telemetry.adapters.dead_letter import MAX_BODY_BYTES, DeadLetterQueue, dead_letter_body
-from telemetry.adapters.shadow import MAX_UPDATE_BYTES, ShadowMirror, ShadowOutcome
+from telemetry.adapters.shadow import (
+    MAX_MIRROR_BYTES,
+    MAX_UPDATE_BYTES,
+    MirrorStatus,
+    ShadowMirror,
+)
 from telemetry.adapters.sns import AlertPublisher, subject
 from telemetry.adapters.timestream import alert_record, billed_bytes, reading_record
 from telemetry.core.alerts import Severity, Status, Transition
 from telemetry.core.messages import Reading
+from telemetry.errors import DependencyError
 
 
 @pytest.fixture
@@ -84,69 +90,199 @@ def test_dead_letter_batches_respect_ten_entries_and_256_kib(region: None) -> No
     assert sum(len(c) for c in calls) == 25
 
 
-def test_a_large_alert_mirror_is_split_under_the_shadow_size_limit(region: None) -> None:
-    # Given a thing whose 120 sensors all changed
-    boto3.client("iot").create_thing(thingName="pump-17")
-    data = boto3.client("iot-data")
+def mirror_entry(i: int, severity: str = "WARNING") -> tuple[str, dict[str, Any]]:
+    return (
+        f"sensor-{i:03d}",
+        {
+            "severity": severity,
+            "rule": "r",
+            "alertId": "a" * 32,
+            "since": "2025-11-27T10:00:00.000Z",
+            "value": 80.0,
+        },
+    )
+
+
+def shadow_sizes(data: Any) -> list[int]:
     sizes: list[int] = []
     data.meta.events.register(
         "before-parameter-build.iot-data-plane.UpdateThingShadow",
         lambda params, **_: sizes.append(len(params["payload"])),
     )
-    alerts = {
-        f"sensor-{i:03d}": {
-            "severity": "WARNING",
-            "rule": "r",
-            "alertId": "a" * 32,
-            "since": "2025-11-27T10:00:00.000Z",
-            "value": 80.0,
-        }
-        for i in range(120)
-    }
+    return sizes
 
-    # When the mirror is written
-    outcome = ShadowMirror("alerts", data).update("pump-17", alerts)
 
-    # Then it took several updates, each under the limit, and the shadow has them all
-    assert outcome is ShadowOutcome.UPDATED
+def reported(data: Any, thing: str = "pump-17") -> dict[str, Any]:
+    payload = data.get_thing_shadow(thingName=thing, shadowName="alerts")["payload"].read()
+    return json.loads(payload)["state"].get("reported", {})  # type: ignore[no-any-return]
+
+
+def test_a_large_alert_patch_is_split_under_the_shadow_size_limit(region: None) -> None:
+    # Given a mirror of 45 alerts that all resolve as 45 others are raised
+    boto3.client("iot").create_thing(thingName="pump-17")
+    data = boto3.client("iot-data")
+    mirror = ShadowMirror("alerts", data)
+    before = [mirror_entry(i) for i in range(45)]
+    after = [mirror_entry(i) for i in range(100, 145)]
+    mirror.update("pump-17", [], before, full=False)
+    sizes = shadow_sizes(data)
+
+    # When the mirror is patched (45 removals and 45 entries: more than one update holds)
+    result = mirror.update("pump-17", before, after, full=False)
+
+    # Then it took several updates, each under the limit, and the shadow has the new ones
+    assert result.status is MirrorStatus.UPDATED
     assert len(sizes) > 1
     assert all(size <= MAX_UPDATE_BYTES + 64 for size in sizes)
+    assert set(reported(data)["alerts"]) == {name for name, _ in after}
 
 
-def test_a_shadow_too_large_is_reported_not_retried_forever() -> None:
-    # Given the shadow service refuses the document as too large
+def test_more_alerts_than_a_shadow_holds_keep_the_most_severe_and_say_how_many_are_left_out(
+    region: None,
+) -> None:
+    # Given 120 active alerts, the first 10 critical, on a thing
+    boto3.client("iot").create_thing(thingName="pump-17")
+    data = boto3.client("iot-data")
+    entries = [mirror_entry(i, "CRITICAL" if i < 10 else "WARNING") for i in range(120)]
+    mirror = ShadowMirror("alerts", data)
+
+    # When the mirror is written
+    result = mirror.update("pump-17", [], entries, full=False)
+
+    # Then the shadow holds the most important ones within its 8 KB and counts the rest
+    shadow = reported(data)
+    kept = shadow["alerts"]
+    assert len(json.dumps({"state": {"reported": shadow}}, separators=(",", ":"))) <= (
+        MAX_MIRROR_BYTES
+    )
+    assert set(kept) == {name for name, _ in entries[: len(kept)]}
+    assert {f"sensor-{i:03d}" for i in range(10)} <= set(kept)
+    assert shadow["alertsOmitted"] == 120 - len(kept) == result.omitted > 0
+
+    # When 100 of them resolve
+    still = entries[:20]
+    mirror.update("pump-17", entries, still, full=False)
+
+    # Then the mirror converges: exactly the 20 still active, nothing left out
+    shadow = reported(data)
+    assert set(shadow["alerts"]) == {name for name, _ in still}
+    assert "alertsOmitted" not in shadow
+
+
+def test_a_full_rewrite_drops_what_a_stale_mirror_held(region: None) -> None:
+    # Given a mirror that holds alerts the state no longer has (a raced update)
+    boto3.client("iot").create_thing(thingName="pump-17")
+    data = boto3.client("iot-data")
+    mirror = ShadowMirror("alerts", data)
+    mirror.update("pump-17", [], [mirror_entry(i) for i in range(5)], full=False)
+
+    # When it is rewritten whole from a state with one alert
+    mirror.update("pump-17", [], [mirror_entry(7)], full=True)
+
+    # Then it holds exactly that alert
+    assert set(reported(data)["alerts"]) == {"sensor-007"}
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "retryable"),
+    [
+        ("ThrottlingException", 429, True),
+        ("ServiceUnavailableException", 503, True),
+        ("InternalFailureException", 500, True),
+        ("InvalidRequestException", 400, False),
+        ("MethodNotAllowedException", 405, False),
+        ("RequestEntityTooLargeException", 413, False),
+    ],
+)
+def test_a_failed_mirror_update_says_why_and_whether_it_will_heal(
+    code: str, status: int, *, retryable: bool
+) -> None:
+    # Given the shadow service refuses an update
     data = boto3.client("iot-data", region_name="us-east-1")
     with Stubber(data) as stub:
-        stub.add_client_error(
-            "update_thing_shadow", "RequestEntityTooLargeException", http_status_code=413
-        )
+        stub.add_client_error("update_thing_shadow", code, http_status_code=status)
 
         # When the mirror is written
-        outcome = ShadowMirror("alerts", data).update("pump-17", {"s": None})
+        result = ShadowMirror("alerts", data).update("pump-17", [], [mirror_entry(1)], full=False)
 
-    # Then it says so, for a warning and a metric, instead of failing
-    assert outcome is ShadowOutcome.TOO_LARGE
+    # Then the failure is reported with its code, classified, not raised
+    assert (result.status, result.code, result.retryable) == (
+        MirrorStatus.FAILED,
+        code,
+        retryable,
+    )
 
 
-def test_sns_publish_batch_returns_the_entries_sns_refused() -> None:
-    # Given SNS accepts some entries of a batch and refuses one
+@pytest.mark.parametrize("code", ["UnauthorizedException", "ForbiddenException"])
+def test_a_mirror_the_function_may_not_write_is_a_misconfiguration(code: str) -> None:
+    # Given the shadow service refuses the function's credentials
+    data = boto3.client("iot-data", region_name="us-east-1")
+    with Stubber(data) as stub:
+        stub.add_client_error("update_thing_shadow", code, http_status_code=401)
+
+        # When the mirror is written, Then it raises as a permanent failure
+        with pytest.raises(DependencyError) as raised:
+            ShadowMirror("alerts", data).update("pump-17", [], [mirror_entry(1)], full=False)
+    assert not raised.value.transient
+
+
+def test_sns_publish_batch_returns_the_entries_sns_refused_and_whether_they_may_heal() -> None:
+    # Given SNS accepts some entries of a batch, refuses one for now and one for good
     sns = boto3.client("sns", region_name="us-east-1")
     topic = "arn:aws:sns:us-east-1:123456789012:alerts"
-    transitions = [transition(i) for i in range(3)]
+    transitions = [transition(i) for i in range(4)]
     with Stubber(sns) as stub:
         stub.add_response(
             "publish_batch",
             {
                 "Successful": [{"Id": "t0", "MessageId": "m0"}, {"Id": "t2", "MessageId": "m2"}],
-                "Failed": [{"Id": "t1", "Code": "InternalError", "SenderFault": False}],
+                "Failed": [
+                    {"Id": "t1", "Code": "InternalError", "SenderFault": False},
+                    {"Id": "t3", "Code": "InvalidParameter", "SenderFault": True},
+                ],
             },
         )
 
         # When they are published
-        failed = AlertPublisher(topic, sns).publish(transitions)
+        refused = AlertPublisher(topic, sns).publish(transitions)
 
-    # Then the refused one comes back to be kept in the outbox
-    assert failed == [transitions[1]]
+    # Then each refused one comes back, the transient one to retry, the other for good
+    assert [(r.item, r.code, r.retryable) for r in refused] == [
+        (transitions[1], "InternalError", True),
+        (transitions[3], "InvalidParameter", False),
+    ]
+
+
+def test_a_batch_sns_refuses_whole_for_one_bad_message_is_sent_one_by_one() -> None:
+    # Given SNS refuses a whole batch as an invalid parameter, then takes all but one singly
+    sns = boto3.client("sns", region_name="us-east-1")
+    topic = "arn:aws:sns:us-east-1:123456789012:alerts"
+    transitions = [transition(i) for i in range(3)]
+    with Stubber(sns) as stub:
+        stub.add_client_error("publish_batch", "InvalidParameter", http_status_code=400)
+        stub.add_response("publish", {"MessageId": "m0"})
+        stub.add_client_error("publish", "InvalidParameterValue", http_status_code=400)
+        stub.add_response("publish", {"MessageId": "m2"})
+
+        # When they are published
+        refused = AlertPublisher(topic, sns).publish(transitions)
+
+    # Then only the bad one is refused, for good
+    assert [(r.item, r.retryable) for r in refused] == [(transitions[1], False)]
+
+
+@pytest.mark.parametrize("code", ["AuthorizationError", "NotFound"])
+def test_a_topic_sns_will_not_let_us_publish_to_is_a_misconfiguration(code: str) -> None:
+    # Given SNS refuses the call itself (no access, no such topic)
+    sns = boto3.client("sns", region_name="us-east-1")
+    topic = "arn:aws:sns:us-east-1:123456789012:alerts"
+    with Stubber(sns) as stub:
+        stub.add_client_error("publish", code, http_status_code=403)
+
+        # When a transition is published, Then it raises, never dead-letters the alert
+        with pytest.raises(DependencyError) as raised:
+            AlertPublisher(topic, sns).publish([transition(0)])
+    assert not raised.value.transient
 
 
 def test_fifo_topics_get_a_group_and_a_deduplication_id_per_transition() -> None:

@@ -7,6 +7,7 @@ import json
 import random
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from telemetry.core.alerts import (
     active_alerts,
     alert_id_for,
     evaluate,
-    pruned,
+    quiet_oldest_first,
     state_from_json,
     state_to_json,
 )
@@ -204,7 +205,7 @@ def test_duration_for_restarts_when_the_breach_is_interrupted() -> None:
     assert [(t.status.value, t.time_ms - T0) for t in transitions] == [("RAISED", 7 * MINUTE)]
 
 
-def test_duration_streak_is_not_rewritten_on_every_reading() -> None:
+def test_duration_streak_keeps_its_start_while_it_counts() -> None:
     # Given a `for: 5m` breach already counting
     rules = RuleSet([make_rule(above={"warning": 7}, **{"for": "5m"})])
     started = evaluate([reading(8, T0)], {}, rules)
@@ -212,10 +213,11 @@ def test_duration_streak_is_not_rewritten_on_every_reading() -> None:
     # When another breaching reading arrives within the five minutes
     again = evaluate([reading(9, T0 + MINUTE)], started.state, rules)
 
-    # Then the state records the start once, and needs no write
+    # Then the streak still starts at the first breach; only the late-data line moved
+    key = ("temp-1", "r")
     assert started.changed is True
-    assert again.changed is False
-    assert again.state == started.state
+    assert again.state[key].streaks == started.state[key].streaks
+    assert again.state[key].last_ms == T0 + MINUTE
 
 
 def test_below_side_mirrors_above() -> None:
@@ -276,20 +278,24 @@ def test_rule_with_both_sides_switches_episode_when_the_side_changes() -> None:
     assert transitions[0].alert_id != transitions[2].alert_id
 
 
-def test_steady_breach_emits_nothing_and_needs_no_write() -> None:
+def test_steady_breach_emits_nothing_and_only_moves_the_late_data_line() -> None:
     # Given a raised warning
     rules = RuleSet([HOT])
     raised = evaluate([reading(80, T0)], {}, rules)
+    before = raised.state[("temp-1", "temperature-high")]
 
     # When many more readings stay at the same level
+    last = T0 + 100 * 1000
     steady = evaluate(
         [reading(80 + i % 5, T0 + (i + 1) * 1000) for i in range(100)], raised.state, rules
     )
 
-    # Then nothing is emitted and the state needs no write
+    # Then nothing is emitted; the episode is unchanged but for its late-data line,
+    # which follows the newest reading (one write for the whole batch)
     assert len(raised.transitions) == 1
     assert steady.transitions == []
-    assert steady.changed is False
+    after = steady.state[("temp-1", "temperature-high")]
+    assert after == replace(before, last_ms=last)
 
 
 def test_normal_readings_need_no_state_write() -> None:
@@ -364,6 +370,47 @@ def test_late_reading_does_not_resolve_after_newer_data_decided() -> None:
     assert len(transitions) == 2
     assert late.transitions == []
     assert late.state == state
+
+
+def test_a_late_reading_never_resolves_an_alert_that_a_newer_reading_kept() -> None:
+    # Given 80 at 10:10 raised an alert and 81 at 10:20 held it (one invocation each)
+    rules = RuleSet([HOT])
+    state, raised = one_by_one(
+        [reading(80, T0 + 10 * MINUTE), reading(81, T0 + 20 * MINUTE)], rules
+    )
+
+    # When a 70 stamped 10:15 arrives afterwards
+    late = evaluate([reading(70, T0 + 15 * MINUTE)], state, rules)
+
+    # Then it is late: the alert stays raised, nothing is resolved
+    assert [t.status for t in raised] == [Status.RAISED]
+    assert late.transitions == []
+    assert late.late == 1
+    assert late.state[("temp-1", "temperature-high")].severity is Severity.WARNING
+
+
+def test_a_late_reading_never_de_escalates_what_a_newer_reading_kept() -> None:
+    # Given 95 raised CRITICAL and a newer 93 held it
+    rules = RuleSet([HOT])
+    state, _ = one_by_one([reading(95, T0), reading(93, T0 + 2 * MINUTE)], rules)
+
+    # When an older 80 turns up
+    late = evaluate([reading(80, T0 + MINUTE)], state, rules)
+
+    # Then the alert is still CRITICAL
+    assert late.transitions == []
+    assert late.state[("temp-1", "temperature-high")].severity is Severity.CRITICAL
+
+
+def test_a_quiet_sensor_costs_no_state_write_per_reading() -> None:
+    # Given a sensor reading inside its levels
+    rules = RuleSet([HOT])
+
+    # When it keeps reporting quiet values
+    result = evaluate(series([60, 61, 62, 63]), {}, rules)
+
+    # Then nothing needs writing
+    assert result.changed is False
 
 
 def test_batch_is_evaluated_in_reading_time_order_regardless_of_arrival() -> None:
@@ -776,20 +823,14 @@ def test_an_alert_whose_rule_was_removed_is_resolved_by_the_next_reading() -> No
     assert again.transitions == []
 
 
-def test_a_device_record_stays_bounded_however_many_sensors_report() -> None:
-    # Given a device with one active alert, a streak, and 3,000 quiet sensor entries
-    state: dict[StateKey, AlertState] = {
-        (f"s{i}", "r"): AlertState(last_ms=i) for i in range(3_000)
-    }
+def test_only_quiet_entries_may_be_forgotten_and_the_oldest_go_first() -> None:
+    # Given a device with one active alert, a streak, and quiet entries of different ages
+    state: dict[StateKey, AlertState] = {(f"s{i}", "r"): AlertState(last_ms=i) for i in range(5)}
     state[("hot", "r")] = AlertState(Severity.CRITICAL, "above", "a" * 32, 5, 99.0, 5)
     state[("warming", "r")] = AlertState(last_ms=1, streaks={"above.warning": Streak(1, 1)})
 
-    # When it is pruned to 2,000 quiet entries
-    kept = pruned(state, keep=2_000)
+    # When the keys a bounded store may forget are listed
+    forgettable = quiet_oldest_first(state)
 
-    # Then the newest quiet entries, the alert and the streak remain
-    assert len(kept) == 2_002
-    assert ("hot", "r") in kept
-    assert ("warming", "r") in kept
-    assert ("s2999", "r") in kept
-    assert ("s0", "r") not in kept
+    # Then they are the quiet entries, oldest first; never the alert or the streak
+    assert forgettable == [(f"s{i}", "r") for i in range(5)]

@@ -14,23 +14,25 @@ from __future__ import annotations
 import copy
 import random
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from telemetry.adapters.shadow import MirrorResult, MirrorStatus
 from telemetry.adapters.timestream import TimestreamRecords
-from telemetry.core.alerts import AlertState, StateKey, Transition
+from telemetry.core.alerts import Transition
 from telemetry.core.rules import load_rules
-from telemetry.core.state import DeviceRecord, OutboxEntry
+from telemetry.core.state import DeviceRecord
 from telemetry.errors import DependencyError, StateConflictError
-from telemetry.pipeline import Pipeline
+from telemetry.pipeline import LEASE_MARGIN_MS, OUTBOX_LEASE_MS, Pipeline
 
 RULES = load_rules(Path(__file__).resolve().parent.parent / "rules")
 START = 1_764_237_600_000
+LEASE_MS = OUTBOX_LEASE_MS + LEASE_MARGIN_MS
 
 
 @dataclass
@@ -65,14 +67,7 @@ class FakeStore:
         self.faults.maybe_raise("BatchGetItem")
         return {d: copy.deepcopy(self.items.get(d, DeviceRecord(d))) for d in device_ids}
 
-    def save(
-        self,
-        record: DeviceRecord,
-        *,
-        state: Mapping[StateKey, AlertState],
-        outbox: Sequence[OutboxEntry],
-        shadow_stale: bool,
-    ) -> DeviceRecord:
+    def save(self, record: DeviceRecord) -> DeviceRecord:
         current = self.items.get(record.device_id, DeviceRecord(record.device_id))
         if self.faults.strike("Conflict"):
             # another invocation wrote the same state meanwhile: only the version moves
@@ -82,9 +77,7 @@ class FakeStore:
         if current.version != record.version:
             raise StateConflictError(record.device_id)
         self.faults.maybe_raise("PutItem")
-        saved = DeviceRecord(
-            record.device_id, record.version + 1, dict(state), list(outbox), shadow_stale
-        )
+        saved = replace(record, version=record.version + 1)
         self.items[record.device_id] = copy.deepcopy(saved)
         return saved
 
@@ -115,8 +108,12 @@ class FakePublisher:
 class FakeMirror:
     faults: Faults
 
-    def update(self, thing_name: str, alerts: Mapping[str, Any]) -> str:
-        return "failed" if self.faults.strike("UpdateThingShadow") else "updated"
+    def update(
+        self, thing_name: str, before: Sequence[Any], after: Sequence[Any], *, full: bool
+    ) -> MirrorResult:
+        if self.faults.strike("UpdateThingShadow"):
+            return MirrorResult(MirrorStatus.FAILED, "ThrottlingException", retryable=True)
+        return MirrorResult(MirrorStatus.UPDATED)
 
 
 @dataclass
@@ -153,11 +150,12 @@ def world(seed: int, rate: float) -> World:
     return World(pipeline, store, timeseries, publisher, faults)
 
 
-def deliver(w: World, message: dict[str, Any], now_ms: int) -> int:
-    """Invoke until an attempt succeeds, as Lambda retries; returns the attempts."""
+def deliver(w: World, message: dict[str, Any], now_ms: int, step_ms: int = 60_000) -> int:
+    """Invoke until an attempt succeeds, as Lambda retries (a minute apart by
+    default); returns the attempts."""
     for attempt in range(1, 200):
         try:
-            outcome = w.pipeline.process([message], now_ms + attempt * 60_000)
+            outcome = w.pipeline.process([message], now_ms + attempt * step_ms)
             outcome.raise_failure()
         except (DependencyError, StateConflictError):
             continue
@@ -203,6 +201,15 @@ def test_any_faults_with_retries_end_like_one_clean_run(
     for message in batch:
         deliver(clean, message, now)
         deliver(faulty, message, now)
+
+    # and, once every lease has run out, each device is heard from again (an entry
+    # whose claim a failed invocation could not release waits for its lease)
+    later = now + 24 * 3_600_000
+    for device in sorted({d for d, _ in pairs}):
+        heartbeat = [{"sensorId": "heartbeat-1", "type": "heartbeat", "value": 1.0}]
+        quiet = {"deviceId": device, "timestamp": later, "data": heartbeat}
+        deliver(clean, quiet, later, step_ms=LEASE_MS)
+        deliver(faulty, quiet, later, step_ms=LEASE_MS)
 
     # Then the stored data and the final alert state are the clean run's
     assert faulty.timeseries.records == clean.timeseries.records

@@ -55,6 +55,7 @@ EXPECTED_GRANTS = {
     ("dynamodb:GetItem", "dynamodb-table"),
     ("dynamodb:PutItem", "dynamodb-table"),
     ("dynamodb:BatchGetItem", "dynamodb-table"),
+    ("dynamodb:DeleteItem", "dynamodb-table"),
     ("iot:UpdateThingShadow", "iot-thing"),
     ("sqs:SendMessage", "sqs-queue"),
     ("kinesis:DescribeStream", "kinesis-stream"),
@@ -481,7 +482,7 @@ def test_boto3_calls_of_the_code_are_allowed(
 def test_calls_outside_the_grants_are_not_allowed(transformed: dict[str, Any]) -> None:
     # Given actions the code must not have, or on the wrong resource
     # Then the helper says no
-    assert not iam_allowed("dynamodb:DeleteItem", "dynamodb-table", transformed)
+    assert not iam_allowed("dynamodb:Scan", "dynamodb-table", transformed)
     assert not iam_allowed("timestream:WriteRecords", "*", transformed)
     with pytest.raises(KeyError, match="CALLS"):
         required_grant("s3", "PutObject")
@@ -815,6 +816,7 @@ def test_topic_and_queue_are_encrypted(resources: dict[str, Any]) -> None:
         ("FunctionErrorsAlarm", "Errors"),
         ("FunctionThrottlesAlarm", "Throttles"),
         ("DeadLetterQueueAlarm", "ApproximateNumberOfMessagesVisible"),
+        ("ShadowMirrorBrokenAlarm", "ShadowMirrorFailures"),
     ],
 )
 def test_alarms_fire_on_any_error_throttle_or_dead_letter(
@@ -842,3 +844,17 @@ def test_outputs_name_what_operators_and_devices_need(transformed: dict[str, Any
         "TopicRuleName",
         "DevicePolicyName",
     } <= outputs
+
+
+def test_the_shadow_alarm_watches_the_failures_that_will_not_heal(
+    resources: dict[str, Any], function_env: dict[str, Any]
+) -> None:
+    # Given the alarm on the function's own shadow mirror metric
+    properties = resources["ShadowMirrorBrokenAlarm"]["Properties"]
+    dimensions = {d["Name"]: d["Value"] for d in properties["Dimensions"]}
+    # Then it reads the namespace and dimensions the function emits, Retryable=false only
+    assert properties["Namespace"] == function_env["POWERTOOLS_METRICS_NAMESPACE"]
+    assert dimensions == {
+        "Retryable": "false",
+        "service": function_env["POWERTOOLS_SERVICE_NAME"],
+    }

@@ -4,19 +4,84 @@
 value} for the most severe active alert of that sensor, null once resolved.
 Only the named shadow (SHADOW_NAME) is written; the classic shadow only when
 SHADOW_NAME is empty.
+
+A shadow holds 8 KB. The mirror is bounded before it is sent: the alerts are
+taken most severe first while they fit, and `state.reported.alertsOmitted`
+says how many did not (absent when none). The same bound applied to the state
+before and after a change gives the patch to send, so the mirror converges
+again as soon as alerts resolve. A full rewrite (after a failed or raced
+update) clears `alerts` first, then writes what fits.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
 from telemetry.adapters.aws import AWS_ERRORS, error_code_of, translate
 
+MAX_MIRROR_BYTES: Final = 7 * 1024
+"""The mirror's share of the shadow's 8 KB document."""
 MAX_UPDATE_BYTES: Final = 6 * 1024
-"""A shadow document holds 8 KB; updates stay well under it."""
+"""One update's payload: a patch larger than this is sent in several."""
+OMITTED: Final = "alertsOmitted"
+
+_NOT_A_THING: Final = frozenset({"ResourceNotFoundException"})
+_MISCONFIGURED: Final = frozenset(
+    {"UnauthorizedException", "ForbiddenException", "AccessDeniedException"}
+)
+_WILL_NOT_HEAL: Final = frozenset(
+    {
+        "InvalidRequestException",
+        "MethodNotAllowedException",
+        "UnsupportedDocumentEncodingException",
+        "RequestEntityTooLargeException",
+    }
+)
+
+MirrorEntries = Sequence[tuple[str, Mapping[str, Any]]]
+"""(sensorId, entry) pairs, the most important first."""
+
+
+class MirrorStatus(StrEnum):
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    NOT_A_THING = "not_a_thing"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorResult:
+    """What became of a mirror update. A FAILED one carries the service's
+    `code` and whether retrying can help; `omitted` counts the alerts the
+    shadow had no room for."""
+
+    status: MirrorStatus
+    code: str | None = None
+    retryable: bool = True
+    omitted: int = 0
+
+
+def fitted(entries: MirrorEntries, budget: int = MAX_MIRROR_BYTES) -> tuple[dict[str, Any], int]:
+    """The alerts that fit in `budget` bytes, most important first, and how many did not."""
+    kept: dict[str, Any] = {}
+    size = len('{"state":{"reported":{"alerts":{},"alertsOmitted":100000}}}')
+    for index, (sensor_id, entry) in enumerate(entries):
+        entry_size = len(json.dumps({sensor_id: entry}, separators=(",", ":")))
+        if size + entry_size > budget:
+            return kept, len(entries) - index
+        kept[sensor_id] = entry
+        size += entry_size
+    return kept, 0
+
+
+def _patch(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    patch: dict[str, Any] = {s: e for s, e in after.items() if before.get(s) != e}
+    patch.update({s: None for s in before if s not in after})
+    return dict(sorted(patch.items()))
 
 
 def _chunks(alerts: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
@@ -33,13 +98,6 @@ def _chunks(alerts: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         yield chunk
 
 
-class ShadowOutcome(StrEnum):
-    UPDATED = "updated"
-    NOT_A_THING = "not_a_thing"
-    TOO_LARGE = "too_large"
-    FAILED = "failed"
-
-
 class ShadowMirror:
     """Writes alert entries into a thing's shadow."""
 
@@ -48,26 +106,40 @@ class ShadowMirror:
         self._client = client
         self.calls = 0
 
-    def update(self, thing_name: str, alerts: Mapping[str, Any]) -> ShadowOutcome:
-        """Patch the mirror, in as many updates as the shadow's size limit needs."""
-        outcome = ShadowOutcome.UPDATED
-        for chunk in _chunks(alerts):
-            outcome = self._update(thing_name, chunk)
-            if outcome is not ShadowOutcome.UPDATED:
-                return outcome
-        return outcome
-
-    def _update(self, thing_name: str, alerts: Mapping[str, Any]) -> ShadowOutcome:
-        """Patch `state.reported.alerts` with `alerts` (None removes a sensor).
+    def update(
+        self, thing_name: str, before: MirrorEntries, after: MirrorEntries, *, full: bool
+    ) -> MirrorResult:
+        """Bring the mirror from what `before` put there to what `after` needs.
 
         A thing that does not exist is reported, not raised: its readings and
-        alerts are handled regardless. Transient faults come back as FAILED so
-        the caller can mark the mirror stale and repair it later; faults that
-        will not heal by themselves (access denied) are raised.
+        alerts are handled regardless. A fault comes back as FAILED, saying
+        whether it may heal, so that the caller marks the mirror stale for a
+        later rewrite; a misconfiguration (access refused) is raised.
         """
-        payload = json.dumps(
-            {"state": {"reported": {"alerts": dict(alerts)}}}, separators=(",", ":")
-        ).encode()
+        old, old_omitted = fitted(before)
+        new, omitted = fitted(after)
+        documents: list[dict[str, Any]] = []
+        if full:
+            documents.append({"alerts": None, OMITTED: None})
+            documents.extend({"alerts": chunk} for chunk in _chunks(new))
+            if omitted:
+                documents.append({OMITTED: omitted})
+        else:
+            documents.extend({"alerts": chunk} for chunk in _chunks(_patch(old, new)))
+            if omitted != old_omitted:
+                documents.append({OMITTED: omitted or None})
+        if not documents:
+            return MirrorResult(MirrorStatus.UNCHANGED, omitted=omitted)
+        for reported in documents:
+            result = self._send(thing_name, reported, omitted)
+            if result is not None:
+                return result
+        return MirrorResult(MirrorStatus.UPDATED, omitted=omitted)
+
+    def _send(
+        self, thing_name: str, reported: Mapping[str, Any], omitted: int
+    ) -> MirrorResult | None:
+        payload = json.dumps({"state": {"reported": reported}}, separators=(",", ":")).encode()
         kwargs: dict[str, Any] = {"thingName": thing_name, "payload": payload}
         if self._shadow_name:
             kwargs["shadowName"] = self._shadow_name
@@ -76,12 +148,12 @@ class ShadowMirror:
             self._client.update_thing_shadow(**kwargs)
         except AWS_ERRORS as exc:
             code = error_code_of(exc)
-            if code == "ResourceNotFoundException":
-                return ShadowOutcome.NOT_A_THING
-            if code == "RequestEntityTooLargeException":
-                return ShadowOutcome.TOO_LARGE  # more active alerts than 8 KB holds
+            if code in _NOT_A_THING:
+                return MirrorResult(MirrorStatus.NOT_A_THING, code, retryable=False)
             error = translate("iot-data", "UpdateThingShadow", exc)
-            if not error.transient:
+            if code in _MISCONFIGURED:
+                error.transient = False
                 raise error from exc
-            return ShadowOutcome.FAILED
-        return ShadowOutcome.UPDATED
+            retryable = code not in _WILL_NOT_HEAL and error.transient
+            return MirrorResult(MirrorStatus.FAILED, error.code, retryable, omitted)
+        return None

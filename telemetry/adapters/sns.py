@@ -14,10 +14,18 @@ import json
 from collections.abc import Sequence
 from typing import Any, Final
 
-from telemetry.adapters.aws import AWS_ERRORS, translate
+from telemetry.adapters.aws import AWS_ERRORS, error_code_of, translate
 from telemetry.core.alerts import Severity, Status, Transition
+from telemetry.errors import DependencyError, Refusal
 
 MAX_BATCH: Final = 10
+_MESSAGE_REFUSED: Final = frozenset(
+    {"InvalidParameter", "InvalidParameterValue", "ValidationError", "ValidationException"}
+)
+"""Refusals of the message itself: sending it again cannot succeed."""
+_MISCONFIGURED: Final = frozenset(
+    {"AuthorizationError", "NotFound", "KMSAccessDenied", "KMSDisabled", "KMSNotFound"}
+)
 _SUBJECT_LIMIT: Final = 100
 _VERBS: Final = {
     Status.RAISED: "raised",
@@ -74,26 +82,58 @@ class AlertPublisher:
             entry["MessageDeduplicationId"] = hashlib.sha256(transition.key.encode()).hexdigest()
         return entry
 
-    def publish(self, transitions: Sequence[Transition]) -> list[Transition]:
-        """Publish all; return those SNS refused (the caller keeps them to retry).
+    def publish(self, transitions: Sequence[Transition]) -> list[Refusal]:
+        """Publish all; return the ones SNS refused, each saying whether a retry can
+        help (the caller keeps those to retry and dead-letters the rest).
 
-        Raises DependencyError when a whole call fails.
+        Raises DependencyError when a whole call fails for a reason other than
+        the message itself (throttling, an outage, a missing topic, no access).
         """
-        failed: list[Transition] = []
+        refused: list[Refusal] = []
         for start in range(0, len(transitions), MAX_BATCH):
             chunk = transitions[start : start + MAX_BATCH]
             entries = [self._entry(i, t) for i, t in enumerate(chunk)]
+            if len(entries) == 1:
+                refused.extend(self._publish_one(entries[0], chunk[0]))
+                continue
             self.calls += 1
             try:
-                if len(entries) == 1:
-                    single = {k: v for k, v in entries[0].items() if k != "Id"}
-                    self._client.publish(TopicArn=self._topic_arn, **single)
-                    continue
                 answer = self._client.publish_batch(
                     TopicArn=self._topic_arn, PublishBatchRequestEntries=entries
                 )
             except AWS_ERRORS as exc:
-                raise translate("sns", "Publish", exc) from exc
+                if error_code_of(exc) not in _MESSAGE_REFUSED:
+                    raise translate("sns", "PublishBatch", exc) from exc
+                # One bad entry refuses the whole batch: find it, one message at a time.
+                for entry, transition in zip(entries, chunk, strict=True):
+                    refused.extend(self._publish_one(entry, transition))
+                continue
             by_id = {e["Id"]: t for e, t in zip(entries, chunk, strict=True)}
-            failed.extend(by_id[f["Id"]] for f in answer.get("Failed", []) if f["Id"] in by_id)
-        return failed
+            refused.extend(
+                self._refusal(by_id[failure["Id"]], failure)
+                for failure in answer.get("Failed", [])
+                if failure["Id"] in by_id
+            )
+        return refused
+
+    def _publish_one(self, entry: dict[str, Any], transition: Transition) -> list[Refusal]:
+        single = {k: v for k, v in entry.items() if k != "Id"}
+        self.calls += 1
+        try:
+            self._client.publish(TopicArn=self._topic_arn, **single)
+        except AWS_ERRORS as exc:
+            code = error_code_of(exc)
+            if code not in _MESSAGE_REFUSED:
+                raise translate("sns", "Publish", exc) from exc
+            message = str(getattr(exc, "response", {}).get("Error", {}).get("Message", ""))
+            return [Refusal(transition, str(code), message, retryable=False)]
+        return []
+
+    @staticmethod
+    def _refusal(transition: Transition, failure: dict[str, Any]) -> Refusal:
+        code = str(failure.get("Code", "Failed"))
+        message = str(failure.get("Message", ""))
+        if code in _MISCONFIGURED:
+            raise DependencyError("sns", "PublishBatch", code, message, transient=False)
+        permanent = bool(failure.get("SenderFault")) or code in _MESSAGE_REFUSED
+        return Refusal(transition, code, message, retryable=not permanent)

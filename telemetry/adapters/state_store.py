@@ -1,114 +1,305 @@
-"""The durable alert state: one DynamoDB item per device.
+"""The durable alert state: one DynamoDB item per device, split when it must be.
 
 Item: `deviceId` (S, the key), `version` (N, bumped on every write),
 `alerts` (S, JSON of the device's alert states), `outbox` (S, JSON list of
 transitions committed but not yet delivered), `shadowStale` (BOOL, the shadow
 mirror missed an update). Writes are conditional on the version read.
+
+DynamoDB refuses items over 400 KB, so the item is bounded by its bytes,
+measured before writing: quiet entries (kept only for their late-data line)
+are pruned oldest first until it fits. When the active alerts and the outbox
+alone do not fit, the JSON of both is split over `<deviceId>#part#<n>` items
+(never a valid deviceId), written with the main item in one transaction
+conditional on the same version; the main item then says `parts` instead of
+holding `alerts`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from telemetry.adapters.aws import AWS_ERRORS, error_code_of, translate
-from telemetry.core.alerts import state_from_json, state_to_json
+from telemetry.core.alerts import AlertState, StateKey, quiet_oldest_first, state_from_json
 from telemetry.core.state import DeviceRecord, OutboxEntry
-from telemetry.errors import StateConflictError
+from telemetry.errors import DependencyError, StateConflictError
 
+MAX_ITEM_BYTES: Final = 400 * 1024
+"""DynamoDB's item limit, attribute names included."""
+ITEM_BUDGET: Final = MAX_ITEM_BYTES - 8 * 1024
+"""What one item may take here: the limit less room for the small attributes."""
+MAX_TRANSACTION_BYTES: Final = 4 * 1024 * 1024
+"""TransactWriteItems takes at most 4 MB (and 100 actions): the largest device record."""
+PART_SEPARATOR: Final = "#part#"
 _BATCH_GET_LIMIT: Final = 100
+_UNPROCESSED_ATTEMPTS: Final = 8
+_BACKOFF_BASE_S: Final = 0.05
+_BACKOFF_CAP_S: Final = 1.0
 _SEPARATORS: Final = (",", ":")
 
 
-def _item_to_record(device_id: str, item: dict[str, Any] | None) -> DeviceRecord:
-    if not item:
-        return DeviceRecord(device_id=device_id)
-    outbox_raw = item.get("outbox", {}).get("S")
-    return DeviceRecord(
-        device_id=device_id,
-        version=int(item["version"]["N"]),
-        state=state_from_json(json.loads(item["alerts"]["S"])),
-        outbox=[OutboxEntry.from_json(e) for e in json.loads(outbox_raw)] if outbox_raw else [],
-        shadow_stale=bool(item.get("shadowStale", {}).get("BOOL", False)),
+def item_bytes(item: Mapping[str, Mapping[str, Any]]) -> int:
+    """DynamoDB's size of an item: attribute names plus values (strings as
+    UTF-8, numbers about one byte per two digits plus one, booleans one byte)."""
+    size = 0
+    for name, value in item.items():
+        size += len(name.encode())
+        if "S" in value:
+            size += len(value["S"].encode())
+        elif "N" in value:
+            size += math.ceil(len(value["N"].lstrip("-").replace(".", "")) / 2) + 1
+        else:
+            size += 1
+    return size
+
+
+def _encode(value: Any) -> str:
+    return json.dumps(value, separators=_SEPARATORS)
+
+
+def _fitted_state(
+    state: Mapping[StateKey, AlertState], budget: int
+) -> tuple[dict[StateKey, AlertState], str]:
+    """The state without its oldest quiet entries beyond `budget` bytes of JSON,
+    and that JSON. Active alerts and counting streaks are never dropped."""
+    entries = {f"{sensor}/{rule}": alert.to_json() for (sensor, rule), alert in state.items()}
+    sizes = {key: len(_encode(key)) + len(_encode(value)) + 2 for key, value in entries.items()}
+    total = sum(sizes.values()) + 2
+    kept = dict(state)
+    if total > budget:
+        for key in quiet_oldest_first(state):
+            if total <= budget:
+                break
+            total -= sizes[f"{key[0]}/{key[1]}"]
+            del kept[key]
+    text = _encode(
+        {f"{s}/{r}": a.to_json() for (s, r), a in sorted(kept.items(), key=lambda kv: kv[0])}
     )
+    return kept, text
+
+
+def _split(text: str, limit: int) -> list[str]:
+    """`text` in pieces of at most `limit` UTF-8 bytes (JSON here is ASCII)."""
+    data = text.encode()
+    return [data[i : i + limit].decode() for i in range(0, len(data), limit)] or [""]
 
 
 class DynamoStateStore:
     """Reads and conditionally writes device records in `table`."""
 
-    def __init__(self, table: str, client: Any) -> None:
+    def __init__(
+        self,
+        table: str,
+        client: Any,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        item_budget: int = ITEM_BUDGET,
+    ) -> None:
         self._table = table
         self._client = client
+        self._sleep = sleep
+        self._budget = item_budget
+
+    # ------------------------------------------------------------- reading
 
     def load(self, device_id: str) -> DeviceRecord:
-        try:
-            answer = self._client.get_item(
-                TableName=self._table,
-                Key={"deviceId": {"S": device_id}},
-                ConsistentRead=True,
-            )
-        except AWS_ERRORS as exc:
-            raise translate("dynamodb", "GetItem", exc) from exc
-        return _item_to_record(device_id, answer.get("Item"))
+        for _ in range(_UNPROCESSED_ATTEMPTS):
+            try:
+                answer = self._client.get_item(
+                    TableName=self._table,
+                    Key={"deviceId": {"S": device_id}},
+                    ConsistentRead=True,
+                )
+            except AWS_ERRORS as exc:
+                raise translate("dynamodb", "GetItem", exc) from exc
+            item = answer.get("Item")
+            if not item or "parts" not in item:
+                return self._record(device_id, item)
+            parts = self._get_items([self._part_key(device_id, i) for i in range(_parts(item))])
+            record = self._assembled(device_id, item, parts)
+            if record is not None:
+                return record
+        raise StateConflictError(f"{device_id}: its parts kept changing while being read")
 
     def load_many(self, device_ids: Iterable[str]) -> dict[str, DeviceRecord]:
         """Every device's record in as few BatchGetItem calls as possible."""
         wanted = sorted(set(device_ids))
-        found: dict[str, DeviceRecord] = {}
-        for start in range(0, len(wanted), _BATCH_GET_LIMIT):
-            keys = [{"deviceId": {"S": d}} for d in wanted[start : start + _BATCH_GET_LIMIT]]
-            request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+        items = self._get_items(wanted)
+        out: dict[str, DeviceRecord] = {}
+        for device_id in wanted:
+            item = items.get(device_id)
+            out[device_id] = (
+                self.load(device_id) if item and "parts" in item else self._record(device_id, item)
+            )
+        return out
+
+    def _get_items(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """Items by key, consistently, retrying UnprocessedKeys with backoff."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(keys), _BATCH_GET_LIMIT):
+            chunk = [{"deviceId": {"S": k}} for k in keys[start : start + _BATCH_GET_LIMIT]]
+            request: dict[str, Any] = {self._table: {"Keys": chunk, "ConsistentRead": True}}
+            attempt = 0
             while request:
+                if attempt == _UNPROCESSED_ATTEMPTS:
+                    pending = len(request[self._table]["Keys"])
+                    raise DependencyError(
+                        "dynamodb",
+                        "BatchGetItem",
+                        "UnprocessedKeys",
+                        f"{pending} keys still unprocessed after {attempt} attempts",
+                        transient=True,
+                    )
+                if attempt:
+                    self._sleep(min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** (attempt - 1)))
+                attempt += 1
                 try:
                     answer = self._client.batch_get_item(RequestItems=request)
                 except AWS_ERRORS as exc:
                     raise translate("dynamodb", "BatchGetItem", exc) from exc
                 for item in answer.get("Responses", {}).get(self._table, []):
-                    device_id = item["deviceId"]["S"]
-                    found[device_id] = _item_to_record(device_id, item)
+                    found[item["deviceId"]["S"]] = item
                 request = answer.get("UnprocessedKeys") or {}
-        return {d: found.get(d, DeviceRecord(device_id=d)) for d in wanted}
+        return found
 
-    def save(
-        self,
-        record: DeviceRecord,
-        *,
-        state: Any,
-        outbox: Sequence[OutboxEntry],
-        shadow_stale: bool,
+    def _record(self, device_id: str, item: Mapping[str, Any] | None) -> DeviceRecord:
+        if not item:
+            return DeviceRecord(device_id=device_id)
+        outbox_raw = item.get("outbox", {}).get("S")
+        return self._decoded(device_id, item, item["alerts"]["S"], outbox_raw, 0)
+
+    def _assembled(
+        self, device_id: str, item: Mapping[str, Any], parts: Mapping[str, Mapping[str, Any]]
+    ) -> DeviceRecord | None:
+        """The record of a split item, or None if a part belongs to another version."""
+        version = item["version"]["N"]
+        texts = []
+        for i in range(_parts(item)):
+            part = parts.get(self._part_key(device_id, i))
+            if part is None or part["version"]["N"] != version:
+                return None
+            texts.append(part["data"]["S"])
+        body = json.loads("".join(texts))
+        outbox = _encode(body["outbox"]) if body["outbox"] else None
+        return self._decoded(device_id, item, _encode(body["alerts"]), outbox, _parts(item))
+
+    @staticmethod
+    def _decoded(
+        device_id: str, item: Mapping[str, Any], alerts: str, outbox: str | None, parts: int
     ) -> DeviceRecord:
-        """Write the record if nobody else did since it was read; else StateConflictError."""
+        return DeviceRecord(
+            device_id=device_id,
+            version=int(item["version"]["N"]),
+            state=state_from_json(json.loads(alerts)),
+            outbox=[OutboxEntry.from_json(e) for e in json.loads(outbox)] if outbox else [],
+            shadow_stale=bool(item.get("shadowStale", {}).get("BOOL", False)),
+            parts=parts,
+        )
+
+    @staticmethod
+    def _part_key(device_id: str, index: int) -> str:
+        return f"{device_id}{PART_SEPARATOR}{index}"
+
+    # ------------------------------------------------------------- writing
+
+    def save(self, record: DeviceRecord) -> DeviceRecord:
+        """Write `record` if nobody else did since it was read at `record.version`;
+        else StateConflictError. Returns what was written, at its new version
+        (quiet entries pruned if the item had to shrink)."""
         version = record.version + 1
-        item: dict[str, Any] = {
+        base: dict[str, Any] = {
             "deviceId": {"S": record.device_id},
             "version": {"N": str(version)},
-            "alerts": {"S": json.dumps(state_to_json(state), separators=_SEPARATORS)},
-            "shadowStale": {"BOOL": shadow_stale},
+            "shadowStale": {"BOOL": record.shadow_stale},
             "updatedAt": {"S": datetime.now(tz=UTC).isoformat(timespec="seconds")},
         }
-        if outbox:
-            item["outbox"] = {
-                "S": json.dumps([e.to_json() for e in outbox], separators=_SEPARATORS)
-            }
-        if record.version == 0:
-            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(deviceId)"}
+        outbox_text = _encode([e.to_json() for e in record.outbox]) if record.outbox else None
+        room = self._budget - item_bytes(base) - len("alerts") - len("outbox")
+        room -= len(outbox_text or "")
+        state, alerts_text = _fitted_state(record.state, room)
+        item = dict(base)
+        item["alerts"] = {"S": alerts_text}
+        if outbox_text:
+            item["outbox"] = {"S": outbox_text}
+        parts: list[str] = []
+        if item_bytes(item) > self._budget:
+            body = f'{{"alerts":{alerts_text},"outbox":{outbox_text or "[]"}}}'
+            if len(body) > MAX_TRANSACTION_BYTES - 64 * 1024:
+                raise DependencyError(
+                    "dynamodb",
+                    "TransactWriteItems",
+                    "DeviceStateTooLarge",
+                    f"{record.device_id}: {len(body)} bytes of active alerts and outbox exceed "
+                    "what one transaction can write (4 MB)",
+                    transient=False,
+                )
+            parts = _split(body, self._budget - 1024)
+            item = base | {"parts": {"N": str(len(parts))}}
+        condition = self._condition(record)
+        if parts or record.parts:
+            self._transact(record, item, parts, condition)
         else:
-            condition = {
-                "ConditionExpression": "version = :v",
-                "ExpressionAttributeValues": {":v": {"N": str(record.version)}},
-            }
+            self._put(record, item, condition)
+        return replace(record, version=version, state=state, parts=len(parts))
+
+    @staticmethod
+    def _condition(record: DeviceRecord) -> dict[str, Any]:
+        if record.version == 0:
+            return {"ConditionExpression": "attribute_not_exists(deviceId)"}
+        return {
+            "ConditionExpression": "version = :v",
+            "ExpressionAttributeValues": {":v": {"N": str(record.version)}},
+        }
+
+    def _put(self, record: DeviceRecord, item: dict[str, Any], condition: dict[str, Any]) -> None:
         try:
             self._client.put_item(TableName=self._table, Item=item, **condition)
         except AWS_ERRORS as exc:
             if error_code_of(exc) == "ConditionalCheckFailedException":
                 raise StateConflictError(record.device_id) from exc
             raise translate("dynamodb", "PutItem", exc) from exc
-        return DeviceRecord(
-            device_id=record.device_id,
-            version=version,
-            state=dict(state),
-            outbox=list(outbox),
-            shadow_stale=shadow_stale,
-        )
+
+    def _transact(
+        self,
+        record: DeviceRecord,
+        item: dict[str, Any],
+        parts: list[str],
+        condition: dict[str, Any],
+    ) -> None:
+        version = item["version"]
+        actions: list[dict[str, Any]] = [
+            {"Put": {"TableName": self._table, "Item": item, **condition}}
+        ]
+        for index, text in enumerate(parts):
+            part = {
+                "deviceId": {"S": self._part_key(record.device_id, index)},
+                "version": version,
+                "data": {"S": text},
+            }
+            actions.append({"Put": {"TableName": self._table, "Item": part}})
+        for index in range(len(parts), record.parts):
+            key = {"deviceId": {"S": self._part_key(record.device_id, index)}}
+            actions.append({"Delete": {"TableName": self._table, "Key": key}})
+        try:
+            self._client.transact_write_items(TransactItems=actions)
+        except AWS_ERRORS as exc:
+            if _lost_race(exc):
+                raise StateConflictError(record.device_id) from exc
+            raise translate("dynamodb", "TransactWriteItems", exc) from exc
+
+
+def _parts(item: Mapping[str, Any]) -> int:
+    return int(item["parts"]["N"])
+
+
+def _lost_race(exc: Exception) -> bool:
+    """A transaction cancelled because the main item's condition failed."""
+    if error_code_of(exc) != "TransactionCanceledException":
+        return False
+    reasons = getattr(exc, "response", {}).get("CancellationReasons", [])
+    return bool(reasons) and reasons[0].get("Code") == "ConditionalCheckFailed"

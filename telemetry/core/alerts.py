@@ -9,9 +9,15 @@ RESOLVED (to OK). Nothing is emitted while the level holds.
   once the value is past the level's hysteresis band.
 - Readings are evaluated in reading-time order. A reading no newer than what
   the state last recorded for its key (`last_ms`) is late: it is stored by the
-  caller but never changes the state, so replaying readings is a no-op.
-- The state changes, and so must be written, only on transitions and while a
-  `for` streak is counting; it does not grow with the number of readings.
+  caller but never changes the state, so replaying readings is a no-op. While
+  an alert is active or a streak counts, `last_ms` follows the newest reading
+  evaluated, so a late reading can never resolve or de-escalate an alert that
+  newer data kept. One case remains: a late breach on a quiet key, whose line
+  is only its last change, is evaluated (it may raise an alert that a newer,
+  quiet reading already passed).
+- The state changes, and so must be written, on transitions and on every
+  reading while an alert is active or a streak counts; a quiet key costs no
+  write, and the state does not grow with the number of readings.
 """
 
 from __future__ import annotations
@@ -331,8 +337,11 @@ def step(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
     new = outcome.severity
     same_episode = state.severity is Severity.OK or state.side == side.name
     if new == state.severity and (new is Severity.OK or same_episode):
-        if streaks == state.streaks:
+        if streaks == state.streaks and state.severity is Severity.OK and not state.streaks:
             return None
+        # While an alert is active or a streak counts, every newer reading moves the
+        # late-data line, so that an older reading arriving later can never resolve or
+        # de-escalate what newer data kept. (A quiet key costs no write per reading.)
         kept = AlertState(
             state.severity,
             state.side,
@@ -488,25 +497,13 @@ def _outranks(alert: AlertState, other: AlertState) -> bool:
     return (alert.since_ms or 0) < (other.since_ms or 0)
 
 
-MAX_QUIET_ENTRIES: Final = 2_000
-"""Quiet entries (OK, no streak) kept per device, only for their late-data line.
-Beyond this, the oldest are dropped so that one device's record stays far below
-DynamoDB's 400 KB item limit however many sensors it reports."""
-
-
-def pruned(
-    state: Mapping[StateKey, AlertState], keep: int = MAX_QUIET_ENTRIES
-) -> Mapping[StateKey, AlertState]:
-    """The state without its oldest quiet entries beyond `keep`. Active alerts and
-    streaks are never dropped; a dropped key only forgets its late-data line."""
-    if len(state) <= keep:
-        return state
+def quiet_oldest_first(state: Mapping[StateKey, AlertState]) -> list[StateKey]:
+    """The keys a bounded store may forget, the least useful first: quiet
+    entries (OK, no streak), kept only for their late-data line, oldest first.
+    Active alerts and counting streaks are never among them."""
     quiet = [k for k, a in state.items() if a.severity is Severity.OK and not a.streaks]
-    if len(quiet) <= keep:
-        return state
-    quiet.sort(key=lambda k: state[k].last_ms)
-    dropped = set(quiet[: len(quiet) - keep])
-    return {k: a for k, a in state.items() if k not in dropped}
+    quiet.sort(key=lambda k: (state[k].last_ms, k))
+    return quiet
 
 
 def state_to_json(state: Mapping[StateKey, AlertState]) -> dict[str, Any]:

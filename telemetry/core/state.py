@@ -1,13 +1,19 @@
 """A device's durable record: its alert state and its outbox.
 
 Pure data, shared by the pipeline (which decides) and the state store adapter
-(which persists): one DynamoDB item per device holds exactly this.
+(which persists): the state store keeps exactly this per device.
+
+The outbox holds transitions committed with the state but not yet delivered.
+Each entry is claimed by the invocation that is delivering it, until a lease
+ends: of two invocations running at once (a duplicate delivery overlapping
+the first run), only the claimant publishes; an entry whose claimant failed
+is released, or its lease runs out, and the next invocation delivers it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from telemetry.core.alerts import AlertState, StateKey, Transition
@@ -15,31 +21,61 @@ from telemetry.core.alerts import AlertState, StateKey, Transition
 
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
-    """A committed transition not yet delivered, with who committed it and when."""
+    """A committed transition not yet delivered.
+
+    `owner` is the event that committed it (its fingerprint), `enqueued_ms`
+    when. `claimant` is the invocation delivering it, which no other
+    invocation may take it from before `lease_ms` (epoch ms); None when free.
+    """
 
     transition: Transition
     owner: str
     enqueued_ms: int
+    claimant: str | None = None
+    lease_ms: int = 0
 
     @property
     def key(self) -> str:
         return self.transition.key
 
+    def free_for(self, invocation: str, now_ms: int) -> bool:
+        """Whether `invocation` may deliver this entry now."""
+        return self.claimant is None or self.claimant == invocation or self.lease_ms <= now_ms
+
+    def claimed(self, invocation: str | None, lease_ms: int = 0) -> OutboxEntry:
+        return replace(self, claimant=invocation, lease_ms=lease_ms if invocation else 0)
+
     def to_json(self) -> dict[str, Any]:
-        return {"t": self.transition.to_json(), "owner": self.owner, "at": self.enqueued_ms}
+        out: dict[str, Any] = {
+            "t": self.transition.to_json(),
+            "owner": self.owner,
+            "at": self.enqueued_ms,
+        }
+        if self.claimant is not None:
+            out |= {"claim": self.claimant, "lease": self.lease_ms}
+        return out
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> OutboxEntry:
-        return cls(Transition.from_json(raw["t"]), str(raw["owner"]), int(raw["at"]))
+        claimant = raw.get("claim")
+        return cls(
+            Transition.from_json(raw["t"]),
+            str(raw["owner"]),
+            int(raw["at"]),
+            None if claimant is None else str(claimant),
+            int(raw.get("lease", 0)),
+        )
 
 
 @dataclass(slots=True)
 class DeviceRecord:
     """A device's durable alert state as read, with the version it was read at
-    (0: never written)."""
+    (0: never written). `parts` is the state store's own business: how many
+    extra items it used to hold a record too large for one."""
 
     device_id: str
     version: int = 0
     state: dict[StateKey, AlertState] = field(default_factory=dict)
     outbox: list[OutboxEntry] = field(default_factory=list)
     shadow_stale: bool = False
+    parts: int = 0
