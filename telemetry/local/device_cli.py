@@ -192,6 +192,7 @@ def _summary(side: Any, out: Any) -> None:
         numeric=(1, 2, 3),
     )
     refused = side.refusals
+    out.line()
     out.line(
         f"Refused by the device policy: {len(refused)}; rule error actions: "
         f"{side.rule.counters.action_errors}; function invocations: "

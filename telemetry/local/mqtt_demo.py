@@ -124,9 +124,9 @@ class DeviceSideReport:
             numeric=(1,),
         )
         out.heading("A device trying to pass for another")
-        rows = [[s.case, s.device, s.attempt, s.outcome] for s in self.scene]
-        rows.append(["payload claims another deviceId", self.scene[0].device, "", self.claim])
-        out.table(("case", "device", "attempt", "result"), rows)
+        for s in self.scene:
+            out.line(f"- {s.case}: {s.device}, {s.attempt}: {s.outcome}")
+        out.line(f"- a payload that claims another deviceId: {self.scene[0].device}, {self.claim}")
         out.heading("What devices saw mirrored back (named shadow, update/accepted)")
         shown = []
         for device in self.focus:

@@ -253,10 +253,11 @@ class StackTemplate:
 
 def rule_name(template: StackTemplate) -> str:
     """The telemetry rule's name, as the template derives it from the stack's."""
-    properties = template.resource("TelemetryRule")
-    if properties is None:
-        raise TemplateError("the template's TelemetryRule is conditional and off")
-    return str(properties["RuleName"])
+    try:
+        name = template.document["Resources"]["TelemetryRule"]["Properties"]["RuleName"]
+    except KeyError:
+        raise TemplateError("the template has no TelemetryRule with a RuleName") from None
+    return str(template.render(name, "TelemetryRule.Properties.RuleName"))
 
 
 def device_topic(template: StackTemplate, thing_name: str) -> str:
