@@ -33,7 +33,7 @@ from telemetry.local.broker import (
     not_found_body,
     shadow_topic,
 )
-from telemetry.local.devices import DeviceClient, DeviceError, ShadowUpdate
+from telemetry.local.devices import DeviceClient, ShadowUpdate
 from telemetry.local.iot_policy import IotPolicy, PolicyError
 from telemetry.local.iot_sql import RuleSqlError
 from telemetry.local.provision import Stack
@@ -47,7 +47,6 @@ from telemetry.local.stack_template import (
 from telemetry.local.topic_rule import (
     DEFAULT_RETRY_DELAYS_S,
     Invoke,
-    LocalTopicRule,
     StreamPoller,
     build_rule,
     stream_consumer,
@@ -141,6 +140,8 @@ class DeviceSide:
         self._warm_up()
         parameters = {"IngestMode": "Stream" if options.stream else "Direct"}
         parameters["ShadowName"] = stack.shadow_name
+        if options.basic_ingest:
+            parameters["BasicIngest"] = "Enabled"
         try:
             self.template = StackTemplate.load(
                 options.template_path,
@@ -148,10 +149,6 @@ class DeviceSide:
                 parameters=parameters,
                 resources=local_resources(stack, prefix, queue_arn),
             )
-            if options.basic_ingest:
-                if not self.template.has_parameter("BasicIngest"):
-                    raise DeviceSideError("this template has no BasicIngest parameter")
-                self.template.parameters["BasicIngest"] = "Enabled"
             policy_properties = self.template.resource("DevicePolicy") or {}
             self.policy = IotPolicy(policy_properties["PolicyDocument"])
             self.rule, self.invoker = build_rule(
@@ -414,15 +411,3 @@ def payload_claiming(event: dict[str, Any], other: str) -> bytes:
     claimed = {k: v for k, v in event.items() if k != "receivedAt"}
     claimed["deviceId"] = other
     return json.dumps(claimed).encode()
-
-
-__all__ = [
-    "DeviceError",
-    "DeviceSide",
-    "DeviceSideError",
-    "DeviceSideOptions",
-    "FleetRun",
-    "LocalTopicRule",
-    "SceneResult",
-    "payload_claiming",
-]

@@ -29,7 +29,6 @@ What happens after the action is also the template's:
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import queue
@@ -672,8 +671,3 @@ def stream_consumer(
         _queue_sender(sqs, queue_urls, settings.destination) if settings.destination else None
     )
     return StreamPoller(kinesis, str(spec["StreamName"]), settings, invoke, on_failure=on_failure)
-
-
-def fingerprint(payload: bytes) -> str:
-    """A short, stable id of a payload (for the demo's notes; no content)."""
-    return hashlib.sha256(payload).hexdigest()[:12]
