@@ -149,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="use an already running local AWS instead of starting one",
     )
+    _add_mqtt_arguments(demo, flag=True)
     demo.set_defaults(run=_run_demo)
+    _add_devices_command(commands)
 
     backtest = commands.add_parser(
         "backtest",
@@ -198,6 +200,48 @@ def build_parser() -> argparse.ArgumentParser:
     schema = rule_commands.add_parser("schema", help="print the rule file's JSON Schema")
     schema.set_defaults(run=_run_rules_schema)
     return parser
+
+
+def _add_mqtt_arguments(parser: argparse.ArgumentParser, *, flag: bool) -> None:
+    if flag:
+        parser.add_argument(
+            "--mqtt",
+            action="store_true",
+            help="devices publish over MQTT to a local broker enforcing the template's device "
+            "policy; the template's rule invokes the function (docs/devices.md)",
+        )
+    parser.add_argument(
+        "--basic-ingest",
+        action="store_true",
+        help="devices publish to the rule's Basic Ingest topic, as BasicIngest=Enabled deploys"
+        + ("" if not flag else " (with --mqtt)"),
+    )
+
+
+def _add_devices_command(commands: Any) -> None:
+    from telemetry.local.device_cli import add_arguments  # noqa: PLC0415
+
+    devices = commands.add_parser(
+        "devices",
+        help="simulated devices over MQTT: broker, device policy and topic rule, locally",
+        description="Start a local AWS and an MQTT broker that enforces the template's device "
+        "policy, connect one MQTT client per simulated device, and publish the fleet's "
+        "telemetry in (scaled) real time through the template's topic rule to the function; "
+        "print what the devices see mirrored back in their shadows.",
+    )
+    add_arguments(devices, _int_between, _duration_ms, _endpoint_url)
+    _add_mqtt_arguments(devices, flag=False)
+    devices.set_defaults(run=_run_devices)
+
+
+def _run_devices(args: argparse.Namespace) -> int:
+    from telemetry.local import device_cli  # noqa: PLC0415
+
+    try:
+        device_cli.run(args, Screen(sys.stdout), Screen(sys.stderr))
+    except device_cli.DevicesError as exc:
+        raise UserError(str(exc), exit_code=FAILED) from None
+    return 0
 
 
 def _version() -> str:
@@ -284,7 +328,11 @@ def _run_demo(args: argparse.Namespace) -> int:
         endpoint_url=args.endpoint_url,
         ingest=args.ingest,
         batch_size=args.batch_size,
+        mqtt=args.mqtt,
+        basic_ingest=args.basic_ingest,
     )
+    if args.basic_ingest and not args.mqtt:
+        raise UserError("--basic-ingest needs --mqtt (it is the topic devices publish to)")
     try:
         demo.run(options, Screen(sys.stdout), Screen(sys.stderr))
     except demo.DemoError as exc:

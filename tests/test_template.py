@@ -130,13 +130,19 @@ def render(value: Any, parameters: dict[str, str]) -> Any:
         delimiter, items = argument
         items = render(items, parameters) if isinstance(items, dict) else items
         return delimiter.join(render(item, parameters) for item in items)
+    if function == "Fn::If":
+        condition, when_true, when_false = argument
+        holds_now = _condition_holds(load_template(), condition, parameters)
+        return render(when_true if holds_now else when_false, parameters)
     raise NotImplementedError(function)
 
 
 def holds(condition: str, template: dict[str, Any], **overrides: str) -> bool:
     """Evaluate a condition of the template for the given parameter values."""
-    parameters = parameter_values(template, **overrides)
+    return _condition_holds(template, condition, parameter_values(template, **overrides))
 
+
+def _condition_holds(template: dict[str, Any], condition: str, parameters: dict[str, str]) -> bool:
     def evaluate(expression: dict[str, Any]) -> bool:
         ((function, argument),) = expression.items()
         if function == "Fn::Equals":
@@ -589,6 +595,85 @@ def test_device_publish_topic_follows_the_topic_filter(
     resource = render(statement["Resource"], parameters)
     # Then the device may publish on that topic with its own name in place of "+"
     assert resource == f"{ARN_PREFIX}:topic/{device_topic}"
+
+
+def rendered_device_policy(template: dict[str, Any], **overrides: str) -> list[dict[str, Any]]:
+    document = template["Resources"]["DevicePolicy"]["Properties"]["PolicyDocument"]
+    parameters = parameter_values(template, **overrides)
+    return [s | {"Resource": render(s["Resource"], parameters)} for s in document["Statement"]]
+
+
+def test_basic_ingest_is_a_choice_off_by_default(template: dict[str, Any]) -> None:
+    # Given the BasicIngest parameter
+    parameter = template["Parameters"]["BasicIngest"]
+    # Then it is Disabled unless chosen, and its condition follows it
+    assert parameter["AllowedValues"] == ["Disabled", "Enabled"]
+    assert parameter["Default"] == "Disabled"
+    assert holds("UsesBasicIngest", template) is False
+    assert holds("UsesBasicIngest", template, BasicIngest="Enabled") is True
+
+
+@pytest.mark.parametrize(
+    ("stack_name", "rule_name"),
+    [("telemetry", "telemetry_telemetry"), ("plant-a-prod", "plant_a_prod_telemetry")],
+)
+def test_with_basic_ingest_a_device_publishes_only_behind_its_rule_prefix(
+    template: dict[str, Any], monkeypatch: pytest.MonkeyPatch, stack_name: str, rule_name: str
+) -> None:
+    # Given Basic Ingest enabled in a stack of that name
+    monkeypatch.setitem(PSEUDO_PARAMETERS, "AWS::StackName", stack_name)
+    statements = rendered_device_policy(template, BasicIngest="Enabled")
+    # When its Publish resources are collected
+    published = [s["Resource"] for s in statements if s["Action"] == "iot:Publish"]
+    # Then its own telemetry topic is allowed only behind the rule's Basic Ingest prefix
+    assert published == [
+        f"{ARN_PREFIX}:topic/$aws/rules/{rule_name}/dt/plant/{THING}/telemetry",
+        f"{ARN_PREFIX}:topic/$aws/things/{THING}/shadow/name/alerts/get",
+    ]
+    assert f"{ARN_PREFIX}:topic/dt/plant/{THING}/telemetry" not in published
+    assert not [topic for topic in published if "*" in topic or "?" in topic]
+
+
+def test_basic_ingest_names_the_rule_the_template_deploys(template: dict[str, Any]) -> None:
+    # Given the rule's name and the Basic Ingest publish resource, rendered alike
+    parameters = parameter_values(template, BasicIngest="Enabled")
+    rule_name = render(template["Resources"]["TelemetryRule"]["Properties"]["RuleName"], parameters)
+    (statement,) = [
+        s
+        for s in rendered_device_policy(template, BasicIngest="Enabled")
+        if s["Sid"] == "PublishOwnTelemetry"
+    ]
+    # Then the prefix is $aws/rules/<that rule>/ and the output tells devices the same topic
+    assert statement["Resource"].startswith(f"{ARN_PREFIX}:topic/$aws/rules/{rule_name}/")
+    output = render(template["Outputs"]["DeviceTelemetryTopic"]["Value"], parameters)
+    assert output == f"$aws/rules/{rule_name}/dt/plant/{THING}/telemetry"
+    plain = render(template["Outputs"]["DeviceTelemetryTopic"]["Value"], parameter_values(template))
+    assert plain == f"dt/plant/{THING}/telemetry"
+
+
+@pytest.mark.parametrize("basic_ingest", ["Disabled", "Enabled"])
+def test_device_policy_differs_between_modes_only_in_the_telemetry_topic(
+    template: dict[str, Any], basic_ingest: str
+) -> None:
+    # Given the device policy in either mode
+    statements = rendered_device_policy(template, BasicIngest=basic_ingest)
+    default = rendered_device_policy(template)
+    # Then connect, shadow get, subscribe and receive are the same in both
+    assert [s for s in statements if s["Sid"] != "PublishOwnTelemetry"] == [
+        s for s in default if s["Sid"] != "PublishOwnTelemetry"
+    ]
+    assert all(THING in s["Resource"] for s in statements)
+
+
+@pytest.mark.parametrize("basic_ingest", ["Disabled", "Enabled"])
+def test_rule_takes_device_id_from_the_same_level_in_both_modes(
+    template: dict[str, Any], basic_ingest: str
+) -> None:
+    # Given the rule SQL in either mode (topic(n) does not count the Basic Ingest prefix)
+    payload = template["Resources"]["TelemetryRule"]["Properties"]["TopicRulePayload"]
+    sql = render(payload["Sql"], parameter_values(template, BasicIngest=basic_ingest))
+    # Then deviceId is the thing-name level of TopicFilter
+    assert "topic(3) AS deviceId" in sql
 
 
 @pytest.mark.parametrize(

@@ -68,6 +68,10 @@ class DemoOptions:
     """`direct`: one invocation per message, as the IoT rule's Lambda action does;
     `stream`: Kinesis batches (deviceId as partition key), as IngestMode=Stream."""
     batch_size: int = 500
+    mqtt: bool = False
+    """Devices publish over MQTT to a local broker; the template's rule invokes
+    the function (telemetry.local.mqtt_demo)."""
+    basic_ingest: bool = False
 
 
 @dataclass(slots=True)
@@ -119,6 +123,25 @@ class Tally:
     iot_message_units: int = 0
     kinesis_units: int = 0
     next_sequence: int = 1
+    device_side: Any = None
+    """With --mqtt: what the broker, the rule and the devices did (mqtt_demo)."""
+
+    def add_summary(self, summary: Mapping[str, Any]) -> None:
+        """What a direct invocation's answer reports."""
+        self.readings_stored += summary["readingsStored"]
+        self.rejected += summary["rejected"]
+        self.late += summary["late"]
+        self.not_evaluated += summary["notEvaluated"]
+        self.transitions.extend(summary["transitions"])
+
+    def add_outcomes(self, outcomes: Sequence[Any]) -> None:
+        """What a batch's pipeline outcomes report (its answer names only failures)."""
+        for outcome in outcomes:
+            self.readings_stored += outcome.readings_stored
+            self.rejected += len(outcome.rejections)
+            self.late += sum(d.late for d in outcome.devices)
+            self.not_evaluated += len(outcome.not_evaluated)
+            self.transitions.extend(t.to_json() for t in outcome.transitions)
 
 
 @contextmanager
@@ -154,11 +177,7 @@ def _invoke(rt: Runtime, delivery: Delivery, clock: list[int], meter: Meter, tal
             # Lambda would flush these as EMF lines; the demo reads the summary instead.
             handler.metrics.clear_metrics()
         tally.retried += attempt > 0
-        tally.readings_stored += summary["readingsStored"]
-        tally.rejected += summary["rejected"]
-        tally.late += summary["late"]
-        tally.not_evaluated += summary["notEvaluated"]
-        tally.transitions.extend(summary["transitions"])
+        tally.add_summary(summary)
         return
     tally.failed += 1
     raise DemoError(f"an invocation failed {MAX_ATTEMPTS} times: {last_error}")
@@ -204,12 +223,7 @@ def _invoke_batch(
                 meter.invocation(time.perf_counter() - started)
                 tally.invocations += 1
                 handler.metrics.clear_metrics()
-        for outcome in outcomes:
-            tally.readings_stored += outcome.readings_stored
-            tally.rejected += len(outcome.rejections)
-            tally.late += sum(d.late for d in outcome.devices)
-            tally.not_evaluated += len(outcome.not_evaluated)
-            tally.transitions.extend(t.to_json() for t in outcome.transitions)
+        tally.add_outcomes(outcomes)
         failed = sorted(int(f["itemIdentifier"]) for f in response["batchItemFailures"])
         if not failed:
             return
@@ -374,8 +388,11 @@ def _run_fleet(
     meter, tally = Meter(), Tally()
     meter.attach(clients)
     clock = [sim.start_ms]
-    rt = handler.build_runtime(settings, clients, clock=lambda: clock[0])
+    rt = handler.build_runtime(settings, clients, clock=None if options.mqtt else lambda: clock[0])
     handler.metrics.clear_metrics()
+    if options.mqtt:
+        _run_fleet_over_mqtt(url, stack, sim, (rt, clients, meter, tally), err, options)
+        return meter, tally
     if options.ingest == "stream":
         with _progress(err, len(sim.deliveries)) as advance:
             for batch in _batches(sim.deliveries, options.batch_size):
@@ -402,6 +419,22 @@ def _run_fleet(
                     raise
             advance()
     return meter, tally
+
+
+def _run_fleet_over_mqtt(
+    url: str, stack: Stack, sim: Simulation, function: tuple[Any, ...], err: Screen, options: Any
+) -> None:
+    try:
+        from telemetry.local import mqtt_demo  # noqa: PLC0415 - amqtt and paho only when asked
+    except ImportError:
+        raise DemoError(
+            "--mqtt needs the local extra: pip install 'iot-telemetry-processor[local]'"
+        ) from None
+    rt, clients, meter, tally = function
+    try:
+        mqtt_demo.run_fleet(url, stack, sim, rt, clients, meter, tally, err, options)
+    except mqtt_demo.MqttRunError as exc:
+        raise DemoError(str(exc)) from None
 
 
 @contextmanager
@@ -493,6 +526,8 @@ class Report:
 
     def render(self, out: Screen) -> None:
         self._render_setup(out)
+        if self.tally.device_side is not None:
+            self.tally.device_side.render(out)
         self._render_messages(out)
         self._render_injected(out)
         self._render_alerts(out)
@@ -552,7 +587,11 @@ class Report:
         )
         by_code: dict[str, Counter[str]] = {}
         for item in self.observed.dead_letters:
-            by_code.setdefault(str(item.get("code")), Counter())[str(item.get("field"))] += 1
+            # The topic rule's error action (--mqtt) sends IoT's error message, no code.
+            code, where = (item.get("code"), item.get("field"))
+            if code is None and "failures" in item:
+                code, where = "rule_error_action", item["failures"][0].get("failedAction")
+            by_code.setdefault(str(code), Counter())[str(where)] += 1
         if by_code:
             out.heading("Quarantined, by reason code")
             out.table(

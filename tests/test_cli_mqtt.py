@@ -1,0 +1,137 @@
+"""`telemetry demo --mqtt` and `telemetry devices`, driven as a user drives them:
+a subprocess against a local AWS this test starts, then read back."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from tests.test_cli import (
+    Held,
+    assert_user_error,
+    count,
+    read_back,
+    section,
+    table_rows,
+    telemetry,
+)
+
+
+@pytest.fixture(scope="module")
+def local_aws() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+MODES = {
+    "direct": ("--ingest", "direct"),
+    "stream+basic-ingest": ("--ingest", "stream", "--basic-ingest"),
+}
+
+
+@pytest.fixture(scope="module", params=list(MODES))
+def mqtt_demo(local_aws: str, request: pytest.FixtureRequest) -> tuple[str, str, Held]:
+    # Given a local AWS already running
+    # When a newcomer runs the demo over MQTT
+    result = telemetry(
+        "demo",
+        "--mqtt",
+        "--devices",
+        "4",
+        "--duration",
+        "2m",
+        "--seed",
+        "3",
+        "--endpoint-url",
+        local_aws,
+        *MODES[request.param],
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return request.param, result.stdout, read_back(local_aws, result.stdout)
+
+
+@pytest.mark.slow
+def test_the_mqtt_demo_sends_the_fleet_through_broker_rule_and_function(
+    mqtt_demo: tuple[str, str, Held],
+) -> None:
+    mode, out, held = mqtt_demo
+    # Then it names the broker, the rule and the topic devices use
+    assert re.search(r"^MQTT: broker mqtt://127\.0\.0\.1:\d+ \(amqtt\)", out, re.MULTILINE)
+    topic = "$aws/rules/telemetry" if "basic" in mode else "dt/plant/pump-001/telemetry"
+    assert f"devices publish to {topic}" in out
+    assert "Rule SQL: SELECT *, topic(3) AS deviceId, timestamp() AS receivedAt" in out
+    # and every message published was acknowledged and reached the rule
+    published = count(out, "published (QoS 1)")
+    assert f"{published} acknowledged" in out
+    assert count(out, "reached the rule") == published
+    # and what it says is stored and alerted is what the local AWS holds
+    assert count(out, "readings stored") == held.readings > 0
+    assert table_rows(out)
+    assert len(held.alerts) == len(table_rows(out))
+    # and the pump's story plays out through MQTT as it does without it
+    pump = [(r[2], r[3]) for r in table_rows(out) if r[:2] == ("pump-001", "temp-1")]
+    assert pump == [
+        ("RAISED", "WARNING"),
+        ("ESCALATED", "CRITICAL"),
+        ("DEESCALATED", "WARNING"),
+        ("RESOLVED", "OK"),
+    ]
+
+
+@pytest.mark.slow
+def test_the_mqtt_demo_shows_a_device_refused_when_it_passes_for_another(
+    mqtt_demo: tuple[str, str, Held],
+) -> None:
+    _, out, _ = mqtt_demo
+    # Then the scene's rows say what was tried and what the broker did (rows may wrap)
+    text = " ".join(" ".join(section(out, "A device trying to pass for another")).split())
+    assert text.startswith("- connect as another thing")
+    assert "CONNACK: Not authorized" in text
+    assert "publish to another device's topic" in text
+    assert "refused: no statement allows iot:Publish" in text
+    assert "deviceId='chiller-004', the topic's" in text
+    assert count(out, "refused by the policy") == 2
+
+
+@pytest.mark.slow
+def test_the_mqtt_demo_shows_what_devices_saw_mirrored_back(
+    mqtt_demo: tuple[str, str, Held],
+) -> None:
+    mode, out, held = mqtt_demo
+    # Then the pump saw its alert raised, escalated, de-escalated and cleared on its shadow
+    # (a Kinesis batch may carry the raise and the escalation together: one mirror write)
+    text = " ".join(" ".join(section(out, "What devices saw mirrored back")[2:]).split())
+    story = "temp-1 WARNING -> temp-1 CRITICAL -> temp-1 WARNING -> temp-1 cleared"
+    if mode == "direct":
+        assert f"pump-001 4 {story}" in text
+    assert re.search(r"pump-001 \d .*temp-1 CRITICAL -> .*temp-1 cleared compressor-002", text)
+    # and the late-batch device still shows its alert, as its shadow does
+    assert text.endswith("boiler-003 1 temp-1 WARNING")
+    assert held.shadows["boiler-003"]["temp-1"]["severity"] == "WARNING"
+
+
+@pytest.mark.slow
+def test_telemetry_devices_runs_the_fleet_on_its_own() -> None:
+    # Given no local AWS running
+    # When the device simulator runs a short fleet quickly
+    result = telemetry("devices", "--devices", "3", "--duration", "30s", "--speed", "30")
+    # Then devices see their alerts mirrored back, and a table per device closes the run
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"pump-001\s+shadow: temp-1 WARNING \(temperature-high", result.stdout)
+    assert "connect as another thing: CONNACK: Not authorized" in result.stdout
+    devices = section(result.stdout, "Devices")[2:]
+    assert [line.split()[0] for line in devices] == ["pump-001", "compressor-002", "boiler-003"]
+    assert "Refused by the device policy: 2" in result.stdout
+
+
+def test_basic_ingest_needs_mqtt() -> None:
+    result = telemetry("demo", "--basic-ingest")
+    assert_user_error(result, code=2, says="--basic-ingest needs --mqtt")
