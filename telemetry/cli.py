@@ -3,11 +3,12 @@
 - `telemetry demo`: the whole product on a laptop (local AWS, simulated fleet).
 - `telemetry backtest --rules PATH FILE...`: replay recorded messages through
   rules, without AWS, to tune them before deploying.
-- `telemetry rules check PATH` / `telemetry rules schema`.
+- `telemetry rules check PATH...` / `telemetry rules schema`.
 
-Exit status: 0 success; 1 the check or the run failed (invalid rules for
-`rules check`, a demo that could not finish); 2 a usage error (bad arguments,
-missing or unreadable files, unusable rules given to backtest). User errors
+Exit status: 0 success; 1 the check or the run failed (a file that is not a
+valid rule file for `rules check`, a demo that could not finish); 2 a usage
+error (bad arguments, a path that names no file: missing, empty, not a
+regular file, a directory without rule files; unusable rules given to backtest). User errors
 are one line on stderr, never a traceback. rich (the `local` extra) is
 imported only where used; without it the output is plain text.
 """
@@ -24,12 +25,13 @@ from typing import Any
 
 from telemetry.core.rules import (
     RuleFileError,
+    RulePathError,
     RuleSet,
     load_rules,
     parse_duration_ms,
     rule_files,
 )
-from telemetry.terminal import Screen, one_line
+from telemetry.terminal import Screen, one_line, plural
 
 PROG = "telemetry"
 USAGE_ERROR = 2
@@ -54,6 +56,13 @@ def _endpoint_url(text: str) -> str:
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise argparse.ArgumentTypeError(f"{text!r} is not an http(s) URL")
     return text
+
+
+def _path(text: str) -> Path:
+    """A path the user named; an empty one would silently mean the current directory."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path names no file")
+    return Path(text)
 
 
 def _int_between(low: int, high: int) -> Any:
@@ -162,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backtest.add_argument(
         "--rules",
-        type=Path,
+        type=_path,
         required=True,
         metavar="PATH",
         help="a rule file or a directory of *.yaml",
@@ -194,8 +203,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     rules = commands.add_parser("rules", help="check rule files, print their JSON Schema")
     rule_commands = rules.add_subparsers(dest="rules_command", required=True, metavar="COMMAND")
-    check = rule_commands.add_parser("check", help="validate rule files")
-    check.add_argument("path", type=Path, metavar="PATH", help="a rule file or a directory")
+    check = rule_commands.add_parser(
+        "check",
+        help="validate rule files",
+        description="Check rule files as the function loads them, reporting every problem. "
+        "Several paths are checked as one set of rules (names unique across them). "
+        "Exit status: 0 valid; 1 a file is not a valid rule file; 2 a path names no file "
+        "to check (missing, not a regular file, a directory without *.yaml).",
+    )
+    check.add_argument(
+        "paths", type=_path, nargs="+", metavar="PATH", help="rule files or directories"
+    )
     check.set_defaults(run=_run_rules_check)
     schema = rule_commands.add_parser("schema", help="print the rule file's JSON Schema")
     schema.set_defaults(run=_run_rules_schema)
@@ -257,17 +275,18 @@ def _version() -> str:
 
 
 def _run_rules_check(args: argparse.Namespace) -> int:
-    path: Path = args.path
-    if not path.exists():
-        raise UserError(f"{path}: no such rule file or directory")
+    paths: list[Path] = args.paths
     try:
-        rules = load_rules(path)
+        rules = load_rules(paths)
     except RuleFileError as exc:
+        unusable = exc.unusable if isinstance(exc, RulePathError) else []
         for problem in exc.problems:
-            sys.stderr.write(one_line(problem) + "\n")
-        return FAILED
-    files = len(rule_files(path))
-    sys.stdout.write(f"{path}: OK, {len(rules)} rules in {files} file{'s' if files != 1 else ''}\n")
+            lead = f"{PROG}: error: " if problem in unusable else ""
+            sys.stderr.write(lead + one_line(problem) + "\n")
+        return USAGE_ERROR if unusable else FAILED
+    files = len({f for p in paths for f in rule_files(p)})
+    where = paths[0] if len(paths) == 1 else f"{len(paths)} paths"
+    sys.stdout.write(f"{where}: OK, {plural(len(rules), 'rule')} in {plural(files, 'file')}\n")
     return 0
 
 
@@ -280,10 +299,10 @@ def _run_rules_schema(args: argparse.Namespace) -> int:
 
 def load_rules_or_fail(path: Path) -> RuleSet:
     """The rules at `path`, or a one-line UserError pointing at `rules check`."""
-    if not path.exists():
-        raise UserError(f"{path}: no such rule file or directory")
     try:
         return load_rules(path)
+    except RulePathError as exc:
+        raise UserError(one_line(exc.problems[0])) from None
     except RuleFileError as exc:
         more = len(exc.problems) - 1
         tail = f" (and {more} more; see: telemetry rules check {path})" if more > 0 else ""

@@ -541,6 +541,61 @@ def test_rules_check_names_file_rule_and_field(tmp_path: Path) -> None:
     ]
 
 
+def test_rules_check_takes_several_paths_as_one_set_of_rules(tmp_path: Path) -> None:
+    # Given two rule files (as a pre-commit hook passes them), one reusing a name
+    first = tmp_path / "a.yaml"
+    first.write_text("rules: [{name: hot, above: {warning: 75}}]\n")
+    second = tmp_path / "b.yaml"
+    second.write_text("rules: [{name: cold, below: {warning: 3}}]\n")
+    clash = tmp_path / "c.yaml"
+    clash.write_text("rules: [{name: hot, above: {warning: 80}}]\n")
+
+    # When two good ones are checked, then all three
+    good = telemetry("rules", "check", str(first), str(second))
+    bad = telemetry("rules", "check", str(first), str(second), str(clash))
+
+    # Then the good pair passes with counts that read right, and the clash is named
+    assert good.returncode == 0
+    assert good.stdout.strip() == "2 paths: OK, 2 rules in 2 files"
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == (
+        f"{clash}: rule 'hot': name: duplicate; already defined in {first}"
+    )
+
+
+def test_one_rule_in_one_file_reads_in_the_singular(tmp_path: Path) -> None:
+    # Given a file with one rule
+    one = tmp_path / "one.yaml"
+    one.write_text("rules: [{name: hot, above: {warning: 75}}]\n")
+
+    # When it is checked, Then the counts read right
+    assert telemetry("rules", "check", str(one)).stdout.strip() == f"{one}: OK, 1 rule in 1 file"
+
+
+@pytest.mark.parametrize(
+    ("path", "says"),
+    [
+        ("", "an empty path names no file"),
+        ("/dev/null", "/dev/null: not a regular file or a directory"),
+        ("no-such.yaml", "no-such.yaml: no such rule file or directory"),
+    ],
+)
+def test_a_path_that_names_no_rule_file_exits_2(path: str, says: str) -> None:
+    # When `rules check` is given a path it cannot check
+    result = telemetry("rules", "check", path)
+
+    # Then one line says why, and the exit status is 2 (1 is for invalid rules)
+    assert_user_error(result, code=2, says=says)
+
+
+def test_a_directory_without_rule_files_exits_2(tmp_path: Path) -> None:
+    # When an empty directory is checked
+    result = telemetry("rules", "check", str(tmp_path))
+
+    # Then it is a path problem, not invalid rules
+    assert_user_error(result, code=2, says="no *.yaml rule files in this directory")
+
+
 def test_rules_schema_is_json_schema_of_a_rule_file() -> None:
     # When the schema is asked for
     result = telemetry("rules", "schema")

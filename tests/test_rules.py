@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 from typing import Any
 
@@ -659,6 +660,10 @@ def test_json_schema_describes_the_rule_file() -> None:
         "below",
         "hysteresis",
         "for",
+        "nodata",
+        "nodataSeverity",
+        "repeat",
+        "latch",
     }
     assert rule["additionalProperties"] is False
     assert rule["required"] == ["name"]
@@ -716,3 +721,139 @@ def test_random_valid_rule_files_always_load(tmp_path: Path, document: dict[str,
 
     # Then every rule is in force, in file order
     assert [r.name for r in rules.rules] == [r["name"] for r in document["rules"]]
+
+
+# --- problems in the words of the person who wrote the file ------------------------
+
+
+def test_a_key_given_twice_is_an_error_naming_file_line_and_key() -> None:
+    # Given a rule with `above:` written twice (YAML would keep the last silently)
+    text = "rules:\n  - name: hot\n    above: {warning: 75}\n    above: {warning: 95}\n"
+
+    # When it is parsed
+    problem = only_problem(text)
+
+    # Then the file, the line of the second key and the key are named
+    assert problem == f"{SOURCE}: line 4: key 'above' is given twice"
+
+
+def test_schema_and_rule_level_problems_of_one_file_are_reported_together() -> None:
+    # Given one rule with a wrong type and another with levels out of order
+    text = """
+rules:
+  - {name: typed, above: {warning: "75"}}
+  - {name: ordered, above: {warning: 9, critical: 3}}
+"""
+
+    # When it is parsed
+    problems = problems_of(text)
+
+    # Then both are reported
+    assert [p.split(": ")[1] for p in problems] == ["rule 'typed'", "rule 'ordered'"]
+    assert problems[0] == f"{SOURCE}: rule 'typed': above.warning: must be a number"
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        (
+            "{name: r, above: {warning: 7}, for: 1.5}",
+            "for: must be a whole number of readings (such as 3) or a duration (such as 5m)",
+        ),
+        ("{name: r, above: 75}", "above: must be a mapping of settings (key: value)"),
+        (
+            "{name: r, above: {warning: 7}, fore: 3}",
+            (
+                "fore: not a setting here (known: name, description, match, above, below, "
+                "hysteresis, for, nodata, nodataSeverity, repeat, latch)"
+            ),
+        ),
+        (
+            "{name: r, above: {warn: 7}}",
+            "above.warn: not a setting here (known: warning, critical)",
+        ),
+        ("{name: r, nodata: 5}", "nodata: must be a duration such as 5m or 1h"),
+        ("{name: r, nodata: 5m, nodataSeverity: HIGH}", "nodataSeverity: must be 'WARNING'"),
+        ("{name: r, above: {warning: 7}, latch: yes please}", "latch: must be true or false"),
+    ],
+)
+def test_each_problem_is_one_line_a_person_understands(rule: str, expected: str) -> None:
+    # Given a rule with one mistake
+    # When it is parsed
+    problem = only_problem(f"rules: [{rule}]")
+
+    # Then it is one line, naming the rule and the field in the file's words
+    assert problem.startswith(f"{SOURCE}: rule 'r': {expected}")
+    assert "Input should be" not in problem
+    assert "\n" not in problem
+
+
+def test_a_file_that_is_not_a_mapping_says_what_a_rule_file_is() -> None:
+    # When a YAML list is parsed as a rule file
+    problem = only_problem("- a\n- b\n")
+
+    # Then the message says what is expected, not pydantic's model name
+    assert problem == f"{SOURCE}: (file): a rule file must be a mapping with a 'rules:' list"
+
+
+def test_a_yaml_syntax_error_is_one_short_line_with_line_and_column() -> None:
+    # When a file with an unclosed flow mapping is parsed
+    problem = only_problem("rules:\n  - name: hot\n    above: {warning: 75\n")
+
+    # Then it is one line saying where
+    assert re.fullmatch(rf"{SOURCE}: not valid YAML \(line \d+, column \d+\): [^\n]+", problem)
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ("nodata: 30s", "nodata: '30s' is shorter than the least allowed, 1m"),
+        ("nodata: 8d", "nodata: '8d' is longer than the most allowed, 7d"),
+        ("nodata: soon", "nodata: 'soon' is not a duration"),
+        ("repeat: 10s", "repeat: '10s' is shorter than the least allowed, 1m"),
+    ],
+)
+def test_nodata_and_repeat_take_durations_within_their_bounds(extra: str, fragment: str) -> None:
+    # Given a rule with an out-of-bounds duration
+    problem = only_problem(f"rules: [{{name: r, above: {{warning: 7}}, {extra}}}]")
+
+    # Then the problem names the field and the bound
+    assert problem == f"{SOURCE}: rule 'r': {fragment}" or fragment in problem
+
+
+def test_a_rule_may_be_nodata_alone_and_compiles_its_timers() -> None:
+    # Given a heartbeat rule with no levels, and a mixed rule
+    text = """
+rules:
+  - {name: pump-heartbeat, match: {deviceId: "pump-*"}, nodata: 5m}
+  - name: boiler-temperature
+    match: {type: temperature}
+    above: {warning: 75, critical: 90}
+    nodata: 10m
+    nodataSeverity: CRITICAL
+    repeat: 1h
+    latch: true
+"""
+
+    # When it is parsed
+    heartbeat, boiler = parse_rule_file(text, SOURCE)
+
+    # Then both compile with their durations in milliseconds
+    assert (heartbeat.sides, heartbeat.nodata_ms, heartbeat.nodata_severity) == (
+        (),
+        300_000,
+        "WARNING",
+    )
+    assert (boiler.nodata_ms, boiler.nodata_severity) == (600_000, "CRITICAL")
+    assert (boiler.repeat_ms, boiler.latch) == (3_600_000, True)
+
+
+def test_a_rule_needs_levels_or_nodata_and_only_levels_can_latch() -> None:
+    # When rules with nothing to watch, or a latch without levels, are parsed
+    problems = problems_of("rules: [{name: empty}, {name: latched, nodata: 5m, latch: true}]")
+
+    # Then each says what it lacks
+    assert problems == [
+        f"{SOURCE}: rule 'empty': above/below/nodata: a rule needs above, below, nodata or a mix",
+        f"{SOURCE}: rule 'latched': latch: only a rule with above or below levels can latch",
+    ]

@@ -29,6 +29,9 @@ DEVICE_THRESHOLD_RULE: Final = "device-thresholds"
 _DURATION: Final = re.compile(r"(\d+)(ms|s|m|h|d)")
 _UNIT_MS: Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 MATCH_KEYS: Final = ("deviceId", "sensorId", "type", "location")
+NODATA_MIN_MS: Final = 60_000
+NODATA_MAX_MS: Final = 7 * 86_400_000
+REPEAT_MIN_MS: Final = 60_000
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -39,6 +42,16 @@ class RuleFileError(ValueError):
     def __init__(self, problems: Sequence[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = list(problems)
+
+
+class RulePathError(RuleFileError):
+    """A path names no rule file to read: missing, not a regular file, an empty
+    directory. `unusable` holds those problems; `problems` also those of the
+    files that could be read."""
+
+    def __init__(self, problems: Sequence[str], unusable: Sequence[str] | None = None) -> None:
+        super().__init__(problems)
+        self.unusable = list(problems if unusable is None else unusable)
 
 
 class LevelsSpec(BaseModel):
@@ -84,6 +97,24 @@ class RuleSpec(BaseModel):
         description="Consecutive breaching readings (a whole number >= 1), or how long "
         "the breach must hold in reading time (a duration such as 90s, 5m, 1h30m).",
     )
+    nodata: str | None = Field(
+        None,
+        description="Raise a no-data alert when a matched sensor has sent nothing for this "
+        "long, in arrival time (a duration from 1m to 7d, such as 5m or 1h).",
+    )
+    nodataSeverity: Literal["WARNING", "CRITICAL"] = Field(  # noqa: N815 - the file's names
+        "WARNING", description="Severity of the no-data alert."
+    )
+    repeat: str | None = Field(
+        None,
+        description="Remind operators of an active, unacknowledged alert this often "
+        "(a duration of at least 1m, such as 1h).",
+    )
+    latch: bool = Field(
+        default=False,
+        description="When the value returns inside the levels, keep the alert LATCHED until "
+        "an operator resets or acknowledges it.",
+    )
 
 
 class RuleFileSpec(BaseModel):
@@ -114,7 +145,11 @@ class Rule:
 
     `for_readings` and `for_ms` say how long a breach must last before a level
     is reached: `for_readings` consecutive readings, or (when `for_ms` is set)
-    a breach held for that long in reading time.
+    a breach held for that long in reading time. `nodata_ms`, when set, is how
+    long a matched sensor may stay silent (in arrival time) before a no-data
+    alert of `nodata_severity`. `repeat_ms` is how often operators are
+    reminded of an active alert nobody acknowledged; `latch` keeps an alert
+    whose value came back LATCHED until an operator resets it.
     """
 
     name: str
@@ -123,6 +158,10 @@ class Rule:
     for_readings: int = 1
     for_ms: int | None = None
     match: tuple[tuple[str, str], ...] = ()
+    nodata_ms: int | None = None
+    nodata_severity: Literal["WARNING", "CRITICAL"] = "WARNING"
+    repeat_ms: int | None = None
+    latch: bool = False
     quiet_low: float = field(init=False)
     quiet_high: float = field(init=False)
 
@@ -209,8 +248,17 @@ def _clear_problems(levels: list[tuple[str, float]], h: float) -> Iterable[str]:
 def rule_problems(spec: RuleSpec) -> list[str]:
     """Every reason this rule cannot be evaluated coherently, as `field: message`."""
     problems: list[str] = []
-    if spec.above is None and spec.below is None:
-        problems.append("above/below: a rule needs above, below or both")
+    if spec.above is None and spec.below is None and spec.nodata is None:
+        problems.append("above/below/nodata: a rule needs above, below, nodata or a mix")
+    problems.extend(_level_problems(spec))
+    problems.extend(_timing_problems(spec))
+    if spec.latch and spec.above is None and spec.below is None:
+        problems.append("latch: only a rule with above or below levels can latch")
+    return problems
+
+
+def _level_problems(spec: RuleSpec) -> list[str]:
+    problems: list[str] = []
     for side_name, side in (("above", spec.above), ("below", spec.below)):
         if side is not None and side.warning is None and side.critical is None:
             problems.append(f"{side_name}: needs a warning or a critical level")
@@ -225,6 +273,11 @@ def rule_problems(spec: RuleSpec) -> list[str]:
         problems.append(f"hysteresis: must not be negative (got {spec.hysteresis:g})")
     elif not problems:
         problems.extend(_clear_problems(levels, spec.hysteresis))
+    return problems
+
+
+def _timing_problems(spec: RuleSpec) -> list[str]:
+    problems: list[str] = []
     if isinstance(spec.for_, int):
         if spec.for_ < 1:
             problems.append(f"for: must be at least 1 reading (got {spec.for_})")
@@ -233,7 +286,33 @@ def rule_problems(spec: RuleSpec) -> list[str]:
             parse_duration_ms(spec.for_)
         except ValueError as exc:
             problems.append(f"for: {exc}")
+    bounds: tuple[tuple[str, str | None, int, int | None], ...] = (
+        ("nodata", spec.nodata, NODATA_MIN_MS, NODATA_MAX_MS),
+        ("repeat", spec.repeat, REPEAT_MIN_MS, None),
+    )
+    for name, text, least, most in bounds:
+        if text is not None:
+            problems.extend(f"{name}: {p}" for p in _duration_problems(text, least, most))
     return problems
+
+
+def _duration_problems(text: str, low_ms: int, high_ms: int | None) -> list[str]:
+    try:
+        ms = parse_duration_ms(text)
+    except ValueError as exc:
+        return [str(exc)]
+    if ms < low_ms:
+        return [f"{text!r} is shorter than the least allowed, {_duration_words(low_ms)}"]
+    if high_ms is not None and ms > high_ms:
+        return [f"{text!r} is longer than the most allowed, {_duration_words(high_ms)}"]
+    return []
+
+
+def _duration_words(ms: int) -> str:
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
 
 
 def compile_rule(spec: RuleSpec) -> Rule:
@@ -256,57 +335,140 @@ def compile_rule(spec: RuleSpec) -> Rule:
         for_readings=spec.for_ if isinstance(spec.for_, int) else 1,
         for_ms=for_ms,
         match=match,
+        nodata_ms=parse_duration_ms(spec.nodata) if spec.nodata is not None else None,
+        nodata_severity=spec.nodataSeverity,
+        repeat_ms=parse_duration_ms(spec.repeat) if spec.repeat is not None else None,
+        latch=spec.latch,
     )
 
 
-def _rule_label(raw: Any, index: int) -> str:
-    rules = raw.get("rules") if isinstance(raw, dict) else None
-    if isinstance(rules, list) and index < len(rules) and isinstance(rules[index], dict):
-        name = rules[index].get("name")
-        if isinstance(name, str):
-            return f"rule {name!r}"
-    return f"rule #{index + 1}"
+_UNION_TAGS: Final = frozenset({"int", "str", "float", "bool", "function-after"})
+_DURATION_FIELDS: Final = {
+    "nodata": "must be a duration such as 5m or 1h",
+    "repeat": "must be a duration such as 30m or 1h",
+}
+_TYPE_WORDS: Final = {
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "int_type": "must be a whole number",
+    "string_type": "must be text",
+    "bool_type": "must be true or false",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping of settings (key: value)",
+    "model_type": "must be a mapping of settings (key: value)",
+    "model_attributes_type": "must be a mapping of settings (key: value)",
+    "finite_number": "must be a finite number (not .nan or .inf)",
+    "missing": "is required",
+}
 
 
-def _schema_problems(source: str, raw: Any, error: ValidationError) -> list[str]:
-    problems = []
+def _known_keys(model: type[BaseModel]) -> str:
+    return ", ".join(f.alias or name for name, f in model.model_fields.items())
+
+
+def _field_words(path: tuple[str, ...], error_type: str, message: str) -> str:
+    """What is wrong with one field, in the words of the person who wrote it."""
+    name = path[-1] if path else ""
+    if error_type == "extra_forbidden":
+        nested: dict[str, type[BaseModel]] = {
+            "match": MatchSpec,
+            "above": LevelsSpec,
+            "below": LevelsSpec,
+        }
+        model = nested.get(path[0] if len(path) > 1 else "", RuleSpec)
+        return f"not a setting here (known: {_known_keys(model)})"
+    if path == ("for",) and error_type != "missing":
+        return "must be a whole number of readings (such as 3) or a duration (such as 5m)"
+    if name in _DURATION_FIELDS and len(path) == 1 and error_type != "missing":
+        return _DURATION_FIELDS[name]
+    if path == ("name",) and error_type == "string_pattern_mismatch":
+        return (
+            "must be 1-64 letters, digits or . _ : - (starting with a letter or digit), "
+            "with no spaces"
+        )
+    if error_type == "literal_error":
+        return message.replace("Input should be", "must be")
+    return _TYPE_WORDS.get(error_type, message)
+
+
+def _spec_problems(error: ValidationError) -> list[str]:
+    """One `field: problem` line per field, however many union members pydantic tried."""
+    found: dict[tuple[str, ...], str] = {}
     for item in error.errors(include_url=False, include_input=False):
-        loc = list(item["loc"])
-        if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
-            where = _rule_label(raw, loc[1])
-            path = ".".join(str(p) for p in loc[2:]) or "(rule)"
-            if item["type"] in {"model_type", "model_attributes_type"} and len(loc) > 2:
-                path = ".".join(str(p) for p in loc[2:] if p != "function-after")
-            problems.append(f"{source}: {where}: {path}: {item['msg']}")
-        else:
-            path = ".".join(str(p) for p in loc) or "(file)"
-            problems.append(f"{source}: {path}: {item['msg']}")
-    return problems
+        path = tuple(str(p) for p in item["loc"] if str(p) not in _UNION_TAGS)
+        found.setdefault(path, _field_words(path, item["type"], item["msg"]))
+    return [f"{'.'.join(path) or '(rule)'}: {words}" for path, words in found.items()]
+
+
+class _RuleFileLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """Safe YAML that refuses a key given twice in one mapping (YAML keeps the last)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            self.flatten_mapping(node)
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is given twice", key_node.start_mark
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(source: str, exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if problem.startswith("key ") and "given twice" in problem:
+        return f"{source}: line {mark.line + 1 if mark else '?'}: {problem}"
+    return f"{source}: not valid YAML{where}: {problem}"
+
+
+def _file_rules(source: str, raw: Any) -> tuple[list[Any], list[str]]:
+    """The raw rule entries of a parsed file, or why the file is not a rule file."""
+    if raw is None:
+        return [], []
+    if not isinstance(raw, dict):
+        return [], [f"{source}: (file): a rule file must be a mapping with a 'rules:' list"]
+    problems = [
+        f"{source}: {key}: not a setting of a rule file (known: rules)"
+        for key in raw
+        if key != "rules"
+    ]
+    rules = raw.get("rules", [])
+    if rules is None:
+        rules = []
+    if not isinstance(rules, list):
+        problems.append(f"{source}: rules: must be a list of rules (each starting with '- ')")
+        return [], problems
+    return rules, problems
 
 
 def parse_rule_file(text: str, source: str) -> list[Rule]:
-    """Parse and check one rule file's text; `source` names it in errors."""
+    """Parse and check one rule file's text; `source` names it in errors. Every
+    problem of the file is reported at once: schema and rule-level alike."""
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_RuleFileLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise RuleFileError([f"{source}: not valid YAML{where}: {exc}"]) from None
-    if raw is None:
-        raw = {}
-    try:
-        file_spec = RuleFileSpec.model_validate(raw)
-    except ValidationError as exc:
-        raise RuleFileError(_schema_problems(source, raw, exc)) from None
-    problems: list[str] = []
+        raise RuleFileError([_yaml_problem(source, exc)]) from None
+    entries, problems = _file_rules(source, raw)
     rules: list[Rule] = []
     seen: set[str] = set()
-    for spec in file_spec.rules:
+    for index, entry in enumerate(entries):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        label = f"rule {name!r}" if isinstance(name, str) else f"rule #{index + 1}"
+        try:
+            spec = RuleSpec.model_validate(entry)
+        except ValidationError as exc:
+            problems.extend(f"{source}: {label}: {p}" for p in _spec_problems(exc))
+            continue
         found = rule_problems(spec)
         if spec.name in seen:
             found.append("name: duplicate; already defined in this file")
         seen.add(spec.name)
-        problems.extend(f"{source}: rule {spec.name!r}: {p}" for p in found)
+        problems.extend(f"{source}: {label}: {p}" for p in found)
         if not found:
             rules.append(compile_rule(spec))
     if problems:
@@ -316,22 +478,35 @@ def parse_rule_file(text: str, source: str) -> list[Rule]:
 
 def rule_files(path: Path) -> list[Path]:
     """The files a RULES_PATH names: itself, or the sorted *.yaml/*.yml in it."""
+    if not str(path):
+        raise RulePathError(["(empty path): name a rule file or a directory of *.yaml"])
     if path.is_dir():
         files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
         if not files:
-            raise RuleFileError([f"{path}: no *.yaml rule files in this directory"])
+            raise RulePathError([f"{path}: no *.yaml rule files in this directory"])
         return files
+    if not path.exists():
+        raise RulePathError([f"{path}: no such rule file or directory"])
     if not path.is_file():
-        raise RuleFileError([f"{path}: no such rule file or directory"])
+        raise RulePathError([f"{path}: not a regular file or a directory"])
     return [path]
 
 
-def load_rules(path: Path) -> RuleSet:
-    """Load, check and compile every rule under `path`, reporting all problems."""
+def load_rules(paths: Path | Sequence[Path]) -> RuleSet:
+    """Load, check and compile every rule under `paths` (a RULES_PATH, or several
+    checked as one set), reporting all problems. RulePathError when a path
+    names no file to read, RuleFileError when a file read is not valid."""
     problems: list[str] = []
+    path_problems: list[str] = []
     rules: list[Rule] = []
     origin: dict[str, Path] = {}
-    for file in rule_files(path):
+    files: dict[Path, None] = {}
+    for path in [paths] if isinstance(paths, Path) else paths:
+        try:
+            files.update(dict.fromkeys(rule_files(path)))
+        except RulePathError as exc:
+            path_problems.extend(exc.problems)
+    for file in files:
         try:
             loaded = parse_rule_file(file.read_text(encoding="utf-8"), str(file))
         except RuleFileError as exc:
@@ -349,6 +524,8 @@ def load_rules(path: Path) -> RuleSet:
             else:
                 origin[rule.name] = file
                 rules.append(rule)
+    if path_problems:
+        raise RulePathError(path_problems + problems, path_problems)
     if problems:
         raise RuleFileError(problems)
     return RuleSet(rules)
