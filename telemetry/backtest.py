@@ -44,6 +44,7 @@ from telemetry.core.messages import (
 from telemetry.core.rules import RuleSet
 from telemetry.terminal import (
     TRANSITION_COLUMNS,
+    TRANSITION_DROPPED_FIRST,
     Screen,
     duration_text,
     plural,
@@ -284,7 +285,12 @@ def write_jsonl(transitions: Iterable[Transition], stream: TextIO) -> None:
 def render_transitions(transitions: Sequence[Transition], screen: Screen) -> None:
     screen.line(f"Transitions that would have fired: {len(transitions)}", style="bold")
     if transitions:
-        screen.table(TRANSITION_COLUMNS, [transition_row(t) for t in transitions], numeric=(5, 6))
+        screen.table(
+            TRANSITION_COLUMNS,
+            [transition_row(t) for t in transitions],
+            numeric=(5, 6),
+            drop=TRANSITION_DROPPED_FIRST,
+        )
 
 
 def render_summary(

@@ -14,25 +14,30 @@ from typing import Any, Final, TextIO
 from telemetry.core.alerts import Transition
 from telemetry.core.messages import iso_utc
 
+COLUMN_GAP: Final = 2
+
 
 class Screen:
-    """Human-readable output on one stream: rich when it is installed (and
-    `plain` is not asked for), aligned plain text otherwise."""
+    """Human-readable output on one stream: rich on a terminal when it is
+    installed (and `plain` is not asked for); aligned plain text otherwise,
+    with no trailing spaces, for pipes and files."""
 
     def __init__(self, stream: TextIO, *, plain: bool = False) -> None:
         self.stream = stream
         self.console: Any = None
         self._started = False
-        if plain:
+        if plain or not _is_terminal(stream):
             return
         try:
             from rich.console import Console  # noqa: PLC0415 - optional, and slow to import
         except ImportError:
             return
-        terminal = stream.isatty()
-        self.console = Console(
-            file=stream, width=None if terminal else 120, highlight=False, soft_wrap=not terminal
-        )
+        self.console = Console(file=stream, highlight=False)
+
+    @property
+    def width(self) -> int | None:
+        """Columns available, or None when the output has no width (a pipe)."""
+        return None if self.console is None else int(self.console.width)
 
     def line(self, text: str = "", *, style: str | None = None) -> None:
         self._started = True
@@ -55,11 +60,14 @@ class Screen:
         rows: Iterable[Sequence[object]],
         *,
         numeric: Collection[int] = (),
+        drop: Sequence[int] = (),
     ) -> None:
-        """A table; `numeric` columns (by index) are right-aligned; only the
-        last column wraps when the screen is too narrow."""
+        """A table; `numeric` columns (by index) are right-aligned. On a screen too
+        narrow for it, the `drop` columns go first, in that order; then only the
+        last column wraps."""
         cells = [["" if c is None else str(c) for c in row] for row in rows]
         self._started = True
+        columns, cells, numeric = _fitted(columns, cells, numeric, drop, self.width)
         if self.console is None:
             self._plain_table(columns, cells, numeric)
             return
@@ -67,7 +75,8 @@ class Screen:
         from rich.table import Table  # noqa: PLC0415
         from rich.text import Text  # noqa: PLC0415
 
-        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        # One space of padding and the box's one-space separator: COLUMN_GAP.
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
         last = len(columns) - 1
         for index, name in enumerate(columns):
             table.add_column(
@@ -93,6 +102,32 @@ class Screen:
         print("  ".join("-" * w for w in widths), file=self.stream)
         for row in cells:
             print(fmt(row), file=self.stream)
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty is not None and isatty())
+
+
+def _fitted(
+    columns: Sequence[str],
+    cells: list[list[str]],
+    numeric: Collection[int],
+    drop: Sequence[int],
+    width: int | None,
+) -> tuple[list[str], list[list[str]], set[int]]:
+    """The table without its least useful columns until it fits `width`."""
+    keep = list(range(len(columns)))
+    widths = [max([len(name), *(len(r[i]) for r in cells)]) for i, name in enumerate(columns)]
+    for index in drop:
+        if width is None or sum(widths[i] for i in keep) + COLUMN_GAP * (len(keep) - 1) <= width:
+            break
+        keep.remove(index)
+    return (
+        [columns[i] for i in keep],
+        [[row[i] for i in keep] for row in cells],
+        {keep.index(i) for i in numeric if i in keep},
+    )
 
 
 def one_line(text: str) -> str:
@@ -139,9 +174,16 @@ TRANSITION_COLUMNS: Final = (
 )
 
 
-def transition_row(t: Transition) -> list[str]:
+TRANSITION_DROPPED_FIRST: Final = (6, 5)
+"""On a narrow screen the threshold, then the value, make room for the rest."""
+
+
+def transition_row(t: Transition, *, clock_only: bool = False) -> list[str]:
+    """A transition as a table row; `clock_only` shows HH:MM:SS (when the table
+    says which day it is)."""
+    time = time_text(t.time_ms)
     return [
-        time_text(t.time_ms),
+        time[11:19] if clock_only else time,
         t.device_id,
         t.sensor_id,
         t.status.value,
@@ -150,3 +192,18 @@ def transition_row(t: Transition) -> list[str]:
         number_text(t.threshold),
         t.rule,
     ]
+
+
+def render_transition_table(transitions: Sequence[Transition], screen: Screen) -> None:
+    """The transitions as a table that a person reads at 80 columns: when they
+    fall on one UTC day, the day is said once and the rows show the time of day."""
+    if not transitions:
+        return
+    days = {time_text(t.time_ms)[:10] for t in transitions}
+    clock_only = len(days) == 1
+    columns = list(TRANSITION_COLUMNS)
+    if clock_only:
+        columns[0] = "UTC"
+        screen.line(f"on {days.pop()}, times UTC")
+    rows = [transition_row(t, clock_only=clock_only) for t in transitions]
+    screen.table(columns, rows, numeric=(5, 6), drop=TRANSITION_DROPPED_FIRST)

@@ -39,7 +39,7 @@ SNS_BODY_FIELDS = {
     "value", "threshold", "direction", "time", "since", "type", "unit",
 }  # fmt: skip
 ROW = re.compile(
-    r"^\d{4}-\d\d-\d\dT[\d:]+Z\s+(\S+)\s+(\S+)\s+(RAISED|ESCALATED|DEESCALATED|RESOLVED)\s+"
+    r"^(?:\d{4}-\d\d-\d\dT[\d:]+Z|\d\d:\d\d:\d\d)\s+(\S+)\s+(\S+)\s+(RAISED|ESCALATED|DEESCALATED|RESOLVED)\s+"
     r"(OK|WARNING|CRITICAL)\s+(\S+)\s+(\S+)\s+(\S+)\s*$"
 )
 
@@ -83,6 +83,18 @@ def section(stdout: str, heading: str) -> list[str]:
         if not line.strip():
             break
         out.append(line)
+    return out
+
+
+VERDICT = re.compile(r"^\s*(ok|NOT AS EXPECTED)\s+(.+?)(?: \((\S+) (\S+)\))?$")
+
+
+def injected(stdout: str) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Per injected case: the demo's verdict and (device, sensor) when it names them."""
+    out = {}
+    for line in section(stdout, "Injected"):
+        if (m := VERDICT.match(line)) is not None:
+            out[m.group(2)] = (m.group(1), tuple(g for g in m.groups()[2:] if g))
     return out
 
 
@@ -273,10 +285,14 @@ def test_demo_shows_the_alerts_as_the_operator_queue_received_them(demo: DemoRun
 def test_demo_injects_the_cases_that_matter(demo: DemoRun) -> None:
     # Given the devices the demo says it scripted
     out = demo.stdout
-    cases = {line[:17].strip(): line[17:].split()[:2] for line in section(out, "Injected")[2:]}
+    verdicts = injected(out)
+    cases = {name: where for name, (_, where) in verdicts.items()}
     pump, flapper, late = (
-        tuple(cases[name]) for name in ("overheating pump", "flapping sensor", "late batch")
+        cases[name] for name in ("overheating pump", "flapping sensor", "late batch")
     )
+    # and the demo itself judged every case as expected
+    assert {name: ok for name, (ok, _) in verdicts.items()} == dict.fromkeys(verdicts, "ok")
+    assert set(verdicts) >= {"spikes", "corrupt messages"}
     rows = table_rows(out)
 
     def story(device_sensor: tuple[str, ...]) -> list[tuple[str, str]]:

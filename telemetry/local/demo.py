@@ -29,12 +29,11 @@ from telemetry.local.prices import PRICES, Price, billed_units, metered_units
 from telemetry.local.server import LocalAwsError, LocalAwsServer, check_reachable, point_at
 from telemetry.local.streams import kinesis_event, sequence_number
 from telemetry.terminal import (
-    TRANSITION_COLUMNS,
     Screen,
     duration_text,
     plural,
+    render_transition_table,
     time_text,
-    transition_row,
 )
 
 if TYPE_CHECKING:
@@ -120,19 +119,12 @@ class Tally:
     late: int = 0
     not_evaluated: int = 0
     transitions: list[dict[str, Any]] = field(default_factory=list)
+    late_by_device: Counter[str] = field(default_factory=Counter)
     iot_message_units: int = 0
     kinesis_units: int = 0
     next_sequence: int = 1
     device_side: Any = None
     """With --mqtt: what the broker, the rule and the devices did (mqtt_demo)."""
-
-    def add_summary(self, summary: Mapping[str, Any]) -> None:
-        """What a direct invocation's answer reports."""
-        self.readings_stored += summary["readingsStored"]
-        self.rejected += summary["rejected"]
-        self.late += summary["late"]
-        self.not_evaluated += summary["notEvaluated"]
-        self.transitions.extend(summary["transitions"])
 
     def add_outcomes(self, outcomes: Sequence[Any]) -> None:
         """What a batch's pipeline outcomes report (its answer names only failures)."""
@@ -140,6 +132,7 @@ class Tally:
             self.readings_stored += outcome.readings_stored
             self.rejected += len(outcome.rejections)
             self.late += sum(d.late for d in outcome.devices)
+            self.late_by_device.update({d.device_id: d.late for d in outcome.devices if d.late})
             self.not_evaluated += len(outcome.not_evaluated)
             self.transitions.extend(t.to_json() for t in outcome.transitions)
 
@@ -166,18 +159,19 @@ def _invoke(rt: Runtime, delivery: Delivery, clock: list[int], meter: Meter, tal
     for attempt in range(MAX_ATTEMPTS):
         clock[0] = delivery.at_ms + attempt * 60_000
         started = time.perf_counter()
-        try:
-            summary = handler.handle(delivery.event, rt)
-        except Exception as exc:  # noqa: BLE001 - Lambda retries whatever the error
-            last_error = exc
-            continue
-        finally:
-            meter.invocation(time.perf_counter() - started)
-            tally.invocations += 1
-            # Lambda would flush these as EMF lines; the demo reads the summary instead.
-            handler.metrics.clear_metrics()
+        with handler.observed() as outcomes:
+            try:
+                handler.handle(delivery.event, rt)
+            except Exception as exc:  # noqa: BLE001 - Lambda retries whatever the error
+                last_error = exc
+                continue
+            finally:
+                meter.invocation(time.perf_counter() - started)
+                tally.invocations += 1
+                # Lambda would flush these as EMF lines; the demo reads the outcomes instead.
+                handler.metrics.clear_metrics()
         tally.retried += attempt > 0
-        tally.add_summary(summary)
+        tally.add_outcomes(outcomes)
         return
     tally.failed += 1
     raise DemoError(f"an invocation failed {MAX_ATTEMPTS} times: {last_error}")
@@ -580,7 +574,11 @@ class Report:
                     quarantined,
                     f"dead-letter queue {_queue(self.stack.dead_letter_queue_url)}",
                 ],
-                ["late readings", t.late, "stored; alert state unchanged"],
+                [
+                    "late readings",
+                    t.late,
+                    "older than their alert's last decision: stored, state unchanged",
+                ],
                 ["stored, not evaluated", t.not_evaluated, "incoherent device thresholds"],
             ],
             numeric=(1,),
@@ -604,21 +602,13 @@ class Report:
             )
 
     def _render_injected(self, out: Screen) -> None:
-        out.heading("Injected")
-        rows = [[s.name, s.device_id, s.sensor_id, s.expect] for s in self.sim.scenarios]
-        rows.append(
-            [
-                "spikes",
-                "",
-                "",
-                f"{self.sim.spikes} one-off readings past a level; rules with `for` ignore them",
-            ]
-        )
-        corrupt = ", ".join(
-            f"{k.split(':', 1)[1]} {n}" for k, n in sorted(self.sim.corrupt.items())
-        )
-        rows.append(["corrupt messages", "", "", corrupt])
-        out.table(("case", "device", "sensor", "expect"), rows)
+        out.heading("Injected cases: what was expected, what happened")
+        for verdict in judge(self.sim, self.observed, self.tally):
+            mark = "ok" if verdict.ok else "NOT AS EXPECTED"
+            where = f" ({verdict.where})" if verdict.where else ""
+            out.line(f"{mark:>3}  {verdict.case}{where}", style=None if verdict.ok else "bold red")
+            out.line(f"     expected: {verdict.expected}")
+            out.line(f"     observed: {verdict.observed}")
 
     def _render_alerts(self, out: Screen) -> None:
         from telemetry.core.alerts import Transition  # noqa: PLC0415
@@ -630,9 +620,7 @@ class Report:
             f"on-call queue, CRITICAL only: {self.observed.on_call})"
         )
         shown = self._alerts_shown()
-        rows = [transition_row(Transition.from_json(a)) for a in shown]
-        if rows:
-            out.table(TRANSITION_COLUMNS, rows, numeric=(5, 6))
+        render_transition_table([Transition.from_json(a) for a in shown], out)
         if len(alerts) > len(shown):
             out.line(
                 f"... and {len(alerts) - len(shown)} more (every alert of the injected cases "
@@ -674,7 +662,10 @@ class Report:
         ]
         if rows:
             out.table(
-                ("device", "sensor", "severity", "rule", "since", "value"), rows, numeric=(5,)
+                ("device", "sensor", "severity", "rule", "since", "value"),
+                rows,
+                numeric=(5,),
+                drop=(5,),
             )
         else:
             out.line("none: every episode has been resolved")
@@ -716,6 +707,7 @@ class Report:
                 for line in lines
             ],
             numeric=(2, 3, 4),
+            drop=(3,),
         )
         out.line()
         out.line(
@@ -723,6 +715,110 @@ class Report:
             f"{int(LAMBDA_MEMORY_GB * 1024)} MB arm64, {mean_ms:.1f} ms billed per invocation "
             "as measured here against the local AWS; real AWS latencies are higher."
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One injected case: what the simulation meant to show and what the run did."""
+
+    case: str
+    where: str
+    expected: str
+    observed: str
+    ok: bool
+
+
+def _story(alerts: Sequence[Mapping[str, Any]], device_id: str, sensor_id: str) -> list[str]:
+    return [
+        f"{a['status']} {a['severity']}"
+        for a in alerts
+        if (a["deviceId"], a["sensorId"]) == (device_id, sensor_id)
+    ]
+
+
+def judge(sim: Simulation, observed: Observed, tally: Tally) -> list[Verdict]:
+    """Each injected case, checked against what the operators' queue, the
+    shadows and the invocations' outcomes say happened."""
+    out: list[Verdict] = []
+    scripted = {(s.device_id, s.sensor_id) for s in sim.scenarios}
+    for case in sim.scenarios:
+        story = _story(observed.alerts, case.device_id, case.sensor_id)
+        where = f"{case.device_id} {case.sensor_id}"
+        active = observed.shadows.get(case.device_id, {}).get(case.sensor_id)
+        if case.name == "overheating pump":
+            wanted = ["RAISED WARNING", "ESCALATED CRITICAL", "DEESCALATED WARNING", "RESOLVED OK"]
+            out.append(
+                Verdict(
+                    case.name,
+                    where,
+                    ", ".join(wanted),
+                    ", ".join(story) or "no alert",
+                    story == wanted,
+                )
+            )
+        elif case.name == "flapping sensor":
+            raised = sum(1 for s in story if s.startswith("RAISED"))
+            seen = f"{plural(raised, 'episode')}: {', '.join(story) or 'no alert'}"
+            out.append(Verdict(case.name, where, case.expect, seen, raised == 1))
+        elif case.name == "late batch":
+            late = tally.late_by_device.get(case.device_id, 0)
+            if late:
+                why = (
+                    f"{plural(late, 'buffered reading')} older than the alert's last decision: "
+                    "stored, state unchanged"
+                )
+            else:
+                why = (
+                    "its buffered readings came in one batch with the newer data they "
+                    "predate, so they were evaluated in event time and none was late"
+                )
+            state = f"still active ({active['severity']})" if active else "not active"
+            seen = f"{', '.join(story) or 'no alert'}; {why}; {state}"
+            out.append(
+                Verdict(
+                    case.name,
+                    where,
+                    case.expect,
+                    seen,
+                    story == ["RAISED WARNING"] and bool(active),
+                )
+            )
+    spikes = [a for a in observed.alerts if (a["deviceId"], a["sensorId"]) not in scripted]
+    raised = sum(1 for a in spikes if a["status"] == "RAISED")
+    resolved = sum(1 for a in spikes if a["status"] == "RESOLVED")
+    open_spikes = sum(
+        1
+        for device, alerts in observed.shadows.items()
+        for sensor in alerts
+        if (device, sensor) not in scripted
+    )
+    out.append(
+        Verdict(
+            "spikes",
+            "",
+            f"{sim.spikes} one-off readings past a level: rules without `for` raise and "
+            "resolve at the next reading",
+            f"{plural(raised, 'episode')} raised, {resolved} resolved, {open_spikes} still active",
+            raised - resolved == open_spikes,
+        )
+    )
+    corrupt = sum(sim.corrupt.values())
+    incoherent = sim.corrupt.get("corrupt:incoherent-thresholds", 0)
+    quarantined = [
+        d for d in observed.dead_letters if d.get("source", "validation") == "validation"
+    ]
+    out.append(
+        Verdict(
+            "corrupt messages",
+            "",
+            f"{plural(corrupt, 'message')}: each bad item quarantined with its reason "
+            f"({incoherent} with incoherent thresholds stored, not evaluated)",
+            f"{plural(len(quarantined), 'item')} quarantined, "
+            f"{tally.not_evaluated} stored but not evaluated",
+            len(quarantined) >= corrupt - incoherent and tally.not_evaluated >= incoherent,
+        )
+    )
+    return out
 
 
 def _queue(url: str) -> str:

@@ -44,8 +44,6 @@ class FunctionTally(Protocol):
     kinesis_units: int
     device_side: Any
 
-    def add_summary(self, summary: Mapping[str, Any]) -> None: ...
-
     def add_outcomes(self, outcomes: Any) -> None: ...
 
 
@@ -150,15 +148,16 @@ def _direct_invoker(
 
     def invoke(event: Any) -> Any:
         started = time.perf_counter()
-        try:
-            summary = handler.handle(event, rt)
-        finally:
-            with lock:
-                meter.invocation(time.perf_counter() - started)
-                tally.invocations += 1
-                handler.metrics.clear_metrics()
+        with handler.observed() as outcomes:
+            try:
+                summary = handler.handle(event, rt)
+            finally:
+                with lock:
+                    meter.invocation(time.perf_counter() - started)
+                    tally.invocations += 1
+                    handler.metrics.clear_metrics()
         with lock:
-            tally.add_summary(summary)
+            tally.add_outcomes(outcomes)
         return summary
 
     return invoke
