@@ -123,7 +123,7 @@ def expected_effects(
     """Replay the invocations through the pure core alone."""
     from telemetry.core.alerts import evaluate
     from telemetry.core.messages import parse_message
-    from telemetry.pipeline import shadow_patch
+    from telemetry.pipeline import mirror_entries
 
     states: dict[str, Any] = {}
     out = []
@@ -140,7 +140,7 @@ def expected_effects(
             states[device_id] = result.state
             effects.transitions += len(result.transitions)
             effects.state_writes += int(result.changed) + int(bool(result.transitions))
-            effects.shadow_writes += int(bool(shadow_patch(before, result.state, full=False)))
+            effects.shadow_writes += int(mirror_entries(before) != mirror_entries(result.state))
         out.append(effects)
     return out
 

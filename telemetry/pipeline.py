@@ -41,6 +41,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol
 
 from telemetry.core.alerts import (
+    NODATA,
+    ActiveAlert,
     AlertState,
     Evaluation,
     StateKey,
@@ -212,20 +214,21 @@ def mirror_entries(state: Mapping[StateKey, AlertState]) -> list[tuple[str, dict
     most important first (most severe, then oldest episode, then sensor), so
     that a shadow too small for all of them keeps the ones that matter."""
     active = active_alerts(state)
-    order = sorted(
-        active.items(), key=lambda kv: (-kv[1][1].severity, kv[1][1].since_ms or 0, kv[0])
-    )
-    return [(sensor, _shadow_entry(rule, alert)) for sensor, (rule, alert) in order]
+    order = sorted(active.items(), key=lambda kv: (kv[1].rank, kv[0]))
+    return [(sensor, _shadow_entry(alert)) for sensor, alert in order]
 
 
-def _shadow_entry(rule: str, alert: AlertState) -> dict[str, Any]:
-    return {
+def _shadow_entry(alert: ActiveAlert) -> dict[str, Any]:
+    entry = {
         "severity": alert.severity.name,
-        "rule": rule,
+        "rule": alert.rule,
         "alertId": alert.alert_id,
-        "since": iso_utc(alert.since_ms or 0),
+        "since": iso_utc(alert.since_ms),
         "value": alert.value,
     }
+    if alert.direction == NODATA:
+        entry["direction"] = NODATA
+    return entry
 
 
 Decide = Callable[[DeviceRecord], Evaluation]

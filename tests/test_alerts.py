@@ -584,7 +584,7 @@ def test_active_alerts_picks_the_most_severe_per_sensor() -> None:
     active = active_alerts(result.state)
 
     # Then each alerting sensor shows its most severe alert; the quiet one is absent
-    assert {sensor: (rule, s.severity.name) for sensor, (rule, s) in active.items()} == {
+    assert {sensor: (a.rule, a.severity.name) for sensor, a in active.items()} == {
         "a": ("temperature-high", "CRITICAL"),
         "b": ("temperature-high", "WARNING"),
     }
@@ -601,10 +601,10 @@ def test_active_alerts_prefers_the_older_episode_on_a_tie() -> None:
     result = evaluate([reading(60, T0), reading(95, T0 + 1000)], {}, rules)
 
     # When the active alerts are read
-    (rule, alert) = active_alerts(result.state)["temp-1"]
+    alert = active_alerts(result.state)["temp-1"]
 
     # Then the older episode wins
-    assert (rule, alert.since_ms) == ("z-first", T0)
+    assert (alert.rule, alert.since_ms) == ("z-first", T0)
 
 
 # --- properties -----------------------------------------------------------------------

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import operator
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 from typing import Any, Final
@@ -56,6 +56,76 @@ class Streak:
     start_ms: int
 
 
+NODATA: Final = "nodata"
+"""The `direction` of a no-data alert's transitions (threshold alerts: above, below)."""
+NODATA_SLACK: Final = 0.5
+"""Arrival is recorded at most every `nodata * NODATA_SLACK`, so the recorded
+arrival lags the true last one by less than that: a sensor is silent once the
+recorded arrival is `nodata * (1 + NODATA_SLACK)` old, and never sooner than
+`nodata` after its true last reading."""
+
+
+def silence_after_ms(nodata_ms: int) -> int:
+    """How long after the recorded arrival a sensor is silent (see NODATA_SLACK)."""
+    return nodata_ms + int(nodata_ms * NODATA_SLACK)
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """Arrival tracking of one (sensor, rule) whose rule has `nodata`, and its
+    no-data episode.
+
+    `seen_ms` is the recorded arrival (the later of the rule's receivedAt and
+    the processing time), written at most every `nodata/2`; `window_ms` is the
+    rule's `nodata` when it was recorded. `value` and the labels are those of
+    the reading recorded with `seen_ms`: what a no-data transition reports.
+    `severity`, `alert_id` and `since_ms` are the no-data episode, OK when the
+    sensor is reporting.
+    """
+
+    seen_ms: int
+    window_ms: int
+    value: float
+    type: str | None = None
+    location: str | None = None
+    unit: str | None = None
+    severity: Severity = Severity.OK
+    alert_id: str | None = None
+    since_ms: int | None = None
+
+    @property
+    def due_ms(self) -> int:
+        """When a sweep may call the sensor silent (if it is not already)."""
+        return self.seen_ms + silence_after_ms(self.window_ms)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"seen": self.seen_ms, "window": self.window_ms, "value": self.value}
+        labels = (("type", self.type), ("location", self.location), ("unit", self.unit))
+        out.update({k: v for k, v in labels if v is not None})
+        if self.severity is not Severity.OK:
+            out |= {
+                "severity": self.severity.name,
+                "alertId": self.alert_id,
+                "since": self.since_ms,
+            }
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Silence:
+        since = raw.get("since")
+        return cls(
+            seen_ms=int(raw["seen"]),
+            window_ms=int(raw["window"]),
+            value=float(raw["value"]),
+            type=raw.get("type"),
+            location=raw.get("location"),
+            unit=raw.get("unit"),
+            severity=Severity[raw.get("severity", "OK")],
+            alert_id=raw.get("alertId"),
+            since_ms=int(since) if since is not None else None,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class AlertState:
     """What is known of one (sensor, rule) on a device.
@@ -63,7 +133,9 @@ class AlertState:
     `side` says which direction the active alert is on; `alert_id` and
     `since_ms` identify the episode (RAISED to RESOLVED); `value` is the value
     at the last transition; `last_ms` is the reading time of the last change
-    recorded here, the line before which readings are late.
+    recorded here, the line before which readings are late. `silence` tracks
+    arrival for a rule with `nodata`, and holds its no-data episode: an alert
+    of its own beside the threshold one.
     """
 
     severity: Severity = Severity.OK
@@ -73,6 +145,12 @@ class AlertState:
     value: float | None = None
     last_ms: int = -1
     streaks: Mapping[str, Streak] = field(default_factory=dict)
+    silence: Silence | None = None
+
+    @property
+    def silent(self) -> bool:
+        """Whether a no-data alert is active on this key."""
+        return self.silence is not None and self.silence.severity is not Severity.OK
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"severity": self.severity.name, "last": self.last_ms}
@@ -85,6 +163,8 @@ class AlertState:
             }
         if self.streaks:
             out["streaks"] = {k: [s.count, s.start_ms] for k, s in self.streaks.items()}
+        if self.silence is not None:
+            out[NODATA] = self.silence.to_json()
         return out
 
     @classmethod
@@ -92,6 +172,7 @@ class AlertState:
         streaks = {k: Streak(int(v[0]), int(v[1])) for k, v in raw.get("streaks", {}).items()}
         since = raw.get("since")
         value = raw.get("value")
+        silence = raw.get(NODATA)
         return cls(
             severity=Severity[raw["severity"]],
             side=raw.get("side"),
@@ -100,6 +181,7 @@ class AlertState:
             value=float(value) if value is not None else None,
             last_ms=int(raw.get("last", -1)),
             streaks=streaks,
+            silence=Silence.from_json(silence) if silence is not None else None,
         )
 
 
@@ -324,7 +406,15 @@ def _raise(reading: Reading, rule: Rule, side: Side, severity: Severity) -> Aler
 
 
 def step(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
-    """Evaluate one reading; None when nothing about this state changes."""
+    """Evaluate one reading; None when nothing about this state changes. What
+    belongs to the key rather than to the episode (arrival tracking) is kept."""
+    change = _step(state, rule, reading)
+    if change is None or change.state.silence is state.silence:
+        return change
+    return _Change(replace(change.state, silence=state.silence), change.transitions)
+
+
+def _step(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
     if reading.time_ms <= state.last_ms:
         return None
     if state.severity is Severity.OK and not state.streaks and not rule.breaches(reading.value):
@@ -342,16 +432,7 @@ def step(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
         # While an alert is active or a streak counts, every newer reading moves the
         # late-data line, so that an older reading arriving later can never resolve or
         # de-escalate what newer data kept. (A quiet key costs no write per reading.)
-        kept = AlertState(
-            state.severity,
-            state.side,
-            state.alert_id,
-            state.since_ms,
-            state.value,
-            reading.time_ms,
-            streaks,
-        )
-        return _Change(kept, ())
+        return _Change(replace(state, last_ms=reading.time_ms, streaks=streaks), ())
     transitions: list[Transition] = []
     if state.severity is not Severity.OK and (new is Severity.OK or not same_episode):
         transitions.append(_resolve(reading, rule, state))
@@ -401,27 +482,125 @@ class Evaluation:
     not_evaluated: list[tuple[Reading, str]] = field(default_factory=list)
 
 
+def nodata_transition(
+    device_id: str,
+    sensor_id: str,
+    rule: str,
+    silence: Silence,
+    status: Status,
+    *,
+    time_ms: int,
+    value: float,
+    severity: Severity,
+) -> Transition:
+    """A change of a no-data alert. Its `value` is the last value received, its
+    `threshold` the nodata window in seconds."""
+    if silence.alert_id is None or silence.since_ms is None:
+        raise ValueError("a no-data transition needs an episode: alert_id and since_ms")
+    return Transition(
+        alert_id=silence.alert_id,
+        status=status,
+        severity=severity,
+        previous_severity=silence.severity,
+        device_id=device_id,
+        sensor_id=sensor_id,
+        rule=rule,
+        value=value,
+        threshold=silence.window_ms / 1000,
+        time_ms=time_ms,
+        since_ms=silence.since_ms,
+        direction=NODATA,
+        type=silence.type,
+        location=silence.location,
+        unit=silence.unit,
+    )
+
+
+def _heard_from(reading: Reading, window_ms: int, arrival_ms: int) -> Silence:
+    return Silence(
+        arrival_ms, window_ms, reading.value, reading.type, reading.location, reading.unit
+    )
+
+
+def _arrived(
+    before: AlertState | None, rule: Rule, window_ms: int, reading: Reading, arrival_ms: int
+) -> tuple[AlertState, Transition | None] | None:
+    """Record that `reading` arrived for a key whose rule has `nodata`: resolves
+    a no-data alert; otherwise writes only when the recorded arrival is older
+    than half the window (None: nothing to write)."""
+    silence = before.silence if before is not None else None
+    if silence is not None and silence.severity is not Severity.OK:
+        resolved = nodata_transition(
+            reading.device_id,
+            reading.sensor_id,
+            rule.name,
+            silence,
+            Status.RESOLVED,
+            time_ms=reading.time_ms,
+            value=reading.value,
+            severity=Severity.OK,
+        )
+        return replace(before or _OK, silence=_heard_from(reading, window_ms, arrival_ms)), resolved
+    if (
+        silence is None
+        or silence.window_ms != window_ms
+        or arrival_ms - silence.seen_ms >= window_ms * NODATA_SLACK
+    ):
+        return replace(before or _OK, silence=_heard_from(reading, window_ms, arrival_ms)), None
+    return None
+
+
 def _orphans_resolved(
-    state: Mapping[StateKey, AlertState], reading: Reading, rule_names: Iterable[str]
-) -> list[tuple[StateKey, Transition]]:
-    """Resolve active alerts of this sensor under rules that no longer apply
-    (removed from the rule files, or their match changed)."""
+    state: Mapping[StateKey, AlertState],
+    reading: Reading,
+    matched: Sequence[Rule],
+    rule_names: Iterable[str],
+) -> list[tuple[StateKey, AlertState, list[Transition]]]:
+    """What changes for this sensor's keys under rules that no longer apply to it
+    (removed from the rule files, their match changed, their `nodata` gone):
+    their alerts resolve, and arrival is no longer tracked under them."""
+    by_name = {r.name: r for r in matched}
     out = []
     for rule_name in sorted(rule_names):
-        key = (reading.sensor_id, rule_name)
-        before = state.get(key) or _OK
-        if before.severity is Severity.OK or reading.time_ms <= before.last_ms:
-            continue
-        out.append((key, _resolve(reading, Rule(rule_name, ()), before)))
+        sensor_id = reading.sensor_id
+        before = state.get((sensor_id, rule_name)) or _OK
+        rule = by_name.get(rule_name)
+        transitions: list[Transition] = []
+        after = before
+        if rule is None and before.severity is not Severity.OK and reading.time_ms > before.last_ms:
+            transitions.append(_resolve(reading, Rule(rule_name, ()), before))
+            after = AlertState(last_ms=reading.time_ms, silence=before.silence)
+        if before.silence is not None and (rule is None or rule.nodata_ms is None):
+            if before.silent:
+                transitions.append(
+                    nodata_transition(
+                        reading.device_id,
+                        reading.sensor_id,
+                        rule_name,
+                        before.silence,
+                        Status.RESOLVED,
+                        time_ms=reading.time_ms,
+                        value=reading.value,
+                        severity=Severity.OK,
+                    )
+                )
+            after = replace(after, silence=None)
+        if after is not before:
+            out.append(((sensor_id, rule_name), after, transitions))
     return out
 
 
-def evaluate(  # noqa: C901, PLR0912 - the hot loop is inlined on purpose (make bench)
+def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpose (make bench)
     readings: Iterable[Reading],
     state: Mapping[StateKey, AlertState],
     rules: RuleSet,
+    arrival_ms: int | None = None,
 ) -> Evaluation:
-    """Run one device's readings, in reading-time order, through its alert state."""
+    """Run one device's readings, in reading-time order, through its alert state.
+
+    `arrival_ms` is when they arrived (the later of receivedAt and processing
+    time): given, it is recorded for rules with `nodata` and resolves their
+    no-data alerts, whatever the readings' own times."""
     current: Mapping[StateKey, AlertState] = state
     written: dict[StateKey, AlertState] | None = None  # copied on the first change
     transitions: list[Transition] = []
@@ -430,7 +609,7 @@ def evaluate(  # noqa: C901, PLR0912 - the hot loop is inlined on purpose (make 
     active: dict[str, set[str]] = {}
     if state:
         for (sensor_id, rule_name), alert in state.items():
-            if alert.severity is not Severity.OK:
+            if alert.severity is not Severity.OK or alert.silence is not None:
                 active.setdefault(sensor_id, set()).add(rule_name)
     known = rules.matched
     for reading in sorted(readings, key=_EVENT_ORDER):
@@ -444,15 +623,25 @@ def evaluate(  # noqa: C901, PLR0912 - the hot loop is inlined on purpose (make 
         ) or rules.for_reading(reading)
         sensor_id, value, time_ms = reading.sensor_id, reading.value, reading.time_ms
         if sensor_id in active:
-            orphans = active[sensor_id] - {r.name for r in matched}
-            for key, resolved in _orphans_resolved(current, reading, orphans):
+            orphans = _orphans_resolved(current, reading, matched, active[sensor_id])
+            for key, after, resolved in orphans:
                 if written is None:
                     current = written = dict(state)
-                written[key] = AlertState(last_ms=time_ms)
-                transitions.append(resolved)
+                written[key] = after
+                transitions.extend(resolved)
         for rule in matched:
             key = (sensor_id, rule.name)
             before = current.get(key)
+            if rule.nodata_ms is not None and arrival_ms is not None:
+                tracked = _arrived(before, rule, rule.nodata_ms, reading, arrival_ms)
+                if tracked is not None:
+                    if written is None:
+                        current = written = dict(state)
+                    before = written[key] = tracked[0]
+                    if tracked[1] is not None:
+                        transitions.append(tracked[1])
+                if not rule.sides:
+                    continue
             quiet = rule.quiet_low <= value <= rule.quiet_high
             if before is None:
                 evaluated += 1
@@ -478,30 +667,78 @@ def evaluate(  # noqa: C901, PLR0912 - the hot loop is inlined on purpose (make 
     return Evaluation(final, transitions, changed, evaluated, late, not_evaluated)
 
 
-def active_alerts(state: Mapping[StateKey, AlertState]) -> dict[str, tuple[str, AlertState]]:
-    """Per sensor, the most severe active alert and its rule (ties: the older
-    episode, then the rule name), as the device shadow mirrors it."""
-    best: dict[str, tuple[str, AlertState]] = {}
-    for (sensor_id, rule), alert in sorted(state.items()):
-        if alert.severity is Severity.OK:
-            continue
-        current = best.get(sensor_id)
-        if current is None or _outranks(alert, current[1]):
-            best[sensor_id] = (rule, alert)
+@dataclass(frozen=True, slots=True)
+class ActiveAlert:
+    """An alert episode in progress on a key: a threshold alert (`direction`
+    above or below) or a no-data one (`nodata`), as the shadow mirrors it."""
+
+    rule: str
+    severity: Severity
+    alert_id: str | None
+    since_ms: int
+    value: float | None
+    direction: str
+    state: AlertState
+
+    @property
+    def rank(self) -> tuple[int, int, str, str]:
+        """Most severe first, then the older episode, then the rule, then the kind."""
+        return (-self.severity, self.since_ms, self.rule, self.direction)
+
+
+def episodes(rule: str, alert: AlertState) -> list[ActiveAlert]:
+    """The active episodes of one key: its threshold alert, its no-data alert."""
+    out = []
+    if alert.severity is not Severity.OK:
+        out.append(
+            ActiveAlert(
+                rule,
+                alert.severity,
+                alert.alert_id,
+                alert.since_ms or 0,
+                alert.value,
+                alert.side or "above",
+                alert,
+            )
+        )
+    silence = alert.silence
+    if silence is not None and silence.severity is not Severity.OK:
+        out.append(
+            ActiveAlert(
+                rule,
+                silence.severity,
+                silence.alert_id,
+                silence.since_ms or 0,
+                silence.value,
+                NODATA,
+                alert,
+            )
+        )
+    return out
+
+
+def active_alerts(state: Mapping[StateKey, AlertState]) -> dict[str, ActiveAlert]:
+    """Per sensor, the most severe active alert, threshold or no-data (ties: the
+    older episode, then the rule name), as the device shadow mirrors it."""
+    best: dict[str, ActiveAlert] = {}
+    for (sensor_id, rule), alert in state.items():
+        for episode in episodes(rule, alert):
+            current = best.get(sensor_id)
+            if current is None or episode.rank < current.rank:
+                best[sensor_id] = episode
     return best
-
-
-def _outranks(alert: AlertState, other: AlertState) -> bool:
-    if alert.severity != other.severity:
-        return alert.severity > other.severity
-    return (alert.since_ms or 0) < (other.since_ms or 0)
 
 
 def quiet_oldest_first(state: Mapping[StateKey, AlertState]) -> list[StateKey]:
     """The keys a bounded store may forget, the least useful first: quiet
-    entries (OK, no streak), kept only for their late-data line, oldest first.
-    Active alerts and counting streaks are never among them."""
-    quiet = [k for k, a in state.items() if a.severity is Severity.OK and not a.streaks]
+    entries (OK, no streak, no arrival tracked), kept only for their late-data
+    line, oldest first. Active alerts, counting streaks and sensors a `nodata`
+    rule watches are never among them."""
+    quiet = [
+        k
+        for k, a in state.items()
+        if a.severity is Severity.OK and not a.streaks and a.silence is None
+    ]
     quiet.sort(key=lambda k: (state[k].last_ms, k))
     return quiet
 
