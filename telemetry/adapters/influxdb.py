@@ -67,7 +67,7 @@ V3_LISTED_ERRORS: Final = 100
 MAX_REASON_CHARS: Final = 500
 
 WRITE_PATHS: Final = {"v3": "/api/v3/write_lp", "v2": "/api/v2/write", "v1": "/write"}
-_DROPPED: Final = re.compile(r"dropped=(\d+)")
+_DROPPED: Final = re.compile(r"\s*dropped=(\d+)")
 _POINT_LEVEL: Final = re.compile(
     r"partial write|unable to parse|beyond retention|outside retention|field type conflict"
     r"|invalid field|max-values-per-tag|max-series-per-database",
@@ -432,7 +432,8 @@ class InfluxWriter:
             raise self._refusal(answer)
         dropped = _DROPPED.search(answer.message)
         if len(lines) == 1 or (dropped and int(dropped.group(1)) >= len(lines)):
-            return [self._reject(line, answer.message) for line in lines]
+            reason = _DROPPED.sub("", answer.message).strip()  # a count, not a reason
+            return [self._reject(line, reason) for line in lines]
         return self._halves(lines)
 
     def _halves(self, lines: list[_Line]) -> list[RejectedPoint]:
