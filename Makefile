@@ -21,8 +21,9 @@ demo: $(VENV)/.installed-local
 	$(BIN)/telemetry demo
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check telemetry tests benchmarks
-	$(BIN)/ruff format --check telemetry tests benchmarks
+	$(BIN)/ruff check telemetry tests benchmarks dashboards
+	$(BIN)/ruff format --check telemetry tests benchmarks dashboards
+	$(BIN)/python -m dashboards.build --check
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
