@@ -68,7 +68,9 @@ def test_each_dashboard_has_the_shape_grafana_provisioning_loads(store: str) -> 
         assert panel["type"] in PANEL_TYPES
         grid = panel["gridPos"]
         assert set(grid) == {"x", "y", "w", "h"}
-        assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24 and grid["h"] > 0
+        assert grid["x"] >= 0
+        assert grid["x"] + grid["w"] <= 24
+        assert grid["h"] > 0
         assert panel["targets"]
         assert len({t["refId"] for t in panel["targets"]}) == len(panel["targets"])
     # and every query names a data source that the provisioning file defines, by uid
@@ -193,7 +195,7 @@ def test_the_active_alerts_table_shows_what_has_not_resolved(influxd: Influxd, f
     assert [(r["deviceId"], r["sensorId"], r["rule"], r["severity"]) for r in active] == [
         ("pump-18", "temp-1", "temperature-high", "CRITICAL")
     ]
-    assert active[0]["value"] == 95 and active[0]["threshold"] == 90
+    assert (active[0]["value"], active[0]["threshold"]) == (95, 90)
     assert len(rows) == 2
 
 
