@@ -20,13 +20,10 @@ answers like InfluxDB 2 and InfluxDB 3.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 import urllib.error
@@ -35,18 +32,13 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-START_TIMEOUT_S = 20.0
+from telemetry.local.influx import LocalInfluxd, free_port, influxql, rows
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["Canned", "FakeInflux", "Influxd", "free_port", "parse_line"]
 
 
 def influxd_missing_reason() -> str | None:
@@ -70,105 +62,13 @@ def require_influxd() -> None:
 
 # --- a real influxd 1.x ----------------------------------------------------------------
 
-_CONFIG = """\
-reporting-disabled = true
-bind-address = "127.0.0.1:{rpc_port}"
-[meta]
-  dir = "{root}/meta"
-  logging-enabled = false
-[data]
-  dir = "{root}/data"
-  wal-dir = "{root}/wal"
-  query-log-enabled = false
-[monitor]
-  store-enabled = false
-[http]
-  bind-address = "127.0.0.1:{http_port}"
-  log-enabled = false
-  auth-enabled = {auth}
-[continuous_queries]
-  enabled = false
-[subscriber]
-  enabled = false
-"""
 
-
-class InfluxdError(RuntimeError):
-    """influxd did not start or answer."""
-
-
-@dataclass
-class Influxd:
-    """A real InfluxDB 1.x on 127.0.0.1, in `root` (a temporary directory)."""
-
-    root: Path
-    http_port: int = 0
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    def start(self, attempts: int = 3) -> Influxd:
-        binary = shutil.which("influxd")
-        if binary is None:
-            raise InfluxdError(influxd_missing_reason() or "influxd not found")
-        for _ in range(attempts):
-            self.http_port = free_port()
-            config = self.root / "influxdb.conf"
-            config.write_text(
-                _CONFIG.format(
-                    root=self.root, rpc_port=free_port(), http_port=self.http_port, auth="false"
-                )
-            )
-            log = (self.root / "influxd.log").open("ab")
-            self.process = subprocess.Popen(  # one server, stopped by stop()
-                [binary, "run", "-config", str(config)], stdout=log, stderr=log
-            )
-            log.close()
-            if self._wait_ready():
-                return self
-            self.stop()
-        raise InfluxdError(f"influxd did not start; see {self.root / 'influxd.log'}")
-
-    def _wait_ready(self) -> bool:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                return False
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{self.url}/ping", timeout=1) as answer,  # noqa: S310
-            ):
-                if answer.status == 204:
-                    return True
-            time.sleep(0.05)
-        return False
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self.process = None
+class Influxd(LocalInfluxd):
+    """A real InfluxDB 1.x on 127.0.0.1 (telemetry.local.influx), with helpers to
+    create databases, write and read back."""
 
     def query(self, statement: str, database: str | None = None) -> dict[str, Any]:
-        """One InfluxQL statement through /query (POST), its JSON answer."""
-        form = {"q": statement, **({"db": database} if database else {})}
-        request = urllib.request.Request(  # noqa: S310 - loopback only
-            f"{self.url}/query?epoch=ms",
-            data=urllib.parse.urlencode(form).encode(),
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
-            result: dict[str, Any] = json.load(answer)
-        for item in result.get("results", []):
-            if "error" in item:
-                raise InfluxdError(f"{statement}: {item['error']}")
-        return result
+        return influxql(self.url, statement, database)
 
     def create_database(self, name: str, duration: str | None = None) -> str:
         suffix = f" WITH DURATION {duration}" if duration else ""
@@ -177,14 +77,7 @@ class Influxd:
 
     def rows(self, database: str, statement: str) -> list[dict[str, Any]]:
         """Every row of every series of a query, as dicts (tags of GROUP BY included)."""
-        out = []
-        for item in self.query(statement, database).get("results", []):
-            for series in item.get("series", []):
-                tags = series.get("tags", {})
-                out += [
-                    tags | dict(zip(series["columns"], v, strict=True)) for v in series["values"]
-                ]
-        return out
+        return rows(self.query(statement, database))
 
     def write(self, database: str, body: str) -> tuple[int, str]:
         request = urllib.request.Request(  # noqa: S310 - loopback only
@@ -200,12 +93,8 @@ class Influxd:
 @pytest.fixture(scope="session")
 def influxd() -> Iterator[Influxd]:
     require_influxd()
-    with tempfile.TemporaryDirectory(prefix="influxd-") as root:
-        server = Influxd(Path(root)).start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    with Influxd() as server:
+        yield server
 
 
 _DATABASES = iter(range(1, 1_000_000))
