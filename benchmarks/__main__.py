@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in turn, each beside its baseline, results saved as JSON.
 
-    python -m benchmarks [--only core,cost,coldstart,stream]
+    python -m benchmarks [--only core,cost,coldstart,stream,influxdb]
 
 Writes benchmarks/results/latest.json (git-ignored). Targets are reported as
 PASS or FAIL; a FAIL does not change the exit status.
@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from benchmarks import bench_coldstart, bench_core, bench_cost, bench_stream
+from benchmarks import bench_coldstart, bench_core, bench_cost, bench_influxdb, bench_stream
 from benchmarks.workload import ratio, table, verdict
 
 RESULTS: Final = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -72,6 +72,11 @@ BENCHMARKS: Final[dict[str, tuple[str, Callable[[], Any], Callable[[Any], None]]
     "cost": ("API calls and cost per million messages", bench_cost.run, bench_cost.report),
     "coldstart": ("cold start", bench_coldstart.run, bench_coldstart.report),
     "stream": ("stream batches: throughput and memory", bench_stream.run, bench_stream.report),
+    "influxdb": (
+        "InfluxDB as the store: cost per million messages by fleet rate",
+        bench_influxdb.run,
+        bench_influxdb.report,
+    ),
 }
 
 
