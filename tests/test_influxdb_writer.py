@@ -635,3 +635,21 @@ def test_an_unknown_api_is_refused() -> None:
         InfluxWriter(
             url="http://127.0.0.1:1", api="v4", database="d", token=StaticToken(None), http=None
         )
+
+
+def test_retry_after_as_an_http_date_or_garbage(fake_v3: FakeInflux) -> None:
+    # Given a store asking to wait until a date 5 s ahead, then giving an unreadable value
+    from email.utils import format_datetime
+
+    later = format_datetime(dt.datetime.now(tz=dt.UTC) + dt.timedelta(seconds=5), usegmt=True)
+    fake_v3.script += [
+        Canned(503, None, {"Retry-After": later}),
+        Canned(429, None, {"Retry-After": "soon"}),
+    ]
+    sleeps = Sleeps()
+    # When points are written
+    rejected = writer(fake_v3, sleeps=sleeps).write(points(readings(1)))
+    # Then it waited until about that date, then its own backoff, and wrote
+    assert rejected == []
+    assert 3.0 < sleeps.waits[0] <= 5.0
+    assert 0 < sleeps.waits[1] <= 0.4
