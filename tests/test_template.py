@@ -152,6 +152,13 @@ def render(value: Any, parameters: dict[str, str]) -> Any:
 
 def holds(condition: str, template: dict[str, Any], **overrides: str) -> bool:
     """Evaluate a condition of the template for the given parameter values."""
+    return holds_expression(template["Conditions"][condition], template, **overrides)
+
+
+def holds_expression(
+    expression: dict[str, Any], template: dict[str, Any], **overrides: str
+) -> bool:
+    """Evaluate a condition expression (Conditions, Rules) for the given parameter values."""
     parameters = parameter_values(template, **overrides)
 
     def evaluate(expression: dict[str, Any]) -> bool:
@@ -168,7 +175,7 @@ def holds(condition: str, template: dict[str, Any], **overrides: str) -> bool:
             return evaluate(template["Conditions"][argument])
         raise NotImplementedError(function)
 
-    return evaluate(template["Conditions"][condition])
+    return evaluate(expression)
 
 
 def statements_for(policy_document: dict[str, Any], action: str) -> list[dict[str, Any]]:
@@ -1052,3 +1059,52 @@ def test_vpc_endpoints_cover_every_service_the_function_calls(template: dict[str
     assert render(record["Name"], parameter_values(template)) == (
         "data-ats.iot.us-east-1.amazonaws.com"
     )
+
+
+def broken_rules(template: dict[str, Any], **overrides: str) -> list[str]:
+    """The AssertDescription of every template rule the parameters break, as
+    CloudFormation checks them before creating anything."""
+    broken = []
+    for rule in template.get("Rules", {}).values():
+        if "RuleCondition" in rule and not holds_expression(
+            rule["RuleCondition"], template, **overrides
+        ):
+            continue
+        broken += [
+            a["AssertDescription"]
+            for a in rule["Assertions"]
+            if not holds_expression(a["Assert"], template, **overrides)
+        ]
+    return broken
+
+
+@pytest.mark.parametrize(
+    ("overrides", "broken"),
+    [
+        ({}, []),
+        (INFLUXDB_PARAMETERS, []),
+        (VPC_PARAMETERS, []),
+        (
+            {"TimeSeriesStore": "InfluxDB"},
+            [
+                "TimeSeriesStore=InfluxDB needs InfluxDBEndpoint",
+                "TimeSeriesStore=InfluxDB needs InfluxDBDatabase",
+                "TimeSeriesStore=InfluxDB needs InfluxDBTokenSecretArn",
+            ],
+        ),
+        (
+            {**VPC_PARAMETERS, "InfluxDBVpcId": "", "InfluxDBRouteTableIds": ""},
+            [
+                "InfluxDBSubnetIds needs InfluxDBVpcId",
+                "InfluxDBVpcEndpoints=Create needs InfluxDBRouteTableIds (DynamoDB)",
+            ],
+        ),
+        ({**VPC_PARAMETERS, "InfluxDBRouteTableIds": "", "InfluxDBVpcEndpoints": "Existing"}, []),
+    ],
+)
+def test_the_stack_refuses_influxdb_parameters_the_function_could_not_start_with(
+    template: dict[str, Any], overrides: dict[str, str], broken: list[str]
+) -> None:
+    # Given parameter values, When CloudFormation checks the template's rules,
+    # Then exactly the missing ones are named, before anything is created
+    assert broken_rules(template, **overrides) == broken
