@@ -252,6 +252,17 @@ def test_labels_no_parser_carries_are_refused_with_a_reason(value: str, reason: 
             escape_tag(value, dialect)
 
 
+@pytest.mark.parametrize("value", ["a\\,b", "a\\ b", "a\\=b", "a\\\\b"])
+def test_a_backslash_the_parsers_read_differently_is_refused_on_v1_and_v2_only(value: str) -> None:
+    # Given a backslash before a character Go and Rust unescape differently
+    with pytest.raises(UnwritableError, match="has a backslash before"):
+        escape_tag(value, Dialect.PORTABLE)
+    # Then InfluxDB 3's own endpoint still carries it, escaped
+    assert dict(parse_line(f"m,t={escape_tag(value, Dialect.IOX)} v=1 1", "v3").tags) == {
+        "t": value
+    }
+
+
 def test_a_reading_with_an_unwritable_label_becomes_a_point_with_its_problem() -> None:
     # Given a reading whose location ends with a backslash
     reading = Reading("pump-17", "temp-1", 81.2, NOW_MS, "temperature", "C", "line-3\\")

@@ -653,3 +653,32 @@ def test_retry_after_as_an_http_date_or_garbage(fake_v3: FakeInflux) -> None:
     assert rejected == []
     assert 3.0 < sleeps.waits[0] <= 5.0
     assert 0 < sleeps.waits[1] <= 0.4
+
+
+def test_a_line_longer_than_a_whole_request_is_refused_without_sending(
+    fake_v3: FakeInflux,
+) -> None:
+    rejected = writer(fake_v3, max_bytes=100).write(points(readings(1)))
+    assert [r.reason for r in rejected] == ["line longer than a request"]
+    assert fake_v3.requests == []
+
+
+@pytest.mark.parametrize(
+    "canned",
+    [
+        Canned(
+            400, {"error": "partial write of line protocol occurred", "data": [{"line_number": 99}]}
+        ),
+        Canned(400, '{"error": "partial write: unable to parse'),
+    ],
+)
+def test_an_answer_that_names_no_line_of_the_request_is_resolved_by_halving(
+    fake_v3: FakeInflux, canned: Canned
+) -> None:
+    # Given a partial write whose answer lists no line of this request, or is cut short
+    fake_v3.script.append(canned)
+    # When two points are written, Then each is sent again alone, and both are stored
+    rejected = writer(fake_v3).write(points(readings(2)))
+    assert rejected == []
+    assert len(fake_v3.requests) == 3
+    assert len(fake_v3.stored()) == 2
