@@ -34,6 +34,7 @@ PoolManager for the whole function, TLS verification on.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -95,6 +96,7 @@ class Dialect:
 _IOX_SPECIAL: Final = frozenset("\\,= ")
 _TAG_SPECIAL: Final = frozenset(",= ")
 _ESCAPED_BY_GO: Final = _TAG_SPECIAL | {"\\"}
+_SPECIAL: Final = re.compile(r"[\\,= \t\n\r]")
 _NEVER_IN_TAGS: Final = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab"}
 
 
@@ -103,9 +105,13 @@ def escape_measurement(name: str) -> str:
     return name.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ")
 
 
+@functools.lru_cache(maxsize=8192)
 def escape_tag(value: str, dialect: str = Dialect.PORTABLE) -> str:
     """A tag key or value for `dialect`; raises UnwritableError for the few values
-    that no escaping makes the parser read back identical."""
+    that no escaping makes the parser read back identical. Device, sensor and label
+    values repeat from point to point: each is escaped once."""
+    if not _SPECIAL.search(value):
+        return value
     for char, name in _NEVER_IN_TAGS.items():
         if char in value:
             raise UnwritableError(f"contains {name}")
@@ -144,8 +150,9 @@ class Point:
 
 
 def _tags(pairs: Sequence[tuple[str, str | None]], dialect: str) -> tuple[str, str | None]:
+    """The tag set, keys in order (the callers list them sorted), and the first problem."""
     parts, problem = [], None
-    for name, value in sorted(pairs):
+    for name, value in pairs:
         if not value:
             continue
         try:
@@ -167,9 +174,9 @@ class InfluxRecords:
         tags, problem = _tags(
             [
                 ("deviceId", reading.device_id),
+                ("location", reading.location),
                 ("sensorId", reading.sensor_id),
                 ("type", reading.type),
-                ("location", reading.location),
                 ("unit", reading.unit),
             ],
             self.dialect,
