@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in turn, each beside its baseline, results saved as JSON.
 
-    python -m benchmarks [--only core,cost,coldstart,stream,mqtt]
+    python -m benchmarks [--only core,cost,coldstart,stream,mqtt,influxdb]
 
 Writes benchmarks/results/latest.json (git-ignored). Targets are reported as
 PASS or FAIL; a FAIL does not change the exit status.
@@ -19,7 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from benchmarks import bench_coldstart, bench_core, bench_cost, bench_mqtt, bench_stream
+from benchmarks import (
+    bench_coldstart,
+    bench_core,
+    bench_cost,
+    bench_influxdb,
+    bench_mqtt,
+    bench_stream,
+)
 from benchmarks.workload import ratio, table, verdict
 
 RESULTS: Final = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -76,6 +83,11 @@ BENCHMARKS: Final[dict[str, tuple[str, Callable[[], Any], Callable[[Any], None]]
         "device side: broker, rule and handler; publish to operator queue",
         bench_mqtt.run,
         bench_mqtt.report,
+    ),
+    "influxdb": (
+        "InfluxDB as the store: cost per million messages by fleet rate",
+        bench_influxdb.run,
+        bench_influxdb.report,
     ),
 }
 

@@ -9,7 +9,9 @@ caches); the median wall time counts:
   which creates the same five clients and loads the rules, with a valid
   environment of fake names (nothing calls AWS);
 - import only: `import telemetry.handler`;
-- interpreter: `python -c pass`, what every process pays before any import.
+- interpreter: `python -c pass`, what every process pays before any import;
+- handler, InfluxDB: the handler case with TIMESERIES_STORE=influxdb (no Timestream
+  client; one urllib3 pool), against the handler case with Timestream.
 
 Target: handler / baseline <= 1.5. `-X importtime` of the handler case lists the
 imports that cost the most (self time), to tune against.
@@ -44,13 +46,25 @@ CASES: Final = {
     ),
     "import only": "import telemetry.handler",
     "interpreter": "pass",
+    "handler, InfluxDB": (
+        "import os; import telemetry.handler as h; from telemetry.settings import Settings; "
+        "h.build_runtime(Settings.from_env(os.environ))"
+    ),
 }
+INFLUXDB_ENV: Final = {
+    "TIMESERIES_STORE": "influxdb",
+    "INFLUXDB_URL": "https://influx.example.com:8181",
+    "INFLUXDB_DATABASE": "telemetry",
+    "INFLUXDB_TOKEN_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:t-AbCdEf",
+}
+"""The case's store: a made-up endpoint and secret; nothing is called at build time."""
 
 LABELS: Final = {
     "baseline": "import boto3 + 5 clients (baseline)",
     "handler": "import handler + build_runtime",
     "import only": "import telemetry.handler",
     "interpreter": "python -c pass",
+    "handler, InfluxDB": "import handler + build_runtime, TIMESERIES_STORE=influxdb",
 }
 
 
@@ -80,16 +94,20 @@ def top_imports(stderr: str, count: int = TOP_IMPORTS) -> list[tuple[str, float,
 
 def run(repeats: int = REPEATS) -> dict[str, Any]:
     env = function_environment()
-    for code in CASES.values():
-        _run(code, env)  # warm-up: bytecode caches, file system caches
+    envs = {name: env | (INFLUXDB_ENV if "InfluxDB" in name else {}) for name in CASES}
+    for name, code in CASES.items():
+        _run(code, envs[name])  # warm-up: bytecode caches, file system caches
     times: dict[str, list[float]] = {name: [] for name in CASES}
     for _ in range(repeats):
         for name, code in CASES.items():
-            times[name].append(_run(code, env)[0])
+            times[name].append(_run(code, envs[name])[0])
     _, importtime = _run(CASES["handler"], env, "-X", "importtime")
     medians = {name: statistics.median(values) for name, values in times.items()}
     handler_ratio = ratio(medians["handler"], medians["baseline"])
+    influx_ratio = ratio(medians["handler, InfluxDB"], medians["handler"])
     return {
+        "ratio_influxdb_to_timestream": influx_ratio,
+        "influxdb_ok": influx_ratio <= 1.0,
         "repeats": repeats,
         "seconds": times,
         "median_seconds": medians,
@@ -122,6 +140,11 @@ def report(numbers: Mapping[str, Any]) -> None:
     print(
         f"\nhandler / baseline: {numbers['ratio_handler_to_baseline']:.2f} "
         f"(target <= {numbers['target']}): {verdict(numbers['ok'])}"
+    )
+    print(
+        f"handler with InfluxDB / handler with Timestream: "
+        f"{numbers['ratio_influxdb_to_timestream']:.2f} (target <= 1, no worse): "
+        f"{verdict(numbers['influxdb_ok'])}"
     )
     print(f"\n{TOP_IMPORTS} costliest imports of the handler case (-X importtime, self time)")
     print(

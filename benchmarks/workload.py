@@ -233,21 +233,25 @@ def local_aws(things: Iterable[str]) -> Iterator[Any]:
         yield provision(things=things)
 
 
-def clients_for(stack: Any) -> Any:
-    """The function's five AWS clients, configured for `stack`."""
+def clients_for(stack: Any, store: Mapping[str, str] | None = None) -> Any:
+    """The function's AWS clients, configured for `stack` (and `store`: the
+    TIMESERIES_STORE variables, when not Timestream)."""
     from telemetry.handler import Clients
     from telemetry.settings import Settings
 
-    return Clients.create(Settings.from_env(stack.environment()))
+    return Clients.create(Settings.from_env(stack.environment() | dict(store or {})))
 
 
-def runtime(stack: Any, clock: Callable[[], int]) -> tuple[Any, Any]:
+def runtime(
+    stack: Any, clock: Callable[[], int], store: Mapping[str, str] | None = None
+) -> tuple[Any, Any]:
     """A fresh execution environment on `stack`: (Runtime, Clients)."""
     from telemetry.handler import build_runtime
     from telemetry.settings import Settings
 
-    clients = clients_for(stack)
-    return build_runtime(Settings.from_env(stack.environment()), clients, clock=clock), clients
+    clients = clients_for(stack, store)
+    settings = Settings.from_env(stack.environment() | dict(store or {}))
+    return build_runtime(settings, clients, clock=clock), clients
 
 
 # --- metering ------------------------------------------------------------------------
@@ -340,6 +344,8 @@ class HandlerRun:
     usage: Usage = field(default_factory=Usage)
     invocations: list[Usage] = field(default_factory=list)
     batch_failures: int = 0
+    store_requests: int = 0
+    """Write requests the time-series writer sent (Timestream calls or InfluxDB HTTP)."""
 
     def add(self, usage: Usage) -> None:
         self.invocations.append(usage)
@@ -356,17 +362,21 @@ def stream_events(batches: Sequence[Sequence[Mapping[str, Any]]]) -> list[dict[s
 
 
 def run_handler(
-    name: str, batches: Sequence[Sequence[dict[str, Any]]], events: Sequence[Any]
+    name: str,
+    batches: Sequence[Sequence[dict[str, Any]]],
+    events: Sequence[Any],
+    store: Mapping[str, str] | None = None,
 ) -> HandlerRun:
     """Our handler on a fresh stack, one invocation per event (`batches[i]` holds
     the messages of `events[i]`), metrics flushed per invocation as
-    `lambda_handler` does; its output is counted, not shown."""
+    `lambda_handler` does; its output is counted, not shown. `store`: the
+    TIMESERIES_STORE variables of another store than Timestream."""
     from telemetry import handler
 
     run = HandlerRun(name, sum(len(b) for b in batches))
     with local_aws(device_ids(m for b in batches for m in b)) as stack:
         clock = SimulatedClock()
-        rt, clients = runtime(stack, clock)
+        rt, clients = runtime(stack, clock, store)
         log = record_usage(clients)
         entry = handler.metrics.log_metrics(lambda event, context: handler.handle(event, rt))
         with captured_output() as output:
@@ -375,6 +385,7 @@ def run_handler(
                 usage, response = invoke(log, functools.partial(entry, event, None))
                 run.add(usage)
                 run.batch_failures += len(response.get("batchItemFailures", []))
+        run.store_requests = int(getattr(rt.pipeline._timeseries, "calls", 0))
     run.usage.log_bytes = output.bytes
     return run
 

@@ -1,6 +1,7 @@
 """The `telemetry` command: the local demo and the operators' tools.
 
-- `telemetry demo`: the whole product on a laptop (local AWS, simulated fleet).
+- `telemetry demo`: the whole product on a laptop (local AWS, simulated fleet);
+  `--store influxdb` writes the time series to a local influxd instead.
 - `telemetry backtest --rules PATH FILE...`: replay recorded messages through
   rules, without AWS, to tune them before deploying.
 - `telemetry rules check PATH...` / `telemetry rules schema`.
@@ -159,6 +160,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="use an already running local AWS instead of starting one",
     )
     _add_mqtt_arguments(demo, flag=True)
+    demo.add_argument(
+        "--store",
+        choices=("timestream", "influxdb"),
+        default=None,
+        help="where readings and alert history go: timestream (default, the local AWS) or "
+        "influxdb (a local influxd started for the run, or --influxdb-url)",
+    )
+    demo.add_argument(
+        "--influxdb-url",
+        type=_endpoint_url,
+        metavar="URL",
+        help="an InfluxDB already running, instead of starting influxd (implies --store "
+        "influxdb; its token, if it needs one, from the INFLUXDB_TOKEN variable)",
+    )
+    demo.add_argument(
+        "--influxdb-api",
+        choices=("v1", "v2", "v3"),
+        default="v1",
+        help="the write endpoint of --influxdb-url: v1 (/write, default), v2, v3",
+    )
+    demo.add_argument(
+        "--influxdb-database",
+        default="telemetry",
+        metavar="NAME",
+        help="database (v1, v3) or bucket (v2) (default telemetry)",
+    )
     demo.set_defaults(run=_run_demo)
     _add_devices_command(commands)
 
@@ -339,6 +366,9 @@ def _run_backtest(args: argparse.Namespace) -> int:
 def _run_demo(args: argparse.Namespace) -> int:
     from telemetry.local import demo  # noqa: PLC0415
 
+    store = args.store or ("influxdb" if args.influxdb_url else "timestream")
+    if store == "timestream" and args.influxdb_url:
+        raise UserError("--influxdb-url goes with --store influxdb")
     options = demo.DemoOptions(
         devices=args.devices,
         sensors=args.sensors,
@@ -349,6 +379,11 @@ def _run_demo(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         mqtt=args.mqtt,
         basic_ingest=args.basic_ingest,
+        store=store,
+        influxdb_url=args.influxdb_url,
+        influxdb_api=args.influxdb_api,
+        influxdb_database=args.influxdb_database,
+        influxdb_token=os.environ.get("INFLUXDB_TOKEN") or None,
     )
     if args.basic_ingest and not args.mqtt:
         raise UserError("--basic-ingest needs --mqtt (it is the topic devices publish to)")

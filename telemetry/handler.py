@@ -23,6 +23,15 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from telemetry.adapters.aws import make_client
 from telemetry.adapters.dead_letter import DeadLetterQueue
+from telemetry.adapters.influxdb import (
+    InfluxRecords,
+    InfluxWriter,
+    SecretsManagerToken,
+    StaticToken,
+    TokenSource,
+    dialect_for,
+    http_pool,
+)
 from telemetry.adapters.shadow import ShadowMirror
 from telemetry.adapters.sns import AlertPublisher
 from telemetry.adapters.state_store import DynamoStateStore
@@ -30,7 +39,7 @@ from telemetry.adapters.timestream import TimestreamRecords, TimestreamWriter
 from telemetry.core.messages import Rejection
 from telemetry.core.rules import load_rules
 from telemetry.events import direct_messages, stream_records, stream_source
-from telemetry.pipeline import Outcome, Pipeline
+from telemetry.pipeline import Outcome, Pipeline, RecordFactory, RecordWriter
 from telemetry.settings import Settings, environment_variables
 
 logger = Logger(service="telemetry")
@@ -39,25 +48,36 @@ metrics = Metrics()
 
 @dataclass(frozen=True, slots=True)
 class Clients:
-    """The AWS clients the function uses, built once per cold start."""
+    """The clients the function uses, built once per cold start. With
+    TIMESERIES_STORE=influxdb there is no Timestream client but one HTTP pool
+    (`http`), and a Secrets Manager client only when the token is a secret."""
 
     timestream: Any
     sns: Any
     dynamodb: Any
     iot_data: Any
     sqs: Any
+    secretsmanager: Any = None
+    http: Any = None
 
     @classmethod
     def create(cls, settings: Settings) -> Clients:
         endpoint = settings.aws_endpoint_url
+        influxdb = settings.timeseries_store == "influxdb"
         # Timestream discovers its endpoint unless one is given: AWS_ENDPOINT_URL
         # alone would not stop discovery from pointing at the real service.
         return cls(
-            timestream=make_client("timestream-write", endpoint_url=endpoint),
+            timestream=None if influxdb else make_client("timestream-write", endpoint_url=endpoint),
             sns=make_client("sns"),
             dynamodb=make_client("dynamodb"),
             iot_data=make_client("iot-data", endpoint_url=settings.iot_data_endpoint),
             sqs=make_client("sqs"),
+            secretsmanager=(
+                make_client("secretsmanager")
+                if influxdb and settings.influxdb_token_secret_arn
+                else None
+            ),
+            http=http_pool() if influxdb else None,
         )
 
 
@@ -76,13 +96,12 @@ def build_runtime(
     clock: Callable[[], int] | None = None,
 ) -> Runtime:
     clients = clients or Clients.create(settings)
+    timeseries, records = timeseries_store(settings, clients)
     pipeline = Pipeline(
         rules=load_rules(settings.resolved_rules_path),
         store=DynamoStateStore(settings.state_table, clients.dynamodb),
-        timeseries=TimestreamWriter(
-            settings.timestream_db, settings.timestream_table, clients.timestream
-        ),
-        records=TimestreamRecords(),
+        timeseries=timeseries,
+        records=records,
         publisher=AlertPublisher(settings.alerts_topic_arn, clients.sns),
         mirror=ShadowMirror(settings.shadow_name, clients.iot_data),
         quarantine=DeadLetterQueue(settings.dead_letter_queue_url, clients.sqs),
@@ -94,6 +113,30 @@ def build_runtime(
 
         Tracer(service=settings.service_name)  # patches botocore: a subsegment per AWS call
     return Runtime(settings, pipeline, clock or (lambda: time.time_ns() // 1_000_000))
+
+
+def timeseries_store(settings: Settings, clients: Clients) -> tuple[RecordWriter, RecordFactory]:
+    """The writer and record factory of the configured store."""
+    if settings.timeseries_store == "timestream":
+        writer = TimestreamWriter(
+            str(settings.timestream_db), str(settings.timestream_table), clients.timestream
+        )
+        return writer, TimestreamRecords()
+    token: TokenSource
+    if settings.influxdb_token_secret_arn:
+        token = SecretsManagerToken(settings.influxdb_token_secret_arn, clients.secretsmanager)
+    else:
+        secret = settings.influxdb_token
+        token = StaticToken(secret.get_secret_value() if secret else None)
+    influx = InfluxWriter(
+        url=str(settings.influxdb_url),
+        api=settings.influxdb_api,
+        database=str(settings.influxdb_database),
+        org=settings.influxdb_org,
+        token=token,
+        http=clients.http,
+    )
+    return influx, InfluxRecords(dialect_for(settings.influxdb_api))
 
 
 _SETTING_NAMES = tuple(environment_variables())
@@ -151,7 +194,8 @@ def report(outcome: Outcome) -> None:
                 "shadow mirror full: the least severe alerts are left out",
                 extra={"deviceId": device.device_id, "omitted": device.shadow_omitted},
             )
-    rejected_readings = sum(1 for r in outcome.rejections if r["source"] != "timestream")
+    stores = {"timestream", "influxdb"}
+    rejected_readings = sum(1 for r in outcome.rejections if r["source"] not in stores)
     counts: Mapping[str, int] = {
         "MessagesReceived": outcome.messages,
         "ReadingsStored": outcome.readings_stored,

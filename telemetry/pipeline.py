@@ -13,9 +13,10 @@ Per invocation:
    only the winner commits; the loser re-reads and re-evaluates). The commit
    claims its outbox entries for this invocation until a lease ends (the
    invocation's own deadline and a margin);
-3. write every valid reading and the alert history of every delivery to the
-   time-series store, in as few calls as it allows for the whole invocation;
-   records the store rejects for good go to the dead-letter queue;
+3. write every valid reading and the alert history of every delivery to
+   the time-series store, in as few calls as it allows for the whole
+   invocation (Timestream: 100 records a call; InfluxDB: 5,000 lines); records
+   the store rejects for good go to the dead-letter queue;
 4. per device, deliver (SNS, the shadow mirror) and clear the delivered
    entries. An entry claimed by another invocation that is still running is
    left to it: of a duplicate delivery overlapping the first run, exactly one
@@ -69,7 +70,8 @@ LEASE_MARGIN_MS: Final = 10 * 1000
 
 MAX_CONFLICT_RETRIES: Final = 8
 RECORDS_PER_CALL: Final = 100
-"""Timestream's WriteRecords limit: records are built and handed over this many at a time."""
+"""Records built and handed over per write call, unless the writer says otherwise
+(`RecordWriter.records_per_call`): Timestream's WriteRecords limit."""
 
 
 class StateStore(Protocol):
@@ -85,7 +87,13 @@ class StateStore(Protocol):
 
 
 class RecordWriter(Protocol):
-    def write(self, records: Sequence[tuple[dict[str, Any], object]]) -> Sequence[Any]: ...
+    """Stores time-series records; returns those refused for good (each with
+    `record`, `reason`, `source`, and the `store` that refused it).
+
+    A writer may say how many records it takes per call (`records_per_call`:
+    Timestream 100, InfluxDB 5,000); RECORDS_PER_CALL otherwise."""
+
+    def write(self, records: Sequence[tuple[Any, object]]) -> Sequence[Any]: ...
 
 
 class Publisher(Protocol):
@@ -122,11 +130,12 @@ class Quarantine(Protocol):
 
 
 class RecordFactory(Protocol):
-    """Turns readings and transitions into time-series records."""
+    """Turns readings and transitions into time-series records (Timestream
+    record dicts, InfluxDB line-protocol points)."""
 
-    def reading(self, reading: Reading) -> dict[str, Any]: ...
+    def reading(self, reading: Reading) -> Any: ...
 
-    def alert(self, transition: Transition) -> dict[str, Any]: ...
+    def alert(self, transition: Transition) -> Any: ...
 
 
 @dataclass(slots=True)
@@ -347,8 +356,9 @@ class Pipeline:
         rejected: list[Any] = []
         # Records are built a call's worth at a time: a 10,000-message batch never
         # holds its 40,000 record dicts at once.
-        for start in range(0, len(sources), RECORDS_PER_CALL):
-            chunk = sources[start : start + RECORDS_PER_CALL]
+        per_call = int(getattr(self._timeseries, "records_per_call", RECORDS_PER_CALL))
+        for start in range(0, len(sources), per_call):
+            chunk = sources[start : start + per_call]
             rejected.extend(self._timeseries.write([(self._record(s), s) for s in chunk]))
         rejected_readings = sum(1 for r in rejected if isinstance(r.source, Reading))
         outcome.readings_stored += readings - rejected_readings
@@ -358,7 +368,7 @@ class Pipeline:
             outcome.rejections.extend(items)
             self._quarantine.send(items)
 
-    def _record(self, source: Reading | Transition) -> dict[str, Any]:
+    def _record(self, source: Reading | Transition) -> Any:
         if isinstance(source, Reading):
             return self._records.reading(source)
         return self._records.alert(source)
@@ -524,10 +534,11 @@ def _rejected_record_item(rejected: Any) -> dict[str, Any]:
     device_id = None
     if isinstance(source, Reading | Transition):
         device_id = source.device_id
+    store = str(getattr(rejected, "store", "timestream"))
     return {
-        "source": "timestream",
-        "reason": f"timestream_rejected: {rejected.reason}",
-        "code": "timestream_rejected",
+        "source": store,
+        "reason": f"{store}_rejected: {rejected.reason}",
+        "code": f"{store}_rejected",
         "field": "record",
         "detail": rejected.reason,
         "deviceId": device_id,

@@ -7,11 +7,22 @@ stops the function at start with an error naming it.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from telemetry.errors import ConfigurationError
 
@@ -22,14 +33,59 @@ NonEmpty = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)
 _OPTIONAL: Final[dict[str, Any]] = {"deployed": False}
 
 
+def _influxdb_url(url: str) -> str:
+    """An http(s) base URL without credentials, query or fragment; plain http
+    only to a loopback address (a local InfluxDB), never across a network."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError("must be an https:// URL such as https://<instance-endpoint>:8181")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials (use INFLUXDB_TOKEN_SECRET_ARN)")
+    if parts.query or parts.fragment:
+        raise ValueError("must have no query string or fragment")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ValueError("plain http:// is allowed only for a loopback address; use https://")
+    return url.strip().rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _blank_is_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+_STORE_VARIABLES: Final = {
+    "timestream": ("TIMESTREAM_DB", "TIMESTREAM_TABLE"),
+    "None": ("TIMESTREAM_DB", "TIMESTREAM_TABLE"),
+    "influxdb": ("INFLUXDB_URL", "INFLUXDB_DATABASE"),
+}
+"""What each store requires, to name it beside other missing variables."""
+
+InfluxUrl = Annotated[str, AfterValidator(_influxdb_url)]
+SecretArn = Annotated[
+    str, StringConstraints(pattern=r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:\S+$")
+]
+
+
 class Settings(BaseModel):
     """Validated settings. Fields marked `deployed: False` are optional and not
     set by template.yaml (local endpoints, overrides)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
-    timestream_db: NonEmpty = Field(validation_alias="TIMESTREAM_DB")
-    timestream_table: NonEmpty = Field(validation_alias="TIMESTREAM_TABLE")
+    timestream_db: NonEmpty | None = Field(None, validation_alias="TIMESTREAM_DB")
+    timestream_table: NonEmpty | None = Field(None, validation_alias="TIMESTREAM_TABLE")
     alerts_topic_arn: Annotated[str, StringConstraints(pattern=r"^arn:aws[a-z-]*:sns:")] = Field(
         validation_alias="ALERTS_TOPIC_ARN"
     )
@@ -50,6 +106,84 @@ class Settings(BaseModel):
     service_name: str = Field("telemetry", validation_alias="POWERTOOLS_SERVICE_NAME")
     metrics_namespace: str = Field("IoTTelemetry", validation_alias="POWERTOOLS_METRICS_NAMESPACE")
     trace_disabled: str = Field("true", validation_alias="POWERTOOLS_TRACE_DISABLED")
+
+    # The time-series store: Timestream for LiveAnalytics (as before) or InfluxDB
+    # (Amazon Timestream for InfluxDB, or any InfluxDB 1.x/2/3 speaking line protocol).
+    timeseries_store: Literal["timestream", "influxdb"] = Field(
+        "timestream", validation_alias="TIMESERIES_STORE"
+    )
+    influxdb_url: InfluxUrl | None = Field(None, validation_alias="INFLUXDB_URL")
+    influxdb_api: Literal["v1", "v2", "v3"] = Field("v3", validation_alias="INFLUXDB_API")
+    influxdb_database: NonEmpty | None = Field(None, validation_alias="INFLUXDB_DATABASE")
+    influxdb_org: NonEmpty | None = Field(None, validation_alias="INFLUXDB_ORG")
+    influxdb_token_secret_arn: SecretArn | None = Field(
+        None, validation_alias="INFLUXDB_TOKEN_SECRET_ARN"
+    )
+    influxdb_token: SecretStr | None = Field(
+        None, validation_alias="INFLUXDB_TOKEN", json_schema_extra=_OPTIONAL
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blanks_are_unset(cls, values: Any) -> Any:
+        """The template passes an unused optional parameter as an empty string."""
+        if not isinstance(values, Mapping):
+            return values
+        optional = {
+            "INFLUXDB_URL",
+            "INFLUXDB_DATABASE",
+            "INFLUXDB_ORG",
+            "INFLUXDB_TOKEN_SECRET_ARN",
+            "INFLUXDB_TOKEN",
+        }
+        return {k: _blank_is_none(v) if k in optional else v for k, v in values.items()}
+
+    @model_validator(mode="after")
+    def _store_settings(self) -> Settings:
+        """The chosen store's variables, each problem naming its variable."""
+        problems = []
+        if self.timeseries_store == "timestream":
+            problems += [
+                f"{name}: is required but not set"
+                for name, value in (
+                    ("TIMESTREAM_DB", self.timestream_db),
+                    ("TIMESTREAM_TABLE", self.timestream_table),
+                )
+                if value is None
+            ]
+        else:
+            problems += [
+                f"{name}: is required but not set (TIMESERIES_STORE=influxdb)"
+                for name, value in (
+                    ("INFLUXDB_URL", self.influxdb_url),
+                    ("INFLUXDB_DATABASE", self.influxdb_database),
+                )
+                if value is None
+            ]
+            tokens = [
+                name
+                for name, value in (
+                    ("INFLUXDB_TOKEN_SECRET_ARN", self.influxdb_token_secret_arn),
+                    ("INFLUXDB_TOKEN", self.influxdb_token),
+                )
+                if value is not None
+            ]
+            if len(tokens) > 1:
+                problems.append("INFLUXDB_TOKEN: set only one of INFLUXDB_TOKEN_SECRET_ARN and it")
+            elif not tokens and self.influxdb_needs_token:
+                problems.append(
+                    "INFLUXDB_TOKEN_SECRET_ARN: is required for a store that is not on this "
+                    "machine (INFLUXDB_TOKEN for a local run)"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def influxdb_needs_token(self) -> bool:
+        """A remote store always needs a token; a local one (loopback) may run without auth."""
+        host = urlsplit(self.influxdb_url or "").hostname
+        return host is not None and not _is_loopback(host)
 
     @property
     def tracing(self) -> bool:
@@ -81,9 +215,19 @@ class Settings(BaseModel):
         except ValidationError as exc:
             problems = []
             for error in exc.errors(include_url=False, include_input=False):
-                name = str(error["loc"][0]) if error["loc"] else "environment"
                 detail = "is required but not set" if error["type"] == "missing" else error["msg"]
-                problems.append(f"{name}: {detail}")
+                if error["type"] == "value_error":
+                    detail = str(error.get("ctx", {}).get("error", detail))
+                if not error["loc"]:
+                    problems.append(detail)  # the store's checks name their variables
+                    continue
+                problems.append(f"{error['loc'][0]}: {detail}")
+            named = {problem.split(":", 1)[0] for problem in problems}
+            problems += [
+                f"{name}: is required but not set"
+                for name in _STORE_VARIABLES.get(str(values.get("TIMESERIES_STORE")), ())
+                if name not in named and not str(values.get(name) or "").strip()
+            ]
             raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None
 
 

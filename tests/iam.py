@@ -31,8 +31,10 @@ API (``from tests.iam import ...``):
 
 Resource kinds: ``"*"`` (any resource), a kind per stack resource type (``KIND_BY_TYPE``:
 ``timestream-table``, ``sns-topic``, ``dynamodb-table``, ``sqs-queue``, ``kinesis-stream``;
-the stack has one of each) and ``<service>-<resource type>`` for ARN patterns
-(``iot-thing`` for ``...:thing/*``, ``kms-key`` for ``...:key/*``).
+the stack has one of each), a kind per parameter that names a resource the stack does not
+own (``KIND_BY_PARAMETER``: ``secretsmanager-secret`` for the InfluxDB token's secret) and
+``<service>-<resource type>`` for ARN patterns (``iot-thing`` for ``...:thing/*``,
+``kms-key`` for ``...:key/*``).
 """
 
 from __future__ import annotations
@@ -62,6 +64,11 @@ KIND_BY_TYPE = {
     "AWS::Kinesis::Stream": "kinesis-stream",
 }
 
+# Parameters that name a resource created outside the stack (granted by ARN).
+KIND_BY_PARAMETER = {
+    "InfluxDBTokenSecretArn": "secretsmanager-secret",
+}
+
 # (botocore service name, operation) -> (IAM action, resource kind)
 CALLS: dict[tuple[str, str], tuple[str, str]] = {
     ("timestream-write", "WriteRecords"): ("timestream:WriteRecords", "timestream-table"),
@@ -77,6 +84,10 @@ CALLS: dict[tuple[str, str], tuple[str, str]] = {
     ("iot-data", "UpdateThingShadow"): ("iot:UpdateThingShadow", "iot-thing"),
     ("sqs", "SendMessage"): ("sqs:SendMessage", "sqs-queue"),
     ("sqs", "SendMessageBatch"): ("sqs:SendMessage", "sqs-queue"),
+    ("secretsmanager", "GetSecretValue"): (
+        "secretsmanager:GetSecretValue",
+        "secretsmanager-secret",
+    ),
 }
 
 _ARN_FIELD = r"(?:\$\{[^}]*\}|[^:$]*)"  # a literal, or one ${...} (whose name holds colons)
@@ -168,6 +179,8 @@ def _resource_kind(resource: Any, transformed: dict[str, Any]) -> tuple[str, str
     """(kind, target) of a statement's Resource entry."""
     if resource == "*":
         return "*", "*"
+    if isinstance(resource, dict) and resource.get("Ref") in KIND_BY_PARAMETER:
+        return KIND_BY_PARAMETER[resource["Ref"]], resource["Ref"]
     if isinstance(resource, dict) and ("Ref" in resource or "Fn::GetAtt" in resource):
         logical_id = resource["Ref"] if "Ref" in resource else resource["Fn::GetAtt"][0]
         resource_type = transformed["Resources"][logical_id]["Type"]

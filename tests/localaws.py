@@ -102,7 +102,9 @@ def record_calls(clients: Clients) -> CallLog:
 
 
 def vars_of(clients: Clients) -> list[Any]:
-    return [clients.timestream, clients.sns, clients.dynamodb, clients.iot_data, clients.sqs]
+    """The runtime's boto3 clients (no Timestream client with InfluxDB as the store)."""
+    every = (clients.timestream, clients.sns, clients.dynamodb, clients.iot_data, clients.sqs)
+    return [c for c in (*every, clients.secretsmanager) if c is not None]
 
 
 @dataclass

@@ -351,3 +351,45 @@ def rules_with_readings(draw: st.DrawFn, **rule_kwargs: Any) -> tuple[Rule, list
     """A random valid rule and a reading sequence probing its levels."""
     rule = draw(rules(**rule_kwargs))
     return rule, draw(reading_sequences(values_near(rule_levels(rule))))
+
+
+# --- InfluxDB line protocol ---------------------------------------------------
+
+LINE_PROTOCOL_SPECIALS = " ,=\"'\\\t\n\r#"
+
+
+def store_labels() -> st.SearchStrategy[str]:
+    """type/unit/location values as validation lets them through (any text up to
+    256 characters), weighted towards what line protocol must escape: spaces,
+    commas, equals signs, quotes, backslashes, tabs and newlines, and unicode."""
+    special = st.sampled_from(LINE_PROTOCOL_SPECIALS)
+    plain = st.characters(codec="utf-8", exclude_categories=("Cs",))
+    return st.text(alphabet=st.one_of(special, special, plain), min_size=1, max_size=60) | st.text(
+        min_size=1, max_size=256
+    )
+
+
+def store_readings(count: int = 12) -> st.SearchStrategy[list[Reading]]:
+    """Readings with hostile labels, each its own series (distinct sensorId)."""
+    one = st.builds(
+        lambda device, value, time_ms, kind, unit, location: (
+            device,
+            value,
+            time_ms,
+            kind,
+            unit,
+            location,
+        ),
+        thing_names().filter(lambda s: len(s) <= 40),
+        st.floats(allow_nan=False, allow_infinity=False),
+        epoch_ms(),
+        st.none() | store_labels(),
+        st.none() | store_labels(),
+        st.none() | store_labels(),
+    )
+    return st.lists(one, min_size=1, max_size=count).map(
+        lambda items: [
+            Reading(device, f"s-{i}", value, time_ms, kind, unit, location)
+            for i, (device, value, time_ms, kind, unit, location) in enumerate(items)
+        ]
+    )

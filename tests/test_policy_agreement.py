@@ -9,6 +9,7 @@ role's policy after the SAM transform, on the resource the template grants.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -106,3 +107,57 @@ def test_calls_target_the_resources_named_by_the_environment(
         "pump-1",
         "pump-2",
     }
+
+
+# ---------------------------------------------------------------- InfluxDB as the store
+
+
+@dataclass
+class InfluxAws(LocalAws):
+    """The stack with InfluxDB as the store: every runtime gets these variables."""
+
+    store: dict[str, str] = field(default_factory=dict)
+
+    def runtime(self, **overrides: str) -> Any:
+        return super().runtime(**(self.store | overrides))
+
+
+@pytest.fixture(scope="module")
+def recorded_influxdb() -> Iterator[tuple[CallLog, Settings]]:
+    """The same paths with TIMESERIES_STORE=influxdb, the token in Secrets Manager."""
+    import boto3
+
+    from tests.influxdb_server import FakeInflux
+
+    with pytest.MonkeyPatch.context() as patch, FakeInflux(flavor="v3") as influx:
+        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        patch.delenv("AWS_ENDPOINT_URL", raising=False)
+        with mock_aws():
+            stack = provision(things=["pump-1", "pump-2"], prefix="influx")
+            secrets = boto3.client("secretsmanager")
+            arn = secrets.create_secret(Name="influx", SecretString="write-token")["ARN"]
+            store = {
+                "TIMESERIES_STORE": "influxdb",
+                "INFLUXDB_URL": influx.url,
+                "INFLUXDB_DATABASE": "telemetry",
+                "INFLUXDB_TOKEN_SECRET_ARN": arn,
+            }
+            settings = Settings.from_env(stack.environment() | store)
+            aws = InfluxAws(stack, settings, NOW + 60_000, store)
+            yield exercise(aws), settings
+
+
+def test_with_influxdb_every_recorded_call_is_allowed_and_none_is_timestream(
+    recorded_influxdb: tuple[CallLog, Settings],
+) -> None:
+    # Given the calls the function made on every path with InfluxDB as the store
+    log, settings = recorded_influxdb
+    operations = {(service, operation) for service, operation, _ in log.calls}
+    # Then each is allowed, the token's secret was read, and Timestream was never called
+    assert [op for op in operations if not allowed(*required_grant(*op))] == []
+    assert ("secretsmanager", "GetSecretValue") in operations
+    assert not [op for op in operations if op[0].startswith("timestream")]
+    secret_ids = {p["SecretId"] for p in log.params("secretsmanager", "GetSecretValue")}
+    assert secret_ids == {settings.influxdb_token_secret_arn}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 from types import ModuleType
@@ -63,6 +64,7 @@ EXPECTED_GRANTS = {
     ("kinesis:GetRecords", "kinesis-stream"),
     ("kinesis:GetShardIterator", "kinesis-stream"),
     ("kinesis:ListShards", "kinesis-stream"),
+    ("secretsmanager:GetSecretValue", "secretsmanager-secret"),
 }
 TARGET_BY_KIND = {
     "timestream-table": "TelemetryTable",
@@ -70,6 +72,7 @@ TARGET_BY_KIND = {
     "dynamodb-table": "AlertStateTable",
     "sqs-queue": "DeadLetterQueue",
     "kinesis-stream": "TelemetryStream",
+    "secretsmanager-secret": "InfluxDBTokenSecretArn",
     "iot-thing": "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:thing/*/${ShadowName}",
     "*": "*",
 }
@@ -95,7 +98,18 @@ def parameter_values(template: dict[str, Any], **overrides: str) -> dict[str, st
     return values | overrides
 
 
+NO_VALUE = "<AWS::NoValue>"
+"""What `render` gives for !Ref AWS::NoValue: the property is left out."""
+
+
+@functools.cache
+def _conditions_source() -> dict[str, Any]:
+    return load_template()
+
+
 def _lookup(name: str, parameters: dict[str, str]) -> str:
+    if name == "AWS::NoValue":
+        return NO_VALUE
     if name in parameters:
         return parameters[name]
     return PSEUDO_PARAMETERS.get(name) or RESOURCE_VALUES.get(name) or f"<{name}>"
@@ -132,17 +146,22 @@ def render(value: Any, parameters: dict[str, str]) -> Any:
         return delimiter.join(render(item, parameters) for item in items)
     if function == "Fn::If":
         condition, when_true, when_false = argument
-        holds_now = _condition_holds(load_template(), condition, parameters)
-        return render(when_true if holds_now else when_false, parameters)
+        chosen = when_true if holds(condition, _conditions_source(), **parameters) else when_false
+        return render(chosen, parameters)
     raise NotImplementedError(function)
 
 
 def holds(condition: str, template: dict[str, Any], **overrides: str) -> bool:
     """Evaluate a condition of the template for the given parameter values."""
-    return _condition_holds(template, condition, parameter_values(template, **overrides))
+    return holds_expression(template["Conditions"][condition], template, **overrides)
 
 
-def _condition_holds(template: dict[str, Any], condition: str, parameters: dict[str, str]) -> bool:
+def holds_expression(
+    expression: dict[str, Any], template: dict[str, Any], **overrides: str
+) -> bool:
+    """Evaluate a condition expression (Conditions, Rules) for the given parameter values."""
+    parameters = parameter_values(template, **overrides)
+
     def evaluate(expression: dict[str, Any]) -> bool:
         ((function, argument),) = expression.items()
         if function == "Fn::Equals":
@@ -157,7 +176,7 @@ def _condition_holds(template: dict[str, Any], condition: str, parameters: dict[
             return evaluate(template["Conditions"][argument])
         raise NotImplementedError(function)
 
-    return evaluate(template["Conditions"][condition])
+    return evaluate(expression)
 
 
 def statements_for(policy_document: dict[str, Any], action: str) -> list[dict[str, Any]]:
@@ -277,7 +296,9 @@ def test_handler_setting_resolves_to_the_lambda_handler(
     module_name, _, attribute = function["Properties"]["Handler"].rpartition(".")
     monkeypatch.setenv("AWS_DEFAULT_REGION", PSEUDO_PARAMETERS["AWS::Region"])
     for name, value in function_env.items():
-        monkeypatch.setenv(name, render(value, parameter_values(template)))
+        rendered = render(value, parameter_values(template))
+        if rendered != NO_VALUE:
+            monkeypatch.setenv(name, rendered)
     # When its module is imported
     module = import_or_skip(module_name)
     # Then it has the handler function
@@ -454,14 +475,20 @@ def test_stream_grants_exist_only_in_stream_mode(transformed: dict[str, Any]) ->
     assert conditions == {"IsStream"}
 
 
-def test_function_role_has_only_the_basic_execution_managed_policy(
+def test_function_role_has_only_the_logs_and_vpc_managed_policies(
     transformed: dict[str, Any],
 ) -> None:
     # Given the function role
-    # Then its only managed policy is the one for CloudWatch Logs
+    # Then its managed policies are the one for CloudWatch Logs and, because the function
+    # may be attached to the InfluxDB instance's VPC, the one Lambda needs for its network
+    # interfaces (SAM adds it whenever VpcConfig is in the template, even under a condition)
     assert function_managed_policy_arns(transformed) == [
-        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
     ]
+    vpc = transformed["Resources"]["TelemetryFunction"]["Properties"]["VpcConfig"]
+    assert vpc["Fn::If"][0] == "AttachesToInfluxDBVpc"
+    assert vpc["Fn::If"][2] == {"Ref": "AWS::NoValue"}
 
 
 @pytest.mark.parametrize(
@@ -943,3 +970,236 @@ def test_the_shadow_alarm_watches_the_failures_that_will_not_heal(
         "Retryable": "false",
         "service": function_env["POWERTOOLS_SERVICE_NAME"],
     }
+
+
+# ---------------------------------------------------------------- the two time-series stores
+
+INFLUXDB_PARAMETERS = {
+    "TimeSeriesStore": "InfluxDB",
+    "InfluxDBEndpoint": "https://abc123-xyz.us-east-1.timestream-influxdb.amazonaws.com:8181",
+    "InfluxDBApi": "v3",
+    "InfluxDBDatabase": "telemetry",
+    "InfluxDBTokenSecretArn": (
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:telemetry/influxdb-write-AbCdEf"
+    ),
+}
+VPC_PARAMETERS = {
+    **INFLUXDB_PARAMETERS,
+    "InfluxDBSubnetIds": "subnet-0a1b2c3d4e5f60718,subnet-0f1e2d3c4b5a69788",
+    "InfluxDBVpcId": "vpc-0123456789abcdef0",
+    "InfluxDBSecurityGroupId": "sg-0123456789abcdef0",
+    "InfluxDBRouteTableIds": "rtb-0123456789abcdef0",
+}
+VPC_RESOURCES = (
+    "FunctionSecurityGroup",
+    "InfluxDBIngressFromFunction",
+)
+VPC_ENDPOINT_RESOURCES = (
+    "EndpointSecurityGroup",
+    "DynamoDBEndpoint",
+    "SnsEndpoint",
+    "SqsEndpoint",
+    "SecretsManagerEndpoint",
+    "IotDataEndpoint",
+    "IotDataZone",
+    "IotDataRecord",
+)
+
+
+def rendered_environment(template: dict[str, Any], **overrides: str) -> dict[str, str]:
+    """The function's environment as CloudFormation sets it for these parameters."""
+    variables = template["Resources"]["TelemetryFunction"]["Properties"]["Environment"]
+    parameters = parameter_values(template, **overrides)
+    out = {name: render(value, parameters) for name, value in variables["Variables"].items()}
+    return {name: value for name, value in out.items() if value != NO_VALUE}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "store"),
+    [({}, "timestream"), (INFLUXDB_PARAMETERS, "influxdb"), (VPC_PARAMETERS, "influxdb")],
+)
+def test_the_environment_of_either_store_is_valid_settings_of_that_store(
+    template: dict[str, Any], overrides: dict[str, str], store: str
+) -> None:
+    # Given the function's environment rendered for a store's parameters
+    from telemetry.settings import Settings
+
+    environment = rendered_environment(template, **overrides)
+    # When the function's settings read it
+    settings = Settings.from_env(environment)
+    # Then they are valid, for that store, with nothing of the other store set
+    assert settings.timeseries_store == store
+    if store == "influxdb":
+        assert not {"TIMESTREAM_DB", "TIMESTREAM_TABLE"} & environment.keys()
+        assert settings.influxdb_url == INFLUXDB_PARAMETERS["InfluxDBEndpoint"]
+        assert settings.influxdb_token_secret_arn == INFLUXDB_PARAMETERS["InfluxDBTokenSecretArn"]
+        assert "INFLUXDB_TOKEN" not in environment  # the plain token is for local runs only
+    else:
+        assert not [name for name in environment if name.startswith("INFLUXDB_")]
+        assert settings.timestream_db == RESOURCE_VALUES["TelemetryDatabase"]
+
+
+def test_timestream_grants_exist_only_with_live_analytics(transformed: dict[str, Any]) -> None:
+    # Given the function role's grants
+    grants = function_grants(transformed)
+    # When those on Timestream are collected
+    conditions = {g.condition for g in grants if g.action.startswith("timestream:")}
+    # Then they all depend on UsesLiveAnalytics
+    assert conditions == {"UsesLiveAnalytics"}
+
+
+def test_the_token_secret_is_the_only_secret_the_function_may_read(
+    transformed: dict[str, Any],
+) -> None:
+    # Given the function role's grants
+    grants = [g for g in function_grants(transformed) if g.action.startswith("secretsmanager:")]
+    # Then it may only read that one secret, named by its full ARN, when one is given
+    assert grants == [
+        (
+            "secretsmanager:GetSecretValue",
+            "secretsmanager-secret",
+            "InfluxDBTokenSecretArn",
+            "HasInfluxDBTokenSecret",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    "logical_id",
+    ["TelemetryDatabase", "TelemetryTable", "RejectedDataBucket", "RejectedDataBucketPolicy"],
+)
+def test_timestream_resources_exist_only_with_live_analytics(
+    template: dict[str, Any], logical_id: str
+) -> None:
+    # Given a Timestream resource, Then it exists only with LiveAnalytics
+    assert template["Resources"][logical_id]["Condition"] == "UsesLiveAnalytics"
+
+
+@pytest.mark.parametrize(
+    ("logical_id", "condition"),
+    [
+        *((r, "AttachesToInfluxDBVpc") for r in VPC_RESOURCES),
+        *((r, "CreatesVpcEndpoints") for r in VPC_ENDPOINT_RESOURCES),
+    ],
+)
+def test_vpc_resources_exist_only_when_the_function_joins_the_vpc(
+    template: dict[str, Any], logical_id: str, condition: str
+) -> None:
+    # Given a resource of the VPC attachment, Then it depends on its condition
+    assert template["Resources"][logical_id]["Condition"] == condition
+
+
+@pytest.mark.parametrize(
+    ("condition", "overrides", "expected"),
+    [
+        ("UsesLiveAnalytics", {}, True),
+        ("UsesInfluxDB", {}, False),
+        ("UsesInfluxDB", INFLUXDB_PARAMETERS, True),
+        ("UsesLiveAnalytics", INFLUXDB_PARAMETERS, False),
+        ("HasInfluxDBTokenSecret", INFLUXDB_PARAMETERS, True),
+        ("HasInfluxDBTokenSecret", {**INFLUXDB_PARAMETERS, "InfluxDBTokenSecretArn": ""}, False),
+        ("HasInfluxDBTokenSecret", {"InfluxDBTokenSecretArn": "arn:aws:x"}, False),
+        ("AttachesToInfluxDBVpc", INFLUXDB_PARAMETERS, False),
+        ("AttachesToInfluxDBVpc", VPC_PARAMETERS, True),
+        ("AttachesToInfluxDBVpc", {**VPC_PARAMETERS, "TimeSeriesStore": "LiveAnalytics"}, False),
+        ("CreatesVpcEndpoints", VPC_PARAMETERS, True),
+        ("CreatesVpcEndpoints", {**VPC_PARAMETERS, "InfluxDBVpcEndpoints": "Existing"}, False),
+    ],
+)
+def test_store_conditions_follow_the_parameters(
+    template: dict[str, Any], condition: str, overrides: dict[str, str], *, expected: bool
+) -> None:
+    # Given parameter values, When the condition is evaluated, Then it holds as they say
+    assert holds(condition, template, **overrides) is expected
+
+
+def test_the_function_reaches_influxdb_and_the_endpoints_only_over_https(
+    template: dict[str, Any],
+) -> None:
+    # Given the function's security group and the rule it adds to the instance's group
+    resources = template["Resources"]
+    egress = resources["FunctionSecurityGroup"]["Properties"]["SecurityGroupEgress"]
+    ingress = resources["InfluxDBIngressFromFunction"]["Properties"]
+    # Then it may only send HTTPS and, to the instance's group alone, the InfluxDB port
+    assert [(e["FromPort"], e["ToPort"]) for e in egress] == [
+        (443, 443),
+        ({"Ref": "InfluxDBPort"}, {"Ref": "InfluxDBPort"}),
+    ]
+    assert egress[1]["DestinationSecurityGroupId"] == {"Ref": "InfluxDBSecurityGroupId"}
+    assert ingress["GroupId"] == {"Ref": "InfluxDBSecurityGroupId"}
+    assert ingress["SourceSecurityGroupId"] == {"Ref": "FunctionSecurityGroup"}
+    endpoint_ingress = resources["EndpointSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    assert endpoint_ingress[0]["SourceSecurityGroupId"] == {"Ref": "FunctionSecurityGroup"}
+
+
+def test_vpc_endpoints_cover_every_service_the_function_calls(template: dict[str, Any]) -> None:
+    # Given the endpoints the stack creates for a function in a private subnet
+    endpoints = {
+        render(r["Properties"]["ServiceName"], parameter_values(template)).rsplit(".", 1)[-1]
+        if not r["Properties"]["ServiceName"]["Fn::Sub"].endswith("iot.data")
+        else "iot.data": r["Properties"]["VpcEndpointType"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::EC2::VPCEndpoint"
+    }
+    # Then DynamoDB has its (free) gateway and SNS, SQS, IoT data and Secrets Manager
+    # their interface endpoints: every service of tests/iam.py CALLS but Timestream
+    assert endpoints == {
+        "dynamodb": "Gateway",
+        "sns": "Interface",
+        "sqs": "Interface",
+        "secretsmanager": "Interface",
+        "iot.data": "Interface",
+    }
+    record = template["Resources"]["IotDataRecord"]["Properties"]
+    assert render(record["Name"], parameter_values(template)) == (
+        "data-ats.iot.us-east-1.amazonaws.com"
+    )
+
+
+def broken_rules(template: dict[str, Any], **overrides: str) -> list[str]:
+    """The AssertDescription of every template rule the parameters break, as
+    CloudFormation checks them before creating anything."""
+    broken = []
+    for rule in template.get("Rules", {}).values():
+        if "RuleCondition" in rule and not holds_expression(
+            rule["RuleCondition"], template, **overrides
+        ):
+            continue
+        broken += [
+            a["AssertDescription"]
+            for a in rule["Assertions"]
+            if not holds_expression(a["Assert"], template, **overrides)
+        ]
+    return broken
+
+
+@pytest.mark.parametrize(
+    ("overrides", "broken"),
+    [
+        ({}, []),
+        (INFLUXDB_PARAMETERS, []),
+        (VPC_PARAMETERS, []),
+        (
+            {"TimeSeriesStore": "InfluxDB"},
+            [
+                "TimeSeriesStore=InfluxDB needs InfluxDBEndpoint",
+                "TimeSeriesStore=InfluxDB needs InfluxDBDatabase",
+                "TimeSeriesStore=InfluxDB needs InfluxDBTokenSecretArn",
+            ],
+        ),
+        (
+            {**VPC_PARAMETERS, "InfluxDBVpcId": "", "InfluxDBRouteTableIds": ""},
+            [
+                "InfluxDBSubnetIds needs InfluxDBVpcId",
+                "InfluxDBVpcEndpoints=Create needs InfluxDBRouteTableIds (DynamoDB)",
+            ],
+        ),
+        ({**VPC_PARAMETERS, "InfluxDBRouteTableIds": "", "InfluxDBVpcEndpoints": "Existing"}, []),
+    ],
+)
+def test_the_stack_refuses_influxdb_parameters_the_function_could_not_start_with(
+    template: dict[str, Any], overrides: dict[str, str], broken: list[str]
+) -> None:
+    # Given parameter values, When CloudFormation checks the template's rules,
+    # Then exactly the missing ones are named, before anything is created
+    assert broken_rules(template, **overrides) == broken

@@ -6,7 +6,10 @@ handler, one invocation per message as the IoT rule's direct invocations do;
 then the summary shows what the local AWS holds: readings stored, what was
 quarantined and why, the alerts as the operators' queue received them, the
 alert state in the device shadows, the API calls the function made, and what
-that would cost on AWS per million messages.
+that would cost on AWS per million messages. With `--store influxdb` the
+readings and alert history go to InfluxDB instead of Timestream: a local
+`influxd` started for the run (Debian's `influxdb` package) or one already
+running (`--influxdb-url`), and what it holds is read back and printed.
 
 Every number printed is read back from the local AWS or counted on the
 function's own clients, so a test can check it against what moto holds.
@@ -14,6 +17,7 @@ function's own clients, so a test can check it against what moto holds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from telemetry.local.fleet import Delivery, Simulation, simulate
+from telemetry.local.influx import InfluxError, LocalInfluxd, influxql, rows
 from telemetry.local.prices import PRICES, Price, billed_units, metered_units
 from telemetry.local.server import LocalAwsError, LocalAwsServer, check_reachable, point_at
 from telemetry.local.streams import kinesis_event, sequence_number
@@ -71,6 +76,42 @@ class DemoOptions:
     """Devices publish over MQTT to a local broker; the template's rule invokes
     the function (telemetry.local.mqtt_demo)."""
     basic_ingest: bool = False
+    store: str = "timestream"
+    """`timestream` (moto's Timestream) or `influxdb`."""
+    influxdb_url: str | None = None
+    """An InfluxDB already running; None: start a local influxd for the run."""
+    influxdb_api: str = "v1"
+    influxdb_database: str = "telemetry"
+    influxdb_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InfluxTarget:
+    """The InfluxDB the demo's function writes to."""
+
+    url: str
+    api: str
+    database: str
+    token: str | None
+    embedded: bool
+
+    def environment(self) -> dict[str, str]:
+        env = {
+            "TIMESERIES_STORE": "influxdb",
+            "INFLUXDB_URL": self.url,
+            "INFLUXDB_API": self.api,
+            "INFLUXDB_DATABASE": self.database,
+        }
+        return env | ({"INFLUXDB_TOKEN": self.token} if self.token else {})
+
+
+@dataclass(frozen=True, slots=True)
+class StoredInflux:
+    """What InfluxDB holds after the run, read back with InfluxQL."""
+
+    readings: int
+    devices: int
+    alerts_by_status: dict[str, int]
 
 
 @dataclass(slots=True)
@@ -83,13 +124,15 @@ class Meter:
     billed_ms: int = 0
 
     def attach(self, clients: Clients) -> None:
-        for client in (
+        every = (
             clients.timestream,
             clients.sns,
             clients.dynamodb,
             clients.iot_data,
             clients.sqs,
-        ):
+            clients.secretsmanager,
+        )
+        for client in (c for c in every if c is not None):
             service_id = client.meta.service_model.service_id.hyphenize()
             client.meta.events.register(f"before-parameter-build.{service_id}", self._hook)
 
@@ -321,6 +364,7 @@ class Observed:
     on_call_queue: str
     dead_letters: list[dict[str, Any]]
     shadows: dict[str, dict[str, Any]]
+    influx: StoredInflux | None = None
 
 
 def _observe(url: str, stack: Stack, on_call_url: str, tally: Tally) -> Observed:
@@ -338,17 +382,64 @@ def _observe(url: str, stack: Stack, on_call_url: str, tally: Tally) -> Observed
 def run(options: DemoOptions, out: Screen, err: Screen) -> None:
     """Run the demo and print its summary on `out` (progress on `err`)."""
     try:
-        if options.endpoint_url:
-            check_reachable(options.endpoint_url)
-            _run_against(options.endpoint_url, False, options, out, err)
-            return
-        with LocalAwsServer() as server:
-            _run_against(server.url, True, options, out, err)
-    except LocalAwsError as exc:
+        with _influx_target(options) as influx:
+            if options.endpoint_url:
+                check_reachable(options.endpoint_url)
+                _run_against(options.endpoint_url, False, options, out, err, influx)
+                return
+            with LocalAwsServer() as server:
+                _run_against(server.url, True, options, out, err, influx)
+    except (LocalAwsError, InfluxError) as exc:
         raise DemoError(str(exc)) from None
 
 
-def _run_against(url: str, embedded: bool, options: DemoOptions, out: Screen, err: Screen) -> None:
+@contextmanager
+def _influx_target(options: DemoOptions) -> Iterator[InfluxTarget | None]:
+    """The InfluxDB of `--store influxdb`: the one given, or a local influxd for the run."""
+    if options.store != "influxdb":
+        yield None
+        return
+    if options.influxdb_url:
+        check_reachable(options.influxdb_url)
+        target = InfluxTarget(
+            options.influxdb_url,
+            options.influxdb_api,
+            options.influxdb_database,
+            options.influxdb_token,
+            embedded=False,
+        )
+        if target.api == "v1":
+            with contextlib.suppress(InfluxError):  # InfluxDB 2 and 3 create theirs otherwise
+                influxql(target.url, f'CREATE DATABASE "{target.database}"', token=target.token)
+        yield target
+        return
+    with LocalInfluxd() as influxd:
+        database = options.influxdb_database
+        influxql(influxd.url, f'CREATE DATABASE "{database}"')
+        yield InfluxTarget(influxd.url, "v1", database, None, embedded=True)
+
+
+def _read_back(target: InfluxTarget) -> StoredInflux:
+    def query(statement: str) -> list[dict[str, Any]]:
+        return rows(influxql(target.url, statement, target.database, target.token))
+
+    per_device = query('SELECT count("value") FROM "reading" GROUP BY "deviceId"')
+    per_status = query('SELECT count("value") FROM "alert" GROUP BY "status"')
+    return StoredInflux(
+        readings=sum(int(r["count"]) for r in per_device),
+        devices=len(per_device),
+        alerts_by_status={str(r["status"]): int(r["count"]) for r in per_status},
+    )
+
+
+def _run_against(
+    url: str,
+    embedded: bool,
+    options: DemoOptions,
+    out: Screen,
+    err: Screen,
+    influx: InfluxTarget | None = None,
+) -> None:
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
     point_at(url)
@@ -363,21 +454,29 @@ def _run_against(url: str, embedded: bool, options: DemoOptions, out: Screen, er
     try:
         with _quiet_function():
             stack, on_call_url = _provision(url, sim)
-            meter, tally = _run_fleet(url, stack, sim, err, options)
+            meter, tally = _run_fleet(url, stack, sim, err, options, influx)
             observed = _observe(url, stack, on_call_url, tally)
     except (BotoCoreError, ClientError) as exc:
         raise DemoError(f"the local AWS at {url} failed: {exc}") from None
-    report = Report(options, url, embedded, sim, stack, meter, tally, observed)
+    if influx is not None:
+        observed.influx = _read_back(influx)
+    report = Report(options, url, embedded, sim, stack, meter, tally, observed, influx)
     report.render(out)
 
 
 def _run_fleet(
-    url: str, stack: Stack, sim: Simulation, err: Screen, options: DemoOptions
+    url: str,
+    stack: Stack,
+    sim: Simulation,
+    err: Screen,
+    options: DemoOptions,
+    influx: InfluxTarget | None = None,
 ) -> tuple[Meter, Tally]:
     from telemetry import handler  # noqa: PLC0415
     from telemetry.settings import Settings  # noqa: PLC0415
 
-    settings = Settings.from_env(stack.environment() | {"AWS_ENDPOINT_URL": url})
+    store = influx.environment() if influx is not None else {}
+    settings = Settings.from_env(stack.environment() | {"AWS_ENDPOINT_URL": url} | store)
     clients = handler.Clients.create(settings)
     meter, tally = Meter(), Tally()
     meter.attach(clients)
@@ -478,6 +577,7 @@ class Report:
     meter: Meter
     tally: Tally
     observed: Observed
+    influx: InfluxTarget | None = None
 
     @property
     def messages(self) -> int:
@@ -498,7 +598,7 @@ class Report:
             for name in (
                 "DynamoDB reads",
                 "DynamoDB writes",
-                "Timestream writes",
+                *(("Timestream writes",) if self.influx is None else ()),
                 "SNS publishes",
                 "IoT shadow updates",
                 "SQS requests",
@@ -523,6 +623,7 @@ class Report:
         if self.tally.device_side is not None:
             self.tally.device_side.render(out)
         self._render_messages(out)
+        self._render_stored(out)
         self._render_injected(out)
         self._render_alerts(out)
         self._render_shadows(out)
@@ -534,8 +635,20 @@ class Report:
         s, o = self.stack, self.options
         where = "started for this run" if self.embedded else "already running"
         out.line(f"Local AWS: {self.url} ({where})", style="bold")
+        if self.influx is not None:
+            where = "started for this run" if self.influx.embedded else "already running"
+            out.line(
+                f"InfluxDB: {self.influx.url} ({where}), {self.influx.api} API, "
+                f"database {self.influx.database}",
+                style="bold",
+            )
+        series = (
+            f"Timestream {s.database}.{s.table}"
+            if self.influx is None
+            else f"InfluxDB {self.influx.database}"
+        )
         out.line(
-            f"Stack: Timestream {s.database}.{s.table}, DynamoDB {s.state_table}, "
+            f"Stack: {series}, DynamoDB {s.state_table}, "
             f"SNS {s.topic_arn.rsplit(':', 1)[-1]}, SQS {_queue(s.operator_queue_url)} "
             f"(severity {' or '.join(OPERATOR_FILTER)}), {self.observed.on_call_queue} "
             f"(severity {' or '.join(ON_CALL_FILTER)}), {_queue(s.dead_letter_queue_url)}, "
@@ -564,10 +677,7 @@ class Report:
                 [
                     "readings stored",
                     t.readings_stored,
-                    (
-                        f"Timestream {self.stack.database}.{self.stack.table}, beside "
-                        f"{len(t.transitions)} alert-history records"
-                    ),
+                    (f"{self._series_store()}, beside {len(t.transitions)} alert-history records"),
                 ],
                 [
                     "items quarantined",
@@ -600,6 +710,27 @@ class Report:
                 ],
                 numeric=(1,),
             )
+
+    def _series_store(self) -> str:
+        if self.influx is None:
+            return f"Timestream {self.stack.database}.{self.stack.table}"
+        return f"InfluxDB {self.influx.database}"
+
+    def _render_stored(self, out: Screen) -> None:
+        stored = self.observed.influx
+        if stored is None:
+            return
+        out.heading("Read back from InfluxDB (InfluxQL on /query)")
+        statuses = ", ".join(f"{k} {v}" for k, v in sorted(stored.alerts_by_status.items()))
+        total = sum(stored.alerts_by_status.values())
+        out.table(
+            ("measurement", "points", "what"),
+            [
+                ["reading", stored.readings, f"from {plural(stored.devices, 'device')}"],
+                ["alert", total, statuses or "no transition"],
+            ],
+            numeric=(1,),
+        )
 
     def _render_injected(self, out: Screen) -> None:
         out.heading("Injected cases: what was expected, what happened")
@@ -715,6 +846,11 @@ class Report:
             f"{int(LAMBDA_MEMORY_GB * 1024)} MB arm64, {mean_ms:.1f} ms billed per invocation "
             "as measured here against the local AWS; real AWS latencies are higher."
         )
+        if self.influx is not None:
+            out.line(
+                "InfluxDB is priced per instance-hour, not per write: its cost per million "
+                "messages depends on the fleet's rate (make bench: bench_cost)."
+            )
 
 
 @dataclass(frozen=True, slots=True)

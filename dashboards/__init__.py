@@ -1,0 +1,1 @@
+"""Grafana dashboards and provisioning for both time-series stores (see build.py)."""
