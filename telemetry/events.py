@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from telemetry.core.messages import Rejection
+from telemetry.core.messages import Rejection, parse_time_ms
 
 KINESIS = "aws:kinesis"
 SQS = "aws:sqs"
@@ -84,3 +84,20 @@ def stream_records(event: dict[str, Any]) -> list[StreamRecord]:
         else:
             out.append(_decode(str(record.get("body", "")), str(record.get("messageId")), "body"))
     return out
+
+
+def scheduled_time_ms(event: Any) -> int | None:
+    """The time of an EventBridge scheduled event (the sweep), or None for any
+    other event. An IoT rule's event always carries the deviceId it took from
+    the topic, so a device publishing this shape can never pass for the schedule."""
+    if not isinstance(event, dict) or "deviceId" in event or "receivedAt" in event:
+        return None
+    if event.get("source") != "aws.events" or event.get("detail-type") != "Scheduled Event":
+        return None
+    raw = event.get("time")
+    if not isinstance(raw, str):
+        return None
+    try:
+        return parse_time_ms(raw)
+    except ValueError:
+        return None

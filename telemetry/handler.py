@@ -36,9 +36,9 @@ from telemetry.adapters.shadow import ShadowMirror
 from telemetry.adapters.sns import AlertPublisher
 from telemetry.adapters.state_store import DynamoStateStore
 from telemetry.adapters.timestream import TimestreamRecords, TimestreamWriter
-from telemetry.core.messages import Rejection
+from telemetry.core.messages import Rejection, iso_utc
 from telemetry.core.rules import load_rules
-from telemetry.events import direct_messages, stream_records, stream_source
+from telemetry.events import direct_messages, scheduled_time_ms, stream_records, stream_source
 from telemetry.pipeline import Outcome, Pipeline, RecordFactory, RecordWriter
 from telemetry.settings import Settings, environment_variables
 
@@ -194,10 +194,11 @@ def report(outcome: Outcome) -> None:
                 "shadow mirror full: the least severe alerts are left out",
                 extra={"deviceId": device.device_id, "omitted": device.shadow_omitted},
             )
-    stores = {"timestream", "influxdb"}
-    rejected_readings = sum(1 for r in outcome.rejections if r["source"] not in stores)
+    # Records a store refused and alerts SNS refused have their own counts.
+    rejected_readings = sum(1 for r in outcome.rejections if r["source"] == "validation")
     counts: Mapping[str, int] = {
         "MessagesReceived": outcome.messages,
+        "DevicesSwept": outcome.swept,
         "ReadingsStored": outcome.readings_stored,
         "ReadingsRejected": rejected_readings,
         "TimestreamRecordsRejected": outcome.records_rejected,
@@ -320,12 +321,35 @@ def handle(event: Any, rt: Runtime, context: Any = None) -> dict[str, Any]:
     request_id = getattr(context, "aws_request_id", None)
     if request_id:
         logger.append_keys(request_id=request_id)
+    scheduled = scheduled_time_ms(event)
+    if scheduled is not None:
+        return handle_sweep(scheduled, rt, context)
     source = stream_source(event)
     if source is not None:
         return handle_batch(event, source, rt, context)
     outcome = _process(rt, direct_messages(event), context=context)
     outcome.raise_failure()
     return _summary(outcome)
+
+
+def handle_sweep(scheduled_ms: int, rt: Runtime, context: Any = None) -> dict[str, Any]:
+    """The scheduled sweep, judged as of the schedule's time (never later than
+    the function's own clock), so that a late or retried sweep decides the same."""
+    now_ms = rt.clock()
+    as_of = min(scheduled_ms, now_ms)
+    try:
+        outcome = rt.pipeline.sweep(as_of, deadline_ms=deadline_ms(context, now_ms))
+    except Exception:
+        logger.exception("sweep failed; Lambda will retry it")
+        raise
+    report(outcome)
+    for device_id, error in outcome.failures:
+        logger.error(
+            "device failed in the sweep; the next sweep retries it",
+            extra={"deviceId": device_id, "error": str(error)},
+        )
+    outcome.raise_failure()
+    return {"swept": outcome.swept, "asOf": iso_utc(as_of), **_summary(outcome)}
 
 
 def handle_batch(event: dict[str, Any], source: str, rt: Runtime, context: Any) -> dict[str, Any]:

@@ -57,8 +57,10 @@ from telemetry.core.messages import (
     Rejection,
     iso_utc,
     parse_message,
+    parse_time_ms,
 )
 from telemetry.core.rules import RuleSet
+from telemetry.core.silence import sweep
 from telemetry.core.state import DeviceRecord, OutboxEntry
 from telemetry.errors import DependencyError, Refusal, StateConflictError
 
@@ -69,6 +71,9 @@ LEASE_MARGIN_MS: Final = 10 * 1000
 """Added to a known deadline: clocks of two execution environments differ a little."""
 
 MAX_CONFLICT_RETRIES: Final = 8
+SWEEP_LIMIT: Final = 2_000
+"""Devices one sweep handles at most; the rest stay due for the next one. From
+the sweep benchmark: this many take well under the function's timeout."""
 RECORDS_PER_CALL: Final = 100
 """Records built and handed over per write call, unless the writer says otherwise
 (`RecordWriter.records_per_call`): Timestream's WriteRecords limit."""
@@ -83,6 +88,11 @@ class StateStore(Protocol):
         """Write `record` conditionally on `record.version` (the version read);
         StateConflictError if another invocation wrote meanwhile. Returns what
         was written, at its new version."""
+        ...
+
+    def due_devices(self, now_ms: int, limit: int) -> list[str]:
+        """Devices whose `DeviceRecord.due_ms` is at or before `now_ms`, the most
+        overdue first, at most `limit`."""
         ...
 
 
@@ -191,6 +201,8 @@ class Outcome:
     not_evaluated: list[tuple[Reading, str]] = field(default_factory=list)
     devices: list[DeviceOutcome] = field(default_factory=list)
     failures: list[tuple[str, Exception]] = field(default_factory=list)
+    swept: int = 0
+    """Devices a scheduled sweep looked at (0 for messages)."""
 
     @property
     def transitions(self) -> list[Transition]:
@@ -285,6 +297,7 @@ class Pipeline:
         outcome = Outcome(messages=len(messages) + len(rejected))
         outcome.rejections.extend(rejection_item(r) for r in rejected)
         by_device: dict[str, list[Reading]] = defaultdict(list)
+        arrival: dict[str, int] = {}
         for message in messages:
             try:
                 parsed = parse_message(message, now_ms)
@@ -293,6 +306,8 @@ class Pipeline:
                 continue
             outcome.rejections.extend(rejection_item(r) for r in parsed.rejections)
             by_device[parsed.device_id].extend(parsed.readings)
+            received = max(now_ms, _received_ms(message))
+            arrival[parsed.device_id] = max(arrival.get(parsed.device_id, received), received)
         if outcome.rejections:
             self._quarantine.send(outcome.rejections)
         invocation = Invocation.start(
@@ -304,11 +319,40 @@ class Pipeline:
             if not readings:
                 continue
 
-            def decide(record: DeviceRecord, readings: list[Reading] = readings) -> Evaluation:
-                return evaluate(readings, record.state, self.rules)
+            def decide(
+                record: DeviceRecord, readings: list[Reading] = readings, device: str = device_id
+            ) -> Evaluation:
+                return evaluate(readings, record.state, self.rules, arrival[device])
 
             self._commit_device(records[device_id], decide, invocation, outcome, deliveries)
         self._deliver_all(by_device, deliveries, outcome)
+        return outcome
+
+    def sweep(
+        self,
+        now_ms: int,
+        *,
+        limit: int = SWEEP_LIMIT,
+        deadline_ms: int | None = None,
+        invocation_id: str | None = None,
+    ) -> Outcome:
+        """The scheduled sweep as of `now_ms` (the schedule event's time, so that a
+        late or retried sweep decides the same): every device with something due
+        has its silent sensors raised and its stranded outbox entries delivered,
+        through the same conditional commit and outbox as readings."""
+        outcome = Outcome()
+        device_ids = self._store.due_devices(now_ms, limit)
+        outcome.swept = len(device_ids)
+        records = self._store.load_many(device_ids)
+        invocation = Invocation.start(f"sweep:{now_ms}", now_ms, deadline_ms, invocation_id)
+        deliveries: list[_Delivery] = []
+        for device_id in device_ids:
+
+            def decide(record: DeviceRecord) -> Evaluation:
+                return sweep(record.device_id, record.state, self.rules, now_ms)
+
+            self._commit_device(records[device_id], decide, invocation, outcome, deliveries)
+        self._deliver_all({}, deliveries, outcome)
         return outcome
 
     def _commit_device(
@@ -505,6 +549,17 @@ class Pipeline:
             self._clear(record, set(), keys, record.shadow_stale)
         except (DependencyError, StateConflictError):
             return
+
+
+def _received_ms(message: Any) -> int:
+    """The rule's receivedAt stamp of a message, 0 when it has none usable."""
+    raw = message.get("receivedAt") if isinstance(message, Mapping) else None
+    if raw is None:
+        return 0
+    try:
+        return parse_time_ms(raw)
+    except ValueError:
+        return 0
 
 
 def _key_of(refusal: Refusal) -> str:

@@ -81,6 +81,7 @@ CALLS: dict[tuple[str, str], tuple[str, str]] = {
     # Authorised per action inside it; the function puts (and deletes) state items.
     ("dynamodb", "TransactWriteItems"): ("dynamodb:PutItem", "dynamodb-table"),
     ("dynamodb", "DeleteItem"): ("dynamodb:DeleteItem", "dynamodb-table"),
+    ("dynamodb", "Query"): ("dynamodb:Query", "dynamodb-index"),
     ("iot-data", "UpdateThingShadow"): ("iot:UpdateThingShadow", "iot-thing"),
     ("sqs", "SendMessage"): ("sqs:SendMessage", "sqs-queue"),
     ("sqs", "SendMessageBatch"): ("sqs:SendMessage", "sqs-queue"),
@@ -94,6 +95,9 @@ _ARN_FIELD = r"(?:\$\{[^}]*\}|[^:$]*)"  # a literal, or one ${...} (whose name h
 _ARN_PATTERN = re.compile(
     rf"^arn:{_ARN_FIELD}:(?P<service>[a-z0-9-]+):{_ARN_FIELD}:{_ARN_FIELD}:(?P<type>[A-Za-z-]+)[/:]"
 )
+
+
+_INDEX_PATTERN = re.compile(r"^\$\{(?P<table>\w+)\.Arn\}/index/(?P<index>[\w.-]+)$")
 
 
 class Grant(NamedTuple):
@@ -186,6 +190,9 @@ def _resource_kind(resource: Any, transformed: dict[str, Any]) -> tuple[str, str
         resource_type = transformed["Resources"][logical_id]["Type"]
         return KIND_BY_TYPE.get(resource_type, resource_type), logical_id
     if isinstance(resource, dict) and isinstance(resource.get("Fn::Sub"), str):
+        index = _INDEX_PATTERN.match(resource["Fn::Sub"])
+        if index:
+            return "dynamodb-index", f"{index['table']}/index/{index['index']}"
         match = _ARN_PATTERN.match(resource["Fn::Sub"])
         if match:
             return f"{match['service']}-{match['type']}", resource["Fn::Sub"]

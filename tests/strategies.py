@@ -393,3 +393,27 @@ def store_readings(count: int = 12) -> st.SearchStrategy[list[Reading]]:
             for i, (device, value, time_ms, kind, unit, location) in enumerate(items)
         ]
     )
+
+
+# --- arrival and silence ---------------------------------------------------------
+
+NODATA_WINDOWS_MS = (60_000, 5 * 60_000, 10 * 60_000)
+
+
+@st.composite
+def arrival_histories(draw: st.DrawFn) -> tuple[int, list[int]]:
+    """A `nodata` window and the arrival times of one sensor's readings: bursts,
+    steady reporting and silences both shorter and longer than the window."""
+    window = draw(st.sampled_from(NODATA_WINDOWS_MS))
+    gaps = draw(
+        st.lists(
+            st.one_of(
+                st.integers(1_000, window // 3),
+                st.integers(window // 2, 3 * window),
+            ),
+            min_size=1,
+            max_size=40,
+        )
+    )
+    times = list(itertools.accumulate(gaps, initial=NOW_MS))
+    return window, times

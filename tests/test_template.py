@@ -57,6 +57,7 @@ EXPECTED_GRANTS = {
     ("dynamodb:PutItem", "dynamodb-table"),
     ("dynamodb:BatchGetItem", "dynamodb-table"),
     ("dynamodb:DeleteItem", "dynamodb-table"),
+    ("dynamodb:Query", "dynamodb-index"),
     ("iot:UpdateThingShadow", "iot-thing"),
     ("sqs:SendMessage", "sqs-queue"),
     ("kinesis:DescribeStream", "kinesis-stream"),
@@ -70,6 +71,7 @@ TARGET_BY_KIND = {
     "timestream-table": "TelemetryTable",
     "sns-topic": "AlertsTopic",
     "dynamodb-table": "AlertStateTable",
+    "dynamodb-index": "AlertStateTable/index/due",
     "sqs-queue": "DeadLetterQueue",
     "kinesis-stream": "TelemetryStream",
     "secretsmanager-secret": "InfluxDBTokenSecretArn",
@@ -906,10 +908,48 @@ def test_alert_state_table_is_keyed_by_device_and_protected(resources: dict[str,
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
     assert properties["KeySchema"] == [{"AttributeName": "deviceId", "KeyType": "HASH"}]
     assert properties["AttributeDefinitions"] == [
-        {"AttributeName": "deviceId", "AttributeType": "S"}
+        {"AttributeName": "deviceId", "AttributeType": "S"},
+        {"AttributeName": "dueShard", "AttributeType": "S"},
+        {"AttributeName": "dueAt", "AttributeType": "N"},
     ]
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert properties["SSESpecification"] == {"SSEEnabled": True}
+
+
+def test_the_sweep_finds_due_devices_through_a_sparse_sharded_index(
+    resources: dict[str, Any],
+) -> None:
+    # Given the state table's secondary index and the code's name for it
+    from telemetry.adapters.state_store import DUE_INDEX
+
+    (index,) = resources["AlertStateTable"]["Properties"]["GlobalSecondaryIndexes"]
+    # Then it is keyed by shard and due time, keys only (the sweep re-reads the item)
+    assert index == {
+        "IndexName": DUE_INDEX,
+        "KeySchema": [
+            {"AttributeName": "dueShard", "KeyType": "HASH"},
+            {"AttributeName": "dueAt", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "KEYS_ONLY"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("minutes", "expression"), [("1", "rate(1 minute)"), ("5", "rate(5 minutes)")]
+)
+def test_the_sweep_runs_on_a_schedule_of_the_parameter(
+    template: dict[str, Any], minutes: str, expression: str
+) -> None:
+    # Given the function's schedule
+    events = template["Resources"]["TelemetryFunction"]["Properties"]["Events"]
+    schedule = events["Sweep"]
+    # When it is rendered for an interval
+    rendered = render(
+        schedule["Properties"]["Schedule"], parameter_values(template, SweepIntervalMinutes=minutes)
+    )
+    # Then it is a valid EventBridge rate expression of that interval
+    assert schedule["Type"] == "Schedule"
+    assert rendered == expression
 
 
 def test_topic_and_queue_are_encrypted(resources: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from telemetry.adapters.aws import AWS_ERRORS, error_code_of, translate
-from telemetry.core.alerts import Severity, Status, Transition
+from telemetry.core.alerts import NODATA, Severity, Status, Transition
 from telemetry.errors import DependencyError, Refusal
 
 MAX_BATCH: Final = 10
@@ -35,16 +35,36 @@ _VERBS: Final = {
 }
 
 
+def _window(seconds: float | None) -> str:
+    """A no-data window as people write it: 90s, 5m, 1h30m, 2d."""
+    total = round(seconds or 0)
+    parts: list[str] = []
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        if total >= size or (unit == "s" and not parts):
+            count, total = divmod(total, size)
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
 def subject(transition: Transition) -> str:
     """A line a person can read in an e-mail client's inbox."""
     severity = transition.routing_severity.name
     what = transition.type or transition.sensor_id
-    text = (
-        f"[{severity}] {transition.device_id} {what} {_VERBS[transition.status]}: "
-        f"{transition.value:g} ({transition.rule})"
-    )
-    if transition.severity is Severity.OK:
-        text = f"[{severity}] {transition.device_id} {what} back to normal ({transition.rule})"
+    where = f"[{severity}] {transition.device_id}"
+    if transition.direction == NODATA:
+        state = (
+            f"silent for {_window(transition.threshold)}"
+            if transition.severity is not Severity.OK
+            else "reporting again"
+        )
+        text = f"{where} {transition.sensor_id} {state} ({transition.rule})"
+    elif transition.severity is Severity.OK:
+        text = f"{where} {what} back to normal ({transition.rule})"
+    else:
+        text = (
+            f"{where} {what} {_VERBS.get(transition.status, transition.status.lower())}: "
+            f"{transition.value:g} ({transition.rule})"
+        )
     printable = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
     return printable[:_SUBJECT_LIMIT]
 

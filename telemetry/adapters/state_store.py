@@ -16,6 +16,7 @@ holding `alerts`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -36,6 +37,13 @@ ITEM_BUDGET: Final = MAX_ITEM_BYTES - 8 * 1024
 MAX_TRANSACTION_BYTES: Final = 4 * 1024 * 1024
 """TransactWriteItems takes at most 4 MB (and 100 actions): the largest device record."""
 PART_SEPARATOR: Final = "#part#"
+DUE_INDEX: Final = "due"
+"""The sparse global secondary index of devices the sweep has something to do for:
+partition key `dueShard` (S), sort key `dueAt` (N, epoch ms), keys only."""
+DUE_SHARDS: Final = 16
+"""`dueShard` is one of this many values, from a hash of the deviceId: the sweep
+reads that many index partitions, none of them hot. Fixed: changing it would
+hide the items written under the old count until they are written again."""
 _BATCH_GET_LIMIT: Final = 100
 _UNPROCESSED_ATTEMPTS: Final = 8
 _BACKOFF_BASE_S: Final = 0.05
@@ -205,6 +213,39 @@ class DynamoStateStore:
     def _part_key(device_id: str, index: int) -> str:
         return f"{device_id}{PART_SEPARATOR}{index}"
 
+    def due_devices(self, now_ms: int, limit: int) -> list[str]:
+        """Devices the sweep has something to do for as of `now_ms`, the most
+        overdue of each shard first, at most `limit` (the rest stay due for the
+        next sweep). Reads the sparse index: never the table."""
+        per_shard = {shard: self._due_in(str(shard), now_ms, limit) for shard in range(DUE_SHARDS)}
+        out: list[str] = []
+        while len(out) < limit and any(per_shard.values()):
+            for devices in per_shard.values():
+                if devices and len(out) < limit:
+                    out.append(devices.pop(0))
+        return out
+
+    def _due_in(self, shard: str, now_ms: int, limit: int) -> list[str]:
+        found: list[str] = []
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": DUE_INDEX,
+            "KeyConditionExpression": "dueShard = :s AND dueAt <= :t",
+            "ExpressionAttributeValues": {":s": {"S": shard}, ":t": {"N": str(now_ms)}},
+            "Limit": limit,
+        }
+        while len(found) < limit:
+            try:
+                answer = self._client.query(**request)
+            except AWS_ERRORS as exc:
+                raise translate("dynamodb", "Query", exc) from exc
+            found += [item["deviceId"]["S"] for item in answer.get("Items", [])]
+            last = answer.get("LastEvaluatedKey")
+            if not last:
+                break
+            request["ExclusiveStartKey"] = last
+        return found[:limit]
+
     # ------------------------------------------------------------- writing
 
     def save(self, record: DeviceRecord) -> DeviceRecord:
@@ -218,6 +259,10 @@ class DynamoStateStore:
             "shadowStale": {"BOOL": record.shadow_stale},
             "updatedAt": {"S": datetime.now(tz=UTC).isoformat(timespec="seconds")},
         }
+        due = record.due_ms()
+        if due is not None:
+            base["dueShard"] = {"S": due_shard(record.device_id)}
+            base["dueAt"] = {"N": str(due)}
         outbox_text = _encode([e.to_json() for e in record.outbox]) if record.outbox else None
         room = self._budget - item_bytes(base) - len("alerts") - len("outbox")
         room -= len(outbox_text or "")
@@ -291,6 +336,12 @@ class DynamoStateStore:
             if _lost_race(exc):
                 raise StateConflictError(record.device_id) from exc
             raise translate("dynamodb", "TransactWriteItems", exc) from exc
+
+
+def due_shard(device_id: str) -> str:
+    """The device's partition of the due index: stable, evenly spread."""
+    digest = hashlib.sha256(device_id.encode()).digest()
+    return str(int.from_bytes(digest[:4], "big") % DUE_SHARDS)
 
 
 def _parts(item: Mapping[str, Any]) -> int:

@@ -557,10 +557,15 @@ class RuleSet:
         # (deviceId, sensorId, type, location) -> the rules that match: read directly
         # by the evaluator, filled by for_reading.
         self.matched: dict[tuple[str, str, str | None, str | None], tuple[Rule, ...]] = {}
+        self._by_name = {r.name: r for r in self.rules}
         self._implicit: dict[tuple[float | None, float | None], Rule] = {}
 
     def __len__(self) -> int:
         return len(self.rules)
+
+    def named(self, name: str) -> Rule | None:
+        """The rule of that name in force, if any."""
+        return self._by_name.get(name)
 
     def for_reading(self, reading: Reading) -> tuple[Rule, ...]:
         """The rules that apply; empty when the reading is only to be stored."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from telemetry.core.alerts import AlertState, StateKey, Transition
+from telemetry.core.silence import next_due_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,3 +80,12 @@ class DeviceRecord:
     outbox: list[OutboxEntry] = field(default_factory=list)
     shadow_stale: bool = False
     parts: int = 0
+
+    def due_ms(self) -> int | None:
+        """When the scheduled sweep next has something to do for this device: a
+        tracked sensor that may fall silent, or an outbox entry to deliver (a
+        free one at once, a claimed one when its lease ends). None: nothing."""
+        due = [next_due_ms(self.state)]
+        due += [e.lease_ms if e.claimant is not None else e.enqueued_ms for e in self.outbox]
+        known = [d for d in due if d is not None]
+        return min(known) if known else None

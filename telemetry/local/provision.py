@@ -37,6 +37,19 @@ class Stack:
         }
 
 
+def state_table_shape() -> dict[str, Any]:
+    """The alert-state table's keys and indexes, as template.yaml declares them."""
+    from telemetry.local.stack_template import StackTemplate  # noqa: PLC0415
+
+    properties = StackTemplate.load().resource("AlertStateTable") or {}
+    shape = {
+        key: properties[key]
+        for key in ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes")
+        if key in properties
+    }
+    return shape | {"BillingMode": properties.get("BillingMode", "PAY_PER_REQUEST")}
+
+
 def provision(
     *,
     endpoint_url: str | None = None,
@@ -65,12 +78,7 @@ def provision(
         MagneticStoreWriteProperties={"EnableMagneticStoreWrites": True},
     )
     state_table = f"{prefix}-alert-state"
-    ddb.create_table(
-        TableName=state_table,
-        AttributeDefinitions=[{"AttributeName": "deviceId", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "deviceId", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    ddb.create_table(TableName=state_table, **state_table_shape())
     topic_arn = sns.create_topic(Name=f"{prefix}-alerts")["TopicArn"]
     dlq_url = sqs.create_queue(QueueName=f"{prefix}-dead-letter")["QueueUrl"]
     operator_url = sqs.create_queue(QueueName=f"{prefix}-operator")["QueueUrl"]

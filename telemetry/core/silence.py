@@ -1,0 +1,147 @@
+"""No-data alerts: a sensor that stops reporting, found by a scheduled sweep.
+
+Arrival is recorded by `evaluate` (see `Silence`); this module decides, as of
+a sweep's time, which tracked sensors are silent. It is pure: the sweep's
+time comes from its event, so a late or retried sweep decides the same.
+
+A sensor is silent once its recorded arrival is `nodata * 1.5` old (the
+record lags the true last arrival by less than `nodata / 2`): a no-data alert
+is raised no earlier than `nodata` after the last reading, and no later than
+`1.5 * nodata` plus one sweep interval after it. A sensor that never
+reported is not tracked, so never silent. A no-data alert whose rule no
+longer applies (removed, match changed, `nodata` gone or now longer than the
+silence) resolves at the sweep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+from telemetry.core.alerts import (
+    AlertState,
+    Evaluation,
+    Severity,
+    Silence,
+    StateKey,
+    Status,
+    Transition,
+    alert_id_for,
+    nodata_transition,
+    silence_after_ms,
+)
+from telemetry.core.messages import Reading
+from telemetry.core.rules import Rule, RuleSet
+
+NODATA_ALERT_SUFFIX = "#nodata"
+"""Keeps a no-data alert's id apart from the threshold alert of the same key."""
+
+
+def _applies(rule: Rule | None, device_id: str, sensor_id: str, silence: Silence) -> bool:
+    if rule is None or rule.nodata_ms is None:
+        return False
+    probe = Reading(
+        device_id, sensor_id, silence.value, 0, silence.type, silence.unit, silence.location
+    )
+    return rule.matches(probe)
+
+
+def sweep(
+    device_id: str,
+    state: Mapping[StateKey, AlertState],
+    rules: RuleSet,
+    now_ms: int,
+) -> Evaluation:
+    """The device's state as of `now_ms`: silent sensors raised, no-data alerts
+    of rules that no longer apply resolved, tracking under them stopped."""
+    written: dict[StateKey, AlertState] | None = None
+    transitions: list[Transition] = []
+    for key, alert in sorted(state.items()):
+        silence = alert.silence
+        if silence is None:
+            continue
+        sensor_id, rule_name = key
+        rule = rules.named(rule_name)
+        after, transition = _swept(device_id, sensor_id, rule_name, rule, alert, silence, now_ms)
+        if after is alert:
+            continue
+        if written is None:
+            written = dict(state)
+        written[key] = after
+        if transition is not None:
+            transitions.append(transition)
+    changed = written is not None
+    return Evaluation(written if written is not None else dict(state), transitions, changed)
+
+
+def _swept(
+    device_id: str,
+    sensor_id: str,
+    rule_name: str,
+    rule: Rule | None,
+    alert: AlertState,
+    silence: Silence,
+    now_ms: int,
+) -> tuple[AlertState, Transition | None]:
+    applies = rule is not None and _applies(rule, device_id, sensor_id, silence)
+    window = rule.nodata_ms if applies and rule is not None else None
+    severity = Severity[rule.nodata_severity] if applies and rule is not None else None
+    if silence.severity is Severity.OK:
+        if window is None:
+            return replace(alert, silence=None), None
+        if window != silence.window_ms:
+            silence = replace(silence, window_ms=window)  # a changed rule moves the deadline
+        if now_ms < silence.due_ms or severity is None:
+            return (alert if silence is alert.silence else replace(alert, silence=silence)), None
+        raised = replace(
+            silence,
+            severity=severity,
+            alert_id=alert_id_for(device_id, sensor_id, rule_name + NODATA_ALERT_SUFFIX, now_ms),
+            since_ms=now_ms,
+        )
+        opening = replace(raised, severity=Severity.OK)
+        transition = nodata_transition(
+            device_id,
+            sensor_id,
+            rule_name,
+            opening,
+            Status.RAISED,
+            time_ms=now_ms,
+            value=silence.value,
+            severity=severity,
+        )
+        return replace(alert, silence=raised), transition
+    if window is not None and now_ms >= silence.seen_ms + silence_after_ms(window):
+        return alert, None
+    resolved = nodata_transition(
+        device_id,
+        sensor_id,
+        rule_name,
+        silence,
+        Status.RESOLVED,
+        time_ms=now_ms,
+        value=silence.value,
+        severity=Severity.OK,
+    )
+    after = (
+        None
+        if window is None
+        else replace(silence, severity=Severity.OK, alert_id=None, since_ms=None)
+    )
+    return replace(alert, silence=after), resolved
+
+
+def next_due_ms(state: Mapping[StateKey, AlertState]) -> int | None:
+    """When a sweep next has something to decide for this device: the earliest
+    moment a tracked, reporting sensor may be called silent."""
+    due = [
+        a.silence.due_ms
+        for a in state.values()
+        if a.silence is not None and a.silence.severity is Severity.OK
+    ]
+    return min(due) if due else None
+
+
+def silent_sensors(state: Mapping[StateKey, AlertState]) -> Iterable[StateKey]:
+    """The keys with an active no-data alert."""
+    return (k for k, a in state.items() if a.silent)
