@@ -16,6 +16,11 @@ The validation clock is the later of the wall clock and the latest time in
 the input, so that history is never "in the future". A message with no time
 of its own takes that clock.
 
+Rules with `nodata` also report the no-data episodes the history shows: gaps
+in arrival (the lines' receivedAt, or the readings' own time when a line has
+none) longer than the window, raised when the window ran out and resolved by
+the next reading.
+
 Summary per rule: episodes (RAISED to RESOLVED, or still open at the end of
 the input), how many reached CRITICAL, time in alert (summed over episodes;
 an open one counts until the last reading of the input), and flaps: episodes
@@ -42,6 +47,7 @@ from telemetry.core.messages import (
     parse_time_ms,
 )
 from telemetry.core.rules import RuleSet
+from telemetry.core.silence import silences_in
 from telemetry.terminal import (
     TRANSITION_COLUMNS,
     TRANSITION_DROPPED_FIRST,
@@ -192,6 +198,8 @@ def replay(
     by_device: dict[str, list[Reading]] = defaultdict(list)
     states: dict[str, dict[StateKey, AlertState]] = {}
     found: list[list[Transition]] = []
+    watched = any(r.nodata_ms is not None for r in rules.rules)
+    heard: list[tuple[int, Reading]] = []
     for message in kept:
         result.messages += 1
         try:
@@ -202,6 +210,9 @@ def replay(
         result.rejected.update(r.code for r in parsed.rejections)
         for reading in parsed.readings:
             result.saw(reading)
+        if watched:
+            received = _received_ms(message)
+            heard += [(received or r.time_ms, r) for r in parsed.readings]
         if order == "arrival":
             evaluation = evaluate(parsed.readings, states.get(parsed.device_id, {}), rules)
             states[parsed.device_id] = evaluation.state
@@ -213,10 +224,22 @@ def replay(
         evaluation = evaluate(by_device[device_id], {}, rules)
         _tally(result, evaluation.late, len(evaluation.not_evaluated))
         found.append(evaluation.transitions)
+    if watched:
+        end_ms = max((at for at, _ in heard), default=result.last_ms or 0)
+        found.append(silences_in(heard, rules, end_ms))
     result.devices = len(by_device) if order == "event" else len(states)
     ordered = [(t.time_ms, t.device_id, i, t) for i, t in enumerate(t for ts in found for t in ts)]
     result.transitions = [t for *_, t in sorted(ordered, key=lambda x: x[:3])]
     return result
+
+
+def _received_ms(message: Any) -> int | None:
+    """When the rule received the message (its receivedAt), if the line says."""
+    raw = message.get("receivedAt") if isinstance(message, dict) else None
+    try:
+        return parse_time_ms(raw) if raw is not None else None
+    except ValueError:
+        return None
 
 
 def _tally(result: Result, late: int, not_evaluated: int) -> None:

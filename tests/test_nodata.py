@@ -470,3 +470,38 @@ def test_the_sweep_delivers_an_outbox_entry_a_crashed_invocation_stranded(
     # Then the stranded alert is delivered by the sweep
     assert [(a["deviceId"], a["status"]) for a in aws.alerts()] == [("boiler-3", "RAISED")]
     assert "outbox" not in (aws.state_item("boiler-3") or {})
+
+
+# ---------------------------------------------------------------- on history
+
+
+def test_backtest_reports_the_no_data_episodes_of_recorded_history() -> None:
+    # Given a recorded history: a pump reporting each minute with a 12-minute gap, then
+    # silent at the end; lines with receivedAt, and lines with only the readings' time
+    from telemetry.backtest import replay
+
+    lines = [heartbeat("pump-17", NOW + m * MINUTE) for m in (0, 1, 2, 14, 15)]
+    lines += [
+        {
+            "deviceId": "pump-18",
+            "data": [{"sensorId": "temp-1", "value": 1.0, "timestamp": NOW + m * MINUTE}],
+        }
+        for m in (0, 1, 30)
+    ]
+
+    # When it is replayed through the heartbeat rule
+    result = replay(lines, RULES, wall_ms=NOW)
+
+    # Then each gap longer than 5 minutes is an episode, raised when the window ran out
+    nodata = [
+        (t.device_id, t.status.value, t.time_ms)
+        for t in result.transitions
+        if t.direction == NODATA
+    ]
+    assert nodata == [
+        ("pump-18", "RAISED", NOW + 6 * MINUTE),
+        ("pump-17", "RAISED", NOW + 50 + 7 * MINUTE),
+        ("pump-17", "RESOLVED", NOW + 14 * MINUTE),
+        ("pump-17", "RAISED", NOW + 50 + 20 * MINUTE),
+        ("pump-18", "RESOLVED", NOW + 30 * MINUTE),
+    ]

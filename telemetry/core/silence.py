@@ -145,3 +145,66 @@ def next_due_ms(state: Mapping[StateKey, AlertState]) -> int | None:
 def silent_sensors(state: Mapping[StateKey, AlertState]) -> Iterable[StateKey]:
     """The keys with an active no-data alert."""
     return (k for k, a in state.items() if a.silent)
+
+
+def silences_in(
+    history: Iterable[tuple[int, Reading]], rules: RuleSet, end_ms: int
+) -> list[Transition]:
+    """The no-data episodes a recorded history shows, to tune `nodata` on it:
+    per (device, sensor, rule with nodata), every gap in arrival longer than the
+    window is RAISED when the window ran out (where an ideal sweep would; the
+    function raises up to half a window plus a sweep interval later) and
+    RESOLVED by the next reading; a gap still open at `end_ms` stays RAISED.
+    `history` is (arrival time, reading) pairs in any order."""
+    heard: dict[tuple[str, str, str], list[tuple[int, Reading]]] = {}
+    windows: dict[str, int] = {}
+    for arrival, reading in history:
+        for rule in rules.for_reading(reading):
+            if rule.nodata_ms is not None:
+                windows[rule.name] = rule.nodata_ms
+                heard.setdefault((reading.device_id, reading.sensor_id, rule.name), []).append(
+                    (arrival, reading)
+                )
+    out: list[Transition] = []
+    for (device_id, sensor_id, rule_name), arrivals in sorted(heard.items()):
+        window = windows[rule_name]
+        arrivals.sort(key=lambda item: item[0])
+        nexts: list[tuple[int, Reading] | None] = [*arrivals[1:], None]
+        named = rules.named(rule_name)
+        severity = Severity[named.nodata_severity] if named is not None else Severity.WARNING
+        for (at, reading), following in zip(arrivals, nexts, strict=True):
+            silent_at = at + window
+            if (following[0] if following is not None else end_ms) <= silent_at:
+                continue
+            base = Silence(at, window, reading.value, reading.type, reading.location, reading.unit)
+            alert_id = alert_id_for(
+                device_id, sensor_id, rule_name + NODATA_ALERT_SUFFIX, silent_at
+            )
+            opened = replace(base, alert_id=alert_id, since_ms=silent_at)
+            out.append(
+                nodata_transition(
+                    device_id,
+                    sensor_id,
+                    rule_name,
+                    opened,
+                    Status.RAISED,
+                    time_ms=silent_at,
+                    value=reading.value,
+                    severity=severity,
+                )
+            )
+            if following is not None:
+                back = following[1]
+                out.append(
+                    nodata_transition(
+                        device_id,
+                        sensor_id,
+                        rule_name,
+                        replace(opened, severity=severity),
+                        Status.RESOLVED,
+                        time_ms=back.time_ms,
+                        value=back.value,
+                        severity=Severity.OK,
+                    )
+                )
+    return out

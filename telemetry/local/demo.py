@@ -21,13 +21,17 @@ import contextlib
 import json
 import math
 import os
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from telemetry.core.messages import iso_utc
+from telemetry.core.rules import rule_files
 from telemetry.local.fleet import Delivery, Simulation, simulate
 from telemetry.local.influx import InfluxError, LocalInfluxd, influxql, rows
 from telemetry.local.prices import PRICES, Price, billed_units, metered_units
@@ -163,6 +167,8 @@ class Tally:
     not_evaluated: int = 0
     transitions: list[dict[str, Any]] = field(default_factory=list)
     late_by_device: Counter[str] = field(default_factory=Counter)
+    sweeps: int = 0
+    swept: int = 0
     iot_message_units: int = 0
     kinesis_units: int = 0
     next_sequence: int = 1
@@ -176,6 +182,7 @@ class Tally:
             self.rejected += len(outcome.rejections)
             self.late += sum(d.late for d in outcome.devices)
             self.late_by_device.update({d.device_id: d.late for d in outcome.devices if d.late})
+            self.swept += outcome.swept
             self.not_evaluated += len(outcome.not_evaluated)
             self.transitions.extend(t.to_json() for t in outcome.transitions)
 
@@ -218,6 +225,73 @@ def _invoke(rt: Runtime, delivery: Delivery, clock: list[int], meter: Meter, tal
         return
     tally.failed += 1
     raise DemoError(f"an invocation failed {MAX_ATTEMPTS} times: {last_error}")
+
+
+SWEEP_EVERY_MS: Final = 60_000
+"""The template's default SweepIntervalMinutes, in simulated time."""
+HEARTBEAT_RULE: Final = """\
+# Added by `telemetry demo` beside the shipped rules: every sensor of the fleet
+# is expected to report at least once a minute (the silent-device case).
+rules:
+  - name: demo-heartbeat
+    description: a sensor that has sent nothing for a minute is silent
+    nodata: 1m
+"""
+HEARTBEAT_WINDOW_MS: Final = 60_000
+
+
+def demo_rules(directory: Path) -> Path:
+    """The shipped rules plus the demo's heartbeat, in `directory`."""
+    from telemetry.settings import DEFAULT_RULES_PATH  # noqa: PLC0415
+
+    for source in rule_files(DEFAULT_RULES_PATH):
+        (directory / source.name).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    (directory / "zz-demo-heartbeat.yaml").write_text(HEARTBEAT_RULE, encoding="utf-8")
+    return directory
+
+
+def sweep_times(sim: Simulation) -> list[int]:
+    """When the schedule fires during the run (not after: the whole fleet stops
+    at the end, which is not a silence)."""
+    first = (sim.start_ms // SWEEP_EVERY_MS + 1) * SWEEP_EVERY_MS
+    return list(range(first, sim.end_ms + 1, SWEEP_EVERY_MS))
+
+
+def scheduled_event(at_ms: int) -> dict[str, Any]:
+    """What EventBridge sends on the template's Schedule event."""
+    return {
+        "version": "0",
+        "id": f"demo-sweep-{at_ms}",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": iso_utc(at_ms)[:19] + "Z",
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/telemetry-Sweep"],
+        "detail": {},
+    }
+
+
+def _sweep(rt: Runtime, at_ms: int, clock: list[int], meter: Meter, tally: Tally) -> None:
+    """One scheduled sweep, retried as an asynchronous invocation is."""
+    from telemetry import handler  # noqa: PLC0415
+
+    for attempt in range(MAX_ATTEMPTS):
+        clock[0] = at_ms + 500 + attempt * 60_000
+        started = time.perf_counter()
+        with handler.observed() as outcomes:
+            try:
+                handler.handle(scheduled_event(at_ms), rt)
+            except Exception:  # noqa: BLE001, S112 - Lambda retries whatever the error
+                continue
+            finally:
+                meter.invocation(time.perf_counter() - started)
+                tally.invocations += 1
+                tally.sweeps += 1
+                handler.metrics.clear_metrics()
+        tally.add_outcomes(outcomes)
+        return
+    tally.failed += 1
 
 
 STREAM_WINDOW_MS: Final = 5_000
@@ -476,7 +550,8 @@ def _run_fleet(
     from telemetry.settings import Settings  # noqa: PLC0415
 
     store = influx.environment() if influx is not None else {}
-    settings = Settings.from_env(stack.environment() | {"AWS_ENDPOINT_URL": url} | store)
+    rules = {"RULES_PATH": str(demo_rules(Path(tempfile.mkdtemp(prefix="telemetry-rules-"))))}
+    settings = Settings.from_env(stack.environment() | {"AWS_ENDPOINT_URL": url} | store | rules)
     clients = handler.Clients.create(settings)
     meter, tally = Meter(), Tally()
     meter.attach(clients)
@@ -486,9 +561,12 @@ def _run_fleet(
     if options.mqtt:
         _run_fleet_over_mqtt(url, stack, sim, (rt, clients, meter, tally), err, options)
         return meter, tally
+    sweeps = sweep_times(sim)
     if options.ingest == "stream":
         with _progress(err, len(sim.deliveries)) as advance:
             for batch in _batches(sim.deliveries, options.batch_size):
+                while sweeps and sweeps[0] <= batch[0].at_ms:
+                    _sweep(rt, sweeps.pop(0), clock, meter, tally)
                 tally.iot_message_units += sum(
                     billed_units(len(json.dumps(d.event)), 5 * 1024) for d in batch
                 )
@@ -498,10 +576,14 @@ def _run_fleet(
                 _invoke_batch(rt, batch, clock, meter, tally)
                 for _ in batch:
                     advance()
+        for at_ms in sweeps:
+            _sweep(rt, at_ms, clock, meter, tally)
         return meter, tally
     with _progress(err, len(sim.deliveries)) as advance:
         failing = 0
         for delivery in sim.deliveries:
+            while sweeps and sweeps[0] <= delivery.at_ms:
+                _sweep(rt, sweeps.pop(0), clock, meter, tally)
             tally.iot_message_units += billed_units(len(json.dumps(delivery.event)), 5 * 1024)
             try:
                 _invoke(rt, delivery, clock, meter, tally)
@@ -511,6 +593,8 @@ def _run_fleet(
                 if failing >= MAX_FAILING_IN_A_ROW:
                     raise
             advance()
+    for at_ms in sweeps:
+        _sweep(rt, at_ms, clock, meter, tally)
     return meter, tally
 
 
@@ -673,7 +757,14 @@ class Report:
             ("", "count", "what"),
             [
                 ["messages sent", self.messages, sent],
-                ["invocations", t.invocations, f"{t.retried} retried, {t.failed} failed"],
+                [
+                    "invocations",
+                    t.invocations,
+                    (
+                        f"{t.retried} retried, {t.failed} failed; {t.sweeps} of them scheduled "
+                        f"sweeps, which looked at {plural(t.swept, 'device')} due"
+                    ),
+                ],
                 [
                     "readings stored",
                     t.readings_stored,
@@ -864,12 +955,38 @@ class Verdict:
     ok: bool
 
 
-def _story(alerts: Sequence[Mapping[str, Any]], device_id: str, sensor_id: str) -> list[str]:
+def _story(
+    alerts: Sequence[Mapping[str, Any]], device_id: str, sensor_id: str, *, nodata: bool = False
+) -> list[str]:
+    """The statuses of one sensor's threshold alerts (or its no-data ones)."""
     return [
         f"{a['status']} {a['severity']}"
         for a in alerts
         if (a["deviceId"], a["sensorId"]) == (device_id, sensor_id)
+        and (a.get("direction") == "nodata") is nodata
     ]
+
+
+def _judge_silence(case: Any, story: list[str], where: str, sim: Simulation) -> Verdict:
+    from telemetry.core.alerts import silence_after_ms  # noqa: PLC0415
+    from telemetry.local.fleet import SILENCE  # noqa: PLC0415
+
+    span = sim.end_ms - sim.start_ms
+    quiet_ms = int(span * (SILENCE[1] - SILENCE[0]))
+    long_enough = quiet_ms > silence_after_ms(HEARTBEAT_WINDOW_MS) + 2 * SWEEP_EVERY_MS
+    nodata = story
+    if long_enough:
+        expected = (
+            f"silent for about {quiet_ms // 1000}s under the {HEARTBEAT_WINDOW_MS // 1000}s "
+            "heartbeat: RAISED WARNING by a sweep, RESOLVED OK when it reports again"
+        )
+        ok = nodata == ["RAISED WARNING", "RESOLVED OK"]
+    else:
+        expected = (
+            f"silent for only {quiet_ms // 1000}s, shorter than the heartbeat allows: no alert"
+        )
+        ok = not nodata
+    return Verdict(case.name, where, expected, ", ".join(story) or "no alert", ok)
 
 
 def judge(sim: Simulation, observed: Observed, tally: Tally) -> list[Verdict]:
@@ -896,6 +1013,9 @@ def judge(sim: Simulation, observed: Observed, tally: Tally) -> list[Verdict]:
             raised = sum(1 for s in story if s.startswith("RAISED"))
             seen = f"{plural(raised, 'episode')}: {', '.join(story) or 'no alert'}"
             out.append(Verdict(case.name, where, case.expect, seen, raised == 1))
+        elif case.name == "silent device":
+            silence = _story(observed.alerts, case.device_id, case.sensor_id, nodata=True)
+            out.append(_judge_silence(case, silence, where, sim))
         elif case.name == "late batch":
             late = tally.late_by_device.get(case.device_id, 0)
             if late:

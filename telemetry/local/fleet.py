@@ -14,6 +14,9 @@ spike on one sensor. On top of that, the cases that matter are injected:
   raises an alert, then uploads its buffered (older, normal) readings, which
   are stored but must not resolve what newer data decided; it stays hot, so
   its shadow still shows the alert at the end;
+- a silent device (fleets of four or more): it stops reporting for a while
+  and comes back; the scheduled sweep raises a no-data alert and its return
+  resolves it;
 - corrupt messages: wrong types, NaN, a bad deviceId, no data, not an object,
   unusable or future timestamps, incoherent device thresholds.
 
@@ -138,6 +141,8 @@ FLAPPING: Final = (0.15, 0.65)
 OUTAGE: Final = (0.74, 0.86)
 _HOT_AFTER_OUTAGE: Final = (0.86, 1.0)
 CORRUPT_WINDOW: Final = (0.02, 0.70)
+SILENCE: Final = (0.30, 0.75)
+"""When the silent device says nothing, as fractions of the run."""
 
 
 def _corrupt_kinds() -> dict[str, Callable[[dict[str, Any]], Any]]:
@@ -218,6 +223,18 @@ class _Fleet:
                 "one episode (RAISED, RESOLVED) although it crosses 75 C again and again",
             )
         )
+        self.silent_device: str | None = None
+        if count >= 4:
+            silent = self.devices[3]
+            self.silent_device = silent.device_id
+            self.scenarios.append(
+                Scenario(
+                    "silent device",
+                    silent.device_id,
+                    silent.sensors[0].sensor_id,
+                    "stops reporting, then comes back",
+                )
+            )
         late = self.devices[min(2, count - 1)]
         self.late_device = late.device_id
         self.scripted[(late.device_id, "temp-1")] = self._gateway(
@@ -325,7 +342,12 @@ def simulate(*, devices: int, sensors: int, duration_ms: int, seed: int, end_ms:
             if rng.random() < SPIKE_RATE and fleet.spike(device, message):
                 spikes += 1
             offline = OUTAGE[0] <= fleet.fraction(t) < OUTAGE[1]
-            if device.device_id == fleet.late_device and offline:
+            if (
+                device.device_id == fleet.silent_device
+                and SILENCE[0] <= fleet.fraction(t) < SILENCE[1]
+            ):
+                pass  # says nothing at all: no message, no buffer
+            elif device.device_id == fleet.late_device and offline:
                 buffered.append(message)
             elif buffered:
                 deliveries.append(Delivery(arrival, message, "reading"))
@@ -380,7 +402,7 @@ def _corrupt(fleet: _Fleet, good: int) -> list[Delivery]:
     out = []
     for i in range(count):
         name = names[i % len(names)]
-        device = rng.choice(fleet.devices)
+        device = rng.choice([d for d in fleet.devices if d.device_id != fleet.silent_device])
         low, high = CORRUPT_WINDOW
         t = fleet.start_ms + int(fleet.duration_ms * rng.uniform(low, high))
         arrival = t + fleet.latency()
