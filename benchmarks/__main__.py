@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in turn, each beside its baseline, results saved as JSON.
 
-    python -m benchmarks [--only core,cost,coldstart,stream,mqtt,influxdb]
+    python -m benchmarks [--only core,cost,coldstart,stream,mqtt,influxdb,nodata]
 
 Writes benchmarks/results/latest.json (git-ignored). Targets are reported as
 PASS or FAIL; a FAIL does not change the exit status.
@@ -25,6 +25,7 @@ from benchmarks import (
     bench_cost,
     bench_influxdb,
     bench_mqtt,
+    bench_nodata,
     bench_stream,
 )
 from benchmarks.workload import ratio, table, verdict
@@ -83,6 +84,11 @@ BENCHMARKS: Final[dict[str, tuple[str, Callable[[], Any], Callable[[Any], None]]
         "device side: broker, rule and handler; publish to operator queue",
         bench_mqtt.run,
         bench_mqtt.report,
+    ),
+    "nodata": (
+        "no-data alerts: tracking writes, sweep reads, one sweep's reach",
+        bench_nodata.run,
+        bench_nodata.report,
     ),
     "influxdb": (
         "InfluxDB as the store: cost per million messages by fleet rate",
