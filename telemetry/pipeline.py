@@ -59,6 +59,7 @@ from telemetry.core.messages import (
     parse_message,
     parse_time_ms,
 )
+from telemetry.core.operators import Action, apply_action, finalize, key_view, timers
 from telemetry.core.rules import RuleSet
 from telemetry.core.silence import sweep
 from telemetry.core.state import DeviceRecord, OutboxEntry
@@ -133,6 +134,8 @@ class Mirror(Protocol):
         after: Sequence[tuple[str, Mapping[str, Any]]],
         *,
         full: bool,
+        disabled_before: Mapping[str, Mapping[str, Any]] | None = None,
+        disabled_after: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> MirrorOutcome: ...
 
 
@@ -241,16 +244,41 @@ def mirror_entries(state: Mapping[StateKey, AlertState]) -> list[tuple[str, dict
 
 
 def _shadow_entry(alert: ActiveAlert) -> dict[str, Any]:
-    entry = {
+    entry: dict[str, Any] = {
         "severity": alert.severity.name,
         "rule": alert.rule,
         "alertId": alert.alert_id,
         "since": iso_utc(alert.since_ms),
         "value": alert.value,
     }
+    key_state = alert.state
+    attention = (
+        key_state.silence.attention
+        if alert.direction == NODATA and key_state.silence
+        else (key_state.attention)
+    )
     if alert.direction == NODATA:
         entry["direction"] = NODATA
+    elif key_state.latched:
+        entry["latched"] = True
+    if attention is not None and attention.ack_by is not None and attention.ack_ms is not None:
+        entry["acknowledged"] = {"by": attention.ack_by, "at": iso_utc(attention.ack_ms)}
+    if key_state.snoozed_until_ms is not None:
+        entry["snoozedUntil"] = iso_utc(key_state.snoozed_until_ms)
     return entry
+
+
+def mirror_disabled(state: Mapping[StateKey, AlertState]) -> dict[str, dict[str, Any]]:
+    """The keys operators disabled, listed apart in the shadow: per sensor, per
+    rule, who disabled it and when."""
+    out: dict[str, dict[str, Any]] = {}
+    for (sensor_id, rule), alert in sorted(state.items()):
+        if alert.disabled is not None:
+            out.setdefault(sensor_id, {})[rule] = {
+                "by": alert.disabled.by,
+                "at": iso_utc(alert.disabled.at_ms),
+            }
+    return out
 
 
 Decide = Callable[[DeviceRecord], Evaluation]
@@ -350,11 +378,51 @@ class Pipeline:
         for device_id in device_ids:
 
             def decide(record: DeviceRecord) -> Evaluation:
-                return sweep(record.device_id, record.state, self.rules, now_ms)
+                silences = sweep(record.device_id, record.state, self.rules, now_ms)
+                timed = timers(record.device_id, silences.state, self.rules, now_ms)
+                return Evaluation(
+                    timed.state,
+                    [*silences.transitions, *timed.transitions],
+                    silences.changed or timed.changed,
+                )
 
             self._commit_device(records[device_id], decide, invocation, outcome, deliveries)
         self._deliver_all({}, deliveries, outcome)
         return outcome
+
+    def act(
+        self,
+        action: Action,
+        now_ms: int,
+        *,
+        deadline_ms: int | None = None,
+        invocation_id: str | None = None,
+    ) -> tuple[Outcome, dict[str, Any]]:
+        """An operator's action, through the same conditional commit and outbox
+        as readings (an action racing a reading, or another operator, is decided
+        on the state it finds after a lost race). Returns the outcome and the
+        answer: {"applied": true, "state": ...} or {"applied": false, "reason": ...}."""
+        outcome = Outcome()
+        refusals: list[str | None] = []
+
+        def decide(record: DeviceRecord) -> Evaluation:
+            result = apply_action(record.device_id, record.state, action, self.rules, now_ms)
+            refusals.append(result.refusal)
+            return result.evaluation
+
+        owner = f"action:{action.kind.value}:{action.device_id}:{action.sensor_id}:{now_ms}"
+        invocation = Invocation.start(owner, now_ms, deadline_ms, invocation_id)
+        record = self._store.load(action.device_id)
+        deliveries: list[_Delivery] = []
+        self._commit_device(record, decide, invocation, outcome, deliveries)
+        self._deliver_all({}, deliveries, outcome)
+        if outcome.failures:
+            return outcome, {}
+        final = deliveries[0].record if deliveries else self._store.load(action.device_id)
+        if refusals and refusals[-1] is not None:
+            return outcome, {"applied": False, "reason": refusals[-1]}
+        view = key_view(action.device_id, action.key, final.state.get(action.key))
+        return outcome, {"applied": True, "state": view}
 
     def _commit_device(
         self,
@@ -428,7 +496,7 @@ class Pipeline:
         for attempt in range(MAX_CONFLICT_RETRIES):
             if attempt:
                 record = self._store.load(record.device_id)
-            evaluation = decide(record)
+            evaluation = finalize(decide(record), self.rules, invocation.now_ms)
             if attempt == 0:
                 outcome.not_evaluated.extend(evaluation.not_evaluated)
             done.late = evaluation.late
@@ -471,7 +539,8 @@ class Pipeline:
         """Publish, mirror, then clear what was delivered from the outbox."""
         record, done = delivery.record, delivery.done
         keys = {e.key for e in delivery.entries}
-        transitions = [e.transition for e in delivery.entries]
+        # A snoozed key's transitions are history and mirror only: never published.
+        transitions = [e.transition for e in delivery.entries if not e.transition.muted]
         try:
             refused = list(self._publisher.publish(transitions)) if transitions else []
             for_good = [r for r in refused if not r.retryable]
@@ -506,10 +575,19 @@ class Pipeline:
         # either: rewrite it whole, as for a stale one.
         full = record.shadow_stale or delivery.redelivery
         before, after = mirror_entries(delivery.before), mirror_entries(record.state)
-        if not full and before == after:
+        disabled_before = mirror_disabled(delivery.before)
+        disabled_after = mirror_disabled(record.state)
+        if not full and before == after and disabled_before == disabled_after:
             return record.shadow_stale, None
         try:
-            result = self._mirror.update(record.device_id, before, after, full=full)
+            result = self._mirror.update(
+                record.device_id,
+                before,
+                after,
+                full=full,
+                disabled_before=disabled_before,
+                disabled_after=disabled_after,
+            )
         except DependencyError as exc:
             done.shadow, done.shadow_failure = "failed", (exc.code, False)
             return True, exc

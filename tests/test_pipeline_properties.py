@@ -109,7 +109,7 @@ class FakeMirror:
     faults: Faults
 
     def update(
-        self, thing_name: str, before: Sequence[Any], after: Sequence[Any], *, full: bool
+        self, thing_name: str, before: Sequence[Any], after: Sequence[Any], **_: Any
     ) -> MirrorResult:
         if self.faults.strike("UpdateThingShadow"):
             return MirrorResult(MirrorStatus.FAILED, "ThrottlingException", retryable=True)

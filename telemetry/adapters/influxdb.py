@@ -199,10 +199,17 @@ class InfluxRecords:
             f"severity={string_field(transition.severity.name)}",
             f"previousSeverity={string_field(transition.previous_severity.name)}",
             f"alertId={string_field(transition.alert_id)}",
-            f"value={float_field(transition.value)}",
         ]
+        if transition.value is not None:
+            fields.append(f"value={float_field(transition.value)}")
         if transition.threshold is not None:
             fields.append(f"threshold={float_field(transition.threshold)}")
+        # An operator's action says who acted, and why.
+        fields += [
+            f"{name}={string_field(text)}"
+            for name, text in (("by", transition.by), ("note", transition.note))
+            if text
+        ]
         fields.append(f"since={transition.since_ms}i")
         line = f"{ALERT_MEASUREMENT}{tags} {','.join(fields)} {transition.time_ms}"
         return Point(line, problem)

@@ -1,7 +1,10 @@
 """The device's named shadow mirrors its active alerts.
 
 `state.reported.alerts` is keyed by sensorId: {severity, rule, alertId, since,
-value} for the most severe active alert of that sensor, null once resolved.
+value} for the most severe active alert of that sensor, null once resolved,
+with `direction: "nodata"` for a no-data alert and, as operators act,
+`acknowledged: {by, at}`, `snoozedUntil` and `latched: true`. Keys operators
+disabled are listed apart, in `state.reported.disabled.<sensorId>.<rule>`.
 Only the named shadow (SHADOW_NAME) is written; the classic shadow only when
 SHADOW_NAME is empty.
 
@@ -28,6 +31,8 @@ MAX_MIRROR_BYTES: Final = 7 * 1024
 MAX_UPDATE_BYTES: Final = 6 * 1024
 """One update's payload: a patch larger than this is sent in several."""
 OMITTED: Final = "alertsOmitted"
+DISABLED: Final = "disabled"
+"""Keys operators disabled, listed apart: disabled.<sensorId>.<rule> = {by, at}."""
 
 _NOT_A_THING: Final = frozenset({"ResourceNotFoundException"})
 _MISCONFIGURED: Final = frozenset(
@@ -84,6 +89,23 @@ def _patch(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any
     return dict(sorted(patch.items()))
 
 
+def _nested_patch(
+    before: Mapping[str, Mapping[str, Any]], after: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """Per sensor, the rules to set and to remove (null); a sensor with none left: null."""
+    patch: dict[str, Any] = {}
+    for sensor in sorted(set(before) | set(after)):
+        old, new = before.get(sensor, {}), after.get(sensor)
+        if not new:
+            if old:
+                patch[sensor] = None
+            continue
+        changes = _patch(old, new)
+        if changes:
+            patch[sensor] = changes
+    return patch
+
+
 def _chunks(alerts: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     chunk: dict[str, Any] = {}
     size = 0
@@ -107,7 +129,14 @@ class ShadowMirror:
         self.calls = 0
 
     def update(
-        self, thing_name: str, before: MirrorEntries, after: MirrorEntries, *, full: bool
+        self,
+        thing_name: str,
+        before: MirrorEntries,
+        after: MirrorEntries,
+        *,
+        full: bool,
+        disabled_before: Mapping[str, Mapping[str, Any]] | None = None,
+        disabled_after: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> MirrorResult:
         """Bring the mirror from what `before` put there to what `after` needs.
 
@@ -119,15 +148,21 @@ class ShadowMirror:
         old, old_omitted = fitted(before)
         new, omitted = fitted(after)
         documents: list[dict[str, Any]] = []
+        off_before, off_after = dict(disabled_before or {}), dict(disabled_after or {})
         if full:
-            documents.append({"alerts": None, OMITTED: None})
+            documents.append({"alerts": None, OMITTED: None, DISABLED: None})
             documents.extend({"alerts": chunk} for chunk in _chunks(new))
             if omitted:
                 documents.append({OMITTED: omitted})
+            if off_after:
+                documents.append({DISABLED: off_after})
         else:
             documents.extend({"alerts": chunk} for chunk in _chunks(_patch(old, new)))
             if omitted != old_omitted:
                 documents.append({OMITTED: omitted or None})
+            off_patch = _nested_patch(off_before, off_after)
+            if off_patch:
+                documents.append({DISABLED: off_patch})
         if not documents:
             return MirrorResult(MirrorStatus.UNCHANGED, omitted=omitted)
         for reported in documents:

@@ -24,6 +24,7 @@ from telemetry.core.messages import Reading
 
 MAX_RECORDS_PER_WRITE: Final = 100
 READING_MEASURE: Final = "reading"
+MAX_TEXT_MEASURE_BYTES: Final = 1024
 ALERT_MEASURE: Final = "alert"
 
 
@@ -59,13 +60,16 @@ def alert_record(transition: Transition) -> dict[str, Any]:
         {"Name": "severity", "Value": transition.severity.name, "Type": "VARCHAR"},
         {"Name": "previousSeverity", "Value": transition.previous_severity.name, "Type": "VARCHAR"},
         {"Name": "alertId", "Value": transition.alert_id, "Type": "VARCHAR"},
-        {"Name": "value", "Value": _number(transition.value), "Type": "DOUBLE"},
         {"Name": "since", "Value": str(transition.since_ms), "Type": "TIMESTAMP"},
     ]
-    if transition.threshold is not None:
-        measures.append(
-            {"Name": "threshold", "Value": _number(transition.threshold), "Type": "DOUBLE"}
-        )
+    for name, number in (("value", transition.value), ("threshold", transition.threshold)):
+        if number is not None:
+            measures.append({"Name": name, "Value": _number(number), "Type": "DOUBLE"})
+    # An operator's action says who acted, and why (cut to keep the record under 2 KB).
+    for name, text in (("by", transition.by), ("note", transition.note)):
+        if text:
+            cut = text.encode()[:MAX_TEXT_MEASURE_BYTES].decode("utf-8", "ignore")
+            measures.append({"Name": name, "Value": cut, "Type": "VARCHAR"})
     return {
         "Dimensions": _dimensions(
             [

@@ -42,10 +42,102 @@ class Severity(IntEnum):
 
 
 class Status(StrEnum):
+    """What a transition says happened. The first four are changes of level;
+    the rest are operators' actions on an alert and the timers they set."""
+
     RAISED = "RAISED"
     ESCALATED = "ESCALATED"
     DEESCALATED = "DEESCALATED"
     RESOLVED = "RESOLVED"
+    ACKNOWLEDGED = "ACKNOWLEDGED"
+    SNOOZED = "SNOOZED"
+    UNSNOOZED = "UNSNOOZED"
+    DISABLED = "DISABLED"
+    ENABLED = "ENABLED"
+    LATCHED = "LATCHED"
+    RESET = "RESET"
+    REMINDER = "REMINDER"
+
+
+ACTION_STATUSES: Final = frozenset(
+    {
+        Status.ACKNOWLEDGED,
+        Status.SNOOZED,
+        Status.UNSNOOZED,
+        Status.DISABLED,
+        Status.ENABLED,
+        Status.RESET,
+    }
+)
+"""Statuses an operator's action produces (published even while snoozed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attention:
+    """What operators did and were told about one alert episode: who
+    acknowledged it and when, when they were last told of it, and when the
+    next reminder is due (None: no reminder)."""
+
+    ack_by: str | None = None
+    ack_ms: int | None = None
+    notified_ms: int | None = None
+    remind_ms: int | None = None
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.ack_by is not None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.ack_by is not None:
+            out |= {"ackBy": self.ack_by, "ackAt": self.ack_ms}
+        if self.notified_ms is not None:
+            out["notified"] = self.notified_ms
+        if self.remind_ms is not None:
+            out["remind"] = self.remind_ms
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any] | None) -> Attention | None:
+        if not raw:
+            return None
+        return cls(raw.get("ackBy"), raw.get("ackAt"), raw.get("notified"), raw.get("remind"))
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """What operators had last heard of a key when it was snoozed: the
+    severity and episode of its threshold alert and of its no-data alert."""
+
+    severity: Severity = Severity.OK
+    alert_id: str | None = None
+    nodata_severity: Severity = Severity.OK
+    nodata_alert_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "severity": self.severity.name,
+            "alertId": self.alert_id,
+            "nodataSeverity": self.nodata_severity.name,
+            "nodataAlertId": self.nodata_alert_id,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Heard:
+        return cls(
+            Severity[raw.get("severity", "OK")],
+            raw.get("alertId"),
+            Severity[raw.get("nodataSeverity", "OK")],
+            raw.get("nodataAlertId"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Disabled:
+    """Who disabled a key's evaluation, and when."""
+
+    by: str
+    at_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +184,7 @@ class Silence:
     severity: Severity = Severity.OK
     alert_id: str | None = None
     since_ms: int | None = None
+    attention: Attention | None = None
 
     @property
     def due_ms(self) -> int:
@@ -108,6 +201,8 @@ class Silence:
                 "alertId": self.alert_id,
                 "since": self.since_ms,
             }
+        if self.attention is not None:
+            out["attention"] = self.attention.to_json()
         return out
 
     @classmethod
@@ -123,6 +218,7 @@ class Silence:
             severity=Severity[raw.get("severity", "OK")],
             alert_id=raw.get("alertId"),
             since_ms=int(since) if since is not None else None,
+            attention=Attention.from_json(raw.get("attention")),
         )
 
 
@@ -136,6 +232,11 @@ class AlertState:
     recorded here, the line before which readings are late. `silence` tracks
     arrival for a rule with `nodata`, and holds its no-data episode: an alert
     of its own beside the threshold one.
+
+    Operators' state: `latched` (the value came back, the alert waits for a
+    reset) and `attention` (acknowledgement, reminders) belong to the
+    threshold episode; `snoozed_until_ms` with `heard` (what operators had
+    heard when they snoozed it) and `disabled` belong to the key.
     """
 
     severity: Severity = Severity.OK
@@ -146,6 +247,11 @@ class AlertState:
     last_ms: int = -1
     streaks: Mapping[str, Streak] = field(default_factory=dict)
     silence: Silence | None = None
+    latched: bool = False
+    attention: Attention | None = None
+    snoozed_until_ms: int | None = None
+    heard: Heard | None = None
+    disabled: Disabled | None = None
 
     @property
     def silent(self) -> bool:
@@ -165,7 +271,22 @@ class AlertState:
             out["streaks"] = {k: [s.count, s.start_ms] for k, s in self.streaks.items()}
         if self.silence is not None:
             out[NODATA] = self.silence.to_json()
+        if self.latched:
+            out["latched"] = True
+        if self.attention is not None:
+            out["attention"] = self.attention.to_json()
+        if self.snoozed_until_ms is not None:
+            out["snoozedUntil"] = self.snoozed_until_ms
+        if self.heard is not None:
+            out["heard"] = self.heard.to_json()
+        if self.disabled is not None:
+            out["disabled"] = {"by": self.disabled.by, "at": self.disabled.at_ms}
         return out
+
+    @property
+    def operated(self) -> bool:
+        """Whether operators' state is held on this key (it must not be forgotten)."""
+        return self.snoozed_until_ms is not None or self.disabled is not None
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> AlertState:
@@ -182,6 +303,15 @@ class AlertState:
             last_ms=int(raw.get("last", -1)),
             streaks=streaks,
             silence=Silence.from_json(silence) if silence is not None else None,
+            latched=bool(raw.get("latched", False)),
+            attention=Attention.from_json(raw.get("attention")),
+            snoozed_until_ms=raw.get("snoozedUntil"),
+            heard=Heard.from_json(raw["heard"]) if raw.get("heard") else None,
+            disabled=(
+                Disabled(raw["disabled"]["by"], int(raw["disabled"]["at"]))
+                if raw.get("disabled")
+                else None
+            ),
         )
 
 
@@ -203,7 +333,7 @@ class Transition:
     device_id: str
     sensor_id: str
     rule: str
-    value: float
+    value: float | None
     threshold: float | None
     time_ms: int
     since_ms: int
@@ -211,6 +341,11 @@ class Transition:
     type: str | None = None
     location: str | None = None
     unit: str | None = None
+    by: str | None = None
+    note: str | None = None
+    until_ms: int | None = None
+    muted: bool = False
+    """Snoozed: written to the alert history and the shadow, never published."""
 
     @property
     def key(self) -> str:
@@ -239,8 +374,17 @@ class Transition:
             "time": iso_utc(self.time_ms),
             "since": iso_utc(self.since_ms),
         }
-        known = (("type", self.type), ("location", self.location), ("unit", self.unit))
+        known = (
+            ("type", self.type),
+            ("location", self.location),
+            ("unit", self.unit),
+            ("by", self.by),
+            ("note", self.note),
+            ("snoozedUntil", None if self.until_ms is None else iso_utc(self.until_ms)),
+        )
         out.update({key: value for key, value in known if value is not None})
+        if self.muted:
+            out["muted"] = True
         return out
 
     @classmethod
@@ -253,7 +397,7 @@ class Transition:
             device_id=raw["deviceId"],
             sensor_id=raw["sensorId"],
             rule=raw["rule"],
-            value=float(raw["value"]),
+            value=None if raw.get("value") is None else float(raw["value"]),
             threshold=None if raw.get("threshold") is None else float(raw["threshold"]),
             time_ms=parse_time_ms(raw["time"]),
             since_ms=parse_time_ms(raw["since"]),
@@ -261,6 +405,12 @@ class Transition:
             type=raw.get("type"),
             location=raw.get("location"),
             unit=raw.get("unit"),
+            by=raw.get("by"),
+            note=raw.get("note"),
+            until_ms=None
+            if raw.get("snoozedUntil") is None
+            else parse_time_ms(raw["snoozedUntil"]),
+            muted=bool(raw.get("muted", False)),
         )
 
 
@@ -407,11 +557,68 @@ def _raise(reading: Reading, rule: Rule, side: Side, severity: Severity) -> Aler
 
 def step(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
     """Evaluate one reading; None when nothing about this state changes. What
-    belongs to the key rather than to the episode (arrival tracking) is kept."""
-    change = _step(state, rule, reading)
-    if change is None or change.state.silence is state.silence:
-        return change
-    return _Change(replace(change.state, silence=state.silence), change.transitions)
+    belongs to the key rather than to the episode (arrival tracking, snooze,
+    what operators heard) is kept; an acknowledgement lasts as long as its
+    episode, and an escalation to CRITICAL clears it (a worse situation needs
+    a new one)."""
+    change = _step_latched(state, rule, reading) if state.latched else _step(state, rule, reading)
+    if change is None:
+        return None
+    after = change.state
+    if after.alert_id != state.alert_id:
+        after = replace(after, attention=None)
+    elif after.attention is not None and any(
+        t.status is Status.ESCALATED and t.severity is Severity.CRITICAL for t in change.transitions
+    ):
+        after = replace(after, attention=replace(after.attention, ack_by=None, ack_ms=None))
+    kept = replace(
+        after,
+        silence=state.silence,
+        snoozed_until_ms=state.snoozed_until_ms,
+        heard=state.heard,
+        disabled=state.disabled,
+    )
+    return _Change(kept, change.transitions)
+
+
+def _step_latched(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
+    """A latched alert (its value came back) waits for an operator: it only
+    changes when a level is breached again, and then it is live once more."""
+    if reading.time_ms <= state.last_ms:
+        return None
+    fresh = AlertState(last_ms=state.last_ms, streaks=state.streaks)
+    probe = _step(fresh, rule, reading)
+    if probe is None or probe.state.severity is Severity.OK:
+        streaks = probe.state.streaks if probe is not None else state.streaks
+        return _Change(replace(state, last_ms=reading.time_ms, streaks=streaks), ())
+    breach = probe.state
+    if breach.side != state.side:
+        resolved = _resolve(reading, rule, state)
+        return _Change(breach, (resolved, *probe.transitions))
+    live = replace(
+        state,
+        severity=breach.severity,
+        value=reading.value,
+        last_ms=reading.time_ms,
+        streaks=breach.streaks,
+        latched=False,
+    )
+    if breach.severity == state.severity:
+        return _Change(live, ())
+    side = _side_named(rule, state.side)
+    if breach.severity > state.severity:
+        status, threshold = Status.ESCALATED, side.critical if side else None
+    else:
+        status = Status.DEESCALATED
+        threshold = _clear_level(side, rule, Severity.CRITICAL) if side else None
+    return _Change(
+        live,
+        (
+            _transition(
+                reading, rule, state, status, breach.severity, threshold, state.side or "above"
+            ),
+        ),
+    )
 
 
 def _step(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
@@ -434,6 +641,20 @@ def _step(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
         # de-escalate what newer data kept. (A quiet key costs no write per reading.)
         return _Change(replace(state, last_ms=reading.time_ms, streaks=streaks), ())
     transitions: list[Transition] = []
+    if state.severity is not Severity.OK and new is Severity.OK and rule.latch:
+        # Back inside the levels, but operators must look: LATCHED until a reset.
+        side_now = _side_named(rule, state.side)
+        lowest = (
+            Severity.WARNING if side_now and side_now.warning is not None else Severity.CRITICAL
+        )
+        clear = _clear_level(side_now, rule, lowest) if side_now else None
+        latched = _transition(
+            reading, rule, state, Status.LATCHED, state.severity, clear, state.side or "above"
+        )
+        after = replace(
+            state, latched=True, value=reading.value, last_ms=reading.time_ms, streaks=streaks
+        )
+        return _Change(after, (latched,))
     if state.severity is not Severity.OK and (new is Severity.OK or not same_episode):
         transitions.append(_resolve(reading, rule, state))
         state = _OK
@@ -632,6 +853,8 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
         for rule in matched:
             key = (sensor_id, rule.name)
             before = current.get(key)
+            if before is not None and before.disabled is not None:
+                continue  # an operator disabled it: stored, not evaluated
             if rule.nodata_ms is not None and arrival_ms is not None:
                 tracked = _arrived(before, rule, rule.nodata_ms, reading, arrival_ms)
                 if tracked is not None:
@@ -737,7 +960,7 @@ def quiet_oldest_first(state: Mapping[StateKey, AlertState]) -> list[StateKey]:
     quiet = [
         k
         for k, a in state.items()
-        if a.severity is Severity.OK and not a.streaks and a.silence is None
+        if a.severity is Severity.OK and not a.streaks and a.silence is None and not a.operated
     ]
     quiet.sort(key=lambda k: (state[k].last_ms, k))
     return quiet

@@ -1,0 +1,761 @@
+"""Operators act on alerts: acknowledge, snooze, disable, enable, reset; and
+the timers that follow from them (reminders, the end of a snooze).
+
+The alarm lifecycle of AWS IoT Events, made precise:
+
+- `acknowledge`: an active alert (threshold or no-data) becomes acknowledged,
+  which stops its reminders. An escalation to CRITICAL clears it, a
+  de-escalation keeps it, resolution ends it with the episode. A latched
+  alert is resolved by its acknowledgement.
+- reminders: a rule's `repeat` re-sends an active, unacknowledged alert as
+  REMINDER every `repeat` (found by the sweep), with its alertId.
+- `snooze` until T: nothing of that (device, sensor, rule) is published until
+  T; evaluation, alert history and the shadow go on. When T passes or on
+  `unsnooze`, operators get one message with the net change since what they
+  last heard (RAISED, ESCALATED, DEESCALATED or RESOLVED), nothing if none.
+- `disable`: evaluation of the key stops (readings are still stored); active
+  alerts close with DISABLED. `enable`: evaluation resumes with the next reading.
+- latch (a rule's `latch: true`): a value back inside the levels makes the
+  alert LATCHED, not RESOLVED; `reset` (or `acknowledge`) ends it. `reset` on
+  an unlatched active alert returns it to OK with RESET, evaluation starting
+  afresh with the next reading.
+
+Every action that changes something is a transition, with `by` and `note`.
+Pure: the clock is given, the state is a value; the pipeline commits the
+result like any other evaluation (conditionally, through the outbox).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any, Final
+
+from telemetry.core.alerts import (
+    ACTION_STATUSES,
+    ActiveAlert,
+    AlertState,
+    Attention,
+    Disabled,
+    Evaluation,
+    Heard,
+    Severity,
+    Silence,
+    StateKey,
+    Status,
+    Transition,
+    alert_id_for,
+    episodes,
+)
+from telemetry.core.messages import THING_NAME_PATTERN, iso_utc, parse_time_ms
+from telemetry.core.rules import (
+    DEVICE_THRESHOLD_RULE,
+    RULE_NAME_PATTERN,
+    RuleSet,
+    parse_duration_ms,
+)
+
+MAX_BY: Final = 256
+MAX_NOTE: Final = 1024
+MAX_SNOOZE_MS: Final = 90 * 86_400_000
+"""The longest snooze: beyond it, disable the key instead."""
+OPERATOR_ID_SUFFIX: Final = "#operator"
+_THING: Final = re.compile(THING_NAME_PATTERN)
+_RULE: Final = re.compile(RULE_NAME_PATTERN)
+_ALERT_ID: Final = re.compile(r"^[0-9a-f]{32}$")
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class Kind(StrEnum):
+    ACKNOWLEDGE = "acknowledge"
+    SNOOZE = "snooze"
+    UNSNOOZE = "unsnooze"
+    DISABLE = "disable"
+    ENABLE = "enable"
+    RESET = "reset"
+
+
+class InvalidActionError(ValueError):
+    """An action that is not one: `field` names what is wrong."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One operator's action on one (device, sensor, rule)."""
+
+    kind: Kind
+    device_id: str
+    sensor_id: str
+    rule: str
+    by: str
+    note: str | None = None
+    alert_id: str | None = None
+    until_ms: int | None = None
+
+    @property
+    def key(self) -> StateKey:
+        return (self.sensor_id, self.rule)
+
+
+def _text(raw: Mapping[str, Any], name: str, *, most: int, required: bool) -> str | None:
+    value = raw.get(name)
+    if value is None:
+        if required:
+            raise InvalidActionError(name, "is required")
+        return None
+    if not isinstance(value, str):
+        raise InvalidActionError(name, "must be text")
+    if required and not value.strip():
+        raise InvalidActionError(name, "must not be empty")
+    if len(value) > most:
+        raise InvalidActionError(name, f"must be at most {most} characters (got {len(value)})")
+    if _CONTROL.search(value):
+        raise InvalidActionError(name, "must be one line of text (no control characters)")
+    return value
+
+
+def _name(raw: Mapping[str, Any], name: str, pattern: re.Pattern[str], words: str) -> str:
+    value = raw.get(name)
+    if value is None:
+        raise InvalidActionError(name, "is required")
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise InvalidActionError(name, f"must be {words}")
+    return value
+
+
+def _until(raw: Any, now_ms: int) -> int:
+    """Epoch ms, ISO-8601, or a duration from now such as `2h`."""
+    if (
+        isinstance(raw, str)
+        and raw.strip()
+        and raw.strip()[0].isdigit()
+        and raw.strip()[-1].isalpha()
+    ):
+        try:
+            return now_ms + parse_duration_ms(raw.strip())
+        except ValueError:
+            pass
+    try:
+        return parse_time_ms(raw)
+    except ValueError as exc:
+        raise InvalidActionError(
+            "until", f"must be epoch milliseconds, ISO-8601 or a duration such as 2h ({exc})"
+        ) from None
+
+
+def parse_action(raw: object, now_ms: int) -> Action:
+    """An action from its JSON form, or InvalidActionError naming the field.
+    Fields the IoT rule adds (such as the topic) are ignored."""
+    if not isinstance(raw, Mapping):
+        raise InvalidActionError("$", "an action must be a JSON object")
+    kind_text = raw.get("action")
+    try:
+        kind = Kind(str(kind_text))
+    except ValueError:
+        choices = ", ".join(k.value for k in Kind)
+        raise InvalidActionError(
+            "action", f"must be one of {choices} (got {kind_text!r})"
+        ) from None
+    device_id = _name(raw, "deviceId", _THING, "1-128 characters of [a-zA-Z0-9:_-]")
+    sensor_id = _name(raw, "sensorId", _THING, "1-128 characters of [a-zA-Z0-9:_-]")
+    rule = raw.get("rule")
+    if rule != DEVICE_THRESHOLD_RULE:
+        rule = _name(raw, "rule", _RULE, "a rule name (letters, digits, . _ : -)")
+    by = _text(raw, "by", most=MAX_BY, required=True) or ""
+    note = _text(raw, "note", most=MAX_NOTE, required=False)
+    alert_id = raw.get("alertId")
+    if alert_id is not None and (
+        not isinstance(alert_id, str) or not _ALERT_ID.fullmatch(alert_id)
+    ):
+        raise InvalidActionError("alertId", "must be an alertId: 32 hexadecimal characters")
+    until_ms = None
+    if kind is Kind.SNOOZE:
+        if raw.get("until") is None:
+            raise InvalidActionError("until", "is required to snooze (epoch ms, ISO-8601 or 2h)")
+        until_ms = _until(raw["until"], now_ms)
+        if until_ms <= now_ms:
+            raise InvalidActionError("until", f"{iso_utc(until_ms)} is not in the future")
+        if until_ms - now_ms > MAX_SNOOZE_MS:
+            raise InvalidActionError("until", "a snooze lasts at most 90 days; disable instead")
+    elif raw.get("until") is not None:
+        raise InvalidActionError("until", "only a snooze takes an end")
+    return Action(kind, device_id, sensor_id, str(rule), by, note, alert_id, until_ms)
+
+
+# ---------------------------------------------------------------- applying
+
+
+@dataclass(slots=True)
+class ActionOutcome:
+    """The device's state after an action, or why it was refused (nothing changes)."""
+
+    evaluation: Evaluation
+    refusal: str | None = None
+
+
+def _operator_id(device_id: str, key: StateKey, now_ms: int) -> str:
+    return alert_id_for(device_id, key[0], key[1] + OPERATOR_ID_SUFFIX, now_ms)
+
+
+def _key_severity(state: AlertState) -> Severity:
+    nodata = state.silence.severity if state.silence is not None else Severity.OK
+    return max(state.severity, nodata)
+
+
+def _action_transition(
+    device_id: str,
+    key: StateKey,
+    status: Status,
+    action: Action | None,
+    now_ms: int,
+    *,
+    episode: ActiveAlert | None,
+    severity: Severity,
+    previous: Severity,
+    state: AlertState,
+) -> Transition:
+    labels = state.silence
+    return Transition(
+        alert_id=episode.alert_id
+        if episode and episode.alert_id
+        else _operator_id(device_id, key, now_ms),
+        status=status,
+        severity=severity,
+        previous_severity=previous,
+        device_id=device_id,
+        sensor_id=key[0],
+        rule=key[1],
+        value=episode.value if episode is not None else state.value,
+        threshold=None,
+        time_ms=now_ms,
+        since_ms=episode.since_ms if episode is not None else now_ms,
+        direction=episode.direction if episode is not None else (state.side or "above"),
+        type=labels.type if labels is not None else None,
+        location=labels.location if labels is not None else None,
+        unit=labels.unit if labels is not None else None,
+        by=action.by if action is not None else None,
+        note=action.note if action is not None else None,
+        until_ms=action.until_ms if action is not None else None,
+    )
+
+
+def _with_attention(
+    state: AlertState, episode: ActiveAlert, attention: Attention | None
+) -> AlertState:
+    if episode.direction == "nodata" and state.silence is not None:
+        return replace(state, silence=replace(state.silence, attention=attention))
+    return replace(state, attention=attention)
+
+
+def _attention_of(state: AlertState, episode: ActiveAlert) -> Attention | None:
+    if episode.direction == "nodata":
+        return state.silence.attention if state.silence is not None else None
+    return state.attention
+
+
+def apply_action(
+    device_id: str,
+    state: Mapping[StateKey, AlertState],
+    action: Action,
+    rules: RuleSet,
+    now_ms: int,
+) -> ActionOutcome:
+    """What `action` does to the device's state at `now_ms`."""
+    key = action.key
+    current = state.get(key)
+    unchanged = Evaluation(dict(state))
+    where = f"{device_id} {key[0]} ({key[1]})"
+    if current is None and rules.named(key[1]) is None:
+        return ActionOutcome(
+            unchanged, f"no rule named {key[1]!r} is in force, and {where} has no state"
+        )
+    before = current or AlertState()
+    live = episodes(key[1], before)
+    if action.alert_id is not None and action.alert_id not in {e.alert_id for e in live}:
+        now = ", ".join(e.alert_id or "" for e in live) or "none is active"
+        return ActionOutcome(
+            unchanged,
+            f"alert {action.alert_id} is no longer the current episode of {where} (now: {now})",
+        )
+    chosen = [e for e in live if action.alert_id is None or e.alert_id == action.alert_id]
+    handler = _HANDLERS[action.kind]
+    result = handler(device_id, key, before, chosen, action, now_ms)
+    if isinstance(result, str):
+        return ActionOutcome(unchanged, result.replace("{where}", where))
+    after, transitions = result
+    written = dict(state)
+    written[key] = after
+    return ActionOutcome(Evaluation(written, list(transitions), changed=True))
+
+
+Applied = tuple[AlertState, list[Transition]] | str
+
+
+def _acknowledge(
+    device_id: str,
+    key: StateKey,
+    state: AlertState,
+    chosen: list[ActiveAlert],
+    action: Action,
+    now_ms: int,
+) -> Applied:
+    if not chosen:
+        return "no active alert on {where} to acknowledge"
+    pending = [e for e in chosen if not (_attention_of(state, e) or Attention()).acknowledged]
+    if not pending:
+        who = (_attention_of(state, chosen[0]) or Attention()).ack_by
+        return f"already acknowledged by {who}"
+    transitions = []
+    after = state
+    for episode in pending:
+        if episode.direction != "nodata" and state.latched:
+            # A latched alert is over once someone has looked: resolved by its ack.
+            transitions.append(
+                _action_transition(
+                    device_id,
+                    key,
+                    Status.ACKNOWLEDGED,
+                    action,
+                    now_ms,
+                    episode=episode,
+                    severity=Severity.OK,
+                    previous=episode.severity,
+                    state=state,
+                )
+            )
+            after = replace(
+                after,
+                severity=Severity.OK,
+                side=None,
+                alert_id=None,
+                since_ms=None,
+                latched=False,
+                attention=None,
+                streaks={},
+            )
+            continue
+        transitions.append(
+            _action_transition(
+                device_id,
+                key,
+                Status.ACKNOWLEDGED,
+                action,
+                now_ms,
+                episode=episode,
+                severity=episode.severity,
+                previous=episode.severity,
+                state=state,
+            )
+        )
+        attention = replace(
+            _attention_of(after, episode) or Attention(),
+            ack_by=action.by,
+            ack_ms=now_ms,
+            remind_ms=None,
+        )
+        after = _with_attention(after, episode, attention)
+    return after, transitions
+
+
+def _snooze(
+    device_id: str,
+    key: StateKey,
+    state: AlertState,
+    chosen: list[ActiveAlert],
+    action: Action,
+    now_ms: int,
+) -> Applied:
+    until = action.until_ms
+    if until is None:  # parse_action requires it
+        return "a snooze needs an end"
+    if state.snoozed_until_ms == until:
+        return f"already snoozed until {iso_utc(until)}"
+    heard = state.heard
+    if heard is None or state.snoozed_until_ms is None or state.snoozed_until_ms <= now_ms:
+        silence = state.silence
+        heard = Heard(
+            state.severity,
+            state.alert_id,
+            silence.severity if silence is not None else Severity.OK,
+            silence.alert_id if silence is not None else None,
+        )
+    episode = chosen[0] if chosen else None
+    severity = _key_severity(state)
+    transition = _action_transition(
+        device_id,
+        key,
+        Status.SNOOZED,
+        action,
+        now_ms,
+        episode=episode,
+        severity=severity,
+        previous=severity,
+        state=state,
+    )
+    return replace(state, snoozed_until_ms=until, heard=heard), [transition]
+
+
+def catch_up(
+    device_id: str, key: StateKey, state: AlertState, now_ms: int, action: Action | None = None
+) -> list[Transition]:
+    """After a snooze: per episode kind, one message with the net change since
+    what operators last heard, carrying the current episode's alertId."""
+    heard = state.heard or Heard()
+    out = []
+    silence = state.silence or Silence(now_ms, 0, 0.0)
+    for kind, severity, alert_id, since, value, direction, was, was_id in (
+        (
+            "threshold",
+            state.severity,
+            state.alert_id,
+            state.since_ms,
+            state.value,
+            state.side or "above",
+            heard.severity,
+            heard.alert_id,
+        ),
+        (
+            "nodata",
+            silence.severity,
+            silence.alert_id,
+            silence.since_ms,
+            silence.value,
+            "nodata",
+            heard.nodata_severity,
+            heard.nodata_alert_id,
+        ),
+    ):
+        del kind
+        if severity == was and alert_id == was_id:
+            continue
+        if severity is Severity.OK and was is Severity.OK:
+            continue
+        if severity is Severity.OK:
+            status, chosen_id = Status.RESOLVED, was_id
+        elif was is Severity.OK or alert_id != was_id:
+            status, chosen_id = Status.RAISED, alert_id
+        elif severity > was:
+            status, chosen_id = Status.ESCALATED, alert_id
+        else:
+            status, chosen_id = Status.DEESCALATED, alert_id
+        out.append(
+            Transition(
+                alert_id=chosen_id or _operator_id(device_id, key, now_ms),
+                status=status,
+                severity=severity,
+                previous_severity=was,
+                device_id=device_id,
+                sensor_id=key[0],
+                rule=key[1],
+                value=value,
+                threshold=None,
+                time_ms=now_ms,
+                since_ms=since if since is not None else now_ms,
+                direction=direction,
+                type=state.silence.type if state.silence is not None else None,
+                location=state.silence.location if state.silence is not None else None,
+                unit=state.silence.unit if state.silence is not None else None,
+                by=action.by if action is not None else None,
+            )
+        )
+    return out
+
+
+def _unsnooze(
+    device_id: str,
+    key: StateKey,
+    state: AlertState,
+    chosen: list[ActiveAlert],
+    action: Action,
+    now_ms: int,
+) -> Applied:
+    if state.snoozed_until_ms is None or state.snoozed_until_ms <= now_ms:
+        return "{where} is not snoozed"
+    episode = chosen[0] if chosen else None
+    severity = _key_severity(state)
+    transitions = [
+        _action_transition(
+            device_id,
+            key,
+            Status.UNSNOOZED,
+            action,
+            now_ms,
+            episode=episode,
+            severity=severity,
+            previous=severity,
+            state=state,
+        ),
+        *catch_up(device_id, key, state, now_ms, action),
+    ]
+    return replace(state, snoozed_until_ms=None, heard=None), transitions
+
+
+def _disable(
+    device_id: str,
+    key: StateKey,
+    state: AlertState,
+    chosen: list[ActiveAlert],
+    action: Action,
+    now_ms: int,
+) -> Applied:
+    if state.disabled is not None:
+        return f"{{where}} is already disabled (by {state.disabled.by})"
+    live = episodes(key[1], state)
+    transitions = [
+        _action_transition(
+            device_id,
+            key,
+            Status.DISABLED,
+            action,
+            now_ms,
+            episode=e,
+            severity=Severity.OK,
+            previous=e.severity,
+            state=state,
+        )
+        for e in live
+    ] or [
+        _action_transition(
+            device_id,
+            key,
+            Status.DISABLED,
+            action,
+            now_ms,
+            episode=None,
+            severity=Severity.OK,
+            previous=Severity.OK,
+            state=state,
+        )
+    ]
+    after = AlertState(last_ms=state.last_ms, disabled=Disabled(action.by, now_ms))
+    return after, transitions
+
+
+def _enable(
+    device_id: str,
+    key: StateKey,
+    state: AlertState,
+    chosen: list[ActiveAlert],
+    action: Action,
+    now_ms: int,
+) -> Applied:
+    if state.disabled is None:
+        return "{where} is not disabled"
+    transition = _action_transition(
+        device_id,
+        key,
+        Status.ENABLED,
+        action,
+        now_ms,
+        episode=None,
+        severity=Severity.OK,
+        previous=Severity.OK,
+        state=state,
+    )
+    return replace(state, disabled=None), [transition]
+
+
+def _reset(
+    device_id: str,
+    key: StateKey,
+    state: AlertState,
+    chosen: list[ActiveAlert],
+    action: Action,
+    now_ms: int,
+) -> Applied:
+    if not chosen:
+        return "no active alert on {where} to reset"
+    transitions = []
+    after = state
+    for episode in chosen:
+        transitions.append(
+            _action_transition(
+                device_id,
+                key,
+                Status.RESET,
+                action,
+                now_ms,
+                episode=episode,
+                severity=Severity.OK,
+                previous=episode.severity,
+                state=state,
+            )
+        )
+        if episode.direction == "nodata" and after.silence is not None:
+            # Afresh: silent again only a whole window from now.
+            fresh = Silence(
+                now_ms,
+                after.silence.window_ms,
+                after.silence.value,
+                after.silence.type,
+                after.silence.location,
+                after.silence.unit,
+            )
+            after = replace(after, silence=fresh)
+        else:
+            after = replace(
+                after,
+                severity=Severity.OK,
+                side=None,
+                alert_id=None,
+                since_ms=None,
+                value=None,
+                latched=False,
+                attention=None,
+                streaks={},
+            )
+    return after, transitions
+
+
+_HANDLERS: Final = {
+    Kind.ACKNOWLEDGE: _acknowledge,
+    Kind.SNOOZE: _snooze,
+    Kind.UNSNOOZE: _unsnooze,
+    Kind.DISABLE: _disable,
+    Kind.ENABLE: _enable,
+    Kind.RESET: _reset,
+}
+
+
+# ---------------------------------------------------------------- timers and delivery
+
+
+def timers(
+    device_id: str, state: Mapping[StateKey, AlertState], rules: RuleSet, now_ms: int
+) -> Evaluation:
+    """What time alone changes as of `now_ms` (the sweep): snoozes that ended
+    bring operators up to date, unacknowledged alerts are reminded."""
+    written: dict[StateKey, AlertState] | None = None
+    transitions: list[Transition] = []
+    for key, alert in sorted(state.items()):
+        after = alert
+        if alert.snoozed_until_ms is not None and alert.snoozed_until_ms <= now_ms:
+            transitions += catch_up(device_id, key, alert, now_ms)
+            after = replace(after, snoozed_until_ms=None, heard=None)
+        if after.snoozed_until_ms is None:
+            for episode in episodes(key[1], after):
+                attention = _attention_of(after, episode)
+                if attention is None or attention.acknowledged or attention.remind_ms is None:
+                    continue
+                if attention.remind_ms <= now_ms:
+                    transitions.append(
+                        replace(
+                            _action_transition(
+                                device_id,
+                                key,
+                                Status.REMINDER,
+                                None,
+                                now_ms,
+                                episode=episode,
+                                severity=episode.severity,
+                                previous=episode.severity,
+                                state=after,
+                            ),
+                            threshold=None,
+                        )
+                    )
+        if after is not alert:
+            if written is None:
+                written = dict(state)
+            written[key] = after
+    changed = written is not None or bool(transitions)
+    return Evaluation(written if written is not None else dict(state), transitions, changed)
+
+
+def finalize(evaluation: Evaluation, rules: RuleSet, now_ms: int) -> Evaluation:
+    """Mute what a snooze holds back, and note what operators were told: each
+    published transition of an episode sets when they last heard of it and so
+    when its next reminder is due (the rule's `repeat`, while unacknowledged)."""
+    if not evaluation.transitions:
+        return evaluation
+    state = dict(evaluation.state)
+    out = []
+    for given in evaluation.transitions:
+        key = (given.sensor_id, given.rule)
+        alert = state.get(key)
+        snoozed = (
+            alert is not None
+            and alert.snoozed_until_ms is not None
+            and now_ms < alert.snoozed_until_ms
+            and given.status not in ACTION_STATUSES
+        )
+        transition = replace(given, muted=True) if snoozed else given
+        out.append(transition)
+        if alert is None or snoozed:
+            continue
+        rule = rules.named(key[1])
+        repeat = rule.repeat_ms if rule is not None else None
+        for episode in episodes(key[1], alert):
+            if episode.alert_id != transition.alert_id:
+                continue
+            attention = _attention_of(alert, episode) or Attention()
+            remind = None if attention.acknowledged or repeat is None else now_ms + repeat
+            alert = _with_attention(
+                alert, episode, replace(attention, notified_ms=now_ms, remind_ms=remind)
+            )
+        state[key] = alert
+    return Evaluation(
+        state, out, True, evaluation.evaluated, evaluation.late, evaluation.not_evaluated
+    )
+
+
+# ---------------------------------------------------------------- what operators see
+
+
+def key_view(device_id: str, key: StateKey, state: AlertState | None) -> dict[str, Any]:
+    """One (device, sensor, rule) as an action's answer and `alerts list` show it."""
+    state = state or AlertState()
+    view: dict[str, Any] = {
+        "deviceId": device_id,
+        "sensorId": key[0],
+        "rule": key[1],
+        "severity": state.severity.name,
+        "alertId": state.alert_id,
+        "since": None if state.since_ms is None else iso_utc(state.since_ms),
+        "value": state.value,
+        "direction": state.side,
+        "acknowledged": _ack_view(state.attention),
+        "latched": state.latched,
+        "snoozedUntil": None if state.snoozed_until_ms is None else iso_utc(state.snoozed_until_ms),
+        "disabled": None
+        if state.disabled is None
+        else {"by": state.disabled.by, "at": iso_utc(state.disabled.at_ms)},
+        "nodata": None,
+    }
+    silence = state.silence
+    if silence is not None and silence.severity is not Severity.OK:
+        view["nodata"] = {
+            "severity": silence.severity.name,
+            "alertId": silence.alert_id,
+            "since": None if silence.since_ms is None else iso_utc(silence.since_ms),
+            "window": silence.window_ms // 1000,
+            "acknowledged": _ack_view(silence.attention),
+        }
+    return view
+
+
+def _ack_view(attention: Attention | None) -> dict[str, Any] | None:
+    if attention is None or attention.ack_by is None or attention.ack_ms is None:
+        return None
+    return {"by": attention.ack_by, "at": iso_utc(attention.ack_ms)}
+
+
+def operator_due_ms(state: Mapping[StateKey, AlertState]) -> int | None:
+    """When time alone next changes something operators see: a snooze ending,
+    a reminder due (not while snoozed)."""
+    due: list[int] = []
+    for key, alert in state.items():
+        if alert.snoozed_until_ms is not None:
+            due.append(alert.snoozed_until_ms)
+            continue
+        for episode in episodes(key[1], alert):
+            attention = _attention_of(alert, episode)
+            if attention is not None and not attention.acknowledged and attention.remind_ms:
+                due.append(attention.remind_ms)
+    return min(due) if due else None
