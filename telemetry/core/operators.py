@@ -692,13 +692,14 @@ def finalize(evaluation: Evaluation, rules: RuleSet, now_ms: int) -> Evaluation:
         rule = rules.named(key[1])
         repeat = rule.repeat_ms if rule is not None else None
         for episode in episodes(key[1], alert):
-            if episode.alert_id != transition.alert_id:
+            held = _attention_of(alert, episode)
+            if episode.alert_id != transition.alert_id or (repeat is None and held is None):
                 continue
-            attention = _attention_of(alert, episode) or Attention()
-            remind = None if attention.acknowledged or repeat is None else now_ms + repeat
-            alert = _with_attention(
-                alert, episode, replace(attention, notified_ms=now_ms, remind_ms=remind)
-            )
+            attention = held or Attention()
+            told = transition.time_ms  # deterministic: a retry decides the same
+            remind = None if attention.acknowledged or repeat is None else told + repeat
+            noted = replace(attention, notified_ms=told, remind_ms=remind)
+            alert = _with_attention(alert, episode, noted)
         state[key] = alert
     return Evaluation(
         state, out, True, evaluation.evaluated, evaluation.late, evaluation.not_evaluated
