@@ -18,11 +18,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
-
+from telemetry import collector
 from telemetry.adapters.aws import make_client
-from telemetry.adapters.dead_letter import DeadLetterQueue
+from telemetry.adapters.dead_letter import DeadLetterQueue, json_safe
 from telemetry.adapters.shadow import ShadowMirror
 from telemetry.adapters.sns import AlertPublisher
 from telemetry.adapters.state_store import DynamoStateStore
@@ -30,11 +28,12 @@ from telemetry.adapters.timestream import TimestreamRecords, TimestreamWriter
 from telemetry.core.messages import Rejection
 from telemetry.core.rules import load_rules
 from telemetry.events import direct_messages, stream_records, stream_source
-from telemetry.pipeline import Outcome, Pipeline
+from telemetry.observability import Logger, Metrics
+from telemetry.pipeline import Outcome, Pipeline, event_fingerprint
 from telemetry.settings import Settings, environment_variables
 
 logger = Logger(service="telemetry")
-metrics = Metrics()
+metrics = Metrics(service="telemetry")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +74,15 @@ def build_runtime(
     clients: Clients | None = None,
     clock: Callable[[], int] | None = None,
 ) -> Runtime:
+    with collector.paused():
+        built = _build_runtime(settings, clients, clock)
+    collector.freeze_once()
+    return built
+
+
+def _build_runtime(
+    settings: Settings, clients: Clients | None, clock: Callable[[], int] | None
+) -> Runtime:
     clients = clients or Clients.create(settings)
     pipeline = Pipeline(
         rules=load_rules(settings.resolved_rules_path),
@@ -89,6 +97,8 @@ def build_runtime(
     )
     if metrics.namespace is None:
         metrics.namespace = settings.metrics_namespace
+    if settings.log_level:
+        logger.set_level(settings.log_level)
     if settings.tracing:
         from aws_lambda_powertools import Tracer  # noqa: PLC0415 - ~0.5 s: only when on
 
@@ -155,7 +165,7 @@ def report(outcome: Outcome) -> None:
     }
     for name, value in counts.items():
         if value or name == "MessagesReceived":  # zeros cost log bytes on every invocation
-            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+            metrics.add_metric(name, value)
     outcomes = _OUTCOME_SINK.get()
     if outcomes is not None:
         outcomes.append(outcome)
@@ -184,14 +194,7 @@ def _emit_transition_metrics(outcomes: list[Outcome]) -> None:
         (t.status.value, t.routing_severity.name) for o in outcomes for t in o.transitions
     )
     for (status, severity), value in sorted(by_kind.items()):
-        with single_metric(
-            name="Transitions",
-            unit=MetricUnit.Count,
-            value=value,
-            namespace=metrics.namespace,
-            default_dimensions={"status": status, "severity": severity},
-        ):
-            pass
+        metrics.emit("Transitions", value, {"status": status, "severity": severity})
 
 
 def _summary(outcome: Outcome) -> dict[str, Any]:
@@ -210,11 +213,13 @@ def _process(
     messages: list[Any],
     rejected: Sequence[Rejection] = (),
     owner: str | None = None,
+    now_ms: int | None = None,
 ) -> Outcome:
     """Run the pipeline and report what it did. A failure of the whole call is
     logged and raised; a device's failure is logged and left in the outcome."""
+    now_ms = rt.clock() if now_ms is None else now_ms
     try:
-        outcome = rt.pipeline.process(messages, rt.clock(), rejected=rejected, owner=owner)
+        outcome = rt.pipeline.process(messages, now_ms, rejected=rejected, owner=owner)
     except Exception:
         logger.exception("invocation failed; Lambda will retry it")
         raise
@@ -233,12 +238,24 @@ def handle(event: Any, rt: Runtime, context: Any = None) -> dict[str, Any]:
     request_id = getattr(context, "aws_request_id", None)
     if request_id:
         logger.append_keys(request_id=request_id)
-    source = stream_source(event)
-    if source is not None:
-        return handle_batch(event, source, rt, context)
-    outcome = _process(rt, direct_messages(event))
-    outcome.raise_failure()
-    return _summary(outcome)
+    with collector.paused():
+        source = stream_source(event)
+        if source is not None:
+            return handle_batch(event, source, rt, context)
+        messages = direct_messages(event)
+        outcome = _process(rt, messages, owner=_owner(messages))
+        outcome.raise_failure()
+        return _summary(outcome)
+
+
+def _owner(messages: list[Any]) -> str:
+    """The outbox owner of a direct event: its fingerprint, which a retry or a
+    duplicate delivery shares. A hostile event too deep or too long for JSON
+    text to hold is fingerprinted as the dead-letter queue would keep it."""
+    try:
+        return event_fingerprint(messages)
+    except (RecursionError, ValueError):
+        return event_fingerprint(json_safe(messages)[0])
 
 
 def handle_batch(event: dict[str, Any], source: str, rt: Runtime, context: Any) -> dict[str, Any]:
@@ -249,38 +266,17 @@ def handle_batch(event: dict[str, Any], source: str, rt: Runtime, context: Any) 
     them; for Kinesis, from the earliest such sequence number on), never the
     other devices'. Records that cannot be decoded are quarantined, not failed.
     """
-    from aws_lambda_powertools.utilities.batch import (  # noqa: PLC0415 - stream mode only
-        BatchProcessor,
-        EventType,
-        process_partial_response,
-    )
-
-    records = stream_records(event)
-    messages = [r.message for r in records if r.rejection is None]
+    now_ms = rt.clock()
+    records = stream_records(event, now_ms)
+    messages = [r.message for r in records if r.message is not None]
     bad = [r.rejection for r in records if r.rejection is not None]
     owner = hashlib.sha256("\n".join(r.record_id for r in records).encode()).hexdigest()
-    outcome = _process(rt, messages, rejected=bad, owner=owner[:24])
+    outcome = _process(rt, messages, rejected=bad, owner=owner[:24], now_ms=now_ms)
     failed_devices = {device_id for device_id, _ in outcome.failures}
-    failed_ids = {r.record_id for r in records if r.device_id in failed_devices}
-    kinesis = source == "aws:kinesis"
-
-    def record_handler(record: Any) -> None:
-        record_id = record.kinesis.sequence_number if kinesis else record.message_id
-        if record_id in failed_ids:
-            raise RetryRecordError(record_id)
-
-    processor = BatchProcessor(
-        event_type=EventType.KinesisDataStreams if kinesis else EventType.SQS,
-        raise_on_entire_batch_failure=False,
-    )
-    response = process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
-    return dict(response)
-
-
-class RetryRecordError(RuntimeError):
-    """Marks a batch record whose device must be retried."""
+    # Every failed record, in batch order: for Kinesis, Lambda resumes the
+    # shard from the lowest sequence number reported.
+    failures = [{"itemIdentifier": r.record_id} for r in records if r.device_id in failed_devices]
+    return {"batchItemFailures": failures}
 
 
 @metrics.log_metrics
@@ -291,3 +287,6 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
             return handle(event, runtime(), context)
         finally:
             _emit_transition_metrics(outcomes)
+
+
+collector.imported()

@@ -15,6 +15,7 @@ import pytest
 
 from telemetry import handler
 from telemetry.errors import ConfigurationError, DependencyError
+from telemetry.local.streams import kinesis_event
 from telemetry.settings import Settings
 from tests.localaws import LocalAws, fail, local_stack, message, record_calls
 
@@ -113,7 +114,7 @@ def test_shadow_mirrors_the_most_severe_alert_per_sensor(aws: LocalAws) -> None:
     batch = [message("pump-17", NOW + i * 1000, ("temp-1", 80), ("press-1", 0.5)) for i in range(3)]
 
     # When processed
-    run(aws, batch)
+    run(aws, *batch)
 
     # Then the shadow has one entry per sensor with severity, rule, alertId, since, value
     alerts = aws.shadow("pump-17")["alerts"]
@@ -313,7 +314,7 @@ def test_records_timestream_rejects_go_to_the_dead_letter_queue(aws: LocalAws) -
 
 
 def test_timestream_writes_are_batched_at_most_100_records_per_call(aws: LocalAws) -> None:
-    # Given an event of 25 messages with 10 readings each
+    # Given a batch of 25 messages with 10 readings each
     events = [
         message("pump-17", NOW + i * 1000, *[(f"temp-{j}", 20.0 + j) for j in range(10)])
         for i in range(25)
@@ -321,8 +322,8 @@ def test_timestream_writes_are_batched_at_most_100_records_per_call(aws: LocalAw
     rt, clients = aws.runtime()
     calls = record_calls(clients)
 
-    # When they arrive as one array
-    handler.handle(events, rt)
+    # When they arrive as one Kinesis batch
+    handler.handle(kinesis_event(events), rt)
 
     # Then 250 records went out in ceil(250 / 100) calls, none above the API limit
     sizes = [len(p["Records"]) for p in calls.params("timestream-write", "WriteRecords")]
@@ -395,19 +396,19 @@ def test_the_classic_shadow_is_untouched_unless_shadow_name_is_empty(aws: LocalA
     assert aws.shadow("pump-18", name="")["alerts"]["temp-1"]["severity"] == "CRITICAL"
 
 
-def test_one_device_failing_does_not_stop_the_others(aws: LocalAws) -> None:
-    # Given two devices in one event, and a state read that fails for the first
-    rt, clients = aws.runtime()
-    fail(clients.dynamodb, "PutItem", "ProvisionedThroughputExceededException", status=400)
+def test_a_json_array_event_is_one_message_quarantined_whole(aws: LocalAws) -> None:
+    # Given a direct event that is a JSON array of messages naming two devices
+    # (the topic rule never sends one: no topic vouches for the items' deviceIds)
     events = [message("pump-17", NOW, ("temp-1", 95)), message("pump-18", NOW, ("temp-1", 95))]
 
-    # When processed, the invocation fails (to be retried) ...
-    with pytest.raises(DependencyError):
-        handler.handle(events, rt)
-    # ... and the other device's alert went out; the retry completes the first
-    assert len(aws.alerts()) == 1
-    handler.handle(events, rt)
-    assert sorted(a["deviceId"] for a in aws.alerts()) == ["pump-17"]
+    # When it is handled
+    summary = run(aws, events)[0]
+
+    # Then nothing is processed under either id: the array is quarantined as it came
+    assert (summary["readingsStored"], summary["rejected"]) == (0, 1)
+    assert aws.alerts() == []
+    [item] = aws.dead_letters()
+    assert (item["code"], item["field"], item["payload"]) == ("not_an_object", "$", events)
 
 
 def test_settings_name_the_missing_variable() -> None:

@@ -357,9 +357,11 @@ def test_message_timestamp_in_the_future_invalidates_the_readings_using_it() -> 
     # When it is parsed
     parsed = parse_message(raw, NOW_MS)
 
-    # Then only the reading relying on the message time is refused
+    # Then only the reading relying on the message time is refused, naming the
+    # message's timestamp, with that time in its payload
     assert [r.sensor_id for r in parsed.readings] == ["temp-2"]
-    assert [(r.field, r.code) for r in parsed.rejections] == [("data[0].timestamp", "in_future")]
+    assert [(r.field, r.code) for r in parsed.rejections] == [("timestamp", "in_future")]
+    assert parsed.rejections[0].payload == {**reading(), "timestamp": NOW_MS + 3_600_000}
 
 
 # --- value -------------------------------------------------------------------
@@ -708,5 +710,8 @@ def test_mutated_messages_raise_nothing_but_message_rejected(raw: Any, now_ms: i
         return
     assert len(outcome.readings) + len(outcome.rejections) == len(raw["data"])
     for rejection in outcome.rejections:
+        if rejection.code == "in_future" and not rejection.field.startswith("data["):
+            assert rejection.field in {"timestamp", "receivedAt"}  # the message time, too late
+            continue
         assert rejection.field.startswith("data[")
         assert rejection.code

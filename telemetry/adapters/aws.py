@@ -16,6 +16,7 @@ CLIENT_CONFIG: Final = Config(
     connect_timeout=3,
     read_timeout=10,
     tcp_keepalive=True,
+    parameter_validation=False,
 )
 
 _PERMANENT_CODES: Final = frozenset(
