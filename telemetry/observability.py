@@ -22,7 +22,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Final, TextIO, TypeVar
+from typing import Any, Final, TypeVar
 
 _STANDARD_ATTRIBUTES: Final = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__
@@ -61,6 +61,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, separators=(",", ":"))
 
 
+class _Stdout(logging.Handler):
+    """Writes each record as a line on whatever sys.stdout is at the time."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stdout.write(self.format(record) + "\n")
+        except Exception:  # noqa: BLE001 - logging's contract: report, never raise
+            self.handleError(record)
+
+
 class _NotOurs(logging.Filter):
     """For handlers that were on the root logger before ours (the Lambda
     runtime's): our records are already printed, once."""
@@ -76,14 +86,13 @@ class _NotOurs(logging.Filter):
 class Logger:
     """The function's logger: JSON lines on stdout, level set from settings."""
 
-    def __init__(self, service: str, stream: TextIO | None = None) -> None:
+    def __init__(self, service: str) -> None:
         self.service = service
         self._keys: dict[str, Any] = {}
         self._log = logging.getLogger(service)
-        if not any(getattr(h, "_telemetry_json", False) for h in self._log.handlers):
-            handler = logging.StreamHandler(stream or sys.stdout)
+        if not any(isinstance(h, _Stdout) for h in self._log.handlers):
+            handler = _Stdout()
             handler.setFormatter(JsonFormatter(service, self._keys))
-            handler._telemetry_json = True  # type: ignore[attr-defined]
             self._log.addHandler(handler)
             for existing in logging.getLogger().handlers:
                 if type(existing).__module__ != "_pytest.logging":  # caplog still sees them
@@ -120,10 +129,9 @@ class Metrics:
     per-status and per-severity counts dashboards group by.
     """
 
-    def __init__(self, service: str, namespace: str | None = None, stream: TextIO | None = None):
+    def __init__(self, service: str, namespace: str | None = None) -> None:
         self.service = service
         self.namespace = namespace
-        self._stream = stream
         self._values: dict[str, list[float]] = {}
 
     def add_metric(self, name: str, value: float, unit: str = COUNT) -> None:
@@ -169,5 +177,4 @@ class Metrics:
             **dimensions,
             **values,
         }
-        stream = self._stream or sys.stdout
-        stream.write(json.dumps(blob, separators=(",", ":")) + "\n")
+        sys.stdout.write(json.dumps(blob, separators=(",", ":")) + "\n")
