@@ -137,10 +137,11 @@ def read_lines(
 
 
 def _lines(source: str, stream: BinaryIO, result: Result) -> Iterator[tuple[str, int, bytes]]:
+    number = 0
     for number, raw in enumerate(stream, start=1):
-        result.lines += 1
         if raw.strip():
             yield source, number, raw
+    result.lines += number
 
 
 def _times_in(message: Any) -> Iterator[int]:
