@@ -83,5 +83,9 @@ class CodeTree:
 
 
 def trees() -> tuple[CodeTree, CodeTree]:
-    """(ours, baseline)."""
-    return CodeTree("ours", ROOT), CodeTree(f"baseline {BASELINE_COMMIT}", baseline_tree())
+    """(ours, baseline), their bytecode compiled."""
+    from benchmarks.processes import ensure_bytecode
+
+    ours, today = CodeTree("ours", ROOT), CodeTree(f"baseline {BASELINE_COMMIT}", baseline_tree())
+    ensure_bytecode(ROOT / "telemetry", ROOT / "benchmarks", today.root / "telemetry")
+    return ours, today

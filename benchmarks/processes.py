@@ -8,16 +8,35 @@ forking parent's high-water mark over into the child across exec.
 
 from __future__ import annotations
 
+import compileall
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+
+def reset_local_aws(url: str) -> None:
+    """Empty moto's server at `url` (every backend), for a fresh stack."""
+    if not url.startswith("http://127.0.0.1:"):
+        raise ValueError(f"not a local AWS: {url}")
+    request = urllib.request.Request(f"{url}/moto-api/reset", method="POST")  # noqa: S310
+    with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - checked above
+        pass
+
+
+def ensure_bytecode(*roots: Path) -> None:
+    """Write the bytecode caches of every module under `roots` (as pip does for
+    installed packages), so that no measured process compiles source: not even
+    when PYTHONDONTWRITEBYTECODE keeps the processes themselves from writing it."""
+    for root in roots:
+        compileall.compile_dir(root, quiet=1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,10 +74,8 @@ def build_runtime(
     clients: Clients | None = None,
     clock: Callable[[], int] | None = None,
 ) -> Runtime:
-    with collector.paused():
-        built = _build_runtime(settings, clients, clock)
-    collector.freeze_once()
-    return built
+    with collector.paused(built=True):
+        return _build_runtime(settings, clients, clock)
 
 
 def _build_runtime(
