@@ -279,6 +279,7 @@ class Usage:
     dlq_requests: int = 0
     api_calls: int = 0
     operations: Counter[str] = field(default_factory=Counter)
+    timestream_sizes: list[int] = field(default_factory=list)  # records per call, in order
 
     def __iadd__(self, other: Usage) -> Usage:
         for f in fields(self):
@@ -305,6 +306,7 @@ class Usage:
             case "WriteRecords":
                 self.timestream_calls += 1
                 self.timestream_records += len(params["Records"])
+                self.timestream_sizes.append(len(params["Records"]))
                 self.timestream_bytes += sum(billed_bytes(r) for r in params["Records"])
 
 
@@ -340,6 +342,7 @@ class HandlerRun:
     usage: Usage = field(default_factory=Usage)
     invocations: list[Usage] = field(default_factory=list)
     batch_failures: int = 0
+    written: list[list[dict[str, Any]]] = field(default_factory=list)  # records, per invocation
 
     def add(self, usage: Usage) -> None:
         self.invocations.append(usage)
@@ -372,8 +375,17 @@ def run_handler(
         with captured_output() as output:
             for batch, event in zip(batches, events, strict=True):
                 clock.now_ms = invocation_time(batch)
+                start = len(log.calls)
                 usage, response = invoke(log, functools.partial(entry, event, None))
                 run.add(usage)
+                run.written.append(
+                    [
+                        record
+                        for _, operation, params in log.calls[start:]
+                        if operation == "WriteRecords"
+                        for record in params["Records"]
+                    ]
+                )
                 run.batch_failures += len(response.get("batchItemFailures", []))
     run.usage.log_bytes = output.bytes
     return run

@@ -4,6 +4,12 @@ Thin by design: settings validated once per cold start, clients and adapters
 built once and reused, then each invocation is one call into the pipeline,
 with logs and metrics on the way out. All decisions live in
 `telemetry.pipeline` and `telemetry.core`.
+
+A cold start pays only for what a direct invocation uses: logs and EMF metrics
+are `telemetry.observability`'s JSON lines (no Powertools), a stream batch's
+partial response is built here, tracing is imported only when it is on, and
+the garbage collector waits while the function starts and works
+(`telemetry.collector`, imported first for that reason).
 """
 
 from __future__ import annotations

@@ -259,13 +259,14 @@ def _reading(valid: Mapping[str, Any], device_id: str, time_ms: int) -> Reading:
 def _all_accepted(whole: dict[str, Any], now_ms: int) -> ParsedMessage | None:
     """The message when every part of it is accepted; None when anything needs
     the careful path (which then says what). The hot path of validation."""
-    received_ms = sent_ms = None
-    if whole["receivedAt"] is not None:
-        received_ms = _time_or_none(whole["receivedAt"])
+    received_ms = whole["receivedAt"]
+    if received_ms is not None and not (type(received_ms) is int and 0 <= received_ms <= LATEST_MS):
+        received_ms = _time_or_none(received_ms)
         if received_ms is None:
             return None
-    if whole["timestamp"] is not None:
-        sent_ms = _time_or_none(whole["timestamp"])
+    sent_ms = whole["timestamp"]
+    if sent_ms is not None and not (type(sent_ms) is int and 0 <= sent_ms <= LATEST_MS):
+        sent_ms = _time_or_none(sent_ms)
         if sent_ms is None:
             return None
     default_ms = sent_ms if sent_ms is not None else received_ms
