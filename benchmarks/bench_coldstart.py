@@ -12,7 +12,9 @@ REPEATS times taking turns after one unmeasured run; CPU is user + system time
   names; and the import alone;
 - today: the same with the baseline commit's code;
 - ours without bytecode: a copy of the package with no .pyc, as the Makefile's
-  build ships it and as Lambda's read-only /var/task then runs it;
+  build ships it and as Lambda's read-only /var/task then runs it; and with no
+  .pyc of its dependencies either but boto3 (the runtime's), as that build
+  leaves them when it runs with a Python other than the runtime's 3.13;
 - the interpreter alone (`python -c pass`).
 
 Target: ours / boto3 <= 1.2. `-X importtime` of ours lists the costliest imports.
@@ -63,7 +65,8 @@ CASES: Final = {
     "ours": ("import handler + build_runtime", HANDLER),
     "ours, import only": ("import telemetry.handler", "import telemetry.handler"),
     "today": ("import handler + build_runtime, today", HANDLER),
-    "ours, no bytecode": ("import handler + build_runtime, no .pyc", HANDLER),
+    "ours, no bytecode": ("the same, no .pyc of ours", HANDLER),
+    "ours, no bytecode but boto3's": ("the same, no .pyc but boto3's", HANDLER),
     "interpreter": ("python -c pass", "pass"),
 }
 
@@ -79,24 +82,53 @@ def top_imports(stderr: str, count: int = TOP_IMPORTS) -> list[tuple[str, float,
     return sorted(rows, key=lambda r: r[1], reverse=True)[:count]
 
 
-def _without_bytecode(scratch: Path) -> CodeTree:
-    """A copy of the package with no bytecode caches, run without writing any."""
-    root = scratch / "no-bytecode"
+# What the Makefile's build-TelemetryFunction puts beside boto3 (which the Lambda
+# runtime brings, compiled): when it runs with a Python other than the runtime's
+# 3.13, none of it has bytecode the runtime can use.
+_PACKAGED: Final = (
+    "pydantic",
+    "pydantic_core",
+    "yaml",
+    "_yaml",
+    "annotated_types",
+    "typing_inspection",
+    "typing_extensions.py",
+)
+
+
+def _without_bytecode(scratch: Path, *, dependencies: bool) -> CodeTree:
+    """A copy of the package (and of its dependencies but boto3's, when asked)
+    with no bytecode caches, to be run without writing any."""
+    root = scratch / ("no-bytecode-deps" if dependencies else "no-bytecode")
+    skip = shutil.ignore_patterns("__pycache__")
     for name in ("telemetry", "rules"):
-        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(ROOT / name, root / name, ignore=skip)
+    if dependencies:
+        import pydantic
+
+        site = Path(pydantic.__file__).resolve().parent.parent
+        for name in _PACKAGED:
+            source = site / name
+            if source.is_dir():
+                shutil.copytree(source, root / name, ignore=skip)
+            elif source.exists():
+                shutil.copy2(source, root / name)
     return CodeTree("ours, no bytecode", root)
 
 
 def runtime_cases(repeats: int, scratch: Path) -> dict[str, Samples]:
     ours, today = trees()
     env = function_environment()
-    bare = _without_bytecode(scratch)
     bare_env = {**env, "PYTHONDONTWRITEBYTECODE": "1"}
+    trees_of = {
+        "today": today,
+        "ours, no bytecode": _without_bytecode(scratch, dependencies=False),
+        "ours, no bytecode but boto3's": _without_bytecode(scratch, dependencies=True),
+    }
 
     def case(tree: CodeTree, code: str, environment: Mapping[str, str]) -> Callable[[], Measured]:
         return lambda: measure(["-c", code], env=tree.environment(environment), cwd=tree.root)
 
-    trees_of = {"today": today, "ours, no bytecode": bare}
     runs = {
         name: case(trees_of.get(name, ours), code, bare_env if name in trees_of else env)
         for name, (_, code) in CASES.items()
