@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in turn, each beside its baseline, results saved as JSON.
 
-    python -m benchmarks [--only core,cost,coldstart,stream,mqtt,influxdb,nodata]
+    python -m benchmarks [--only core,cost,coldstart,stream-cpu,stream,mqtt,influxdb,nodata]
 
 Writes benchmarks/results/latest.json (git-ignored). Targets are reported as
 PASS or FAIL; a FAIL does not change the exit status.
@@ -14,7 +14,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -27,58 +27,25 @@ from benchmarks import (
     bench_mqtt,
     bench_nodata,
     bench_stream,
+    bench_stream_cpu,
 )
-from benchmarks.workload import ratio, table, verdict
 
 RESULTS: Final = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
-def report_core(numbers: Mapping[str, float]) -> None:
-    """bench_core's numbers, in the same table form as the others."""
-    print(
-        f"workload: {numbers['readings']:,.0f} readings in {numbers['messages']:,.0f} messages, "
-        f"{numbers['anomalous_share']:.1%} past a level, {numbers['transitions']:,.0f} "
-        f"transitions; best of {bench_core.REPETITIONS}"
-    )
-    base = numbers["validation_readings_per_second"]
-    own = numbers["parse_readings_per_second"]
-    rows = [
-        [
-            "plain pydantic model only (reference)",
-            f"{numbers['validation_seconds']:.3f}",
-            f"{base:,.0f}",
-            "1.00",
-        ],
-        [
-            "parse_message: our pydantic validation alone",
-            f"{numbers['parse_seconds']:.3f}",
-            f"{own:,.0f}",
-            f"{ratio(own, base):.2f}",
-        ],
-        [
-            "parse_message + evaluate",
-            f"{numbers['product_seconds']:.3f}",
-            f"{numbers['product_readings_per_second']:,.0f}",
-            f"{ratio(numbers['product_readings_per_second'], base):.2f}",
-        ],
-    ]
-    print(table(["path", "seconds", "readings/s", "vs baseline"], rows))
-    own_ratio = numbers["ratio_vs_own_validation"]
-    ok = own_ratio >= bench_core.TARGET_RATIO
-    print(
-        f"target: evaluation adds at most what validation takes, validate+evaluate / "
-        f"validation alone >= {bench_core.TARGET_RATIO}: {own_ratio:.2f}: {verdict(ok)}"
-    )
-    print(
-        f"(against a plain, unconstrained pydantic model of the message: "
-        f"{numbers['ratio']:.2f}; it checks no charset, no finiteness, no timestamps)"
-    )
-
-
 BENCHMARKS: Final[dict[str, tuple[str, Callable[[], Any], Callable[[Any], None]]]] = {
-    "core": ("validate + evaluate (bench_core)", bench_core.run, report_core),
+    "core": (
+        "validate + evaluate, whole processes (bench_core)",
+        bench_core.run,
+        bench_core.report,
+    ),
     "cost": ("API calls and cost per million messages", bench_cost.run, bench_cost.report),
     "coldstart": ("cold start", bench_coldstart.run, bench_coldstart.report),
+    "stream-cpu": (
+        "stream CPU per message, beside today's code",
+        bench_stream_cpu.run,
+        bench_stream_cpu.report,
+    ),
     "stream": ("stream batches: throughput and memory", bench_stream.run, bench_stream.report),
     "mqtt": (
         "device side: broker, rule and handler; publish to operator queue",

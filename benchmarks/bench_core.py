@@ -1,42 +1,51 @@
-"""Validate + evaluate throughput of the core, beside pydantic validation alone.
+"""Validate + evaluate as whole processes, beside the plain-pydantic floor; peak memory.
 
 A deterministic fleet workload (1,000 devices x 4 sensors, one message of four
 readings per device every 15 s, values scattered around the levels of
-rules/default.yaml so that about 3% breach) goes through, in the same run:
+rules/default.yaml so that about 3% breach: 100,000 readings in 25,000 lines of
+JSON) is written to a file once. Three commands then read it, each a whole
+process, taking turns REPEATS times after one unmeasured run each:
 
-- validation only: a plain pydantic v2 model of the message format,
-  `model_validate` on each message dict;
-- the product path: `parse_message` on each message, then `evaluate` of its
-  readings against the default rules, carrying each device's state.
+- floor: `python -m benchmarks.floor FILE`, a plain pydantic model, `json.loads`
+  and `model_validate` per line (what the issue's target names);
+- ours: `python -m telemetry backtest --format jsonl --rules rules FILE`, which
+  validates every message as the function does and evaluates every reading
+  against the rules, carrying state per device;
+- today: the same command with the baseline commit's code (benchmarks/baseline.py).
 
-Each is timed best of three with time.perf_counter. The target is a ratio
-(product / validation-only readings per second) of at least 0.5: evaluation
-adds at most as much time as validation takes.
+CPU is user + system time of the process (wait4), the median counts; peak memory
+is the process's VmHWM. Targets: ours <= 1.25x the floor's CPU; ours peak memory
+<= half of today's; and the same transitions as today, byte for byte.
 
-    python -m benchmarks.bench_core [--readings N] [--seed S]
+    python -m benchmarks.bench_core [--readings N] [--repeats R]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import hashlib
+import json
+import os
 import random
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from pydantic import BaseModel
+from benchmarks.baseline import CodeTree, trees
+from benchmarks.processes import Measured, interleaved, measure
+from benchmarks.workload import ratio, table, verdict
 
-from telemetry.core.alerts import AlertState, StateKey, evaluate
-from telemetry.core.messages import parse_message
-from telemetry.core.rules import RuleSet, load_rules
-
-DEFAULT_RULES = Path(__file__).resolve().parent.parent / "rules" / "default.yaml"
-DEVICES = 1_000
-INTERVAL_MS = 15_000
-START_MS = 1_764_237_600_000  # 2025-11-27T10:00:00Z
-REPETITIONS = 7
-TARGET_RATIO = 0.5
+DEVICES: Final = 1_000
+INTERVAL_MS: Final = 15_000
+START_MS: Final = 1_764_237_600_000  # 2025-11-27T10:00:00Z
+REPEATS: Final = 7
+TARGET_CPU_RATIO: Final = 1.25
+TARGET_MEMORY_RATIO: Final = 0.5
 
 # type -> (unit, mean, standard deviation, breached(value)); each about 3% past a level.
 SENSORS: dict[str, tuple[str, float, float, Callable[[float], bool]]] = {
@@ -45,22 +54,6 @@ SENSORS: dict[str, tuple[str, float, float, Callable[[float], bool]]] = {
     "vibration": ("mm/s", 2.8, 0.9, lambda v: v > 4.5),
     "humidity": ("%", 45.0, 11.5, lambda v: v > 70 or v < 20),
 }
-
-
-class BenchReading(BaseModel):
-    """The reading of the message format, as a plain pydantic model would have it."""
-
-    sensorId: str  # noqa: N815 - the wire format's names
-    type: str | None = None
-    value: float
-    unit: str | None = None
-    location: str | None = None
-
-
-class BenchMessage(BaseModel):
-    deviceId: str  # noqa: N815
-    timestamp: int
-    data: list[BenchReading]
 
 
 def build_workload(readings: int, seed: int) -> list[dict[str, Any]]:
@@ -99,106 +92,200 @@ def anomalous_share(messages: Sequence[dict[str, Any]]) -> float:
     return breached / total if total else 0.0
 
 
-def validate_only(messages: Sequence[dict[str, Any]]) -> int:
-    count = 0
-    for message in messages:
-        count += len(BenchMessage.model_validate(message).data)
-    return count
+def _backtest(history: Path) -> list[str]:
+    return ["-m", "telemetry", "backtest", "--format", "jsonl", "--rules", "rules", str(history)]
 
 
-def product_path(messages: Sequence[dict[str, Any]], rules: RuleSet, now_ms: int) -> int:
-    """parse_message + evaluate per message, state carried per device; returns transitions."""
-    states: dict[str, dict[StateKey, AlertState]] = {}
-    transitions = 0
-    for message in messages:
-        parsed = parse_message(message, now_ms)
-        result = evaluate(parsed.readings, states.get(parsed.device_id, {}), rules)
-        if result.changed:
-            states[parsed.device_id] = result.state
-        transitions += len(result.transitions)
-    return transitions
+def _transitions(tree: CodeTree, history: Path) -> bytes:
+    """The backtest's output (one transition per line) with this tree's code."""
+    done = subprocess.run(
+        [sys.executable, *_backtest(history)],
+        cwd=tree.root,
+        env=tree.environment(_environment()),
+        capture_output=True,
+        check=True,
+    )
+    return done.stdout
 
 
-def parse_only(messages: Sequence[dict[str, Any]], now_ms: int) -> int:
-    count = 0
-    for message in messages:
-        count += len(parse_message(message, now_ms).readings)
-    return count
+def _environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
-def best_of(repetitions: int, run_once: Callable[[], object]) -> float:
-    best = float("inf")
-    for _ in range(repetitions):
-        started = time.perf_counter()
-        run_once()
-        best = min(best, time.perf_counter() - started)
-    return best
+def _each(lines: Sequence[bytes], step: Callable[[bytes], object]) -> None:
+    for line in lines:
+        step(line)  # each result dropped at once, as the processes do
 
 
-def run(readings: int = 100_000, seed: int = 7) -> dict[str, float]:
-    """Build the workload, time both paths best of three, return the numbers."""
+def _floor_line(line: bytes) -> object:
+    from benchmarks.floor import Message
+
+    return Message.model_validate(json.loads(line))
+
+
+def _our_line(line: bytes) -> object:
+    from telemetry.core.messages import LATEST_MS, parse_message_json
+
+    return parse_message_json(line, LATEST_MS)
+
+
+def breakdown(lines: Sequence[bytes], rules_path: Path, repetitions: int = 3) -> dict[str, float]:
+    """In this process, best of `repetitions` CPU seconds of each step on the same
+    lines: the floor's validation; ours, validation from the bytes; ours,
+    evaluation of those readings (a fresh RuleSet each time, its match cache
+    filled as in a one-shot run)."""
+    from telemetry.core.alerts import evaluate
+    from telemetry.core.messages import LATEST_MS, parse_message_json
+    from telemetry.core.rules import RuleSet, load_rules
+
+    loaded = load_rules(rules_path)
+
+    def best(step: Callable[[], object]) -> float:
+        times = []
+        for _ in range(repetitions):
+            began = time.process_time()
+            step()
+            times.append(time.process_time() - began)
+        return min(times)
+
+    parsed = [parse_message_json(line, LATEST_MS) for line in lines]
+    by_device: dict[str, list[Any]] = {}
+    for message in parsed:
+        by_device.setdefault(message.device_id, []).extend(message.readings)
+
+    def evaluate_all() -> None:
+        rules = RuleSet(loaded.rules)
+        for readings in by_device.values():
+            evaluate(readings, {}, rules)
+
+    gc.collect()
+    gc.freeze()  # this process's own objects are not the steps' to walk
+    try:
+        return {
+            "floor_validation": best(lambda: _each(lines, _floor_line)),
+            "ours_validation": best(lambda: _each(lines, _our_line)),
+            "ours_evaluation": best(evaluate_all),
+        }
+    finally:
+        gc.unfreeze()
+
+
+def run(readings: int = 100_000, repeats: int = REPEATS, seed: int = 7) -> dict[str, Any]:
     messages = build_workload(readings, seed)
-    count = sum(len(m["data"]) for m in messages)
-    now_ms = START_MS + (len(messages) // DEVICES + 1) * INTERVAL_MS + 60_000
-    loaded = load_rules(DEFAULT_RULES)
-    # One RuleSet for every run, as the function keeps one per cold start: its
-    # per-sensor match cache is warm after the first (untimed) run.
-    rules = RuleSet(loaded.rules)
-    transitions = product_path(messages, rules, now_ms)
+    ours, today = trees()
+    with tempfile.TemporaryDirectory() as scratch:
+        history = Path(scratch) / "history.jsonl"
+        history.write_text("".join(json.dumps(m) + "\n" for m in messages))
+        env = _environment()
 
-    validation_s = best_of(REPETITIONS, lambda: validate_only(messages))
-    product_s = best_of(REPETITIONS, lambda: product_path(messages, rules, now_ms))
-    parse_s = best_of(REPETITIONS, lambda: parse_only(messages, now_ms))
-    validation_rps = count / validation_s
-    product_rps = count / product_s
+        def case(tree: CodeTree, args: list[str]) -> Callable[[], Measured]:
+            return lambda: measure(args, env=tree.environment(env), cwd=tree.root, peak=True)
+
+        cases = {
+            "floor": case(ours, ["-m", "benchmarks.floor", str(history)]),
+            "ours": case(ours, _backtest(history)),
+            "today": case(today, _backtest(history)),
+        }
+        samples = interleaved(cases, repeats)
+        ours_out, today_out = _transitions(ours, history), _transitions(today, history)
+        steps = breakdown(history.read_bytes().splitlines(), ours.root / "rules")
+    cpu = {name: s.median() for name, s in samples.items()}
+    peak = {name: s.median("peak_mb") for name, s in samples.items()}
+    cpu_ratio = ratio(cpu["ours"], cpu["floor"])
+    memory_ratio = ratio(peak["ours"], peak["today"])
     return {
-        "readings": float(count),
-        "messages": float(len(messages)),
+        "readings": readings,
+        "messages": len(messages),
         "anomalous_share": anomalous_share(messages),
-        "transitions": float(transitions),
-        "validation_seconds": validation_s,
-        "product_seconds": product_s,
-        "parse_seconds": parse_s,
-        "parse_readings_per_second": count / parse_s,
-        "validation_readings_per_second": validation_rps,
-        "product_readings_per_second": product_rps,
-        "ratio": product_rps / validation_rps,
-        "ratio_vs_own_validation": product_rps / (count / parse_s),
+        "transitions": ours_out.count(b"\n"),
+        "repeats": repeats,
+        "samples": {name: s.as_json() for name, s in samples.items()},
+        "ratio_cpu_ours_to_floor": cpu_ratio,
+        "ratio_cpu_today_to_floor": ratio(cpu["today"], cpu["floor"]),
+        "ratio_peak_ours_to_today": memory_ratio,
+        "same_transitions_as_today": ours_out == today_out,
+        "transitions_sha256": hashlib.sha256(ours_out).hexdigest()[:16],
+        "in_process_cpu_seconds": steps,
+        "targets": [
+            {
+                "target": f"CPU: ours <= {TARGET_CPU_RATIO}x the plain-pydantic floor",
+                "measured": f"{cpu_ratio:.2f}x",
+                "ok": cpu_ratio <= TARGET_CPU_RATIO,
+            },
+            {
+                "target": f"peak memory: ours <= {TARGET_MEMORY_RATIO:.0%} of today's",
+                "measured": f"{memory_ratio:.0%} ({peak['ours']:.0f} MB vs {peak['today']:.0f} MB)",
+                "ok": memory_ratio <= TARGET_MEMORY_RATIO,
+            },
+            {
+                "target": "the same transitions as today",
+                "measured": "identical" if ours_out == today_out else "DIFFERENT",
+                "ok": ours_out == today_out,
+            },
+        ],
     }
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--readings", type=int, default=100_000)
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args(argv)
-    numbers = run(args.readings, args.seed)
+LABELS: Final = {
+    "floor": "plain pydantic floor (json.loads + model_validate)",
+    "ours": "telemetry backtest --format jsonl",
+    "today": "the same, baseline commit (today)",
+}
+
+
+def report(numbers: Mapping[str, Any]) -> None:
     print(
-        f"workload: {numbers['readings']:,.0f} readings in {numbers['messages']:,.0f} messages, "
+        f"workload: {numbers['readings']:,} readings in {numbers['messages']:,} lines, "
         f"{DEVICES:,} devices, {numbers['anomalous_share']:.1%} past a level, "
-        f"{numbers['transitions']:,.0f} transitions; best of {REPETITIONS}"
+        f"{numbers['transitions']:,} transitions; whole processes, median of "
+        f"{numbers['repeats']} taking turns"
     )
-    print(f"{'path':<38}{'seconds':>10}{'readings/s':>14}")
-    for label, key in (
-        ("(a) pydantic validation only", "validation"),
-        ("(b) parse_message + evaluate", "product"),
-        ("    of which parse_message alone", "parse"),
-    ):
-        print(
-            f"{label:<38}{numbers[f'{key}_seconds']:>10.3f}"
-            f"{numbers[f'{key}_readings_per_second']:>14,.0f}"
+    samples = numbers["samples"]
+    floor = samples["floor"]["median_cpu_seconds"]
+    rows = []
+    for name, label in LABELS.items():
+        s = samples[name]
+        rows.append(
+            [
+                label,
+                f"{s['median_cpu_seconds']:.3f}",
+                f"{min(s['cpu_seconds']):.3f}",
+                f"{max(s['cpu_seconds']):.3f}",
+                f"{s['median_wall_seconds']:.3f}",
+                f"{ratio(s['median_cpu_seconds'], floor):.2f}",
+                f"{s['median_peak_mb']:.0f}",
+            ]
         )
-    verdict = "meets" if numbers["ratio"] >= TARGET_RATIO else "MISSES"
     print(
-        f"ratio product / validation-only: {numbers['ratio']:.2f} "
-        f"({verdict} the target of {TARGET_RATIO})"
+        table(
+            ["process", "CPU s", "min", "max", "wall s", "CPU vs floor", "peak MB"],
+            rows,
+        )
     )
-    own = numbers["product_readings_per_second"] / numbers["parse_readings_per_second"]
-    verdict = "meets" if own >= TARGET_RATIO else "MISSES"
+    steps = numbers["in_process_cpu_seconds"]
     print(
-        f"ratio product / our own validation (parse_message): {own:.2f} "
-        f"({verdict} the target of {TARGET_RATIO}: evaluation adds at most what validation takes)"
+        f"in process, best of 3 CPU s: the floor's validation {steps['floor_validation']:.3f}; "
+        f"ours, validation from the bytes {steps['ours_validation']:.3f}, evaluation "
+        f"{steps['ours_evaluation']:.3f}"
     )
+    print_targets(numbers["targets"])
+
+
+def print_targets(targets: Sequence[Mapping[str, Any]]) -> None:
+    print(
+        table(
+            ["target", "measured", "verdict"],
+            [[t["target"], t["measured"], verdict(t["ok"])] for t in targets],
+        )
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--readings", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=REPEATS)
+    args = parser.parse_args(argv)
+    report(run(args.readings, args.repeats))
 
 
 if __name__ == "__main__":

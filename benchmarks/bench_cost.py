@@ -15,6 +15,12 @@ Every AWS call is recorded and metered as AWS bills it (read and write units,
 then priced with the table below. Lambda duration is this machine's mean time per
 invocation under moto, billed at 256 MB arm64: a local measurement, not Lambda's.
 
+The whole bill adds what AWS charges before the function runs: IoT Core's
+messaging (5 KB units of each device PUBLISH's payload and topic; none with Basic
+Ingest), one rule triggered and one action per message; and, for Stream, Kinesis
+on demand (1 KB per record written and read, and the stream-hours at a stated
+fleet rate). Basic Ingest changes only the messaging line.
+
 The targets are checked per invocation against a reference run of the pure core
 (`telemetry.core.alerts.evaluate` on the same readings): SNS publishes equal
 transitions, shadow writes equal changes of the active alerts, and state writes
@@ -26,6 +32,7 @@ equal state changes (a commit, plus the outbox clear when there are transitions)
 from __future__ import annotations
 
 import argparse
+import json
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -53,8 +60,11 @@ from benchmarks.workload import (
 from telemetry.adapters.timestream import billed_bytes
 from telemetry.core.rules import RuleSet
 from telemetry.local.prices import PRICES as LIST_PRICES
+from telemetry.local.prices import iot_message_units, kinesis_kilobytes
 
 MEMORY_GB: Final = 256 / 1024
+FLEET_RATE: Final = 100  # messages/s: 1,000 devices, one message each 10 s
+GB: Final = 2**30
 PER_MILLION: Final = 1_000_000
 WAIT_MS: Final = 10  # an in-Region AWS round trip, for the sensitivity note
 
@@ -69,6 +79,12 @@ PRICES: Final = {
     "shadow_unit": LIST_PRICES["IoT shadow updates"].usd,
     "sqs_request": LIST_PRICES["SQS requests"].usd,
     "log_gb": LIST_PRICES["CloudWatch Logs"].usd,
+    "iot_message": LIST_PRICES["IoT Core messages"].usd,
+    "iot_rule": LIST_PRICES["IoT rules triggered"].usd,
+    "iot_action": LIST_PRICES["IoT rule actions"].usd,
+    "kinesis_in_gb": LIST_PRICES["Kinesis on-demand data in"].usd,
+    "kinesis_out_gb": LIST_PRICES["Kinesis on-demand data out"].usd,
+    "kinesis_stream_hour": LIST_PRICES["Kinesis on-demand stream-hours"].usd,
 }
 
 COST_LINES: Final[tuple[tuple[str, Callable[[Usage], float]], ...]] = (
@@ -84,6 +100,59 @@ COST_LINES: Final[tuple[tuple[str, Callable[[Usage], float]], ...]] = (
     ("IoT shadow updates", lambda u: u.shadow_units * PRICES["shadow_unit"]),
     ("SQS dead-letter queue", lambda u: u.dlq_requests * PRICES["sqs_request"]),
 )
+
+
+BILL_COLUMNS: Final = (
+    ("Direct", "Direct", False),
+    ("Direct, Basic Ingest", "Direct", True),
+    ("Stream", "Stream", False),
+    ("Stream, Basic Ingest", "Stream", True),
+    ("naive", "naive", False),
+)
+BILL_LINES: Final = (
+    "IoT Core messaging",
+    "IoT rules triggered",
+    "IoT rule actions",
+    "Kinesis data in",
+    "Kinesis data out",
+    "Kinesis stream-hours",
+    "our processing (above)",
+)
+
+
+def device_payload(message: Mapping[str, Any]) -> bytes:
+    """What the device publishes: the message without what the topic rule adds."""
+    sent = {k: v for k, v in message.items() if k not in {"deviceId", "receivedAt"}}
+    return json.dumps(sent).encode()
+
+
+def whole_bill(
+    run: HandlerRun,
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    stream: bool,
+    basic_ingest: bool,
+    rate: float = FLEET_RATE,
+) -> dict[str, float]:
+    """USD per million messages, IoT Core and Kinesis included."""
+    count = len(messages)
+    units = sum(
+        iot_message_units(device_payload(m), f"dt/plant/{m['deviceId']}/telemetry")
+        for m in messages
+    )
+    kilobytes = sum(kinesis_kilobytes(json.dumps(m).encode()) for m in messages) if stream else 0
+    per_message = {
+        "IoT Core messaging": 0.0 if basic_ingest else units * PRICES["iot_message"] / count,
+        "IoT rules triggered": PRICES["iot_rule"],
+        "IoT rule actions": PRICES["iot_action"],
+        "Kinesis data in": kilobytes * 1024 / GB * PRICES["kinesis_in_gb"] / count,
+        "Kinesis data out": kilobytes * 1024 / GB * PRICES["kinesis_out_gb"] / count,
+        "Kinesis stream-hours": PRICES["kinesis_stream_hour"] / (rate * 3600) if stream else 0,
+        "our processing (above)": total_per_million(run) / PER_MILLION,
+    }
+    bill = {line: value * PER_MILLION for line, value in per_message.items()}
+    bill["total"] = sum(bill.values())
+    return bill
 
 
 def wait_cost_per_million() -> float:
@@ -216,6 +285,90 @@ def check_targets(
     return targets
 
 
+def smallest_record_bytes(reading: Any) -> int:
+    """The metered size of the smallest record that still carries deviceId,
+    sensorId, type and location: those four dimensions, the time, a one-letter
+    measure name and the double."""
+    size = 8 + 1 + 8
+    for name, value in (
+        ("deviceId", reading.device_id),
+        ("sensorId", reading.sensor_id),
+        ("type", reading.type),
+        ("location", reading.location),
+    ):
+        if value:
+            size += len(name) + len(value.encode())
+    return size
+
+
+def _shared_bytes(device: str, location: str) -> int:
+    return len("deviceId") + len(device) + (len("location") + len(location) if location else 0)
+
+
+def common_attribute_units(invocations: Sequence[Sequence[dict[str, Any]]]) -> int:
+    """1 KiB units the readings' records of `invocations` would take with
+    CommonAttributes: one call per device (and location) per invocation, at most
+    100 records, deviceId and location counted once in the call, the rest per record."""
+    units = 0
+    for records in invocations:
+        by_call: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for record in records:
+            if record["MeasureName"] != "reading":
+                continue
+            dims = {d["Name"]: d["Value"] for d in record["Dimensions"]}
+            key = (dims["deviceId"], dims.get("location", ""))
+            by_call[key].append(billed_bytes(record) - _shared_bytes(*key))
+        for key, sizes in by_call.items():
+            for start in range(0, len(sizes), TIMESTREAM_BATCH):
+                chunk = sizes[start : start + TIMESTREAM_BATCH]
+                units += ceil_div(sum(chunk) + _shared_bytes(*key), 1024)
+    return units
+
+
+def full_call_units(invocations: Sequence[Sequence[dict[str, Any]]]) -> int:
+    """1 KiB units of the same records in full calls of 100 (the last one partial)."""
+    units = 0
+    for records in invocations:
+        sizes = [billed_bytes(r) for r in records if r["MeasureName"] == "reading"]
+        for start in range(0, len(sizes), TIMESTREAM_BATCH):
+            units += ceil_div(sum(sizes[start : start + TIMESTREAM_BATCH]), 1024)
+    return units
+
+
+def record_shape_by_batch(
+    messages: Sequence[dict[str, Any]], batches: Sequence[int] = (100, 500, 2_000, 6_000)
+) -> list[dict[str, float]]:
+    """Units per reading in full calls and in per-device calls with CommonAttributes,
+    for invocations of `batch` messages in arrival order."""
+    from telemetry.adapters.timestream import TimestreamRecords
+    from telemetry.core.messages import parse_message
+
+    factory = TimestreamRecords()
+    records = [
+        factory.reading(r)
+        for m in messages
+        for r in parse_message(m, invocation_time([m])).readings
+    ]
+    per_message = [len(m["data"]) for m in messages]
+    out = []
+    for batch in batches:
+        invocations, first = [], 0
+        for start in range(0, len(messages), batch):
+            count = sum(per_message[start : start + batch])
+            invocations.append(records[first : first + count])
+            first += count
+        devices = len({m["deviceId"] for m in messages[:batch]})
+        out.append(
+            {
+                "batch": batch,
+                "readings_per_device": sum(per_message[:batch]) / devices,
+                "full_calls": full_call_units(invocations) / len(records),
+                "common_attributes": common_attribute_units(invocations) / len(records),
+            }
+        )
+    return out
+
+
 def data_model(
     direct: HandlerRun, stream: HandlerRun, naive: HandlerRun, messages: Sequence[dict[str, Any]]
 ) -> dict[str, float]:
@@ -231,8 +384,18 @@ def data_model(
     ]
     seed = [billed_bytes(r) for m in messages for r in naive_records(m)]
     readings = readings_in(messages)
+    smallest = [
+        smallest_record_bytes(r)
+        for m in messages
+        for r in parse_message(m, invocation_time([m])).readings
+    ]
     return {
         "ours_bytes_per_reading": sum(ours) / len(ours),
+        "smallest_bytes_per_reading": sum(smallest) / len(smallest),
+        "stream_units_per_device_calls_with_common_attributes": common_attribute_units(
+            stream.written
+        )
+        / readings,
         "naive_bytes_per_reading": sum(seed) / len(seed),
         "direct_units_per_reading": direct.usage.timestream_units / readings,
         "stream_units_per_reading": stream.usage.timestream_units / readings,
@@ -278,13 +441,37 @@ def run(devices: int = 200, messages: int = 30, batch: int = 500, seed: int = 7)
             "naive/Stream": ratio(total_per_million(naive), total_per_million(stream)),
         },
         "data_model": data_model(direct, stream, naive, workload),
-        "targets": check_targets(direct, stream, naive, expected),
+        "whole_bill": {
+            column: whole_bill(
+                {"Direct": direct, "Stream": stream, "naive": naive}[mode],
+                workload,
+                stream=mode == "Stream",
+                basic_ingest=basic_ingest,
+            )
+            for column, mode, basic_ingest in BILL_COLUMNS
+        },
+        "fleet_rate": FLEET_RATE,
+        "record_shape_by_batch": record_shape_by_batch(workload),
+        "targets": [*check_targets(direct, stream, naive, expected), _partial_writes(stream)],
+    }
+
+
+def _partial_writes(stream: HandlerRun) -> dict[str, Any]:
+    """Stream's Timestream bill at the floor of its calls: none partial but the last."""
+    partial = sum(
+        any(size < TIMESTREAM_BATCH for size in u.timestream_sizes[:-1]) for u in stream.invocations
+    )
+    return {
+        "target": "Stream: no partial WriteRecords call but an invocation's last",
+        "measured": f"{partial} of {len(stream.invocations)} invocations have one",
+        "ok": partial == 0,
     }
 
 
 def _usage_json(usage: Usage) -> dict[str, Any]:
     out = asdict(usage)
     out["operations"] = dict(sorted(usage.operations.items()))
+    del out["timestream_sizes"]
     return out
 
 
@@ -352,12 +539,52 @@ def report(numbers: Mapping[str, Any]) -> None:
                     f"{d['stream_units_per_reading']:.3f}",
                 ],
                 [
+                    "smallest record with deviceId, sensorId, type, location",
+                    f"{d['smallest_bytes_per_reading']:.1f}",
+                    "-",
+                    "-",
+                ],
+                [
+                    "ours, CommonAttributes (one call per device)",
+                    "-",
+                    "-",
+                    f"{d['stream_units_per_device_calls_with_common_attributes']:.3f}",
+                ],
+                [
                     "naive: single-measure per sensor",
                     f"{d['naive_bytes_per_reading']:.1f}",
                     f"{d['naive_units_per_reading']:.3f}",
                     "-",
                 ],
             ],
+        )
+    )
+    print("\nTimestream 1 KiB units per reading by invocation size: full calls of 100 records")
+    print("beside one call per device with deviceId and location as CommonAttributes")
+    print(
+        table(
+            ["messages per invocation", "readings per device", "full calls", "CommonAttributes"],
+            [
+                [
+                    f"{b['batch']:,}",
+                    f"{b['readings_per_device']:.0f}",
+                    f"{b['full_calls']:.3f}",
+                    f"{b['common_attributes']:.3f}",
+                ]
+                for b in numbers["record_shape_by_batch"]
+            ],
+        )
+    )
+    bill = numbers["whole_bill"]
+    columns = [column for column, _, _ in BILL_COLUMNS]
+    print(
+        f"\nThe whole bill, USD per million messages: IoT Core, Kinesis on demand (stream-hours "
+        f"at {numbers['fleet_rate']} messages/s) and our processing"
+    )
+    print(
+        table(
+            ["", *columns],
+            [[line, *(f"{bill[c][line]:.4f}" for c in columns)] for line in [*BILL_LINES, "total"]],
         )
     )
     print("\nTargets")

@@ -283,6 +283,7 @@ class Usage:
     dlq_requests: int = 0
     api_calls: int = 0
     operations: Counter[str] = field(default_factory=Counter)
+    timestream_sizes: list[int] = field(default_factory=list)  # records per call, in order
 
     def __iadd__(self, other: Usage) -> Usage:
         for f in fields(self):
@@ -309,6 +310,7 @@ class Usage:
             case "WriteRecords":
                 self.timestream_calls += 1
                 self.timestream_records += len(params["Records"])
+                self.timestream_sizes.append(len(params["Records"]))
                 self.timestream_bytes += sum(billed_bytes(r) for r in params["Records"])
 
 
@@ -346,6 +348,7 @@ class HandlerRun:
     batch_failures: int = 0
     store_requests: int = 0
     """Write requests the time-series writer sent (Timestream calls or InfluxDB HTTP)."""
+    written: list[list[dict[str, Any]]] = field(default_factory=list)  # records, per invocation
 
     def add(self, usage: Usage) -> None:
         self.invocations.append(usage)
@@ -382,8 +385,17 @@ def run_handler(
         with captured_output() as output:
             for batch, event in zip(batches, events, strict=True):
                 clock.now_ms = invocation_time(batch)
+                start = len(log.calls)
                 usage, response = invoke(log, functools.partial(entry, event, None))
                 run.add(usage)
+                run.written.append(
+                    [
+                        record
+                        for _, operation, params in log.calls[start:]
+                        if operation == "WriteRecords"
+                        for record in params["Records"]
+                    ]
+                )
                 run.batch_failures += len(response.get("batchItemFailures", []))
         run.store_requests = int(getattr(rt.pipeline._timeseries, "calls", 0))
     run.usage.log_bytes = output.bytes

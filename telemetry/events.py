@@ -1,31 +1,42 @@
 """What the function is invoked with, turned into device messages.
 
 - Direct (IoT topic rule -> Lambda): the rule's SELECT result, one message
-  object; a JSON array of messages is accepted too.
+  object. Anything else (a JSON array included: the rule never sends one, and
+  its items would carry deviceIds no topic vouches for) is one message that
+  validation quarantines.
 - Stream batches: Kinesis Data Streams records (base64 of the rule's JSON
-  message, partition key = deviceId) and SQS records (the JSON message as the
-  body). A record that cannot be decoded becomes a Rejection, not a failure.
+  message, partition key = the deviceId the rule took from the topic) and SQS
+  records (the JSON message as the body). Each record is decoded and validated
+  in one pass from its bytes. A record that cannot be used, however hostile,
+  becomes a Rejection and its siblings go on: not base64, not JSON (nested
+  too deep, numbers too long), or, on Kinesis, a payload whose deviceId is not
+  the partition key (never processed under the payload's id).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
+import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-from telemetry.core.messages import Rejection, parse_time_ms
+from telemetry.core.messages import (
+    MessageRejectedError,
+    ParsedMessage,
+    Rejection,
+    decode_json,
+    parse_message_json,
+    parse_time_ms,
+)
 
-KINESIS = "aws:kinesis"
-SQS = "aws:sqs"
+KINESIS: Final = "aws:kinesis"
+SQS: Final = "aws:sqs"
 
 
 def direct_messages(event: Any) -> list[Any]:
-    """The messages of a direct invocation: a list as is, anything else as one
-    message (which validation then accepts or quarantines)."""
-    if isinstance(event, list):
-        return event
+    """The messages of a direct invocation: the event is one message (which
+    validation then accepts or quarantines)."""
     return [event]
 
 
@@ -43,46 +54,80 @@ def stream_source(event: Any) -> str | None:
 @dataclass(frozen=True, slots=True)
 class StreamRecord:
     """One batch record: its id for partial batch responses (SQS messageId,
-    Kinesis sequence number), and its message or why it has none."""
+    Kinesis sequence number), and its validated message or why it has none."""
 
     record_id: str
-    message: Any = None
+    message: ParsedMessage | None = None
     rejection: Rejection | None = None
 
     @property
     def device_id(self) -> str | None:
-        if isinstance(self.message, dict) and isinstance(self.message.get("deviceId"), str):
-            return str(self.message["deviceId"])
-        return None
+        return self.message.device_id if self.message is not None else None
 
 
-def _decode(raw: str | bytes, record_id: str, field: str) -> StreamRecord:
+def _unusable(record_id: str, field: str, code: str, detail: str, payload: Any) -> StreamRecord:
+    return StreamRecord(record_id, rejection=Rejection(field, code, detail, payload))
+
+
+def _parsed(
+    raw: bytes | str, record_id: str, field: str, now_ms: int, partition_key: str | None
+) -> StreamRecord:
     try:
-        return StreamRecord(record_id, message=json.loads(raw))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        rejection = Rejection(field, "not_json", f"not a JSON message: {exc}", text)
+        parsed = parse_message_json(raw, now_ms)
+    except MessageRejectedError as exc:
+        rejection = exc.rejection
+        if rejection.code == "not_json":
+            rejection = dataclasses.replace(rejection, field=field)
         return StreamRecord(record_id, rejection=rejection)
+    if partition_key is not None and parsed.device_id != partition_key:
+        detail = (
+            f"the payload's deviceId {parsed.device_id!r} is not the record's partition key "
+            f"{partition_key!r}, the deviceId the topic rule took from the topic"
+        )
+        rejection = Rejection(
+            "deviceId", "device_mismatch", detail, decode_json(raw), partition_key
+        )
+        return StreamRecord(record_id, rejection=rejection)
+    return StreamRecord(record_id, message=parsed)
 
 
-def stream_records(event: dict[str, Any]) -> list[StreamRecord]:
-    """Decode every record of a Kinesis or SQS batch, in batch order."""
+def _kinesis_record(record: dict[str, Any], now_ms: int) -> StreamRecord:
+    kinesis = record.get("kinesis")
+    if not isinstance(kinesis, dict):
+        return _unusable("", "kinesis", "malformed_record", "no kinesis record", record)
+    record_id = str(kinesis.get("sequenceNumber", ""))
+    data = kinesis.get("data")
+    key = kinesis.get("partitionKey")
+    if not isinstance(key, str):
+        return _unusable(record_id, "kinesis.partitionKey", "missing", "no partition key", data)
+    if not isinstance(data, str):
+        return _unusable(record_id, "kinesis.data", "not_base64", "no base64 data", data)
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        return _unusable(record_id, "kinesis.data", "not_base64", f"undecodable: {exc}", data)
+    return _parsed(raw, record_id, "kinesis.data", now_ms, key)
+
+
+def _sqs_record(record: dict[str, Any], now_ms: int) -> StreamRecord:
+    record_id = str(record.get("messageId"))
+    body = record.get("body")
+    if not isinstance(body, str):
+        return _unusable(record_id, "body", "not_json", "no message body", body)
+    return _parsed(body, record_id, "body", now_ms, None)
+
+
+def stream_records(event: dict[str, Any], now_ms: int) -> list[StreamRecord]:
+    """Decode and validate every record of a Kinesis or SQS batch, in batch
+    order; `now_ms` is the validation clock."""
     out: list[StreamRecord] = []
     for record in event["Records"]:
-        if record.get("eventSource") == KINESIS:
-            kinesis = record.get("kinesis", {})
-            record_id = str(kinesis.get("sequenceNumber", ""))
-            try:
-                raw = base64.b64decode(kinesis.get("data", ""), validate=True)
-            except binascii.Error as exc:
-                rejection = Rejection(
-                    "kinesis.data", "not_base64", f"undecodable: {exc}", kinesis.get("data")
-                )
-                out.append(StreamRecord(record_id, rejection=rejection))
-                continue
-            out.append(_decode(raw, record_id, "kinesis.data"))
+        if not isinstance(record, dict):
+            out.append(_unusable("", "$", "malformed_record", "a record must be an object", record))
+        elif record.get("eventSource") == KINESIS:
+            out.append(_kinesis_record(record, now_ms))
         else:
-            out.append(_decode(str(record.get("body", "")), str(record.get("messageId")), "body"))
+            out.append(_sqs_record(record, now_ms))
     return out
 
 

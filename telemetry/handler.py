@@ -4,6 +4,12 @@ Thin by design: settings validated once per cold start, clients and adapters
 built once and reused, then each invocation is one call into the pipeline,
 with logs and metrics on the way out. All decisions live in
 `telemetry.pipeline` and `telemetry.core`.
+
+A cold start pays only for what a direct invocation uses: logs and EMF metrics
+are `telemetry.observability`'s JSON lines (no Powertools), a stream batch's
+partial response is built here, tracing is imported only when it is on, and
+the garbage collector waits while the function starts and works
+(`telemetry.collector`, imported first for that reason).
 """
 
 from __future__ import annotations
@@ -18,11 +24,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
-
+from telemetry import collector
 from telemetry.adapters.aws import make_client
-from telemetry.adapters.dead_letter import DeadLetterQueue
+from telemetry.adapters.dead_letter import DeadLetterQueue, json_safe
 from telemetry.adapters.influxdb import (
     InfluxRecords,
     InfluxWriter,
@@ -39,11 +43,12 @@ from telemetry.adapters.timestream import TimestreamRecords, TimestreamWriter
 from telemetry.core.messages import Rejection, iso_utc
 from telemetry.core.rules import load_rules
 from telemetry.events import direct_messages, scheduled_time_ms, stream_records, stream_source
-from telemetry.pipeline import Outcome, Pipeline, RecordFactory, RecordWriter
+from telemetry.observability import Logger, Metrics
+from telemetry.pipeline import Outcome, Pipeline, RecordFactory, RecordWriter, event_fingerprint
 from telemetry.settings import Settings, environment_variables
 
 logger = Logger(service="telemetry")
-metrics = Metrics()
+metrics = Metrics(service="telemetry")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +100,13 @@ def build_runtime(
     clients: Clients | None = None,
     clock: Callable[[], int] | None = None,
 ) -> Runtime:
+    with collector.paused(built=True):
+        return _build_runtime(settings, clients, clock)
+
+
+def _build_runtime(
+    settings: Settings, clients: Clients | None, clock: Callable[[], int] | None
+) -> Runtime:
     clients = clients or Clients.create(settings)
     timeseries, records = timeseries_store(settings, clients)
     pipeline = Pipeline(
@@ -108,6 +120,8 @@ def build_runtime(
     )
     if metrics.namespace is None:
         metrics.namespace = settings.metrics_namespace
+    if settings.log_level:
+        logger.set_level(settings.log_level)
     if settings.tracing:
         from aws_lambda_powertools import Tracer  # noqa: PLC0415 - ~0.5 s: only when on
 
@@ -210,7 +224,7 @@ def report(outcome: Outcome) -> None:
     }
     for name, value in counts.items():
         if value or name == "MessagesReceived":  # zeros cost log bytes on every invocation
-            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+            metrics.add_metric(name, value)
     outcomes = _OUTCOME_SINK.get()
     if outcomes is not None:
         outcomes.append(outcome)
@@ -240,14 +254,7 @@ def _emit_dimensioned_metrics(outcomes: list[Outcome]) -> None:
         (t.status.value, t.routing_severity.name) for o in outcomes for t in o.transitions
     )
     for (status, severity), value in sorted(by_kind.items()):
-        with single_metric(
-            name="Transitions",
-            unit=MetricUnit.Count,
-            value=value,
-            namespace=metrics.namespace,
-            default_dimensions={"status": status, "severity": severity},
-        ):
-            pass
+        metrics.emit("Transitions", value, {"status": status, "severity": severity})
     failures = Counter(
         str(d.shadow_failure[1]).lower()
         for o in outcomes
@@ -256,14 +263,7 @@ def _emit_dimensioned_metrics(outcomes: list[Outcome]) -> None:
     )
     for retryable, value in sorted(failures.items()):
         # Retryable=false will not heal by itself: the template alarms on it.
-        with single_metric(
-            name="ShadowMirrorFailures",
-            unit=MetricUnit.Count,
-            value=value,
-            namespace=metrics.namespace,
-            default_dimensions={"Retryable": retryable},
-        ):
-            pass
+        metrics.emit("ShadowMirrorFailures", value, {"Retryable": retryable})
 
 
 def _summary(outcome: Outcome) -> dict[str, Any]:
@@ -291,10 +291,11 @@ def _process(
     rejected: Sequence[Rejection] = (),
     owner: str | None = None,
     context: Any = None,
+    now_ms: int | None = None,
 ) -> Outcome:
     """Run the pipeline and report what it did. A failure of the whole call is
     logged and raised; a device's failure is logged and left in the outcome."""
-    now_ms = rt.clock()
+    now_ms = rt.clock() if now_ms is None else now_ms
     try:
         outcome = rt.pipeline.process(
             messages,
@@ -321,15 +322,27 @@ def handle(event: Any, rt: Runtime, context: Any = None) -> dict[str, Any]:
     request_id = getattr(context, "aws_request_id", None)
     if request_id:
         logger.append_keys(request_id=request_id)
-    scheduled = scheduled_time_ms(event)
-    if scheduled is not None:
-        return handle_sweep(scheduled, rt, context)
-    source = stream_source(event)
-    if source is not None:
-        return handle_batch(event, source, rt, context)
-    outcome = _process(rt, direct_messages(event), context=context)
-    outcome.raise_failure()
-    return _summary(outcome)
+    with collector.paused():
+        scheduled = scheduled_time_ms(event)
+        if scheduled is not None:
+            return handle_sweep(scheduled, rt, context)
+        source = stream_source(event)
+        if source is not None:
+            return handle_batch(event, source, rt, context)
+        messages = direct_messages(event)
+        outcome = _process(rt, messages, owner=_owner(messages), context=context)
+        outcome.raise_failure()
+        return _summary(outcome)
+
+
+def _owner(messages: list[Any]) -> str:
+    """The outbox owner of a direct event: its fingerprint, which a retry or a
+    duplicate delivery shares. A hostile event too deep or too long for JSON
+    text to hold is fingerprinted as the dead-letter queue would keep it."""
+    try:
+        return event_fingerprint(messages)
+    except (RecursionError, ValueError):
+        return event_fingerprint(json_safe(messages)[0])
 
 
 def handle_sweep(scheduled_ms: int, rt: Runtime, context: Any = None) -> dict[str, Any]:
@@ -360,38 +373,17 @@ def handle_batch(event: dict[str, Any], source: str, rt: Runtime, context: Any) 
     them; for Kinesis, from the earliest such sequence number on), never the
     other devices'. Records that cannot be decoded are quarantined, not failed.
     """
-    from aws_lambda_powertools.utilities.batch import (  # noqa: PLC0415 - stream mode only
-        BatchProcessor,
-        EventType,
-        process_partial_response,
-    )
-
-    records = stream_records(event)
-    messages = [r.message for r in records if r.rejection is None]
+    now_ms = rt.clock()
+    records = stream_records(event, now_ms)
+    messages = [r.message for r in records if r.message is not None]
     bad = [r.rejection for r in records if r.rejection is not None]
     owner = hashlib.sha256("\n".join(r.record_id for r in records).encode()).hexdigest()
-    outcome = _process(rt, messages, rejected=bad, owner=owner[:24], context=context)
+    outcome = _process(rt, messages, rejected=bad, owner=owner[:24], context=context, now_ms=now_ms)
     failed_devices = {device_id for device_id, _ in outcome.failures}
-    failed_ids = {r.record_id for r in records if r.device_id in failed_devices}
-    kinesis = source == "aws:kinesis"
-
-    def record_handler(record: Any) -> None:
-        record_id = record.kinesis.sequence_number if kinesis else record.message_id
-        if record_id in failed_ids:
-            raise RetryRecordError(record_id)
-
-    processor = BatchProcessor(
-        event_type=EventType.KinesisDataStreams if kinesis else EventType.SQS,
-        raise_on_entire_batch_failure=False,
-    )
-    response = process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
-    return dict(response)
-
-
-class RetryRecordError(RuntimeError):
-    """Marks a batch record whose device must be retried."""
+    # Every failed record, in batch order: for Kinesis, Lambda resumes the
+    # shard from the lowest sequence number reported.
+    failures = [{"itemIdentifier": r.record_id} for r in records if r.device_id in failed_devices]
+    return {"batchItemFailures": failures}
 
 
 @metrics.log_metrics
@@ -402,3 +394,6 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
             return handle(event, runtime(), context)
         finally:
             _emit_dimensioned_metrics(outcomes)
+
+
+collector.imported()

@@ -106,6 +106,10 @@ class Settings(BaseModel):
     service_name: str = Field("telemetry", validation_alias="POWERTOOLS_SERVICE_NAME")
     metrics_namespace: str = Field("IoTTelemetry", validation_alias="POWERTOOLS_METRICS_NAMESPACE")
     trace_disabled: str = Field("true", validation_alias="POWERTOOLS_TRACE_DISABLED")
+    log_level: (
+        Annotated[str, StringConstraints(pattern=r"(?i)^(debug|info|warning|error|critical)$")]
+        | None
+    ) = Field(None, validation_alias="POWERTOOLS_LOG_LEVEL")
 
     # The time-series store: Timestream for LiveAnalytics (as before) or InfluxDB
     # (Amazon Timestream for InfluxDB, or any InfluxDB 1.x/2/3 speaking line protocol).

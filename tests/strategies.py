@@ -8,6 +8,7 @@ on a rounding artefact instead of on the contract.
 from __future__ import annotations
 
 import itertools
+import json
 import string
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -417,3 +418,47 @@ def arrival_histories(draw: st.DrawFn) -> tuple[int, list[int]]:
     )
     times = list(itertools.accumulate(gaps, initial=NOW_MS))
     return window, times
+
+
+# --- raw JSON text, hostile included ---------------------------------------
+
+
+def _nested(depth: int, leaf: str = "1") -> str:
+    return "[" * depth + leaf + "]" * depth
+
+
+@st.composite
+def json_texts(draw: st.DrawFn) -> bytes:
+    """The bytes of a stream record: mostly messages (valid, mutated, or any
+    JSON), spelt with JSON's freedoms, and sometimes hostile: a key given twice,
+    numbers of thousands of digits, nesting hundreds deep, NaN and Infinity
+    literals, invalid UTF-8, cut short."""
+    value = draw(st.one_of(messages(), mutated_messages(), json_values()))
+    text = json.dumps(value, indent=draw(st.sampled_from([None, 0, 2])))
+    if isinstance(value, dict) and text.startswith("{") and len(text) > 2:
+        extra = draw(
+            st.sampled_from(
+                [
+                    "",
+                    '"deviceId": "pump-17", ',
+                    '"data": [], ',
+                    '"timestamp": 1764237600000, ',
+                    f'"firmware": {_nested(draw(st.sampled_from([3, 199, 200, 201, 600])))}, ',
+                    f'"serial": {"9" * draw(st.sampled_from([20, 4300, 4301, 6000]))}, ',
+                    '"value": NaN, ',
+                    '"value": -Infinity, ',
+                ]
+            )
+        )
+        text = "{" + extra + text[1:]  # a key given before its value in the text: the last wins
+    raw = text.encode()
+    damage = draw(st.sampled_from(["none"] * 6 + ["cut", "bad-utf8", "surrogate", "trailing"]))
+    if damage == "cut":
+        raw = raw[: draw(st.integers(min_value=0, max_value=max(0, len(raw) - 1)))]
+    elif damage == "bad-utf8":
+        raw = raw.replace(b'"', b'"\xff', 1)
+    elif damage == "surrogate":
+        raw = raw.replace(b'"', b'"\\ud800', 1)
+    elif damage == "trailing":
+        raw += b" x"
+    return raw

@@ -7,18 +7,23 @@ what failed, and what the stack holds afterwards.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from telemetry import handler
 from telemetry.errors import ConfigurationError, DependencyError
+from telemetry.local.streams import kinesis_event
 from telemetry.settings import Settings
 from tests.localaws import LocalAws, fail, local_stack, message, record_calls
 
 NOW = 1_764_237_600_000  # 2025-11-27T10:00:00Z
+ROOT = Path(__file__).resolve().parent.parent
 MINUTE = 60_000
 
 
@@ -114,7 +119,7 @@ def test_shadow_mirrors_the_most_severe_alert_per_sensor(aws: LocalAws) -> None:
     batch = [message("pump-17", NOW + i * 1000, ("temp-1", 80), ("press-1", 0.5)) for i in range(3)]
 
     # When processed
-    run(aws, batch)
+    run(aws, *batch)
 
     # Then the shadow has one entry per sensor with severity, rule, alertId, since, value
     alerts = aws.shadow("pump-17")["alerts"]
@@ -314,7 +319,7 @@ def test_records_timestream_rejects_go_to_the_dead_letter_queue(aws: LocalAws) -
 
 
 def test_timestream_writes_are_batched_at_most_100_records_per_call(aws: LocalAws) -> None:
-    # Given an event of 25 messages with 10 readings each
+    # Given a batch of 25 messages with 10 readings each
     events = [
         message("pump-17", NOW + i * 1000, *[(f"temp-{j}", 20.0 + j) for j in range(10)])
         for i in range(25)
@@ -322,8 +327,8 @@ def test_timestream_writes_are_batched_at_most_100_records_per_call(aws: LocalAw
     rt, clients = aws.runtime()
     calls = record_calls(clients)
 
-    # When they arrive as one array
-    handler.handle(events, rt)
+    # When they arrive as one Kinesis batch
+    handler.handle(kinesis_event(events), rt)
 
     # Then 250 records went out in ceil(250 / 100) calls, none above the API limit
     sizes = [len(p["Records"]) for p in calls.params("timestream-write", "WriteRecords")]
@@ -396,19 +401,19 @@ def test_the_classic_shadow_is_untouched_unless_shadow_name_is_empty(aws: LocalA
     assert aws.shadow("pump-18", name="")["alerts"]["temp-1"]["severity"] == "CRITICAL"
 
 
-def test_one_device_failing_does_not_stop_the_others(aws: LocalAws) -> None:
-    # Given two devices in one event, and a state read that fails for the first
-    rt, clients = aws.runtime()
-    fail(clients.dynamodb, "PutItem", "ProvisionedThroughputExceededException", status=400)
+def test_a_json_array_event_is_one_message_quarantined_whole(aws: LocalAws) -> None:
+    # Given a direct event that is a JSON array of messages naming two devices
+    # (the topic rule never sends one: no topic vouches for the items' deviceIds)
     events = [message("pump-17", NOW, ("temp-1", 95)), message("pump-18", NOW, ("temp-1", 95))]
 
-    # When processed, the invocation fails (to be retried) ...
-    with pytest.raises(DependencyError):
-        handler.handle(events, rt)
-    # ... and the other device's alert went out; the retry completes the first
-    assert len(aws.alerts()) == 1
-    handler.handle(events, rt)
-    assert sorted(a["deviceId"] for a in aws.alerts()) == ["pump-17"]
+    # When it is handled
+    summary = run(aws, events)[0]
+
+    # Then nothing is processed under either id: the array is quarantined as it came
+    assert (summary["readingsStored"], summary["rejected"]) == (0, 1)
+    assert aws.alerts() == []
+    [item] = aws.dead_letters()
+    assert (item["code"], item["field"], item["payload"]) == ("not_an_object", "$", events)
 
 
 def test_settings_name_the_missing_variable() -> None:
@@ -481,22 +486,85 @@ def test_observability_one_log_line_per_rejection_no_payload_and_emf_metrics(
     event = message("pump-17", int(time.time() * 1000), ("temp-1", 95))
     event["data"].append({"sensorId": "s-1", "value": "api-key-12345"})
     handler.metrics.clear_metrics()  # earlier tests called handle(), which nothing flushes
+    capsys.readouterr()
 
     # When the entry point runs
     try:
-        handler.lambda_handler(event, None)
+        handler.lambda_handler(event, FakeContext())
     finally:
         handler.reset_runtime()
 
-    # Then one log record names the rejection's field and reason, without the payload
-    rejected = [r for r in caplog.records if r.getMessage() == "quarantined"]
-    assert len(rejected) == 1
-    assert rejected[0].__dict__["field"] == "data[1].value"
-    assert all("api-key-12345" not in json.dumps(r.__dict__, default=str) for r in caplog.records)
+    # Then stdout holds JSON lines only: one log line names the rejection's field and
+    # reason, without the payload, with the request id
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    logs = [x for x in lines if "_aws" not in x]
+    [rejected] = [x for x in logs if x["message"] == "quarantined"]
+    assert (rejected["level"], rejected["field"], rejected["code"]) == (
+        "WARNING",
+        "data[1].value",
+        "wrong_type",
+    )
+    assert rejected["service"] == "telemetry"
+    assert rejected["request_id"] == "req-1"
+    assert "api-key-12345" not in json.dumps(lines)
+    assert [r.__dict__["field"] for r in caplog.records if r.getMessage() == "quarantined"] == [
+        "data[1].value"
+    ]
     # and EMF metrics count rejected readings and transitions by status and severity
-    emf = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"_aws"' in x]
-    assert any(x.get("ReadingsRejected") == [1.0] for x in emf)
-    assert any(x.get("status") == "RAISED" and x.get("severity") == "CRITICAL" for x in emf)
+    emf = [x for x in lines if "_aws" in x]
+    [counts] = [x for x in emf if "MessagesReceived" in x]
+    assert counts["ReadingsRejected"] == [1.0]
+    assert counts["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "IoTTelemetry"
+    assert counts["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]
+    [by_kind] = [x for x in emf if "Transitions" in x and "status" in x]
+    assert (by_kind["status"], by_kind["severity"], by_kind["Transitions"]) == (
+        "RAISED",
+        "CRITICAL",
+        [1.0],
+    )
+
+
+class FakeContext:
+    aws_request_id = "req-1"
+
+
+def test_a_direct_event_nested_thousands_deep_is_handled_not_crashed(aws: LocalAws) -> None:
+    # Given a direct event whose reading value, and an ignored field, nest 5,000 deep
+    deep: Any = 1.0
+    for _ in range(5_000):
+        deep = [deep]
+    event = message("pump-17", NOW, ("temp-1", 20), ("temp-2", 21), firmware=deep)
+    event["data"][1]["value"] = deep
+
+    # When it is handled
+    summary = run(aws, event)[0]
+
+    # Then the good reading is stored, the deep one quarantined with its payload cut
+    assert (summary["readingsStored"], summary["rejected"]) == (1, 1)
+    [item] = aws.dead_letters()
+    assert (item["field"], item["payloadTruncated"]) == ("data[1].value", True)
+
+
+def test_a_direct_invocation_imports_nothing_only_streams_tools_or_tracing_need() -> None:
+    # Given a fresh process that handles one direct message against a local AWS
+    script = f"""
+import json, os, sys
+from tests.localaws import local_stack, message
+from telemetry import handler
+with local_stack(["pump-17"], {NOW}) as aws:
+    rt, _ = aws.runtime()
+    handler.handle(message("pump-17", {NOW}, ("temp-1", 95)), rt)
+print(json.dumps(sorted(sys.modules)))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    loaded = json.loads(done.stdout.splitlines()[-1])
+
+    # Then no stream-only, command-line, local-run or tracing module was imported
+    unwanted = ("aws_lambda_powertools", "aws_xray_sdk", "rich", "telemetry.cli")
+    unwanted += ("telemetry.backtest", "telemetry.terminal", "telemetry.local.demo")
+    assert [m for m in loaded if m.startswith(unwanted)] == []
 
 
 def test_a_changed_environment_is_never_served_by_a_stale_runtime(

@@ -15,13 +15,17 @@ from telemetry.core.messages import (
     MessageRejectedError,
     ParsedMessage,
     Reading,
+    decode_json,
     parse_message,
+    parse_message_carefully,
+    parse_message_json,
 )
 from telemetry.core.rules import Rule, RuleSet, Side
 from tests.strategies import (
     NOW_MS,
     invalid_thing_names,
     iso_timestamps_with_ms,
+    json_texts,
     json_values,
     messages,
     mutated_messages,
@@ -357,9 +361,11 @@ def test_message_timestamp_in_the_future_invalidates_the_readings_using_it() -> 
     # When it is parsed
     parsed = parse_message(raw, NOW_MS)
 
-    # Then only the reading relying on the message time is refused
+    # Then only the reading relying on the message time is refused, naming the
+    # message's timestamp, with that time in its payload
     assert [r.sensor_id for r in parsed.readings] == ["temp-2"]
-    assert [(r.field, r.code) for r in parsed.rejections] == [("data[0].timestamp", "in_future")]
+    assert [(r.field, r.code) for r in parsed.rejections] == [("timestamp", "in_future")]
+    assert parsed.rejections[0].payload == {**reading(), "timestamp": NOW_MS + 3_600_000}
 
 
 # --- value -------------------------------------------------------------------
@@ -708,5 +714,165 @@ def test_mutated_messages_raise_nothing_but_message_rejected(raw: Any, now_ms: i
         return
     assert len(outcome.readings) + len(outcome.rejections) == len(raw["data"])
     for rejection in outcome.rejections:
+        if rejection.code == "in_future" and not rejection.field.startswith("data["):
+            assert rejection.field in {"timestamp", "receivedAt"}  # the message time, too late
+            continue
         assert rejection.field.startswith("data[")
         assert rejection.code
+
+
+# --- one compiled pass, one answer -------------------------------------------
+
+
+def outcome_of(parse: Any, *args: Any) -> str:
+    """A parse's whole answer, NaN included, as comparable text: the readings,
+    every rejection with its reason, code, field and payload, or the one
+    rejection of the whole message."""
+    try:
+        return repr(parse(*args))
+    except MessageRejectedError as exc:
+        return f"rejected whole: {exc.rejection!r}"
+
+
+def careful_of_text(raw: bytes, now_ms: int) -> ParsedMessage:
+    return parse_message_carefully(decode_json(raw), now_ms)
+
+
+@given(
+    raw=st.one_of(messages(), mutated_messages(), json_values()),
+    now_ms=st.sampled_from([NOW_MS, 0, 2**41]),
+)
+def test_the_fast_path_and_the_careful_path_agree_on_any_value(raw: Any, now_ms: int) -> None:
+    # Given any decoded value, a message or not
+    # When it is parsed by the compiled pass and field by field
+    fast = outcome_of(parse_message, raw, now_ms)
+    careful = outcome_of(parse_message_carefully, raw, now_ms)
+
+    # Then the answers are the same: readings, rejections, reasons, fields and payloads
+    assert fast == careful
+
+
+@given(raw=json_texts(), now_ms=st.sampled_from([NOW_MS, 0, 2**41]))
+def test_the_fast_path_from_bytes_agrees_with_the_careful_path_on_any_text(
+    raw: bytes, now_ms: int
+) -> None:
+    # Given the bytes of a record, however hostile
+    # When they are validated in one pass from the bytes, and decoded then checked field by field
+    fast = outcome_of(parse_message_json, raw, now_ms)
+    careful = outcome_of(careful_of_text, raw, now_ms)
+
+    # Then both give the same answer, and nothing but a parse or a rejection comes out
+    assert fast == careful
+
+
+@given(raw=messages())
+def test_a_message_read_from_its_json_is_the_message_read_as_an_object(raw: Any) -> None:
+    # Given a valid message and its JSON text
+    text = json.dumps(raw).encode()
+
+    # When each is parsed
+    # Then they give the same readings
+    assert outcome_of(parse_message_json, text, NOW_MS) == outcome_of(parse_message, raw, NOW_MS)
+
+
+@pytest.mark.parametrize(
+    ("text", "detail"),
+    [
+        (b"{", "EOF while parsing"),
+        (b"[" * 600 + b"]" * 600, "recursion limit exceeded"),
+        (b'{"deviceId": "pump-17", "data": [], "n": 1' + b"0" * 5000 + b"}", "number out of range"),
+        (b'{"deviceId": "pump-\xff"}', "invalid"),
+        (b'{"deviceId": "\\ud800"}', "hex escape"),
+    ],
+)
+def test_text_that_is_not_json_is_rejected_as_not_json_with_the_text(
+    text: bytes, detail: str
+) -> None:
+    # Given text that is not JSON the function can hold
+    # When it is parsed
+    with pytest.raises(MessageRejectedError) as caught:
+        parse_message_json(text, NOW_MS)
+
+    # Then the rejection says so, and keeps the text as its payload
+    rejection = caught.value.rejection
+    assert (rejection.field, rejection.code) == ("$", "not_json")
+    assert detail in rejection.detail
+    assert rejection.payload == text.decode("utf-8", "replace")
+
+
+def test_a_key_given_twice_counts_once_with_its_last_value() -> None:
+    # Given a reading whose value is given twice, the last one good
+    text = b'{"deviceId": "pump-17", "data": [{"sensorId": "t", "value": "hot", "value": 81.5}]}'
+
+    # When it is parsed, Then the last value stands, as JSON parsers agree
+    assert only_reading(parse_message_json(text, NOW_MS)).value == 81.5
+
+
+def test_deep_nesting_in_a_decoded_message_is_rejected_with_its_field_not_a_crash() -> None:
+    # Given a decoded message (a direct invocation) with a value nested 5,000 deep
+    deep: Any = 1.0
+    for _ in range(5_000):
+        deep = [deep]
+    raw = message(reading(), reading(sensorId="temp-2", value=deep), firmware=deep)
+
+    # When it is parsed
+    parsed = parse_message(raw, NOW_MS)
+
+    # Then the deep value is one rejection naming its field; the sibling and the
+    # ignored deep field change nothing
+    assert [r.sensor_id for r in parsed.readings] == ["temp-1"]
+    assert [(r.field, r.code) for r in parsed.rejections] == [("data[1].value", "wrong_type")]
+
+
+def test_an_integer_beyond_pythons_conversion_limit_is_a_rejection_not_an_error() -> None:
+    # Given a decoded reading whose value has 5,000 digits
+    raw = message(reading(value=10**5000), reading(sensorId="temp-2"))
+
+    # When it is parsed
+    parsed = parse_message(raw, NOW_MS)
+
+    # Then it is rejected naming its value; its sibling is kept
+    assert [r.sensor_id for r in parsed.readings] == ["temp-2"]
+    assert [r.field for r in parsed.rejections] == ["data[0].value"]
+
+
+def test_received_at_and_the_message_timestamp_are_carried_when_valid() -> None:
+    # Given a message with the rule's receivedAt and the device's timestamp
+    raw = message(reading(), timestamp=NOW_MS - 2000, receivedAt=NOW_MS - 1000)
+
+    # When it is parsed, by either path
+    for parsed in (parse_message(raw, NOW_MS), parse_message_json(json.dumps(raw), NOW_MS)):
+        # Then both times come with the readings
+        assert (parsed.received_ms, parsed.sent_ms) == (NOW_MS - 1000, NOW_MS - 2000)
+    assert parse_message(message(reading()), NOW_MS).received_ms is None
+
+
+def test_an_unusable_received_at_rejects_the_message_even_beside_a_good_timestamp() -> None:
+    # Given a good message timestamp and a receivedAt that is not a time
+    raw = message(reading(), timestamp=NOW_MS, receivedAt="soon")
+
+    # When it is parsed
+    error = rejected(raw)
+
+    # Then the message is rejected naming receivedAt (no path ignores it)
+    assert (error.rejection.field, error.rejection.code) == ("receivedAt", "invalid_timestamp")
+
+
+def test_received_at_too_far_ahead_is_named_when_it_gave_the_time() -> None:
+    # Given a message with no timestamp of its own and receivedAt an hour ahead
+    raw = message(reading(), receivedAt=NOW_MS + 3_600_000)
+
+    # When it is parsed
+    [rejection] = parse_message(raw, NOW_MS).rejections
+
+    # Then the rejection names receivedAt and its payload carries that time
+    assert (rejection.field, rejection.code) == ("receivedAt", "in_future")
+    assert rejection.payload == {**reading(), "receivedAt": NOW_MS + 3_600_000}
+
+
+def test_a_parsed_message_is_taken_as_it_is() -> None:
+    # Given a message already validated (a stream record, from its bytes)
+    parsed = parse_message_json(json.dumps(message(reading())), NOW_MS)
+
+    # When the pipeline parses it again, Then it is the same object, not re-validated
+    assert parse_message(parsed, NOW_MS) is parsed

@@ -120,3 +120,102 @@ def test_a_kinesis_retry_starting_at_the_failed_record_delivers_the_stranded_ale
 
     # Then the alert committed by the failed attempt is delivered once, without waiting
     assert [(a["deviceId"], a["status"]) for a in aws.alerts()] == [("pump-0", "RAISED")]
+
+
+def kinesis_record(data: str, key: Any, sequence: int) -> dict[str, Any]:
+    return {
+        "eventSource": "aws:kinesis",
+        "kinesis": {"partitionKey": key, "sequenceNumber": f"{sequence:030d}", "data": data},
+    }
+
+
+def encoded(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def test_hostile_records_are_quarantined_with_a_reason_and_their_siblings_go_on(
+    aws: LocalAws,
+) -> None:
+    # Given a Kinesis batch where good records surround every kind of hostile one
+    good = fleet(2, 1, value=20)
+    deep = b'{"deviceId": "pump-0", "data": ' + b"[" * 600 + b"]" * 600 + b"}"
+    long_number = b'{"deviceId": "pump-0", "data": [{"sensorId": "t", "value": 1' + b"0" * 5000
+    long_number += b"}]}"
+    event = kinesis_event(good[:1])
+    event["Records"] += [
+        kinesis_record(encoded(deep), "pump-0", 10),
+        kinesis_record(encoded(long_number), "pump-0", 11),
+        kinesis_record("not base64!", "pump-0", 12),
+        kinesis_record(encoded(b"x" * 400_000), "pump-0", 13),
+        {"eventSource": "aws:kinesis", "kinesis": "no record"},
+        kinesis_record(encoded(json.dumps(good[0]).encode()), None, 14),
+        *kinesis_event(good[1:], first_sequence=20)["Records"],
+    ]
+
+    # When the batch is handled
+    response = handler.handle(event, aws.runtime()[0])
+
+    # Then no record fails the batch, the good ones are stored, and each bad one is
+    # in the dead-letter queue with its reason, its payload cut to fit
+    assert response == {"batchItemFailures": []}
+    assert len(aws.records("reading")) == 2
+    items = aws.dead_letters()
+    assert sorted((d["code"], d["field"]) for d in items) == [
+        ("malformed_record", "kinesis"),
+        ("missing", "kinesis.partitionKey"),
+        ("not_base64", "kinesis.data"),
+        ("not_json", "kinesis.data"),
+        ("not_json", "kinesis.data"),
+        ("not_json", "kinesis.data"),
+    ]
+    reasons = " ".join(d["reason"] for d in items)
+    assert "recursion limit exceeded" in reasons
+    assert "number out of range" in reasons
+    assert all(len(json.dumps(d)) < 256 * 1024 for d in items)
+    assert any(d.get("payloadTruncated") for d in items)
+
+
+def test_a_payload_naming_another_device_than_its_partition_key_is_quarantined(
+    aws: LocalAws,
+) -> None:
+    # Given a record routed by the topic's deviceId whose payload claims another device
+    forged = message("pump-1", NOW, ("temp-1", 99))
+    event = kinesis_event([forged])
+    event["Records"][0]["kinesis"]["partitionKey"] = "pump-2"
+
+    # When the batch is handled
+    response = handler.handle(event, aws.runtime()[0])
+
+    # Then nothing is processed under either id, and the reason names both
+    assert response == {"batchItemFailures": []}
+    assert aws.records() == []
+    assert aws.alerts() == []
+    assert aws.state_item("pump-1") is None
+    [item] = aws.dead_letters()
+    assert (item["code"], item["field"], item["deviceId"]) == (
+        "device_mismatch",
+        "deviceId",
+        "pump-2",
+    )
+    assert "'pump-1'" in item["reason"]
+    assert "'pump-2'" in item["reason"]
+    assert item["payload"] == forged
+
+
+def test_a_record_too_far_in_the_future_keeps_its_dead_letter_id_on_a_retry(
+    aws: LocalAws,
+) -> None:
+    # Given a batch with a reading an hour ahead of the function's clock
+    event = kinesis_event([message("pump-0", NOW + 600_000 + 3_600_000, ("temp-1", 20))])
+    rt, _ = aws.runtime()
+
+    # When the batch is handled, and again a minute later (Lambda's retry)
+    handler.handle(event, rt)
+    aws.now_ms += 60_000
+    handler.handle(event, rt)
+
+    # Then both dead-letter items say the message time is wrong, and share one id
+    first, second = aws.dead_letters()
+    assert first["field"] == second["field"] == "timestamp"
+    assert first["detail"] != second["detail"]  # it quotes the clock
+    assert first["id"] == second["id"]

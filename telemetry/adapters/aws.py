@@ -11,11 +11,25 @@ from telemetry.errors import DependencyError
 
 # Standard retry mode: throttling and 5xx are retried with backoff by the SDK
 # before an error reaches us; what still fails fails the invocation.
+#
+# Client-side parameter validation is off: botocore walks every request against
+# the service model in Python, a third of the function's CPU in a stream batch
+# (benchmarks/bench_stream_cpu.py). It is safe because no request carries
+# unchecked input. What still validates:
+# - the adapters build every request from validated readings (charset and
+#   length of ids, 256-character labels, finite numbers), transitions and the
+#   settings, in fixed shapes, and assert AWS's size limits themselves;
+# - tests/test_requests.py runs every kind of request the function makes and
+#   holds each to the service model with botocore's own validator;
+# - AWS validates each request on arrival: a ValidationException is permanent,
+#   it fails the invocation loudly and loses nothing (Lambda's retries, then the
+#   on-failure destination).
 CLIENT_CONFIG: Final = Config(
     retries={"mode": "standard", "max_attempts": 4},
     connect_timeout=3,
     read_timeout=10,
     tcp_keepalive=True,
+    parameter_validation=False,
 )
 
 _PERMANENT_CODES: Final = frozenset(

@@ -1,8 +1,15 @@
 """The dead-letter queue: nothing rejected is dropped silently.
 
 Each item is a JSON message with its `reason`, the original `payload` and a
-deterministic `id` (the same item sent again by a retried invocation has the
-same id; on a FIFO queue it is also the deduplication id).
+deterministic `id`: the same item sent again by a retried invocation has the
+same id (on a FIFO queue it is also the deduplication id). The id covers what
+the item is (source, code, field, deviceId, payload), not the sentence that
+explains it, which may quote the function's clock.
+
+Any payload fits, however hostile: values JSON cannot hold become strings,
+nesting deeper than MAX_PAYLOAD_DEPTH is cut, and a payload too large for an
+SQS message is cut to fit (the item then says so, with the whole payload's
+SHA-256 and size).
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -21,33 +29,74 @@ MAX_BATCH_BYTES: Final = 256 * 1024
 MAX_BODY_BYTES: Final = 250 * 1024
 """SQS takes 256 KiB per message; a larger payload (a Kinesis record may hold
 1 MB) is cut, and the item says so, with the whole payload's SHA-256."""
+MAX_PAYLOAD_DEPTH: Final = 64
+"""Containers nested deeper than this are replaced by a note: no real message
+nests so deep, and JSON encoders recurse."""
+_IDENTITY: Final = ("source", "code", "field", "deviceId", "payload")
+_DIGITS: Final = sys.get_int_max_str_digits()
+_TOO_LONG: Final = 10**_DIGITS if _DIGITS else None
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities become strings: the queue's consumers parse strict JSON."""
+def _leaf(value: Any) -> tuple[Any, bool]:
+    """A scalar as JSON holds it, and whether it had to be changed beyond a spelling."""
     if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
+        return str(value), False  # NaN and infinities: the consumers parse strict JSON
+    if isinstance(value, int) and _TOO_LONG is not None and abs(value) >= _TOO_LONG:
+        return f"<an integer of more than {_DIGITS} digits>", True
+    if value is None or isinstance(value, str | int | float):
+        return value, False
+    return str(value), False
+
+
+def json_safe(value: Any) -> tuple[Any, bool]:
+    """A copy of `value` that JSON text holds, and whether anything was cut.
+
+    Iterative, so that no nesting depth can exhaust the stack: containers
+    deeper than MAX_PAYLOAD_DEPTH become a note, dict keys become strings.
+    """
+    cut = False
+    root: list[Any] = [None]
+    pending: list[tuple[Any, Any, Any, int]] = [(value, root, 0, 0)]
+    while pending:
+        item, parent, key, depth = pending.pop()
+        if isinstance(item, dict | list | tuple) and depth >= MAX_PAYLOAD_DEPTH:
+            parent[key], cut = f"<nested deeper than {MAX_PAYLOAD_DEPTH} levels>", True
+        elif isinstance(item, dict):
+            copy: dict[str, Any] = {}
+            parent[key] = copy
+            for k, v in item.items():
+                copy[str(k)] = None
+                pending.append((v, copy, str(k), depth + 1))
+        elif isinstance(item, list | tuple):
+            items: list[Any] = [None] * len(item)
+            parent[key] = items
+            pending.extend((v, items, i, depth + 1) for i, v in enumerate(item))
+        else:
+            parent[key], changed = _leaf(item)
+            cut = cut or changed
+    return root[0], cut
+
+
+def _compact(value: Any, **options: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), **options)
 
 
 def dead_letter_body(item: dict[str, Any]) -> str:
     """The message body: the item plus its deterministic id, within SQS's size."""
-    safe = _json_safe(item)
-    canonical = json.dumps(safe, sort_keys=True, separators=(",", ":"), default=str)
-    safe["id"] = hashlib.sha256(canonical.encode()).hexdigest()[:32]
-    body = json.dumps(safe, separators=(",", ":"), default=str)
+    safe, cut = json_safe(item)
+    identity = {k: safe.get(k) for k in _IDENTITY}
+    safe["id"] = hashlib.sha256(_compact(identity, sort_keys=True).encode()).hexdigest()[:32]
+    if cut:
+        safe["payloadTruncated"] = True
+    body = _compact(safe)
     if len(body.encode()) <= MAX_BODY_BYTES:
         return body
-    payload = json.dumps(safe.get("payload"), separators=(",", ":"), default=str)
-    safe["payloadSha256"] = hashlib.sha256(payload.encode()).hexdigest()
-    safe["payloadBytes"] = len(payload.encode())
+    payload = _compact(safe.get("payload")).encode()
+    safe["payloadSha256"] = hashlib.sha256(payload).hexdigest()
+    safe["payloadBytes"] = len(payload)
     safe["payloadTruncated"] = True
-    safe["payload"] = payload.encode()[: MAX_BODY_BYTES // 2].decode("utf-8", "ignore")
-    return json.dumps(safe, separators=(",", ":"), default=str)
+    safe["payload"] = payload[: MAX_BODY_BYTES // 2].decode("utf-8", "ignore")
+    return _compact(safe)
 
 
 class DeadLetterQueue:

@@ -4,8 +4,18 @@ A message is what the IoT topic rule hands over: the device's payload plus the
 `deviceId` the rule took from the MQTT topic and the `receivedAt` it stamped.
 Validation is per reading: a bad reading is rejected with a reason naming its
 field, and never takes its good siblings with it. Only a message that is not an
-object, or has no usable deviceId, data list or message timestamp, is rejected
-whole.
+object, or has no usable deviceId, data list or message time, is rejected whole.
+
+Two paths give one answer. The fast path validates a whole message in one
+compiled pass (pydantic-core, straight from the record's bytes when there are
+bytes) and is taken only when everything in it is accepted; anything else goes
+to the careful path, which looks at each field in turn to say exactly what is
+wrong and where. `parse_message_carefully` is that reference path on its own:
+the tests hold the fast path to it on arbitrary input.
+
+JSON text is decoded by pydantic-core's parser, on both paths: numbers of more
+than 4,300 digits, nesting deeper than 200 levels, invalid UTF-8 and lone
+surrogates are `not_json`, never an exception.
 """
 
 from __future__ import annotations
@@ -15,20 +25,20 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic_core import SchemaValidator, ValidationError, from_json
+from pydantic_core import core_schema as cs
 
 THING_NAME_PATTERN: Final = r"^[a-zA-Z0-9:_-]{1,128}$"
 MAX_LABEL_LENGTH: Final = 256
 MAX_FUTURE_MS: Final = 15 * 60 * 1000
-# Python datetimes stop at year 9999; Timestream far earlier, but that is its call.
-_MAX_EPOCH_MS: Final = 253_402_300_799_999
+LATEST_MS: Final = 253_402_300_799_999
+"""The latest instant a timestamp may name (9999-12-31T23:59:59.999Z): Python's
+datetimes stop there. Timestream refuses far earlier, but that is its call."""
 
-ThingName = Annotated[str, StringConstraints(pattern=THING_NAME_PATTERN)]
-Label = Annotated[str, StringConstraints(max_length=MAX_LABEL_LENGTH)]
-FiniteNumber = Annotated[float, Field(allow_inf_nan=False)]
 _THING_NAME: Final = re.compile(THING_NAME_PATTERN[1:-1])
+_MESSAGE_TIMES: Final = ("receivedAt", "timestamp")  # checked in this order; the last wins
 
 
 class MessageRejectedError(ValueError):
@@ -100,38 +110,60 @@ class Reading:
 
 @dataclass(slots=True)
 class ParsedMessage:
-    """The accepted readings of one message and the reasons for the rest."""
+    """The accepted readings of one message and the reasons for the rest.
+
+    `received_ms` is the message's `receivedAt` (when the IoT rule saw it) and
+    `sent_ms` its own `timestamp`, each when present; both were validated.
+    """
 
     device_id: str
     readings: list[Reading] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    received_ms: int | None = None
+    sent_ms: int | None = None
 
 
-class _ReadingModel(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
-
-    sensorId: ThingName  # noqa: N815 - the wire format's names
-    value: FiniteNumber
-    type: Label | None = None
-    unit: Label | None = None
-    location: Label | None = None
-    warningThreshold: FiniteNumber | None = None  # noqa: N815
-    criticalThreshold: FiniteNumber | None = None  # noqa: N815
-    timestamp: Any = None
+# --- the compiled schema ------------------------------------------------------
+# The wire format, once, for both paths. Optional labels and thresholds default
+# to None; unknown fields are ignored; strict: "81.2" is not a number, true is not 1.
 
 
-class _MessageModel(BaseModel):
-    """The whole message in one pass: the fast path when every reading is good."""
-
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
-
-    deviceId: ThingName  # noqa: N815
-    data: list[_ReadingModel]
-    timestamp: Any = None
-    receivedAt: Any = None  # noqa: N815
+def _optional(schema: cs.CoreSchema) -> cs.TypedDictField:
+    return cs.typed_dict_field(cs.with_default_schema(cs.nullable_schema(schema), default=None))
 
 
-_PYDANTIC_CODES: Final = {
+_STRICT: Final = cs.CoreConfig(strict=True)
+_FINITE: Final = cs.float_schema(allow_inf_nan=False)
+_LABEL: Final = cs.str_schema(max_length=MAX_LABEL_LENGTH)
+_READING_SCHEMA: Final = cs.typed_dict_schema(
+    {
+        "sensorId": cs.typed_dict_field(cs.str_schema(pattern=THING_NAME_PATTERN)),
+        "value": cs.typed_dict_field(_FINITE),
+        "type": _optional(_LABEL),
+        "unit": _optional(_LABEL),
+        "location": _optional(_LABEL),
+        "warningThreshold": _optional(_FINITE),
+        "criticalThreshold": _optional(_FINITE),
+        "timestamp": _optional(cs.any_schema()),
+    },
+    extra_behavior="ignore",
+    config=_STRICT,
+)
+_READING: Final = SchemaValidator(_READING_SCHEMA)
+_MESSAGE: Final = SchemaValidator(
+    cs.typed_dict_schema(
+        {
+            "deviceId": cs.typed_dict_field(cs.str_schema(pattern=THING_NAME_PATTERN)),
+            "data": cs.typed_dict_field(cs.list_schema(_READING_SCHEMA)),
+            "timestamp": _optional(cs.any_schema()),
+            "receivedAt": _optional(cs.any_schema()),
+        },
+        extra_behavior="ignore",
+        config=_STRICT,
+    )
+)
+
+_ERROR_CODES: Final = {
     "missing": "missing",
     "string_pattern_mismatch": "invalid_format",
     "string_too_long": "too_long",
@@ -140,11 +172,14 @@ _PYDANTIC_CODES: Final = {
 
 
 def _code_for(error_type: str) -> str:
-    if error_type in _PYDANTIC_CODES:
-        return _PYDANTIC_CODES[error_type]
+    if error_type in _ERROR_CODES:
+        return _ERROR_CODES[error_type]
     if error_type.endswith("_type"):
         return "wrong_type"
     return "invalid"
+
+
+# --- times ----------------------------------------------------------------------
 
 
 def parse_time_ms(raw: object) -> int:
@@ -160,10 +195,9 @@ def parse_time_ms(raw: object) -> int:
     if isinstance(raw, int | float):
         if isinstance(raw, float) and (not math.isfinite(raw) or raw != int(raw)):
             raise ValueError("epoch milliseconds must be a whole number")
-        ms = int(raw)
-        if not 0 <= ms <= _MAX_EPOCH_MS:
+        if not 0 <= raw <= LATEST_MS:
             raise ValueError("epoch milliseconds out of range")
-        return ms
+        return int(raw)
     if isinstance(raw, str):
         try:
             parsed = datetime.fromisoformat(raw.strip())
@@ -175,10 +209,22 @@ def parse_time_ms(raw: object) -> int:
         ms = (parsed - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
         if ms < 0:
             raise ValueError("timestamps before 1970 are not accepted")
-        if ms > _MAX_EPOCH_MS:
+        if ms > LATEST_MS:
             raise ValueError("timestamp out of range")
         return ms
     raise ValueError("must be epoch milliseconds or an ISO-8601 string")
+
+
+def _time_or_none(raw: object) -> int | None:
+    """The instant `raw` names, or None when it names none (absent, or invalid)."""
+    if raw is None:
+        return None
+    if type(raw) is int and 0 <= raw <= LATEST_MS:
+        return raw
+    try:
+        return parse_time_ms(raw)
+    except ValueError:
+        return None
 
 
 def iso_utc(time_ms: int) -> str:
@@ -188,44 +234,127 @@ def iso_utc(time_ms: int) -> str:
     )
 
 
-def _reading(model: _ReadingModel, device_id: str, time_ms: int) -> Reading:
+def _in_future(time_ms: int, now_ms: int) -> str:
+    return f"{iso_utc(time_ms)} is more than 15 minutes ahead of {iso_utc(now_ms)}"
+
+
+def _reading(valid: Mapping[str, Any], device_id: str, time_ms: int) -> Reading:
     # Positional: the hot path of validation. Empty labels count as absent.
     return Reading(
         device_id,
-        model.sensorId,
-        model.value,
+        valid["sensorId"],
+        valid["value"],
         time_ms,
-        model.type or None,
-        model.unit or None,
-        model.location or None,
-        model.warningThreshold,
-        model.criticalThreshold,
+        valid["type"] or None,
+        valid["unit"] or None,
+        valid["location"] or None,
+        valid["warningThreshold"],
+        valid["criticalThreshold"],
     )
 
 
-def _reading_from(
-    model: _ReadingModel, device_id: str, default_ms: int, index: int, raw: Any, now_ms: int
-) -> Reading | Rejection:
-    time_ms = default_ms
-    if model.timestamp is not None:
-        try:
-            time_ms = parse_time_ms(model.timestamp)
-        except ValueError as exc:
-            return Rejection(
-                f"data[{index}].timestamp", "invalid_timestamp", str(exc), raw, device_id
+# --- the fast path ----------------------------------------------------------------
+
+
+def _all_accepted(whole: dict[str, Any], now_ms: int) -> ParsedMessage | None:
+    """The message when every part of it is accepted; None when anything needs
+    the careful path (which then says what). The hot path of validation."""
+    received_ms = whole["receivedAt"]
+    if received_ms is not None and not (type(received_ms) is int and 0 <= received_ms <= LATEST_MS):
+        received_ms = _time_or_none(received_ms)
+        if received_ms is None:
+            return None
+    sent_ms = whole["timestamp"]
+    if sent_ms is not None and not (type(sent_ms) is int and 0 <= sent_ms <= LATEST_MS):
+        sent_ms = _time_or_none(sent_ms)
+        if sent_ms is None:
+            return None
+    default_ms = sent_ms if sent_ms is not None else received_ms
+    if default_ms is None:
+        default_ms = now_ms
+    latest_ms = now_ms + MAX_FUTURE_MS
+    device_id = whole["deviceId"]
+    readings: list[Reading] = []
+    append = readings.append
+    for valid in whole["data"]:
+        own = valid["timestamp"]
+        if own is None:
+            time_ms = default_ms
+        elif type(own) is int and 0 <= own <= LATEST_MS:
+            time_ms = own
+        else:
+            own_ms = _time_or_none(own)
+            if own_ms is None:
+                return None
+            time_ms = own_ms
+        if time_ms > latest_ms:
+            return None
+        append(
+            Reading(
+                device_id,
+                valid["sensorId"],
+                valid["value"],
+                time_ms,
+                valid["type"] or None,
+                valid["unit"] or None,
+                valid["location"] or None,
+                valid["warningThreshold"],
+                valid["criticalThreshold"],
             )
-    if time_ms > now_ms + MAX_FUTURE_MS:
-        return Rejection(
-            f"data[{index}].timestamp",
-            "in_future",
-            f"{iso_utc(time_ms)} is more than 15 minutes ahead of {iso_utc(now_ms)}",
-            raw,
-            device_id,
         )
-    return _reading(model, device_id, time_ms)
+    return ParsedMessage(device_id, readings, [], received_ms, sent_ms)
 
 
-def _envelope(message: object, now_ms: int) -> tuple[str, list[Any], int]:
+def parse_message(message: object, now_ms: int) -> ParsedMessage:
+    """Validate one message; `now_ms` is the clock, injected to keep this pure.
+
+    Raises MessageRejectedError, and nothing else, when the message cannot be
+    used at all; otherwise returns every good reading and a Rejection for each
+    bad one. A reading's own `timestamp` wins over the message's, which wins
+    over the rule's `receivedAt`, which wins over now; a reading more than 15
+    minutes ahead of now is rejected, naming the field its time came from.
+    A ParsedMessage (a stream record that `telemetry.events` validated from its
+    bytes) is returned as it is.
+    """
+    if type(message) is ParsedMessage:
+        return message
+    try:
+        whole = _MESSAGE.validate_python(message)
+    except ValidationError:
+        return parse_message_carefully(message, now_ms)
+    return _all_accepted(whole, now_ms) or parse_message_carefully(message, now_ms)
+
+
+def parse_message_json(raw: bytes | str, now_ms: int) -> ParsedMessage:
+    """`parse_message` of a message's JSON text, validated in one pass from the
+    text itself when it is all good. Text that is not JSON is a
+    MessageRejectedError with code `not_json` and the text as its payload."""
+    try:
+        whole = _MESSAGE.validate_json(raw)
+    except ValidationError:
+        return parse_message_carefully(decode_json(raw), now_ms)
+    accepted = _all_accepted(whole, now_ms)
+    if accepted is not None:
+        return accepted
+    return parse_message_carefully(decode_json(raw), now_ms)
+
+
+def decode_json(raw: bytes | str) -> Any:
+    """The JSON value of `raw`, by the parser both paths use; MessageRejectedError
+    (`not_json`, the text as payload) when it is not JSON."""
+    try:
+        return from_json(raw)
+    except ValueError as exc:
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        raise MessageRejectedError(
+            Rejection("$", "not_json", f"not a JSON message: {exc}", text)
+        ) from None
+
+
+# --- the careful path -------------------------------------------------------------
+
+
+def _envelope(message: object) -> tuple[str, list[Any], dict[str, int]]:
     if not isinstance(message, Mapping):
         raise MessageRejectedError(
             Rejection("$", "not_an_object", "a message must be a JSON object", message)
@@ -250,77 +379,81 @@ def _envelope(message: object, now_ms: int) -> tuple[str, list[Any], int]:
         raise MessageRejectedError(
             Rejection("data", code, "must be a list of readings", message, device_id)
         )
-    default_ms = now_ms
-    for name in ("receivedAt", "timestamp"):
+    times: dict[str, int] = {}
+    for name in _MESSAGE_TIMES:
         raw_time = message.get(name)
         if raw_time is None:
             continue
         try:
-            default_ms = parse_time_ms(raw_time)
+            times[name] = parse_time_ms(raw_time)
         except ValueError as exc:
             raise MessageRejectedError(
                 Rejection(name, "invalid_timestamp", str(exc), message, device_id)
             ) from None
-    return device_id, data, default_ms
+    return device_id, data, times
 
 
-def _slow_path(data: Sequence[Any], device_id: str, default_ms: int, now_ms: int) -> ParsedMessage:
-    parsed = ParsedMessage(device_id)
-    for index, raw in enumerate(data):
-        try:
-            model = _ReadingModel.model_validate(raw)
-        except ValidationError as exc:
-            first = exc.errors(include_url=False, include_input=False)[0]
-            loc = ".".join(str(part) for part in first["loc"])
-            parsed.rejections.append(
-                Rejection(
-                    f"data[{index}].{loc}" if loc else f"data[{index}]",
-                    _code_for(first["type"]),
-                    first["msg"],
-                    raw,
-                    device_id,
-                )
-            )
-            continue
-        _append(parsed, _reading_from(model, device_id, default_ms, index, raw, now_ms))
-    return parsed
-
-
-def _append(parsed: ParsedMessage, item: Reading | Rejection) -> None:
-    if isinstance(item, Reading):
-        parsed.readings.append(item)
-    else:
-        parsed.rejections.append(item)
-
-
-def parse_message(message: object, now_ms: int) -> ParsedMessage:
-    """Validate one message; `now_ms` is the clock, injected to keep this pure.
-
-    Raises MessageRejectedError, and nothing else, when the message cannot be
-    used at all; otherwise returns every good reading and a Rejection for each
-    bad one. A reading's own `timestamp` wins over the message's, which wins
-    over the rule's `receivedAt`, which wins over now.
-    """
+def _careful_reading(
+    raw: Any, index: int, device_id: str, default: tuple[str, int] | None, now_ms: int
+) -> Reading | Rejection:
+    """One reading, or why not. `default` is the message-level time it takes
+    without a time of its own: the field it came from and its instant."""
     try:
-        whole = _MessageModel.model_validate(message)
-    except ValidationError:
-        device_id, data, default_ms = _envelope(message, now_ms)
-        return _slow_path(data, device_id, default_ms, now_ms)
-    device_id = whole.deviceId
-    raw_time = whole.timestamp if whole.timestamp is not None else whole.receivedAt
-    if raw_time is None:
-        default_ms = now_ms
-    elif type(raw_time) is int and 0 <= raw_time <= _MAX_EPOCH_MS:
-        default_ms = raw_time
+        valid = _READING.validate_python(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        loc = ".".join(str(part) for part in first["loc"])
+        return Rejection(
+            f"data[{index}].{loc}" if loc else f"data[{index}]",
+            _code_for(first["type"]),
+            first["msg"],
+            raw,
+            device_id,
+        )
+    if valid["timestamp"] is not None:
+        try:
+            time_ms = parse_time_ms(valid["timestamp"])
+        except ValueError as exc:
+            return Rejection(
+                f"data[{index}].timestamp", "invalid_timestamp", str(exc), raw, device_id
+            )
+        source = f"data[{index}].timestamp"
+        payload = raw
+    elif default is not None:
+        # The message's time is what is wrong, if anything: name it, and keep it
+        # with the reading so that the dead-letter item says what the device sent.
+        source, time_ms = default
+        payload = {**raw, source: time_ms}
     else:
-        device_id, data, default_ms = _envelope(message, now_ms)
-    parsed = ParsedMessage(device_id)
-    latest_ms = now_ms + MAX_FUTURE_MS
-    readings = parsed.readings
-    for index, model in enumerate(whole.data):
-        if model.timestamp is None and default_ms <= latest_ms:
-            readings.append(_reading(model, device_id, default_ms))
+        return _reading(valid, device_id, now_ms)
+    if time_ms > now_ms + MAX_FUTURE_MS:
+        return Rejection(source, "in_future", _in_future(time_ms, now_ms), payload, device_id)
+    return _reading(valid, device_id, time_ms)
+
+
+def _careful_readings(
+    data: Sequence[Any], device_id: str, times: Mapping[str, int], now_ms: int
+) -> tuple[list[Reading], list[Rejection]]:
+    default: tuple[str, int] | None = None
+    for name in _MESSAGE_TIMES:
+        if name in times:
+            default = (name, times[name])
+    readings: list[Reading] = []
+    rejections: list[Rejection] = []
+    for index, raw in enumerate(data):
+        item = _careful_reading(raw, index, device_id, default, now_ms)
+        if isinstance(item, Reading):
+            readings.append(item)
         else:
-            raw = message["data"][index]  # type: ignore[index]
-            _append(parsed, _reading_from(model, device_id, default_ms, index, raw, now_ms))
-    return parsed
+            rejections.append(item)
+    return readings, rejections
+
+
+def parse_message_carefully(message: object, now_ms: int) -> ParsedMessage:
+    """`parse_message` field by field: the reference the fast path must agree
+    with, and what names the field of every rejection."""
+    device_id, data, times = _envelope(message)
+    readings, rejections = _careful_readings(data, device_id, times, now_ms)
+    return ParsedMessage(
+        device_id, readings, rejections, times.get("receivedAt"), times.get("timestamp")
+    )

@@ -1,0 +1,74 @@
+"""The meters the benchmarks and the demo price AWS usage with."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks.bench_cost import (
+    common_attribute_units,
+    device_payload,
+    full_call_units,
+    smallest_record_bytes,
+)
+from benchmarks.stream_child import result_digest
+from telemetry.adapters.timestream import billed_bytes, reading_record
+from telemetry.core.messages import Reading
+from telemetry.local.prices import PRICES, iot_message_units, kinesis_kilobytes
+
+
+def reading(device: str = "pump-17", sensor: str = "temp-1", time_ms: int = 0) -> Reading:
+    return Reading(device, sensor, 81.2, time_ms, "temperature", "C", "line-3")
+
+
+def test_iot_core_meters_payload_and_topic_in_5_kb_units() -> None:
+    # Given publishes just under, at and over 5 KB with their topic
+    topic = "dt/plant/pump-17/telemetry"
+    under = b"x" * (5 * 1024 - len(topic))
+
+    # Then each 5 KB or part of it is one message
+    assert iot_message_units(b"{}", topic) == 1
+    assert iot_message_units(under, topic) == 1
+    assert iot_message_units(under + b"x", topic) == 2
+
+
+def test_kinesis_rounds_each_record_up_to_1_kb() -> None:
+    assert [kinesis_kilobytes(b"x" * n) for n in (1, 1024, 1025, 4608)] == [1, 1, 2, 5]
+
+
+def test_every_price_says_where_it_comes_from() -> None:
+    assert all(price.source for price in PRICES.values())
+    assert not PRICES["IoT rules triggered"].confirmed  # not read on AWS's page
+
+
+def test_the_device_publishes_what_the_rule_does_not_add() -> None:
+    message = {"deviceId": "pump-17", "receivedAt": 1, "timestamp": 2, "data": []}
+    assert json.loads(device_payload(message)) == {"timestamp": 2, "data": []}
+
+
+def test_the_smallest_record_counts_the_four_dimensions_the_time_and_the_value() -> None:
+    # deviceId+pump-17, sensorId+temp-1, type+temperature, location+line-3, time, "v", double
+    assert smallest_record_bytes(reading()) == 15 + 14 + 15 + 14 + 8 + 1 + 8
+
+
+def test_common_attributes_count_a_devices_shared_dimensions_once_per_call() -> None:
+    # Given one invocation of 40 readings from one device
+    records = [reading_record(reading(time_ms=i)) for i in range(40)]
+    each = billed_bytes(records[0])
+    shared = len("deviceId") + len("pump-17") + len("location") + len("line-3")
+
+    # When metered in full calls and in one call with CommonAttributes
+    # Then the common call counts the shared dimensions once
+    assert full_call_units([records]) == -(-40 * each // 1024)
+    assert common_attribute_units([records]) == -(-(40 * (each - shared) + shared) // 1024)
+
+
+def test_the_stream_digest_sees_records_the_same_with_or_without_common_attributes() -> None:
+    # Given the same record sent whole, and with its deviceId as a common attribute
+    record = reading_record(reading())
+    whole = [("", "WriteRecords", {"Records": [record]})]
+    common = {"Dimensions": [d for d in record["Dimensions"] if d["Name"] == "deviceId"]}
+    rest = {**record, "Dimensions": [d for d in record["Dimensions"] if d["Name"] != "deviceId"]}
+    split = [("", "WriteRecords", {"CommonAttributes": common, "Records": [rest]})]
+
+    # Then what was stored is the same
+    assert result_digest(whole)["records_digest"] == result_digest(split)["records_digest"]
