@@ -246,7 +246,7 @@ def observed() -> Iterator[list[Outcome]]:
         _OUTCOME_SINK.reset(token)
 
 
-def _emit_dimensioned_metrics(outcomes: list[Outcome]) -> None:
+def emit_metrics(outcomes: list[Outcome]) -> None:
     """One EMF block per (status, severity) of transitions, and per kind of
     shadow mirror failure: dimensions a dashboard or an alarm can use. Only
     the Lambda entry point emits them, so local runs print nothing."""
@@ -393,7 +393,7 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         try:
             return handle(event, runtime(), context)
         finally:
-            _emit_dimensioned_metrics(outcomes)
+            emit_metrics(outcomes)
 
 
 collector.imported()

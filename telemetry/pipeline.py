@@ -57,7 +57,6 @@ from telemetry.core.messages import (
     Rejection,
     iso_utc,
     parse_message,
-    parse_time_ms,
 )
 from telemetry.core.operators import Action, apply_action, finalize, key_view, timers
 from telemetry.core.rules import RuleSet
@@ -335,7 +334,7 @@ class Pipeline:
                 continue
             outcome.rejections.extend(rejection_item(r) for r in parsed.rejections)
             by_device[parsed.device_id].extend(parsed.readings)
-            received = max(now_ms, _received_ms(message))
+            received = max(now_ms, parsed.received_ms or 0)
             arrival[parsed.device_id] = max(arrival.get(parsed.device_id, received), received)
         if outcome.rejections:
             self._quarantine.send(outcome.rejections)
@@ -389,6 +388,10 @@ class Pipeline:
             self._commit_device(records[device_id], decide, invocation, outcome, deliveries)
         self._deliver_all({}, deliveries, outcome)
         return outcome
+
+    def quarantine(self, items: Sequence[dict[str, Any]]) -> None:
+        """Send items to the dead-letter queue (an entry point's own rejections)."""
+        self._quarantine.send(items)
 
     def act(
         self,
@@ -628,17 +631,6 @@ class Pipeline:
             self._clear(record, set(), keys, record.shadow_stale)
         except (DependencyError, StateConflictError):
             return
-
-
-def _received_ms(message: Any) -> int:
-    """The rule's receivedAt stamp of a message, 0 when it has none usable."""
-    raw = message.get("receivedAt") if isinstance(message, Mapping) else None
-    if raw is None:
-        return 0
-    try:
-        return parse_time_ms(raw)
-    except ValueError:
-        return 0
 
 
 def _key_of(refusal: Refusal) -> str:

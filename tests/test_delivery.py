@@ -430,7 +430,7 @@ def test_a_throttled_mirror_update_is_logged_counted_and_repaired_later(
     # When an alert is raised through the Lambda entry point
     with handler.observed() as outcomes:
         handler.handle(message("pump-17", NOW, ("temp-1", 95)), rt)
-        handler._emit_dimensioned_metrics(outcomes)
+        handler.emit_metrics(outcomes)
     emf = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"_aws"' in x]
 
     # Then the failure has a log line with its reason and a metric saying it may heal

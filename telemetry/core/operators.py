@@ -635,10 +635,12 @@ def timers(
     transitions: list[Transition] = []
     for key, alert in sorted(state.items()):
         after = alert
+        caught_up: list[Transition] = []
         if alert.snoozed_until_ms is not None and alert.snoozed_until_ms <= now_ms:
-            transitions += catch_up(device_id, key, alert, now_ms)
+            caught_up = catch_up(device_id, key, alert, now_ms)
+            transitions += caught_up
             after = replace(after, snoozed_until_ms=None, heard=None)
-        if after.snoozed_until_ms is None:
+        if after.snoozed_until_ms is None and not caught_up:  # a catch-up is news enough
             for episode in episodes(key[1], after):
                 attention = _attention_of(after, episode)
                 if attention is None or attention.acknowledged or attention.remind_ms is None:
