@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench clean build-TelemetryFunction influxdb
+.PHONY: demo test lint typecheck unit bench clean build-TelemetryFunction build-ActionsFunction influxdb
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,7 +59,7 @@ clean:
 
 # `sam build` (BuildMethod: makefile) calls this with ARTIFACTS_DIR set. boto3
 # comes with the Lambda runtime; the rest is installed for arm64 / Python 3.13.
-build-TelemetryFunction:
+build-TelemetryFunction build-ActionsFunction:
 	$(PYTHON) -m pip install --quiet --target "$(ARTIFACTS_DIR)" \
 		--platform manylinux2014_aarch64 --implementation cp --python-version 3.13 \
 		--only-binary=:all: "aws-lambda-powertools>=3.0" "pydantic>=2.6,<3" "PyYAML>=6.0"

@@ -140,15 +140,16 @@ def load_transformed_template(path: Path = TEMPLATE) -> dict[str, Any]:
     return copy.deepcopy(_transformed(path))
 
 
-def _function_role(transformed: dict[str, Any]) -> str:
-    functions = [
-        resource
-        for resource in transformed["Resources"].values()
-        if resource["Type"] == "AWS::Lambda::Function"
-    ]
-    if len(functions) != 1:
-        raise ValueError(f"expected one function in the template, found {len(functions)}")
-    role = functions[0]["Properties"]["Role"]
+TELEMETRY: str = "TelemetryFunction"
+ACTIONS: str = "ActionsFunction"
+
+
+def _function_role(transformed: dict[str, Any], function: str = TELEMETRY) -> str:
+    """The logical id of the role of one of the stack's functions."""
+    resource = transformed["Resources"].get(function)
+    if resource is None or resource["Type"] != "AWS::Lambda::Function":
+        raise ValueError(f"the template has no function {function}")
+    role = resource["Properties"]["Role"]
     return str(role["Fn::GetAtt"][0])
 
 
@@ -207,11 +208,13 @@ def _resource_branches(resource: Any, condition: str | None) -> list[tuple[Any, 
     return [(resource, condition)]
 
 
-def function_grants(transformed: dict[str, Any] | None = None) -> list[Grant]:
+def function_grants(
+    transformed: dict[str, Any] | None = None, function: str = TELEMETRY
+) -> list[Grant]:
     """Every (action, resource) the function role's inline policies allow, with details."""
     transformed = load_transformed_template() if transformed is None else transformed
     grants = []
-    for document in _policy_documents(transformed, _function_role(transformed)):
+    for document in _policy_documents(transformed, _function_role(transformed, function)):
         for statement, condition in _statements(document):
             if statement.get("Effect") != "Allow":
                 continue
@@ -226,15 +229,20 @@ def function_grants(transformed: dict[str, Any] | None = None) -> list[Grant]:
 
 
 def function_policy_statements(
-    transformed: dict[str, Any] | None = None,
+    transformed: dict[str, Any] | None = None, function: str = TELEMETRY
 ) -> list[tuple[str, str]]:
     """(action, resource kind) pairs the function role allows."""
-    return [(grant.action, grant.kind) for grant in function_grants(transformed)]
+    return [(grant.action, grant.kind) for grant in function_grants(transformed, function)]
 
 
-def allowed(action: str, resource_kind: str, transformed: dict[str, Any] | None = None) -> bool:
+def allowed(
+    action: str,
+    resource_kind: str,
+    transformed: dict[str, Any] | None = None,
+    function: str = TELEMETRY,
+) -> bool:
     """Whether the function role allows ``action`` on a resource of ``resource_kind``."""
-    return (action, resource_kind) in function_policy_statements(transformed)
+    return (action, resource_kind) in function_policy_statements(transformed, function)
 
 
 def required_grant(service: str, operation: str) -> tuple[str, str]:
@@ -248,8 +256,10 @@ def required_grant(service: str, operation: str) -> tuple[str, str]:
         ) from None
 
 
-def function_managed_policy_arns(transformed: dict[str, Any] | None = None) -> list[str]:
+def function_managed_policy_arns(
+    transformed: dict[str, Any] | None = None, function: str = TELEMETRY
+) -> list[str]:
     """Managed policy ARNs attached to the function role."""
     transformed = load_transformed_template() if transformed is None else transformed
-    role = transformed["Resources"][_function_role(transformed)]
+    role = transformed["Resources"][_function_role(transformed, function)]
     return list(role["Properties"].get("ManagedPolicyArns", []))

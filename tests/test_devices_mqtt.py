@@ -124,12 +124,15 @@ def test_a_device_cannot_pass_for_another(aws: LocalAws) -> None:
     assert [(s.case, s.refused) for s in scene] == [
         ("connect as another thing", True),
         ("publish to another device's topic", True),
+        ("publish to the operators' topic", True),
     ]
     assert scene[0].outcome == "CONNACK: Not authorized"
     assert [(r.client_id, r.action) for r in refusals] == [
         ("pump-1", "iot:Connect"),
         ("pump-3", "iot:Publish"),
+        ("pump-3", "iot:Publish"),
     ]
+    assert "ops/alerts/actions" in refusals[2].reason
     assert "dt/plant/pump-1/telemetry" in refusals[1].reason
     assert function.answers == []
     assert aws.records() == []

@@ -19,7 +19,7 @@ from telemetry import handler
 from telemetry.local.provision import provision
 from telemetry.local.streams import kinesis_event, sqs_event
 from telemetry.settings import Settings
-from tests.iam import allowed, required_grant
+from tests.iam import ACTIONS, allowed, required_grant
 from tests.localaws import CallLog, LocalAws, before, message, record_calls
 
 NOW = 1_764_237_600_000
@@ -63,7 +63,55 @@ def exercise(aws: LocalAws) -> CallLog:
     handler.handle(message("pump-2", NOW, ("temp-1", 95)), rt)  # conflict, single Publish
     handler.handle(kinesis_event([message("pump-1", NOW + 1000, ("temp-1", 20))]), rt)
     handler.handle(sqs_event([message("pump-2", NOW + 1000, ("temp-1", 20))]), rt)
+    sweep = {
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "time": "2025-11-27T10:01:00Z",
+    }
+    handler.handle(sweep, rt)  # the due index
     return log
+
+
+def exercise_actions(aws: LocalAws) -> CallLog:
+    """Run the actions function through every path that talks to AWS: an action
+    applied (state, history, SNS, shadow), one refused, one malformed from the topic."""
+    from telemetry import actions
+
+    rt, clients = aws.runtime()
+    handler.handle(message("pump-1", NOW, ("temp-1", 95)), rt)
+    log = record_calls(clients)
+    act = {"deviceId": "pump-1", "sensorId": "temp-1", "rule": "temperature-high", "by": "ops"}
+    actions.handle_action(act | {"action": "acknowledge"}, rt)
+    actions.handle_action(act | {"action": "acknowledge"}, rt)  # refused: already acknowledged
+    actions.handle_action(
+        act | {"action": "snooze", "until": "1h", "via": "ops/alerts/actions"}, rt
+    )
+    actions.handle_action({"action": "reset", "via": "ops/alerts/actions"}, rt)  # dead-lettered
+    return log
+
+
+@pytest.fixture(scope="module")
+def recorded_actions() -> Iterator[CallLog]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        patch.delenv("AWS_ENDPOINT_URL", raising=False)
+        with mock_aws():
+            stack = provision(things=["pump-1"], prefix="actions")
+            aws = LocalAws(stack, Settings.from_env(stack.environment()), NOW + 60_000)
+            yield exercise_actions(aws)
+
+
+def test_every_call_of_the_actions_function_is_allowed_to_it(recorded_actions: CallLog) -> None:
+    # Given the calls the actions function made on every path
+    operations = {(service, operation) for service, operation, _ in recorded_actions.calls}
+    assert {("sns", "Publish"), ("iot-data", "UpdateThingShadow"), ("sqs", "SendMessageBatch")} <= (
+        operations
+    )
+    # Then its own role allows each of them
+    refused = [op for op in operations if not allowed(*required_grant(*op), function=ACTIONS)]
+    assert refused == []
 
 
 def test_every_recorded_call_is_allowed_on_its_resource(

@@ -11,7 +11,9 @@ from typing import Any, NamedTuple
 import pytest
 from cfnlint.api import lint_file
 
+from telemetry import actions
 from tests.iam import (
+    ACTIONS,
     TEMPLATE,
     function_grants,
     function_managed_policy_arns,
@@ -376,13 +378,19 @@ def test_powertools_is_configured_without_tracing(function_env: dict[str, Any]) 
     assert {name: function_env.get(name) for name in POWERTOOLS_VARIABLES} == POWERTOOLS_VARIABLES
 
 
-def test_makefile_build_target_installs_into_the_artifacts_dir() -> None:
-    # Given the Makefile that `sam build` runs for BuildMethod: makefile
+@pytest.mark.parametrize("function", ["TelemetryFunction", "ActionsFunction"])
+def test_makefile_build_target_installs_into_the_artifacts_dir(
+    template: dict[str, Any], function: str
+) -> None:
+    # Given a function `sam build` builds with the Makefile (BuildMethod: makefile)
+    assert template["Resources"][function]["Metadata"]["BuildMethod"] == "makefile"
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    match = re.search(r"^build-TelemetryFunction:.*\n((?:\t.*\n?)+)", makefile, re.MULTILINE)
-    if match is None:
-        pytest.skip("the Makefile has no build-TelemetryFunction target yet")
+    # When its build-<LogicalId> target is found
+    match = re.search(
+        rf"^(?:[\w-]+ )*build-{function}(?: [\w-]+)*:.*\n((?:\t.*\n?)+)", makefile, re.MULTILINE
+    )
     # Then its recipe writes into the directory sam build gives it
+    assert match is not None, f"the Makefile has no build-{function} target"
     assert "$(ARTIFACTS_DIR)" in match.group(1)
 
 
@@ -1048,7 +1056,7 @@ VPC_ENDPOINT_RESOURCES = (
 
 def rendered_environment(template: dict[str, Any], **overrides: str) -> dict[str, str]:
     """The function's environment as CloudFormation sets it for these parameters."""
-    variables = template["Resources"]["TelemetryFunction"]["Properties"]["Environment"]
+    variables = template["Globals"]["Function"]["Environment"]  # both functions share it
     parameters = parameter_values(template, **overrides)
     out = {name: render(value, parameters) for name, value in variables["Variables"].items()}
     return {name: value for name, value in out.items() if value != NO_VALUE}
@@ -1243,3 +1251,120 @@ def test_the_stack_refuses_influxdb_parameters_the_function_could_not_start_with
     # Given parameter values, When CloudFormation checks the template's rules,
     # Then exactly the missing ones are named, before anything is created
     assert broken_rules(template, **overrides) == broken
+
+
+# ---------------------------------------------------------------- operators' actions
+
+EXPECTED_ACTIONS_GRANTS = {
+    ("timestream:WriteRecords", "timestream-table"),
+    ("timestream:DescribeEndpoints", "*"),
+    ("secretsmanager:GetSecretValue", "secretsmanager-secret"),
+    ("sns:Publish", "sns-topic"),
+    ("kms:GenerateDataKey", "kms-key"),
+    ("kms:Decrypt", "kms-key"),
+    ("dynamodb:GetItem", "dynamodb-table"),
+    ("dynamodb:PutItem", "dynamodb-table"),
+    ("dynamodb:DeleteItem", "dynamodb-table"),
+    ("dynamodb:BatchGetItem", "dynamodb-table"),
+    ("iot:UpdateThingShadow", "iot-thing"),
+    ("sqs:SendMessage", "sqs-queue"),
+}
+
+
+def test_the_actions_function_is_its_own_function_with_only_what_acting_needs(
+    transformed: dict[str, Any],
+) -> None:
+    # Given the actions function and its role
+    function = transformed["Resources"]["ActionsFunction"]["Properties"]
+    grants = set(function_policy_statements(transformed, function=ACTIONS))
+    # Then it runs telemetry.actions.lambda_handler with exactly these grants: no stream,
+    # no index, no scan, no wildcard action, each on this stack's resource
+    assert function["Handler"] == "telemetry.actions.lambda_handler"
+    assert grants == EXPECTED_ACTIONS_GRANTS
+    wrong = [
+        g
+        for g in function_grants(transformed, function=ACTIONS)
+        if g.kind not in {"kms-key", "secretsmanager-secret"}
+        and g.target != TARGET_BY_KIND[g.kind]
+        and (g.target, g.condition) != (CLASSIC_SHADOW_TARGET, "!HasNamedShadow")
+    ]
+    assert wrong == []
+
+
+def test_the_actions_handler_setting_resolves(transformed: dict[str, Any]) -> None:
+    handler_path = transformed["Resources"]["ActionsFunction"]["Properties"]["Handler"]
+    module, _, name = handler_path.rpartition(".")
+    assert callable(getattr(importlib.import_module(module), name))
+
+
+def test_the_operators_topic_rule_exists_only_when_enabled_and_marks_what_it_sends(
+    template: dict[str, Any],
+) -> None:
+    # Given the operators' topic rule, rendered with the parameter enabled
+    rule = template["Resources"]["OperatorActionsRule"]
+    parameters = parameter_values(template, OperatorTopicRule="Enabled")
+    payload = rule["Properties"]["TopicRulePayload"]
+    # Then it exists only under its condition, reads the operators' topic, adds `via`
+    # (what the actions function recognises), and invokes the actions function
+    assert rule["Condition"] == "HasOperatorTopicRule"
+    assert holds("HasOperatorTopicRule", template) is False
+    assert holds("HasOperatorTopicRule", template, OperatorTopicRule="Enabled") is True
+    sql = render(payload["Sql"], parameters)
+    assert actions.VIA == "via"
+    assert sql == "SELECT *, topic() AS via FROM 'ops/alerts/actions'"
+    assert payload["Actions"] == [
+        {"Lambda": {"FunctionArn": {"Fn::GetAtt": ["ActionsFunction", "Arn"]}}}
+    ]
+    role = template["Resources"]["OperatorActionsRuleRole"]["Properties"]
+    trust = role["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]["ArnEquals"]
+    assert render(trust["aws:SourceArn"], parameters) == (
+        f"{ARN_PREFIX}:rule/telemetry_operator_actions"
+    )
+
+
+@pytest.mark.parametrize("basic_ingest", ["Disabled", "Enabled"])
+def test_devices_may_not_publish_to_the_operators_topic(
+    template: dict[str, Any], basic_ingest: str
+) -> None:
+    # Given the device policy as IoT Core evaluates it, and the operators' topic
+    from telemetry.local.iot_policy import Connection, IotPolicy
+
+    parameters = parameter_values(template, BasicIngest=basic_ingest, OperatorTopicRule="Enabled")
+    document = template["Resources"]["DevicePolicy"]["Properties"]["PolicyDocument"]
+    rendered = {
+        "Statement": [
+            s | {"Resource": render(s["Resource"], parameters)} for s in document["Statement"]
+        ]
+    }
+    policy = IotPolicy(rendered)
+    device = Connection("pump-17", frozenset({"pump-17"}))
+    topic = parameters["OperatorActionsTopic"]
+
+    # When a device asks to publish there (or under the Basic Ingest prefix of it)
+    # Then it is refused, while its own telemetry is allowed
+    assert not policy.publish(device, topic).allowed
+    assert not policy.publish(device, f"$aws/rules/telemetry_operator_actions/{topic}").allowed
+    own = render(template["Outputs"]["DeviceTelemetryTopic"]["Value"], parameters)
+    assert policy.publish(device, own.replace(THING, "pump-17")).allowed
+
+
+def test_the_operators_policy_allows_acting_and_listing_and_nothing_broader(
+    template: dict[str, Any],
+) -> None:
+    # Given the managed policy for operators
+    document = template["Resources"]["OperatorsPolicy"]["Properties"]["PolicyDocument"]
+    statements = {s["Sid"]: s for s in document["Statement"] if "Sid" in s}
+    conditional = [s["Fn::If"] for s in document["Statement"] if "Fn::If" in s]
+    # Then: invoke the actions function, read the state table, describe this stack, and
+    # (with the topic rule) publish to the operators' topic
+    assert statements["ActOnAlerts"]["Action"] == "lambda:InvokeFunction"
+    assert statements["ActOnAlerts"]["Resource"] == {"Fn::GetAtt": ["ActionsFunction", "Arn"]}
+    assert statements["ListAlerts"]["Action"] == ["dynamodb:GetItem", "dynamodb:Scan"]
+    assert statements["ListAlerts"]["Resource"] == {"Fn::GetAtt": ["AlertStateTable", "Arn"]}
+    assert statements["FindTheStack"]["Resource"] == {"Ref": "AWS::StackId"}
+    ((condition, publish, otherwise),) = conditional
+    assert (condition, otherwise) == ("HasOperatorTopicRule", {"Ref": "AWS::NoValue"})
+    assert render(publish["Resource"], parameter_values(template)) == (
+        f"{ARN_PREFIX}:topic/ops/alerts/actions"
+    )
+    assert all("*" not in str(s.get("Action")) for s in statements.values())
