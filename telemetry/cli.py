@@ -266,6 +266,17 @@ def _add_mqtt_arguments(parser: argparse.ArgumentParser, *, flag: bool) -> None:
 def _add_devices_command(commands: Any) -> None:
     from telemetry.local.device_cli import add_arguments  # noqa: PLC0415
 
+    alerts = commands.add_parser(
+        "alerts",
+        help="list the active alerts; acknowledge, snooze, disable, enable or reset one",
+        description="The operators' tools: the alerts active now, and actions on them "
+        "through the stack's actions function (docs/operators.md).",
+    )
+    from telemetry.local import alerts_cli  # noqa: PLC0415 - the local extra's module
+
+    alerts_cli.add_arguments(alerts, _endpoint_url)
+    alerts.set_defaults(run=_run_alerts)
+
     devices = commands.add_parser(
         "devices",
         help="simulated devices over MQTT: broker, device policy and topic rule, locally",
@@ -277,6 +288,15 @@ def _add_devices_command(commands: Any) -> None:
     add_arguments(devices, _int_between, _duration_ms, _endpoint_url)
     _add_mqtt_arguments(devices, flag=False)
     devices.set_defaults(run=_run_devices)
+
+
+def _run_alerts(args: argparse.Namespace) -> int:
+    from telemetry.local import alerts_cli  # noqa: PLC0415
+
+    try:
+        return alerts_cli.run(args, Screen(sys.stdout))
+    except alerts_cli.AlertsError as exc:
+        raise UserError(str(exc), exit_code=exc.exit_code) from None
 
 
 def _run_devices(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -212,6 +212,24 @@ class DynamoStateStore:
     @staticmethod
     def _part_key(device_id: str, index: int) -> str:
         return f"{device_id}{PART_SEPARATOR}{index}"
+
+    def scan(self) -> Iterator[DeviceRecord]:
+        """Every device's record (operators' tools; the function never scans)."""
+        request: dict[str, Any] = {"TableName": self._table}
+        while True:
+            try:
+                answer = self._client.scan(**request)
+            except AWS_ERRORS as exc:
+                raise translate("dynamodb", "Scan", exc) from exc
+            for item in answer.get("Items", []):
+                device_id = item["deviceId"]["S"]
+                if PART_SEPARATOR in device_id:
+                    continue
+                yield self.load(device_id) if "parts" in item else self._record(device_id, item)
+            last = answer.get("LastEvaluatedKey")
+            if not last:
+                return
+            request["ExclusiveStartKey"] = last
 
     def due_devices(self, now_ms: int, limit: int) -> list[str]:
         """Devices the sweep has something to do for as of `now_ms`, the most

@@ -439,6 +439,8 @@ class Observed:
     dead_letters: list[dict[str, Any]]
     shadows: dict[str, dict[str, Any]]
     influx: StoredInflux | None = None
+    operators: Any = None
+    """The operators' scene after the run (telemetry.local.operators_demo)."""
 
 
 def _observe(url: str, stack: Stack, on_call_url: str, tally: Tally) -> Observed:
@@ -451,6 +453,33 @@ def _observe(url: str, stack: Stack, on_call_url: str, tally: Tally) -> Observed
     alerted = sorted({t["deviceId"] for t in tally.transitions})
     shadows = _shadow_alerts(make_client("iot-data", endpoint_url=url), alerted, stack.shadow_name)
     return Observed(alerts, on_call, _queue(on_call_url), dead, shadows)
+
+
+def _operators(url: str, stack: Stack, sim: Simulation) -> Any:
+    """After the fleet: operators acknowledge one alert and snooze another, on a
+    stack of their own beside the fleet's (so that every number above stays the
+    fleet's own)."""
+    from telemetry.adapters.aws import make_client  # noqa: PLC0415
+    from telemetry.local.operators_demo import run_scene  # noqa: PLC0415
+    from telemetry.local.provision import provision  # noqa: PLC0415
+
+    # Things of their own: re-creating the fleet's would reset their shadows.
+    devices = [f"{d.device_id}-ops" for d in sim.devices[:2]]
+    ops = provision(
+        endpoint_url=url,
+        things=devices,
+        operator_filter=OPERATOR_FILTER,
+        prefix=stack.database.removesuffix("-db") + "-ops",
+    )
+    sqs = make_client("sqs", endpoint_url=url)
+    scene = run_scene(
+        ops.environment() | {"AWS_ENDPOINT_URL": url},
+        devices,
+        sim.end_ms + SWEEP_EVERY_MS,
+        lambda: peek(sqs, ops.operator_queue_url),
+    )
+    scene.stack = ops.state_table.removesuffix("-alert-state")
+    return scene
 
 
 def run(options: DemoOptions, out: Screen, err: Screen) -> None:
@@ -530,6 +559,7 @@ def _run_against(
             stack, on_call_url = _provision(url, sim)
             meter, tally = _run_fleet(url, stack, sim, err, options, influx)
             observed = _observe(url, stack, on_call_url, tally)
+            observed.operators = _operators(url, stack, sim)
     except (BotoCoreError, ClientError) as exc:
         raise DemoError(f"the local AWS at {url} failed: {exc}") from None
     if influx is not None:
@@ -711,6 +741,7 @@ class Report:
         self._render_injected(out)
         self._render_alerts(out)
         self._render_shadows(out)
+        self._render_operators(out)
         self._render_calls(out)
         self._render_cost(out)
 
@@ -862,6 +893,31 @@ class Report:
                 break
             keep.add(index)
         return [a for i, a in enumerate(alerts) if i in keep]
+
+    def _render_operators(self, out: Screen) -> None:
+        scene = self.observed.operators
+        if scene is None:
+            return
+        out.heading(
+            f"Operators act (telemetry alerts ack|snooze), on a stack of their own: {scene.stack}"
+        )
+        for what, answer in scene.steps:
+            out.line(f"- {what}: {answer}")
+        out.line(f"The operator queue received {plural(len(scene.received), 'message')} meanwhile:")
+        out.table(
+            ("status", "device", "sensor", "severity", "was", "by"),
+            [
+                [
+                    m["status"],
+                    m["deviceId"],
+                    m["sensorId"],
+                    m["severity"],
+                    m["previousSeverity"],
+                    m.get("by", ""),
+                ]
+                for m in scene.received
+            ],
+        )
 
     def _render_shadows(self, out: Screen) -> None:
         shadows = self.observed.shadows

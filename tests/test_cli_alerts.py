@@ -1,0 +1,194 @@
+"""`telemetry alerts`: operators list the active alerts and act on them, from a shell.
+
+Against a local AWS (moto's server, started here), as an operator would use it
+with the demo's stack: the command runs in a subprocess, the actions handler
+in it (a local AWS runs no Lambda), and the state and the operators' queue
+are read back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from telemetry import handler
+from telemetry.local.provision import Stack, provision
+from telemetry.local.server import LocalAwsServer, point_at
+from telemetry.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+PREFIX = "alerts-cli"
+
+
+def telemetry(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    stack = ["--prefix", PREFIX] if "--endpoint-url" in args else []
+    return subprocess.run(
+        [sys.executable, "-m", "telemetry", *args, *stack],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def local() -> Iterator[tuple[str, Stack]]:
+    """A local AWS holding a stack with one active alert and one quiet device."""
+    saved = dict(os.environ)
+    try:
+        with LocalAwsServer() as server:
+            point_at(server.url)
+            # Its own prefix: moto's backends are shared by every server of a process.
+            stack = provision(endpoint_url=server.url, things=["pump-17", "pump-18"], prefix=PREFIX)
+            settings = Settings.from_env(stack.environment() | {"AWS_ENDPOINT_URL": server.url})
+            rt = handler.build_runtime(settings)
+            now = int(time.time() * 1000)
+            reading = {"sensorId": "temp-1", "type": "temperature", "value": 95.0}
+            handler.handle({"deviceId": "pump-17", "timestamp": now, "data": [reading]}, rt)
+            quiet = {"sensorId": "temp-1", "type": "temperature", "value": 50.0}
+            handler.handle({"deviceId": "pump-18", "timestamp": now, "data": [quiet]}, rt)
+            yield server.url, stack
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def listing(url: str) -> list[dict[str, Any]]:
+    result = telemetry("alerts", "list", "--endpoint-url", url, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.mark.slow
+def test_an_operator_lists_acknowledges_and_snoozes_from_the_shell(
+    local: tuple[str, Stack],
+) -> None:
+    url, _ = local
+    # Given the active alert, as `alerts list` shows it
+    (before,) = listing(url)
+    table = telemetry("alerts", "list", "--endpoint-url", url)
+    assert (before["deviceId"], before["severity"], before["acknowledged"]) == (
+        "pump-17",
+        "CRITICAL",
+        None,
+    )
+    assert "1 alert active" in table.stdout
+    assert all(len(line) <= 80 for line in table.stdout.splitlines())
+
+    # When an operator acknowledges it, then snoozes it for two hours
+    acked = telemetry(
+        "alerts",
+        "ack",
+        "pump-17",
+        "temp-1",
+        "temperature-high",
+        "--endpoint-url",
+        url,
+        "--prefix",
+        PREFIX,
+        "--note",
+        "valve replaced",
+    )
+    snoozed = telemetry(
+        "alerts",
+        "snooze",
+        "pump-17",
+        "temp-1",
+        "temperature-high",
+        "--endpoint-url",
+        url,
+        "--prefix",
+        PREFIX,
+        "--until",
+        "2h",
+        "--by",
+        "li@plant.example",
+    )
+    again = telemetry(
+        "alerts", "ack", "pump-17", "temp-1", "temperature-high", "--endpoint-url", url
+    )
+
+    # Then each says what it did; the second acknowledgement is refused with its reason
+    # (exit 1); the list shows who acknowledged (by default, the caller's AWS identity)
+    assert acked.returncode == 0, acked.stderr
+    assert acked.stdout.startswith("acknowledge: applied to pump-17 temp-1 (temperature-high)")
+    assert snoozed.returncode == 0, snoozed.stderr
+    assert again.returncode == 1
+    assert again.stderr.startswith("telemetry: error: acknowledge refused: already acknowledged by")
+    (after,) = listing(url)
+    assert after["acknowledged"]["by"].startswith("arn:aws:")
+    assert after["snoozedUntil"] is not None
+    held = telemetry("alerts", "list", "--endpoint-url", url, "--severity", "CRITICAL")
+    assert "ack arn:aws:" in held.stdout
+    assert "snoozed to" in held.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["alerts", "ack", "pump-17", "temp-1", "temperature-high"], 2, "say which stack"),
+        (["alerts", "snooze", "pump-17", "temp-1", "temperature-high"], 2, "--until"),
+        (["alerts", "list", "--severity", "LOW"], 2, "invalid choice"),
+    ],
+)
+def test_an_operator_mistake_is_one_line_and_exit_2(args: list[str], code: int, says: str) -> None:
+    result = telemetry(*args)
+    assert result.returncode == code
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_a_malformed_action_names_its_field(local: tuple[str, Stack]) -> None:
+    url, _ = local
+    result = telemetry(
+        "alerts",
+        "snooze",
+        "pump-18",
+        "temp-1",
+        "temperature-high",
+        "--endpoint-url",
+        url,
+        "--prefix",
+        PREFIX,
+        "--until",
+        "yesterday",
+        "--by",
+        "li",
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("telemetry: error: until: ")
+
+
+@pytest.mark.slow
+def test_a_refused_action_on_a_quiet_sensor_says_why(local: tuple[str, Stack]) -> None:
+    url, _ = local
+    result = telemetry(
+        "alerts",
+        "reset",
+        "pump-18",
+        "temp-1",
+        "temperature-high",
+        "--endpoint-url",
+        url,
+        "--prefix",
+        PREFIX,
+        "--by",
+        "li",
+        "--format",
+        "json",
+    )
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["reason"].startswith("no active alert on pump-18")
