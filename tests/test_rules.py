@@ -857,3 +857,12 @@ def test_a_rule_needs_levels_or_nodata_and_only_levels_can_latch() -> None:
         f"{SOURCE}: rule 'empty': above/below/nodata: a rule needs above, below, nodata or a mix",
         f"{SOURCE}: rule 'latched': latch: only a rule with above or below levels can latch",
     ]
+
+
+def test_a_rule_with_a_schema_problem_is_still_checked_for_its_levels() -> None:
+    # Given a rule with an unknown key and its levels out of order
+    text = "rules: [{name: r, above: {warning: 90, critical: 75}, fore: 3}]"
+
+    # When it is parsed, Then both problems are reported
+    problems = problems_of(text)
+    assert [p.split(": ")[2] for p in problems] == ["fore", "above.critical"]

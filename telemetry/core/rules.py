@@ -446,6 +446,21 @@ def _file_rules(source: str, raw: Any) -> tuple[list[Any], list[str]]:
     return rules, problems
 
 
+def _without_bad_settings(entry: Any, error: ValidationError) -> RuleSpec | None:
+    """The rule without the settings its schema problems name, if what remains is
+    a rule (its name and levels intact): to check the rest of it as well."""
+    if not isinstance(entry, dict):
+        return None
+    bad = {str(item["loc"][0]) for item in error.errors() if item["loc"]}
+    if bad & {"name", "above", "below", "nodata"}:
+        return None
+    kept = {k: v for k, v in entry.items() if k not in bad}
+    try:
+        return RuleSpec.model_validate(kept)
+    except ValidationError:
+        return None
+
+
 def parse_rule_file(text: str, source: str) -> list[Rule]:
     """Parse and check one rule file's text; `source` names it in errors. Every
     problem of the file is reported at once: schema and rule-level alike."""
@@ -463,6 +478,10 @@ def parse_rule_file(text: str, source: str) -> list[Rule]:
             spec = RuleSpec.model_validate(entry)
         except ValidationError as exc:
             problems.extend(f"{source}: {label}: {p}" for p in _spec_problems(exc))
+            # The rest of the rule may have problems of its own: report them too.
+            salvaged = _without_bad_settings(entry, exc)
+            if salvaged is not None:
+                problems.extend(f"{source}: {label}: {p}" for p in rule_problems(salvaged))
             continue
         found = rule_problems(spec)
         if spec.name in seen:
