@@ -15,7 +15,9 @@ import pytest
 from hypothesis import given
 
 from telemetry import handler
+from telemetry.adapters.influxdb import InfluxRecords
 from telemetry.adapters.sns import subject
+from telemetry.adapters.timestream import alert_record
 from telemetry.core.alerts import (
     NODATA,
     AlertState,
@@ -138,6 +140,18 @@ def test_the_no_data_alert_is_its_own_alert_beside_the_threshold_one() -> None:
         ("above", "RESOLVED"),
         ("nodata", "RESOLVED"),
     ]
+    # and the two resolutions, same rule, same sensor, same instant, are stored as two
+    # series (else Timestream would reject one as a duplicate, InfluxDB overwrite it)
+    records = [alert_record(t) for t in back.transitions]
+    assert len({_series(r) for r in records}) == 2
+    points = [InfluxRecords().alert(t).line for t in back.transitions]
+    assert len({line.split(" ")[0] for line in points}) == 2
+    assert any(",direction=nodata," in line for line in points)
+
+
+def _series(record: dict[str, Any]) -> tuple[Any, ...]:
+    dims = tuple(sorted((d["Name"], d["Value"]) for d in record["Dimensions"]))
+    return (record["MeasureName"], record["Time"], dims)
 
 
 def test_silence_is_measured_in_arrival_time_not_the_devices_clock() -> None:
