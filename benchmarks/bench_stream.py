@@ -33,6 +33,7 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -88,17 +89,19 @@ class MemoryStateStore:
     def load_many(self, device_ids: Iterable[str]) -> dict[str, DeviceRecord]:
         return {d: self.load(d) for d in device_ids}
 
-    def save(
-        self, record: DeviceRecord, *, state: Any, outbox: Any, shadow_stale: bool
-    ) -> DeviceRecord:
+    def save(self, record: DeviceRecord) -> DeviceRecord:
         current = self._records.get(record.device_id)
         if (current.version if current else 0) != record.version:
             raise StateConflictError(record.device_id)
-        saved = DeviceRecord(
-            record.device_id, record.version + 1, dict(state), list(outbox), shadow_stale
-        )
+        saved = replace(record, version=record.version + 1)
         self._records[record.device_id] = saved
         return saved
+
+    def due_devices(self, now_ms: int, limit: int) -> list[str]:
+        due = [(r.due_ms(), d) for d, r in self._records.items()]
+        return [d for at, d in sorted((a, d) for a, d in due if a is not None and a <= now_ms)][
+            :limit
+        ]
 
 
 class MemoryTimeseries:
@@ -118,8 +121,10 @@ class MemoryPublisher:
 
 
 class MemoryMirror:
-    def update(self, thing_name: str, alerts: Mapping[str, Any]) -> str:
-        return "updated"
+    def update(self, thing_name: str, before: Any, after: Any, **_: Any) -> Any:
+        from telemetry.adapters.shadow import MirrorResult, MirrorStatus
+
+        return MirrorResult(MirrorStatus.UPDATED)
 
 
 class MemoryQuarantine:
@@ -209,13 +214,16 @@ def _run_children(
         results = []
         for trace in (False, True):
             command = [sys.executable, "-m", "benchmarks.bench_stream", "--child", scratch]
-            subprocess.run(
+            done = subprocess.run(
                 [*command, "--trace"] if trace else command,
                 env=function_environment(),
                 cwd=ROOT,
-                check=True,
+                check=False,
                 capture_output=True,
+                text=True,
             )
+            if done.returncode:
+                raise RuntimeError(f"the memory subprocess failed:\n{done.stderr}")
             name = "traced.json" if trace else "plain.json"
             results.append(json.loads((folder / name).read_text()))
     return results[0], results[1]

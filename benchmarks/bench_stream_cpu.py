@@ -12,7 +12,8 @@ versions take turns, REPEATS times; the median counts.
 
 The result must be unchanged: each run's digest of what it stored (Timestream
 records, with any CommonAttributes merged), published, mirrored, quarantined and
-committed to the state table must equal today's.
+committed to the state table (what each alert means, not the item's bookkeeping)
+must equal today's.
 
 Target: ours at least 30% below today's CPU per message.
 

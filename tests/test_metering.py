@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks.bench_cost import (
     common_attribute_units,
     device_payload,
@@ -13,7 +15,7 @@ from benchmarks.bench_cost import (
 from benchmarks.stream_child import result_digest
 from telemetry.adapters.timestream import billed_bytes, reading_record
 from telemetry.core.messages import Reading
-from telemetry.local.prices import PRICES, iot_message_units, kinesis_kilobytes
+from telemetry.local.prices import PRICES, iot_message_units, kinesis_kilobytes, metered_units
 
 
 def reading(device: str = "pump-17", sensor: str = "temp-1", time_ms: int = 0) -> Reading:
@@ -72,3 +74,43 @@ def test_the_stream_digest_sees_records_the_same_with_or_without_common_attribut
 
     # Then what was stored is the same
     assert result_digest(whole)["records_digest"] == result_digest(split)["records_digest"]
+
+
+def test_the_memory_benchmark_fakes_still_fit_the_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the stream benchmark's runtime, its adapters faked in memory
+    from benchmarks import bench_stream
+    from benchmarks.workload import (
+        FUNCTION_ENV,
+        SimulatedClock,
+        fleet,
+        invocation_time,
+        stream_events,
+    )
+    from telemetry.handler import handle
+
+    for name, value in FUNCTION_ENV.items():
+        monkeypatch.setenv(name, value)
+    workload = fleet(5, 4)
+    [event] = stream_events([workload])
+    clock = SimulatedClock(invocation_time(workload))
+    runtime, _clients = bench_stream._fake_runtime(clock)
+
+    # When a batch goes through the real handler
+    response = handle(event, runtime)
+
+    # Then nothing fails, and every reading (and alert record) reached the fake store
+    assert response["batchItemFailures"] == []
+    assert runtime.pipeline._timeseries.records >= sum(len(m["data"]) for m in workload)
+
+
+def test_dynamodb_index_queries_deletes_and_transactions_are_metered() -> None:
+    # Given the sweep's index query, a part item's delete, and a two-item transaction
+    item = {"deviceId": {"S": "pump-17"}, "alerts": {"S": "x" * 1500}}
+    transaction = {"TransactItems": [{"Put": {"Item": item}}, {"Delete": {"Key": {}}}]}
+
+    # When they are metered, then as DynamoDB bills them
+    assert metered_units("dynamodb", "Query", {}) == {"DynamoDB index reads": 1}
+    assert metered_units("dynamodb", "DeleteItem", {}) == {"DynamoDB writes": 1}
+    # two units per KB of the 1.5 KB item, two for the delete
+    assert metered_units("dynamodb", "TransactWriteItems", transaction) == {"DynamoDB writes": 6}
+    assert PRICES["DynamoDB index reads"].usd == PRICES["DynamoDB reads"].usd / 2
