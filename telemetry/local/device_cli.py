@@ -106,6 +106,7 @@ def _run(url: str, args: argparse.Namespace, out: Any, err: Any) -> None:
         duration_ms=args.duration,
         seed=args.seed,
         end_ms=start_ms + args.duration,
+        silence=False,  # the function's clock is the real one: a silence would last seconds
     )
     try:
         with demo._quiet_function():

@@ -167,7 +167,9 @@ def _corrupt_kinds() -> dict[str, Callable[[dict[str, Any]], Any]]:
 
 
 class _Fleet:
-    def __init__(self, devices: int, sensors: int, duration_ms: int, seed: int, end_ms: int):
+    def __init__(
+        self, devices: int, sensors: int, duration_ms: int, seed: int, end_ms: int, silence: bool
+    ):
         self.rng = random.Random(seed)  # noqa: S311 - a simulation, not a secret
         self.start_ms = end_ms - duration_ms
         self.end_ms = end_ms
@@ -178,7 +180,7 @@ class _Fleet:
         self.scenarios: list[Scenario] = []
         self.flap_values: list[float] = []
         self._flap_side = 1.0
-        self._script(devices)
+        self._script(devices, silence)
 
     def _device(self, index: int, count: int, sensors: int) -> Device:
         width = max(3, len(str(count)))
@@ -195,7 +197,7 @@ class _Fleet:
             )
         return Device(name, location, tuple(made))
 
-    def _script(self, count: int) -> None:
+    def _script(self, count: int, silence: bool) -> None:
         pump = self.devices[0]
         self.scripted[(pump.device_id, "temp-1")] = lambda f, _t: (
             _interpolate(_PUMP, f) + self.rng.uniform(-0.4, 0.4)
@@ -224,7 +226,7 @@ class _Fleet:
             )
         )
         self.silent_device: str | None = None
-        if count >= 4:
+        if count >= 4 and silence:
             silent = self.devices[3]
             self.silent_device = silent.device_id
             self.scenarios.append(
@@ -326,10 +328,14 @@ class _Fleet:
         return (t - self.start_ms) / self.duration_ms
 
 
-def simulate(*, devices: int, sensors: int, duration_ms: int, seed: int, end_ms: int) -> Simulation:
+def simulate(
+    *, devices: int, sensors: int, duration_ms: int, seed: int, end_ms: int, silence: bool = True
+) -> Simulation:
     """The fleet's messages over `duration_ms` of simulated time ending at
-    `end_ms`, sorted by arrival. The same arguments give the same messages."""
-    fleet = _Fleet(devices, sensors, duration_ms, seed, end_ms)
+    `end_ms`, sorted by arrival. The same arguments give the same messages.
+    `silence`: whether a device falls silent for a while (fleets of four or more);
+    only meaningful where the function's clock is the simulation's."""
+    fleet = _Fleet(devices, sensors, duration_ms, seed, end_ms, silence)
     rng = fleet.rng
     deliveries: list[Delivery] = []
     spikes = 0

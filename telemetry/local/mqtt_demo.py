@@ -28,12 +28,11 @@ from telemetry.local.device_side import (
     payload_claiming,
 )
 from telemetry.local.devices import DeviceError, ShadowUpdate, device_payload, sender_of
-from telemetry.local.prices import billed_units
+from telemetry.local.prices import KINESIS_RECORD_UNIT, billed_units
 from telemetry.local.provision import Stack
 from telemetry.terminal import Screen
 
 IOT_MESSAGE_UNIT: Final = 5 * 1024
-KINESIS_PUT_UNIT: Final = 25 * 1024
 
 
 class FunctionTally(Protocol):
@@ -323,9 +322,10 @@ def _play(side: DeviceSide, sim: Any, things: list[str], err: Screen) -> DeviceS
 
 
 def billed(side: DeviceSide, run: FleetRun, output_sizes: list[int]) -> tuple[int, int]:
-    """Billed IoT message units (none with Basic Ingest) and Kinesis PUT units."""
+    """Billed IoT message units (none with Basic Ingest) and Kinesis kilobytes (on
+    demand, each record rounded up to 1 KB)."""
     messaging = sum(billed_units(size, IOT_MESSAGE_UNIT) for size in run.payload_bytes)
-    kinesis = sum(billed_units(size, KINESIS_PUT_UNIT) for size in output_sizes)
+    kinesis = sum(billed_units(size, KINESIS_RECORD_UNIT) for size in output_sizes)
     return (0 if side.options.basic_ingest else messaging), (kinesis if side.poller else 0)
 
 
