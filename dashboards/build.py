@@ -67,14 +67,17 @@ INFLUXQL: Final = {
         f'SELECT mean("value") FROM "reading" WHERE {DEVICE_FILTER["influxdb"]} AND $timeFilter '
         'GROUP BY time($__interval), "deviceId", "sensorId" fill(none)'
     ),
+    # A no-data alert's threshold is its window in seconds, not a level of the value.
     "levels": (
-        f'SELECT "threshold" FROM "alert" WHERE {DEVICE_FILTER["influxdb"]} AND $timeFilter '
+        f'SELECT "threshold" FROM "alert" WHERE {DEVICE_FILTER["influxdb"]} '
+        "AND \"direction\" != 'nodata' AND $timeFilter "
         'GROUP BY "deviceId", "sensorId", "rule"'
     ),
     "active": (
         'SELECT last("severity") AS "severity", last("value") AS "value", '
         'last("threshold") AS "threshold", last("since") AS "since", last("alertId") AS "alertId" '
-        f'FROM "alert" WHERE time > now() - {ACTIVE_WINDOW} GROUP BY "deviceId", "sensorId", "rule"'
+        f'FROM "alert" WHERE time > now() - {ACTIVE_WINDOW} '
+        'GROUP BY "deviceId", "sensorId", "rule", "direction"'
     ),
     "annotations": (
         'SELECT "severity", "value", "threshold" FROM "alert" WHERE "deviceId" =~ /^$device$/ '
@@ -124,7 +127,7 @@ TIMESTREAM_SQL: Final = {
         "max_by(value, time) AS value, max_by(threshold, time) AS threshold, "
         "min(since) AS since, alertId "
         f"FROM {_TS_FROM} WHERE measure_name = 'alert' AND time > ago({ACTIVE_WINDOW}) "
-        "GROUP BY alertId HAVING max_by(status, time) <> 'RESOLVED'"
+        "GROUP BY alertId HAVING max_by(severity, time) <> 'OK'"
     ),
     "annotations": (
         "SELECT time, status, severity, sensorId, rule, value, threshold "

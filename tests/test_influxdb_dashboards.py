@@ -8,6 +8,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ import yaml
 
 from dashboards import build
 from telemetry import handler
+from telemetry.adapters.influxdb import InfluxRecords
+from telemetry.core.alerts import NODATA, Severity, Status, Transition
 from telemetry.core.rules import load_rules
 from tests.influxdb_server import Influxd
 from tests.localaws import local_stack, message
@@ -241,3 +244,55 @@ def test_every_influxql_query_of_the_dashboard_runs(influxd: Influxd, fleet: str
     for query in queries:
         rows = influxd.rows(fleet, grafana(query))
         assert rows or re.search(r"\"type\" = '(battery|current|humidity|level|vibration)'", query)
+
+
+def test_no_data_alerts_are_listed_apart_and_draw_no_level(influxd: Influxd) -> None:
+    # Given a rule with a level and a nodata window: its threshold alert acknowledged,
+    # and the same sensor's no-data alert raised (threshold: the window, 300 s)
+    database = influxd.create_database("dashboards_nodata")
+    now = (time.time_ns() // 1_000_000) // 1000 * 1000
+    hot = _transition(Status.RAISED, Severity.WARNING, "above", 80.0, 75.0, now - 300_000)
+    acked = replace(
+        hot,
+        status=Status.ACKNOWLEDGED,
+        value=None,
+        threshold=None,
+        by="maria",
+        time_ms=now - 200_000,
+    )
+    silent = _transition(Status.RAISED, Severity.CRITICAL, NODATA, 80.0, 300.0, now - 100_000)
+    lines = [InfluxRecords().alert(t).line for t in (hot, acked, silent)]
+    assert influxd.write(database, "\n".join(lines))[0] == 204
+
+    # When the dashboards' queries run
+    levels = influxd.rows(database, grafana(build.INFLUXQL["levels"], "boiler-3", "temp-1"))
+    active = influxd.rows(database, grafana(build.INFLUXQL["active"]))
+
+    # Then the level panel draws the threshold crossed, not the window
+    assert [r["threshold"] for r in levels] == [75]
+    # and both alerts are active, each on its own row, the acknowledged one still WARNING
+    assert sorted((r["direction"], r["severity"], r["threshold"]) for r in active) == [
+        ("", "WARNING", 75),
+        ("nodata", "CRITICAL", 300),
+    ]
+    influxd.query(f'DROP DATABASE "{database}"')
+
+
+def _transition(
+    status: Status, severity: Severity, direction: str, value: float, threshold: float, at: int
+) -> Transition:
+    return Transition(
+        alert_id=f"{direction}-episode",
+        status=status,
+        severity=severity,
+        previous_severity=Severity.OK,
+        device_id="boiler-3",
+        sensor_id="temp-1",
+        rule="boiler-temperature",
+        value=value,
+        threshold=threshold,
+        time_ms=at,
+        since_ms=at,
+        direction=direction,
+        type="temperature",
+    )
