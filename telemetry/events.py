@@ -41,7 +41,14 @@ def direct_messages(event: Any) -> list[Any]:
 
 
 def stream_source(event: Any) -> str | None:
-    """`aws:kinesis` or `aws:sqs` when the event is such a batch, else None."""
+    """`aws:kinesis` or `aws:sqs` when the event is such a batch, else None.
+
+    An event carrying what the IoT rule adds (`deviceId` from the topic,
+    `receivedAt`) is a device's message, whatever it holds: a device that
+    publishes a `Records` list must not pass its contents off as a batch, whose
+    records name their own devices."""
+    if isinstance(event, dict) and ("deviceId" in event or "receivedAt" in event):
+        return None
     records = event.get("Records") if isinstance(event, dict) else None
     if not isinstance(records, list) or not records:
         return None

@@ -226,7 +226,7 @@ class Settings(BaseModel):
                     problems.append(detail)  # the store's checks name their variables
                     continue
                 problems.append(f"{error['loc'][0]}: {detail}")
-            named = {problem.split(":", 1)[0] for problem in problems}
+            named = {p.split(":", 1)[0] for problem in problems for p in problem.split("; ")}
             problems += [
                 f"{name}: is required but not set"
                 for name in _STORE_VARIABLES.get(str(values.get("TIMESERIES_STORE")), ())

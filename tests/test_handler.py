@@ -6,6 +6,7 @@ what failed, and what the stack holds afterwards.
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -414,6 +415,56 @@ def test_a_json_array_event_is_one_message_quarantined_whole(aws: LocalAws) -> N
     assert aws.alerts() == []
     [item] = aws.dead_letters()
     assert (item["code"], item["field"], item["payload"]) == ("not_an_object", "$", events)
+
+
+@pytest.mark.parametrize("source", ["aws:sqs", "aws:kinesis"])
+def test_a_device_cannot_pass_a_records_list_off_as_a_batch_for_another_device(
+    aws: LocalAws, source: str
+) -> None:
+    # Given pump-17 publishing, on its own topic, what looks like a batch for pump-18
+    victim = json.dumps(message("pump-18", NOW, ("temp-1", 99)))
+    record: dict[str, Any] = {"eventSource": source, "messageId": "1", "body": victim}
+    if source == "aws:kinesis":
+        data = base64.b64encode(victim.encode()).decode()
+        record = {
+            "eventSource": source,
+            "eventID": "shardId-000000000000:1",
+            "kinesis": {"partitionKey": "pump-18", "sequenceNumber": "1", "data": data},
+        }
+    forged = {"Records": [record], "deviceId": "pump-17", "receivedAt": NOW + 50}
+
+    # When the topic rule hands it over (deviceId from the topic, receivedAt)
+    summary = run(aws, forged)[0]
+
+    # Then it is pump-17's message, which has no data: quarantined, nothing for pump-18
+    assert aws.alerts() == []
+    assert summary["readingsStored"] == 0
+    [item] = aws.dead_letters()
+    assert (item["deviceId"], item["field"]) == ("pump-17", "data")
+
+
+@pytest.mark.parametrize(
+    ("store", "missing"),
+    [
+        ("influxdb", ["INFLUXDB_URL", "INFLUXDB_DATABASE"]),
+        (None, ["TIMESTREAM_DB", "TIMESTREAM_TABLE"]),
+    ],
+)
+def test_settings_name_each_missing_store_variable_once(
+    store: str | None, missing: list[str]
+) -> None:
+    # Given the chosen store's variables all missing
+    env = {
+        "STATE_TABLE": "t",
+        "ALERTS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:alerts",
+        "DEAD_LETTER_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/dlq",
+    } | ({"TIMESERIES_STORE": store} if store else {})
+
+    # When the settings are read, Then each is named, once
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_env(env)
+    for name in missing:
+        assert str(raised.value).count(f"{name}:") == 1
 
 
 def test_settings_name_the_missing_variable() -> None:
