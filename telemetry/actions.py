@@ -49,7 +49,7 @@ def handle_action(event: Any, rt: handler.Runtime, context: Any = None) -> dict[
                     }
                 ]
             )
-            return {"applied": False, "error": str(exc), "field": exc.field}
+            return {"applied": False, "reason": str(exc), "error": str(exc), "field": exc.field}
         raise
     outcome, answer = rt.pipeline.act(
         action, now_ms, deadline_ms=handler.deadline_ms(context, now_ms)

@@ -125,8 +125,9 @@ class Logger:
 class Metrics:
     """Counts of one invocation, flushed as one EMF object (dimension `service`).
 
-    `emit` writes a metric with dimensions of its own at once, for the
-    per-status and per-severity counts dashboards group by.
+    `emit` writes a metric with dimensions of its own (and `service`) at once,
+    for the per-status and per-severity counts dashboards group by, and for
+    the shadow mirror's failures the template alarms on.
     """
 
     def __init__(self, service: str, namespace: str | None = None) -> None:
@@ -148,7 +149,8 @@ class Metrics:
             self._print(values, {"service": self.service})
 
     def emit(self, name: str, value: float, dimensions: Mapping[str, str]) -> None:
-        self._print({name: [float(value)]}, dimensions)
+        """One metric with `dimensions` besides `service` (an alarm names them all)."""
+        self._print({name: [float(value)]}, {"service": self.service, **dimensions})
 
     def log_metrics(self, handler: F) -> F:
         """Decorate the entry point: flush after every invocation, even a failed one."""

@@ -192,3 +192,71 @@ def test_a_refused_action_on_a_quiet_sensor_says_why(local: tuple[str, Stack]) -
     )
     assert result.returncode == 1
     assert json.loads(result.stdout)["reason"].startswith("no active alert on pump-18")
+
+
+# ---------------------------------------------------------------- a deployed stack
+
+
+def deployed(monkeypatch: pytest.MonkeyPatch, answers: list[dict[str, Any]]) -> list[Any]:
+    """`telemetry alerts` against a deployed actions function: Lambda stubbed,
+    each Invoke answered in turn; returns what each Invoke sent."""
+    import io
+
+    import boto3
+    from botocore.stub import ANY, Stubber
+
+    from telemetry.local import alerts_cli
+
+    client = boto3.client("lambda", region_name="eu-west-1")
+    stubber = Stubber(client)
+    sent: list[Any] = []
+    for answer in answers:
+        payload = json.dumps(answer.pop("payload")).encode()
+        stubber.add_response(
+            "invoke",
+            {"StatusCode": 200, "Payload": io.BytesIO(payload), **answer},
+            {"FunctionName": "iot-telemetry-actions", "Payload": ANY},
+        )
+    stubber.activate()
+    original = client.invoke
+
+    def invoke(**kwargs: Any) -> Any:
+        sent.append(json.loads(kwargs["Payload"]))
+        return original(**kwargs)
+
+    monkeypatch.setattr(client, "invoke", invoke)
+    monkeypatch.setattr(alerts_cli, "_client", lambda args, service: client)
+    return sent
+
+
+def test_a_deployed_snooze_sends_an_absolute_end_and_a_malformed_action_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a deployed actions function that applies the first action and finds the
+    # second malformed
+    from telemetry.cli import main
+
+    sent = deployed(
+        monkeypatch,
+        [
+            {"payload": {"applied": True, "state": {"severity": "WARNING"}}},
+            {
+                "payload": {"errorType": "InvalidActionError", "errorMessage": "note: too long"},
+                "FunctionError": "Unhandled",
+            },
+        ],
+    )
+    before = int(time.time() * 1000)
+
+    # When an operator snoozes for 2h, then sends a malformed action
+    deployed_function = ["--function", "iot-telemetry-actions", "--by", "maria@plant.example"]
+    snooze = ["alerts", "snooze", "pump-17", "temp-1", "temperature-high", "--until", "2h"]
+    snoozed = main([*snooze, *deployed_function])
+    malformed = main(["alerts", "ack", "pump-17", "temp-1", "temperature-high", *deployed_function])
+
+    # Then the snooze's end went as epoch ms (a retry decides the same end), it exits 0,
+    # and the malformed action exits 2 with the function's one line
+    assert snoozed == 0
+    assert before + 2 * 3_600_000 <= sent[0]["until"] <= int(time.time() * 1000) + 2 * 3_600_000
+    assert malformed == 2
+    assert capsys.readouterr().err.strip().endswith("note: too long")

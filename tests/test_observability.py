@@ -93,7 +93,7 @@ def test_metrics_flush_as_one_emf_object_and_dimensioned_metrics_at_once(
     transitions, counts = lines(capsys.readouterr().out)
     assert transitions["Transitions"] == [3.0]
     assert transitions["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [  # type: ignore[index]
-        ["status", "severity"]
+        ["service", "status", "severity"]
     ]
     assert counts["MessagesReceived"] == [2.0, 1.0]
     assert counts["service"] == "telemetry"

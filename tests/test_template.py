@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import re
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -1020,6 +1021,24 @@ def test_the_shadow_alarm_watches_the_failures_that_will_not_heal(
     }
 
 
+def test_the_shadow_alarm_names_exactly_the_dimension_set_the_function_emits(
+    resources: dict[str, Any], function_env: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given what the function prints for a mirror failure that will not heal
+    from telemetry.observability import Metrics
+
+    metrics = Metrics(function_env["POWERTOOLS_SERVICE_NAME"], "IoTTelemetry")
+    metrics.emit("ShadowMirrorFailures", 1, {"Retryable": "false"})
+    blob = json.loads(capsys.readouterr().out)
+    [emitted] = blob["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+
+    # Then the alarm's dimensions are that set, name for name and value for value
+    # (CloudWatch matches an alarm to a metric only on its whole dimension set)
+    alarm = resources["ShadowMirrorBrokenAlarm"]["Properties"]["Dimensions"]
+    assert sorted(d["Name"] for d in alarm) == sorted(emitted)
+    assert {d["Name"]: d["Value"] for d in alarm} == {k: blob[k] for k in emitted}
+
+
 # ---------------------------------------------------------------- the two time-series stores
 
 INFLUXDB_PARAMETERS = {
@@ -1311,7 +1330,7 @@ def test_the_operators_topic_rule_exists_only_when_enabled_and_marks_what_it_sen
     assert holds("HasOperatorTopicRule", template, OperatorTopicRule="Enabled") is True
     sql = render(payload["Sql"], parameters)
     assert actions.VIA == "via"
-    assert sql == "SELECT *, topic() AS via FROM 'ops/alerts/actions'"
+    assert sql == "SELECT *, topic() AS via, timestamp() AS receivedAt FROM 'ops/alerts/actions'"
     assert payload["Actions"] == [
         {"Lambda": {"FunctionArn": {"Fn::GetAtt": ["ActionsFunction", "Arn"]}}}
     ]
@@ -1359,7 +1378,11 @@ def test_the_operators_policy_allows_acting_and_listing_and_nothing_broader(
     # (with the topic rule) publish to the operators' topic
     assert statements["ActOnAlerts"]["Action"] == "lambda:InvokeFunction"
     assert statements["ActOnAlerts"]["Resource"] == {"Fn::GetAtt": ["ActionsFunction", "Arn"]}
-    assert statements["ListAlerts"]["Action"] == ["dynamodb:GetItem", "dynamodb:Scan"]
+    assert statements["ListAlerts"]["Action"] == [
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:Scan",
+    ]
     assert statements["ListAlerts"]["Resource"] == {"Fn::GetAtt": ["AlertStateTable", "Arn"]}
     assert statements["FindTheStack"]["Resource"] == {"Ref": "AWS::StackId"}
     ((condition, publish, otherwise),) = conditional

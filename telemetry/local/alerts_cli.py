@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -271,7 +272,7 @@ def _act(args: argparse.Namespace, out: Screen) -> int:
     optional = (
         ("note", args.note),
         ("alertId", args.alert_id),
-        ("until", getattr(args, "until", None)),
+        ("until", _absolute(getattr(args, "until", None))),
     )
     action.update({k: v for k, v in optional if v is not None})
     answer = _invoke_local(args, action) if function is None else _invoke(args, function, action)
@@ -285,6 +286,19 @@ def _act(args: argparse.Namespace, out: Screen) -> int:
             raise AlertsError(f"{args.action} refused: {answer.get('reason')}")
         return 1
     return 0
+
+
+def _absolute(until: str | None) -> str | int | None:
+    """A relative `--until 2h` as the epoch ms it means now, so that the function
+    decides the same end however late, or however often, it runs the action."""
+    if until is None or not until.strip() or not until.strip()[-1].isalpha():
+        return until
+    from telemetry.core.rules import parse_duration_ms  # noqa: PLC0415
+
+    try:
+        return time.time_ns() // 1_000_000 + parse_duration_ms(until.strip())
+    except ValueError:
+        return until  # the function names what is wrong with it
 
 
 def _state_line(state: Mapping[str, Any]) -> str:
@@ -320,6 +334,9 @@ def _invoke(args: argparse.Namespace, function: str, action: Mapping[str, Any]) 
     payload = json.loads(answer["Payload"].read() or b"{}")
     if answer.get("FunctionError"):
         message = payload.get("errorMessage") if isinstance(payload, dict) else payload
+        malformed = isinstance(payload, dict) and payload.get("errorType") == "InvalidActionError"
+        if malformed:
+            raise AlertsError(str(message), 2)  # as the local path says it: a usage error
         raise AlertsError(f"the actions function refused the action: {message}")
     if not isinstance(payload, dict):
         raise AlertsError(f"the actions function answered {payload!r}")
