@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -324,6 +325,40 @@ def test_subjects_are_readable_and_within_sns_limits() -> None:
     assert subject(raised) == "[CRITICAL] pump-17 temperature raised: 95 (temperature-high)"
     assert "back to normal" in subject(resolved)
     assert all(len(subject(t)) <= 100 for t in (raised, resolved))
+
+
+def test_operators_actions_and_timers_have_subjects_of_their_own() -> None:
+    # Given an alert acknowledged, snoozed, disabled, latched, reminded, and a no-data
+    # alert reminded
+    acked = replace(transition(), status=Status.ACKNOWLEDGED, by="maria@plant.example")
+    snoozed = replace(acked, status=Status.SNOOZED, until_ms=1_764_241_200_000)
+    disabled = replace(
+        acked, status=Status.DISABLED, severity=Severity.OK, previous_severity=Severity.CRITICAL
+    )
+    latched = replace(transition(), status=Status.LATCHED, value=71.0)
+    reminded = replace(transition(), status=Status.REMINDER)
+    silent = replace(transition(), status=Status.REMINDER, direction="nodata", threshold=300.0)
+
+    # Then each subject says what happened, and none says "back to normal" or "0s"
+    assert subject(acked) == (
+        "[CRITICAL] pump-17 temperature acknowledged by maria@plant.example (temperature-high)"
+    )
+    assert (
+        subject(snoozed)
+        == (
+            "[CRITICAL] pump-17 temperature snoozed until 2025-11-27T11:00Z by maria@plant.example "
+            "(temperature-high)"
+        )[:100]
+    )
+    assert subject(disabled).startswith("[CRITICAL] pump-17 temperature disabled by maria")
+    assert subject(latched) == (
+        "[CRITICAL] pump-17 temperature back within its levels: 71, latched until reset "
+        "(temperature-high)"
+    )
+    assert (
+        subject(reminded) == "[CRITICAL] pump-17 temperature still CRITICAL: 95 (temperature-high)"
+    )
+    assert subject(silent) == "[CRITICAL] pump-17 temp-0 still silent for 5m (temperature-high)"
 
 
 def test_reading_records_omit_unknown_dimensions_and_meter_as_timestream_does() -> None:

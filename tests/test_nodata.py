@@ -8,15 +8,18 @@ the sparse due index, and the races the conditional commit must win.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from hypothesis import given
 
-from telemetry import handler
+from telemetry import actions, handler
 from telemetry.adapters.influxdb import InfluxRecords
 from telemetry.adapters.sns import subject
+from telemetry.adapters.state_store import DynamoStateStore
 from telemetry.adapters.timestream import alert_record
 from telemetry.core.alerts import (
     NODATA,
@@ -152,6 +155,24 @@ def test_the_no_data_alert_is_its_own_alert_beside_the_threshold_one() -> None:
 def _series(record: dict[str, Any]) -> tuple[Any, ...]:
     dims = tuple(sorted((d["Name"], d["Value"]) for d in record["Dimensions"]))
     return (record["MeasureName"], record["Time"], dims)
+
+
+def test_a_reading_not_evaluated_for_its_thresholds_still_counts_as_arriving() -> None:
+    # Given a silent pump
+    state, _, _ = arrive({}, 61.5, NOW)
+    state, _ = swept(state, NOW + 20 * MINUTE)
+    assert state[HEARTBEAT].silent
+
+    # When it reports again with device thresholds out of order (stored, not evaluated)
+    incoherent = replace(
+        reading(62.0, NOW + 21 * MINUTE), warning_threshold=90.0, critical_threshold=80.0
+    )
+    result = evaluate([incoherent], state, RULES, NOW + 21 * MINUTE)
+
+    # Then its no-data alert resolves, whatever the reading's thresholds say
+    assert [(t.status, t.direction) for t in result.transitions] == [(Status.RESOLVED, NODATA)]
+    assert [r for r, _ in result.not_evaluated] == [incoherent]
+    assert not result.state[HEARTBEAT].silent
 
 
 def test_silence_is_measured_in_arrival_time_not_the_devices_clock() -> None:
@@ -344,6 +365,105 @@ def test_the_scheduled_sweep_raises_a_silent_device_everywhere_operators_look(
     (back,) = aws.alerts()
     assert (back["status"], back["alertId"]) == ("RESOLVED", alert["alertId"])
     assert aws.shadow("pump-17")["alerts"].get("temp-1") is None
+
+
+def test_a_rule_changed_while_a_sensor_is_silent_applies_at_an_hourly_check(
+    aws: LocalAws, tmp_path: Path
+) -> None:
+    # Given a pump raised silent by the sweep of 10:08
+    rt, _ = runtime(aws)
+    handler.handle(heartbeat("pump-17", NOW), rt)
+    aws.now_ms = NOW + 8 * MINUTE
+    handler.handle(scheduled(NOW + 8 * MINUTE), rt)
+    (raised,) = aws.alerts()
+
+    # When its rule's severity is raised to CRITICAL, then the rule is removed, each
+    # deployed as a new version of the rules (a cold start), and sweeps run every minute
+    critical = tmp_path / "critical.yaml"
+    critical.write_text(
+        RULES_TEXT.replace("nodata: 5m\n", "nodata: 5m\n    nodataSeverity: CRITICAL\n", 1)
+    )
+    removed = tmp_path / "removed.yaml"
+    removed.write_text("rules:\n  - name: other\n    match: {type: pressure}\n    nodata: 5m\n")
+    seen: list[dict[str, Any]] = []
+    for path, minutes in ((critical, range(9, 75)), (removed, range(75, 140))):
+        rt, _ = aws.runtime(RULES_PATH=str(path))
+        for minute in minutes:
+            aws.now_ms = NOW + minute * MINUTE
+            handler.handle(scheduled(aws.now_ms), rt)
+            seen += aws.alerts()
+
+    # Then the silent sensor is re-graded within the hour, then resolved, in the same
+    # episode, and the device leaves the due index for good
+    assert [(a["status"], a["severity"], a["alertId"]) for a in seen] == [
+        ("ESCALATED", "CRITICAL", raised["alertId"]),
+        ("RESOLVED", "OK", raised["alertId"]),
+    ]
+    escalated, resolved = (a["time"] for a in seen)
+    assert escalated <= iso_utc(NOW + 8 * MINUTE + 60 * MINUTE + MINUTE)
+    assert resolved <= iso_utc(NOW + 68 * MINUTE + 60 * MINUTE + MINUTE)
+    assert aws.shadow("pump-17")["alerts"].get("temp-1") is None
+    assert (
+        DynamoStateStore(aws.stack.state_table, boto3.client("dynamodb")).due_devices(
+            NOW + 365 * 24 * 60 * MINUTE, 10
+        )
+        == []
+    )
+
+
+def test_a_long_silent_sensor_costs_one_state_write_an_hour() -> None:
+    # Given a pump silent since 10:08
+    state, _, _ = arrive({}, 61.5, NOW)
+    state, _ = swept(state, NOW + 8 * MINUTE)
+
+    # When the sweep runs every minute for a day
+    writes = 0
+    for minute in range(9, 24 * 60):
+        result = sweep("pump-17", state, RULES, NOW + minute * MINUTE)
+        writes += int(result.changed)
+        assert result.transitions == []
+        state = result.state
+
+    # Then it is checked once an hour, and nothing else is written
+    assert writes == 23
+
+
+def test_acknowledging_a_silent_sensor_answers_with_its_no_data_episode(aws: LocalAws) -> None:
+    # Given a pump raised silent under a heartbeat rule (no levels)
+    rt, _ = runtime(aws)
+    handler.handle(heartbeat("pump-17", NOW), rt)
+    aws.now_ms = NOW + 8 * MINUTE
+    handler.handle(scheduled(NOW + 8 * MINUTE), rt)
+    (raised,) = aws.alerts()
+
+    # When an operator acknowledges it
+    aws.now_ms = NOW + 9 * MINUTE
+    answer = actions.handle_action(
+        {
+            "action": "acknowledge",
+            "deviceId": "pump-17",
+            "sensorId": "temp-1",
+            "rule": "pump-heartbeat",
+            "by": "maria@plant.example",
+        },
+        rt,
+    )
+
+    # Then the answer shows that episode at the top, acknowledged, and operators get
+    # ACKNOWLEDGED with the window as its threshold
+    state = answer["state"]
+    assert (state["severity"], state["direction"], state["alertId"]) == (
+        "WARNING",
+        NODATA,
+        raised["alertId"],
+    )
+    assert state["acknowledged"] == {"by": "maria@plant.example", "at": iso_utc(NOW + 9 * MINUTE)}
+    (acked,) = aws.alerts()
+    assert (acked["status"], acked["direction"], acked["threshold"]) == (
+        "ACKNOWLEDGED",
+        NODATA,
+        300.0,
+    )
 
 
 def test_the_sweep_reads_only_due_devices_through_the_index(aws: LocalAws) -> None:

@@ -101,7 +101,9 @@ def kinds(transitions: list[Transition]) -> list[tuple[str, str]]:
         ({"by": ""}, "by"),
         ({"by": "x" * 257}, "by"),
         ({"note": "n" * 1025}, "note"),
-        ({"note": "two\nlines"}, "note"),
+        ({"note": "a bell\a"}, "note"),
+        ({"by": "two\nlines"}, "by"),
+        ({"alertID": "0" * 32}, "alertID"),
         ({"deviceId": "pump 17"}, "deviceId"),
         ({"sensorId": None}, "sensorId"),
         ({"rule": "no spaces allowed"}, "rule"),
@@ -134,6 +136,7 @@ def test_a_malformed_action_is_an_error_naming_its_field(
         ("2h", NOW + 2 * HOUR),
         ("90m", NOW + 90 * MINUTE),
         (NOW + HOUR, NOW + HOUR),
+        (str(NOW + HOUR), NOW + HOUR),
         (iso_utc(NOW + 3 * HOUR), NOW + 3 * HOUR),
     ],
 )
@@ -142,6 +145,44 @@ def test_a_snooze_ends_at_epoch_ms_an_iso_time_or_a_duration_from_now(
 ) -> None:
     raw = {"action": "snooze", "deviceId": "d", "sensorId": "s", "rule": "r", "by": MARIA}
     assert parse_action(raw | {"until": until}, NOW).until_ms == expected
+
+
+def test_a_note_may_span_lines_and_an_alert_id_any_case() -> None:
+    # Given an acknowledgement with a two-line note and an upper-case alertId
+    raw = {
+        "action": "acknowledge",
+        "deviceId": "pump-17",
+        "sensorId": "temp-1",
+        "rule": "temperature-high",
+        "by": MARIA,
+        "note": "valve replaced\nwatching it",
+        "alertId": "DBBD7DC4A8E510E50479DBF9BCA3CE58",
+    }
+
+    # When it is parsed, Then both are taken, the id as alertIds are written
+    action = parse_action(raw, NOW)
+    assert action.note == "valve replaced\nwatching it"
+    assert action.alert_id == "dbbd7dc4a8e510e50479dbf9bca3ce58"
+
+
+def test_a_relative_snooze_counts_from_when_iot_received_it_so_a_retry_decides_the_same() -> None:
+    # Given a snooze for 2h that the operators' topic rule stamped at 10:00
+    raw = {
+        "action": "snooze",
+        "deviceId": "pump-17",
+        "sensorId": "temp-1",
+        "rule": "temperature-high",
+        "by": MARIA,
+        "until": "2h",
+        "via": "ops/alerts/actions",
+        "receivedAt": NOW,
+    }
+
+    # When it is handled at 10:00, then retried at 10:01
+    first, retried = parse_action(raw, NOW + 1_000), parse_action(raw, NOW + MINUTE)
+
+    # Then both snooze until 12:00
+    assert first.until_ms == retried.until_ms == NOW + 2 * HOUR
 
 
 @pytest.mark.parametrize("until", [NOW - 1, "0s", None, "tomorrow", NOW + 91 * 86_400_000])
@@ -446,6 +487,28 @@ def test_an_acknowledgement_reaches_operators_history_and_shadow(aws: LocalAws) 
     assert entry["acknowledged"] == {"by": MARIA, "at": iso_utc(NOW + MINUTE)}
 
 
+def test_the_shadow_forgets_what_an_alert_no_longer_has(aws: LocalAws) -> None:
+    # Given an acknowledged, snoozed warning
+    rt, _ = runtime(aws)
+    hot(aws, rt)
+    aws.now_ms = NOW + MINUTE
+    actions.handle_action(action("acknowledge"), rt)
+    actions.handle_action(action("snooze", until="1h"), rt)
+    entry = aws.shadow("pump-17")["alerts"]["temp-1"]
+    assert {"acknowledged", "snoozedUntil"} <= set(entry)
+
+    # When it escalates (which clears the acknowledgement) and is unsnoozed
+    hot(aws, rt, 95, NOW + 2 * MINUTE)
+    aws.now_ms = NOW + 3 * MINUTE
+    actions.handle_action(action("unsnooze"), rt)
+
+    # Then the device's shadow shows neither any more (a shadow update merges objects)
+    entry = aws.shadow("pump-17")["alerts"]["temp-1"]
+    assert entry["severity"] == "CRITICAL"
+    assert "acknowledged" not in entry
+    assert "snoozedUntil" not in entry
+
+
 def test_a_refused_action_answers_why_without_an_exception(aws: LocalAws) -> None:
     # Given a quiet device
     rt, _ = runtime(aws)
@@ -589,7 +652,12 @@ def test_a_malformed_action_raises_naming_the_field_when_invoked_directly(aws: L
 def test_a_malformed_action_from_the_operators_topic_is_dead_lettered(aws: LocalAws) -> None:
     rt, _ = runtime(aws)
     answer = actions.handle_action(action("acknowledge", by=None, via="ops/alerts/actions"), rt)
-    assert answer == {"applied": False, "error": "by: is required", "field": "by"}
+    assert answer == {
+        "applied": False,
+        "reason": "by: is required",
+        "error": "by: is required",
+        "field": "by",
+    }
     (dead,) = aws.dead_letters()
     assert (dead["code"], dead["field"], dead["source"]) == ("invalid_action", "by", "actions")
 

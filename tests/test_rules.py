@@ -692,6 +692,30 @@ def test_shipped_default_rules_validate_against_the_schema() -> None:
     assert not validator.is_valid(document)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("jsonschema") is None, reason="jsonschema absent")
+@pytest.mark.parametrize(
+    ("rule", "valid"),
+    [
+        ({"name": "hb", "nodata": "5m"}, True),
+        ({"name": "hb", "nodata": "1h30m", "nodataSeverity": "CRITICAL"}, True),
+        ({"name": "hb", "nodata": "5 minutes"}, False),
+        ({"name": "nothing"}, False),
+        ({"name": "hot", "above": {"warning": 75}, "for": "5m", "repeat": "1h"}, True),
+        ({"name": "hot", "above": {"warning": 75}, "repeat": "hourly"}, False),
+    ],
+)
+def test_the_schema_knows_durations_and_that_a_rule_needs_levels_or_nodata(
+    rule: dict[str, Any], valid: bool
+) -> None:
+    # Given the schema an editor uses, when a rule is checked against it
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(rule_file_schema())
+
+    # Then it agrees with what loading the rule says
+    assert validator.is_valid({"rules": [rule]}) is valid
+
+
 # --- properties ---------------------------------------------------------------------
 
 

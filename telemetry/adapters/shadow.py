@@ -84,7 +84,16 @@ def fitted(entries: MirrorEntries, budget: int = MAX_MIRROR_BYTES) -> tuple[dict
 
 
 def _patch(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
-    patch: dict[str, Any] = {s: e for s, e in after.items() if before.get(s) != e}
+    """What turns the reported `before` into `after`. A shadow update merges
+    objects, so a field an entry no longer has is sent as null (an escalation's
+    cleared acknowledgement, a snooze that ended), or it would stay."""
+    patch: dict[str, Any] = {}
+    for sensor, entry in after.items():
+        old = before.get(sensor)
+        if old == entry:
+            continue
+        gone = {k: None for k in old if k not in entry} if isinstance(old, Mapping) else {}
+        patch[sensor] = {**gone, **entry} if gone and isinstance(entry, Mapping) else entry
     patch.update({s: None for s in before if s not in after})
     return dict(sorted(patch.items()))
 

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from telemetry.adapters.aws import AWS_ERRORS, error_code_of, translate
 from telemetry.core.alerts import NODATA, Severity, Status, Transition
+from telemetry.core.messages import iso_utc
 from telemetry.errors import DependencyError, Refusal
 
 MAX_BATCH: Final = 10
@@ -46,25 +47,47 @@ def _window(seconds: float | None) -> str:
     return "".join(parts)
 
 
+_ACTED: Final = {
+    Status.ACKNOWLEDGED: "acknowledged",
+    Status.SNOOZED: "snoozed",
+    Status.UNSNOOZED: "unsnoozed",
+    Status.DISABLED: "disabled",
+    Status.ENABLED: "enabled",
+    Status.RESET: "reset",
+}
+
+
 def subject(transition: Transition) -> str:
     """A line a person can read in an e-mail client's inbox."""
     severity = transition.routing_severity.name
-    what = transition.type or transition.sensor_id
+    nodata = transition.direction == NODATA
+    what = transition.sensor_id if nodata else (transition.type or transition.sensor_id)
     where = f"[{severity}] {transition.device_id}"
-    if transition.direction == NODATA:
+    rule = f"({transition.rule})"
+    value = "" if transition.value is None else f": {transition.value:g}"
+    if transition.status in _ACTED:
+        until = ""
+        if transition.until_ms is not None and transition.status is Status.SNOOZED:
+            until = f" until {iso_utc(transition.until_ms)[:16]}Z"
+        by = f" by {transition.by}" if transition.by else ""
+        text = f"{where} {what} {_ACTED[transition.status]}{until}{by} {rule}"
+    elif transition.status is Status.LATCHED:
+        text = f"{where} {what} back within its levels{value}, latched until reset {rule}"
+    elif transition.status is Status.REMINDER:
+        still = f"silent for {_window(transition.threshold)}" if nodata else severity
+        text = f"{where} {what} still {still}{'' if nodata else value} {rule}"
+    elif nodata:
         state = (
             f"silent for {_window(transition.threshold)}"
             if transition.severity is not Severity.OK
             else "reporting again"
         )
-        text = f"{where} {transition.sensor_id} {state} ({transition.rule})"
+        text = f"{where} {what} {state} {rule}"
     elif transition.severity is Severity.OK:
-        text = f"{where} {what} back to normal ({transition.rule})"
+        text = f"{where} {what} back to normal {rule}"
     else:
-        text = (
-            f"{where} {what} {_VERBS.get(transition.status, transition.status.lower())}: "
-            f"{transition.value:g} ({transition.rule})"
-        )
+        verb = _VERBS.get(transition.status, transition.status.lower())
+        text = f"{where} {what} {verb}{value} {rule}"
     printable = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
     return printable[:_SUBJECT_LIMIT]
 

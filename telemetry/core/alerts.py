@@ -151,6 +151,10 @@ class Streak:
 NODATA: Final = "nodata"
 """The `direction` of a no-data alert's transitions (threshold alerts: above, below)."""
 NODATA_SLACK: Final = 0.5
+SILENCE_RECHECK_MS: Final = 3_600_000
+"""How often a sweep looks again at a sensor that is silent: a rule removed or
+changed meanwhile resolves (or re-grades) its no-data alert within this, at
+one state write per silent device per hour, however long it stays silent."""
 """Arrival is recorded at most every `nodata * NODATA_SLACK`, so the recorded
 arrival lags the true last one by less than that: a sensor is silent once the
 recorded arrival is `nodata * (1 + NODATA_SLACK)` old, and never sooner than
@@ -172,7 +176,8 @@ class Silence:
     rule's `nodata` when it was recorded. `value` and the labels are those of
     the reading recorded with `seen_ms`: what a no-data transition reports.
     `severity`, `alert_id` and `since_ms` are the no-data episode, OK when the
-    sensor is reporting.
+    sensor is reporting; `checked_ms` is when a sweep last confirmed that the
+    episode's rule still applies (None: not since it was raised).
     """
 
     seen_ms: int
@@ -185,11 +190,16 @@ class Silence:
     alert_id: str | None = None
     since_ms: int | None = None
     attention: Attention | None = None
+    checked_ms: int | None = None
 
     @property
     def due_ms(self) -> int:
-        """When a sweep may call the sensor silent (if it is not already)."""
-        return self.seen_ms + silence_after_ms(self.window_ms)
+        """When a sweep next has to look: when it may call the sensor silent, or,
+        once it is, when the episode's rule is to be checked again (a rule
+        removed or changed meanwhile resolves or re-grades it)."""
+        if self.severity is Severity.OK:
+            return self.seen_ms + silence_after_ms(self.window_ms)
+        return (self.checked_ms or self.since_ms or self.seen_ms) + SILENCE_RECHECK_MS
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"seen": self.seen_ms, "window": self.window_ms, "value": self.value}
@@ -203,11 +213,14 @@ class Silence:
             }
         if self.attention is not None:
             out["attention"] = self.attention.to_json()
+        if self.checked_ms is not None:
+            out["checked"] = self.checked_ms
         return out
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> Silence:
         since = raw.get("since")
+        checked = raw.get("checked")
         return cls(
             seen_ms=int(raw["seen"]),
             window_ms=int(raw["window"]),
@@ -219,6 +232,7 @@ class Silence:
             alert_id=raw.get("alertId"),
             since_ms=int(since) if since is not None else None,
             attention=Attention.from_json(raw.get("attention")),
+            checked_ms=int(checked) if checked is not None else None,
         )
 
 
@@ -834,16 +848,21 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
                 active.setdefault(sensor_id, set()).add(rule_name)
     known = rules.matched
     for reading in sorted(readings, key=_EVENT_ORDER):
+        matched = known.get(
+            (reading.device_id, reading.sensor_id, reading.type, reading.location)
+        ) or rules.for_reading(reading)
+        arrival_only = False
         if reading.warning_threshold is not None and reading.critical_threshold is not None:
             problem = reading.device_threshold_problem
             if problem is not None:
                 not_evaluated.append((reading, problem))
-                continue
-        matched = known.get(
-            (reading.device_id, reading.sensor_id, reading.type, reading.location)
-        ) or rules.for_reading(reading)
+                # Not evaluated, but it did arrive: the sensor is not silent.
+                matched = tuple(r for r in matched if r.nodata_ms is not None)
+                if not matched or arrival_ms is None:
+                    continue
+                arrival_only = True
         sensor_id, value, time_ms = reading.sensor_id, reading.value, reading.time_ms
-        if sensor_id in active:
+        if sensor_id in active and not arrival_only:
             orphans = _orphans_resolved(current, reading, matched, active[sensor_id])
             for key, after, resolved in orphans:
                 if written is None:
@@ -863,7 +882,7 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
                     before = written[key] = tracked[0]
                     if tracked[1] is not None:
                         transitions.append(tracked[1])
-                if not rule.sides:
+                if not rule.sides or arrival_only:
                     continue
             quiet = rule.quiet_low <= value <= rule.quiet_high
             if before is None:

@@ -35,6 +35,7 @@ from typing import Any, Final
 
 from telemetry.core.alerts import (
     ACTION_STATUSES,
+    NODATA,
     ActiveAlert,
     AlertState,
     Attention,
@@ -66,6 +67,12 @@ _THING: Final = re.compile(THING_NAME_PATTERN)
 _RULE: Final = re.compile(RULE_NAME_PATTERN)
 _ALERT_ID: Final = re.compile(r"^[0-9a-f]{32}$")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_LINES: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+FIELDS: Final = frozenset(
+    {"action", "deviceId", "sensorId", "rule", "by", "note", "alertId", "until"}
+)
+ADDED_BY_THE_RULE: Final = frozenset({"via", "receivedAt"})
+"""What the operators' topic rule adds: the topic, and when IoT received the action."""
 
 
 class Kind(StrEnum):
@@ -103,7 +110,9 @@ class Action:
         return (self.sensor_id, self.rule)
 
 
-def _text(raw: Mapping[str, Any], name: str, *, most: int, required: bool) -> str | None:
+def _text(
+    raw: Mapping[str, Any], name: str, *, most: int, required: bool, lines: bool = False
+) -> str | None:
     value = raw.get(name)
     if value is None:
         if required:
@@ -115,7 +124,9 @@ def _text(raw: Mapping[str, Any], name: str, *, most: int, required: bool) -> st
         raise InvalidActionError(name, "must not be empty")
     if len(value) > most:
         raise InvalidActionError(name, f"must be at most {most} characters (got {len(value)})")
-    if _CONTROL.search(value):
+    if lines and _CONTROL_BUT_LINES.search(value):
+        raise InvalidActionError(name, "must be text (no control characters but line breaks)")
+    if not lines and _CONTROL.search(value):
         raise InvalidActionError(name, "must be one line of text (no control characters)")
     return value
 
@@ -130,7 +141,10 @@ def _name(raw: Mapping[str, Any], name: str, pattern: re.Pattern[str], words: st
 
 
 def _until(raw: Any, now_ms: int) -> int:
-    """Epoch ms, ISO-8601, or a duration from now such as `2h`."""
+    """Epoch ms (a number, or a string of digits), ISO-8601, or a duration from
+    `now_ms` such as `2h`."""
+    if isinstance(raw, str) and raw.strip().isdigit():
+        raw = int(raw.strip())
     if (
         isinstance(raw, str)
         and raw.strip()
@@ -151,9 +165,18 @@ def _until(raw: Any, now_ms: int) -> int:
 
 def parse_action(raw: object, now_ms: int) -> Action:
     """An action from its JSON form, or InvalidActionError naming the field.
-    Fields the IoT rule adds (such as the topic) are ignored."""
+
+    A field an action does not have is an error (a misspelt `alertID` must not
+    act on whatever episode is current); those the operators' topic rule adds
+    (`via`, `receivedAt`) are not. A relative `until` ("2h") counts from the
+    action's `receivedAt` when the rule stamped it, so that a retried delivery
+    decides the same; from `now_ms` otherwise."""
     if not isinstance(raw, Mapping):
         raise InvalidActionError("$", "an action must be a JSON object")
+    unknown = sorted(str(k) for k in raw if k not in FIELDS | ADDED_BY_THE_RULE)
+    if unknown:
+        known = ", ".join(sorted(FIELDS))
+        raise InvalidActionError(unknown[0], f"is not a field of an action (they are: {known})")
     kind_text = raw.get("action")
     try:
         kind = Kind(str(kind_text))
@@ -168,17 +191,23 @@ def parse_action(raw: object, now_ms: int) -> Action:
     if rule != DEVICE_THRESHOLD_RULE:
         rule = _name(raw, "rule", _RULE, "a rule name (letters, digits, . _ : -)")
     by = _text(raw, "by", most=MAX_BY, required=True) or ""
-    note = _text(raw, "note", most=MAX_NOTE, required=False)
+    note = _text(raw, "note", most=MAX_NOTE, required=False, lines=True)
     alert_id = raw.get("alertId")
-    if alert_id is not None and (
-        not isinstance(alert_id, str) or not _ALERT_ID.fullmatch(alert_id)
-    ):
-        raise InvalidActionError("alertId", "must be an alertId: 32 hexadecimal characters")
+    if alert_id is not None:
+        if not isinstance(alert_id, str) or not _ALERT_ID.fullmatch(alert_id.lower()):
+            raise InvalidActionError("alertId", "must be an alertId: 32 hexadecimal characters")
+        alert_id = alert_id.lower()
     until_ms = None
     if kind is Kind.SNOOZE:
         if raw.get("until") is None:
             raise InvalidActionError("until", "is required to snooze (epoch ms, ISO-8601 or 2h)")
-        until_ms = _until(raw["until"], now_ms)
+        received = raw.get("receivedAt")
+        base_ms = (
+            received
+            if isinstance(received, int) and not isinstance(received, bool) and received > 0
+            else now_ms
+        )
+        until_ms = _until(raw["until"], min(base_ms, now_ms))
         if until_ms <= now_ms:
             raise InvalidActionError("until", f"{iso_utc(until_ms)} is not in the future")
         if until_ms - now_ms > MAX_SNOOZE_MS:
@@ -232,7 +261,7 @@ def _action_transition(
         sensor_id=key[0],
         rule=key[1],
         value=episode.value if episode is not None else state.value,
-        threshold=None,
+        threshold=_window_s(state) if episode is not None and episode.direction == NODATA else None,
         time_ms=now_ms,
         since_ms=episode.since_ms if episode is not None else now_ms,
         direction=episode.direction if episode is not None else (state.side or "above"),
@@ -243,6 +272,11 @@ def _action_transition(
         note=action.note if action is not None else None,
         until_ms=action.until_ms if action is not None else None,
     )
+
+
+def _window_s(state: AlertState) -> float | None:
+    """A no-data episode's `threshold`: its window in seconds, as its RAISED said."""
+    return state.silence.window_ms / 1000 if state.silence is not None else None
 
 
 def _with_attention(
@@ -454,7 +488,7 @@ def catch_up(
                 sensor_id=key[0],
                 rule=key[1],
                 value=value,
-                threshold=None,
+                threshold=_window_s(state) if direction == NODATA else None,
                 time_ms=now_ms,
                 since_ms=since if since is not None else now_ms,
                 direction=direction,
@@ -659,7 +693,6 @@ def timers(
                                 previous=episode.severity,
                                 state=after,
                             ),
-                            threshold=None,
                         )
                     )
         if after is not alert:
@@ -712,18 +745,28 @@ def finalize(evaluation: Evaluation, rules: RuleSet, now_ms: int) -> Evaluation:
 
 
 def key_view(device_id: str, key: StateKey, state: AlertState | None) -> dict[str, Any]:
-    """One (device, sensor, rule) as an action's answer and `alerts list` show it."""
+    """One (device, sensor, rule) as an action's answer and `alerts list` show it:
+    at the top its most severe active episode, as the shadow mirrors it (the
+    threshold alert, or the no-data one when it is worse or alone); the no-data
+    episode also under `nodata`."""
     state = state or AlertState()
+    live = sorted(episodes(key[1], state), key=lambda e: (-e.severity, e.direction == NODATA))
+    top = live[0] if live else None
+    nodata_top = top is not None and top.direction == NODATA and state.silence is not None
     view: dict[str, Any] = {
         "deviceId": device_id,
         "sensorId": key[0],
         "rule": key[1],
-        "severity": state.severity.name,
-        "alertId": state.alert_id,
-        "since": None if state.since_ms is None else iso_utc(state.since_ms),
-        "value": state.value,
-        "direction": state.side,
-        "acknowledged": _ack_view(state.attention),
+        "severity": (top.severity if top is not None else state.severity).name,
+        "alertId": top.alert_id if top is not None else state.alert_id,
+        "since": iso_utc(top.since_ms)
+        if top is not None
+        else (None if state.since_ms is None else iso_utc(state.since_ms)),
+        "value": top.value if top is not None else state.value,
+        "direction": top.direction if top is not None else state.side,
+        "acknowledged": _ack_view(
+            state.silence.attention if nodata_top and state.silence is not None else state.attention
+        ),
         "latched": state.latched,
         "snoozedUntil": None if state.snoozed_until_ms is None else iso_utc(state.snoozed_until_ms),
         "disabled": None

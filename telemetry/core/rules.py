@@ -550,11 +550,23 @@ def load_rules(paths: Path | Sequence[Path]) -> RuleSet:
     return RuleSet(rules)
 
 
+DURATION_PATTERN: Final = r"^\s*(\d+\s*(ms|s|m|h|d)\s*)+$"
+
+
 def rule_file_schema() -> dict[str, Any]:
-    """JSON Schema of a rule file, generated from the same models that load it."""
+    """JSON Schema of a rule file, generated from the same models that load it,
+    with what the models check in code: durations' syntax, and a rule's need for
+    levels or a `nodata` (bounds such as nodata's 1m to 7d stay in the
+    descriptions; `telemetry rules check` applies them)."""
     schema = RuleFileSpec.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Telemetry alert rules"
+    rule = schema["$defs"]["RuleSpec"]
+    for name in ("for", "nodata", "repeat"):
+        for variant in rule["properties"][name].get("anyOf", []):
+            if variant.get("type") == "string":
+                variant["pattern"] = DURATION_PATTERN
+    rule["anyOf"] = [{"required": [side]} for side in ("above", "below", "nodata")]
     return schema
 
 

@@ -10,7 +10,9 @@ is raised no earlier than `nodata` after the last reading, and no later than
 `1.5 * nodata` plus one sweep interval after it. A sensor that never
 reported is not tracked, so never silent. A no-data alert whose rule no
 longer applies (removed, match changed, `nodata` gone or now longer than the
-silence) resolves at the sweep.
+silence) resolves at the sweep, which looks again at every silent sensor at
+least every `SILENCE_RECHECK_MS` (an hour); a changed `nodataSeverity`
+re-grades it (ESCALATED or DEESCALATED).
 """
 
 from __future__ import annotations
@@ -111,8 +113,12 @@ def _swept(
             severity=severity,
         )
         return replace(alert, silence=raised), transition
-    if window is not None and now_ms >= silence.seen_ms + silence_after_ms(window):
-        return alert, None
+    if (
+        window is not None
+        and severity is not None
+        and now_ms >= silence.seen_ms + silence_after_ms(window)
+    ):
+        return _still_silent(device_id, sensor_id, rule_name, alert, silence, severity, now_ms)
     resolved = nodata_transition(
         device_id,
         sensor_id,
@@ -131,14 +137,41 @@ def _swept(
     return replace(alert, silence=after), resolved
 
 
+def _still_silent(
+    device_id: str,
+    sensor_id: str,
+    rule_name: str,
+    alert: AlertState,
+    silence: Silence,
+    severity: Severity,
+    now_ms: int,
+) -> tuple[AlertState, Transition | None]:
+    """A silent sensor whose rule still applies: re-graded if the rule's
+    `nodataSeverity` changed, and its next check moved on once it was due."""
+    if severity != silence.severity:
+        status = Status.ESCALATED if severity > silence.severity else Status.DEESCALATED
+        transition = nodata_transition(
+            device_id,
+            sensor_id,
+            rule_name,
+            silence,
+            status,
+            time_ms=now_ms,
+            value=silence.value,
+            severity=severity,
+        )
+        regraded = replace(silence, severity=severity, checked_ms=now_ms)
+        return replace(alert, silence=regraded), transition
+    if now_ms < silence.due_ms:
+        return alert, None
+    return replace(alert, silence=replace(silence, checked_ms=now_ms)), None
+
+
 def next_due_ms(state: Mapping[StateKey, AlertState]) -> int | None:
     """When a sweep next has something to decide for this device: the earliest
-    moment a tracked, reporting sensor may be called silent."""
-    due = [
-        a.silence.due_ms
-        for a in state.values()
-        if a.silence is not None and a.silence.severity is Severity.OK
-    ]
+    moment a tracked, reporting sensor may be called silent, or a silent one's
+    rule is to be checked again."""
+    due = [a.silence.due_ms for a in state.values() if a.silence is not None]
     return min(due) if due else None
 
 
