@@ -22,11 +22,12 @@ directly at the moment of publishing.
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -253,5 +254,11 @@ def report(numbers: dict[str, Any]) -> None:
     )
 
 
-if __name__ == "__main__":
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.parse_args(argv)
     report(run())
+
+
+if __name__ == "__main__":
+    main()

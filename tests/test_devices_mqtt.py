@@ -138,6 +138,27 @@ def test_a_device_cannot_pass_for_another(aws: LocalAws) -> None:
     assert aws.records() == []
 
 
+def test_an_impostor_refused_at_connect_takes_nothing_from_the_device_it_claimed(
+    aws: LocalAws,
+) -> None:
+    # Given the fleet connected, pump-1 subscribed to its shadow's updates
+    function = Function(aws)
+    with side_for(aws, function) as side:
+        side.connect_fleet()
+        # When pump-3 tries to connect as pump-1, is refused, and pump-1 then heats up
+        scene = side.spoofing_scene("pump-3", "pump-1")
+        publish(side, *[("pump-1", m) for m in hot_then_cool("pump-1")])
+        updates = [u for u in side.devices["pump-1"].log.shadow if "/update/" in u.topic]
+    # Then the refusal took neither pump-1's session nor its subscriptions: it still
+    # receives every mirror write
+    assert scene[0].refused
+    assert [u.alerts["temp-1"] and u.alerts["temp-1"]["severity"] for u in updates] == [
+        "WARNING",
+        "CRITICAL",
+        None,
+    ]
+
+
 @pytest.mark.parametrize(
     "topic",
     [
@@ -159,6 +180,37 @@ def test_a_device_may_publish_nothing_but_its_telemetry(aws: LocalAws, topic: st
     # Then the broker refuses it and closes the connection
     assert closed
     assert [(r.client_id, r.target) for r in refusals] == [("pump-3", topic)]
+
+
+@pytest.mark.parametrize(
+    ("qos", "retain", "action", "reason"),
+    [
+        (1, True, "iot:RetainPublish", "no statement allows iot:RetainPublish"),
+        (2, False, "iot:Publish", "IoT Core does not support QoS 2"),
+    ],
+)
+def test_a_device_may_not_retain_messages_or_publish_at_qos_2(
+    aws: LocalAws, qos: int, retain: bool, action: str, reason: str
+) -> None:
+    # Given pump-3 connected as itself, and the template's device policy (no RetainPublish)
+    function = Function(aws)
+    with side_for(aws, function) as side:
+        client = side.device("pump-3")
+        assert client.connect() == "Success"
+        # When it publishes a reading on its own topic, retained or at QoS 2
+        payload = device_payload(message("pump-3", NOW, ("temp-1", 61.0)), "pump-3")
+        client.publish(payload, qos=qos, retain=retain)
+        deadline = time.monotonic() + 5
+        while not side.refusals and time.monotonic() < deadline:
+            time.sleep(0.05)
+        closed = side._closed(client)
+        client.close()
+        refusals = side.refusals
+    # Then IoT Core's rules hold: refused, the connection closed, nothing processed
+    assert closed
+    assert [(r.client_id, r.action) for r in refusals] == [("pump-3", action)]
+    assert reason in refusals[0].reason
+    assert function.answers == []
 
 
 def test_a_payload_claiming_another_device_is_stored_under_the_topics(aws: LocalAws) -> None:
@@ -306,6 +358,24 @@ def test_a_payload_over_iot_cores_limit_is_refused(aws: LocalAws) -> None:
     assert function.answers == []
 
 
+def test_a_batch_size_given_for_the_stream_reaches_the_event_source_mapping(
+    aws: LocalAws,
+) -> None:
+    # Given Stream mode with batches of 2 (demo --mqtt --ingest stream --batch-size 2)
+    function = Function(aws)
+    with side_for(aws, function, stream=True, batch_size=2) as side:
+        side.connect_fleet()
+        # When five messages go through
+        publish(side, *[("pump-1", m) for m in hot_then_cool("pump-1")])
+        publish(side, ("pump-2", message("pump-2", NOW, ("temp-1", 61.0))))
+        poller = side.poller
+    # Then the mapping took at most two records an invocation
+    assert poller is not None
+    assert poller.settings.batch_size == 2
+    assert poller.records_done == 5
+    assert len(function.answers) >= 3
+
+
 def test_in_stream_mode_the_rule_feeds_the_stream_and_its_mapping_the_function(
     aws: LocalAws,
 ) -> None:
@@ -323,6 +393,7 @@ def test_in_stream_mode_the_rule_feeds_the_stream_and_its_mapping_the_function(
     # Then the records went through the stream, in batches, to the function
     assert poller is not None
     assert poller.records_done == 5
+    assert poller.settings.batch_size == 500  # the template's StreamBatchSize default
     assert all(answer == {"batchItemFailures": []} for answer in function.answers)
     assert readings_by_device(aws) == {"pump-1": 4, "pump-2": 1}
     assert {a["deviceId"] for a in aws.alerts()} == {"pump-1", "pump-2"}

@@ -63,7 +63,10 @@ def test_the_topics_device_id_always_wins_over_the_payloads(
     }
 
 
-@pytest.mark.parametrize("payload", [b"\x00binary", b'"a string"', b"[1, 2]", b"42"])
+@pytest.mark.parametrize(
+    "payload",
+    [b"\x00binary", b'"a string"', b"[1, 2]", b"42", b'{"value": NaN}', b'{"v": -Infinity}'],
+)
 def test_a_payload_that_is_not_an_object_cannot_take_items(payload: bytes) -> None:
     # Given the template's SQL and a payload that is not a JSON object
     query = parse_rule_sql(TEMPLATE_SQL)
@@ -213,6 +216,24 @@ def test_devices_read_only_their_own_shadow_topics() -> None:
     assert rules.receive(connection("pump-1"), own).allowed
     assert not rules.subscribe(connection("pump-1"), other).allowed
     assert not rules.receive(connection("pump-1"), other).allowed
+
+
+@pytest.mark.parametrize(
+    ("shadow", "own", "not_own"),
+    [
+        ("alerts", "shadow/name/alerts/get", "shadow/get"),
+        ("", "shadow/get", "shadow/name//get"),
+    ],
+)
+def test_a_device_may_ask_for_the_shadow_its_alerts_are_mirrored_in(
+    shadow: str, own: str, not_own: str
+) -> None:
+    # Given the template with a named shadow, or the classic one (ShadowName empty)
+    rules = policy(ShadowName=shadow)
+    # Then pump-1 may request that shadow, and not the other, nor pump-2's
+    assert rules.publish(connection("pump-1"), f"$aws/things/pump-1/{own}").allowed
+    assert not rules.publish(connection("pump-1"), f"$aws/things/pump-1/{not_own}").allowed
+    assert not rules.publish(connection("pump-1"), f"$aws/things/pump-2/{own}").allowed
 
 
 def test_an_unattached_client_resolves_no_thing_name() -> None:

@@ -9,7 +9,8 @@ thing. On top of amqtt:
   allows `iot:Connect` on `client/<client id>` for that principal: with the
   template's policy, the client id must be the name of the thing attached to
   the certificate. Otherwise CONNACK says "not authorized".
-- PUBLISH needs `iot:Publish` on `topic/<topic>`; SUBSCRIBE `iot:Subscribe` on
+- PUBLISH needs `iot:Publish` on `topic/<topic>` (and `iot:RetainPublish` when
+  it is retained; QoS 2 is refused, as IoT Core supports 0 and 1 only); SUBSCRIBE `iot:Subscribe` on
   `topicfilter/<filter>` (a refusal is SUBACK failure 0x80); delivery to a
   subscriber `iot:Receive` on `topic/<topic>`. A refused publish is not
   delivered, is recorded with its reason, and closes the client's connection
@@ -26,6 +27,7 @@ thing. On top of amqtt:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import hmac
 import json
@@ -46,6 +48,10 @@ MAX_TOPIC_BYTES: Final = 256
 MAX_TOPIC_SLASHES: Final = 7
 SUBSCRIBE_REFUSED: Final = 0x80
 _SHADOW_GET: Final = "shadow/name/"
+_CONNECTING: Final = contextvars.ContextVar("connecting", default=False)
+_DEFERRED_DELETE: Final[contextvars.ContextVar[str | None]] = contextvars.ContextVar(
+    "deferred_delete", default=None
+)
 
 
 class BrokerError(RuntimeError):
@@ -134,18 +140,61 @@ class BrokerCounters:
     delivered_to_subscribers: int = 0
 
 
-def _build_broker_class() -> type[Any]:
+def _build_broker_class() -> type[Any]:  # noqa: C901 - amqtt's subclass, built on demand
     from amqtt.broker import Broker  # noqa: PLC0415 - the local extra, only when a broker runs
     from amqtt.contexts import Action  # noqa: PLC0415
+    from amqtt.session import Session  # noqa: PLC0415
     from transitions import MachineError  # noqa: PLC0415
 
     class PolicyBroker(Broker):  # type: ignore[misc]
-        """amqtt with the device policy in place of its plugins' checks."""
+        """amqtt with the device policy in place of its plugins' checks.
+
+        The policy decides a CONNECT before amqtt touches any session: amqtt
+        would otherwise drop the clean session of the device whose client id
+        an impostor claims (its subscriptions with it) and put the impostor's
+        session in its place, even though the CONNACK then refuses it."""
 
         side: LocalBroker
 
+        async def _initialize_client_session(self, *args: Any) -> Any:
+            token = _CONNECTING.set(True)
+            try:
+                return await super()._initialize_client_session(*args)
+            finally:
+                _CONNECTING.reset(token)
+
+        async def _delete_session(self, client_id: str) -> None:
+            if _CONNECTING.get():
+                _DEFERRED_DELETE.set(client_id)  # until the policy has said yes
+                return
+            await super()._delete_session(client_id)
+
+        async def _handle_client_session(
+            self,
+            reader: Any,
+            writer: Any,
+            client_session: Any,
+            handler: Any,
+            server: Any,
+            listener_name: str,
+        ) -> None:
+            deferred = _DEFERRED_DELETE.get()
+            _DEFERRED_DELETE.set(None)
+            if not self.side.authenticate(client_session):
+                refused = Session()
+                refused.client_id = client_session.client_id
+                handler.attach(refused, reader, writer)
+                await handler.mqtt_connack_authorize(False)
+                await writer.close()
+                return
+            if deferred is not None:
+                await super()._delete_session(deferred)
+            await super()._handle_client_session(
+                reader, writer, client_session, handler, server, listener_name
+            )
+
         async def _authenticate(self, session: Any, _listener: Any) -> bool:
-            return self.side.authenticate(session)
+            return self.side.connection(session) is not None  # decided above
 
         async def _topic_filtering(self, session: Any, topic: str, action: Any) -> bool:
             if session is None:
@@ -162,7 +211,13 @@ def _build_broker_class() -> type[Any]:
             message = waiter.result()
             if message is None or not message.topic:
                 return bool(await super()._handle_message_delivery(session, handler, waiter))
-            keep = await self.side.on_publish(session, message.topic, bytes(message.data or b""))
+            keep = await self.side.on_publish(
+                session,
+                message.topic,
+                bytes(message.data or b""),
+                qos=int(message.qos or 0),
+                retain=bool(message.retain),
+            )
             if keep is None:
                 return bool(await super()._handle_message_delivery(session, handler, waiter))
             if not keep:
@@ -300,16 +355,20 @@ class LocalBroker:
             return False
         decision: Decision = getattr(self.policy, what)(connection, topic)
         if not decision.allowed and what != "receive":
-            self._refuse(connection.client_id, f"iot:{what.capitalize()}", topic, decision.reason)
+            action = "iot:" + "".join(part.capitalize() for part in what.split("_"))
+            self._refuse(connection.client_id, action, topic, decision.reason)
         return decision.allowed
 
     def _refuse(self, client_id: str, action: str, target: str, reason: str) -> None:
         with self._lock:
             self.refusals.append(Refusal(client_id, action, target, reason, _now_ms()))
 
-    async def on_publish(self, session: Any, topic: str, payload: bytes) -> bool | None:
+    async def on_publish(
+        self, session: Any, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> bool | None:
         """True: handled here, keep the connection; False: refused, close it;
-        None: a plain topic the policy allows, for amqtt to deliver."""
+        None: a plain topic the policy allows, for amqtt to deliver. As IoT Core:
+        no QoS 2, and a retained message needs iot:RetainPublish too."""
         connection = self.connection(session)
         client_id = connection.client_id if connection else str(session.client_id)
         self.counters.published += 1
@@ -321,7 +380,12 @@ class LocalBroker:
         if problem:
             self._refuse(client_id, "iot:Publish", topic, problem)
             return False
+        if qos > 1:
+            self._refuse(client_id, "iot:Publish", topic, "IoT Core does not support QoS 2")
+            return False
         if not self.authorize(session, "publish", topic):
+            return False
+        if retain and not self.authorize(session, "retain_publish", topic):
             return False
         message = IncomingMessage(inner, topic, payload, client_id, _now_ms())
         if target is not None:
@@ -340,18 +404,27 @@ class LocalBroker:
 
     async def _aws_topic(self, client_id: str, topic: str) -> bool:
         parts = topic.split("/")
-        is_get = (
+        named_get = (
             len(parts) == 7
             and parts[:2] == ["$aws", "things"]
             and "/".join(parts[3:5]) + "/" == _SHADOW_GET
             and parts[6] == "get"
         )
-        if not is_get or self.shadow_reader is None:
+        classic_get = (
+            len(parts) == 5
+            and parts[:2] == ["$aws", "things"]
+            and parts[3:]
+            == [
+                "shadow",
+                "get",
+            ]
+        )
+        if not (named_get or classic_get) or self.shadow_reader is None:
             self._refuse(client_id, "iot:Publish", topic, "not a topic the local broker serves")
             return False
         reader = self.shadow_reader
         found, body = await asyncio.get_running_loop().run_in_executor(
-            None, reader, parts[2], parts[5]
+            None, reader, parts[2], parts[5] if named_get else ""
         )
         await self.publish(f"{topic}/{'accepted' if found else 'rejected'}", body)
         return True

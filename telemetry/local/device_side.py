@@ -67,6 +67,9 @@ class DeviceSideOptions:
     concurrency: int = 1
     retry_delays_s: Sequence[float] = DEFAULT_RETRY_DELAYS_S
     template_path: Path = TEMPLATE_PATH
+    batch_size: int | None = None
+    """Stream mode: the event source mapping's batch size (the template's
+    StreamBatchSize parameter; its default when None)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +145,8 @@ class DeviceSide:
         parameters["ShadowName"] = stack.shadow_name
         if options.basic_ingest:
             parameters["BasicIngest"] = "Enabled"
+        if options.stream and options.batch_size is not None:
+            parameters["StreamBatchSize"] = str(options.batch_size)
         try:
             self.template = StackTemplate.load(
                 options.template_path,
@@ -211,7 +216,8 @@ class DeviceSide:
         from botocore.exceptions import ClientError  # noqa: PLC0415
 
         try:
-            answer = self._iot_data.get_thing_shadow(thingName=thing, shadowName=shadow)
+            named = {"shadowName": shadow} if shadow else {}
+            answer = self._iot_data.get_thing_shadow(thingName=thing, **named)
         except ClientError:
             return False, not_found_body(thing, shadow)
         return True, bytes(answer["payload"].read())

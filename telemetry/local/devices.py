@@ -170,10 +170,12 @@ class DeviceClient:
     def connected(self) -> bool:
         return self._connected.is_set()
 
-    def publish(self, payload: bytes, topic: str | None = None) -> mqtt.MQTTMessageInfo:
+    def publish(
+        self, payload: bytes, topic: str | None = None, *, qos: int = QOS, retain: bool = False
+    ) -> mqtt.MQTTMessageInfo:
         with self._lock:
             self.log.published += 1
-        return self._client.publish(topic or self.telemetry_topic, payload, qos=QOS)
+        return self._client.publish(topic or self.telemetry_topic, payload, qos=qos, retain=retain)
 
     def request_shadow(self) -> None:
         """Ask for the named shadow (`get`); the answer lands in `log.shadow`."""

@@ -163,6 +163,10 @@ class IotPolicy:
     def publish(self, connection: Connection, topic: str) -> Decision:
         return self.decide("iot:Publish", f"topic/{topic}", connection)
 
+    def retain_publish(self, connection: Connection, topic: str) -> Decision:
+        """A PUBLISH with the retain flag needs this as well as iot:Publish."""
+        return self.decide("iot:RetainPublish", f"topic/{topic}", connection)
+
     def subscribe(self, connection: Connection, topic_filter: str) -> Decision:
         return self.decide("iot:Subscribe", f"topicfilter/{topic_filter}", connection)
 

@@ -109,10 +109,16 @@ class MessageContext:
     timestamp_ms: int
 
     def document(self) -> Any:
+        """The payload as JSON, strictly (RFC 8259: no NaN or Infinity, which
+        Python's parser would take), or NOT_JSON."""
         try:
-            return json.loads(self.payload)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            return json.loads(self.payload, parse_constant=_not_json)
+        except (UnicodeDecodeError, json.JSONDecodeError, ValueError):
             return NOT_JSON
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 @dataclass(frozen=True, slots=True)

@@ -208,7 +208,9 @@ def device_side(
         invoke_batch=_batch_invoker(rt, meter, tally, lock),
         function_iot_data=clients.iot_data,
         options=DeviceSideOptions(
-            basic_ingest=options.basic_ingest, stream=options.ingest == "stream"
+            basic_ingest=options.basic_ingest,
+            stream=options.ingest == "stream",
+            batch_size=getattr(options, "batch_size", None),
         ),
         on_shadow=on_shadow,
     )
