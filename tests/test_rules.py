@@ -761,6 +761,25 @@ def test_a_key_given_twice_is_an_error_naming_file_line_and_key() -> None:
     assert problem == f"{SOURCE}: line 4: key 'above' is given twice"
 
 
+def test_every_key_given_twice_is_named_beside_the_files_other_problems() -> None:
+    # Given two keys given twice, and a setting no rule has
+    text = (
+        "rules:\n"
+        "  - name: hot\n"
+        "    match: {type: a, type: b}\n"
+        "    above: {warning: 75, warning: 80}\n"
+        "    bogus: 1\n"
+    )
+
+    # When it is parsed, Then all three problems are reported, in file order
+    problems = problems_of(text)
+    assert problems[:2] == [
+        f"{SOURCE}: line 3: key 'type' is given twice",
+        f"{SOURCE}: line 4: key 'warning' is given twice",
+    ]
+    assert any("bogus" in p for p in problems[2:])
+
+
 def test_schema_and_rule_level_problems_of_one_file_are_reported_together() -> None:
     # Given one rule with a wrong type and another with levels out of order
     text = """

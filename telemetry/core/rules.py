@@ -401,7 +401,10 @@ def _spec_problems(error: ValidationError) -> list[str]:
 
 
 class _RuleFileLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """Safe YAML that refuses a key given twice in one mapping (YAML keeps the last)."""
+    """Safe YAML that notes every key given twice in one mapping (YAML would keep
+    the last silently), so that the file is refused with all of them named."""
+
+    duplicates: list[str]
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         if isinstance(node, yaml.MappingNode):
@@ -410,19 +413,26 @@ class _RuleFileLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: i
             for key_node, _ in node.value:
                 key = self.construct_object(key_node, deep=True)
                 if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"key {key!r} is given twice", key_node.start_mark
-                    )
+                    line = key_node.start_mark.line + 1
+                    self.duplicates.append(f"line {line}: key {key!r} is given twice")
                 seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str) -> tuple[Any, list[str]]:
+    """The document, and the keys given twice in it (file order)."""
+    loader = _RuleFileLoader(text)
+    loader.duplicates = []
+    try:
+        return loader.get_single_data(), loader.duplicates
+    finally:
+        loader.dispose()
 
 
 def _yaml_problem(source: str, exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
     where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    if problem.startswith("key ") and "given twice" in problem:
-        return f"{source}: line {mark.line + 1 if mark else '?'}: {problem}"
     return f"{source}: not valid YAML{where}: {problem}"
 
 
@@ -465,10 +475,11 @@ def parse_rule_file(text: str, source: str) -> list[Rule]:
     """Parse and check one rule file's text; `source` names it in errors. Every
     problem of the file is reported at once: schema and rule-level alike."""
     try:
-        raw = yaml.load(text, Loader=_RuleFileLoader)  # noqa: S506 - a safe loader
+        raw, duplicates = _load_yaml(text)
     except yaml.YAMLError as exc:
         raise RuleFileError([_yaml_problem(source, exc)]) from None
     entries, problems = _file_rules(source, raw)
+    problems = [f"{source}: {d}" for d in duplicates] + problems
     rules: list[Rule] = []
     seen: set[str] = set()
     for index, entry in enumerate(entries):
