@@ -175,6 +175,21 @@ def test_a_reading_not_evaluated_for_its_thresholds_still_counts_as_arriving() -
     assert not result.state[HEARTBEAT].silent
 
 
+def test_a_write_made_anyway_carries_the_last_value_received_for_the_no_data_alert() -> None:
+    # Given a boiler tracked at 10:00 (80), then a reading a minute later (95, hot: the
+    # threshold alert is raised, so the device's state is written anyway)
+    first = evaluate([reading(80, NOW, device="boiler-3")], {}, RULES, NOW)
+    later = evaluate(
+        [reading(95, NOW + MINUTE, device="boiler-3")], first.state, RULES, NOW + MINUTE
+    )
+
+    # When it then falls silent and the sweep raises its no-data alert
+    raised = sweep("boiler-3", later.state, RULES, NOW + 60 * MINUTE).transitions
+
+    # Then the alert reports 95, the last value received, not 80
+    assert [(t.direction, t.value) for t in raised] == [(NODATA, 95.0)]
+
+
 def test_silence_is_measured_in_arrival_time_not_the_devices_clock() -> None:
     # Given a pump whose clock is a day behind, reporting every minute
     state: dict[StateKey, AlertState] = {}

@@ -841,6 +841,7 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
     transitions: list[Transition] = []
     not_evaluated: list[tuple[Reading, str]] = []
     evaluated = late = 0
+    unrecorded: dict[StateKey, tuple[int, Reading]] = {}
     active: dict[str, set[str]] = {}
     if state:
         for (sensor_id, rule_name), alert in state.items():
@@ -882,6 +883,8 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
                     before = written[key] = tracked[0]
                     if tracked[1] is not None:
                         transitions.append(tracked[1])
+                else:
+                    unrecorded[key] = (rule.nodata_ms, reading)
                 if not rule.sides or arrival_only:
                     continue
             quiet = rule.quiet_low <= value <= rule.quiet_high
@@ -904,6 +907,13 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
                 current = written = dict(state)
             written[key] = change.state
             transitions.extend(change.transitions)
+    if written is not None and arrival_ms is not None:
+        # The record is written anyway: let it carry the newest arrivals too, so that
+        # a no-data alert reports the last value received as often as writes allow.
+        for key, (window_ms, latest) in unrecorded.items():
+            held = written.get(key)
+            if held is not None and held.silence is not None and not held.silent:
+                written[key] = replace(held, silence=_heard_from(latest, window_ms, arrival_ms))
     changed = written is not None
     final = written if written is not None else dict(state)
     return Evaluation(final, transitions, changed, evaluated, late, not_evaluated)
