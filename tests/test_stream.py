@@ -214,8 +214,28 @@ def test_a_record_too_far_in_the_future_keeps_its_dead_letter_id_on_a_retry(
     aws.now_ms += 60_000
     handler.handle(event, rt)
 
-    # Then both dead-letter items say the message time is wrong, and share one id
+    # Then both dead-letter items say the message time is wrong, carry it, and share one id
     first, second = aws.dead_letters()
     assert first["field"] == second["field"] == "timestamp"
     assert first["detail"] != second["detail"]  # it quotes the clock
     assert first["id"] == second["id"]
+    assert first["payload"]["timestamp"] == NOW + 600_000 + 3_600_000
+
+
+def test_a_direct_message_too_far_in_the_future_keeps_its_dead_letter_id_on_a_retry(
+    aws: LocalAws,
+) -> None:
+    # Given one direct invocation whose message is stamped an hour ahead
+    event = message("pump-0", NOW + 600_000 + 3_600_000, ("temp-1", 20))
+    rt, _ = aws.runtime()
+
+    # When it is handled, and again a minute later (Lambda's asynchronous retry)
+    handler.handle(event, rt)
+    aws.now_ms += 60_000
+    handler.handle(event, rt)
+
+    # Then the two dead-letter items are one item twice: same id, the message time named
+    first, second = aws.dead_letters()
+    assert first["id"] == second["id"]
+    assert first["field"] == second["field"] == "timestamp"
+    assert first["payload"]["timestamp"] == NOW + 600_000 + 3_600_000
