@@ -149,34 +149,21 @@ def test_a_snooze_ends_at_epoch_ms_an_iso_time_or_a_duration_from_now(
 
 def test_a_note_may_span_lines_and_an_alert_id_any_case() -> None:
     # Given an acknowledgement with a two-line note and an upper-case alertId
-    raw = {
-        "action": "acknowledge",
-        "deviceId": "pump-17",
-        "sensorId": "temp-1",
-        "rule": "temperature-high",
-        "by": MARIA,
-        "note": "valve replaced\nwatching it",
-        "alertId": "DBBD7DC4A8E510E50479DBF9BCA3CE58",
-    }
+    raw = action(
+        "acknowledge",
+        note="valve replaced\nwatching it",
+        alertId="DBBD7DC4A8E510E50479DBF9BCA3CE58",
+    )
 
     # When it is parsed, Then both are taken, the id as alertIds are written
-    action = parse_action(raw, NOW)
-    assert action.note == "valve replaced\nwatching it"
-    assert action.alert_id == "dbbd7dc4a8e510e50479dbf9bca3ce58"
+    parsed = parse_action(raw, NOW)
+    assert parsed.note == "valve replaced\nwatching it"
+    assert parsed.alert_id == "dbbd7dc4a8e510e50479dbf9bca3ce58"
 
 
 def test_a_relative_snooze_counts_from_when_iot_received_it_so_a_retry_decides_the_same() -> None:
     # Given a snooze for 2h that the operators' topic rule stamped at 10:00
-    raw = {
-        "action": "snooze",
-        "deviceId": "pump-17",
-        "sensorId": "temp-1",
-        "rule": "temperature-high",
-        "by": MARIA,
-        "until": "2h",
-        "via": "ops/alerts/actions",
-        "receivedAt": NOW,
-    }
+    raw = action("snooze", until="2h", via="ops/alerts/actions", receivedAt=NOW)
 
     # When it is handled at 10:00, then retried at 10:01
     first, retried = parse_action(raw, NOW + 1_000), parse_action(raw, NOW + MINUTE)

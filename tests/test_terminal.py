@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from telemetry.core.alerts import Severity, Status, Transition
-from telemetry.terminal import Screen, render_transition_table
+from telemetry.terminal import TRANSITION_COLUMNS, Screen, render_transition_table
 
 NOW = 1_764_237_600_000
 
@@ -75,14 +75,5 @@ def test_plain_tables_for_pipes_have_no_trailing_padding() -> None:
     # Then every column is there, and no line ends in spaces
     lines = out.getvalue().splitlines()
     assert lines[0] == "on 2025-11-27, times UTC"
-    assert lines[1].split() == [
-        "UTC",
-        "device",
-        "sensor",
-        "status",
-        "severity",
-        "value",
-        "threshold",
-        "rule",
-    ]
+    assert lines[1].split() == ["UTC", *TRANSITION_COLUMNS[1:]]
     assert all(line == line.rstrip() for line in lines)
