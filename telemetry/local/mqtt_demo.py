@@ -109,7 +109,7 @@ class DeviceSideReport:
                 [
                     "rule error actions",
                     c["action_errors"],
-                    "payload not a JSON object: IoT's error message to the dead-letter queue",
+                    "payload not a JSON object (NaN is not JSON): IoT's error message to the DLQ",
                 ],
                 ["refused by the policy", self.refusals, "see below"],
                 [
