@@ -40,14 +40,19 @@ def direct_messages(event: Any) -> list[Any]:
     return [event]
 
 
+def _from_the_topic_rule(event: Any) -> bool:
+    """Whether the event carries what the IoT topic rule adds to a device's
+    message (deviceId from the topic, receivedAt): whatever else it holds, it
+    is that device's message, never a batch or a schedule."""
+    return isinstance(event, dict) and ("deviceId" in event or "receivedAt" in event)
+
+
 def stream_source(event: Any) -> str | None:
     """`aws:kinesis` or `aws:sqs` when the event is such a batch, else None.
 
-    An event carrying what the IoT rule adds (`deviceId` from the topic,
-    `receivedAt`) is a device's message, whatever it holds: a device that
-    publishes a `Records` list must not pass its contents off as a batch, whose
-    records name their own devices."""
-    if isinstance(event, dict) and ("deviceId" in event or "receivedAt" in event):
+    A device that publishes a `Records` list must not pass its contents off as
+    a batch, whose records name their own devices."""
+    if _from_the_topic_rule(event):
         return None
     records = event.get("Records") if isinstance(event, dict) else None
     if not isinstance(records, list) or not records:
@@ -142,7 +147,7 @@ def scheduled_time_ms(event: Any) -> int | None:
     """The time of an EventBridge scheduled event (the sweep), or None for any
     other event. An IoT rule's event always carries the deviceId it took from
     the topic, so a device publishing this shape can never pass for the schedule."""
-    if not isinstance(event, dict) or "deviceId" in event or "receivedAt" in event:
+    if not isinstance(event, dict) or _from_the_topic_rule(event):
         return None
     if event.get("source") != "aws.events" or event.get("detail-type") != "Scheduled Event":
         return None

@@ -421,9 +421,9 @@ class Pipeline:
         self._deliver_all({}, deliveries, outcome)
         if outcome.failures:
             return outcome, {}
-        final = deliveries[0].record if deliveries else self._store.load(action.device_id)
         if refusals and refusals[-1] is not None:
             return outcome, {"applied": False, "reason": refusals[-1]}
+        final = deliveries[0].record if deliveries else self._store.load(action.device_id)
         view = key_view(action.device_id, action.key, final.state.get(action.key))
         return outcome, {"applied": True, "state": view}
 

@@ -289,7 +289,7 @@ def _all_accepted(whole: dict[str, Any], now_ms: int) -> ParsedMessage | None:
             time_ms = own_ms
         if time_ms > latest_ms:
             return None
-        append(
+        append(  # _reading, inlined: one call fewer per reading on the hot path
             Reading(
                 device_id,
                 valid["sensorId"],

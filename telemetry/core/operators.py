@@ -73,6 +73,7 @@ FIELDS: Final = frozenset(
 )
 ADDED_BY_THE_RULE: Final = frozenset({"via", "receivedAt"})
 """What the operators' topic rule adds: the topic, and when IoT received the action."""
+_ACCEPTED: Final = FIELDS | ADDED_BY_THE_RULE
 
 
 class Kind(StrEnum):
@@ -140,9 +141,9 @@ def _name(raw: Mapping[str, Any], name: str, pattern: re.Pattern[str], words: st
     return value
 
 
-def _until(raw: Any, now_ms: int) -> int:
-    """Epoch ms (a number, or a string of digits), ISO-8601, or a duration from
-    `now_ms` such as `2h`."""
+def snooze_end_ms(raw: Any, now_ms: int) -> int:
+    """A snooze's `until` as epoch ms: epoch ms (a number, or a string of digits),
+    ISO-8601, or a duration from `now_ms` such as `2h`; InvalidActionError else."""
     if isinstance(raw, str) and raw.strip().isdigit():
         raw = int(raw.strip())
     if (
@@ -173,7 +174,7 @@ def parse_action(raw: object, now_ms: int) -> Action:
     decides the same; from `now_ms` otherwise."""
     if not isinstance(raw, Mapping):
         raise InvalidActionError("$", "an action must be a JSON object")
-    unknown = sorted(str(k) for k in raw if k not in FIELDS | ADDED_BY_THE_RULE)
+    unknown = sorted(str(k) for k in raw if k not in _ACCEPTED)
     if unknown:
         known = ", ".join(sorted(FIELDS))
         raise InvalidActionError(unknown[0], f"is not a field of an action (they are: {known})")
@@ -207,7 +208,7 @@ def parse_action(raw: object, now_ms: int) -> Action:
             if isinstance(received, int) and not isinstance(received, bool) and received > 0
             else now_ms
         )
-        until_ms = _until(raw["until"], min(base_ms, now_ms))
+        until_ms = snooze_end_ms(raw["until"], min(base_ms, now_ms))
         if until_ms <= now_ms:
             raise InvalidActionError("until", f"{iso_utc(until_ms)} is not in the future")
         if until_ms - now_ms > MAX_SNOOZE_MS:
@@ -274,6 +275,54 @@ def _action_transition(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """An action on one key, as a handler sees it: `chosen` are the active
+    episodes it applies to (all of the key's, or the one its alertId names)."""
+
+    device_id: str
+    key: StateKey
+    state: AlertState
+    chosen: list[ActiveAlert]
+    action: Action
+    now_ms: int
+
+    def told(
+        self,
+        status: Status,
+        episode: ActiveAlert | None,
+        severity: Severity,
+        previous: Severity | None = None,
+    ) -> Transition:
+        """The transition operators hear of; `previous` defaults to `severity`
+        (an action that changes no level)."""
+        return _action_transition(
+            self.device_id,
+            self.key,
+            status,
+            self.action,
+            self.now_ms,
+            episode=episode,
+            severity=severity,
+            previous=severity if previous is None else previous,
+            state=self.state,
+        )
+
+
+def _threshold_closed(state: AlertState) -> AlertState:
+    """The key with its threshold episode over (its no-data tracking kept)."""
+    return replace(
+        state,
+        severity=Severity.OK,
+        side=None,
+        alert_id=None,
+        since_ms=None,
+        latched=False,
+        attention=None,
+        streaks={},
+    )
+
+
 def _window_s(state: AlertState) -> float | None:
     """A no-data episode's `threshold`: its window in seconds, as its RAISED said."""
     return state.silence.window_ms / 1000 if state.silence is not None else None
@@ -282,13 +331,13 @@ def _window_s(state: AlertState) -> float | None:
 def _with_attention(
     state: AlertState, episode: ActiveAlert, attention: Attention | None
 ) -> AlertState:
-    if episode.direction == "nodata" and state.silence is not None:
+    if episode.direction == NODATA and state.silence is not None:
         return replace(state, silence=replace(state.silence, attention=attention))
     return replace(state, attention=attention)
 
 
 def _attention_of(state: AlertState, episode: ActiveAlert) -> Attention | None:
-    if episode.direction == "nodata":
+    if episode.direction == NODATA:
         return state.silence.attention if state.silence is not None else None
     return state.attention
 
@@ -319,7 +368,7 @@ def apply_action(
         )
     chosen = [e for e in live if action.alert_id is None or e.alert_id == action.alert_id]
     handler = _HANDLERS[action.kind]
-    result = handler(device_id, key, before, chosen, action, now_ms)
+    result = handler(_Request(device_id, key, before, chosen, action, now_ms))
     if isinstance(result, str):
         return ActionOutcome(unchanged, result.replace("{where}", where))
     after, transitions = result
@@ -331,14 +380,8 @@ def apply_action(
 Applied = tuple[AlertState, list[Transition]] | str
 
 
-def _acknowledge(
-    device_id: str,
-    key: StateKey,
-    state: AlertState,
-    chosen: list[ActiveAlert],
-    action: Action,
-    now_ms: int,
-) -> Applied:
+def _acknowledge(req: _Request) -> Applied:
+    state, chosen = req.state, req.chosen
     if not chosen:
         return "no active alert on {where} to acknowledge"
     pending = [e for e in chosen if not (_attention_of(state, e) or Attention()).acknowledged]
@@ -348,64 +391,25 @@ def _acknowledge(
     transitions = []
     after = state
     for episode in pending:
-        if episode.direction != "nodata" and state.latched:
-            # A latched alert is over once someone has looked: resolved by its ack.
-            transitions.append(
-                _action_transition(
-                    device_id,
-                    key,
-                    Status.ACKNOWLEDGED,
-                    action,
-                    now_ms,
-                    episode=episode,
-                    severity=Severity.OK,
-                    previous=episode.severity,
-                    state=state,
-                )
-            )
-            after = replace(
-                after,
-                severity=Severity.OK,
-                side=None,
-                alert_id=None,
-                since_ms=None,
-                latched=False,
-                attention=None,
-                streaks={},
-            )
+        # A latched alert is over once someone has looked: resolved by its ack.
+        resolves = episode.direction != NODATA and state.latched
+        severity = Severity.OK if resolves else episode.severity
+        transitions.append(req.told(Status.ACKNOWLEDGED, episode, severity, episode.severity))
+        if resolves:
+            after = _threshold_closed(after)
             continue
-        transitions.append(
-            _action_transition(
-                device_id,
-                key,
-                Status.ACKNOWLEDGED,
-                action,
-                now_ms,
-                episode=episode,
-                severity=episode.severity,
-                previous=episode.severity,
-                state=state,
-            )
-        )
         attention = replace(
             _attention_of(after, episode) or Attention(),
-            ack_by=action.by,
-            ack_ms=now_ms,
+            ack_by=req.action.by,
+            ack_ms=req.now_ms,
             remind_ms=None,
         )
         after = _with_attention(after, episode, attention)
     return after, transitions
 
 
-def _snooze(
-    device_id: str,
-    key: StateKey,
-    state: AlertState,
-    chosen: list[ActiveAlert],
-    action: Action,
-    now_ms: int,
-) -> Applied:
-    until = action.until_ms
+def _snooze(req: _Request) -> Applied:
+    state, now_ms, until = req.state, req.now_ms, req.action.until_ms
     if until is None:  # parse_action requires it
         return "a snooze needs an end"
     if state.snoozed_until_ms == until:
@@ -419,19 +423,8 @@ def _snooze(
             silence.severity if silence is not None else Severity.OK,
             silence.alert_id if silence is not None else None,
         )
-    episode = chosen[0] if chosen else None
-    severity = _key_severity(state)
-    transition = _action_transition(
-        device_id,
-        key,
-        Status.SNOOZED,
-        action,
-        now_ms,
-        episode=episode,
-        severity=severity,
-        previous=severity,
-        state=state,
-    )
+    episode = req.chosen[0] if req.chosen else None
+    transition = req.told(Status.SNOOZED, episode, _key_severity(state))
     return replace(state, snoozed_until_ms=until, heard=heard), [transition]
 
 
@@ -501,130 +494,48 @@ def catch_up(
     return out
 
 
-def _unsnooze(
-    device_id: str,
-    key: StateKey,
-    state: AlertState,
-    chosen: list[ActiveAlert],
-    action: Action,
-    now_ms: int,
-) -> Applied:
-    if state.snoozed_until_ms is None or state.snoozed_until_ms <= now_ms:
+def _unsnooze(req: _Request) -> Applied:
+    state = req.state
+    if state.snoozed_until_ms is None or state.snoozed_until_ms <= req.now_ms:
         return "{where} is not snoozed"
-    episode = chosen[0] if chosen else None
-    severity = _key_severity(state)
+    episode = req.chosen[0] if req.chosen else None
     transitions = [
-        _action_transition(
-            device_id,
-            key,
-            Status.UNSNOOZED,
-            action,
-            now_ms,
-            episode=episode,
-            severity=severity,
-            previous=severity,
-            state=state,
-        ),
-        *catch_up(device_id, key, state, now_ms, action),
+        req.told(Status.UNSNOOZED, episode, _key_severity(state)),
+        *catch_up(req.device_id, req.key, state, req.now_ms, req.action),
     ]
     return replace(state, snoozed_until_ms=None, heard=None), transitions
 
 
-def _disable(
-    device_id: str,
-    key: StateKey,
-    state: AlertState,
-    chosen: list[ActiveAlert],
-    action: Action,
-    now_ms: int,
-) -> Applied:
+def _disable(req: _Request) -> Applied:
+    state = req.state
     if state.disabled is not None:
         return f"{{where}} is already disabled (by {state.disabled.by})"
-    live = episodes(key[1], state)
-    transitions = [
-        _action_transition(
-            device_id,
-            key,
-            Status.DISABLED,
-            action,
-            now_ms,
-            episode=e,
-            severity=Severity.OK,
-            previous=e.severity,
-            state=state,
-        )
-        for e in live
-    ] or [
-        _action_transition(
-            device_id,
-            key,
-            Status.DISABLED,
-            action,
-            now_ms,
-            episode=None,
-            severity=Severity.OK,
-            previous=Severity.OK,
-            state=state,
-        )
+    live = episodes(req.key[1], state)
+    transitions = [req.told(Status.DISABLED, e, Severity.OK, e.severity) for e in live] or [
+        req.told(Status.DISABLED, None, Severity.OK)
     ]
-    after = AlertState(last_ms=state.last_ms, disabled=Disabled(action.by, now_ms))
+    after = AlertState(last_ms=state.last_ms, disabled=Disabled(req.action.by, req.now_ms))
     return after, transitions
 
 
-def _enable(
-    device_id: str,
-    key: StateKey,
-    state: AlertState,
-    chosen: list[ActiveAlert],
-    action: Action,
-    now_ms: int,
-) -> Applied:
-    if state.disabled is None:
+def _enable(req: _Request) -> Applied:
+    if req.state.disabled is None:
         return "{where} is not disabled"
-    transition = _action_transition(
-        device_id,
-        key,
-        Status.ENABLED,
-        action,
-        now_ms,
-        episode=None,
-        severity=Severity.OK,
-        previous=Severity.OK,
-        state=state,
-    )
-    return replace(state, disabled=None), [transition]
+    transition = req.told(Status.ENABLED, None, Severity.OK)
+    return replace(req.state, disabled=None), [transition]
 
 
-def _reset(
-    device_id: str,
-    key: StateKey,
-    state: AlertState,
-    chosen: list[ActiveAlert],
-    action: Action,
-    now_ms: int,
-) -> Applied:
-    if not chosen:
+def _reset(req: _Request) -> Applied:
+    if not req.chosen:
         return "no active alert on {where} to reset"
     transitions = []
-    after = state
-    for episode in chosen:
-        transitions.append(
-            _action_transition(
-                device_id,
-                key,
-                Status.RESET,
-                action,
-                now_ms,
-                episode=episode,
-                severity=Severity.OK,
-                previous=episode.severity,
-                state=state,
-            )
-        )
-        if episode.direction == "nodata" and after.silence is not None:
+    after = req.state
+    for episode in req.chosen:
+        transitions.append(req.told(Status.RESET, episode, Severity.OK, episode.severity))
+        if episode.direction == NODATA and after.silence is not None:
             # Afresh: silent again only a whole window from now.
             fresh = Silence(
-                now_ms,
+                req.now_ms,
                 after.silence.window_ms,
                 after.silence.value,
                 after.silence.type,
@@ -633,17 +544,7 @@ def _reset(
             )
             after = replace(after, silence=fresh)
         else:
-            after = replace(
-                after,
-                severity=Severity.OK,
-                side=None,
-                alert_id=None,
-                since_ms=None,
-                value=None,
-                latched=False,
-                attention=None,
-                streaks={},
-            )
+            after = replace(_threshold_closed(after), value=None)
     return after, transitions
 
 
@@ -681,18 +582,16 @@ def timers(
                     continue
                 if attention.remind_ms <= now_ms:
                     transitions.append(
-                        replace(
-                            _action_transition(
-                                device_id,
-                                key,
-                                Status.REMINDER,
-                                None,
-                                now_ms,
-                                episode=episode,
-                                severity=episode.severity,
-                                previous=episode.severity,
-                                state=after,
-                            ),
+                        _action_transition(
+                            device_id,
+                            key,
+                            Status.REMINDER,
+                            None,
+                            now_ms,
+                            episode=episode,
+                            severity=episode.severity,
+                            previous=episode.severity,
+                            state=after,
                         )
                     )
         if after is not alert:
@@ -752,7 +651,7 @@ def key_view(device_id: str, key: StateKey, state: AlertState | None) -> dict[st
     state = state or AlertState()
     live = sorted(episodes(key[1], state), key=lambda e: (-e.severity, e.direction == NODATA))
     top = live[0] if live else None
-    nodata_top = top is not None and top.direction == NODATA and state.silence is not None
+    top_silence = state.silence if top is not None and top.direction == NODATA else None
     view: dict[str, Any] = {
         "deviceId": device_id,
         "sensorId": key[0],
@@ -765,7 +664,7 @@ def key_view(device_id: str, key: StateKey, state: AlertState | None) -> dict[st
         "value": top.value if top is not None else state.value,
         "direction": top.direction if top is not None else state.side,
         "acknowledged": _ack_view(
-            state.silence.attention if nodata_top and state.silence is not None else state.attention
+            top_silence.attention if top_silence is not None else state.attention
         ),
         "latched": state.latched,
         "snoozedUntil": None if state.snoozed_until_ms is None else iso_utc(state.snoozed_until_ms),

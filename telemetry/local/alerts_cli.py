@@ -289,16 +289,18 @@ def _act(args: argparse.Namespace, out: Screen) -> int:
 
 
 def _absolute(until: str | None) -> str | int | None:
-    """A relative `--until 2h` as the epoch ms it means now, so that the function
-    decides the same end however late, or however often, it runs the action."""
-    if until is None or not until.strip() or not until.strip()[-1].isalpha():
-        return until
-    from telemetry.core.rules import parse_duration_ms  # noqa: PLC0415
+    """`--until` as the epoch ms it means now (by the function's own reading of
+    it), so that the function decides the same end however late, or however
+    often, it runs the action. What it cannot read goes as given: the function
+    then names what is wrong with it."""
+    if until is None:
+        return None
+    from telemetry.core.operators import InvalidActionError, snooze_end_ms  # noqa: PLC0415
 
     try:
-        return time.time_ns() // 1_000_000 + parse_duration_ms(until.strip())
-    except ValueError:
-        return until  # the function names what is wrong with it
+        return snooze_end_ms(until, time.time_ns() // 1_000_000)
+    except InvalidActionError:
+        return until
 
 
 def _state_line(state: Mapping[str, Any]) -> str:

@@ -58,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser, whole: Any, duration: Any, ur
         metavar="URL",
         help="use an already running local AWS instead of starting one",
     )
+    parser.set_defaults(batch_size=None)  # the template's StreamBatchSize
 
 
 def _speed(text: str) -> float:

@@ -53,6 +53,8 @@ class FunctionMeter(Protocol):
 class FleetOptions(Protocol):
     ingest: str
     basic_ingest: bool
+    batch_size: int | None
+    """Stream mode's batch size; None: the template's StreamBatchSize."""
 
 
 class MqttRunError(RuntimeError):
@@ -210,7 +212,7 @@ def device_side(
         options=DeviceSideOptions(
             basic_ingest=options.basic_ingest,
             stream=options.ingest == "stream",
-            batch_size=getattr(options, "batch_size", None),
+            batch_size=options.batch_size,
         ),
         on_shadow=on_shadow,
     )

@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from telemetry.adapters.state_store import item_bytes
 from telemetry.adapters.timestream import billed_bytes
 
 
@@ -92,21 +93,6 @@ def billed_units(size: int, unit: int) -> int:
     return max(1, math.ceil(size / unit))
 
 
-def dynamodb_item_bytes(item: Mapping[str, Mapping[str, Any]]) -> int:
-    """DynamoDB's item size, which its write units are billed on: attribute names
-    plus values (strings as UTF-8, numbers about one byte per two digits)."""
-    size = 0
-    for name, value in item.items():
-        size += len(name.encode())
-        if "S" in value:
-            size += len(value["S"].encode())
-        elif "N" in value:
-            size += math.ceil(len(value["N"].lstrip("-").replace(".", "")) / 2) + 1
-        else:
-            size += 1
-    return size
-
-
 def metered_units(service: str, operation: str, params: Mapping[str, Any]) -> dict[str, int]:
     """The billed units of one AWS call, keyed by the PRICES line they are paid on.
 
@@ -144,7 +130,7 @@ def _dynamodb_units(operation: str, params: Mapping[str, Any]) -> dict[str, int]
             # keys-only entries of ~70 bytes, so under 4 KB for up to ~58 due devices).
             return {"DynamoDB index reads": 1}
         case "PutItem":
-            return {"DynamoDB writes": billed_units(dynamodb_item_bytes(params["Item"]), 1024)}
+            return {"DynamoDB writes": billed_units(item_bytes(params["Item"]), 1024)}
         case "DeleteItem":
             return {"DynamoDB writes": 1}
         case "TransactWriteItems":
@@ -152,7 +138,7 @@ def _dynamodb_units(operation: str, params: Mapping[str, Any]) -> dict[str, int]
             units = 0
             for entry in params["TransactItems"]:
                 if "Put" in entry:
-                    units += 2 * billed_units(dynamodb_item_bytes(entry["Put"]["Item"]), 1024)
+                    units += 2 * billed_units(item_bytes(entry["Put"]["Item"]), 1024)
                 else:
                     units += 2
             return {"DynamoDB writes": units}
