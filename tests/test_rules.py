@@ -664,7 +664,11 @@ def test_json_schema_describes_the_rule_file() -> None:
         "nodataSeverity",
         "repeat",
         "latch",
+        "offline",
+        "offlineSeverity",
+        "flapping",
     }
+    assert set(schema["properties"]) == {"rules", "gateways", "notifications"}
     assert rule["additionalProperties"] is False
     assert rule["required"] == ["name"]
     assert set(schema["$defs"]["MatchSpec"]["properties"]) == {
@@ -808,7 +812,8 @@ rules:
             "{name: r, above: {warning: 7}, fore: 3}",
             (
                 "fore: not a setting here (known: name, description, match, above, below, "
-                "hysteresis, for, nodata, nodataSeverity, repeat, latch)"
+                "hysteresis, for, nodata, nodataSeverity, repeat, latch, offline, "
+                "offlineSeverity, flapping)"
             ),
         ),
         (
@@ -897,7 +902,10 @@ def test_a_rule_needs_levels_or_nodata_and_only_levels_can_latch() -> None:
 
     # Then each says what it lacks
     assert problems == [
-        f"{SOURCE}: rule 'empty': above/below/nodata: a rule needs above, below, nodata or a mix",
+        (
+            f"{SOURCE}: rule 'empty': above/below/nodata/offline: "
+            "a rule needs above, below, nodata, offline or a mix"
+        ),
         f"{SOURCE}: rule 'latched': latch: only a rule with above or below levels can latch",
     ]
 

@@ -43,7 +43,9 @@ class Severity(IntEnum):
 
 class Status(StrEnum):
     """What a transition says happened. The first four are changes of level;
-    the rest are operators' actions on an alert and the timers they set."""
+    then operators' actions on an alert and the timers they set; FLAPPING and
+    STABLE say a key started and stopped chattering (its changes of level in
+    between are history, not messages)."""
 
     RAISED = "RAISED"
     ESCALATED = "ESCALATED"
@@ -57,6 +59,8 @@ class Status(StrEnum):
     LATCHED = "LATCHED"
     RESET = "RESET"
     REMINDER = "REMINDER"
+    FLAPPING = "FLAPPING"
+    STABLE = "STABLE"
 
 
 ACTION_STATUSES: Final = frozenset(
@@ -150,6 +154,14 @@ class Streak:
 
 NODATA: Final = "nodata"
 """The `direction` of a no-data alert's transitions (threshold alerts: above, below)."""
+OFFLINE: Final = "offline"
+"""The `direction` of a device's offline alert."""
+DEVICE_SENSOR: Final = "$device"
+"""The `sensorId` of device-level alerts (offline): never a sensor's id."""
+LEVEL_CHANGES: Final = frozenset(
+    {Status.RAISED, Status.ESCALATED, Status.DEESCALATED, Status.RESOLVED}
+)
+"""The statuses that count as changes of level (for flapping)."""
 NODATA_SLACK: Final = 0.5
 SILENCE_RECHECK_MS: Final = 3_600_000
 """How often a sweep looks again at a sensor that is silent: a rule removed or

@@ -1,7 +1,9 @@
 """Threshold rules, kept by operators as YAML data and validated before use.
 
-A rule file is `{"rules": [RuleSpec, ...]}`; `RULES_PATH` names one file or a
-directory of `*.yaml`. Loading checks everything a rule must satisfy for the
+A rule file is `{"rules": [RuleSpec, ...]}`, and may list `gateways` (devices
+whose loss explains their members' silence) and set `notifications` (the
+alarm load operators accept: a budget per group, digests, flapping); `RULES_PATH`
+names one file or a directory of `*.yaml`. Loading checks everything a rule must satisfy for the
 alert state machine to behave, and reports each problem naming the file, the
 rule and the field. The pydantic models here are the file's schema (and its
 JSON Schema, for editors); `Rule` is the checked, compiled form the evaluator
@@ -22,7 +24,7 @@ from typing import Annotated, Any, Final, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from telemetry.core.messages import Reading
+from telemetry.core.messages import THING_NAME_PATTERN, Reading
 
 RULE_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 DEVICE_THRESHOLD_RULE: Final = "device-thresholds"
@@ -32,6 +34,17 @@ MATCH_KEYS: Final = ("deviceId", "sensorId", "type", "location")
 NODATA_MIN_MS: Final = 60_000
 NODATA_MAX_MS: Final = 7 * 86_400_000
 REPEAT_MIN_MS: Final = 60_000
+OFFLINE_MIN_MS: Final = 30_000
+OFFLINE_MAX_MS: Final = 7 * 86_400_000
+GROUP_FIELDS: Final = ("rule", "location", "type", "deviceId", "severity")
+"""What a notification group may be keyed by: fields every transition carries."""
+WINDOW_MIN_MS: Final = 60_000
+WINDOW_MAX_MS: Final = 86_400_000
+MAX_PER_WINDOW_MIN: Final = 1
+MAX_PER_WINDOW_MAX: Final = 1_000
+FLAP_CHANGES_MIN: Final = 2
+FLAP_CHANGES_MAX: Final = 100
+FILE_SECTIONS: Final = ("rules", "gateways", "notifications")
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -72,6 +85,16 @@ class MatchSpec(BaseModel):
     sensorId: str | None = None  # noqa: N815
     type: str | None = None
     location: str | None = None
+
+
+class FlappingSpec(BaseModel):
+    """When a key's changes of level within `within` reach `changes`, it is
+    flapping: one FLAPPING message, then nothing until it is stable again."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    changes: int = Field(description="Changes of level (2 to 100) that make a key flapping.")
+    within: str = Field(description="The window they are counted in (a duration, 1m to 24h).")
 
 
 class RuleSpec(BaseModel):
@@ -115,14 +138,69 @@ class RuleSpec(BaseModel):
         description="When the value returns inside the levels, keep the alert LATCHED until "
         "an operator resets or acknowledges it.",
     )
+    offline: str | None = Field(
+        None,
+        description="Raise one device-level offline alert when a matched device has been "
+        "disconnected (IoT Core lifecycle events) this long with no connect since "
+        "(a duration from 30s to 7d). Match devices by deviceId only.",
+    )
+    offlineSeverity: Literal["WARNING", "CRITICAL"] = Field(  # noqa: N815 - the file's names
+        "WARNING", description="Severity of the offline alert."
+    )
+    flapping: FlappingSpec | None = Field(
+        None, description="Chattering suppression for this rule's alerts (overrides the default)."
+    )
+
+
+class MembersSpec(BaseModel):
+    """Which devices sit behind a gateway: deviceId glob(s)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    deviceId: str | list[str]  # noqa: N815 - the message's names
+
+
+class GatewaySpec(BaseModel):
+    """A device whose loss explains its members' silence."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    gateway: Annotated[str, StringConstraints(pattern=THING_NAME_PATTERN)] = Field(
+        description="The gateway's deviceId (its thing name)."
+    )
+    members: MembersSpec = Field(description="The devices behind it, by deviceId glob(s).")
+
+
+class NotificationsSpec(BaseModel):
+    """The alarm load operators accept, per group of transitions."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    groupBy: list[Literal["rule", "location", "type", "deviceId", "severity"]] = Field(  # noqa: N815
+        default_factory=list,
+        description="Transition fields that make a group (default: one group for all).",
+    )
+    window: str = Field("10m", description="The sliding window of the budget (1m to 24h).")
+    maxPerWindow: int = Field(  # noqa: N815 - the file's names
+        5, description="Messages published one by one per group per window (1 to 1,000)."
+    )
+    digestEvery: str = Field(  # noqa: N815 - the file's names
+        "2m", description="How often held transitions are sent as a digest (1m up to window)."
+    )
+    flapping: FlappingSpec | None = Field(
+        None, description="Chattering suppression for every rule that sets none."
+    )
 
 
 class RuleFileSpec(BaseModel):
-    """A rule file: a list of rules under `rules`."""
+    """A rule file: a list of rules under `rules`, optionally `gateways` and
+    `notifications` (one file of a set at most)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
     rules: list[RuleSpec] = Field(default_factory=list)
+    gateways: list[GatewaySpec] = Field(default_factory=list)
+    notifications: NotificationsSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +218,49 @@ class Side:
 
 
 @dataclass(frozen=True, slots=True)
+class Flapping:
+    """A key whose changes of level within `within_ms` reach `changes` is flapping."""
+
+    changes: int
+    within_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    """A device (`device_id`) whose loss explains its members' silence: while it
+    is down, its members' offline and no-data alerts are inhibited. `members`
+    are deviceId globs; the gateway is never its own member."""
+
+    device_id: str
+    members: tuple[str, ...]
+
+    def has_member(self, device_id: str) -> bool:
+        return device_id != self.device_id and any(
+            _glob(pattern).match(device_id) for pattern in self.members
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Notifications:
+    """The alarm load operators accept: per group of transitions (keyed by
+    `group_by`, transition fields), at most `max_per_window` published one by
+    one in any `window_ms` (arrival time); the rest are held and sent as a
+    digest at most `digest_every_ms` after the first held one. `flapping` is the
+    default for rules that set none."""
+
+    group_by: tuple[str, ...] = ()
+    window_ms: int = 600_000
+    max_per_window: int = 5
+    digest_every_ms: int = 120_000
+    flapping: Flapping | None = None
+
+
+DEFAULT_NOTIFICATIONS: Final = Notifications()
+"""What a rule file that says nothing of `notifications` gets: with it, a group
+never sends more than 10 messages (5 alone, 5 digests) in any 10 minutes."""
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     """A checked rule, ready for evaluation.
 
@@ -149,7 +270,10 @@ class Rule:
     long a matched sensor may stay silent (in arrival time) before a no-data
     alert of `nodata_severity`. `repeat_ms` is how often operators are
     reminded of an active alert nobody acknowledged; `latch` keeps an alert
-    whose value came back LATCHED until an operator resets it.
+    whose value came back LATCHED until an operator resets it. `offline_ms`,
+    when set, is how long a matched device may stay disconnected before one
+    device-level offline alert of `offline_severity` (matched by deviceId
+    alone). `flapping` is the rule's own chattering suppression.
     """
 
     name: str
@@ -162,6 +286,9 @@ class Rule:
     nodata_severity: Literal["WARNING", "CRITICAL"] = "WARNING"
     repeat_ms: int | None = None
     latch: bool = False
+    offline_ms: int | None = None
+    offline_severity: Literal["WARNING", "CRITICAL"] = "WARNING"
+    flapping: Flapping | None = None
     quiet_low: float = field(init=False)
     quiet_high: float = field(init=False)
 
@@ -177,6 +304,13 @@ class Rule:
     def breaches(self, value: float) -> bool:
         """Whether `value` is past any level of this rule."""
         return value > self.quiet_high or value < self.quiet_low
+
+    def watches_device(self, device_id: str) -> bool:
+        """Whether this rule's offline alert applies to the device: `offline` set
+        and the deviceId glob (if any) matching; other match keys judge readings."""
+        if self.offline_ms is None:
+            return False
+        return all(_glob(p).match(device_id) for k, p in self.match if k == "deviceId")
 
     def matches(self, reading: Reading) -> bool:
         for key, pattern in self.match:
@@ -248,12 +382,46 @@ def _clear_problems(levels: list[tuple[str, float]], h: float) -> Iterable[str]:
 def rule_problems(spec: RuleSpec) -> list[str]:
     """Every reason this rule cannot be evaluated coherently, as `field: message`."""
     problems: list[str] = []
-    if spec.above is None and spec.below is None and spec.nodata is None:
-        problems.append("above/below/nodata: a rule needs above, below, nodata or a mix")
+    if spec.above is None and spec.below is None and spec.nodata is None and spec.offline is None:
+        problems.append(
+            "above/below/nodata/offline: a rule needs above, below, nodata, offline or a mix"
+        )
     problems.extend(_level_problems(spec))
     problems.extend(_timing_problems(spec))
+    problems.extend(_offline_problems(spec))
+    if spec.flapping is not None:
+        problems.extend(f"flapping.{p}" for p in flapping_problems(spec.flapping))
     if spec.latch and spec.above is None and spec.below is None:
         problems.append("latch: only a rule with above or below levels can latch")
+    return problems
+
+
+def _offline_problems(spec: RuleSpec) -> list[str]:
+    if spec.offline is None:
+        return []
+    problems = [
+        f"offline: {p}" for p in _duration_problems(spec.offline, OFFLINE_MIN_MS, OFFLINE_MAX_MS)
+    ]
+    offline_only = spec.above is None and spec.below is None and spec.nodata is None
+    others = [k for k in MATCH_KEYS if k != "deviceId" and getattr(spec.match, k) is not None]
+    if offline_only and others:
+        problems.append(
+            f"match: an offline rule selects devices by deviceId only; {', '.join(others)} "
+            "name readings, which a disconnected device does not send"
+        )
+    return problems
+
+
+def flapping_problems(spec: FlappingSpec) -> list[str]:
+    """What is wrong with a flapping setting, as `field: message`."""
+    problems: list[str] = []
+    if not FLAP_CHANGES_MIN <= spec.changes <= FLAP_CHANGES_MAX:
+        problems.append(
+            f"changes: must be from {FLAP_CHANGES_MIN} to {FLAP_CHANGES_MAX} (got {spec.changes})"
+        )
+    problems.extend(
+        f"within: {p}" for p in _duration_problems(spec.within, WINDOW_MIN_MS, WINDOW_MAX_MS)
+    )
     return problems
 
 
@@ -339,13 +507,75 @@ def compile_rule(spec: RuleSpec) -> Rule:
         nodata_severity=spec.nodataSeverity,
         repeat_ms=parse_duration_ms(spec.repeat) if spec.repeat is not None else None,
         latch=spec.latch,
+        offline_ms=parse_duration_ms(spec.offline) if spec.offline is not None else None,
+        offline_severity=spec.offlineSeverity,
+        flapping=_compile_flapping(spec.flapping),
     )
+
+
+def _compile_flapping(spec: FlappingSpec | None) -> Flapping | None:
+    if spec is None:
+        return None
+    return Flapping(spec.changes, parse_duration_ms(spec.within))
+
+
+def notifications_problems(spec: NotificationsSpec) -> list[str]:
+    """What is wrong with a file's `notifications`, as `field: message`."""
+    problems: list[str] = []
+    if len(set(spec.groupBy)) != len(spec.groupBy):
+        problems.append("groupBy: names a field twice")
+    problems.extend(
+        f"window: {p}" for p in _duration_problems(spec.window, WINDOW_MIN_MS, WINDOW_MAX_MS)
+    )
+    if not MAX_PER_WINDOW_MIN <= spec.maxPerWindow <= MAX_PER_WINDOW_MAX:
+        problems.append(
+            f"maxPerWindow: must be from {MAX_PER_WINDOW_MIN} to {MAX_PER_WINDOW_MAX:,} "
+            f"(got {spec.maxPerWindow})"
+        )
+    digest = _duration_problems(spec.digestEvery, WINDOW_MIN_MS, None)
+    problems.extend(f"digestEvery: {p}" for p in digest)
+    window_ok = not any(p.startswith("window") for p in problems)
+    if (
+        not digest
+        and window_ok
+        and parse_duration_ms(spec.digestEvery) > parse_duration_ms(spec.window)
+    ):
+        problems.append(
+            f"digestEvery: {spec.digestEvery!r} is longer than the window "
+            f"({spec.window!r}); digests come at least once a window"
+        )
+    if spec.flapping is not None:
+        problems.extend(f"flapping.{p}" for p in flapping_problems(spec.flapping))
+    return problems
+
+
+def compile_notifications(spec: NotificationsSpec | None) -> Notifications:
+    """The evaluator's form of a `notifications` that `notifications_problems`
+    found sound; the defaults when the file has none."""
+    if spec is None:
+        return DEFAULT_NOTIFICATIONS
+    return Notifications(
+        group_by=tuple(spec.groupBy),
+        window_ms=parse_duration_ms(spec.window),
+        max_per_window=spec.maxPerWindow,
+        digest_every_ms=parse_duration_ms(spec.digestEvery),
+        flapping=_compile_flapping(spec.flapping),
+    )
+
+
+def compile_gateway(spec: GatewaySpec) -> Gateway:
+    members = spec.members.deviceId
+    return Gateway(spec.gateway, (members,) if isinstance(members, str) else tuple(members))
 
 
 _UNION_TAGS: Final = frozenset({"int", "str", "float", "bool", "function-after"})
 _DURATION_FIELDS: Final = {
     "nodata": "must be a duration such as 5m or 1h",
     "repeat": "must be a duration such as 30m or 1h",
+    "offline": "must be a duration such as 2m or 1h",
+    "within": "must be a duration such as 10m",
+    "window": "must be a duration such as 10m",
+    "digestEvery": "must be a duration such as 2m",
 }
 _TYPE_WORDS: Final = {
     "float_type": "must be a number",
@@ -366,17 +596,29 @@ def _known_keys(model: type[BaseModel]) -> str:
     return ", ".join(f.alias or name for name, f in model.model_fields.items())
 
 
-def _field_words(path: tuple[str, ...], error_type: str, message: str) -> str:
+_NESTED: Final[dict[str, type[BaseModel]]] = {
+    "match": MatchSpec,
+    "above": LevelsSpec,
+    "below": LevelsSpec,
+    "flapping": FlappingSpec,
+    "members": MembersSpec,
+}
+
+
+def _field_words(
+    path: tuple[str, ...], error_type: str, message: str, top: type[BaseModel] = RuleSpec
+) -> str:
     """What is wrong with one field, in the words of the person who wrote it."""
     name = path[-1] if path else ""
     if error_type == "extra_forbidden":
-        nested: dict[str, type[BaseModel]] = {
-            "match": MatchSpec,
-            "above": LevelsSpec,
-            "below": LevelsSpec,
-        }
-        model = nested.get(path[0] if len(path) > 1 else "", RuleSpec)
+        model = _NESTED.get(path[-2], top) if len(path) > 1 else top
         return f"not a setting here (known: {_known_keys(model)})"
+    if (
+        name in _DURATION_FIELDS
+        and error_type in {"string_type", "missing"}
+        and top is not RuleSpec
+    ):
+        return _DURATION_FIELDS[name] if error_type != "missing" else "is required"
     if path == ("for",) and error_type != "missing":
         return "must be a whole number of readings (such as 3) or a duration (such as 5m)"
     if name in _DURATION_FIELDS and len(path) == 1 and error_type != "missing":
@@ -391,12 +633,12 @@ def _field_words(path: tuple[str, ...], error_type: str, message: str) -> str:
     return _TYPE_WORDS.get(error_type, message)
 
 
-def _spec_problems(error: ValidationError) -> list[str]:
+def _spec_problems(error: ValidationError, top: type[BaseModel] = RuleSpec) -> list[str]:
     """One `field: problem` line per field, however many union members pydantic tried."""
     found: dict[tuple[str, ...], str] = {}
     for item in error.errors(include_url=False, include_input=False):
         path = tuple(str(p) for p in item["loc"] if str(p) not in _UNION_TAGS)
-        found.setdefault(path, _field_words(path, item["type"], item["msg"]))
+        found.setdefault(path, _field_words(path, item["type"], item["msg"], top))
     return [f"{'.'.join(path) or '(rule)'}: {words}" for path, words in found.items()]
 
 
@@ -443,9 +685,9 @@ def _file_rules(source: str, raw: Any) -> tuple[list[Any], list[str]]:
     if not isinstance(raw, dict):
         return [], [f"{source}: (file): a rule file must be a mapping with a 'rules:' list"]
     problems = [
-        f"{source}: {key}: not a setting of a rule file (known: rules)"
+        f"{source}: {key}: not a setting of a rule file (known: {', '.join(FILE_SECTIONS)})"
         for key in raw
-        if key != "rules"
+        if key not in FILE_SECTIONS
     ]
     rules = raw.get("rules", [])
     if rules is None:
@@ -454,6 +696,50 @@ def _file_rules(source: str, raw: Any) -> tuple[list[Any], list[str]]:
         problems.append(f"{source}: rules: must be a list of rules (each starting with '- ')")
         return [], problems
     return rules, problems
+
+
+def _file_gateways(source: str, raw: Any) -> tuple[list[Gateway], list[str]]:
+    entries = raw.get("gateways") if isinstance(raw, dict) else None
+    if entries is None:
+        return [], []
+    if not isinstance(entries, list):
+        return [], [f"{source}: gateways: must be a list (each starting with '- gateway:')"]
+    gateways: list[Gateway] = []
+    problems: list[str] = []
+    for index, entry in enumerate(entries):
+        name = entry.get("gateway") if isinstance(entry, dict) else None
+        label = f"gateway {name!r}" if isinstance(name, str) else f"gateway #{index + 1}"
+        try:
+            spec = GatewaySpec.model_validate(entry)
+        except ValidationError as exc:
+            problems.extend(f"{source}: {label}: {p}" for p in _spec_problems(exc, GatewaySpec))
+            continue
+        globs = (
+            [spec.members.deviceId]
+            if isinstance(spec.members.deviceId, str)
+            else (spec.members.deviceId)
+        )
+        if not globs or not all(g.strip() for g in globs):
+            problems.append(f"{source}: {label}: members.deviceId: needs at least one glob")
+            continue
+        gateways.append(compile_gateway(spec))
+    return gateways, problems
+
+
+def _file_notifications(source: str, raw: Any) -> tuple[Notifications | None, list[str]]:
+    entry = raw.get("notifications") if isinstance(raw, dict) else None
+    if entry is None:
+        return None, []
+    try:
+        spec = NotificationsSpec.model_validate(entry)
+    except ValidationError as exc:
+        return None, [
+            f"{source}: notifications: {p}" for p in _spec_problems(exc, NotificationsSpec)
+        ]
+    problems = notifications_problems(spec)
+    if problems:
+        return None, [f"{source}: notifications: {p}" for p in problems]
+    return compile_notifications(spec), []
 
 
 def _without_bad_settings(entry: Any, error: ValidationError) -> RuleSpec | None:
@@ -471,15 +757,32 @@ def _without_bad_settings(entry: Any, error: ValidationError) -> RuleSpec | None
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class RuleDocument:
+    """One rule file, checked: its rules, gateways, and notifications (None
+    when the file says nothing of them)."""
+
+    rules: list[Rule]
+    gateways: list[Gateway]
+    notifications: Notifications | None
+
+
 def parse_rule_file(text: str, source: str) -> list[Rule]:
     """Parse and check one rule file's text; `source` names it in errors. Every
     problem of the file is reported at once: schema and rule-level alike."""
+    return parse_rule_document(text, source).rules
+
+
+def parse_rule_document(text: str, source: str) -> RuleDocument:
+    """Parse and check one rule file, all of its sections; every problem at once."""
     try:
         raw, duplicates = _load_yaml(text)
     except yaml.YAMLError as exc:
         raise RuleFileError([_yaml_problem(source, exc)]) from None
     entries, problems = _file_rules(source, raw)
     problems = [f"{source}: {d}" for d in duplicates] + problems
+    gateways, gateway_problems = _file_gateways(source, raw)
+    notifications, notification_problems = _file_notifications(source, raw)
     rules: list[Rule] = []
     seen: set[str] = set()
     for index, entry in enumerate(entries):
@@ -501,9 +804,10 @@ def parse_rule_file(text: str, source: str) -> list[Rule]:
         problems.extend(f"{source}: {label}: {p}" for p in found)
         if not found:
             rules.append(compile_rule(spec))
+    problems += gateway_problems + notification_problems
     if problems:
         raise RuleFileError(problems)
-    return rules
+    return RuleDocument(rules, gateways, notifications)
 
 
 def rule_files(path: Path) -> list[Path]:
@@ -522,14 +826,62 @@ def rule_files(path: Path) -> list[Path]:
     return [path]
 
 
+class _SetBuilder:
+    """Rule files merged into one set: names unique across files, a gateway
+    listed once, `notifications` set by one file at most."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.rules: list[Rule] = []
+        self.gateways: list[Gateway] = []
+        self.notifications: tuple[Path, Notifications] | None = None
+        self._origin: dict[str, Path] = {}
+        self._gateway_origin: dict[str, Path] = {}
+
+    def add(self, file: Path, loaded: RuleDocument) -> None:
+        for rule in loaded.rules:
+            if rule.name in self._origin:
+                self.problems.append(
+                    f"{file}: rule {rule.name!r}: name: duplicate; already defined in "
+                    f"{self._origin[rule.name]}"
+                )
+            else:
+                self._origin[rule.name] = file
+                self.rules.append(rule)
+        for gateway in loaded.gateways:
+            if gateway.device_id in self._gateway_origin:
+                self.problems.append(
+                    f"{file}: gateway {gateway.device_id!r}: listed twice (also in "
+                    f"{self._gateway_origin[gateway.device_id]})"
+                )
+            else:
+                self._gateway_origin[gateway.device_id] = file
+                self.gateways.append(gateway)
+        if loaded.notifications is not None:
+            if self.notifications is not None:
+                self.problems.append(
+                    f"{file}: notifications: already set in {self.notifications[0]}; "
+                    "one file of a set says how operators are notified"
+                )
+            else:
+                self.notifications = (file, loaded.notifications)
+
+    def build(self) -> RuleSet:
+        return RuleSet(
+            self.rules,
+            gateways=self.gateways,
+            notifications=self.notifications[1] if self.notifications else DEFAULT_NOTIFICATIONS,
+        )
+
+
 def load_rules(paths: Path | Sequence[Path]) -> RuleSet:
     """Load, check and compile every rule under `paths` (a RULES_PATH, or several
     checked as one set), reporting all problems. RulePathError when a path
-    names no file to read, RuleFileError when a file read is not valid."""
-    problems: list[str] = []
+    names no file to read, RuleFileError when a file read is not valid. The
+    set's `notifications` come from the one file that sets them (two files
+    setting them is an error), else the defaults."""
     path_problems: list[str] = []
-    rules: list[Rule] = []
-    origin: dict[str, Path] = {}
+    builder = _SetBuilder()
     files: dict[Path, None] = {}
     for path in [paths] if isinstance(paths, Path) else paths:
         try:
@@ -538,27 +890,19 @@ def load_rules(paths: Path | Sequence[Path]) -> RuleSet:
             path_problems.extend(exc.problems)
     for file in files:
         try:
-            loaded = parse_rule_file(file.read_text(encoding="utf-8"), str(file))
+            loaded = parse_rule_document(file.read_text(encoding="utf-8"), str(file))
         except RuleFileError as exc:
-            problems.extend(exc.problems)
+            builder.problems.extend(exc.problems)
             continue
         except (OSError, UnicodeDecodeError) as exc:
-            problems.append(f"{file}: cannot read: {exc}")
+            builder.problems.append(f"{file}: cannot read: {exc}")
             continue
-        for rule in loaded:
-            if rule.name in origin:
-                problems.append(
-                    f"{file}: rule {rule.name!r}: name: duplicate; already defined in "
-                    f"{origin[rule.name]}"
-                )
-            else:
-                origin[rule.name] = file
-                rules.append(rule)
+        builder.add(file, loaded)
     if path_problems:
-        raise RulePathError(path_problems + problems, path_problems)
-    if problems:
-        raise RuleFileError(problems)
-    return RuleSet(rules)
+        raise RulePathError(path_problems + builder.problems, path_problems)
+    if builder.problems:
+        raise RuleFileError(builder.problems)
+    return builder.build()
 
 
 DURATION_PATTERN: Final = r"^\s*(\d+\s*(ms|s|m|h|d)\s*)+$"
@@ -573,11 +917,22 @@ def rule_file_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Telemetry alert rules"
     rule = schema["$defs"]["RuleSpec"]
-    for name in ("for", "nodata", "repeat"):
+    for name in ("for", "nodata", "repeat", "offline"):
         for variant in rule["properties"][name].get("anyOf", []):
             if variant.get("type") == "string":
                 variant["pattern"] = DURATION_PATTERN
-    rule["anyOf"] = [{"required": [side]} for side in ("above", "below", "nodata")]
+    rule["anyOf"] = [{"required": [side]} for side in ("above", "below", "nodata", "offline")]
+    defs = schema["$defs"]
+    defs["FlappingSpec"]["properties"]["within"]["pattern"] = DURATION_PATTERN
+    defs["FlappingSpec"]["properties"]["changes"] |= {
+        "minimum": FLAP_CHANGES_MIN,
+        "maximum": FLAP_CHANGES_MAX,
+    }
+    notes = defs["NotificationsSpec"]["properties"]
+    for name in ("window", "digestEvery"):
+        notes[name]["pattern"] = DURATION_PATTERN
+    notes["maxPerWindow"] |= {"minimum": MAX_PER_WINDOW_MIN, "maximum": MAX_PER_WINDOW_MAX}
+    notes["groupBy"]["uniqueItems"] = True
     return schema
 
 
@@ -591,8 +946,21 @@ class RuleSet:
 
     _CACHE_LIMIT: Final = 65_536
 
-    def __init__(self, rules: Iterable[Rule]) -> None:
+    def __init__(
+        self,
+        rules: Iterable[Rule],
+        *,
+        gateways: Iterable[Gateway] = (),
+        notifications: Notifications | None = None,
+    ) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
+        self.gateways: tuple[Gateway, ...] = tuple(gateways)
+        self.notifications = notifications
+        """The notification policy in force; None (a set built in code without
+        one) publishes every transition. `load_rules` always sets one."""
+        self.offline_rules: tuple[Rule, ...] = tuple(
+            r for r in self.rules if r.offline_ms is not None
+        )
         names = [r.name for r in self.rules]
         if len(set(names)) != len(names):
             raise RuleFileError(["rule names must be unique"])
@@ -608,6 +976,24 @@ class RuleSet:
     def named(self, name: str) -> Rule | None:
         """The rule of that name in force, if any."""
         return self._by_name.get(name)
+
+    def flapping_for(self, rule: Rule) -> Flapping | None:
+        """The rule's own flapping setting, else the notifications' default."""
+        if rule.flapping is not None:
+            return rule.flapping
+        return self.notifications.flapping if self.notifications is not None else None
+
+    def watching(self, device_id: str) -> tuple[Rule, ...]:
+        """The rules whose offline alert applies to this device, in rule order."""
+        return tuple(r for r in self.offline_rules if r.watches_device(device_id))
+
+    def gateways_of(self, device_id: str) -> tuple[Gateway, ...]:
+        """The gateways this device sits behind."""
+        return tuple(g for g in self.gateways if g.has_member(device_id))
+
+    def gateway(self, device_id: str) -> Gateway | None:
+        """The gateway entry of this device, if it is one."""
+        return next((g for g in self.gateways if g.device_id == device_id), None)
 
     def for_reading(self, reading: Reading) -> tuple[Rule, ...]:
         """The rules that apply; empty when the reading is only to be stored."""
