@@ -192,7 +192,7 @@ def expected_effects(
     """Replay the invocations through the pure core alone."""
     from telemetry.core.alerts import evaluate
     from telemetry.core.messages import parse_message
-    from telemetry.pipeline import mirror_entries
+    from telemetry.core.mirror import mirror_entries
 
     states: dict[str, Any] = {}
     out = []
