@@ -54,6 +54,7 @@ from benchmarks.workload import (
     verdict,
     warning_levels,
 )
+from telemetry.adapters.state_store import due_shard
 from telemetry.core.state import DeviceRecord
 from telemetry.errors import StateConflictError
 
@@ -97,8 +98,14 @@ class MemoryStateStore:
         self._records[record.device_id] = saved
         return saved
 
-    def due_devices(self, now_ms: int, limit: int) -> list[str]:
-        due = [(r.due_ms(), d) for d, r in self._records.items()]
+    def due_devices(
+        self, now_ms: int, limit: int, shards: Sequence[str] | None = None
+    ) -> list[str]:
+        due = [
+            (r.due_ms(), d)
+            for d, r in self._records.items()
+            if shards is None or due_shard(d) in shards
+        ]
         return [d for at, d in sorted((a, d) for a, d in due if a is not None and a <= now_ms)][
             :limit
         ]

@@ -26,6 +26,7 @@ from telemetry.core.messages import (
     ParsedMessage,
     Rejection,
     decode_json,
+    iso_utc,
     parse_message_json,
     parse_time_ms,
 )
@@ -158,3 +159,30 @@ def scheduled_time_ms(event: Any) -> int | None:
         return parse_time_ms(raw)
     except ValueError:
         return None
+
+
+SWEEP_SHARD_SOURCE: Final = "telemetry.sweep"
+"""The `source` of the events the scheduled sweep sends the function itself,
+one per shard of the due index (`{"source", "shard", "time"}`). Only principals
+allowed to invoke the function can send one; a device's message through the
+topic rule always carries its deviceId, so it never passes for one."""
+
+
+def sweep_shard(event: Any) -> tuple[str, int] | None:
+    """The shard and time of a sweep shard event, or None for any other event."""
+    if not isinstance(event, dict) or _from_the_topic_rule(event):
+        return None
+    if event.get("source") != SWEEP_SHARD_SOURCE:
+        return None
+    shard, raw = event.get("shard"), event.get("time")
+    if not isinstance(shard, str) or not isinstance(raw, str):
+        return None
+    try:
+        return shard, parse_time_ms(raw)
+    except ValueError:
+        return None
+
+
+def sweep_shard_event(shard: str, time_ms: int) -> dict[str, Any]:
+    """The event that has one invocation sweep one shard as of `time_ms`."""
+    return {"source": SWEEP_SHARD_SOURCE, "shard": shard, "time": iso_utc(time_ms)}

@@ -14,6 +14,7 @@ the garbage collector waits while the function starts and works
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import time
@@ -27,6 +28,7 @@ from typing import Any
 from telemetry import collector
 from telemetry.adapters.aws import make_client
 from telemetry.adapters.dead_letter import DeadLetterQueue, json_safe
+from telemetry.adapters.fanout import SweepFanOut
 from telemetry.adapters.influxdb import (
     InfluxRecords,
     InfluxWriter,
@@ -38,11 +40,18 @@ from telemetry.adapters.influxdb import (
 )
 from telemetry.adapters.shadow import ShadowMirror
 from telemetry.adapters.sns import AlertPublisher
-from telemetry.adapters.state_store import DynamoStateStore
+from telemetry.adapters.state_store import DEVICE_SHARDS, DynamoStateStore
 from telemetry.adapters.timestream import TimestreamRecords, TimestreamWriter
 from telemetry.core.messages import Rejection, iso_utc
 from telemetry.core.rules import load_rules
-from telemetry.events import direct_messages, scheduled_time_ms, stream_records, stream_source
+from telemetry.events import (
+    direct_messages,
+    scheduled_time_ms,
+    stream_records,
+    stream_source,
+    sweep_shard,
+    sweep_shard_event,
+)
 from telemetry.observability import Logger, Metrics
 from telemetry.pipeline import Outcome, Pipeline, RecordFactory, RecordWriter, event_fingerprint
 from telemetry.settings import Settings, environment_variables
@@ -88,11 +97,15 @@ class Clients:
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
-    """Everything an invocation needs, wired from settings and clients."""
+    """Everything an invocation needs, wired from settings and clients.
+    `fan_out` starts the sweep's shards in parallel invocations (None: the
+    schedule's invocation sweeps them all itself); its Lambda client is made
+    on first use, so only a sweep pays for it."""
 
     settings: Settings
     pipeline: Pipeline
     clock: Callable[[], int]
+    fan_out: Callable[[], SweepFanOut] | None = None
 
 
 def build_runtime(
@@ -126,7 +139,11 @@ def _build_runtime(
         from aws_lambda_powertools import Tracer  # noqa: PLC0415 - ~0.5 s: only when on
 
         Tracer(service=settings.service_name)  # patches botocore: a subsegment per AWS call
-    return Runtime(settings, pipeline, clock or (lambda: time.time_ns() // 1_000_000))
+    fan_out = None
+    if settings.fans_out:
+        name = str(settings.function_name)
+        fan_out = functools.cache(lambda: SweepFanOut(name, make_client("lambda")))
+    return Runtime(settings, pipeline, clock or (lambda: time.time_ns() // 1_000_000), fan_out)
 
 
 def timeseries_store(settings: Settings, clients: Clients) -> tuple[RecordWriter, RecordFactory]:
@@ -325,7 +342,12 @@ def handle(event: Any, rt: Runtime, context: Any = None) -> dict[str, Any]:
     with collector.paused():
         scheduled = scheduled_time_ms(event)
         if scheduled is not None:
+            if rt.fan_out is not None:
+                return fan_out_sweep(scheduled, rt, rt.fan_out())
             return handle_sweep(scheduled, rt, context)
+        shard = sweep_shard(event)
+        if shard is not None:
+            return handle_sweep(shard[1], rt, context, shards=(shard[0],))
         source = stream_source(event)
         if source is not None:
             return handle_batch(event, source, rt, context)
@@ -345,13 +367,39 @@ def _owner(messages: list[Any]) -> str:
         return event_fingerprint(json_safe(messages)[0])
 
 
-def handle_sweep(scheduled_ms: int, rt: Runtime, context: Any = None) -> dict[str, Any]:
-    """The scheduled sweep, judged as of the schedule's time (never later than
-    the function's own clock), so that a late or retried sweep decides the same."""
+def fan_out_sweep(scheduled_ms: int, rt: Runtime, fan_out: SweepFanOut) -> dict[str, Any]:
+    """The schedule's invocation when the sweep runs in parallel: one invocation
+    per shard of the due index, each judging as of the schedule's time. A failure
+    to start any raises, so that the schedule's invocation is retried (a shard
+    swept twice decides the same)."""
+    as_of = min(scheduled_ms, rt.clock())
+    try:
+        started = fan_out.start(sweep_shard_event(shard, as_of) for shard in DEVICE_SHARDS)
+    except Exception:
+        logger.exception("sweep fan-out failed; Lambda will retry it")
+        raise
+    metrics.add_metric("SweepShardsStarted", started)
+    return {"asOf": iso_utc(as_of), "shardsStarted": started}
+
+
+def handle_sweep(
+    scheduled_ms: int,
+    rt: Runtime,
+    context: Any = None,
+    shards: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The scheduled sweep of `shards` (all: None), judged as of the schedule's
+    time (never later than the function's own clock), so that a late or retried
+    sweep decides the same; it takes devices while its invocation has time."""
     now_ms = rt.clock()
     as_of = min(scheduled_ms, now_ms)
     try:
-        outcome = rt.pipeline.sweep(as_of, deadline_ms=deadline_ms(context, now_ms))
+        outcome = rt.pipeline.sweep(
+            as_of,
+            shards=shards,
+            deadline_ms=deadline_ms(context, now_ms),
+            clock=rt.clock,
+        )
     except Exception:
         logger.exception("sweep failed; Lambda will retry it")
         raise

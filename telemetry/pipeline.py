@@ -68,10 +68,18 @@ LEASE_MARGIN_MS: Final = 10 * 1000
 """Added to a known deadline: clocks of two execution environments differ a little."""
 
 MAX_CONFLICT_RETRIES: Final = 8
-SWEEP_LIMIT: Final = 1_500
-"""Devices one sweep handles at most; the rest stay due for the next one. From
-the sweep benchmark (make bench, nodata): raising a silent device takes about
-four AWS calls, so 1,500 take under 60% of the 120 s timeout at 10 ms a call."""
+SWEEP_LIMIT: Final = 5_000
+"""Devices one sweep invocation handles at most; the rest stay due for the next
+one. The deadline bounds it first (SWEEP_RESERVE_MS): raising a silent device
+takes about four AWS calls (make bench, nodata), so at 10 ms a call about 2,500
+fit in one 120 s invocation; with the schedule fanned out over the 16 shards of
+the due index, a sweep reaches 16 times that."""
+SWEEP_BATCH: Final = 200
+"""Devices read, decided and delivered together by a sweep: one index query per
+shard, two BatchGetItem calls, and the time-series writes of the batch."""
+SWEEP_RESERVE_MS: Final = 20_000
+"""What a sweep keeps of its invocation's time when it takes the next batch:
+one batch's work and the release of its claims if the store fails."""
 RECORDS_PER_CALL: Final = 100
 """Records built and handed over per write call, unless the writer says otherwise
 (`RecordWriter.records_per_call`): Timestream's WriteRecords limit."""
@@ -88,9 +96,11 @@ class StateStore(Protocol):
         was written, at its new version."""
         ...
 
-    def due_devices(self, now_ms: int, limit: int) -> list[str]:
+    def due_devices(
+        self, now_ms: int, limit: int, shards: Sequence[str] | None = None
+    ) -> list[str]:
         """Devices whose `DeviceRecord.due_ms` is at or before `now_ms`, the most
-        overdue first, at most `limit`."""
+        overdue first, at most `limit`, from `shards` of the due index (all: None)."""
         ...
 
 
@@ -310,19 +320,47 @@ class Pipeline:
         self,
         now_ms: int,
         *,
+        shards: Sequence[str] | None = None,
         limit: int = SWEEP_LIMIT,
         deadline_ms: int | None = None,
         invocation_id: str | None = None,
+        clock: Callable[[], int] | None = None,
     ) -> Outcome:
         """The scheduled sweep as of `now_ms` (the schedule event's time, so that a
         late or retried sweep decides the same): every device with something due
-        has its silent sensors raised and its stranded outbox entries delivered,
-        through the same conditional commit and outbox as readings."""
+        (in `shards` of the due index, or all) has its silent sensors raised and
+        its stranded outbox entries delivered, through the same conditional
+        commit and outbox as readings.
+
+        Devices are taken SWEEP_BATCH at a time, the most overdue first, while
+        the invocation has more than SWEEP_RESERVE_MS left (by `clock` against
+        `deadline_ms`) and fewer than `limit` were swept: the rest stay due for
+        the next sweep, and a batch once started is always delivered."""
         outcome = Outcome()
-        device_ids = self._store.due_devices(now_ms, limit)
-        outcome.swept = len(device_ids)
+        label = ",".join(shards) if shards is not None else "all"
+        invocation = Invocation.start(f"sweep:{now_ms}:{label}", now_ms, deadline_ms, invocation_id)
+        seen: set[str] = set()
+        while len(seen) < limit:
+            if (
+                clock is not None
+                and deadline_ms is not None
+                and (deadline_ms - clock() < SWEEP_RESERVE_MS)
+            ):
+                break
+            wanted = min(SWEEP_BATCH, limit - len(seen))
+            due = self._store.due_devices(now_ms, len(seen) + wanted, shards)
+            batch = [d for d in due if d not in seen][:wanted]
+            if not batch:
+                break
+            seen.update(batch)
+            self._sweep_batch(batch, now_ms, invocation, outcome)
+        outcome.swept = len(seen)
+        return outcome
+
+    def _sweep_batch(
+        self, device_ids: list[str], now_ms: int, invocation: Invocation, outcome: Outcome
+    ) -> None:
         records = self._store.load_many(device_ids)
-        invocation = Invocation.start(f"sweep:{now_ms}", now_ms, deadline_ms, invocation_id)
         deliveries: list[_Delivery] = []
         for device_id in device_ids:
 
@@ -337,7 +375,6 @@ class Pipeline:
 
             self._commit_device(records[device_id], decide, invocation, outcome, deliveries)
         self._deliver_all({}, deliveries, outcome)
-        return outcome
 
     def quarantine(self, items: Sequence[dict[str, Any]]) -> None:
         """Send items to the dead-letter queue (an entry point's own rejections)."""

@@ -111,6 +111,15 @@ class Settings(BaseModel):
         | None
     ) = Field(None, validation_alias="POWERTOOLS_LOG_LEVEL")
 
+    sweep_fan_out: Literal["parallel", "inline"] = Field("inline", validation_alias="SWEEP_FAN_OUT")
+    """parallel: the schedule's invocation starts one invocation per shard of the
+    due index (the template's choice); inline: it sweeps every shard itself
+    (local runs)."""
+    function_name: str | None = Field(
+        None, validation_alias="AWS_LAMBDA_FUNCTION_NAME", json_schema_extra=_OPTIONAL
+    )
+    """Set by Lambda: what a parallel sweep invokes."""
+
     # The time-series store: Timestream for LiveAnalytics (as before) or InfluxDB
     # (Amazon Timestream for InfluxDB, or any InfluxDB 1.x/2/3 speaking line protocol).
     timeseries_store: Literal["timestream", "influxdb"] = Field(
@@ -188,6 +197,11 @@ class Settings(BaseModel):
         """A remote store always needs a token; a local one (loopback) may run without auth."""
         host = urlsplit(self.influxdb_url or "").hostname
         return host is not None and not _is_loopback(host)
+
+    @property
+    def fans_out(self) -> bool:
+        """Whether the scheduled sweep fans out (deployed, and asked to)."""
+        return self.sweep_fan_out == "parallel" and bool(self.function_name)
 
     @property
     def tracing(self) -> bool:

@@ -62,6 +62,7 @@ KIND_BY_TYPE = {
     "AWS::DynamoDB::Table": "dynamodb-table",
     "AWS::SQS::Queue": "sqs-queue",
     "AWS::Kinesis::Stream": "kinesis-stream",
+    "AWS::Lambda::Function": "lambda-function",
 }
 
 # Parameters that name a resource created outside the stack (granted by ARN).
@@ -84,6 +85,8 @@ CALLS: dict[tuple[str, str], tuple[str, str]] = {
     ("dynamodb", "Query"): ("dynamodb:Query", "dynamodb-index"),
     ("iot-data", "UpdateThingShadow"): ("iot:UpdateThingShadow", "iot-thing"),
     ("sqs", "SendMessage"): ("sqs:SendMessage", "sqs-queue"),
+    # The sweep's fan-out: the function invokes itself, once per shard.
+    ("lambda", "Invoke"): ("lambda:InvokeFunction", "lambda-function"),
     ("sqs", "SendMessageBatch"): ("sqs:SendMessage", "sqs-queue"),
     ("secretsmanager", "GetSecretValue"): (
         "secretsmanager:GetSecretValue",

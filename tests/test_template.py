@@ -69,6 +69,7 @@ EXPECTED_GRANTS = {
     ("kinesis:GetShardIterator", "kinesis-stream"),
     ("kinesis:ListShards", "kinesis-stream"),
     ("secretsmanager:GetSecretValue", "secretsmanager-secret"),
+    ("lambda:InvokeFunction", "lambda-function"),
 }
 TARGET_BY_KIND = {
     "timestream-table": "TelemetryTable",
@@ -78,6 +79,7 @@ TARGET_BY_KIND = {
     "sqs-queue": "DeadLetterQueue",
     "kinesis-stream": "TelemetryStream",
     "secretsmanager-secret": "InfluxDBTokenSecretArn",
+    "lambda-function": "TelemetryFunction",
     "iot-thing": "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:thing/*/${ShadowName}",
     "*": "*",
 }

@@ -20,7 +20,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -42,8 +42,10 @@ DUE_INDEX: Final = "due"
 partition key `dueShard` (S), sort key `dueAt` (N, epoch ms), keys only."""
 DUE_SHARDS: Final = 16
 """`dueShard` is one of this many values, from a hash of the deviceId: the sweep
-reads that many index partitions, none of them hot. Fixed: changing it would
-hide the items written under the old count until they are written again."""
+reads that many index partitions, none of them hot, each in an invocation of its
+own. Fixed: changing it would hide the items written under the old count until
+they are written again."""
+DEVICE_SHARDS: Final = tuple(str(n) for n in range(DUE_SHARDS))
 _BATCH_GET_LIMIT: Final = 100
 _UNPROCESSED_ATTEMPTS: Final = 8
 _BACKOFF_BASE_S: Final = 0.05
@@ -231,11 +233,15 @@ class DynamoStateStore:
                 return
             request["ExclusiveStartKey"] = last
 
-    def due_devices(self, now_ms: int, limit: int) -> list[str]:
+    def due_devices(
+        self, now_ms: int, limit: int, shards: Sequence[str] | None = None
+    ) -> list[str]:
         """Devices the sweep has something to do for as of `now_ms`, the most
-        overdue of each shard first, at most `limit` (the rest stay due for the
-        next sweep). Reads the sparse index: never the table."""
-        per_shard = {shard: self._due_in(str(shard), now_ms, limit) for shard in range(DUE_SHARDS)}
+        overdue of each shard (of `shards`, or all DEVICE_SHARDS) first, at most
+        `limit` (the rest stay due for the next sweep). Reads the sparse index:
+        never the table."""
+        wanted = DEVICE_SHARDS if shards is None else tuple(shards)
+        per_shard = {shard: self._due_in(shard, now_ms, limit) for shard in wanted}
         out: list[str] = []
         while len(out) < limit and any(per_shard.values()):
             for devices in per_shard.values():
