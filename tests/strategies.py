@@ -10,13 +10,16 @@ from __future__ import annotations
 import itertools
 import json
 import string
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from hypothesis import strategies as st
 
+from telemetry.core.alerts import Severity, Status, Transition
 from telemetry.core.messages import MAX_FUTURE_MS, Reading
-from telemetry.core.rules import Rule, RuleSpec, compile_rule
+from telemetry.core.rules import GROUP_FIELDS, Notifications, Rule, RuleSpec, compile_rule
 
 # 2025-11-27T10:00:00Z: the clock every test injects as `now_ms`.
 NOW_MS = 1_764_237_600_000
@@ -462,3 +465,76 @@ def json_texts(draw: st.DrawFn) -> bytes:
     elif damage == "trailing":
         raw += b" x"
     return raw
+
+
+# --- transitions and the notification budget --------------------------------
+
+NOTIFY_DEVICES = ("pump-1", "pump-2", "line3-a")
+NOTIFY_RULES = ("hot", "cold")
+NOTIFY_LOCATIONS = (None, "line-3", "line-4")
+NOTIFY_TYPES = (None, "temperature")
+
+
+@st.composite
+def transitions(
+    draw: st.DrawFn, statuses: Sequence[Status] | None = None, time_ms: int = NOW_MS
+) -> Transition:
+    """Transitions of a few devices, rules, locations and types: every status
+    (operators' actions too), sometimes muted (snoozed)."""
+    status = draw(st.sampled_from(list(statuses or Status)))
+    severity = draw(st.sampled_from(list(Severity)))
+    previous = draw(st.sampled_from(list(Severity)))
+    device = draw(st.sampled_from(NOTIFY_DEVICES))
+    rule = draw(st.sampled_from(NOTIFY_RULES))
+    since = time_ms - draw(st.integers(0, 3_600_000))
+    return Transition(
+        alert_id=f"{device}-{rule}-{since}",
+        status=status,
+        severity=severity,
+        previous_severity=previous,
+        device_id=device,
+        sensor_id=draw(st.sampled_from(SENSOR_IDS)),
+        rule=rule,
+        value=draw(st.none() | st.integers(-100, 100).map(float)),
+        threshold=None,
+        time_ms=time_ms + draw(st.integers(0, 10_000_000)),
+        since_ms=since,
+        direction="above",
+        type=draw(st.sampled_from(NOTIFY_TYPES)),
+        location=draw(st.sampled_from(NOTIFY_LOCATIONS)),
+        muted=draw(st.integers(0, 9)) == 0,
+    )
+
+
+def notification_settings() -> st.SearchStrategy[Notifications]:
+    """Notification policies within the file's ranges, small budgets included."""
+    return st.builds(
+        lambda group_by, window, per_window, every: Notifications(
+            tuple(group_by), window, per_window, min(every, window)
+        ),
+        st.lists(st.sampled_from(GROUP_FIELDS), unique=True, max_size=3),
+        st.sampled_from((60_000, 600_000, 3_600_000)),
+        st.integers(1, 12),
+        st.sampled_from((60_000, 120_000, 600_000)),
+    )
+
+
+@st.composite
+def arrival_batches(draw: st.DrawFn, max_batches: int = 30) -> list[tuple[int, list[Transition]]]:
+    """Invocations' arrival times (increasing, bursts and lulls) with the
+    transitions each delivers, each transition once (unique keys)."""
+    gaps = draw(
+        st.lists(
+            st.one_of(st.integers(0, 5_000), st.integers(5_000, 900_000)),
+            min_size=1,
+            max_size=max_batches,
+        )
+    )
+    times = list(itertools.accumulate(gaps, initial=NOW_MS))[1:]
+    batches: list[tuple[int, list[Transition]]] = []
+    serial = itertools.count()
+    for at in times:
+        batch = draw(st.lists(transitions(time_ms=at), max_size=8))
+        # A distinct time per transition: a distinct key, as the evaluator makes them.
+        batches.append((at, [replace(t, time_ms=at + next(serial)) for t in batch]))
+    return batches
