@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, TextIO
 
 from telemetry.core.alerts import AlertState, Severity, StateKey, Status, Transition, evaluate
+from telemetry.core.load import AlarmLoad
 from telemetry.core.messages import (
     LATEST_MS,
     MessageRejectedError,
@@ -357,6 +358,62 @@ def summarize(result: Result, rules: RuleSet, *, flap_window_ms: int) -> list[Ru
         summary.critical += critical
         summary.alert_ms += max(0, end_ms - raised.time_ms)
     return list(summaries.values())
+
+
+def write_json(
+    result: Result, summaries: Sequence[RuleSummary], load: AlarmLoad, stream: TextIO
+) -> None:
+    """One JSON document: the transitions (SNS bodies), the per-rule summary,
+    the alarm load, and what the input held."""
+    document = {
+        "transitions": [t.to_json() for t in result.transitions],
+        "summary": [
+            {
+                "rule": s.rule,
+                "episodes": s.episodes,
+                "reachedCritical": s.critical,
+                "stillOpen": s.still_open,
+                "timeInAlertSeconds": s.alert_ms / 1000,
+                "flaps": s.flaps,
+            }
+            for s in summaries
+        ],
+        "alarmLoad": load.to_json(),
+        "input": {
+            "lines": result.lines,
+            "files": result.files,
+            "messages": result.messages,
+            "readings": result.readings,
+            "devices": result.devices,
+            "rejected": sum(result.rejected.values()),
+            "badLines": result.bad_lines,
+            "late": result.late,
+            "notEvaluated": result.not_evaluated,
+        },
+    }
+    json.dump(document, stream, indent=2)
+    stream.write("\n")
+
+
+def render_load(load: AlarmLoad, screen: Screen) -> None:
+    """The alarm load as the standards measure it, with the rules' notifications."""
+    screen.heading("Alarm load operators would have had (ISA-18.2 / EEMUA 191)")
+    digests = f" ({plural(load.digests, 'digest')})" if load.digests else ""
+    screen.line(
+        f"Messages: {load.messages}{digests}; most in any 10 minutes: {load.max_in_10_minutes} "
+        f"(a flood is more than 10); 10-minute windows in flood: {load.flood_share:.0%}"
+    )
+    screen.line(
+        f"Chattering alarms (3 or more raised within 60 s): {load.chattering_keys}; "
+        f"standing (active over 24 h at the end): {load.standing}"
+    )
+    if load.bad_actors:
+        screen.line("Bad actors (the alarms that sent the most):")
+        screen.table(
+            ("device", "sensor", "rule", "messages"),
+            [[b.device_id, b.sensor_id, b.rule, b.messages] for b in load.bad_actors],
+            numeric=(3,),
+        )
 
 
 def write_jsonl(transitions: Iterable[Transition], stream: TextIO) -> None:

@@ -205,9 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backtest.add_argument(
         "--format",
-        choices=("table", "jsonl"),
+        choices=("table", "jsonl", "json"),
         default="table",
-        help="table (default), or jsonl: one alert per line as SNS sends it, the summary on stderr",
+        help="table (default); jsonl: one alert per line as SNS sends it, the summary on "
+        "stderr; json: one document with the transitions, the per-rule summary and the "
+        "alarm load",
     )
     backtest.add_argument(
         "--flap-window",
@@ -358,6 +360,7 @@ def load_rules_or_fail(path: Path) -> RuleSet:
 
 def _run_backtest(args: argparse.Namespace) -> int:
     from telemetry import backtest  # noqa: PLC0415
+    from telemetry.core.load import alarm_load  # noqa: PLC0415
 
     rules = load_rules_or_fail(args.rules)
     try:
@@ -371,13 +374,19 @@ def _run_backtest(args: argparse.Namespace) -> int:
     except backtest.InputError as exc:
         raise UserError(str(exc)) from None
     summaries = backtest.summarize(result, rules, flap_window_ms=args.flap_window)
-    if args.format == "jsonl":
+    load = alarm_load(result.transitions, rules.notifications, result.first_ms, result.last_ms)
+    if args.format == "json":
+        backtest.write_json(result, summaries, load, sys.stdout)
+    elif args.format == "jsonl":
         backtest.write_jsonl(result.transitions, sys.stdout)
-        backtest.render_summary(result, summaries, Screen(sys.stderr, plain=True), args)
+        screen = Screen(sys.stderr, plain=True)
+        backtest.render_summary(result, summaries, screen, args)
+        backtest.render_load(load, screen)
     else:
         screen = Screen(sys.stdout)
         backtest.render_transitions(result.transitions, screen)
         backtest.render_summary(result, summaries, screen, args)
+        backtest.render_load(load, screen)
     if result.messages == 0 and result.bad_lines:
         raise UserError("no usable message in the input", exit_code=FAILED)
     return 0
