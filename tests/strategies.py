@@ -16,7 +16,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from telemetry.core.messages import MAX_FUTURE_MS, Reading
-from telemetry.core.rules import Rule, RuleSpec, compile_rule
+from telemetry.core.rules import Flapping, Rule, RuleSpec, compile_rule
 
 # 2025-11-27T10:00:00Z: the clock every test injects as `now_ms`.
 NOW_MS = 1_764_237_600_000
@@ -462,3 +462,37 @@ def json_texts(draw: st.DrawFn) -> bytes:
     elif damage == "trailing":
         raw += b" x"
     return raw
+
+
+# --- chattering ------------------------------------------------------------------
+
+CHATTER_VALUES = (70.0, 80.0, 95.0)
+"""OK, WARNING and CRITICAL under levels of 75 and 90."""
+FLAPPING_WINDOWS_MS = (60_000, 5 * 60_000, 10 * 60_000, 20 * 60_000)
+
+
+@st.composite
+def chattering_histories(draw: st.DrawFn) -> tuple[Flapping, list[tuple[str, int, float]]]:
+    """A flapping setting, and one sensor's readings with the sweeps between them,
+    in time order, as ("reading" | "sweep", time, value): bursts of changes seconds
+    apart, quiet stretches longer than the window, silences long enough for a
+    no-data alert of 5 minutes."""
+    setting = Flapping(
+        draw(st.integers(min_value=2, max_value=6)), draw(st.sampled_from(FLAPPING_WINDOWS_MS))
+    )
+    steps = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(("reading", "reading", "sweep")),
+                st.one_of(st.integers(1_000, 90_000), st.integers(5 * 60_000, 40 * 60_000)),
+                st.sampled_from(CHATTER_VALUES),
+            ),
+            max_size=50,
+        )
+    )
+    at = NOW_MS
+    history = []
+    for what, gap, value in steps:
+        at += gap
+        history.append((what, at, value))
+    return setting, history
