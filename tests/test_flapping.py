@@ -398,6 +398,19 @@ def test_the_watch_is_bounded_by_the_setting() -> None:
     assert len(state[KEY].flaps["threshold"].changes) == 4
 
 
+def test_the_largest_watch_stays_a_small_part_of_a_dynamodb_item() -> None:
+    # Given the largest setting (100 changes within 24h) and a key changing 150 times
+    rules = rules_for(Flapping(100, 86_400_000))
+    state: dict[StateKey, AlertState] = {}
+    for i, value in enumerate(CHATTER * 38):
+        state, _ = feed(state, value, NOW + i * 1_000, rules)
+
+    # Then its watch keeps 100 changes, in about 3 KB of the item's 400 KB
+    watch_json = json.dumps(state[KEY].to_json()["flaps"], separators=(",", ":"))
+    assert len(state[KEY].flaps["threshold"].changes) == 100
+    assert len(watch_json.encode()) < 4_096
+
+
 def test_flapping_transitions_survive_the_outbox() -> None:
     # Given a FLAPPING and the suppressed change beside it
     _, history = chatter()
