@@ -73,10 +73,11 @@ INFLUXQL: Final = {
         "AND \"direction\" != 'nodata' AND $timeFilter "
         'GROUP BY "deviceId", "sensorId", "rule"'
     ),
+    # A FLAPPING's severity is the worst of its window, not a level the alert is at.
     "active": (
         'SELECT last("severity") AS "severity", last("value") AS "value", '
         'last("threshold") AS "threshold", last("since") AS "since", last("alertId") AS "alertId" '
-        f'FROM "alert" WHERE time > now() - {ACTIVE_WINDOW} '
+        f'FROM "alert" WHERE time > now() - {ACTIVE_WINDOW} AND "status" != \'FLAPPING\' '
         'GROUP BY "deviceId", "sensorId", "rule", "direction"'
     ),
     "annotations": (
@@ -127,7 +128,7 @@ TIMESTREAM_SQL: Final = {
         "max_by(value, time) AS value, max_by(threshold, time) AS threshold, "
         "min(since) AS since, alertId "
         f"FROM {_TS_FROM} WHERE measure_name = 'alert' AND time > ago({ACTIVE_WINDOW}) "
-        "GROUP BY alertId HAVING max_by(severity, time) <> 'OK'"
+        "AND status <> 'FLAPPING' GROUP BY alertId HAVING max_by(severity, time) <> 'OK'"
     ),
     "annotations": (
         "SELECT time, status, severity, sensorId, rule, value, threshold "

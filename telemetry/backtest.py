@@ -27,6 +27,11 @@ Rules with `nodata` also report the no-data episodes the history shows: gaps
 in arrival (the lines' receivedAt, or the readings' own time when a line has
 none) longer than the window, raised when the window ran out and resolved by
 the next reading.
+
+Rules with `flapping` (or a default in `notifications`) go through the same
+flapping watch as the function: a chattering key's changes are all listed,
+those held back marked `suppressed`, with its FLAPPING and the STABLE an ideal
+sweep would send at the end of each quiet period (up to the last reading).
 """
 
 from __future__ import annotations
@@ -41,7 +46,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, TextIO
 
-from telemetry.core.alerts import AlertState, Severity, StateKey, Status, Transition, evaluate
+from telemetry.core.alerts import (
+    AlertState,
+    Evaluation,
+    Severity,
+    StateKey,
+    Status,
+    Transition,
+    evaluate,
+)
+from telemetry.core.flapping import quieted, watch
 from telemetry.core.load import AlarmLoad
 from telemetry.core.messages import (
     LATEST_MS,
@@ -236,8 +250,13 @@ class _Replay:
             result.first_ms, result.last_ms = min(times), max(times)
         found: list[list[Transition]] = []
         states: dict[str, dict[StateKey, AlertState]] = {}
+        flapping = _sets_flapping(rules)
+        watched: dict[str, dict[StateKey, AlertState]] = {}
         for device_id, readings in groups:
             evaluation = evaluate(readings, states.get(device_id, {}), rules)
+            if flapping:
+                evaluation = watch(evaluation, rules)
+                watched[device_id] = evaluation.state
             if self.arrival:
                 states[device_id] = evaluation.state
             result.late += evaluation.late
@@ -246,13 +265,52 @@ class _Replay:
         if self.nodata:
             heard = [(received or r.time_ms, r) for received, rs in self.heard for r in rs]
             end_ms = max((at for at, _ in heard), default=result.last_ms or 0)
-            found.append(silences_in(heard, rules, end_ms))
+            silences = silences_in(heard, rules, end_ms)
+            if flapping:
+                silences = _watched(silences, watched, rules)
+            found.append(silences)
+        if flapping:
+            found.append(_settled(watched, rules, result.last_ms or 0))
         result.devices = len(states) if self.arrival else len(self.by_device)
         ordered = [
             (t.time_ms, t.device_id, i, t) for i, t in enumerate(t for ts in found for t in ts)
         ]
         result.transitions = [t for *_, t in sorted(ordered, key=lambda x: x[:3])]
         return result
+
+
+def _sets_flapping(rules: RuleSet) -> bool:
+    default = rules.notifications.flapping if rules.notifications is not None else None
+    return default is not None or any(r.flapping is not None for r in rules.rules)
+
+
+def _watched(
+    transitions: list[Transition], states: dict[str, dict[StateKey, AlertState]], rules: RuleSet
+) -> list[Transition]:
+    """Flapping applied to transitions found apart from the readings' (no-data
+    episodes), device by device, with the watch the readings left."""
+    by_device: dict[str, list[Transition]] = defaultdict(list)
+    for t in sorted(transitions, key=lambda t: t.time_ms):
+        by_device[t.device_id].append(t)
+    out: list[Transition] = []
+    for device_id, found in sorted(by_device.items()):
+        evaluation = watch(Evaluation(states.get(device_id, {}), found), rules)
+        states[device_id] = evaluation.state
+        out += evaluation.transitions
+    return out
+
+
+def _settled(
+    states: dict[str, dict[StateKey, AlertState]], rules: RuleSet, end_ms: int
+) -> list[Transition]:
+    """The STABLE an ideal sweep would send by the end of the input, for every
+    key still flapping then."""
+    out: list[Transition] = []
+    for device_id, state in sorted(states.items()):
+        stable = quieted(device_id, state, end_ms)
+        if stable:
+            out += watch(Evaluation(state, stable), rules).transitions
+    return out
 
 
 def replay(

@@ -19,7 +19,14 @@ from hypothesis import strategies as st
 
 from telemetry.core.alerts import Severity, Status, Transition
 from telemetry.core.messages import MAX_FUTURE_MS, Reading
-from telemetry.core.rules import GROUP_FIELDS, Notifications, Rule, RuleSpec, compile_rule
+from telemetry.core.rules import (
+    GROUP_FIELDS,
+    Flapping,
+    Notifications,
+    Rule,
+    RuleSpec,
+    compile_rule,
+)
 
 # 2025-11-27T10:00:00Z: the clock every test injects as `now_ms`.
 NOW_MS = 1_764_237_600_000
@@ -538,3 +545,37 @@ def arrival_batches(draw: st.DrawFn, max_batches: int = 30) -> list[tuple[int, l
         # A distinct time per transition: a distinct key, as the evaluator makes them.
         batches.append((at, [replace(t, time_ms=at + next(serial)) for t in batch]))
     return batches
+
+
+# --- chattering ------------------------------------------------------------------
+
+CHATTER_VALUES = (70.0, 80.0, 95.0)
+"""OK, WARNING and CRITICAL under levels of 75 and 90."""
+FLAPPING_WINDOWS_MS = (60_000, 5 * 60_000, 10 * 60_000, 20 * 60_000)
+
+
+@st.composite
+def chattering_histories(draw: st.DrawFn) -> tuple[Flapping, list[tuple[str, int, float]]]:
+    """A flapping setting, and one sensor's readings with the sweeps between them,
+    in time order, as ("reading" | "sweep", time, value): bursts of changes seconds
+    apart, quiet stretches longer than the window, silences long enough for a
+    no-data alert of 5 minutes."""
+    setting = Flapping(
+        draw(st.integers(min_value=2, max_value=6)), draw(st.sampled_from(FLAPPING_WINDOWS_MS))
+    )
+    steps = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(("reading", "reading", "sweep")),
+                st.one_of(st.integers(1_000, 90_000), st.integers(5 * 60_000, 40 * 60_000)),
+                st.sampled_from(CHATTER_VALUES),
+            ),
+            max_size=50,
+        )
+    )
+    at = NOW_MS
+    history = []
+    for what, gap, value in steps:
+        at += gap
+        history.append((what, at, value))
+    return setting, history

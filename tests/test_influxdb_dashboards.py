@@ -278,6 +278,50 @@ def test_no_data_alerts_are_listed_apart_and_draw_no_level(influxd: Influxd) -> 
     influxd.query(f'DROP DATABASE "{database}"')
 
 
+def test_flapping_and_stable_are_not_drawn_as_levels(influxd: Influxd) -> None:
+    # Given a key that flapped: its last change (DEESCALATED to WARNING, held back) and
+    # the FLAPPING beside it, at the same time, with the most severe level of its window
+    database = influxd.create_database("dashboards_flapping")
+    now = (time.time_ns() // 1_000_000) // 1000 * 1000
+    hot = _transition(Status.RAISED, Severity.CRITICAL, "above", 95.0, 90.0, now - 300_000)
+    held = replace(
+        hot,
+        status=Status.DEESCALATED,
+        severity=Severity.WARNING,
+        previous_severity=Severity.CRITICAL,
+        value=80.0,
+        threshold=90.0,
+        time_ms=now - 200_000,
+        muted=True,
+        suppressed="flapping",
+    )
+    flapping = replace(
+        held,
+        status=Status.FLAPPING,
+        severity=Severity.CRITICAL,
+        threshold=None,
+        muted=False,
+        suppressed=None,
+        changes=4,
+        within_ms=600_000,
+    )
+    lines = [InfluxRecords().alert(t).line for t in (hot, held, flapping)]
+    assert influxd.write(database, "\n".join(lines))[0] == 204
+
+    # When the dashboards' queries run
+    levels = influxd.rows(database, grafana(build.INFLUXQL["levels"], "boiler-3", "temp-1"))
+    active = influxd.rows(database, grafana(build.INFLUXQL["active"]))
+    history = influxd.rows(database, grafana(build.INFLUXQL["annotations"], "boiler-3"))
+
+    # Then the levels are those the changes crossed, none from the FLAPPING
+    assert sorted(r["threshold"] for r in levels) == [90, 90]
+    # and the alert is active at its level, not at the FLAPPING's severity
+    assert [r["severity"] for r in active] == ["WARNING"]
+    # and the history shows all three, each under its status
+    assert sorted(r["status"] for r in history) == ["DEESCALATED", "FLAPPING", "RAISED"]
+    influxd.query(f'DROP DATABASE "{database}"')
+
+
 def _transition(
     status: Status, severity: Severity, direction: str, value: float, threshold: float, at: int
 ) -> Transition:

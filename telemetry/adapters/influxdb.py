@@ -213,6 +213,11 @@ class InfluxRecords:
             for name, text in (("by", transition.by), ("note", transition.note))
             if text
         ]
+        # A change flapping held back is history all the same: the point says so.
+        if transition.suppressed:
+            fields.append(f"suppressed={string_field(transition.suppressed)}")
+        if transition.changes is not None:
+            fields.append(f"changes={transition.changes}i")
         fields.append(f"since={transition.since_ms}i")
         line = f"{ALERT_MEASUREMENT}{tags} {','.join(fields)} {transition.time_ms}"
         return Point(line, problem)

@@ -2,9 +2,10 @@
 
 Message attributes drive subscription filter policies: `severity` (CRITICAL
 when either side of the change is CRITICAL, so a CRITICAL-only subscriber gets
-the raise and its resolution), `status`, `deviceId`, `rule` and `sensorType`
-when known. On a FIFO topic the deduplication id, derived from alertId, status
-and time, drops a re-sent duplicate.
+the raise and its resolution, and a flapping key's FLAPPING and STABLE),
+`status`, `deviceId`, `rule` and `sensorType` when known. On a FIFO topic the
+deduplication id, derived from alertId, status and time, drops a re-sent
+duplicate.
 """
 
 from __future__ import annotations
@@ -73,6 +74,12 @@ def subject(transition: Transition) -> str:
         text = f"{where} {what} {_ACTED[transition.status]}{until}{by} {rule}"
     elif transition.status is Status.LATCHED:
         text = f"{where} {what} back within its levels{value}, latched until reset {rule}"
+    elif transition.status is Status.FLAPPING:
+        count = f"{transition.changes} changes" if transition.changes else "changes"
+        within = _window((transition.within_ms or 0) / 1000)
+        text = f"{where} {what} flapping: {count} in {within} {rule}"
+    elif transition.status is Status.STABLE:
+        text = f"{where} {what} stable at {transition.severity.name} {rule}"
     elif transition.status is Status.REMINDER:
         still = f"silent for {_window(transition.threshold)}" if nodata else severity
         text = f"{where} {what} still {still}{'' if nodata else value} {rule}"

@@ -70,6 +70,11 @@ def alert_record(transition: Transition) -> dict[str, Any]:
         if text:
             cut = text.encode()[:MAX_TEXT_MEASURE_BYTES].decode("utf-8", "ignore")
             measures.append({"Name": name, "Value": cut, "Type": "VARCHAR"})
+    # A change flapping held back is history all the same: the record says so.
+    if transition.suppressed:
+        measures.append({"Name": "suppressed", "Value": transition.suppressed, "Type": "VARCHAR"})
+    if transition.changes is not None:
+        measures.append({"Name": "changes", "Value": str(transition.changes), "Type": "BIGINT"})
     return {
         "Dimensions": _dimensions(
             [

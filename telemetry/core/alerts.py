@@ -249,6 +249,77 @@ class Silence:
 
 
 @dataclass(frozen=True, slots=True)
+class Flap:
+    """The chattering watch over one kind of alert on a key (its threshold
+    alert, its no-data alert), kept by telemetry.core.flapping.
+
+    `changes` are its recent changes of level as (time, the more severe side
+    of the change), oldest first: at most the rule's `changes` of them, none
+    `within_ms` or more older than the newest. `flapping` says the key is
+    chattering: its changes are history, not messages, until it has made none
+    for `within_ms` (the setting when it was recorded). `worst` is the most
+    severe level since it started flapping (STABLE's routing severity).
+    `alert_id`, `since_ms`, `direction` and the labels are those of the last
+    change: what a STABLE says when no episode is active any more.
+    """
+
+    changes: tuple[tuple[int, Severity], ...]
+    within_ms: int
+    flapping: bool = False
+    worst: Severity = Severity.OK
+    alert_id: str | None = None
+    since_ms: int | None = None
+    direction: str = "above"
+    type: str | None = None
+    location: str | None = None
+    unit: str | None = None
+
+    @property
+    def last_ms(self) -> int:
+        """The time of the newest change recorded."""
+        return max((at for at, _ in self.changes), default=-1)
+
+    @property
+    def quiet_ms(self) -> int:
+        """When the key will have made no change of level for `within_ms`."""
+        return self.last_ms + self.within_ms
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "changes": [[at, severity.name] for at, severity in self.changes],
+            "within": self.within_ms,
+        }
+        if self.flapping:
+            out |= {"flapping": True, "worst": self.worst.name}
+        last = (
+            ("alertId", self.alert_id),
+            ("since", self.since_ms),
+            ("direction", self.direction),
+            ("type", self.type),
+            ("location", self.location),
+            ("unit", self.unit),
+        )
+        out.update({k: v for k, v in last if v is not None})
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Flap:
+        since = raw.get("since")
+        return cls(
+            changes=tuple((int(at), Severity[name]) for at, name in raw.get("changes", ())),
+            within_ms=int(raw["within"]),
+            flapping=bool(raw.get("flapping", False)),
+            worst=Severity[raw.get("worst", "OK")],
+            alert_id=raw.get("alertId"),
+            since_ms=int(since) if since is not None else None,
+            direction=raw.get("direction", "above"),
+            type=raw.get("type"),
+            location=raw.get("location"),
+            unit=raw.get("unit"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class AlertState:
     """What is known of one (sensor, rule) on a device.
 
@@ -262,7 +333,9 @@ class AlertState:
     Operators' state: `latched` (the value came back, the alert waits for a
     reset) and `attention` (acknowledgement, reminders) belong to the
     threshold episode; `snoozed_until_ms` with `heard` (what operators had
-    heard when they snoozed it) and `disabled` belong to the key.
+    heard when they snoozed it) and `disabled` belong to the key, and so do
+    `flaps`: per kind of alert (see telemetry.core.flapping), its chattering
+    watch, present only where a flapping setting applies.
     """
 
     severity: Severity = Severity.OK
@@ -278,6 +351,7 @@ class AlertState:
     snoozed_until_ms: int | None = None
     heard: Heard | None = None
     disabled: Disabled | None = None
+    flaps: Mapping[str, Flap] = field(default_factory=dict)
 
     @property
     def silent(self) -> bool:
@@ -307,12 +381,19 @@ class AlertState:
             out["heard"] = self.heard.to_json()
         if self.disabled is not None:
             out["disabled"] = {"by": self.disabled.by, "at": self.disabled.at_ms}
+        if self.flaps:
+            out["flaps"] = {kind: flap.to_json() for kind, flap in sorted(self.flaps.items())}
         return out
 
     @property
     def operated(self) -> bool:
         """Whether operators' state is held on this key (it must not be forgotten)."""
         return self.snoozed_until_ms is not None or self.disabled is not None
+
+    @property
+    def flapping(self) -> bool:
+        """Whether any kind of alert on this key is flapping (it must not be forgotten)."""
+        return any(flap.flapping for flap in self.flaps.values())
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> AlertState:
@@ -338,6 +419,7 @@ class AlertState:
                 if raw.get("disabled")
                 else None
             ),
+            flaps={k: Flap.from_json(v) for k, v in raw.get("flaps", {}).items()},
         )
 
 
@@ -371,7 +453,20 @@ class Transition:
     note: str | None = None
     until_ms: int | None = None
     muted: bool = False
-    """Snoozed: written to the alert history and the shadow, never published."""
+    """Never published: written to the alert history and the shadow only. A
+    snooze mutes (nothing of a snoozed key is published); so does flapping,
+    which says so in `suppressed`."""
+    suppressed: str | None = None
+    """Why a transition is muted when a snooze is not the reason: `flapping`
+    (its key is chattering; see telemetry.core.flapping)."""
+    changes: int | None = None
+    """FLAPPING: how many changes of level within `within_ms` made it."""
+    within_ms: int | None = None
+    """FLAPPING and STABLE: the flapping window (STABLE: quiet that long)."""
+    report: bool = field(default=False, compare=False)
+    """A report of changes already made (the net change after a snooze), not a
+    change itself: flapping does not count it. Read only before the commit,
+    so not part of the wire form."""
 
     @property
     def key(self) -> str:
@@ -411,6 +506,13 @@ class Transition:
         out.update({key: value for key, value in known if value is not None})
         if self.muted:
             out["muted"] = True
+        if self.suppressed is not None:
+            out["suppressed"] = self.suppressed
+        if self.changes is not None:
+            out["changes"] = self.changes
+        if self.within_ms is not None:
+            whole = self.within_ms % 1000 == 0
+            out["within"] = self.within_ms // 1000 if whole else self.within_ms / 1000
         return out
 
     @classmethod
@@ -437,6 +539,9 @@ class Transition:
             if raw.get("snoozedUntil") is None
             else parse_time_ms(raw["snoozedUntil"]),
             muted=bool(raw.get("muted", False)),
+            suppressed=raw.get("suppressed"),
+            changes=None if raw.get("changes") is None else int(raw["changes"]),
+            within_ms=None if raw.get("within") is None else round(float(raw["within"]) * 1000),
         )
 
 
@@ -603,6 +708,7 @@ def step(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
         snoozed_until_ms=state.snoozed_until_ms,
         heard=state.heard,
         disabled=state.disabled,
+        flaps=state.flaps,
     )
     return _Change(kept, change.transitions)
 
@@ -816,7 +922,7 @@ def _orphans_resolved(
         after = before
         if rule is None and before.severity is not Severity.OK and reading.time_ms > before.last_ms:
             transitions.append(_resolve(reading, Rule(rule_name, ()), before))
-            after = AlertState(last_ms=reading.time_ms, silence=before.silence)
+            after = AlertState(last_ms=reading.time_ms, silence=before.silence, flaps=before.flaps)
         if before.silence is not None and (rule is None or rule.nodata_ms is None):
             if before.silent:
                 transitions.append(
@@ -996,12 +1102,16 @@ def active_alerts(state: Mapping[StateKey, AlertState]) -> dict[str, ActiveAlert
 def quiet_oldest_first(state: Mapping[StateKey, AlertState]) -> list[StateKey]:
     """The keys a bounded store may forget, the least useful first: quiet
     entries (OK, no streak, no arrival tracked), kept only for their late-data
-    line, oldest first. Active alerts, counting streaks and sensors a `nodata`
-    rule watches are never among them."""
+    line, oldest first. Active alerts, counting streaks, sensors a `nodata`
+    rule watches and flapping keys are never among them."""
     quiet = [
         k
         for k, a in state.items()
-        if a.severity is Severity.OK and not a.streaks and a.silence is None and not a.operated
+        if a.severity is Severity.OK
+        and not a.streaks
+        and a.silence is None
+        and not a.operated
+        and not a.flapping
     ]
     quiet.sort(key=lambda k: (state[k].last_ms, k))
     return quiet

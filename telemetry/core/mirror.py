@@ -1,7 +1,8 @@
 """What a device's shadow mirror shows of its alerts: one place decides it.
 
 The mirror lists, per sensor, the most important active alert (most severe,
-then oldest episode, then sensor), with what operators did about it; and, apart,
+then oldest episode, then sensor), with what operators did about it and
+`flapping: true` while that alert's kind flaps on its key; and, apart,
 the keys operators disabled. Pure: the shadow adapter writes what this says.
 """
 
@@ -11,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from telemetry.core.alerts import NODATA, ActiveAlert, AlertState, StateKey, active_alerts
+from telemetry.core.flapping import is_flapping
 from telemetry.core.messages import iso_utc
 
 
@@ -45,6 +47,8 @@ def shadow_entry(alert: ActiveAlert) -> dict[str, Any]:
         entry["acknowledged"] = {"by": attention.ack_by, "at": iso_utc(attention.ack_ms)}
     if key_state.snoozed_until_ms is not None:
         entry["snoozedUntil"] = iso_utc(key_state.snoozed_until_ms)
+    if is_flapping(key_state, alert.direction):
+        entry["flapping"] = True
     return entry
 
 

@@ -19,6 +19,12 @@ The alarm lifecycle of AWS IoT Events, made precise:
   alert LATCHED, not RESOLVED; `reset` (or `acknowledge`) ends it. `reset` on
   an unlatched active alert returns it to OK with RESET, evaluation starting
   afresh with the next reading.
+- on a flapping key (telemetry.core.flapping) every action works as above and
+  is published; acknowledge, snooze and reset leave the flapping as it is
+  (it ends with STABLE once the key is quiet; a snooze mutes that STABLE
+  too, and a snooze's catch-up is held back while the key still flaps and
+  is not counted as a change); disable ends it with the key's evaluation.
+  No reminder is sent while a key flaps.
 
 Every action that changes something is a transition, with `by` and `note`.
 Pure: the clock is given, the state is a value; the pipeline commits the
@@ -50,6 +56,7 @@ from telemetry.core.alerts import (
     alert_id_for,
     episodes,
 )
+from telemetry.core.flapping import is_flapping, quieted, watch
 from telemetry.core.messages import THING_NAME_PATTERN, iso_utc, parse_time_ms
 from telemetry.core.rules import (
     DEVICE_THRESHOLD_RULE,
@@ -489,6 +496,7 @@ def catch_up(
                 location=state.silence.location if state.silence is not None else None,
                 unit=state.silence.unit if state.silence is not None else None,
                 by=action.by if action is not None else None,
+                report=True,
             )
         )
     return out
@@ -565,7 +573,8 @@ def timers(
     device_id: str, state: Mapping[StateKey, AlertState], rules: RuleSet, now_ms: int
 ) -> Evaluation:
     """What time alone changes as of `now_ms` (the sweep): snoozes that ended
-    bring operators up to date, unacknowledged alerts are reminded."""
+    bring operators up to date, unacknowledged alerts are reminded (not while
+    their key flaps), flapping keys quiet long enough are STABLE."""
     written: dict[StateKey, AlertState] | None = None
     transitions: list[Transition] = []
     for key, alert in sorted(state.items()):
@@ -579,6 +588,8 @@ def timers(
             for episode in episodes(key[1], after):
                 attention = _attention_of(after, episode)
                 if attention is None or attention.acknowledged or attention.remind_ms is None:
+                    continue
+                if is_flapping(after, episode.direction):
                     continue
                 if attention.remind_ms <= now_ms:
                     transitions.append(
@@ -598,14 +609,18 @@ def timers(
             if written is None:
                 written = dict(state)
             written[key] = after
+    final = written if written is not None else dict(state)
+    transitions += quieted(device_id, final, now_ms)
     changed = written is not None or bool(transitions)
-    return Evaluation(written if written is not None else dict(state), transitions, changed)
+    return Evaluation(final, transitions, changed)
 
 
 def finalize(evaluation: Evaluation, rules: RuleSet, now_ms: int) -> Evaluation:
-    """Mute what a snooze holds back, and note what operators were told: each
-    published transition of an episode sets when they last heard of it and so
-    when its next reminder is due (the rule's `repeat`, while unacknowledged)."""
+    """Apply flapping (telemetry.core.flapping.watch), mute what a snooze holds
+    back, and note what operators were told: each published transition of an
+    episode sets when they last heard of it and so when its next reminder is
+    due (the rule's `repeat`, while unacknowledged)."""
+    evaluation = watch(evaluation, rules)
     if not evaluation.transitions:
         return evaluation
     state = dict(evaluation.state)
@@ -621,7 +636,7 @@ def finalize(evaluation: Evaluation, rules: RuleSet, now_ms: int) -> Evaluation:
         )
         transition = replace(given, muted=True) if snoozed else given
         out.append(transition)
-        if alert is None or snoozed:
+        if alert is None or transition.muted:
             continue
         rule = rules.named(key[1])
         repeat = rule.repeat_ms if rule is not None else None
@@ -672,6 +687,7 @@ def key_view(device_id: str, key: StateKey, state: AlertState | None) -> dict[st
         if state.disabled is None
         else {"by": state.disabled.by, "at": iso_utc(state.disabled.at_ms)},
         "nodata": None,
+        "flapping": state.flapping,
     }
     silence = state.silence
     if silence is not None and silence.severity is not Severity.OK:
@@ -693,7 +709,7 @@ def _ack_view(attention: Attention | None) -> dict[str, Any] | None:
 
 def operator_due_ms(state: Mapping[StateKey, AlertState]) -> int | None:
     """When time alone next changes something operators see: a snooze ending,
-    a reminder due (not while snoozed)."""
+    a reminder due (not while snoozed, nor while its key flaps)."""
     due: list[int] = []
     for key, alert in state.items():
         if alert.snoozed_until_ms is not None:
@@ -701,6 +717,8 @@ def operator_due_ms(state: Mapping[StateKey, AlertState]) -> int | None:
             continue
         for episode in episodes(key[1], alert):
             attention = _attention_of(alert, episode)
-            if attention is not None and not attention.acknowledged and attention.remind_ms:
+            if attention is None or attention.acknowledged or not attention.remind_ms:
+                continue
+            if not is_flapping(alert, episode.direction):
                 due.append(attention.remind_ms)
     return min(due) if due else None

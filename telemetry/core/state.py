@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from telemetry.core.alerts import AlertState, StateKey, Transition
+from telemetry.core.flapping import due_ms as flapping_due_ms
 from telemetry.core.operators import operator_due_ms
 from telemetry.core.silence import next_due_ms
 
@@ -84,10 +85,12 @@ class DeviceRecord:
 
     def due_ms(self) -> int | None:
         """When the scheduled sweep next has something to do for this device: a
-        tracked sensor that may fall silent, a snooze ending, a reminder, or an
-        outbox entry to deliver (a free one at once, a claimed one when its
-        lease ends). None: nothing."""
+        tracked sensor that may fall silent, a snooze ending, a reminder, a
+        flapping key quiet long enough for its STABLE, or an outbox entry to
+        deliver (a free one at once, a claimed one when its lease ends). None:
+        nothing."""
         due = [next_due_ms(self.state), operator_due_ms(self.state)]
+        due.append(flapping_due_ms(self.state))
         due += [e.lease_ms if e.claimant is not None else e.enqueued_ms for e in self.outbox]
         known = [d for d in due if d is not None]
         return min(known) if known else None
