@@ -285,6 +285,16 @@ def deadline_ms(context: Any, now_ms: int) -> int | None:
     return now_ms + int(remaining())
 
 
+def request_id(context: Any) -> str | None:
+    """The Lambda request id, if the context says: the invocation's id for its
+    outbox claims. Lambda retries an asynchronous invocation with the same id
+    (never while the first attempt runs), so a retry delivers at once what its
+    earlier attempt claimed, even when that attempt could not release its claims
+    (a commit whose answer was lost). A duplicate delivery has its own id."""
+    value = getattr(context, "aws_request_id", None)
+    return str(value) if value else None
+
+
 def _process(
     rt: Runtime,
     messages: list[Any],
@@ -303,6 +313,7 @@ def _process(
             rejected=rejected,
             owner=owner,
             deadline_ms=deadline_ms(context, now_ms),
+            invocation_id=request_id(context),
         )
     except Exception:
         logger.exception("invocation failed; Lambda will retry it")
@@ -319,9 +330,9 @@ def _process(
 def handle(event: Any, rt: Runtime, context: Any = None) -> dict[str, Any]:
     """One invocation against a given runtime. Returns a summary; raises (so
     that Lambda retries) on anything but bad input."""
-    request_id = getattr(context, "aws_request_id", None)
-    if request_id:
-        logger.append_keys(request_id=request_id)
+    invocation_id = request_id(context)
+    if invocation_id:
+        logger.append_keys(request_id=invocation_id)
     with collector.paused():
         scheduled = scheduled_time_ms(event)
         if scheduled is not None:
@@ -351,7 +362,9 @@ def handle_sweep(scheduled_ms: int, rt: Runtime, context: Any = None) -> dict[st
     now_ms = rt.clock()
     as_of = min(scheduled_ms, now_ms)
     try:
-        outcome = rt.pipeline.sweep(as_of, deadline_ms=deadline_ms(context, now_ms))
+        outcome = rt.pipeline.sweep(
+            as_of, deadline_ms=deadline_ms(context, now_ms), invocation_id=request_id(context)
+        )
     except Exception:
         logger.exception("sweep failed; Lambda will retry it")
         raise

@@ -22,7 +22,11 @@ Per invocation:
    left to it: of a duplicate delivery overlapping the first run, exactly one
    publishes. An invocation that fails releases its claims, so that its retry
    (or the next invocation for the device) delivers them at once; a crashed
-   one's lease runs out. A retry also rewrites the readings, which the store
+   one's lease runs out. Claims are named by the invocation's id, Lambda's
+   request id, which a retry shares with its first attempt (never a duplicate
+   delivery): a retry delivers at once what its earlier attempt claimed, even
+   when that attempt could not release its claims (a commit whose answer was
+   lost). A retry also rewrites the readings, which the store
    keeps once. A transition SNS refuses for good goes to the dead-letter
    queue with its reason, and the device goes on.
 
@@ -178,7 +182,9 @@ class _Delivery:
 
 @dataclass(frozen=True, slots=True)
 class Invocation:
-    """Who is delivering (a unique id per invocation) and until when its claims hold."""
+    """Who is delivering and until when its claims hold. `id` names the claims:
+    Lambda's request id, which every retry of a request shares and nothing else
+    does; a random one when the caller knows none."""
 
     id: str
     now_ms: int
@@ -321,7 +327,9 @@ class Pipeline:
         listed in `Outcome.failures` after every other device was handled; the
         caller raises it (`Outcome.raise_failure`) so that Lambda retries.
         `deadline_ms` is when the invocation will be stopped, if known: its
-        claims on outbox entries last that long (and a margin)."""
+        claims on outbox entries last that long (and a margin). `invocation_id`
+        names its claims: the Lambda request id, so that a retry of the same
+        request delivers at once what an earlier attempt claimed."""
         outcome = Outcome(messages=len(messages) + len(rejected))
         outcome.rejections.extend(rejection_item(r) for r in rejected)
         by_device: dict[str, list[Reading]] = defaultdict(list)

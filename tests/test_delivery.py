@@ -22,7 +22,7 @@ from botocore.stub import Stubber
 from telemetry import handler
 from telemetry.adapters.state_store import MAX_ITEM_BYTES, DynamoStateStore, item_bytes
 from telemetry.errors import DependencyError
-from tests.localaws import LocalAws, before, fail, local_stack, message
+from tests.localaws import Context, LocalAws, before, fail, local_stack, lose_response, message
 
 NOW = 1_764_237_600_000  # 2025-11-27T10:00:00Z
 MINUTE = 60_000
@@ -36,17 +36,6 @@ def aws() -> Iterator[LocalAws]:
 
 def statuses(alerts: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(a["status"], a["severity"]) for a in alerts]
-
-
-class Context:
-    """What Lambda hands an invocation: its id and its remaining time."""
-
-    def __init__(self, request_id: str, remaining_ms: int = 120_000) -> None:
-        self.aws_request_id = request_id
-        self._remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self._remaining_ms
 
 
 # ---------------------------------------------------------------- duplicates
@@ -150,6 +139,54 @@ def test_a_failed_run_releases_its_claims_so_its_retry_delivers_at_once(aws: Loc
 
     # Then the retry delivered it
     assert statuses(aws.alerts()) == [("RAISED", "CRITICAL")]
+
+
+# ---------------------------------------------------------------- a lost answer
+
+
+def test_a_retry_of_a_request_whose_commit_answer_was_lost_delivers_at_once(
+    aws: LocalAws,
+) -> None:
+    # Given a run whose commit reached DynamoDB but whose answer was lost, so that it
+    # failed without knowing it holds claims (and so could not release them)
+    rt, clients = aws.runtime()
+    lose_response(clients.dynamodb, "PutItem")
+    event = message("pump-17", NOW, ("temp-1", 95))
+    with pytest.raises(DependencyError):
+        handler.handle(event, rt, Context("request-1"))
+    assert "outbox" in (aws.state_item("pump-17") or {})
+
+    # When Lambda retries the same request (the same request id), at once
+    handler.handle(event, rt, Context("request-1"))
+
+    # Then the retry delivered what its first attempt claimed, once, and nothing is left
+    assert statuses(aws.alerts()) == [("RAISED", "CRITICAL")]
+    assert "outbox" not in (aws.state_item("pump-17") or {})
+    assert aws.shadow("pump-17")["alerts"]["temp-1"]["severity"] == "CRITICAL"
+
+
+def test_a_duplicate_with_another_request_id_leaves_a_lost_answers_claims_to_their_lease(
+    aws: LocalAws,
+) -> None:
+    # Given a run whose commit answer was lost, with a minute left when it started
+    rt, clients = aws.runtime()
+    lose_response(clients.dynamodb, "PutItem")
+    event = message("pump-17", NOW, ("temp-1", 95))
+    with pytest.raises(DependencyError):
+        handler.handle(event, rt, Context("request-1", remaining_ms=MINUTE))
+
+    # When the same event is delivered again as another request while the claim holds,
+    # and once more after the lease (the deadline and its margin) has ended
+    duplicate, _ = aws.runtime()
+    handler.handle(event, duplicate, Context("request-2"))
+    held = aws.alerts()
+    aws.now_ms += 2 * MINUTE
+    handler.handle(event, duplicate, Context("request-3"))
+
+    # Then the duplicate published nothing; the alert went out once, after the lease
+    assert held == []
+    assert statuses(aws.alerts()) == [("RAISED", "CRITICAL")]
+    assert "outbox" not in (aws.state_item("pump-17") or {})
 
 
 # ---------------------------------------------------------------- refusals

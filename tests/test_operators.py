@@ -34,7 +34,7 @@ from telemetry.core.operators import (
 )
 from telemetry.core.rules import RuleSet, parse_rule_file
 from telemetry.errors import DependencyError
-from tests.localaws import LocalAws, before, fail, local_stack, message
+from tests.localaws import Context, LocalAws, before, fail, local_stack, lose_response, message
 
 NOW = 1_764_237_600_000  # 2025-11-27T10:00:00Z
 MINUTE = 60_000
@@ -664,6 +664,32 @@ def test_the_telemetry_function_never_takes_an_action(aws: LocalAws) -> None:
     assert [d["field"] for d in aws.dead_letters()] == ["data"]
     item = aws.state_item("pump-17") or {}
     assert "ackBy" not in str(item)
+
+
+def test_a_retried_action_whose_commit_answer_was_lost_is_delivered_at_once(
+    aws: LocalAws,
+) -> None:
+    # Given a raised warning, and an acknowledgement from the operators' topic whose
+    # commit reached DynamoDB but whose answer was lost
+    rt, clients = runtime(aws)
+    hot(aws, rt)
+    aws.alerts()
+    aws.now_ms = NOW + MINUTE
+    lose_response(clients.dynamodb, "PutItem")
+    acknowledge = action("acknowledge", via="ops/actions", receivedAt=NOW + MINUTE)
+    with pytest.raises(DependencyError):
+        actions.handle_action(acknowledge, rt, Context("action-1"))
+
+    # When the action is delivered again as another request, then Lambda retries the
+    # first one (the same request id)
+    actions.handle_action(acknowledge, rt, Context("action-2"))
+    held = aws.alerts()
+    actions.handle_action(acknowledge, rt, Context("action-1"))
+
+    # Then the acknowledgement reached operators once, from the retry, at once
+    assert held == []
+    assert [(a["status"], a["by"]) for a in aws.alerts()] == [("ACKNOWLEDGED", MARIA)]
+    assert "outbox" not in (aws.state_item("pump-17") or {})
 
 
 def test_the_actions_entry_point_builds_its_runtime_from_the_environment(
