@@ -85,9 +85,14 @@ class DeviceRecord:
     def due_ms(self) -> int | None:
         """When the scheduled sweep next has something to do for this device: a
         tracked sensor that may fall silent, a snooze ending, a reminder, or an
-        outbox entry to deliver (a free one at once, a claimed one when its
-        lease ends). None: nothing."""
+        outbox entry to deliver. None: nothing.
+
+        An outbox entry is due from when it was committed, claimed or not: a
+        retried sweep, whose request id is its first attempt's, must find the
+        entries that attempt claimed and could not release (its commit's answer
+        lost); any other sweep reads the device and leaves them to their
+        claimant until the lease ends."""
         due = [next_due_ms(self.state), operator_due_ms(self.state)]
-        due += [e.lease_ms if e.claimant is not None else e.enqueued_ms for e in self.outbox]
+        due += [e.enqueued_ms for e in self.outbox]
         known = [d for d in due if d is not None]
         return min(known) if known else None
