@@ -56,6 +56,7 @@ def handle_action(event: Any, rt: handler.Runtime, context: Any = None) -> dict[
         now_ms,
         deadline_ms=handler.deadline_ms(context, now_ms),
         invocation_id=handler.request_id(context),
+        time_left_ms=handler.time_left(context),
     )
     handler.report(outcome)
     outcome.raise_failure()

@@ -279,10 +279,17 @@ def _summary(outcome: Outcome) -> dict[str, Any]:
 
 def deadline_ms(context: Any, now_ms: int) -> int | None:
     """When Lambda will stop this invocation (epoch ms), if the context says."""
-    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    remaining = time_left(context)
     if remaining is None:
         return None
     return now_ms + int(remaining())
+
+
+def time_left(context: Any) -> Callable[[], int] | None:
+    """How many milliseconds the invocation has left, asked afresh at each call
+    (the context's get_remaining_time_in_millis), if the context says."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return remaining if callable(remaining) else None
 
 
 def request_id(context: Any) -> str | None:
@@ -314,6 +321,7 @@ def _process(
             owner=owner,
             deadline_ms=deadline_ms(context, now_ms),
             invocation_id=request_id(context),
+            time_left_ms=time_left(context),
         )
     except Exception:
         logger.exception("invocation failed; Lambda will retry it")
@@ -363,7 +371,10 @@ def handle_sweep(scheduled_ms: int, rt: Runtime, context: Any = None) -> dict[st
     as_of = min(scheduled_ms, now_ms)
     try:
         outcome = rt.pipeline.sweep(
-            as_of, deadline_ms=deadline_ms(context, now_ms), invocation_id=request_id(context)
+            as_of,
+            deadline_ms=deadline_ms(context, now_ms),
+            invocation_id=request_id(context),
+            time_left_ms=time_left(context),
         )
     except Exception:
         logger.exception("sweep failed; Lambda will retry it")

@@ -73,6 +73,11 @@ OUTBOX_LEASE_MS: Final = 5 * 60 * 1000
 longer than the function's timeout, so that a running invocation is never doubled."""
 LEASE_MARGIN_MS: Final = 10 * 1000
 """Added to a known deadline: clocks of two execution environments differ a little."""
+RELEASE_RESERVE_MS: Final = 10 * 1000
+"""What an invocation keeps of its remaining time for after the time-series store:
+releasing its outbox claims when the store gives up (a conditional write per
+device), so that Lambda's retry delivers them at once rather than after the lease.
+The store's writer is given the time left less this (`RecordWriter.write`)."""
 
 MAX_CONFLICT_RETRIES: Final = 8
 SWEEP_LIMIT: Final = 1_500
@@ -108,7 +113,17 @@ class RecordWriter(Protocol):
     A writer may say how many records it takes per call (`records_per_call`:
     Timestream 100, InfluxDB 5,000); RECORDS_PER_CALL otherwise."""
 
-    def write(self, records: Sequence[tuple[Any, object]]) -> Sequence[Any]: ...
+    def write(
+        self,
+        records: Sequence[tuple[Any, object]],
+        *,
+        time_left_ms: Callable[[], float] | None = None,
+    ) -> Sequence[Any]:
+        """`time_left_ms`, when the invocation's deadline is known: how many
+        milliseconds the write may still take, retries and their waits included.
+        A writer that would need longer raises DependencyError (transient) at
+        once; one whose own retries are bounded otherwise may ignore it."""
+        ...
 
 
 class Publisher(Protocol):
@@ -286,6 +301,10 @@ def mirror_disabled(state: Mapping[StateKey, AlertState]) -> dict[str, dict[str,
     return out
 
 
+TimeLeft = Callable[[], int]
+"""Milliseconds the invocation has left, asked when needed: the Lambda context's
+get_remaining_time_in_millis."""
+
 Decide = Callable[[DeviceRecord], Evaluation]
 """What a device's new state is, given its record as read: evaluating readings,
 or a sweep, or an operator's action. Called again after a lost race."""
@@ -322,6 +341,7 @@ class Pipeline:
         *,
         deadline_ms: int | None = None,
         invocation_id: str | None = None,
+        time_left_ms: TimeLeft | None = None,
     ) -> Outcome:
         """Handle one invocation's messages. A device whose handling failed is
         listed in `Outcome.failures` after every other device was handled; the
@@ -329,7 +349,8 @@ class Pipeline:
         `deadline_ms` is when the invocation will be stopped, if known: its
         claims on outbox entries last that long (and a margin). `invocation_id`
         names its claims: the Lambda request id, so that a retry of the same
-        request delivers at once what an earlier attempt claimed."""
+        request delivers at once what an earlier attempt claimed. `time_left_ms`
+        bounds the time-series store's retries (less RELEASE_RESERVE_MS)."""
         outcome = Outcome(messages=len(messages) + len(rejected))
         outcome.rejections.extend(rejection_item(r) for r in rejected)
         by_device: dict[str, list[Reading]] = defaultdict(list)
@@ -361,7 +382,7 @@ class Pipeline:
                 return evaluate(readings, record.state, self.rules, arrival[device])
 
             self._commit_device(records[device_id], decide, invocation, outcome, deliveries)
-        self._deliver_all(by_device, deliveries, outcome)
+        self._deliver_all(by_device, deliveries, outcome, time_left_ms)
         return outcome
 
     def sweep(
@@ -371,6 +392,7 @@ class Pipeline:
         limit: int = SWEEP_LIMIT,
         deadline_ms: int | None = None,
         invocation_id: str | None = None,
+        time_left_ms: TimeLeft | None = None,
     ) -> Outcome:
         """The scheduled sweep as of `now_ms` (the schedule event's time, so that a
         late or retried sweep decides the same): every device with something due
@@ -394,7 +416,7 @@ class Pipeline:
                 )
 
             self._commit_device(records[device_id], decide, invocation, outcome, deliveries)
-        self._deliver_all({}, deliveries, outcome)
+        self._deliver_all({}, deliveries, outcome, time_left_ms)
         return outcome
 
     def quarantine(self, items: Sequence[dict[str, Any]]) -> None:
@@ -408,6 +430,7 @@ class Pipeline:
         *,
         deadline_ms: int | None = None,
         invocation_id: str | None = None,
+        time_left_ms: TimeLeft | None = None,
     ) -> tuple[Outcome, dict[str, Any]]:
         """An operator's action, through the same conditional commit and outbox
         as readings (an action racing a reading, or another operator, is decided
@@ -426,7 +449,7 @@ class Pipeline:
         record = self._store.load(action.device_id)
         deliveries: list[_Delivery] = []
         self._commit_device(record, decide, invocation, outcome, deliveries)
-        self._deliver_all({}, deliveries, outcome)
+        self._deliver_all({}, deliveries, outcome, time_left_ms)
         if outcome.failures:
             return outcome, {}
         if refusals and refusals[-1] is not None:
@@ -453,14 +476,20 @@ class Pipeline:
             deliveries.append(delivery)
 
     def _deliver_all(
-        self, by_device: Mapping[str, list[Reading]], deliveries: list[_Delivery], outcome: Outcome
+        self,
+        by_device: Mapping[str, list[Reading]],
+        deliveries: list[_Delivery],
+        outcome: Outcome,
+        time_left_ms: TimeLeft | None = None,
     ) -> None:
         """Store every record, then deliver each device; on a failure to store,
-        release every claim so that the retry delivers at once."""
+        release every claim so that the retry delivers at once (the store is given
+        the time left less RELEASE_RESERVE_MS, which is what releasing takes)."""
+        store_time = None if time_left_ms is None else _reserving(time_left_ms)
         try:
             # Every reading and every alert to deliver, in as few calls as the store
             # allows. Before any publish: a retry rewrites both, and the store keeps one.
-            self._store_records(by_device, deliveries, outcome)
+            self._store_records(by_device, deliveries, outcome, store_time)
         except Exception:
             for delivery in deliveries:
                 self._release(delivery.record, {e.key for e in delivery.entries})
@@ -472,7 +501,11 @@ class Pipeline:
                 outcome.failures.append((delivery.record.device_id, exc))
 
     def _store_records(
-        self, by_device: Mapping[str, list[Reading]], deliveries: list[_Delivery], outcome: Outcome
+        self,
+        by_device: Mapping[str, list[Reading]],
+        deliveries: list[_Delivery],
+        outcome: Outcome,
+        time_left_ms: Callable[[], float] | None,
     ) -> None:
         sources: list[Reading | Transition] = [r for rs in by_device.values() for r in rs]
         readings = len(sources)
@@ -483,7 +516,8 @@ class Pipeline:
         per_call = int(getattr(self._timeseries, "records_per_call", RECORDS_PER_CALL))
         for start in range(0, len(sources), per_call):
             chunk = sources[start : start + per_call]
-            rejected.extend(self._timeseries.write([(self._record(s), s) for s in chunk]))
+            records = [(self._record(s), s) for s in chunk]
+            rejected.extend(self._timeseries.write(records, time_left_ms=time_left_ms))
         rejected_readings = sum(1 for r in rejected if isinstance(r.source, Reading))
         outcome.readings_stored += readings - rejected_readings
         outcome.records_rejected += len(rejected)
@@ -639,6 +673,11 @@ class Pipeline:
             self._clear(record, set(), keys, record.shadow_stale)
         except (DependencyError, StateConflictError):
             return
+
+
+def _reserving(time_left_ms: TimeLeft) -> Callable[[], float]:
+    """The time the store may take: what the invocation has left less RELEASE_RESERVE_MS."""
+    return lambda: time_left_ms() - RELEASE_RESERVE_MS
 
 
 def _key_of(refusal: Refusal) -> str:
