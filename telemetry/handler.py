@@ -199,7 +199,8 @@ def report(outcome: Outcome) -> None:
     for device in failed:
         code, retryable = device.shadow_failure or ("Unknown", True)
         logger.warning(
-            "shadow mirror update failed; it is rewritten whole by a later invocation",
+            "shadow mirror update failed; it is rewritten whole by a later invocation "
+            "(the device's next one, or the sweep after a minute if retrying may mend it)",
             extra={"deviceId": device.device_id, "reason": code, "retryable": retryable},
         )
     for device in outcome.devices:

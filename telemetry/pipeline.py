@@ -186,12 +186,14 @@ class DeviceOutcome:
 
 @dataclass(frozen=True, slots=True)
 class _Delivery:
-    """A committed device record and the outbox entries it claimed to deliver."""
+    """A committed device record and the outbox entries it claimed to deliver,
+    as of `now_ms` (the invocation's time)."""
 
     record: DeviceRecord
     before: Mapping[StateKey, AlertState]
     entries: list[OutboxEntry]
     done: DeviceOutcome
+    now_ms: int
     redelivery: bool = False
 
 
@@ -396,8 +398,9 @@ class Pipeline:
     ) -> Outcome:
         """The scheduled sweep as of `now_ms` (the schedule event's time, so that a
         late or retried sweep decides the same): every device with something due
-        has its silent sensors raised and its stranded outbox entries delivered,
-        through the same conditional commit and outbox as readings."""
+        has its silent sensors raised, its stranded outbox entries delivered and
+        its stale shadow mirror rewritten, through the same conditional commit and
+        outbox as readings."""
         outcome = Outcome()
         device_ids = self._store.due_devices(now_ms, limit)
         outcome.swept = len(device_ids)
@@ -492,7 +495,7 @@ class Pipeline:
             self._store_records(by_device, deliveries, outcome, store_time)
         except Exception:
             for delivery in deliveries:
-                self._release(delivery.record, {e.key for e in delivery.entries})
+                self._release(delivery, {e.key for e in delivery.entries})
             raise
         for delivery in deliveries:
             try:
@@ -574,7 +577,9 @@ class Pipeline:
             done.transitions = evaluation.transitions
             entries = [e for e in record.outbox if e.key in due or e in new_entries]
             if entries or record.shadow_stale:
-                return done, _Delivery(record, before, entries, done, redelivery=bool(due))
+                return done, _Delivery(
+                    record, before, entries, done, invocation.now_ms, redelivery=bool(due)
+                )
             return done, None
         raise StateConflictError(
             f"{record.device_id}: state kept changing under {MAX_CONFLICT_RETRIES} attempts"
@@ -594,13 +599,13 @@ class Pipeline:
                 self._quarantine.send(items)
                 done.dead_lettered += len(items)
         except (DependencyError, StateConflictError):
-            self._release(record, keys)
+            self._release(delivery, keys)
             raise
         retry = {_key_of(r) for r in refused if r.retryable}
-        stale, mirror_error = self._mirror_update(delivery)
+        stale, stale_ms, mirror_error = self._mirror_update(delivery)
         delivered = keys - retry
-        if delivered or retry or stale != record.shadow_stale:
-            self._clear(record, delivered, retry, stale)
+        if delivered or retry or (stale, stale_ms) != (record.shadow_stale, record.shadow_stale_ms):
+            self._clear(record, delivered, retry, delivery.now_ms, stale, stale_ms)
         if retry:
             raise DependencyError(
                 "sns",
@@ -612,9 +617,12 @@ class Pipeline:
         if mirror_error is not None:
             raise mirror_error
 
-    def _mirror_update(self, delivery: _Delivery) -> tuple[bool, DependencyError | None]:
-        """Update the shadow mirror; whether it is stale now, and a misconfiguration
-        to raise once the outbox is cleared."""
+    def _mirror_update(
+        self, delivery: _Delivery
+    ) -> tuple[bool, int | None, DependencyError | None]:
+        """Update the shadow mirror; whether it is stale now, since when if a retry
+        may mend it (the sweep rewrites it SHADOW_REPAIR_DELAY_MS later), and a
+        misconfiguration to raise once the outbox is cleared."""
         record, done = delivery.record, delivery.done
         # Entries redelivered for a failed invocation never reached the mirror
         # either: rewrite it whole, as for a stale one.
@@ -623,7 +631,7 @@ class Pipeline:
         disabled_before = mirror_disabled(delivery.before)
         disabled_after = mirror_disabled(record.state)
         if not full and before == after and disabled_before == disabled_after:
-            return record.shadow_stale, None
+            return record.shadow_stale, record.shadow_stale_ms, None
         try:
             result = self._mirror.update(
                 record.device_id,
@@ -635,42 +643,53 @@ class Pipeline:
             )
         except DependencyError as exc:
             done.shadow, done.shadow_failure = "failed", (exc.code, False)
-            return True, exc
+            return True, None, exc
         done.shadow, done.shadow_omitted = str(result.status), result.omitted
         if result.status == "failed":
             done.shadow_failure = (result.code or "Unknown", result.retryable)
-            return True, None
-        return False, None
+            return True, delivery.now_ms if result.retryable else None, None
+        return False, None, None
 
     def _clear(
-        self, record: DeviceRecord, delivered: set[str], release: set[str], stale: bool
+        self,
+        record: DeviceRecord,
+        delivered: set[str],
+        release: set[str],
+        now_ms: int,
+        stale: bool,
+        stale_ms: int | None,
     ) -> None:
-        """Drop delivered entries from the outbox and release those to retry. If
-        another invocation wrote meanwhile, its shadow update may have raced
-        ours: mark the mirror stale."""
-        raced = False
+        """Drop delivered entries from the outbox and release those to retry, and
+        record whether the mirror is stale (`stale`, since `stale_ms` when a retry
+        may mend it). If another invocation wrote meanwhile, its shadow update may
+        have raced ours: mark the mirror stale as of `now_ms`, for the sweep to
+        rewrite it unless the device's next invocation does."""
         for _ in range(MAX_CONFLICT_RETRIES):
             outbox = [
                 e.claimed(None) if e.key in release else e
                 for e in record.outbox
                 if e.key not in delivered
             ]
+            written = replace(record, outbox=outbox, shadow_stale=stale, shadow_stale_ms=stale_ms)
             try:
-                self._store.save(replace(record, outbox=outbox, shadow_stale=stale or raced))
+                self._store.save(written)
             except StateConflictError:
-                raced = True
+                stale, stale_ms = True, now_ms
                 record = self._store.load(record.device_id)
                 continue
             return
         raise StateConflictError(f"{record.device_id}: could not clear the outbox")
 
-    def _release(self, record: DeviceRecord, keys: set[str]) -> None:
+    def _release(self, delivery: _Delivery, keys: set[str]) -> None:
         """Best effort: give up this invocation's claims on `keys`, so that a retry
         need not wait for the lease. If this fails too, the lease runs out."""
         if not keys:
             return
+        record = delivery.record
         try:
-            self._clear(record, set(), keys, record.shadow_stale)
+            self._clear(
+                record, set(), keys, delivery.now_ms, record.shadow_stale, record.shadow_stale_ms
+            )
         except (DependencyError, StateConflictError):
             return
 
