@@ -117,7 +117,7 @@ class MemoryTimeseries:
     def __init__(self) -> None:
         self.records = 0
 
-    def write(self, records: Sequence[Any]) -> list[Any]:
+    def write(self, records: Sequence[Any], **_: Any) -> list[Any]:
         self.records += len(records)
         return []
 

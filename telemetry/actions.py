@@ -52,7 +52,11 @@ def handle_action(event: Any, rt: handler.Runtime, context: Any = None) -> dict[
             return {"applied": False, "reason": str(exc), "error": str(exc), "field": exc.field}
         raise
     outcome, answer = rt.pipeline.act(
-        action, now_ms, deadline_ms=handler.deadline_ms(context, now_ms)
+        action,
+        now_ms,
+        deadline_ms=handler.deadline_ms(context, now_ms),
+        invocation_id=handler.request_id(context),
+        time_left_ms=handler.time_left(context),
     )
     handler.report(outcome)
     outcome.raise_failure()
@@ -74,7 +78,7 @@ def handle_action(event: Any, rt: handler.Runtime, context: Any = None) -> dict[
 @handler.metrics.log_metrics
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     """The actions function's entry point (`telemetry.actions.lambda_handler`)."""
-    request_id = getattr(context, "aws_request_id", None)
+    request_id = handler.request_id(context)
     if request_id:
         handler.logger.append_keys(request_id=request_id)
     with handler.observed() as outcomes:

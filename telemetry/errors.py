@@ -27,6 +27,7 @@ class DependencyError(RuntimeError):
         self.service = service
         self.operation = operation
         self.code = code
+        self.message = message
         self.transient = transient
 
 

@@ -216,7 +216,8 @@ def report(outcome: Outcome) -> None:
     for device in failed:
         code, retryable = device.shadow_failure or ("Unknown", True)
         logger.warning(
-            "shadow mirror update failed; it is rewritten whole by a later invocation",
+            "shadow mirror update failed; it is rewritten whole by a later invocation "
+            "(the device's next one, or the sweep after a minute if retrying may mend it)",
             extra={"deviceId": device.device_id, "reason": code, "retryable": retryable},
         )
     for device in outcome.devices:
@@ -296,10 +297,27 @@ def _summary(outcome: Outcome) -> dict[str, Any]:
 
 def deadline_ms(context: Any, now_ms: int) -> int | None:
     """When Lambda will stop this invocation (epoch ms), if the context says."""
-    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    remaining = time_left(context)
     if remaining is None:
         return None
     return now_ms + int(remaining())
+
+
+def time_left(context: Any) -> Callable[[], int] | None:
+    """How many milliseconds the invocation has left, asked afresh at each call
+    (the context's get_remaining_time_in_millis), if the context says."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return remaining if callable(remaining) else None
+
+
+def request_id(context: Any) -> str | None:
+    """The Lambda request id, if the context says: the invocation's id for its
+    outbox claims. Lambda retries an asynchronous invocation with the same id
+    (never while the first attempt runs), so a retry delivers at once what its
+    earlier attempt claimed, even when that attempt could not release its claims
+    (a commit whose answer was lost). A duplicate delivery has its own id."""
+    value = getattr(context, "aws_request_id", None)
+    return str(value) if value else None
 
 
 def _process(
@@ -320,6 +338,8 @@ def _process(
             rejected=rejected,
             owner=owner,
             deadline_ms=deadline_ms(context, now_ms),
+            invocation_id=request_id(context),
+            time_left_ms=time_left(context),
         )
     except Exception:
         logger.exception("invocation failed; Lambda will retry it")
@@ -336,9 +356,9 @@ def _process(
 def handle(event: Any, rt: Runtime, context: Any = None) -> dict[str, Any]:
     """One invocation against a given runtime. Returns a summary; raises (so
     that Lambda retries) on anything but bad input."""
-    request_id = getattr(context, "aws_request_id", None)
-    if request_id:
-        logger.append_keys(request_id=request_id)
+    invocation_id = request_id(context)
+    if invocation_id:
+        logger.append_keys(request_id=invocation_id)
     with collector.paused():
         scheduled = scheduled_time_ms(event)
         if scheduled is not None:
@@ -398,7 +418,8 @@ def handle_sweep(
             as_of,
             shards=shards,
             deadline_ms=deadline_ms(context, now_ms),
-            clock=rt.clock,
+            invocation_id=request_id(context),
+            time_left_ms=time_left(context),
         )
     except Exception:
         logger.exception("sweep failed; Lambda will retry it")

@@ -22,7 +22,11 @@ Per invocation:
    left to it: of a duplicate delivery overlapping the first run, exactly one
    publishes. An invocation that fails releases its claims, so that its retry
    (or the next invocation for the device) delivers them at once; a crashed
-   one's lease runs out. A retry also rewrites the readings, which the store
+   one's lease runs out. Claims are named by the invocation's id, Lambda's
+   request id, which a retry shares with its first attempt (never a duplicate
+   delivery): a retry delivers at once what its earlier attempt claimed, even
+   when that attempt could not release its claims (a commit whose answer was
+   lost). A retry also rewrites the readings, which the store
    keeps once. A transition SNS refuses for good goes to the dead-letter
    queue with its reason, and the device goes on.
 
@@ -66,6 +70,11 @@ OUTBOX_LEASE_MS: Final = 5 * 60 * 1000
 longer than the function's timeout, so that a running invocation is never doubled."""
 LEASE_MARGIN_MS: Final = 10 * 1000
 """Added to a known deadline: clocks of two execution environments differ a little."""
+RELEASE_RESERVE_MS: Final = 10 * 1000
+"""What an invocation keeps of its remaining time for after the time-series store:
+releasing its outbox claims when the store gives up (a conditional write per
+device), so that Lambda's retry delivers them at once rather than after the lease.
+The store's writer is given the time left less this (`RecordWriter.write`)."""
 
 MAX_CONFLICT_RETRIES: Final = 8
 SWEEP_LIMIT: Final = 5_000
@@ -111,7 +120,17 @@ class RecordWriter(Protocol):
     A writer may say how many records it takes per call (`records_per_call`:
     Timestream 100, InfluxDB 5,000); RECORDS_PER_CALL otherwise."""
 
-    def write(self, records: Sequence[tuple[Any, object]]) -> Sequence[Any]: ...
+    def write(
+        self,
+        records: Sequence[tuple[Any, object]],
+        *,
+        time_left_ms: Callable[[], float] | None = None,
+    ) -> Sequence[Any]:
+        """`time_left_ms`, when the invocation's deadline is known: how many
+        milliseconds the write may still take, retries and their waits included.
+        A writer that would need longer raises DependencyError (transient) at
+        once; one whose own retries are bounded otherwise may ignore it."""
+        ...
 
 
 class Publisher(Protocol):
@@ -174,18 +193,22 @@ class DeviceOutcome:
 
 @dataclass(frozen=True, slots=True)
 class _Delivery:
-    """A committed device record and the outbox entries it claimed to deliver."""
+    """A committed device record and the outbox entries it claimed to deliver,
+    as of `now_ms` (the invocation's time)."""
 
     record: DeviceRecord
     before: Mapping[StateKey, AlertState]
     entries: list[OutboxEntry]
     done: DeviceOutcome
+    now_ms: int
     redelivery: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Invocation:
-    """Who is delivering (a unique id per invocation) and until when its claims hold."""
+    """Who is delivering and until when its claims hold. `id` names the claims:
+    Lambda's request id, which every retry of a request shares and nothing else
+    does; a random one when the caller knows none."""
 
     id: str
     now_ms: int
@@ -240,6 +263,10 @@ def rejection_item(rejection: Rejection, source: str = "validation") -> dict[str
     return {"source": source, **rejection.as_dict()}
 
 
+TimeLeft = Callable[[], int]
+"""Milliseconds the invocation has left, asked when needed: the Lambda context's
+get_remaining_time_in_millis."""
+
 Decide = Callable[[DeviceRecord], Evaluation]
 """What a device's new state is, given its record as read: evaluating readings,
 or a sweep, or an operator's action. Called again after a lost race."""
@@ -276,12 +303,16 @@ class Pipeline:
         *,
         deadline_ms: int | None = None,
         invocation_id: str | None = None,
+        time_left_ms: TimeLeft | None = None,
     ) -> Outcome:
         """Handle one invocation's messages. A device whose handling failed is
         listed in `Outcome.failures` after every other device was handled; the
         caller raises it (`Outcome.raise_failure`) so that Lambda retries.
         `deadline_ms` is when the invocation will be stopped, if known: its
-        claims on outbox entries last that long (and a margin)."""
+        claims on outbox entries last that long (and a margin). `invocation_id`
+        names its claims: the Lambda request id, so that a retry of the same
+        request delivers at once what an earlier attempt claimed. `time_left_ms`
+        bounds the time-series store's retries (less RELEASE_RESERVE_MS)."""
         outcome = Outcome(messages=len(messages) + len(rejected))
         outcome.rejections.extend(rejection_item(r) for r in rejected)
         by_device: dict[str, list[Reading]] = defaultdict(list)
@@ -313,7 +344,7 @@ class Pipeline:
                 return evaluate(readings, record.state, self.rules, arrival[device])
 
             self._commit_device(records[device_id], decide, invocation, outcome, deliveries)
-        self._deliver_all(by_device, deliveries, outcome)
+        self._deliver_all(by_device, deliveries, outcome, time_left_ms)
         return outcome
 
     def sweep(
@@ -324,28 +355,24 @@ class Pipeline:
         limit: int = SWEEP_LIMIT,
         deadline_ms: int | None = None,
         invocation_id: str | None = None,
-        clock: Callable[[], int] | None = None,
+        time_left_ms: TimeLeft | None = None,
     ) -> Outcome:
         """The scheduled sweep as of `now_ms` (the schedule event's time, so that a
         late or retried sweep decides the same): every device with something due
-        (in `shards` of the due index, or all) has its silent sensors raised and
-        its stranded outbox entries delivered, through the same conditional
-        commit and outbox as readings.
+        (in `shards` of the due index, or all) has its silent sensors raised, its
+        stranded outbox entries delivered and its stale shadow mirror rewritten,
+        through the same conditional commit and outbox as readings.
 
         Devices are taken SWEEP_BATCH at a time, the most overdue first, while
-        the invocation has more than SWEEP_RESERVE_MS left (by `clock` against
-        `deadline_ms`) and fewer than `limit` were swept: the rest stay due for
-        the next sweep, and a batch once started is always delivered."""
+        the invocation has more than SWEEP_RESERVE_MS left (`time_left_ms`) and
+        fewer than `limit` were swept: the rest stay due for the next sweep, and
+        a batch once started is always delivered."""
         outcome = Outcome()
         label = ",".join(shards) if shards is not None else "all"
         invocation = Invocation.start(f"sweep:{now_ms}:{label}", now_ms, deadline_ms, invocation_id)
         seen: set[str] = set()
         while len(seen) < limit:
-            if (
-                clock is not None
-                and deadline_ms is not None
-                and (deadline_ms - clock() < SWEEP_RESERVE_MS)
-            ):
+            if time_left_ms is not None and time_left_ms() < SWEEP_RESERVE_MS:
                 break
             wanted = min(SWEEP_BATCH, limit - len(seen))
             due = self._store.due_devices(now_ms, len(seen) + wanted, shards)
@@ -353,12 +380,17 @@ class Pipeline:
             if not batch:
                 break
             seen.update(batch)
-            self._sweep_batch(batch, now_ms, invocation, outcome)
+            self._sweep_batch(batch, now_ms, invocation, outcome, time_left_ms)
         outcome.swept = len(seen)
         return outcome
 
     def _sweep_batch(
-        self, device_ids: list[str], now_ms: int, invocation: Invocation, outcome: Outcome
+        self,
+        device_ids: list[str],
+        now_ms: int,
+        invocation: Invocation,
+        outcome: Outcome,
+        time_left_ms: TimeLeft | None,
     ) -> None:
         records = self._store.load_many(device_ids)
         deliveries: list[_Delivery] = []
@@ -374,7 +406,7 @@ class Pipeline:
                 )
 
             self._commit_device(records[device_id], decide, invocation, outcome, deliveries)
-        self._deliver_all({}, deliveries, outcome)
+        self._deliver_all({}, deliveries, outcome, time_left_ms)
 
     def quarantine(self, items: Sequence[dict[str, Any]]) -> None:
         """Send items to the dead-letter queue (an entry point's own rejections)."""
@@ -387,6 +419,7 @@ class Pipeline:
         *,
         deadline_ms: int | None = None,
         invocation_id: str | None = None,
+        time_left_ms: TimeLeft | None = None,
     ) -> tuple[Outcome, dict[str, Any]]:
         """An operator's action, through the same conditional commit and outbox
         as readings (an action racing a reading, or another operator, is decided
@@ -405,7 +438,7 @@ class Pipeline:
         record = self._store.load(action.device_id)
         deliveries: list[_Delivery] = []
         self._commit_device(record, decide, invocation, outcome, deliveries)
-        self._deliver_all({}, deliveries, outcome)
+        self._deliver_all({}, deliveries, outcome, time_left_ms)
         if outcome.failures:
             return outcome, {}
         if refusals and refusals[-1] is not None:
@@ -432,17 +465,23 @@ class Pipeline:
             deliveries.append(delivery)
 
     def _deliver_all(
-        self, by_device: Mapping[str, list[Reading]], deliveries: list[_Delivery], outcome: Outcome
+        self,
+        by_device: Mapping[str, list[Reading]],
+        deliveries: list[_Delivery],
+        outcome: Outcome,
+        time_left_ms: TimeLeft | None = None,
     ) -> None:
         """Store every record, then deliver each device; on a failure to store,
-        release every claim so that the retry delivers at once."""
+        release every claim so that the retry delivers at once (the store is given
+        the time left less RELEASE_RESERVE_MS, which is what releasing takes)."""
+        store_time = None if time_left_ms is None else _reserving(time_left_ms)
         try:
             # Every reading and every alert to deliver, in as few calls as the store
             # allows. Before any publish: a retry rewrites both, and the store keeps one.
-            self._store_records(by_device, deliveries, outcome)
+            self._store_records(by_device, deliveries, outcome, store_time)
         except Exception:
             for delivery in deliveries:
-                self._release(delivery.record, {e.key for e in delivery.entries})
+                self._release(delivery, {e.key for e in delivery.entries})
             raise
         for delivery in deliveries:
             try:
@@ -451,7 +490,11 @@ class Pipeline:
                 outcome.failures.append((delivery.record.device_id, exc))
 
     def _store_records(
-        self, by_device: Mapping[str, list[Reading]], deliveries: list[_Delivery], outcome: Outcome
+        self,
+        by_device: Mapping[str, list[Reading]],
+        deliveries: list[_Delivery],
+        outcome: Outcome,
+        time_left_ms: Callable[[], float] | None,
     ) -> None:
         sources: list[Reading | Transition] = [r for rs in by_device.values() for r in rs]
         readings = len(sources)
@@ -462,7 +505,8 @@ class Pipeline:
         per_call = int(getattr(self._timeseries, "records_per_call", RECORDS_PER_CALL))
         for start in range(0, len(sources), per_call):
             chunk = sources[start : start + per_call]
-            rejected.extend(self._timeseries.write([(self._record(s), s) for s in chunk]))
+            records = [(self._record(s), s) for s in chunk]
+            rejected.extend(self._timeseries.write(records, time_left_ms=time_left_ms))
         rejected_readings = sum(1 for r in rejected if isinstance(r.source, Reading))
         outcome.readings_stored += readings - rejected_readings
         outcome.records_rejected += len(rejected)
@@ -519,7 +563,9 @@ class Pipeline:
             done.transitions = evaluation.transitions
             entries = [e for e in record.outbox if e.key in due or e in new_entries]
             if entries or record.shadow_stale:
-                return done, _Delivery(record, before, entries, done, redelivery=bool(due))
+                return done, _Delivery(
+                    record, before, entries, done, invocation.now_ms, redelivery=bool(due)
+                )
             return done, None
         raise StateConflictError(
             f"{record.device_id}: state kept changing under {MAX_CONFLICT_RETRIES} attempts"
@@ -539,13 +585,13 @@ class Pipeline:
                 self._quarantine.send(items)
                 done.dead_lettered += len(items)
         except (DependencyError, StateConflictError):
-            self._release(record, keys)
+            self._release(delivery, keys)
             raise
         retry = {_key_of(r) for r in refused if r.retryable}
-        stale, mirror_error = self._mirror_update(delivery)
+        stale, stale_ms, mirror_error = self._mirror_update(delivery)
         delivered = keys - retry
-        if delivered or retry or stale != record.shadow_stale:
-            self._clear(record, delivered, retry, stale)
+        if delivered or retry or (stale, stale_ms) != (record.shadow_stale, record.shadow_stale_ms):
+            self._clear(record, delivered, retry, delivery.now_ms, stale, stale_ms)
         if retry:
             raise DependencyError(
                 "sns",
@@ -557,9 +603,12 @@ class Pipeline:
         if mirror_error is not None:
             raise mirror_error
 
-    def _mirror_update(self, delivery: _Delivery) -> tuple[bool, DependencyError | None]:
-        """Update the shadow mirror; whether it is stale now, and a misconfiguration
-        to raise once the outbox is cleared."""
+    def _mirror_update(
+        self, delivery: _Delivery
+    ) -> tuple[bool, int | None, DependencyError | None]:
+        """Update the shadow mirror; whether it is stale now, since when if a retry
+        may mend it (the sweep rewrites it SHADOW_REPAIR_DELAY_MS later), and a
+        misconfiguration to raise once the outbox is cleared."""
         record, done = delivery.record, delivery.done
         # Entries redelivered for a failed invocation never reached the mirror
         # either: rewrite it whole, as for a stale one.
@@ -568,7 +617,7 @@ class Pipeline:
         disabled_before = mirror_disabled(delivery.before)
         disabled_after = mirror_disabled(record.state)
         if not full and before == after and disabled_before == disabled_after:
-            return record.shadow_stale, None
+            return record.shadow_stale, record.shadow_stale_ms, None
         try:
             result = self._mirror.update(
                 record.device_id,
@@ -580,44 +629,60 @@ class Pipeline:
             )
         except DependencyError as exc:
             done.shadow, done.shadow_failure = "failed", (exc.code, False)
-            return True, exc
+            return True, None, exc
         done.shadow, done.shadow_omitted = str(result.status), result.omitted
         if result.status == "failed":
             done.shadow_failure = (result.code or "Unknown", result.retryable)
-            return True, None
-        return False, None
+            return True, delivery.now_ms if result.retryable else None, None
+        return False, None, None
 
     def _clear(
-        self, record: DeviceRecord, delivered: set[str], release: set[str], stale: bool
+        self,
+        record: DeviceRecord,
+        delivered: set[str],
+        release: set[str],
+        now_ms: int,
+        stale: bool,
+        stale_ms: int | None,
     ) -> None:
-        """Drop delivered entries from the outbox and release those to retry. If
-        another invocation wrote meanwhile, its shadow update may have raced
-        ours: mark the mirror stale."""
-        raced = False
+        """Drop delivered entries from the outbox and release those to retry, and
+        record whether the mirror is stale (`stale`, since `stale_ms` when a retry
+        may mend it). If another invocation wrote meanwhile, its shadow update may
+        have raced ours: mark the mirror stale as of `now_ms`, for the sweep to
+        rewrite it unless the device's next invocation does."""
         for _ in range(MAX_CONFLICT_RETRIES):
             outbox = [
                 e.claimed(None) if e.key in release else e
                 for e in record.outbox
                 if e.key not in delivered
             ]
+            written = replace(record, outbox=outbox, shadow_stale=stale, shadow_stale_ms=stale_ms)
             try:
-                self._store.save(replace(record, outbox=outbox, shadow_stale=stale or raced))
+                self._store.save(written)
             except StateConflictError:
-                raced = True
+                stale, stale_ms = True, now_ms
                 record = self._store.load(record.device_id)
                 continue
             return
         raise StateConflictError(f"{record.device_id}: could not clear the outbox")
 
-    def _release(self, record: DeviceRecord, keys: set[str]) -> None:
+    def _release(self, delivery: _Delivery, keys: set[str]) -> None:
         """Best effort: give up this invocation's claims on `keys`, so that a retry
         need not wait for the lease. If this fails too, the lease runs out."""
         if not keys:
             return
+        record = delivery.record
         try:
-            self._clear(record, set(), keys, record.shadow_stale)
+            self._clear(
+                record, set(), keys, delivery.now_ms, record.shadow_stale, record.shadow_stale_ms
+            )
         except (DependencyError, StateConflictError):
             return
+
+
+def _reserving(time_left_ms: TimeLeft) -> Callable[[], float]:
+    """The time the store may take: what the invocation has left less RELEASE_RESERVE_MS."""
+    return lambda: time_left_ms() - RELEASE_RESERVE_MS
 
 
 def _key_of(refusal: Refusal) -> str:

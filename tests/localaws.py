@@ -4,6 +4,8 @@
   (each runtime is one execution environment, with its own clients) and to
   read back what the stack holds.
 - `fail(client, operation, code)`: inject an AWS error moto cannot produce.
+- `lose_response(client, operation)`: the call takes effect, its answer is lost.
+- `Context`: what Lambda hands an invocation (its request id, its remaining time).
 - `record_calls(clients)`: every AWS operation a runtime makes.
 """
 
@@ -17,7 +19,7 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ReadTimeoutError
 from moto import mock_aws
 
 from telemetry.handler import Clients, Runtime, build_runtime
@@ -64,6 +66,36 @@ def fail(
 
     client.meta.events.register(f"before-call.{service_event_name(client)}.{operation}", hook)
     return injected
+
+
+def lose_response(client: Any, operation: str, *, times: int = 1) -> list[int]:
+    """Let the next `times` successful calls of `operation` on `client` take effect,
+    then lose their answers: the caller sees a read timeout after the SDK's
+    retries (the write was made; the function cannot know it).
+
+    Returns a one-item list counting the answers lost so far."""
+    lost = [0]
+
+    def hook(http_response: Any, **_: Any) -> None:
+        if lost[0] >= times or http_response.status_code >= 300:
+            return
+        lost[0] += 1
+        raise ReadTimeoutError(endpoint_url=f"https://{service_event_name(client)}.local/")
+
+    client.meta.events.register(f"after-call.{service_event_name(client)}.{operation}", hook)
+    return lost
+
+
+class Context:
+    """What Lambda hands an invocation: its request id (the same for every retry
+    of an asynchronous invocation) and its remaining time."""
+
+    def __init__(self, request_id: str, remaining_ms: int = 120_000) -> None:
+        self.aws_request_id = request_id
+        self._remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self._remaining_ms
 
 
 def before(client: Any, operation: str, action: Callable[[], None], *, times: int = 1) -> None:

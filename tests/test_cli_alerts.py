@@ -260,3 +260,54 @@ def test_a_deployed_snooze_sends_an_absolute_end_and_a_malformed_action_exits_2(
     assert before + 2 * 3_600_000 <= sent[0]["until"] <= int(time.time() * 1000) + 2 * 3_600_000
     assert malformed == 2
     assert capsys.readouterr().err.strip().endswith("note: too long")
+
+
+@pytest.mark.parametrize(
+    ("option", "text", "says"),
+    [
+        (
+            "--note",
+            "valve replaced\nwatching it",
+            "note: must be one line of text: character 15 is a line break (U+000A)",
+        ),
+        (
+            "--by",
+            "maria\u2028admin",
+            "by: must be one line of text: character 6 is a line break (U+2028 LINE SEPARATOR)",
+        ),
+    ],
+)
+def test_a_note_or_by_of_more_than_one_line_is_refused_before_anything_is_sent(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    option: str,
+    text: str,
+    says: str,
+) -> None:
+    # Given a deployed actions function
+    from telemetry.cli import main
+
+    sent = deployed(monkeypatch, [])
+    by = [] if option == "--by" else ["--by", "maria@plant.example"]
+
+    # When an operator acknowledges with a note (or a name) of more than one line
+    code = main(
+        [
+            "alerts",
+            "ack",
+            "pump-17",
+            "temp-1",
+            "temperature-high",
+            "--function",
+            "iot-telemetry-actions",
+            *by,
+            option,
+            text,
+        ]
+    )
+
+    # Then the command exits 2 saying what is wrong, in the function's words, and
+    # invokes nothing
+    assert code == 2
+    assert sent == []
+    assert capsys.readouterr().err.strip().endswith(says)

@@ -21,8 +21,19 @@ from botocore.stub import Stubber
 
 from telemetry import handler
 from telemetry.adapters.state_store import MAX_ITEM_BYTES, DynamoStateStore, item_bytes
+from telemetry.core.state import SHADOW_REPAIR_DELAY_MS
 from telemetry.errors import DependencyError
-from tests.localaws import LocalAws, before, fail, local_stack, message
+from telemetry.local.demo import scheduled_event
+from tests.localaws import (
+    Context,
+    LocalAws,
+    before,
+    fail,
+    local_stack,
+    lose_response,
+    message,
+    record_calls,
+)
 
 NOW = 1_764_237_600_000  # 2025-11-27T10:00:00Z
 MINUTE = 60_000
@@ -36,17 +47,6 @@ def aws() -> Iterator[LocalAws]:
 
 def statuses(alerts: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(a["status"], a["severity"]) for a in alerts]
-
-
-class Context:
-    """What Lambda hands an invocation: its id and its remaining time."""
-
-    def __init__(self, request_id: str, remaining_ms: int = 120_000) -> None:
-        self.aws_request_id = request_id
-        self._remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self._remaining_ms
 
 
 # ---------------------------------------------------------------- duplicates
@@ -150,6 +150,54 @@ def test_a_failed_run_releases_its_claims_so_its_retry_delivers_at_once(aws: Loc
 
     # Then the retry delivered it
     assert statuses(aws.alerts()) == [("RAISED", "CRITICAL")]
+
+
+# ---------------------------------------------------------------- a lost answer
+
+
+def test_a_retry_of_a_request_whose_commit_answer_was_lost_delivers_at_once(
+    aws: LocalAws,
+) -> None:
+    # Given a run whose commit reached DynamoDB but whose answer was lost, so that it
+    # failed without knowing it holds claims (and so could not release them)
+    rt, clients = aws.runtime()
+    lose_response(clients.dynamodb, "PutItem")
+    event = message("pump-17", NOW, ("temp-1", 95))
+    with pytest.raises(DependencyError):
+        handler.handle(event, rt, Context("request-1"))
+    assert "outbox" in (aws.state_item("pump-17") or {})
+
+    # When Lambda retries the same request (the same request id), at once
+    handler.handle(event, rt, Context("request-1"))
+
+    # Then the retry delivered what its first attempt claimed, once, and nothing is left
+    assert statuses(aws.alerts()) == [("RAISED", "CRITICAL")]
+    assert "outbox" not in (aws.state_item("pump-17") or {})
+    assert aws.shadow("pump-17")["alerts"]["temp-1"]["severity"] == "CRITICAL"
+
+
+def test_a_duplicate_with_another_request_id_leaves_a_lost_answers_claims_to_their_lease(
+    aws: LocalAws,
+) -> None:
+    # Given a run whose commit answer was lost, with a minute left when it started
+    rt, clients = aws.runtime()
+    lose_response(clients.dynamodb, "PutItem")
+    event = message("pump-17", NOW, ("temp-1", 95))
+    with pytest.raises(DependencyError):
+        handler.handle(event, rt, Context("request-1", remaining_ms=MINUTE))
+
+    # When the same event is delivered again as another request while the claim holds,
+    # and once more after the lease (the deadline and its margin) has ended
+    duplicate, _ = aws.runtime()
+    handler.handle(event, duplicate, Context("request-2"))
+    held = aws.alerts()
+    aws.now_ms += 2 * MINUTE
+    handler.handle(event, duplicate, Context("request-3"))
+
+    # Then the duplicate published nothing; the alert went out once, after the lease
+    assert held == []
+    assert statuses(aws.alerts()) == [("RAISED", "CRITICAL")]
+    assert "outbox" not in (aws.state_item("pump-17") or {})
 
 
 # ---------------------------------------------------------------- refusals
@@ -461,3 +509,94 @@ def test_a_mirror_the_function_may_not_write_fails_the_invocation_and_says_so(
     assert statuses(aws.alerts()) == [("RAISED", "CRITICAL")]
     (failed,) = mirror_failures(caplog)
     assert (failed["reason"], failed["retryable"]) == ("UnauthorizedException", False)
+
+
+def test_a_stale_mirror_of_a_device_that_sends_nothing_more_is_rewritten_by_the_sweep(
+    aws: LocalAws,
+) -> None:
+    # Given a raised alert whose mirror update the shadow service throttled, and a
+    # device that sends nothing more
+    rt, clients = aws.runtime()
+    fail(clients.iot_data, "UpdateThingShadow", "ThrottlingException", status=429)
+    handler.handle(message("pump-17", NOW, ("temp-1", 95)), rt)
+    failed_at = aws.now_ms
+    assert (aws.state_item("pump-17") or {})["shadowStale"]["BOOL"] is True
+    calls = record_calls(clients)
+
+    # When the sweep runs before the mirror's retry delay has passed, and after it
+    aws.now_ms = failed_at + SHADOW_REPAIR_DELAY_MS - 1000
+    early = handler.handle(scheduled_event(aws.now_ms), rt)
+    early_writes = calls.count("iot-data", "UpdateThingShadow")
+    aws.now_ms = failed_at + SHADOW_REPAIR_DELAY_MS
+    later = handler.handle(scheduled_event(aws.now_ms), rt)
+
+    # Then the early sweep left the device alone; the later one rewrote the mirror
+    # whole (published nothing), and the device is no longer due
+    assert (early["swept"], early_writes) == (0, 0)
+    assert later["swept"] == 1
+    assert later["transitions"] == []
+    assert aws.shadow("pump-17")["alerts"]["temp-1"]["severity"] == "CRITICAL"
+    item = aws.state_item("pump-17") or {}
+    assert item["shadowStale"]["BOOL"] is False
+    assert "dueAt" not in item
+    assert statuses(aws.alerts()) == [("RAISED", "CRITICAL")]
+    aws.now_ms += 10 * MINUTE
+    assert handler.handle(scheduled_event(aws.now_ms), rt)["swept"] == 0
+
+
+def test_a_mirror_repair_that_fails_again_is_due_again_after_the_delay(aws: LocalAws) -> None:
+    # Given a stale mirror, and the shadow service throttling the sweep's repair too
+    rt, clients = aws.runtime()
+    fail(clients.iot_data, "UpdateThingShadow", "ThrottlingException", status=429, times=2)
+    handler.handle(message("pump-17", NOW, ("temp-1", 95)), rt)
+
+    # When the sweep tries after the delay, and again after another delay
+    aws.now_ms += SHADOW_REPAIR_DELAY_MS
+    first = handler.handle(scheduled_event(aws.now_ms), rt)
+    aws.now_ms += SHADOW_REPAIR_DELAY_MS - 1000
+    too_soon = handler.handle(scheduled_event(aws.now_ms), rt)
+    aws.now_ms += 1000
+    second = handler.handle(scheduled_event(aws.now_ms), rt)
+
+    # Then each failure put the repair off by the delay, and the second try mended it
+    assert (first["swept"], too_soon["swept"], second["swept"]) == (1, 0, 1)
+    assert aws.shadow("pump-17")["alerts"]["temp-1"]["severity"] == "CRITICAL"
+    assert "dueAt" not in (aws.state_item("pump-17") or {})
+
+
+def test_a_mirror_failure_that_will_not_heal_is_left_to_the_devices_next_message(
+    aws: LocalAws,
+) -> None:
+    # Given a mirror update the shadow service refuses in a way retrying cannot mend
+    rt, clients = aws.runtime()
+    fail(clients.iot_data, "UpdateThingShadow", "InvalidRequestException", status=400)
+    handler.handle(message("pump-17", NOW, ("temp-1", 95)), rt)
+
+    # When the sweep runs well after the delay
+    aws.now_ms += 10 * SHADOW_REPAIR_DELAY_MS
+    summary = handler.handle(scheduled_event(aws.now_ms), rt)
+
+    # Then the sweep does not retry it every minute; the mirror stays marked stale, for
+    # the device's next invocation to rewrite
+    assert summary["swept"] == 0
+    assert (aws.state_item("pump-17") or {})["shadowStale"]["BOOL"] is True
+
+
+def test_a_stale_mirror_recorded_before_its_time_was_kept_still_loads() -> None:
+    # Given a device item written before the mirror's stale time was kept
+    with local_stack([], NOW) as aws:
+        client = boto3.client("dynamodb")
+        item = {
+            "deviceId": {"S": "pump-17"},
+            "version": {"N": "4"},
+            "alerts": {"S": "{}"},
+            "shadowStale": {"BOOL": True},
+        }
+        client.put_item(TableName=aws.stack.state_table, Item=item)
+
+        # When it is read
+        record = DynamoStateStore(aws.stack.state_table, client).load("pump-17")
+
+    # Then it loads as stale, its repair left to the device's next invocation
+    assert (record.version, record.shadow_stale, record.shadow_stale_ms) == (4, True, None)
+    assert record.due_ms() is None

@@ -16,10 +16,11 @@ import boto3
 import pytest
 
 from telemetry import handler
+from telemetry.adapters.influxdb import MAX_ATTEMPTS
 from telemetry.errors import ConfigurationError, DependencyError
 from telemetry.settings import Settings
-from tests.influxdb_server import FakeInflux, Influxd, free_port
-from tests.localaws import LocalAws, fail, local_stack, message, record_calls
+from tests.influxdb_server import Canned, FakeInflux, Influxd, free_port
+from tests.localaws import Context, LocalAws, fail, local_stack, message, record_calls
 
 MINUTE = 60_000
 
@@ -185,6 +186,30 @@ def test_influxdb3_with_the_token_in_secrets_manager(
     assert [len(r.body.splitlines()) for r in fake_v3.requests] == [2, 2]
     assert {r.headers["Authorization"] for r in fake_v3.requests} == {"Bearer write-token"}
     assert [dict(p.tags)["status"] for p in fake_v3.stored("alert")] == ["RAISED", "RESOLVED"]
+
+
+def test_a_store_asking_for_a_wait_the_invocation_cannot_afford_fails_it_at_once(
+    aws: LocalAws, fake_v3: FakeInflux
+) -> None:
+    # Given a store throttling with Retry-After 10, and an invocation with 15 s left:
+    # waiting 10 s would eat into the time it keeps to release its claims
+    fake_v3.script += [Canned(429, None, {"Retry-After": "10"})] * MAX_ATTEMPTS
+    rt, _ = aws.runtime(**influx_env(fake_v3.url, "telemetry", "v3", INFLUXDB_TOKEN="write-token"))
+    event = message("pump-17", now_ms() - 5_000, ("temp-1", 95))
+
+    # When the invocation runs
+    with pytest.raises(DependencyError, match="time left") as raised:
+        handler.handle(event, rt, Context("request-1", remaining_ms=15_000))
+
+    # Then it failed as transient after one request, without waiting, and released the
+    # alert's claim, so that Lambda's retry (the store healthy again) delivers it at once
+    assert raised.value.transient is True
+    assert len(fake_v3.requests) == 1
+    assert "claim" not in (aws.state_item("pump-17") or {})["outbox"]["S"]
+    fake_v3.script.clear()
+    handler.handle(event, rt, Context("request-1"))
+    assert statuses(aws.alerts()) == ["RAISED"]
+    assert len(fake_v3.stored("alert")) == 1
 
 
 def test_a_stream_batch_writes_every_point_of_the_batch_in_as_few_requests(

@@ -485,6 +485,91 @@ def test_a_store_failing_on_every_attempt_raises_as_transient(fake_v3: FakeInflu
     assert sleeps.waits == sorted(sleeps.waits)
 
 
+class Budget(Sleeps):
+    """The time a write may still spend, on a clock that only the writer's
+    waits move (no real sleeping): give it as `sleep` and as `time_left_ms`."""
+
+    def __init__(self, left_ms: float) -> None:
+        super().__init__()
+        self.left_ms = left_ms
+
+    def __call__(self, seconds: float) -> None:
+        super().__call__(seconds)
+        self.left_ms -= seconds * 1000
+
+    def time_left_ms(self) -> float:
+        return self.left_ms
+
+
+def test_waits_stop_where_the_invocation_has_no_time_left_for_them(fake_v3: FakeInflux) -> None:
+    # Given a store throttling every request and asking for 10 s each time, and a write
+    # that may still spend 15 s (an invocation's 25 s less what it keeps for itself)
+    fake_v3.script += [Canned(429, None, {"Retry-After": "10"})] * MAX_ATTEMPTS
+    budget = Budget(15_000)
+
+    # When points are written
+    with pytest.raises(DependencyError, match="time left") as raised:
+        writer(fake_v3, sleeps=budget).write(points(readings(1)), time_left_ms=budget.time_left_ms)
+
+    # Then it made the one wait that fit, then failed at once as transient, with time
+    # still left: not after every attempt, not past its deadline
+    assert raised.value.transient is True
+    assert raised.value.code == "429"
+    assert budget.waits == [10.0]
+    assert len(fake_v3.requests) == 2
+    assert budget.left_ms > 0
+
+
+def test_a_write_with_no_time_left_fails_at_once_without_sending(fake_v3: FakeInflux) -> None:
+    # Given a write whose invocation has no time left for it
+    budget = Budget(0)
+
+    # When points are written, Then it fails as transient and sends nothing
+    with pytest.raises(DependencyError, match="time left") as raised:
+        writer(fake_v3, sleeps=budget).write(points(readings(1)), time_left_ms=budget.time_left_ms)
+    assert raised.value.transient is True
+    assert fake_v3.requests == []
+
+
+class RecordingPool:
+    """An HTTP pool that answers 204 and keeps the options of every request."""
+
+    def __init__(self) -> None:
+        self.options: list[dict[str, Any]] = []
+
+    def request(self, method: str, url: str, **options: Any) -> Any:
+        self.options.append(options)
+        return urllib3.HTTPResponse(body=b"", status=204, headers={})
+
+
+def test_a_request_may_not_take_longer_than_the_time_left(fake_v3: FakeInflux) -> None:
+    # Given a write with 2.5 s left, less than a request's usual timeouts
+    budget = Budget(2_500)
+    pool = RecordingPool()
+
+    # When points are written
+    writer(fake_v3, sleeps=budget, http=pool).write(
+        points(readings(1)), time_left_ms=budget.time_left_ms
+    )
+
+    # Then the request was sent with timeouts that end within what is left
+    (options,) = pool.options
+    timeout = options["timeout"]
+    assert timeout.connect_timeout <= 2.5
+    assert timeout.read_timeout <= 2.5
+
+
+def test_without_a_deadline_throttling_is_retried_as_the_store_asks(fake_v3: FakeInflux) -> None:
+    # Given the same throttling store, and a write that is given no deadline
+    fake_v3.script += [Canned(429, None, {"Retry-After": "10"})] * (MAX_ATTEMPTS - 1)
+    sleeps = Sleeps()
+
+    # When points are written, Then every attempt is made, each after the wait asked
+    assert writer(fake_v3, sleeps=sleeps).write(points(readings(1)), time_left_ms=None) == []
+    assert sleeps.waits == [10.0] * (MAX_ATTEMPTS - 1)
+    assert len(fake_v3.stored()) == 1
+
+
 def test_a_dropped_connection_is_retried(fake_v3: FakeInflux) -> None:
     fake_v3.script.append(Canned(drop=True))
     rejected = writer(fake_v3).write(points(readings(2)))

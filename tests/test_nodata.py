@@ -34,7 +34,16 @@ from telemetry.core.messages import Reading, iso_utc
 from telemetry.core.rules import RuleSet, parse_rule_file
 from telemetry.core.silence import next_due_ms, sweep
 from telemetry.errors import DependencyError
-from tests.localaws import LocalAws, before, fail, local_stack, message, record_calls
+from tests.localaws import (
+    Context,
+    LocalAws,
+    before,
+    fail,
+    local_stack,
+    lose_response,
+    message,
+    record_calls,
+)
 from tests.strategies import arrival_histories
 
 NOW = 1_764_237_600_000  # 2025-11-27T10:00:00Z
@@ -592,6 +601,30 @@ def test_a_sweep_retried_after_a_fault_raises_once(aws: LocalAws) -> None:
 
     # Then the alert reached operators once
     assert [a["status"] for a in aws.alerts()] == ["RAISED"]
+
+
+def test_a_retried_sweep_whose_commit_answer_was_lost_delivers_at_once(aws: LocalAws) -> None:
+    # Given a silent pump, and a sweep whose commit reached DynamoDB but whose answer
+    # was lost, so that it failed holding claims it could not release
+    rt, clients = runtime(aws)
+    handler.handle(heartbeat("pump-17", NOW), rt)
+    aws.now_ms = NOW + 10 * MINUTE
+    lose_response(clients.dynamodb, "PutItem")
+    event = scheduled(NOW + 10 * MINUTE)
+    with pytest.raises(DependencyError):
+        handler.handle(event, rt, Context("sweep-1"))
+
+    # When the schedule is delivered again as another request while the claim holds,
+    # then Lambda retries the first request (the same request id)
+    duplicate, _ = runtime(aws)
+    handler.handle(event, duplicate, Context("sweep-2"))
+    held = aws.alerts()
+    handler.handle(event, rt, Context("sweep-1"))
+
+    # Then only the retry published, at once, and nothing is left to deliver
+    assert held == []
+    assert [a["status"] for a in aws.alerts()] == ["RAISED"]
+    assert "outbox" not in (aws.state_item("pump-17") or {})
 
 
 def test_the_sweep_delivers_an_outbox_entry_a_crashed_invocation_stranded(

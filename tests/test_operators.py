@@ -34,7 +34,7 @@ from telemetry.core.operators import (
 )
 from telemetry.core.rules import RuleSet, parse_rule_file
 from telemetry.errors import DependencyError
-from tests.localaws import LocalAws, before, fail, local_stack, message
+from tests.localaws import Context, LocalAws, before, fail, local_stack, lose_response, message
 
 NOW = 1_764_237_600_000  # 2025-11-27T10:00:00Z
 MINUTE = 60_000
@@ -147,18 +147,66 @@ def test_a_snooze_ends_at_epoch_ms_an_iso_time_or_a_duration_from_now(
     assert parse_action(raw | {"until": until}, NOW).until_ms == expected
 
 
-def test_a_note_may_span_lines_and_an_alert_id_any_case() -> None:
-    # Given an acknowledgement with a two-line note and an upper-case alertId
-    raw = action(
-        "acknowledge",
-        note="valve replaced\nwatching it",
-        alertId="DBBD7DC4A8E510E50479DBF9BCA3CE58",
+def test_an_alert_id_may_be_any_case() -> None:
+    # Given an acknowledgement with an upper-case alertId
+    raw = action("acknowledge", alertId="DBBD7DC4A8E510E50479DBF9BCA3CE58")
+
+    # When it is parsed, Then it is taken as alertIds are written
+    assert parse_action(raw, NOW).alert_id == "dbbd7dc4a8e510e50479dbf9bca3ce58"
+
+
+NOT_ONE_LINE = {
+    "a line feed": "\n",
+    "a carriage return and a line feed": "\r\n",
+    "a carriage return": "\r",
+    "a vertical tab": "\x0b",
+    "a form feed": "\x0c",
+    "a record separator": "\x1e",
+    "NEL (U+0085)": "\x85",
+    "LINE SEPARATOR (U+2028)": "\u2028",
+    "PARAGRAPH SEPARATOR (U+2029)": "\u2029",
+}
+CONTROL = {
+    "NUL": "\x00",
+    "a tab": "\t",
+    "an escape": "\x1b",
+    "DEL": "\x7f",
+    "the first C1 control (U+0080)": "\x80",
+    "a C1 control sequence introducer (U+009B)": "\x9b",
+    "the last C1 control (U+009F)": "\x9f",
+}
+
+
+@pytest.mark.parametrize("field", ["by", "note"])
+@pytest.mark.parametrize(
+    ("what", "char"),
+    [*NOT_ONE_LINE.items(), *CONTROL.items()],
+    ids=[*NOT_ONE_LINE, *CONTROL],
+)
+def test_by_and_note_are_one_line_of_text_without_control_characters(
+    field: str, what: str, char: str
+) -> None:
+    # Given an acknowledgement whose `by` or `note` holds a line break or a control
+    # character (which would reach the SNS body, the shadow, the history, the logs)
+    raw = action("acknowledge") | {field: f"valve{char}replaced"}
+
+    # When it is parsed, Then it is refused, naming the field and the character
+    with pytest.raises(InvalidActionError) as raised:
+        parse_action(raw, NOW)
+    assert raised.value.field == field
+    kind = "a line break" if what in NOT_ONE_LINE else "a control character"
+    assert str(raised.value).startswith(
+        f"{field}: must be one line of text: character 6 is {kind} (U+{ord(char[0]):04X}"
     )
 
-    # When it is parsed, Then both are taken, the id as alertIds are written
+
+def test_by_and_note_take_any_other_text() -> None:
+    # Given an acknowledgement in other scripts, with accents, dashes, spaces and emoji
+    raw = action("acknowledge", by="Zoë Müller (夜班)", note="valve replaced — watching it 🔧")
+
+    # When it is parsed, Then both are taken as written
     parsed = parse_action(raw, NOW)
-    assert parsed.note == "valve replaced\nwatching it"
-    assert parsed.alert_id == "dbbd7dc4a8e510e50479dbf9bca3ce58"
+    assert (parsed.by, parsed.note) == ("Zoë Müller (夜班)", "valve replaced — watching it 🔧")
 
 
 def test_a_relative_snooze_counts_from_when_iot_received_it_so_a_retry_decides_the_same() -> None:
@@ -664,6 +712,32 @@ def test_the_telemetry_function_never_takes_an_action(aws: LocalAws) -> None:
     assert [d["field"] for d in aws.dead_letters()] == ["data"]
     item = aws.state_item("pump-17") or {}
     assert "ackBy" not in str(item)
+
+
+def test_a_retried_action_whose_commit_answer_was_lost_is_delivered_at_once(
+    aws: LocalAws,
+) -> None:
+    # Given a raised warning, and an acknowledgement from the operators' topic whose
+    # commit reached DynamoDB but whose answer was lost
+    rt, clients = runtime(aws)
+    hot(aws, rt)
+    aws.alerts()
+    aws.now_ms = NOW + MINUTE
+    lose_response(clients.dynamodb, "PutItem")
+    acknowledge = action("acknowledge", via="ops/actions", receivedAt=NOW + MINUTE)
+    with pytest.raises(DependencyError):
+        actions.handle_action(acknowledge, rt, Context("action-1"))
+
+    # When the action is delivered again as another request, then Lambda retries the
+    # first one (the same request id)
+    actions.handle_action(acknowledge, rt, Context("action-2"))
+    held = aws.alerts()
+    actions.handle_action(acknowledge, rt, Context("action-1"))
+
+    # Then the acknowledgement reached operators once, from the retry, at once
+    assert held == []
+    assert [(a["status"], a["by"]) for a in aws.alerts()] == [("ACKNOWLEDGED", MARIA)]
+    assert "outbox" not in (aws.state_item("pump-17") or {})
 
 
 def test_the_actions_entry_point_builds_its_runtime_from_the_environment(

@@ -87,7 +87,7 @@ class FakeTimeseries:
     faults: Faults
     records: set[str] = field(default_factory=set)
 
-    def write(self, records: Sequence[tuple[dict[str, Any], object]]) -> list[Any]:
+    def write(self, records: Sequence[tuple[dict[str, Any], object]], **_: Any) -> list[Any]:
         self.faults.maybe_raise("WriteRecords")
         self.records.update(repr(sorted(r.items())) for r, _ in records)  # Timestream dedups
         return []

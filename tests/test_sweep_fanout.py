@@ -150,22 +150,20 @@ def test_a_refused_fan_out_raises_so_that_the_schedule_is_retried(aws: LocalAws)
 def test_a_sweep_stops_taking_devices_before_its_deadline_and_the_next_takes_the_rest(
     aws: LocalAws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given six silent pumps, a sweep taking two at a time, a clock that each batch
-    # moves on by a minute, and a deadline that leaves room for two batches
+    # Given six silent pumps, a sweep taking two at a time, and an invocation whose
+    # time left each batch takes a minute of, leaving room for two batches
     monkeypatch.setattr("telemetry.pipeline.SWEEP_BATCH", 2)
     rt = runtime(aws)
     silent_pumps(aws, rt)
-    ticks = [aws.now_ms]
+    left = [MINUTE + SWEEP_RESERVE_MS + 30_000]
 
-    def clock() -> int:
-        now = ticks[0]
-        ticks[0] += MINUTE
+    def time_left() -> int:
+        now = left[0]
+        left[0] -= MINUTE
         return now
 
-    deadline = aws.now_ms + MINUTE + SWEEP_RESERVE_MS + 30_000
-
     # When the sweep runs
-    first = rt.pipeline.sweep(NOW + 8 * MINUTE, deadline_ms=deadline, clock=clock)
+    first = rt.pipeline.sweep(NOW + 8 * MINUTE, time_left_ms=time_left)
 
     # Then it raised four pumps, the most overdue first, and left two due
     assert first.swept == 4

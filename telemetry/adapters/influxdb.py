@@ -26,7 +26,11 @@ What the store answers:
   and any other refusal of the request itself: these raise, never quarantine.
 - 413: the request is split and resent.
 - 429, 5xx, connection errors and timeouts: retried with backoff (honouring
-  Retry-After), a bounded number of times, then raised as transient.
+  Retry-After), a bounded number of times, then raised as transient. Given the
+  time the write may still take (`time_left_ms`: the invocation's remaining
+  time less what the pipeline keeps for itself), no wait and no request runs
+  past it: a wait that would is not made, and the write fails at once as
+  transient, so that the invocation can release its claims and Lambda retries.
 
 No InfluxDB client library: urllib3 (which botocore already loads) with one
 PoolManager for the whole function, TLS verification on.
@@ -60,7 +64,8 @@ MAX_ATTEMPTS: Final = 4
 """Sends of one request while the store is throttling or failing (1 + 3 retries)."""
 BACKOFF_BASE_S: Final = 0.2
 MAX_WAIT_S: Final = 10.0
-"""The longest wait before a retry, whatever Retry-After asks: the function has 120 s."""
+"""The longest wait before a retry, whatever Retry-After asks: the function has 120 s
+(and no wait outlasts the time the write is given, `InfluxWriter.write`'s `time_left_ms`)."""
 CONNECT_TIMEOUT_S: Final = 3.0
 READ_TIMEOUT_S: Final = 10.0
 V3_LISTED_ERRORS: Final = 100
@@ -364,6 +369,10 @@ def http_pool(ca_certs: str | None = None) -> Any:
     )
 
 
+TimeLeft = Callable[[], float] | None
+"""Milliseconds a write may still take, asked when needed; None: not bounded."""
+
+
 class InfluxWriter:
     """Writes points to one database (v3, v1) or bucket (v2) through one endpoint.
 
@@ -407,9 +416,20 @@ class InfluxWriter:
             return {"bucket": self._database, "precision": "ms"} | ({"org": org} if org else {})
         return {"db": self._database, "precision": "ms"}
 
-    def write(self, records: Sequence[tuple[Point, object]]) -> list[RejectedPoint]:
+    def write(
+        self,
+        records: Sequence[tuple[Point, object]],
+        *,
+        time_left_ms: Callable[[], float] | None = None,
+    ) -> list[RejectedPoint]:
         """Write every (point, source) pair; return the points the store refused
-        for good, and those that cannot be line protocol, each with its reason."""
+        for good, and those that cannot be line protocol, each with its reason.
+
+        `time_left_ms`, when given, says how many milliseconds the write may still
+        take, asked afresh before each request and each wait: a request is given
+        no longer than that, and a retry whose wait would not end within it is
+        not made (DependencyError, transient). None: only MAX_ATTEMPTS and
+        MAX_WAIT_S bound the retries."""
         rejected: list[RejectedPoint] = []
         lines: list[_Line] = []
         for point, source in records:
@@ -421,7 +441,7 @@ class InfluxWriter:
             else:
                 lines.append(_Line(data, point, source))
         for request in self._requests(lines):
-            rejected.extend(self._write_lines(request))
+            rejected.extend(self._write_lines(request, time_left_ms))
         return rejected
 
     def _requests(self, lines: Sequence[_Line]) -> Iterator[list[_Line]]:
@@ -438,16 +458,16 @@ class InfluxWriter:
         if request:
             yield request
 
-    def _write_lines(self, lines: list[_Line]) -> list[RejectedPoint]:
+    def _write_lines(self, lines: list[_Line], time_left: TimeLeft) -> list[RejectedPoint]:
         """Send `lines`; return the refused ones, finding them if the store does not say."""
-        answer = self._send(b"".join(line.data for line in lines))
+        answer = self._send(b"".join(line.data for line in lines), time_left)
         if answer.status in {200, 204}:
             return []
         if answer.status == 413 or "max request size" in answer.message:
             if len(lines) == 1:
                 return [self._reject(lines[0], f"too large for the store ({answer.status})")]
-            return self._halves(lines)
-        listed = self._listed(answer, lines)
+            return self._halves(lines, time_left)
+        listed = self._listed(answer, lines, time_left)
         if listed is not None:
             return listed
         if answer.status not in {400, 422} or not _POINT_LEVEL.search(answer.message):
@@ -456,13 +476,16 @@ class InfluxWriter:
         if len(lines) == 1 or (dropped and int(dropped.group(1)) >= len(lines)):
             reason = _DROPPED.sub("", answer.message).strip()  # a count, not a reason
             return [self._reject(line, reason) for line in lines]
-        return self._halves(lines)
+        return self._halves(lines, time_left)
 
-    def _halves(self, lines: list[_Line]) -> list[RejectedPoint]:
+    def _halves(self, lines: list[_Line], time_left: TimeLeft) -> list[RejectedPoint]:
         middle = len(lines) // 2
-        return self._write_lines(lines[:middle]) + self._write_lines(lines[middle:])
+        first = self._write_lines(lines[:middle], time_left)
+        return first + self._write_lines(lines[middle:], time_left)
 
-    def _listed(self, answer: _Answer, lines: list[_Line]) -> list[RejectedPoint] | None:
+    def _listed(
+        self, answer: _Answer, lines: list[_Line], time_left: TimeLeft
+    ) -> list[RejectedPoint] | None:
         """InfluxDB 3's answer names the refused lines (1-based); the lines after
         the last one it could list are sent again, to learn their fate."""
         body = answer.body
@@ -477,7 +500,7 @@ class InfluxWriter:
             return None
         out = [self._reject(lines[i], reason) for i, reason in sorted(refused.items())]
         if len(body["data"]) >= V3_LISTED_ERRORS and max(refused) + 1 < len(lines):
-            out += self._write_lines(lines[max(refused) + 1 :])
+            out += self._write_lines(lines[max(refused) + 1 :], time_left)
         return out
 
     def _reject(self, line: _Line, reason: str) -> RejectedPoint:
@@ -485,18 +508,19 @@ class InfluxWriter:
 
     # --- one request, with retries ------------------------------------------------
 
-    def _send(self, body: bytes) -> _Answer:
+    def _send(self, body: bytes, time_left: TimeLeft) -> _Answer:
         refreshed = False
         attempt = 0
         while True:
             attempt += 1
+            timeout = self._timeout(time_left)
             self.calls += 1
             try:
-                answer = self._post(body)
+                answer = self._post(body, timeout)
             except DependencyError as exc:
                 if not exc.transient or attempt >= MAX_ATTEMPTS:
                     raise
-                self._sleep(self._backoff(attempt, None))
+                self._wait(self._backoff(attempt, None), time_left, exc)
                 continue
             if answer.status == 401 and not refreshed and self._token.refresh():
                 refreshed = True
@@ -505,9 +529,46 @@ class InfluxWriter:
             if (answer.status == 429 or answer.status >= 500) and not too_large:
                 if attempt >= MAX_ATTEMPTS:
                     raise self._refusal(answer)
-                self._sleep(self._backoff(attempt, answer.retry_after))
+                wait = self._backoff(attempt, answer.retry_after)
+                self._wait(wait, time_left, self._refusal(answer, attempt))
                 continue
             return answer
+
+    def _timeout(self, time_left: TimeLeft) -> Any:
+        """The next request's timeouts: None (the pool's own) when the write is not
+        bounded; else the usual ones (CONNECT_TIMEOUT_S, READ_TIMEOUT_S) cut to the
+        time left, or DependencyError (transient) when none is left."""
+        if time_left is None:
+            return None
+        left_s = time_left() / 1000
+        if left_s <= 0:
+            raise DependencyError(
+                "influxdb",
+                "Write",
+                "NoTimeLeft",
+                f"not sent: no time left for this write [{self._where()}]",
+                transient=True,
+            )
+        import urllib3  # noqa: PLC0415 - botocore has imported it already
+
+        return urllib3.Timeout(
+            connect=min(CONNECT_TIMEOUT_S, left_s), read=min(READ_TIMEOUT_S, left_s)
+        )
+
+    def _wait(self, seconds: float, time_left: TimeLeft, failure: DependencyError) -> None:
+        """Wait before a retry, or raise `failure`'s fault at once (transient) if the
+        wait would not end within the time left."""
+        left_ms = None if time_left is None else time_left()
+        if left_ms is not None and seconds * 1000 >= left_ms:
+            raise DependencyError(
+                failure.service,
+                failure.operation,
+                failure.code,
+                f"{failure.message}; not retried: a wait of {seconds:g} s would not end "
+                f"within the time left for this write ({max(0.0, left_ms) / 1000:.1f} s)",
+                transient=True,
+            )
+        self._sleep(seconds)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -527,12 +588,13 @@ class InfluxWriter:
             headers["Authorization"] = f"{scheme} {token}"
         return headers
 
-    def _post(self, body: bytes) -> _Answer:
+    def _post(self, body: bytes, timeout: Any = None) -> _Answer:
         import urllib3  # noqa: PLC0415
 
+        options: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
         try:
             response = self._http.request(
-                "POST", self._url, body=body, headers=self._headers(), redirect=False
+                "POST", self._url, body=body, headers=self._headers(), redirect=False, **options
             )
         except urllib3.exceptions.SSLError as exc:
             verify = "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate" in str(exc).lower()
@@ -545,10 +607,13 @@ class InfluxWriter:
             ) from None
         return _answer(response)
 
-    def _refusal(self, answer: _Answer) -> DependencyError:
-        """The error for an answer that refuses the request itself."""
+    def _where(self) -> str:
+        return f"{self._api} endpoint, database/bucket {self._database!r}"
+
+    def _refusal(self, answer: _Answer, attempts: int = MAX_ATTEMPTS) -> DependencyError:
+        """The error for an answer that refuses the request itself, after `attempts`."""
         status = answer.status
-        where = f"{self._api} endpoint, database/bucket {self._database!r}"
+        where = self._where()
         if status == 401:
             what = "the token was refused (401); check INFLUXDB_TOKEN_SECRET_ARN and the token"
         elif status == 403:
@@ -556,7 +621,7 @@ class InfluxWriter:
         elif status == 404:
             what = "not found (404): no such database or bucket, or the wrong INFLUXDB_API"
         elif status == 429 or status >= 500:
-            what = f"still failing after {MAX_ATTEMPTS} attempts ({status})"
+            what = f"still failing after {attempts} attempt{'s' if attempts > 1 else ''} ({status})"
         else:
             what = f"request refused ({status})"
         message = f"{what} [{where}]" + (f": {answer.message}" if answer.message else "")

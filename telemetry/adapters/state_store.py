@@ -3,7 +3,9 @@
 Item: `deviceId` (S, the key), `version` (N, bumped on every write),
 `alerts` (S, JSON of the device's alert states), `outbox` (S, JSON list of
 transitions committed but not yet delivered), `shadowStale` (BOOL, the shadow
-mirror missed an update). Writes are conditional on the version read.
+mirror missed an update), `shadowStaleAt` (N, epoch ms, when it last failed in a
+way a retry may mend; absent otherwise, and in items written before it was kept).
+Writes are conditional on the version read.
 
 DynamoDB refuses items over 400 KB, so the item is bounded by its bytes,
 measured before writing: quiet entries (kept only for their late-data line)
@@ -209,6 +211,7 @@ class DynamoStateStore:
             outbox=[OutboxEntry.from_json(e) for e in json.loads(outbox)] if outbox else [],
             shadow_stale=bool(item.get("shadowStale", {}).get("BOOL", False)),
             parts=parts,
+            shadow_stale_ms=int(item["shadowStaleAt"]["N"]) if "shadowStaleAt" in item else None,
         )
 
     @staticmethod
@@ -283,6 +286,8 @@ class DynamoStateStore:
             "shadowStale": {"BOOL": record.shadow_stale},
             "updatedAt": {"S": datetime.now(tz=UTC).isoformat(timespec="seconds")},
         }
+        if record.shadow_stale and record.shadow_stale_ms is not None:
+            base["shadowStaleAt"] = {"N": str(record.shadow_stale_ms)}
         due = record.due_ms()
         if due is not None:
             base["dueShard"] = {"S": due_shard(record.device_id)}

@@ -14,7 +14,7 @@ for good come back to the caller for the dead-letter queue.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -134,12 +134,21 @@ class TimestreamWriter:
         self._client = client
         self.calls = 0
 
-    def write(self, records: Sequence[tuple[dict[str, Any], object]]) -> list[RejectedRecord]:
+    def write(
+        self,
+        records: Sequence[tuple[dict[str, Any], object]],
+        *,
+        time_left_ms: Callable[[], float] | None = None,
+    ) -> list[RejectedRecord]:
         """Write every (record, source) pair; return the ones Timestream rejected.
 
         `source` is what produced the record (a Reading or Transition) and comes
-        back with a rejection so that the caller can quarantine it.
+        back with a rejection so that the caller can quarantine it. The time left
+        (`time_left_ms`) is not used: the SDK's own retries are bounded by the
+        client's settings instead (`telemetry.adapters.aws.CLIENT_CONFIG`: 4
+        attempts, 3 s to connect, 10 s to read).
         """
+        del time_left_ms
         rejected: list[RejectedRecord] = []
         for start in range(0, len(records), MAX_RECORDS_PER_WRITE):
             chunk = records[start : start + MAX_RECORDS_PER_WRITE]

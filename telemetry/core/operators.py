@@ -34,6 +34,7 @@ result like any other evaluation (conditionally, through the outbox).
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -73,8 +74,12 @@ OPERATOR_ID_SUFFIX: Final = "#operator"
 _THING: Final = re.compile(THING_NAME_PATTERN)
 _RULE: Final = re.compile(RULE_NAME_PATTERN)
 _ALERT_ID: Final = re.compile(r"^[0-9a-f]{32}$")
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_BUT_LINES: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_NOT_ONE_LINE: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""What `by` and `note` may not hold: the C0 and C1 control characters (NEL among
+them) and DEL, Unicode's Cc, and the line and paragraph separators: whatever
+would break a line of the SNS body, the shadow, the alert history or the logs."""
+_LINE_BREAKS: Final = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+"""Those of them that end a line (what str.splitlines splits on)."""
 FIELDS: Final = frozenset(
     {"action", "deviceId", "sensorId", "rule", "by", "note", "alertId", "until"}
 )
@@ -118,9 +123,22 @@ class Action:
         return (self.sensor_id, self.rule)
 
 
-def _text(
-    raw: Mapping[str, Any], name: str, *, most: int, required: bool, lines: bool = False
-) -> str | None:
+def one_line(name: str, value: str) -> str:
+    """`value` if it is one line of text, free of control characters; else
+    InvalidActionError naming the field `name` and the first character at fault.
+    What an action's `by` and `note` must be (the CLI checks its own with it)."""
+    bad = _NOT_ONE_LINE.search(value)
+    if bad is None:
+        return value
+    char = bad.group()
+    kind = "a line break" if char in _LINE_BREAKS else "a control character"
+    label = " ".join(filter(None, (f"U+{ord(char):04X}", unicodedata.name(char, ""))))
+    raise InvalidActionError(
+        name, f"must be one line of text: character {bad.start() + 1} is {kind} ({label})"
+    )
+
+
+def _text(raw: Mapping[str, Any], name: str, *, most: int, required: bool) -> str | None:
     value = raw.get(name)
     if value is None:
         if required:
@@ -132,11 +150,7 @@ def _text(
         raise InvalidActionError(name, "must not be empty")
     if len(value) > most:
         raise InvalidActionError(name, f"must be at most {most} characters (got {len(value)})")
-    if lines and _CONTROL_BUT_LINES.search(value):
-        raise InvalidActionError(name, "must be text (no control characters but line breaks)")
-    if not lines and _CONTROL.search(value):
-        raise InvalidActionError(name, "must be one line of text (no control characters)")
-    return value
+    return one_line(name, value)
 
 
 def _name(raw: Mapping[str, Any], name: str, pattern: re.Pattern[str], words: str) -> str:
@@ -199,7 +213,7 @@ def parse_action(raw: object, now_ms: int) -> Action:
     if rule != DEVICE_THRESHOLD_RULE:
         rule = _name(raw, "rule", _RULE, "a rule name (letters, digits, . _ : -)")
     by = _text(raw, "by", most=MAX_BY, required=True) or ""
-    note = _text(raw, "note", most=MAX_NOTE, required=False, lines=True)
+    note = _text(raw, "note", most=MAX_NOTE, required=False)
     alert_id = raw.get("alertId")
     if alert_id is not None:
         if not isinstance(alert_id, str) or not _ALERT_ID.fullmatch(alert_id.lower()):

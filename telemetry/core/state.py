@@ -14,12 +14,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Final
 
 from telemetry.core.alerts import AlertState, StateKey, Transition
 from telemetry.core.flapping import due_ms as flapping_due_ms
 from telemetry.core.operators import operator_due_ms
 from telemetry.core.silence import next_due_ms
+
+SHADOW_REPAIR_DELAY_MS: Final = 60_000
+"""How long after a shadow mirror update failed in a way a retry may mend
+(throttled, a 5xx, a race with another invocation) the scheduled sweep rewrites
+the mirror whole, unless an invocation of the device did meanwhile: a device
+that stops sending keeps no wrong shadow. Each failed repair puts the next one
+off by as much; a failure no retry mends waits for the device's next message."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +81,14 @@ class OutboxEntry:
 class DeviceRecord:
     """A device's durable alert state as read, with the version it was read at
     (0: never written). `parts` is the state store's own business: how many
-    extra items it used to hold a record too large for one."""
+    extra items it used to hold a record too large for one.
+
+    `shadow_stale`: the shadow mirror missed an update, so the next delivery
+    rewrites it whole. `shadow_stale_ms`: when it last failed in a way a retry may
+    mend (epoch ms), which makes the device due for the sweep
+    SHADOW_REPAIR_DELAY_MS later; None when no retry will mend it, or when the
+    record was written before this was kept (the device's next invocation
+    rewrites the mirror then)."""
 
     device_id: str
     version: int = 0
@@ -82,15 +96,23 @@ class DeviceRecord:
     outbox: list[OutboxEntry] = field(default_factory=list)
     shadow_stale: bool = False
     parts: int = 0
+    shadow_stale_ms: int | None = None
 
     def due_ms(self) -> int | None:
         """When the scheduled sweep next has something to do for this device: a
         tracked sensor that may fall silent, a snooze ending, a reminder, a
-        flapping key quiet long enough for its STABLE, or an outbox entry to
-        deliver (a free one at once, a claimed one when its lease ends). None:
-        nothing."""
+        flapping key quiet long enough for its STABLE, an outbox entry to
+        deliver, or a stale mirror to rewrite. None: nothing.
+
+        An outbox entry is due from when it was committed, claimed or not: a
+        retried sweep, whose request id is its first attempt's, must find the
+        entries that attempt claimed and could not release (its commit's answer
+        lost); any other sweep reads the device and leaves them to their
+        claimant until the lease ends."""
         due = [next_due_ms(self.state), operator_due_ms(self.state)]
         due.append(flapping_due_ms(self.state))
-        due += [e.lease_ms if e.claimant is not None else e.enqueued_ms for e in self.outbox]
+        due += [e.enqueued_ms for e in self.outbox]
+        if self.shadow_stale and self.shadow_stale_ms is not None:
+            due.append(self.shadow_stale_ms + SHADOW_REPAIR_DELAY_MS)
         known = [d for d in due if d is not None]
         return min(known) if known else None

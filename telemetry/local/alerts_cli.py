@@ -82,8 +82,12 @@ def add_arguments(parser: argparse.ArgumentParser, url: Any) -> None:
                 metavar="WHEN",
                 help="epoch ms, ISO-8601, or a duration from now such as 2h",
             )
-        sub.add_argument("--by", metavar="WHO", help="who acts (default: your AWS identity)")
-        sub.add_argument("--note", metavar="TEXT", help="why, for the record (1,024 characters)")
+        sub.add_argument(
+            "--by", metavar="WHO", help="who acts, one line (default: your AWS identity)"
+        )
+        sub.add_argument(
+            "--note", metavar="TEXT", help="why, for the record: one line, 1,024 characters"
+        )
         sub.add_argument(
             "--alert-id",
             metavar="ID",
@@ -260,6 +264,7 @@ def _caller(args: argparse.Namespace) -> str:
 
 
 def _act(args: argparse.Namespace, out: Screen) -> int:
+    _one_line(("by", args.by), ("note", args.note))
     local = bool(args.endpoint_url and not args.function)
     function = None if local else _function_name(args)
     action: dict[str, Any] = {
@@ -286,6 +291,19 @@ def _act(args: argparse.Namespace, out: Screen) -> int:
             raise AlertsError(f"{args.action} refused: {answer.get('reason')}")
         return 1
     return 0
+
+
+def _one_line(*fields: tuple[str, str | None]) -> None:
+    """Refuse, before anything is sent, a `by` or `note` the function would refuse:
+    more than one line, or control characters (in the function's own words)."""
+    from telemetry.core.operators import InvalidActionError, one_line  # noqa: PLC0415
+
+    try:
+        for name, text in fields:
+            if text is not None:
+                one_line(name, text)
+    except InvalidActionError as exc:
+        raise AlertsError(str(exc), 2) from None
 
 
 def _absolute(until: str | None) -> str | int | None:
