@@ -3,7 +3,12 @@
 Item: `deviceId` (S, the key), `version` (N, bumped on every write),
 `alerts` (S, JSON of the device's alert states), `outbox` (S, JSON list of
 transitions committed but not yet delivered), `shadowStale` (BOOL, the shadow
-mirror missed an update). Writes are conditional on the version read.
+mirror missed an update), `presence` (S, JSON of its connection from IoT
+Core's lifecycle events and its gateway's outages; absent when none is known).
+A member of a gateway also carries `gateway` (S, its first gateway's deviceId)
+and `heardAt` (N, the latest arrival its record knows, 0 while disconnected):
+the sparse `gateway` index, which counts a gateway's members that are down.
+Writes are conditional on the version read.
 
 DynamoDB refuses items over 400 KB, so the item is bounded by its bytes,
 measured before writing: quiet entries (kept only for their late-data line)
@@ -27,6 +32,7 @@ from typing import Any, Final
 
 from telemetry.adapters.aws import AWS_ERRORS, error_code_of, translate
 from telemetry.core.alerts import AlertState, StateKey, quiet_oldest_first, state_from_json
+from telemetry.core.connectivity import Presence
 from telemetry.core.state import DeviceRecord, OutboxEntry
 from telemetry.errors import DependencyError, StateConflictError
 
@@ -44,6 +50,9 @@ DUE_SHARDS: Final = 16
 """`dueShard` is one of this many values, from a hash of the deviceId: the sweep
 reads that many index partitions, none of them hot. Fixed: changing it would
 hide the items written under the old count until they are written again."""
+GATEWAY_INDEX: Final = "gateway"
+"""The sparse global secondary index of gateways' members: partition key
+`gateway` (S), sort key `heardAt` (N, epoch ms; 0 while disconnected), keys only."""
 _BATCH_GET_LIMIT: Final = 100
 _UNPROCESSED_ATTEMPTS: Final = 8
 _BACKOFF_BASE_S: Final = 0.05
@@ -207,6 +216,12 @@ class DynamoStateStore:
             outbox=[OutboxEntry.from_json(e) for e in json.loads(outbox)] if outbox else [],
             shadow_stale=bool(item.get("shadowStale", {}).get("BOOL", False)),
             parts=parts,
+            presence=(
+                Presence.from_json(json.loads(item["presence"]["S"]))
+                if "presence" in item
+                else Presence()
+            ),
+            gateway=item["gateway"]["S"] if "gateway" in item else None,
         )
 
     @staticmethod
@@ -264,6 +279,30 @@ class DynamoStateStore:
             request["ExclusiveStartKey"] = last
         return found[:limit]
 
+    def count_members(self, gateway_id: str, before_ms: int) -> int:
+        """How many records of the gateway's members were last heard before
+        `before_ms` (or are disconnected): one Query of the sparse index, counted
+        by DynamoDB (Select=COUNT), paged when it must be. Members never written
+        to the table since the gateway was listed are not counted."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": GATEWAY_INDEX,
+            "KeyConditionExpression": "gateway = :g AND heardAt < :t",
+            "ExpressionAttributeValues": {":g": {"S": gateway_id}, ":t": {"N": str(before_ms)}},
+            "Select": "COUNT",
+        }
+        count = 0
+        while True:
+            try:
+                answer = self._client.query(**request)
+            except AWS_ERRORS as exc:
+                raise translate("dynamodb", "Query", exc) from exc
+            count += int(answer.get("Count", 0))
+            last = answer.get("LastEvaluatedKey")
+            if not last:
+                return count
+            request["ExclusiveStartKey"] = last
+
     # ------------------------------------------------------------- writing
 
     def save(self, record: DeviceRecord) -> DeviceRecord:
@@ -281,6 +320,13 @@ class DynamoStateStore:
         if due is not None:
             base["dueShard"] = {"S": due_shard(record.device_id)}
             base["dueAt"] = {"N": str(due)}
+        presence = record.presence.to_json()
+        if presence:
+            base["presence"] = {"S": _encode(presence)}
+        heard = record.heard_at_ms() if record.gateway is not None else None
+        if record.gateway is not None and heard is not None:
+            base["gateway"] = {"S": record.gateway}
+            base["heardAt"] = {"N": str(heard)}
         outbox_text = _encode([e.to_json() for e in record.outbox]) if record.outbox else None
         room = self._budget - item_bytes(base) - len("alerts") - len("outbox")
         room -= len(outbox_text or "")

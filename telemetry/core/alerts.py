@@ -372,6 +372,9 @@ class Transition:
     until_ms: int | None = None
     muted: bool = False
     """Snoozed: written to the alert history and the shadow, never published."""
+    members: int | None = None
+    """A gateway's own RAISED offline or no-data alert: how many of its members
+    were down (disconnected, or silent since it went down) at that moment."""
 
     @property
     def key(self) -> str:
@@ -411,6 +414,8 @@ class Transition:
         out.update({key: value for key, value in known if value is not None})
         if self.muted:
             out["muted"] = True
+        if self.members is not None:
+            out["members"] = self.members
         return out
 
     @classmethod
@@ -437,6 +442,7 @@ class Transition:
             if raw.get("snoozedUntil") is None
             else parse_time_ms(raw["snoozedUntil"]),
             muted=bool(raw.get("muted", False)),
+            members=None if raw.get("members") is None else int(raw["members"]),
         )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from telemetry.core.alerts import NODATA, ActiveAlert, AlertState, StateKey, active_alerts
+from telemetry.core.alerts import NODATA, OFFLINE, ActiveAlert, AlertState, StateKey, active_alerts
 from telemetry.core.messages import iso_utc
 
 
@@ -37,8 +37,8 @@ def shadow_entry(alert: ActiveAlert) -> dict[str, Any]:
         if alert.direction == NODATA and key_state.silence
         else (key_state.attention)
     )
-    if alert.direction == NODATA:
-        entry["direction"] = NODATA
+    if alert.direction in (NODATA, OFFLINE):
+        entry["direction"] = alert.direction
     elif key_state.latched:
         entry["latched"] = True
     if attention is not None and attention.ack_by is not None and attention.ack_ms is not None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from telemetry.core.alerts import AlertState, StateKey, Transition
+from telemetry.core.connectivity import Connection, Presence, heard_at_ms, paused_as_recorded
 from telemetry.core.operators import operator_due_ms
 from telemetry.core.silence import next_due_ms
 
@@ -73,7 +74,10 @@ class OutboxEntry:
 class DeviceRecord:
     """A device's durable alert state as read, with the version it was read at
     (0: never written). `parts` is the state store's own business: how many
-    extra items it used to hold a record too large for one."""
+    extra items it used to hold a record too large for one. `presence` is what
+    it knows of the device's connection and its gateway's outages; `gateway`
+    the gateway it sits behind (its first), written with the record so that a
+    gateway can count its members that are down."""
 
     device_id: str
     version: int = 0
@@ -81,13 +85,36 @@ class DeviceRecord:
     outbox: list[OutboxEntry] = field(default_factory=list)
     shadow_stale: bool = False
     parts: int = 0
+    presence: Presence = field(default_factory=Presence)
+    gateway: str | None = None
+
+    @property
+    def connection(self) -> Connection | None:
+        """The device's last applied lifecycle event (None: never one)."""
+        return self.presence.connection
 
     def due_ms(self) -> int | None:
         """When the scheduled sweep next has something to do for this device: a
-        tracked sensor that may fall silent, a snooze ending, a reminder, or an
-        outbox entry to deliver (a free one at once, a claimed one when its
-        lease ends). None: nothing."""
-        due = [next_due_ms(self.state), operator_due_ms(self.state)]
+        tracked sensor that may fall silent (not while the device is offline with
+        an offline alert to explain it), an offline alert to raise, a snooze
+        ending, a reminder, or an outbox entry to deliver (a free one at once, a
+        claimed one when its lease ends). None: nothing."""
+        presence = self.presence
+        connection = presence.connection
+        due = [
+            next_due_ms(
+                self.state,
+                paused=paused_as_recorded(self.state, presence),
+                from_ms=presence.windows_from_ms,
+            ),
+            operator_due_ms(self.state),
+            connection.check_ms if connection is not None else None,
+        ]
         due += [e.lease_ms if e.claimant is not None else e.enqueued_ms for e in self.outbox]
         known = [d for d in due if d is not None]
         return min(known) if known else None
+
+    def heard_at_ms(self) -> int | None:
+        """The latest arrival the record knows of its device (0 while offline;
+        None: none known): the sort key of the gateway index."""
+        return heard_at_ms(self.state, self.presence)
