@@ -75,6 +75,7 @@ TARGET_BY_KIND = {
     "sns-topic": "AlertsTopic",
     "dynamodb-table": "AlertStateTable",
     "dynamodb-index": "AlertStateTable/index/due",
+    "dynamodb-index:gateway": "AlertStateTable/index/gateway",
     "sqs-queue": "DeadLetterQueue",
     "kinesis-stream": "TelemetryStream",
     "secretsmanager-secret": "InfluxDBTokenSecretArn",
@@ -426,6 +427,7 @@ def test_each_grant_targets_this_stacks_own_resource(transformed: dict[str, Any]
         for grant in grants
         if grant.target != TARGET_BY_KIND[grant.kind]
         and (grant.target, grant.condition) != (CLASSIC_SHADOW_TARGET, "!HasNamedShadow")
+        and (grant.kind, grant.target) != ("dynamodb-index", TARGET_BY_KIND["dynamodb-index:gateway"])
     ]
     assert wrong == []
 
@@ -551,28 +553,36 @@ def test_topic_rule_role_may_only_send_to_the_queue_and_stream(
 
 
 @pytest.mark.parametrize(
-    ("stack", "rule_name"),
-    [("telemetry", "telemetry_telemetry"), ("plant-a-prod", "plant_a_prod_telemetry")],
+    ("stack", "rule_name", "connectivity_name"),
+    [
+        ("telemetry", "telemetry_telemetry", "telemetry_connectivity"),
+        ("plant-a-prod", "plant_a_prod_telemetry", "plant_a_prod_connectivity"),
+    ],
 )
-def test_topic_rule_role_trusts_only_this_stacks_rule(
-    template: dict[str, Any], stack: str, rule_name: str
+def test_topic_rule_role_trusts_only_this_stacks_rules(
+    template: dict[str, Any], stack: str, rule_name: str, connectivity_name: str
 ) -> None:
     # Given a stack name and the rule role's trust condition
     role = template["Resources"]["TopicRuleRole"]["Properties"]
     trust = role["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]
     rule = template["Resources"]["TelemetryRule"]["Properties"]
+    connectivity = template["Resources"]["ConnectivityRule"]["Properties"]
     PSEUDO_PARAMETERS["AWS::StackName"] = stack
     try:
-        # When the rule's name and the trusted source ARN are rendered
+        # When the rules' names and the trusted source ARNs are rendered
         name = render(rule["RuleName"], parameter_values(template))
-        source = render(trust["ArnEquals"]["aws:SourceArn"], parameter_values(template))
+        other = render(connectivity["RuleName"], parameter_values(template))
+        sources = [
+            render(arn, parameter_values(template)) for arn in trust["ArnEquals"]["aws:SourceArn"]
+        ]
     finally:
         PSEUDO_PARAMETERS["AWS::StackName"] = "telemetry"
-    # Then the role trusts exactly that rule (a valid rule name), no wildcard
-    assert name == rule_name
-    assert re.fullmatch(r"[a-zA-Z0-9_]{1,128}", name)
-    assert source == f"{ARN_PREFIX}:rule/{rule_name}"
-    assert "*" not in source
+    # Then the role trusts exactly those rules (valid rule names): the telemetry rule
+    # and the connectivity rule, whose error actions share it; no wildcard
+    assert (name, other) == (rule_name, connectivity_name)
+    assert all(re.fullmatch(r"[a-zA-Z0-9_]{1,128}", n) for n in (name, other))
+    assert sources == [f"{ARN_PREFIX}:rule/{rule_name}", f"{ARN_PREFIX}:rule/{connectivity_name}"]
+    assert all("*" not in source for source in sources)
     assert "ArnLike" not in trust
 
 
@@ -920,6 +930,8 @@ def test_alert_state_table_is_keyed_by_device_and_protected(resources: dict[str,
         {"AttributeName": "deviceId", "AttributeType": "S"},
         {"AttributeName": "dueShard", "AttributeType": "S"},
         {"AttributeName": "dueAt", "AttributeType": "N"},
+        {"AttributeName": "gateway", "AttributeType": "S"},
+        {"AttributeName": "heardAt", "AttributeType": "N"},
     ]
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert properties["SSESpecification"] == {"SSEEnabled": True}
@@ -931,7 +943,8 @@ def test_the_sweep_finds_due_devices_through_a_sparse_sharded_index(
     # Given the state table's secondary index and the code's name for it
     from telemetry.adapters.state_store import DUE_INDEX
 
-    (index,) = resources["AlertStateTable"]["Properties"]["GlobalSecondaryIndexes"]
+    indexes = resources["AlertStateTable"]["Properties"]["GlobalSecondaryIndexes"]
+    (index,) = [i for i in indexes if i["IndexName"] == DUE_INDEX]
     # Then it is keyed by shard and due time, keys only (the sweep re-reads the item)
     assert index == {
         "IndexName": DUE_INDEX,
