@@ -427,7 +427,8 @@ def test_each_grant_targets_this_stacks_own_resource(transformed: dict[str, Any]
         for grant in grants
         if grant.target != TARGET_BY_KIND[grant.kind]
         and (grant.target, grant.condition) != (CLASSIC_SHADOW_TARGET, "!HasNamedShadow")
-        and (grant.kind, grant.target) != ("dynamodb-index", TARGET_BY_KIND["dynamodb-index:gateway"])
+        and (grant.kind, grant.target)
+        != ("dynamodb-index", TARGET_BY_KIND["dynamodb-index:gateway"])
     ]
     assert wrong == []
 

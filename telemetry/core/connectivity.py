@@ -366,7 +366,10 @@ def on_lifecycle(
     if not connection.connected:
         return Decision(Evaluation(dict(state)), after)
     written, transitions = _resolve_offline(device_id, state, rules, event.time_ms)
-    return Decision(Evaluation(written or dict(state), transitions, written is not None), after)
+    return Decision(
+        Evaluation(dict(state) if written is None else written, transitions, written is not None),
+        after,
+    )
 
 
 def on_heard(
