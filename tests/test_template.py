@@ -1405,3 +1405,77 @@ def test_the_operators_policy_allows_acting_and_listing_and_nothing_broader(
         f"{ARN_PREFIX}:topic/ops/alerts/actions"
     )
     assert all("*" not in str(s.get("Action")) for s in statements.values())
+
+
+# ---------------------------------------------------------------- connectivity (issue 17)
+
+
+def test_the_connectivity_rule_hands_iot_cores_lifecycle_events_to_the_function(
+    template: dict[str, Any],
+) -> None:
+    # Given the connectivity rule and its parameter
+    parameter = template["Parameters"]["ConnectivityEvents"]
+    rule = template["Resources"]["ConnectivityRule"]
+    payload = rule["Properties"]["TopicRulePayload"]
+    telemetry = template["Resources"]["TelemetryRule"]["Properties"]["TopicRulePayload"]
+    # Then it is on by default, off when disabled, reads every presence event as IoT Core
+    # publishes it, invokes the telemetry function, and dead-letters as the telemetry rule
+    assert (parameter["Default"], sorted(parameter["AllowedValues"])) == (
+        "Enabled",
+        ["Disabled", "Enabled"],
+    )
+    assert rule["Condition"] == "HasConnectivityEvents"
+    assert holds("HasConnectivityEvents", template) is True
+    assert holds("HasConnectivityEvents", template, ConnectivityEvents="Disabled") is False
+    assert payload["Sql"] == "SELECT * FROM '$aws/events/presence/+/+'"
+    assert payload["AwsIotSqlVersion"] == "2016-03-23"
+    assert payload["Actions"] == [
+        {"Lambda": {"FunctionArn": {"Fn::GetAtt": ["TelemetryFunction", "Arn"]}}}
+    ]
+    assert payload["ErrorAction"] == telemetry["ErrorAction"]
+    name = render(rule["Properties"]["RuleName"], parameter_values(template))
+    assert name == "telemetry_connectivity"
+
+
+def test_iot_may_invoke_the_function_from_the_connectivity_rule_only_when_enabled(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    # Given the function's resource policy for the connectivity rule
+    permission = resources["TelemetryFunctionConnectivityPermission"]
+    # Then it exists with the rule, and names that rule and the account
+    assert template["Resources"]["TelemetryFunctionConnectivityPermission"]["Condition"] == (
+        "HasConnectivityEvents"
+    )
+    assert permission["Properties"]["Principal"] == "iot.amazonaws.com"
+    assert permission["Properties"]["SourceArn"] == {"Fn::GetAtt": ["ConnectivityRule", "Arn"]}
+    assert permission["Properties"]["SourceAccount"] == {"Ref": "AWS::AccountId"}
+
+
+def test_a_gateway_counts_its_members_through_a_sparse_index_it_alone_may_query(
+    resources: dict[str, Any], transformed: dict[str, Any]
+) -> None:
+    # Given the state table's indexes, the code's name for the gateway index, the grants
+    from telemetry.adapters.state_store import GATEWAY_INDEX
+
+    indexes = resources["AlertStateTable"]["Properties"]["GlobalSecondaryIndexes"]
+    (index,) = [i for i in indexes if i["IndexName"] == GATEWAY_INDEX]
+    queries = {
+        (g.target, g.condition)
+        for g in function_grants(transformed)
+        if g.action == "dynamodb:Query"
+    }
+    actions_queries = [
+        g for g in function_grants(transformed, ACTIONS) if g.action == "dynamodb:Query"
+    ]
+    # Then it is keyed by gateway and heardAt, keys only; the telemetry function may query
+    # it (and the due index), by name, and the actions function no index at all
+    assert index == {
+        "IndexName": "gateway",
+        "KeySchema": [
+            {"AttributeName": "gateway", "KeyType": "HASH"},
+            {"AttributeName": "heardAt", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "KEYS_ONLY"},
+    }
+    assert queries == {("AlertStateTable/index/due", None), ("AlertStateTable/index/gateway", None)}
+    assert actions_queries == []
