@@ -57,7 +57,7 @@ from telemetry.core.state import DeviceRecord
 from telemetry.errors import DependencyError
 from telemetry.events import is_lifecycle_event
 from telemetry.local.provision import state_table_shape
-from tests.localaws import LocalAws, local_stack, message, record_calls
+from tests.localaws import LocalAws, before, fail, local_stack, message, record_calls
 from tests.strategies import lifecycle_event, lifecycle_histories, redelivered
 
 NOW = 1_764_237_600_000  # 2025-11-27T10:00:00Z
@@ -798,6 +798,47 @@ def test_out_of_order_duplicate_and_stale_events_change_nothing_and_cost_no_writ
     assert [(a["status"], a["time"]) for a in received] == [("RAISED", iso_utc(NOW + 3 * MINUTE))]
 
 
+def test_a_connect_that_commits_while_the_sweep_raises_wins_and_nothing_is_raised(
+    aws: LocalAws,
+) -> None:
+    # Given a pump disconnected at 10:01, and its reconnect committed just before the
+    # sweep of 10:05 writes its offline alert
+    sweeper, clients = runtime(aws)
+    device, _ = runtime(aws)
+    connectivity(aws, device, lifecycle_event(PUMP, "disconnected", 1, NOW + MINUTE))
+    aws.now_ms = NOW + 5 * MINUTE
+
+    def reconnect_first() -> None:
+        handler.handle(lifecycle_event(PUMP, "connected", 2, NOW + 4 * MINUTE), device)
+
+    before(clients.dynamodb, "PutItem", reconnect_first)
+
+    # When the sweep runs
+    handler.handle(scheduled(NOW + 5 * MINUTE), sweeper)
+
+    # Then it re-read the record, found the pump connected, and raised nothing
+    assert aws.alerts() == []
+    assert sweep_until(aws, sweeper, NOW + 6 * MINUTE, NOW + 8 * MINUTE) == []
+
+
+def test_a_connect_retried_after_a_failed_publish_resolves_once(aws: LocalAws) -> None:
+    # Given a pump raised offline, and SNS failing the next publish
+    rt, clients = runtime(aws)
+    connectivity(aws, rt, lifecycle_event(PUMP, "disconnected", 1, NOW + MINUTE))
+    (raised,) = sweep_until(aws, rt, NOW + 2 * MINUTE, NOW + 4 * MINUTE)
+    fail(clients.sns, "Publish", "InternalError")
+    connect = lifecycle_event(PUMP, "connected", 2, NOW + 10 * MINUTE)
+
+    # When its connect fails to publish, and Lambda delivers the event again (twice)
+    with pytest.raises(DependencyError):
+        connectivity(aws, rt, connect)
+    connectivity(aws, rt, connect)
+    connectivity(aws, rt, connect)
+
+    # Then operators heard of its return once, in the alert's episode
+    assert [(a["status"], a["alertId"]) for a in aws.alerts()] == [("RESOLVED", raised["alertId"])]
+
+
 def test_a_malformed_lifecycle_event_goes_to_the_dead_letter_queue(aws: LocalAws) -> None:
     # Given a lifecycle event whose clientId is not a thing name, and one with no version
     rt, _ = runtime(aws)
@@ -1040,8 +1081,6 @@ def test_threshold_alerts_of_members_are_published_during_the_outage(aws: LocalA
 
 def test_a_gateway_raise_retried_after_a_failed_count_raises_once(aws: LocalAws) -> None:
     # Given a gateway offline, and its members' count failing once
-    from tests.localaws import fail
-
     rt, clients = runtime(aws)
     start_line(aws, rt, NOW)
     for device in (GATEWAY, *MEMBERS):

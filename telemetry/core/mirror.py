@@ -1,8 +1,9 @@
 """What a device's shadow mirror shows of its alerts: one place decides it.
 
 The mirror lists, per sensor, the most important active alert (most severe,
-then oldest episode, then sensor), with what operators did about it; and, apart,
-the keys operators disabled. Pure: the shadow adapter writes what this says.
+then oldest episode, then sensor), with what operators did about it (a device's
+offline alert under `$device`, `direction: "offline"`); and, apart, the keys
+operators disabled. Pure: the shadow adapter writes what this says.
 """
 
 from __future__ import annotations
