@@ -51,7 +51,15 @@ from telemetry.core.connectivity import (
 )
 from telemetry.core.messages import MessageRejectedError, Reading, iso_utc
 from telemetry.core.mirror import mirror_entries
-from telemetry.core.operators import Action, Kind, apply_action, key_view, parse_action
+from telemetry.core.operators import (
+    Action,
+    Kind,
+    apply_action,
+    finalize,
+    key_view,
+    parse_action,
+    timers,
+)
 from telemetry.core.rules import RuleSet, parse_rule_document
 from telemetry.core.state import DeviceRecord
 from telemetry.errors import DependencyError
@@ -463,6 +471,29 @@ def test_operators_act_on_an_offline_alert_like_any_other() -> None:
     due = sweep_device(PUMP, state, presence, RULES, NOW + 6 * MINUTE)
     assert early.evaluation.transitions == []
     assert [t.status for t in due.evaluation.transitions] == [Status.RAISED]
+
+
+def test_a_snoozed_offline_alert_is_written_muted_and_caught_up_when_the_snooze_ends() -> None:
+    # Given a pump snoozed for maintenance until 11:00, then disconnected at 10:01
+    snooze = Action(
+        Kind.SNOOZE, PUMP, DEVICE_SENSOR, "pump-connectivity", "joe", until_ms=NOW + 60 * MINUTE
+    )
+    state = apply_action(PUMP, {}, snooze, RULES, NOW).evaluation.state
+    presence = disconnected_at(NOW + MINUTE)
+
+    # When the sweep raises its offline alert at 10:05, and the snooze ends at 11:00
+    raised = finalize(
+        sweep_device(PUMP, state, presence, RULES, NOW + 5 * MINUTE).evaluation,
+        RULES,
+        NOW + 5 * MINUTE,
+    )
+    caught_up = timers(PUMP, raised.state, RULES, NOW + 60 * MINUTE)
+
+    # Then the raise is history only (muted), and operators hear of it once the snooze ends
+    assert [(t.status, t.muted) for t in raised.transitions] == [(Status.RAISED, True)]
+    assert [(t.status, t.direction, t.alert_id) for t in caught_up.transitions] == [
+        (Status.RAISED, OFFLINE, raised.state[OFFLINE_KEY].alert_id)
+    ]
 
 
 def test_a_disabled_offline_alert_is_not_raised_and_no_data_alerts_tell_instead() -> None:
