@@ -1,5 +1,7 @@
 """What the function is invoked with, turned into device messages.
 
+- IoT Core lifecycle events (the connectivity rule -> Lambda): a device
+  connected or disconnected, exactly as IoT Core publishes it.
 - Direct (IoT topic rule -> Lambda): the rule's SELECT result, one message
   object. Anything else (a JSON array included: the rule never sends one, and
   its items would carry deviceIds no topic vouches for) is one message that
@@ -21,6 +23,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Final
 
+from telemetry.core.connectivity import LIFECYCLE_EVENT_TYPES
 from telemetry.core.messages import (
     MessageRejectedError,
     ParsedMessage,
@@ -142,6 +145,18 @@ def stream_records(event: dict[str, Any], now_ms: int) -> list[StreamRecord]:
         else:
             out.append(_sqs_record(record, now_ms))
     return out
+
+
+def is_lifecycle_event(event: Any) -> bool:
+    """Whether the event is one of IoT Core's lifecycle (presence) events, as the
+    connectivity topic rule hands it over: `eventType` connected or disconnected,
+    and none of what the telemetry rule adds. A device's payload on its telemetry
+    topic carries the deviceId the rule took from the topic: it is telemetry,
+    whatever its fields. (A malformed lifecycle event is recognised here and
+    quarantined with its reason.)"""
+    if not isinstance(event, dict) or _from_the_topic_rule(event):
+        return False
+    return event.get("eventType") in LIFECYCLE_EVENT_TYPES
 
 
 def scheduled_time_ms(event: Any) -> int | None:

@@ -46,6 +46,7 @@ from telemetry.core.messages import Rejection, iso_utc
 from telemetry.core.rules import load_rules
 from telemetry.events import (
     direct_messages,
+    is_lifecycle_event,
     scheduled_time_ms,
     stream_records,
     stream_source,
@@ -371,6 +372,8 @@ def handle(event: Any, rt: Runtime, context: Any = None) -> dict[str, Any]:
         source = stream_source(event)
         if source is not None:
             return handle_batch(event, source, rt, context)
+        if is_lifecycle_event(event):
+            return handle_connectivity(event, rt, context)
         messages = direct_messages(event)
         outcome = _process(rt, messages, owner=_owner(messages), context=context)
         outcome.raise_failure()
@@ -432,6 +435,32 @@ def handle_sweep(
         )
     outcome.raise_failure()
     return {"swept": outcome.swept, "asOf": iso_utc(as_of), **_summary(outcome)}
+
+
+def handle_connectivity(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, Any]:
+    """One IoT Core lifecycle event (the connectivity rule): the device's
+    connection, its offline alerts. A malformed event is quarantined; a device
+    failure raises so that Lambda retries (a duplicate changes nothing)."""
+    now_ms = rt.clock()
+    try:
+        outcome = rt.pipeline.connectivity(
+            event,
+            now_ms,
+            deadline_ms=deadline_ms(context, now_ms),
+            invocation_id=request_id(context),
+            time_left_ms=time_left(context),
+        )
+    except Exception:
+        logger.exception("lifecycle event failed; Lambda will retry it")
+        raise
+    report(outcome)
+    for device_id, error in outcome.failures:
+        logger.error(
+            "device failed on its lifecycle event; Lambda will retry it",
+            extra={"deviceId": device_id, "error": str(error)},
+        )
+    outcome.raise_failure()
+    return _summary(outcome)
 
 
 def handle_batch(event: dict[str, Any], source: str, rt: Runtime, context: Any) -> dict[str, Any]:

@@ -52,6 +52,22 @@ from telemetry.core.alerts import (
     Transition,
     evaluate,
 )
+from telemetry.core.connectivity import (
+    Decision,
+    GatewayView,
+    Presence,
+    combined,
+    down_since,
+    follows,
+    gateway_view,
+    on_heard,
+    on_lifecycle,
+    parse_lifecycle_event,
+    raises_own_outage,
+    settled,
+    sweep_device,
+    with_members,
+)
 from telemetry.core.messages import (
     MessageRejectedError,
     Reading,
@@ -61,7 +77,6 @@ from telemetry.core.messages import (
 from telemetry.core.mirror import mirror_disabled, mirror_entries
 from telemetry.core.operators import Action, apply_action, finalize, key_view, timers
 from telemetry.core.rules import RuleSet
-from telemetry.core.silence import sweep
 from telemetry.core.state import DeviceRecord, OutboxEntry
 from telemetry.errors import DependencyError, Refusal, StateConflictError
 
@@ -110,6 +125,11 @@ class StateStore(Protocol):
     ) -> list[str]:
         """Devices whose `DeviceRecord.due_ms` is at or before `now_ms`, the most
         overdue first, at most `limit`, from `shards` of the due index (all: None)."""
+        ...
+
+    def count_members(self, gateway_id: str, before_ms: int) -> int:
+        """How many of the gateway's members' records were last heard before
+        `before_ms` (or are disconnected)."""
         ...
 
 
@@ -267,9 +287,10 @@ TimeLeft = Callable[[], int]
 """Milliseconds the invocation has left, asked when needed: the Lambda context's
 get_remaining_time_in_millis."""
 
-Decide = Callable[[DeviceRecord], Evaluation]
+Decide = Callable[[DeviceRecord], Evaluation | Decision]
 """What a device's new state is, given its record as read: evaluating readings,
-or a sweep, or an operator's action. Called again after a lost race."""
+or a sweep, or an operator's action, or a lifecycle event (a Decision when the
+record's presence changes too). Called again after a lost race."""
 
 
 class Pipeline:
@@ -317,6 +338,7 @@ class Pipeline:
         outcome.rejections.extend(rejection_item(r) for r in rejected)
         by_device: dict[str, list[Reading]] = defaultdict(list)
         arrival: dict[str, int] = {}
+        heard: dict[str, int] = {}
         for message in messages:
             try:
                 parsed = parse_message(message, now_ms)
@@ -327,6 +349,9 @@ class Pipeline:
             by_device[parsed.device_id].extend(parsed.readings)
             received = max(now_ms, parsed.received_ms or 0)
             arrival[parsed.device_id] = max(arrival.get(parsed.device_id, received), received)
+            # When IoT Core received it (if the rule said): what ends a disconnection.
+            at = parsed.received_ms if parsed.received_ms is not None else now_ms
+            heard[parsed.device_id] = max(heard.get(parsed.device_id, at), at)
         if outcome.rejections:
             self._quarantine.send(outcome.rejections)
         invocation = Invocation.start(
@@ -340,8 +365,9 @@ class Pipeline:
 
             def decide(
                 record: DeviceRecord, readings: list[Reading] = readings, device: str = device_id
-            ) -> Evaluation:
-                return evaluate(readings, record.state, self.rules, arrival[device])
+            ) -> Decision:
+                evaluation = evaluate(readings, record.state, self.rules, arrival[device])
+                return on_heard(device, evaluation, record.presence, self.rules, heard[device])
 
             self._commit_device(records[device_id], decide, invocation, outcome, deliveries)
         self._deliver_all(by_device, deliveries, outcome, time_left_ms)
@@ -392,21 +418,79 @@ class Pipeline:
         outcome: Outcome,
         time_left_ms: TimeLeft | None,
     ) -> None:
-        records = self._store.load_many(device_ids)
+        gateways = {d: self.rules.gateways_of(d) for d in device_ids}
+        gateway_ids = sorted({g.device_id for found in gateways.values() for g in found})
+        # One read for the devices and the gateways they sit behind.
+        records = self._store.load_many([*device_ids, *gateway_ids])
+        views = {
+            g: gateway_view(g, records[g].state, records[g].presence, self.rules, now_ms)
+            for g in gateway_ids
+        }
         deliveries: list[_Delivery] = []
         for device_id in device_ids:
+            gateway = combined(views[g.device_id] for g in gateways[device_id])
 
-            def decide(record: DeviceRecord) -> Evaluation:
-                silences = sweep(record.device_id, record.state, self.rules, now_ms)
-                timed = timers(record.device_id, silences.state, self.rules, now_ms)
-                return Evaluation(
-                    timed.state,
-                    [*silences.transitions, *timed.transitions],
-                    silences.changed or timed.changed,
-                )
+            def decide(record: DeviceRecord, gateway: GatewayView | None = gateway) -> Decision:
+                return self._swept(record, now_ms, gateway)
 
             self._commit_device(records[device_id], decide, invocation, outcome, deliveries)
         self._deliver_all({}, deliveries, outcome, time_left_ms)
+
+    def _swept(self, record: DeviceRecord, now_ms: int, gateway: GatewayView | None) -> Decision:
+        """A device's sweep: its silences and connection as of `now_ms` (held
+        while its gateway is down), then operators' timers. A gateway's own
+        outage is raised with how many of its members are down."""
+        device_id = record.device_id
+        swept = sweep_device(device_id, record.state, record.presence, self.rules, now_ms, gateway)
+        silences = swept.evaluation
+        timed = timers(device_id, silences.state, self.rules, now_ms)
+        evaluation = Evaluation(
+            timed.state,
+            [*silences.transitions, *timed.transitions],
+            silences.changed or timed.changed,
+        )
+        if self.rules.gateway(device_id) is not None and raises_own_outage(evaluation):
+            down = down_since(device_id, evaluation.state, swept.presence, self.rules, now_ms)
+            if down is not None:
+                evaluation = with_members(evaluation, self._store.count_members(device_id, down))
+        return Decision(evaluation, swept.presence)
+
+    def connectivity(
+        self,
+        event: Any,
+        now_ms: int,
+        *,
+        deadline_ms: int | None = None,
+        invocation_id: str | None = None,
+        time_left_ms: TimeLeft | None = None,
+    ) -> Outcome:
+        """One IoT Core lifecycle event (a device connected or disconnected),
+        through the same conditional commit and outbox as readings: a connect
+        resolves the device's offline alerts; a disconnect starts its offline
+        window (the sweep raises it). A stale or duplicate event changes nothing;
+        a malformed one goes to the dead-letter queue with its reason."""
+        outcome = Outcome(messages=1)
+        try:
+            lifecycle = parse_lifecycle_event(event)
+        except MessageRejectedError as exc:
+            outcome.rejections.append(rejection_item(exc.rejection, "lifecycle"))
+            self._quarantine.send(outcome.rejections)
+            return outcome
+        if not follows(lifecycle.device_id, self.rules):
+            return outcome
+        owner = f"lifecycle:{event_fingerprint([event])}"
+        invocation = Invocation.start(owner, now_ms, deadline_ms, invocation_id)
+
+        def decide(record: DeviceRecord) -> Decision:
+            return on_lifecycle(
+                record.device_id, record.state, record.presence, lifecycle, self.rules
+            )
+
+        deliveries: list[_Delivery] = []
+        record = self._store.load(lifecycle.device_id)
+        self._commit_device(record, decide, invocation, outcome, deliveries)
+        self._deliver_all({}, deliveries, outcome, time_left_ms)
+        return outcome
 
     def quarantine(self, items: Sequence[dict[str, Any]]) -> None:
         """Send items to the dead-letter queue (an entry point's own rejections)."""
@@ -530,7 +614,8 @@ class Pipeline:
         for attempt in range(MAX_CONFLICT_RETRIES):
             if attempt:
                 record = self._store.load(record.device_id)
-            evaluation = finalize(decide(record), self.rules, invocation.now_ms)
+            evaluation, presence = self._decided(record, decide(record), invocation.now_ms)
+            moved = presence != record.presence
             if attempt == 0:
                 outcome.not_evaluated.extend(evaluation.not_evaluated)
             done.late = evaluation.late
@@ -542,10 +627,10 @@ class Pipeline:
                 )
                 for t in evaluation.transitions
             ]
-            if not evaluation.changed and not due and not record.shadow_stale:
+            if not evaluation.changed and not due and not moved and not record.shadow_stale:
                 return done, None
             before = record.state
-            if evaluation.changed or due:
+            if evaluation.changed or due or moved:
                 outbox = [
                     e.claimed(invocation.id, invocation.lease_ms) if e.key in due else e
                     for e in record.outbox
@@ -556,6 +641,8 @@ class Pipeline:
                             record,
                             state=evaluation.state if evaluation.changed else record.state,
                             outbox=[*outbox, *new_entries],
+                            presence=presence,
+                            gateway=self._gateway_of(record.device_id),
                         )
                     )
                 except StateConflictError:
@@ -570,6 +657,31 @@ class Pipeline:
         raise StateConflictError(
             f"{record.device_id}: state kept changing under {MAX_CONFLICT_RETRIES} attempts"
         )
+
+    def _decided(
+        self, record: DeviceRecord, decided: Evaluation | Decision, now_ms: int
+    ) -> tuple[Evaluation, Presence]:
+        """A decision's evaluation, finalized (snoozes, reminders), and the
+        presence to write with it (when its offline alerts are next due; a
+        gateway's return)."""
+        if isinstance(decided, Decision):
+            evaluation, presence = decided.evaluation, decided.presence
+        else:
+            evaluation, presence = decided, record.presence
+        evaluation = finalize(evaluation, self.rules, now_ms)
+        presence = settled(
+            record.device_id,
+            (record.state, record.presence),
+            (evaluation.state, presence),
+            self.rules,
+            now_ms,
+        )
+        return evaluation, presence
+
+    def _gateway_of(self, device_id: str) -> str | None:
+        """The gateway a device's record is filed under in the gateway index."""
+        gateways = self.rules.gateways_of(device_id)
+        return gateways[0].device_id if gateways else None
 
     def _deliver(self, delivery: _Delivery) -> None:
         """Publish, mirror, then clear what was delivered from the outbox."""

@@ -579,3 +579,50 @@ def chattering_histories(draw: st.DrawFn) -> tuple[Flapping, list[tuple[str, int
         at += gap
         history.append((what, at, value))
     return setting, history
+
+
+# --- IoT Core lifecycle events -----------------------------------------------
+
+
+def lifecycle_event(
+    client: str, kind: str, version: int, time_ms: int, **extra: Any
+) -> dict[str, Any]:
+    """An IoT Core presence event as IoT Core publishes it (and the connectivity
+    rule's `SELECT *` hands it over): disconnected ones add their reason."""
+    event: dict[str, Any] = {
+        "clientId": client,
+        "timestamp": time_ms,
+        "eventType": kind,
+        "sessionIdentifier": f"00000000-0000-0000-0000-{version:012d}",
+        "principalIdentifier": "12345678901234567890123456789012",
+        "versionNumber": version,
+        "ipAddress": "192.0.2.10",
+    }
+    if kind == "disconnected":
+        event |= {"clientInitiatedDisconnect": False, "disconnectReason": "CONNECTION_LOST"}
+    return event | extra
+
+
+@st.composite
+def lifecycle_histories(draw: st.DrawFn, client: str = "pump-17") -> list[dict[str, Any]]:
+    """One client's lifecycle events in the order they happened: sessions with
+    increasing versionNumbers (gaps allowed), each a `connected` then its
+    `disconnected` (the last session may still be open)."""
+    count = draw(st.integers(min_value=1, max_value=5))
+    versions = sorted(draw(st.sets(st.integers(1, 1_000), min_size=count, max_size=count)))
+    time_ms = NOW_MS
+    events = []
+    for index, version in enumerate(versions):
+        time_ms += draw(st.integers(1, 600_000))
+        events.append(lifecycle_event(client, "connected", version, time_ms))
+        if index < count - 1 or draw(st.booleans()):
+            time_ms += draw(st.integers(1, 600_000))
+            events.append(lifecycle_event(client, "disconnected", version, time_ms))
+    return events
+
+
+@st.composite
+def redelivered(draw: st.DrawFn, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same events as IoT Core may deliver them: in any order, some twice or more."""
+    copies = draw(st.lists(st.sampled_from(events), max_size=len(events) + 2))
+    return draw(st.permutations([*events, *copies]))

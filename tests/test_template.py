@@ -76,6 +76,7 @@ TARGET_BY_KIND = {
     "sns-topic": "AlertsTopic",
     "dynamodb-table": "AlertStateTable",
     "dynamodb-index": "AlertStateTable/index/due",
+    "dynamodb-index:gateway": "AlertStateTable/index/gateway",
     "sqs-queue": "DeadLetterQueue",
     "kinesis-stream": "TelemetryStream",
     "secretsmanager-secret": "InfluxDBTokenSecretArn",
@@ -428,6 +429,8 @@ def test_each_grant_targets_this_stacks_own_resource(transformed: dict[str, Any]
         for grant in grants
         if grant.target != TARGET_BY_KIND[grant.kind]
         and (grant.target, grant.condition) != (CLASSIC_SHADOW_TARGET, "!HasNamedShadow")
+        and (grant.kind, grant.target)
+        != ("dynamodb-index", TARGET_BY_KIND["dynamodb-index:gateway"])
     ]
     assert wrong == []
 
@@ -553,28 +556,36 @@ def test_topic_rule_role_may_only_send_to_the_queue_and_stream(
 
 
 @pytest.mark.parametrize(
-    ("stack", "rule_name"),
-    [("telemetry", "telemetry_telemetry"), ("plant-a-prod", "plant_a_prod_telemetry")],
+    ("stack", "rule_name", "connectivity_name"),
+    [
+        ("telemetry", "telemetry_telemetry", "telemetry_connectivity"),
+        ("plant-a-prod", "plant_a_prod_telemetry", "plant_a_prod_connectivity"),
+    ],
 )
-def test_topic_rule_role_trusts_only_this_stacks_rule(
-    template: dict[str, Any], stack: str, rule_name: str
+def test_topic_rule_role_trusts_only_this_stacks_rules(
+    template: dict[str, Any], stack: str, rule_name: str, connectivity_name: str
 ) -> None:
     # Given a stack name and the rule role's trust condition
     role = template["Resources"]["TopicRuleRole"]["Properties"]
     trust = role["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]
     rule = template["Resources"]["TelemetryRule"]["Properties"]
+    connectivity = template["Resources"]["ConnectivityRule"]["Properties"]
     PSEUDO_PARAMETERS["AWS::StackName"] = stack
     try:
-        # When the rule's name and the trusted source ARN are rendered
+        # When the rules' names and the trusted source ARNs are rendered
         name = render(rule["RuleName"], parameter_values(template))
-        source = render(trust["ArnEquals"]["aws:SourceArn"], parameter_values(template))
+        other = render(connectivity["RuleName"], parameter_values(template))
+        sources = [
+            render(arn, parameter_values(template)) for arn in trust["ArnEquals"]["aws:SourceArn"]
+        ]
     finally:
         PSEUDO_PARAMETERS["AWS::StackName"] = "telemetry"
-    # Then the role trusts exactly that rule (a valid rule name), no wildcard
-    assert name == rule_name
-    assert re.fullmatch(r"[a-zA-Z0-9_]{1,128}", name)
-    assert source == f"{ARN_PREFIX}:rule/{rule_name}"
-    assert "*" not in source
+    # Then the role trusts exactly those rules (valid rule names): the telemetry rule
+    # and the connectivity rule, whose error actions share it; no wildcard
+    assert (name, other) == (rule_name, connectivity_name)
+    assert all(re.fullmatch(r"[a-zA-Z0-9_]{1,128}", n) for n in (name, other))
+    assert sources == [f"{ARN_PREFIX}:rule/{rule_name}", f"{ARN_PREFIX}:rule/{connectivity_name}"]
+    assert all("*" not in source for source in sources)
     assert "ArnLike" not in trust
 
 
@@ -922,6 +933,8 @@ def test_alert_state_table_is_keyed_by_device_and_protected(resources: dict[str,
         {"AttributeName": "deviceId", "AttributeType": "S"},
         {"AttributeName": "dueShard", "AttributeType": "S"},
         {"AttributeName": "dueAt", "AttributeType": "N"},
+        {"AttributeName": "gateway", "AttributeType": "S"},
+        {"AttributeName": "heardAt", "AttributeType": "N"},
     ]
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert properties["SSESpecification"] == {"SSEEnabled": True}
@@ -933,7 +946,8 @@ def test_the_sweep_finds_due_devices_through_a_sparse_sharded_index(
     # Given the state table's secondary index and the code's name for it
     from telemetry.adapters.state_store import DUE_INDEX
 
-    (index,) = resources["AlertStateTable"]["Properties"]["GlobalSecondaryIndexes"]
+    indexes = resources["AlertStateTable"]["Properties"]["GlobalSecondaryIndexes"]
+    (index,) = [i for i in indexes if i["IndexName"] == DUE_INDEX]
     # Then it is keyed by shard and due time, keys only (the sweep re-reads the item)
     assert index == {
         "IndexName": DUE_INDEX,
@@ -1393,3 +1407,77 @@ def test_the_operators_policy_allows_acting_and_listing_and_nothing_broader(
         f"{ARN_PREFIX}:topic/ops/alerts/actions"
     )
     assert all("*" not in str(s.get("Action")) for s in statements.values())
+
+
+# ---------------------------------------------------------------- connectivity (issue 17)
+
+
+def test_the_connectivity_rule_hands_iot_cores_lifecycle_events_to_the_function(
+    template: dict[str, Any],
+) -> None:
+    # Given the connectivity rule and its parameter
+    parameter = template["Parameters"]["ConnectivityEvents"]
+    rule = template["Resources"]["ConnectivityRule"]
+    payload = rule["Properties"]["TopicRulePayload"]
+    telemetry = template["Resources"]["TelemetryRule"]["Properties"]["TopicRulePayload"]
+    # Then it is on by default, off when disabled, reads every presence event as IoT Core
+    # publishes it, invokes the telemetry function, and dead-letters as the telemetry rule
+    assert (parameter["Default"], sorted(parameter["AllowedValues"])) == (
+        "Enabled",
+        ["Disabled", "Enabled"],
+    )
+    assert rule["Condition"] == "HasConnectivityEvents"
+    assert holds("HasConnectivityEvents", template) is True
+    assert holds("HasConnectivityEvents", template, ConnectivityEvents="Disabled") is False
+    assert payload["Sql"] == "SELECT * FROM '$aws/events/presence/+/+'"
+    assert payload["AwsIotSqlVersion"] == "2016-03-23"
+    assert payload["Actions"] == [
+        {"Lambda": {"FunctionArn": {"Fn::GetAtt": ["TelemetryFunction", "Arn"]}}}
+    ]
+    assert payload["ErrorAction"] == telemetry["ErrorAction"]
+    name = render(rule["Properties"]["RuleName"], parameter_values(template))
+    assert name == "telemetry_connectivity"
+
+
+def test_iot_may_invoke_the_function_from_the_connectivity_rule_only_when_enabled(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    # Given the function's resource policy for the connectivity rule
+    permission = resources["TelemetryFunctionConnectivityPermission"]
+    # Then it exists with the rule, and names that rule and the account
+    assert template["Resources"]["TelemetryFunctionConnectivityPermission"]["Condition"] == (
+        "HasConnectivityEvents"
+    )
+    assert permission["Properties"]["Principal"] == "iot.amazonaws.com"
+    assert permission["Properties"]["SourceArn"] == {"Fn::GetAtt": ["ConnectivityRule", "Arn"]}
+    assert permission["Properties"]["SourceAccount"] == {"Ref": "AWS::AccountId"}
+
+
+def test_a_gateway_counts_its_members_through_a_sparse_index_it_alone_may_query(
+    resources: dict[str, Any], transformed: dict[str, Any]
+) -> None:
+    # Given the state table's indexes, the code's name for the gateway index, the grants
+    from telemetry.adapters.state_store import GATEWAY_INDEX
+
+    indexes = resources["AlertStateTable"]["Properties"]["GlobalSecondaryIndexes"]
+    (index,) = [i for i in indexes if i["IndexName"] == GATEWAY_INDEX]
+    queries = {
+        (g.target, g.condition)
+        for g in function_grants(transformed)
+        if g.action == "dynamodb:Query"
+    }
+    actions_queries = [
+        g for g in function_grants(transformed, ACTIONS) if g.action == "dynamodb:Query"
+    ]
+    # Then it is keyed by gateway and heardAt, keys only; the telemetry function may query
+    # it (and the due index), by name, and the actions function no index at all
+    assert index == {
+        "IndexName": "gateway",
+        "KeySchema": [
+            {"AttributeName": "gateway", "KeyType": "HASH"},
+            {"AttributeName": "heardAt", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "KEYS_ONLY"},
+    }
+    assert queries == {("AlertStateTable/index/due", None), ("AlertStateTable/index/gateway", None)}
+    assert actions_queries == []

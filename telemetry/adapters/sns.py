@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from telemetry.adapters.aws import AWS_ERRORS, error_code_of, translate
-from telemetry.core.alerts import NODATA, Severity, Status, Transition
+from telemetry.core.alerts import NODATA, OFFLINE, Severity, Status, Transition
 from telemetry.core.messages import iso_utc
 from telemetry.errors import DependencyError, Refusal
 
@@ -58,6 +58,22 @@ _ACTED: Final = {
 }
 
 
+def _offline_subject(transition: Transition, where: str, rule: str) -> str:
+    """A device's offline alert: `[WARNING] pump-17 offline for 2m (rule)`."""
+    window = "" if transition.threshold is None else f" for {_window(transition.threshold)}"
+    if transition.status is Status.REMINDER:
+        return f"{where} still offline{window} {rule}"
+    if transition.status in _ACTED or transition.status not in _VERBS:
+        by = f" by {transition.by}" if transition.by else ""
+        done = _ACTED.get(transition.status, transition.status.lower())
+        return f"{where} offline alert {done}{by} {rule}"
+    if transition.severity is Severity.OK:
+        return f"{where} back online {rule}"
+    if transition.status is Status.RAISED:
+        return f"{where} offline{window} {rule}"
+    return f"{where} offline alert {_VERBS[transition.status]} {rule}"
+
+
 def subject(transition: Transition) -> str:
     """A line a person can read in an e-mail client's inbox."""
     severity = transition.routing_severity.name
@@ -66,7 +82,9 @@ def subject(transition: Transition) -> str:
     where = f"[{severity}] {transition.device_id}"
     rule = f"({transition.rule})"
     value = "" if transition.value is None else f": {transition.value:g}"
-    if transition.status in _ACTED:
+    if transition.direction == OFFLINE:
+        text = _offline_subject(transition, where, rule)
+    elif transition.status in _ACTED:
         until = ""
         if transition.until_ms is not None and transition.status is Status.SNOOZED:
             until = f" until {iso_utc(transition.until_ms)[:16]}Z"

@@ -4,7 +4,12 @@ Item: `deviceId` (S, the key), `version` (N, bumped on every write),
 `alerts` (S, JSON of the device's alert states), `outbox` (S, JSON list of
 transitions committed but not yet delivered), `shadowStale` (BOOL, the shadow
 mirror missed an update), `shadowStaleAt` (N, epoch ms, when it last failed in a
-way a retry may mend; absent otherwise, and in items written before it was kept).
+way a retry may mend; absent otherwise, and in items written before it was kept),
+`presence` (S, JSON of its connection from IoT Core's lifecycle events and its
+gateway's outages; absent when none is known).
+A member of a gateway also carries `gateway` (S, its first gateway's deviceId)
+and `heardAt` (N, the latest arrival its record knows, 0 while disconnected):
+the sparse `gateway` index, which counts a gateway's members that are down.
 Writes are conditional on the version read.
 
 DynamoDB refuses items over 400 KB, so the item is bounded by its bytes,
@@ -29,6 +34,7 @@ from typing import Any, Final
 
 from telemetry.adapters.aws import AWS_ERRORS, error_code_of, translate
 from telemetry.core.alerts import AlertState, StateKey, quiet_oldest_first, state_from_json
+from telemetry.core.connectivity import Presence
 from telemetry.core.state import DeviceRecord, OutboxEntry
 from telemetry.errors import DependencyError, StateConflictError
 
@@ -48,6 +54,9 @@ reads that many index partitions, none of them hot, each in an invocation of its
 own. Fixed: changing it would hide the items written under the old count until
 they are written again."""
 DEVICE_SHARDS: Final = tuple(str(n) for n in range(DUE_SHARDS))
+GATEWAY_INDEX: Final = "gateway"
+"""The sparse global secondary index of gateways' members: partition key
+`gateway` (S), sort key `heardAt` (N, epoch ms; 0 while disconnected), keys only."""
 _BATCH_GET_LIMIT: Final = 100
 _UNPROCESSED_ATTEMPTS: Final = 8
 _BACKOFF_BASE_S: Final = 0.05
@@ -212,6 +221,12 @@ class DynamoStateStore:
             shadow_stale=bool(item.get("shadowStale", {}).get("BOOL", False)),
             parts=parts,
             shadow_stale_ms=int(item["shadowStaleAt"]["N"]) if "shadowStaleAt" in item else None,
+            presence=(
+                Presence.from_json(json.loads(item["presence"]["S"]))
+                if "presence" in item
+                else Presence()
+            ),
+            gateway=item["gateway"]["S"] if "gateway" in item else None,
         )
 
     @staticmethod
@@ -273,6 +288,30 @@ class DynamoStateStore:
             request["ExclusiveStartKey"] = last
         return found[:limit]
 
+    def count_members(self, gateway_id: str, before_ms: int) -> int:
+        """How many records of the gateway's members were last heard before
+        `before_ms` (or are disconnected): one Query of the sparse index, counted
+        by DynamoDB (Select=COUNT), paged when it must be. Members never written
+        to the table since the gateway was listed are not counted."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": GATEWAY_INDEX,
+            "KeyConditionExpression": "gateway = :g AND heardAt < :t",
+            "ExpressionAttributeValues": {":g": {"S": gateway_id}, ":t": {"N": str(before_ms)}},
+            "Select": "COUNT",
+        }
+        count = 0
+        while True:
+            try:
+                answer = self._client.query(**request)
+            except AWS_ERRORS as exc:
+                raise translate("dynamodb", "Query", exc) from exc
+            count += int(answer.get("Count", 0))
+            last = answer.get("LastEvaluatedKey")
+            if not last:
+                return count
+            request["ExclusiveStartKey"] = last
+
     # ------------------------------------------------------------- writing
 
     def save(self, record: DeviceRecord) -> DeviceRecord:
@@ -292,6 +331,13 @@ class DynamoStateStore:
         if due is not None:
             base["dueShard"] = {"S": due_shard(record.device_id)}
             base["dueAt"] = {"N": str(due)}
+        presence = record.presence.to_json()
+        if presence:
+            base["presence"] = {"S": _encode(presence)}
+        heard = record.heard_at_ms() if record.gateway is not None else None
+        if record.gateway is not None and heard is not None:
+            base["gateway"] = {"S": record.gateway}
+            base["heardAt"] = {"N": str(heard)}
         outbox_text = _encode([e.to_json() for e in record.outbox]) if record.outbox else None
         room = self._budget - item_bytes(base) - len("alerts") - len("outbox")
         room -= len(outbox_text or "")

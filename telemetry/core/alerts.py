@@ -467,6 +467,9 @@ class Transition:
     """A report of changes already made (the net change after a snooze), not a
     change itself: flapping does not count it. Read only before the commit,
     so not part of the wire form."""
+    members: int | None = None
+    """A gateway's own RAISED offline or no-data alert: how many of its members
+    were down (disconnected, or silent since it went down) at that moment."""
 
     @property
     def key(self) -> str:
@@ -513,6 +516,8 @@ class Transition:
         if self.within_ms is not None:
             whole = self.within_ms % 1000 == 0
             out["within"] = self.within_ms // 1000 if whole else self.within_ms / 1000
+        if self.members is not None:
+            out["members"] = self.members
         return out
 
     @classmethod
@@ -542,6 +547,7 @@ class Transition:
             suppressed=raw.get("suppressed"),
             changes=None if raw.get("changes") is None else int(raw["changes"]),
             within_ms=None if raw.get("within") is None else round(float(raw["within"]) * 1000),
+            members=None if raw.get("members") is None else int(raw["members"]),
         )
 
 

@@ -2,8 +2,9 @@
 
 The mirror lists, per sensor, the most important active alert (most severe,
 then oldest episode, then sensor), with what operators did about it and
-`flapping: true` while that alert's kind flaps on its key; and, apart,
-the keys operators disabled. Pure: the shadow adapter writes what this says.
+`flapping: true` while that alert's kind flaps on its key (a device's offline
+alert under `$device`, `direction: "offline"`); and, apart, the keys operators
+disabled. Pure: the shadow adapter writes what this says.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from telemetry.core.alerts import NODATA, ActiveAlert, AlertState, StateKey, active_alerts
+from telemetry.core.alerts import NODATA, OFFLINE, ActiveAlert, AlertState, StateKey, active_alerts
 from telemetry.core.flapping import is_flapping
 from telemetry.core.messages import iso_utc
 
@@ -39,8 +40,8 @@ def shadow_entry(alert: ActiveAlert) -> dict[str, Any]:
         if alert.direction == NODATA and key_state.silence
         else (key_state.attention)
     )
-    if alert.direction == NODATA:
-        entry["direction"] = NODATA
+    if alert.direction in (NODATA, OFFLINE):
+        entry["direction"] = alert.direction
     elif key_state.latched:
         entry["latched"] = True
     if attention is not None and attention.ack_by is not None and attention.ack_ms is not None:

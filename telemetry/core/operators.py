@@ -15,6 +15,8 @@ The alarm lifecycle of AWS IoT Events, made precise:
   last heard (RAISED, ESCALATED, DEESCALATED or RESOLVED), nothing if none.
 - `disable`: evaluation of the key stops (readings are still stored); active
   alerts close with DISABLED. `enable`: evaluation resumes with the next reading.
+- a device's offline alert (sensorId `$device`) takes the same actions; its
+  `reset` makes it offline again only a whole window after the reset.
 - latch (a rule's `latch: true`): a value back inside the levels makes the
   alert LATCHED, not RESOLVED; `reset` (or `acknowledge`) ends it. `reset` on
   an unlatched active alert returns it to OK with RESET, evaluation starting
@@ -42,7 +44,9 @@ from typing import Any, Final
 
 from telemetry.core.alerts import (
     ACTION_STATUSES,
+    DEVICE_SENSOR,
     NODATA,
+    OFFLINE,
     ActiveAlert,
     AlertState,
     Attention,
@@ -208,7 +212,13 @@ def parse_action(raw: object, now_ms: int) -> Action:
             "action", f"must be one of {choices} (got {kind_text!r})"
         ) from None
     device_id = _name(raw, "deviceId", _THING, "1-128 characters of [a-zA-Z0-9:_-]")
-    sensor_id = _name(raw, "sensorId", _THING, "1-128 characters of [a-zA-Z0-9:_-]")
+    sensor_id = (
+        DEVICE_SENSOR
+        if raw.get("sensorId") == DEVICE_SENSOR
+        else _name(
+            raw, "sensorId", _THING, f"1-128 characters of [a-zA-Z0-9:_-], or {DEVICE_SENSOR}"
+        )
+    )
     rule = raw.get("rule")
     if rule != DEVICE_THRESHOLD_RULE:
         rule = _name(raw, "rule", _RULE, "a rule name (letters, digits, . _ : -)")
@@ -565,6 +575,9 @@ def _reset(req: _Request) -> Applied:
                 after.silence.unit,
             )
             after = replace(after, silence=fresh)
+        elif episode.direction == OFFLINE:
+            # Afresh: offline again only a whole window from now.
+            after = replace(_threshold_closed(after), value=None, last_ms=req.now_ms)
         else:
             after = replace(_threshold_closed(after), value=None)
     return after, transitions

@@ -969,6 +969,10 @@ class RuleSet:
         self.matched: dict[tuple[str, str, str | None, str | None], tuple[Rule, ...]] = {}
         self._by_name = {r.name: r for r in self.rules}
         self._implicit: dict[tuple[float | None, float | None], Rule] = {}
+        self._gateway_by_id = {g.device_id: g for g in self.gateways}
+        # deviceId -> (the offline rules watching it, the gateways it sits behind):
+        # asked on every commit, so matched once per device.
+        self._device_links: dict[str, tuple[tuple[Rule, ...], tuple[Gateway, ...]]] = {}
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -983,17 +987,32 @@ class RuleSet:
             return rule.flapping
         return self.notifications.flapping if self.notifications is not None else None
 
+    def _links(self, device_id: str) -> tuple[tuple[Rule, ...], tuple[Gateway, ...]]:
+        found = self._device_links.get(device_id)
+        if found is None:
+            if len(self._device_links) >= self._CACHE_LIMIT:
+                self._device_links.clear()
+            found = self._device_links[device_id] = (
+                tuple(r for r in self.offline_rules if r.watches_device(device_id)),
+                tuple(g for g in self.gateways if g.has_member(device_id)),
+            )
+        return found
+
     def watching(self, device_id: str) -> tuple[Rule, ...]:
         """The rules whose offline alert applies to this device, in rule order."""
-        return tuple(r for r in self.offline_rules if r.watches_device(device_id))
+        if not self.offline_rules:
+            return ()
+        return self._links(device_id)[0]
 
     def gateways_of(self, device_id: str) -> tuple[Gateway, ...]:
         """The gateways this device sits behind."""
-        return tuple(g for g in self.gateways if g.has_member(device_id))
+        if not self.gateways:
+            return ()
+        return self._links(device_id)[1]
 
     def gateway(self, device_id: str) -> Gateway | None:
         """The gateway entry of this device, if it is one."""
-        return next((g for g in self.gateways if g.device_id == device_id), None)
+        return self._gateway_by_id.get(device_id)
 
     def for_reading(self, reading: Reading) -> tuple[Rule, ...]:
         """The rules that apply; empty when the reading is only to be stored."""

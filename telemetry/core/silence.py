@@ -53,9 +53,17 @@ def sweep(
     state: Mapping[StateKey, AlertState],
     rules: RuleSet,
     now_ms: int,
+    *,
+    paused: bool = False,
+    from_ms: int | None = None,
 ) -> Evaluation:
     """The device's state as of `now_ms`: silent sensors raised, no-data alerts
-    of rules that no longer apply resolved, tracking under them stopped."""
+    of rules that no longer apply resolved, tracking under them stopped.
+
+    `paused`: no sensor is called silent now (its device is offline, or its
+    gateway is down); alerts already active are left as they are. `from_ms`:
+    windows count from no earlier than this (the device's or its gateway's
+    return): a sensor is silent only once a whole window has passed since."""
     written: dict[StateKey, AlertState] | None = None
     transitions: list[Transition] = []
     for key, alert in sorted(state.items()):
@@ -64,7 +72,9 @@ def sweep(
             continue
         sensor_id, rule_name = key
         rule = rules.named(rule_name)
-        after, transition = _swept(device_id, sensor_id, rule_name, rule, alert, silence, now_ms)
+        after, transition = _swept(
+            device_id, sensor_id, rule_name, rule, alert, silence, now_ms, paused, from_ms
+        )
         if after is alert:
             continue
         if written is None:
@@ -84,6 +94,8 @@ def _swept(
     alert: AlertState,
     silence: Silence,
     now_ms: int,
+    paused: bool = False,
+    from_ms: int | None = None,
 ) -> tuple[AlertState, Transition | None]:
     applies = rule is not None and _applies(rule, device_id, sensor_id, silence)
     window = rule.nodata_ms if applies and rule is not None else None
@@ -93,7 +105,7 @@ def _swept(
             return replace(alert, silence=None), None
         if window != silence.window_ms:
             silence = replace(silence, window_ms=window)  # a changed rule moves the deadline
-        if now_ms < silence.due_ms or severity is None:
+        if paused or now_ms < _silent_at(silence, from_ms) or severity is None:
             return (alert if silence is alert.silence else replace(alert, silence=silence)), None
         raised = replace(
             silence,
@@ -167,11 +179,30 @@ def _still_silent(
     return replace(alert, silence=replace(silence, checked_ms=now_ms)), None
 
 
-def next_due_ms(state: Mapping[StateKey, AlertState]) -> int | None:
+def _silent_at(silence: Silence, from_ms: int | None) -> int:
+    """When a reporting sensor may be called silent: its record is old enough,
+    and a whole window has passed since `from_ms` (a return, known exactly)."""
+    if from_ms is None:
+        return silence.due_ms
+    return max(silence.due_ms, from_ms + silence.window_ms)
+
+
+def next_due_ms(
+    state: Mapping[StateKey, AlertState], *, paused: bool = False, from_ms: int | None = None
+) -> int | None:
     """When a sweep next has something to decide for this device: the earliest
-    moment a tracked, reporting sensor may be called silent, or a silent one's
-    rule is to be checked again."""
-    due = [a.silence.due_ms for a in state.values() if a.silence is not None]
+    moment a tracked, reporting sensor may be called silent (never while
+    `paused`: its device is offline, and its return is written), or a silent
+    one's rule is to be checked again."""
+    due = []
+    for alert in state.values():
+        silence = alert.silence
+        if silence is None:
+            continue
+        if silence.severity is not Severity.OK:
+            due.append(silence.due_ms)
+        elif not paused:
+            due.append(_silent_at(silence, from_ms))
     return min(due) if due else None
 
 

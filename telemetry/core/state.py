@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from telemetry.core.alerts import AlertState, StateKey, Transition
+from telemetry.core.connectivity import Connection, Presence, heard_at_ms, paused_as_recorded
 from telemetry.core.flapping import due_ms as flapping_due_ms
 from telemetry.core.operators import operator_due_ms
 from telemetry.core.silence import next_due_ms
@@ -81,7 +82,10 @@ class OutboxEntry:
 class DeviceRecord:
     """A device's durable alert state as read, with the version it was read at
     (0: never written). `parts` is the state store's own business: how many
-    extra items it used to hold a record too large for one.
+    extra items it used to hold a record too large for one. `presence` is what
+    it knows of the device's connection and its gateway's outages; `gateway`
+    the gateway it sits behind (its first), written with the record so that a
+    gateway can count its members that are down.
 
     `shadow_stale`: the shadow mirror missed an update, so the next delivery
     rewrites it whole. `shadow_stale_ms`: when it last failed in a way a retry may
@@ -97,22 +101,45 @@ class DeviceRecord:
     shadow_stale: bool = False
     parts: int = 0
     shadow_stale_ms: int | None = None
+    presence: Presence = field(default_factory=Presence)
+    gateway: str | None = None
+
+    @property
+    def connection(self) -> Connection | None:
+        """The device's last applied lifecycle event (None: never one)."""
+        return self.presence.connection
 
     def due_ms(self) -> int | None:
         """When the scheduled sweep next has something to do for this device: a
-        tracked sensor that may fall silent, a snooze ending, a reminder, a
-        flapping key quiet long enough for its STABLE, an outbox entry to
-        deliver, or a stale mirror to rewrite. None: nothing.
+        tracked sensor that may fall silent (not while the device is offline with
+        an offline alert to explain it), an offline alert to raise, a snooze
+        ending, a reminder, a flapping key quiet long enough for its STABLE, an
+        outbox entry to deliver, or a stale mirror to rewrite. None: nothing.
 
         An outbox entry is due from when it was committed, claimed or not: a
         retried sweep, whose request id is its first attempt's, must find the
         entries that attempt claimed and could not release (its commit's answer
         lost); any other sweep reads the device and leaves them to their
         claimant until the lease ends."""
-        due = [next_due_ms(self.state), operator_due_ms(self.state)]
-        due.append(flapping_due_ms(self.state))
+        presence = self.presence
+        connection = presence.connection
+        due = [
+            next_due_ms(
+                self.state,
+                paused=paused_as_recorded(self.state, presence),
+                from_ms=presence.windows_from_ms,
+            ),
+            operator_due_ms(self.state),
+            flapping_due_ms(self.state),
+            connection.check_ms if connection is not None else None,
+        ]
         due += [e.enqueued_ms for e in self.outbox]
         if self.shadow_stale and self.shadow_stale_ms is not None:
             due.append(self.shadow_stale_ms + SHADOW_REPAIR_DELAY_MS)
         known = [d for d in due if d is not None]
         return min(known) if known else None
+
+    def heard_at_ms(self) -> int | None:
+        """The latest arrival the record knows of its device (0 while offline;
+        None: none known): the sort key of the gateway index."""
+        return heard_at_ms(self.state, self.presence)
