@@ -18,6 +18,7 @@ function's own clients, so a test can check it against what moto holds.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -444,6 +445,8 @@ class Observed:
     influx: StoredInflux | None = None
     operators: Any = None
     """The operators' scene after the run (telemetry.local.operators_demo)."""
+    outage: Any = None
+    """The gateway outage after the run (telemetry.local.outage_demo)."""
 
 
 def _observe(url: str, stack: Stack, on_call_url: str, tally: Tally) -> Observed:
@@ -482,6 +485,30 @@ def _operators(url: str, stack: Stack, sim: Simulation) -> Any:
         lambda: peek(sqs, ops.operator_queue_url),
     )
     scene.stack = ops.state_table.removesuffix("-alert-state")
+    return scene
+
+
+def _outage(url: str, stack: Stack, sim: Simulation) -> Any:
+    """After the fleet: a line's gateway and its 20 devices drop off and come
+    back, on two stacks of their own: the product's rules, and one message per
+    sensor."""
+    from telemetry.adapters.aws import make_client  # noqa: PLC0415
+    from telemetry.local.outage_demo import GATEWAY, MEMBERS, run_scene  # noqa: PLC0415
+    from telemetry.local.provision import provision  # noqa: PLC0415
+
+    base = stack.database.removesuffix("-db")
+    stacks = [
+        provision(endpoint_url=url, things=[GATEWAY, *MEMBERS], prefix=f"{base}-{name}")
+        for name in ("outage", "per-sensor")
+    ]
+    sqs = make_client("sqs", endpoint_url=url)
+    scene = run_scene(
+        [s.environment() | {"AWS_ENDPOINT_URL": url} for s in stacks],
+        Path(tempfile.mkdtemp(prefix="telemetry-outage-")),
+        sim.end_ms + 3_600_000,
+        [functools.partial(peek, sqs, s.operator_queue_url) for s in stacks],
+    )
+    scene.stack = stacks[0].state_table.removesuffix("-alert-state")
     return scene
 
 
@@ -564,6 +591,7 @@ def _run_against(
             meter, tally = _run_fleet(url, stack, sim, err, options, influx)
             observed = _observe(url, stack, on_call_url, tally)
             observed.operators = _operators(url, stack, sim)
+            observed.outage = _outage(url, stack, sim)
     except (BotoCoreError, ClientError) as exc:
         raise DemoError(f"the local AWS at {url} failed: {exc}") from None
     if influx is not None:
@@ -748,6 +776,7 @@ class Report:
         self._render_alerts(out)
         self._render_shadows(out)
         self._render_operators(out)
+        self._render_outage(out)
         self._render_calls(out)
         self._render_cost(out)
 
@@ -929,6 +958,34 @@ class Report:
                 ]
                 for m in scene.received
             ],
+        )
+
+    def _render_outage(self, out: Screen) -> None:
+        scene = self.observed.outage
+        if scene is None:
+            return
+        out.heading(
+            f"Gateway outage: gw-line-3 and its 20 devices drop off for 12 minutes ({scene.stack})"
+        )
+        out.line(f"Operators received {plural(len(scene.received), 'message')}:")
+        out.table(
+            ("status", "device", "sensor", "severity", "members", "direction"),
+            [
+                [
+                    m.get("status", ""),
+                    m.get("deviceId", "-"),
+                    m.get("sensorId", "-"),
+                    m.get("severity", ""),
+                    m.get("members", ""),
+                    m.get("direction", m.get("group", "")),
+                ]
+                for m in scene.received
+            ],
+        )
+        raised = sum(1 for m in scene.per_sensor if m.get("status") == "RAISED")
+        out.line(
+            f"One message per sensor, the same outage: {plural(len(scene.per_sensor), 'message')} "
+            f"({raised} no-data raised, then their resolutions)."
         )
 
     def _render_shadows(self, out: Screen) -> None:
@@ -1142,7 +1199,27 @@ def judge(sim: Simulation, observed: Observed, tally: Tally) -> list[Verdict]:
             len(quarantined) >= corrupt - incoherent and tally.not_evaluated >= incoherent,
         )
     )
+    if observed.outage is not None:
+        out.append(_judge_outage(observed.outage))
     return out
+
+
+def _judge_outage(scene: Any) -> Verdict:
+    """The gateway outage: the gateway's own offline alert, counting its 20
+    members, and its resolution; nothing about the members' silence."""
+    seen = [
+        f"{m.get('deviceId')} {m.get('status')}"
+        + (f" members={m['members']}" if m.get("members") is not None else "")
+        for m in scene.received
+    ]
+    wanted = ["gw-line-3 RAISED members=20", "gw-line-3 RESOLVED"]
+    return Verdict(
+        "gateway outage",
+        "gw-line-3",
+        ", then ".join(wanted) + f" (one message per sensor: {len(scene.per_sensor)})",
+        ", then ".join(seen) or "nothing",
+        seen == wanted,
+    )
 
 
 def _queue(url: str) -> str:
