@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in turn, each beside its baseline, results saved as JSON.
 
-    python -m benchmarks [--only core,cost,coldstart,stream-cpu,stream,mqtt,influxdb,nodata]
+    python -m benchmarks [--only core,cost,coldstart,stream-cpu,stream,mqtt,influxdb,nodata,outage]
 
 Writes benchmarks/results/latest.json (git-ignored). Targets are reported as
 PASS or FAIL; a FAIL does not change the exit status.
@@ -26,6 +26,7 @@ from benchmarks import (
     bench_influxdb,
     bench_mqtt,
     bench_nodata,
+    bench_outage,
     bench_stream,
     bench_stream_cpu,
 )
@@ -56,6 +57,11 @@ BENCHMARKS: Final[dict[str, tuple[str, Callable[[], Any], Callable[[Any], None]]
         "no-data alerts: tracking writes, sweep reads, one sweep's reach",
         bench_nodata.run,
         bench_nodata.report,
+    ),
+    "outage": (
+        "a fleet incident: time to reach operators and messages, 2,000 to 50,000 devices",
+        bench_outage.run,
+        bench_outage.report,
     ),
     "influxdb": (
         "InfluxDB as the store: cost per million messages by fleet rate",
