@@ -348,16 +348,17 @@ def dashboard(store: str, rules: Sequence[Rule]) -> dict[str, Any]:
         ),
         _panel(
             5,
-            "Readings stored and quarantined (function metrics)",
+            "Readings quarantined, late and refused (function metrics)",
             "timeseries",
             (12, 17, 12, 7),
             [
-                _cloudwatch("ReadingsStored", "A"),
-                _cloudwatch("ReadingsRejected", "B"),
+                _cloudwatch("ReadingsRejected", "A"),
+                _cloudwatch("LateReadings", "B"),
                 _cloudwatch("TimestreamRecordsRejected", "C"),
             ],
-            description="EMF metrics of the function: readings stored, readings "
-            "quarantined by validation, points the store refused (both stores).",
+            description="EMF metrics of the function, printed only when they happen: "
+            "readings quarantined by validation, readings that arrived late, points the "
+            "store refused (both stores). Readings stored: the panel beside, from the store.",
         ),
     ]
     y = 24

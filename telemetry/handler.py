@@ -19,7 +19,7 @@ import hashlib
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -227,26 +227,32 @@ def report(outcome: Outcome) -> None:
                 "shadow mirror full: the least severe alerts are left out",
                 extra={"deviceId": device.device_id, "omitted": device.shadow_omitted},
             )
-    # Records a store refused and alerts SNS refused have their own counts.
-    rejected_readings = sum(1 for r in outcome.rejections if r["source"] == "validation")
-    counts: Mapping[str, int] = {
-        "MessagesReceived": outcome.messages,
-        "DevicesSwept": outcome.swept,
-        "ReadingsStored": outcome.readings_stored,
-        "ReadingsRejected": rejected_readings,
-        "TimestreamRecordsRejected": outcome.records_rejected,
-        "ReadingsNotEvaluated": len(outcome.not_evaluated),
-        "LateReadings": outcome.late,
-        "ShadowSkipped": len(skipped),
-        "AlertsDeadLettered": sum(d.dead_lettered for d in outcome.devices),
-        "Transitions": len(outcome.transitions),
-    }
-    for name, value in counts.items():
-        if value or name == "MessagesReceived":  # zeros cost log bytes on every invocation
+    for name, value in event_counts(outcome, skipped=len(skipped)).items():
+        if value:
             metrics.add_metric(name, value)
     outcomes = _OUTCOME_SINK.get()
     if outcomes is not None:
         outcomes.append(outcome)
+
+
+def event_counts(outcome: Outcome, *, skipped: int) -> dict[str, int]:
+    """The invocation's counts of what Lambda's own metrics do not say, each printed
+    only when it happened: rejections, late and unevaluated readings, refusals,
+    transitions, sweeps. Messages received are Lambda's Invocations (Direct) or the
+    stream's IncomingRecords, and readings stored are the store's to count: an EMF
+    line on every invocation would cost as much as the state read (CloudWatch Logs
+    ingestion, benchmarks/bench_cost.py). Records a store refused and alerts SNS
+    refused have their own counts."""
+    return {
+        "DevicesSwept": outcome.swept,
+        "ReadingsRejected": sum(1 for r in outcome.rejections if r["source"] == "validation"),
+        "TimestreamRecordsRejected": outcome.records_rejected,
+        "ReadingsNotEvaluated": len(outcome.not_evaluated),
+        "LateReadings": outcome.late,
+        "ShadowSkipped": skipped,
+        "AlertsDeadLettered": sum(d.dead_lettered for d in outcome.devices),
+        "Transitions": len(outcome.transitions),
+    }
 
 
 _OUTCOME_SINK: ContextVar[list[Outcome] | None] = ContextVar("outcome_sink", default=None)

@@ -563,7 +563,7 @@ def test_observability_one_log_line_per_rejection_no_payload_and_emf_metrics(
     ]
     # and EMF metrics count rejected readings and transitions by status and severity
     emf = [x for x in lines if "_aws" in x]
-    [counts] = [x for x in emf if "MessagesReceived" in x]
+    [counts] = [x for x in emf if "ReadingsRejected" in x]
     assert counts["ReadingsRejected"] == [1.0]
     assert counts["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "IoTTelemetry"
     assert counts["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]

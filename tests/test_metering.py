@@ -7,12 +7,16 @@ import json
 import pytest
 
 from benchmarks.bench_cost import (
+    LAMBDA_LOG_BYTES,
     common_attribute_units,
     device_payload,
     full_call_units,
+    headline_ratios,
+    log_bytes,
     smallest_record_bytes,
 )
 from benchmarks.stream_child import result_digest
+from benchmarks.workload import Usage
 from telemetry.adapters.timestream import billed_bytes, reading_record
 from telemetry.core.messages import Reading
 from telemetry.local.prices import PRICES, iot_message_units, kinesis_kilobytes, metered_units
@@ -114,3 +118,47 @@ def test_dynamodb_index_queries_deletes_and_transactions_are_metered() -> None:
     # two units per KB of the 1.5 KB item, two for the delete
     assert metered_units("dynamodb", "TransactWriteItems", transaction) == {"DynamoDB writes": 6}
     assert PRICES["DynamoDB index reads"].usd == PRICES["DynamoDB reads"].usd / 2
+
+
+def test_headline_ratios_price_both_sides_from_the_same_lines() -> None:
+    # Given a whole bill where Basic Ingest removes $1 of messaging from every column,
+    # and Stream pays Kinesis
+    def column(messaging: float, processing: float, kinesis: float = 0.0) -> dict[str, float]:
+        lines = {
+            "IoT Core messaging": messaging,
+            "IoT rules triggered": 0.15,
+            "IoT rule actions": 0.15,
+            "Kinesis data in": kinesis,
+            "Kinesis data out": 0.0,
+            "Kinesis stream-hours": 0.0,
+            "processing (above)": processing,
+        }
+        return {**lines, "total": sum(lines.values())}
+
+    bill = {
+        "Direct": column(1.0, 1.0),
+        "Direct, Basic Ingest": column(0.0, 1.0),
+        "Stream": column(1.0, 0.3, kinesis=0.2),
+        "Stream, Basic Ingest": column(0.0, 0.3, kinesis=0.2),
+        "naive": column(1.0, 0.9),
+        "naive, Basic Ingest": column(0.0, 0.9),
+    }
+
+    # When the headline ratios are computed
+    rows = {(r["mode"], r["what"]): r for r in headline_ratios(bill)}
+
+    # Then Basic Ingest is applied to naive as to ours, and Stream's own side counts Kinesis
+    assert rows[("Direct", "whole bill, Basic Ingest")]["naive"] == pytest.approx(1.2)
+    assert rows[("Direct", "whole bill, Basic Ingest")]["ratio"] == pytest.approx(1.2 / 1.3)
+    assert rows[("Direct", "whole bill")]["ratio"] == pytest.approx(2.2 / 2.3)
+    side = rows[("Stream", "processing + logs + Kinesis")]
+    assert (side["ours"], side["naive"]) == (pytest.approx(0.5), pytest.approx(0.9))
+
+
+def test_logs_count_lambdas_own_lines_for_every_invocation_of_any_handler() -> None:
+    # Given two handlers' usage: one printing nothing, one printing 100 bytes, 10 calls each
+    quiet, chatty = Usage(invocations=10), Usage(invocations=10, log_bytes=100)
+    # Then both pay Lambda's START/END/REPORT lines, and the chatty one its own on top
+    assert log_bytes(quiet) == 10 * LAMBDA_LOG_BYTES
+    assert log_bytes(chatty) == 10 * LAMBDA_LOG_BYTES + 100
+    assert 200 < LAMBDA_LOG_BYTES < 400

@@ -6,15 +6,21 @@ import gc
 import io
 import json
 import logging
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from dashboards import build
 from telemetry import collector, handler  # the handler ends the collector's import pause
 from telemetry.events import stream_records
 from telemetry.observability import Logger, Metrics
+from telemetry.pipeline import Outcome
+from tests.iam import load_template
+from tests.localaws import local_stack, message
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -155,3 +161,82 @@ def test_importing_the_handler_leaves_the_collector_as_it_found_it() -> None:
         )
         # Then the collector is as before the import
         assert done.stdout.strip() == expected
+
+
+# ---------------------------------------------------------------- what a metric costs
+
+
+class _Context:
+    aws_request_id = "req-quiet"
+
+
+def _emf(text: str) -> list[dict[str, object]]:
+    return [x for x in lines(text) if "_aws" in x]
+
+
+def test_a_quiet_direct_invocation_prints_no_metric_and_a_rejection_prints_its_count(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the function's environment on a local stack, and two direct messages: a
+    # quiet one (readings stored, nothing else), and one with a reading to quarantine
+    now = int(time.time() * 1000)
+    with local_stack(["pump-17"], now) as aws:
+        for key, value in aws.stack.environment().items():
+            monkeypatch.setenv(key, value)
+        handler.reset_runtime()
+        handler.metrics.clear_metrics()
+        capsys.readouterr()
+        quiet = message("pump-17", now, ("temp-1", 20.0))
+        bad = message("pump-17", now + 1, ("temp-1", 21.0))
+        bad["data"].append({"sensorId": "s-1", "value": "high"})
+
+        # When the entry point handles each
+        try:
+            handler.lambda_handler(quiet, _Context())
+            quiet_out = capsys.readouterr().out
+            handler.lambda_handler(bad, _Context())
+            bad_out = capsys.readouterr().out
+        finally:
+            handler.reset_runtime()
+
+    # Then the quiet one prints nothing at all: Lambda's Invocations already count it,
+    # and every EMF line is billed as logs
+    assert quiet_out == ""
+    # and the rejection prints one EMF object with its count, and no count of what
+    # happens on every invocation
+    [counts] = _emf(bad_out)
+    assert counts["ReadingsRejected"] == [1.0]
+    assert not {"MessagesReceived", "ReadingsStored"} & set(counts)
+
+
+def _function_metrics_read_by_operators() -> set[str]:
+    """IoTTelemetry metrics the template's alarms and the dashboards' CloudWatch
+    panels name."""
+    template = load_template()
+    names = {
+        resource["Properties"]["MetricName"]
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+        and resource["Properties"].get("Namespace") == "IoTTelemetry"
+    }
+    for store in build.OUTPUTS:
+        document = build.OUTPUTS[store].read_text(encoding="utf-8")
+        names |= set(re.findall(r'"metricName":\s*"(\w+)"', document))
+    return names
+
+
+def _metrics_the_function_prints() -> set[str]:
+    source = (ROOT / "telemetry" / "handler.py").read_text(encoding="utf-8")
+    named = set(re.findall(r'metrics\.(?:add_metric|emit)\(\s*"(\w+)"', source))
+    return named | set(handler.event_counts(Outcome(), skipped=0))
+
+
+def test_alarms_and_dashboards_read_only_metrics_the_function_prints() -> None:
+    # Given the metrics operators read (alarms, dashboards) and those the function prints
+    read = _function_metrics_read_by_operators()
+    printed = _metrics_the_function_prints()
+    # Then each one read is printed, when it happens
+    assert read
+    assert read <= printed, read - printed
+    # and none is one the function stopped printing on every invocation
+    assert not {"MessagesReceived", "ReadingsStored"} & (read | printed)
