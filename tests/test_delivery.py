@@ -21,7 +21,8 @@ from botocore.stub import Stubber
 
 from telemetry import handler
 from telemetry.adapters.state_store import MAX_ITEM_BYTES, DynamoStateStore, item_bytes
-from telemetry.core.state import SHADOW_REPAIR_DELAY_MS
+from telemetry.core.alerts import AlertState, Severity
+from telemetry.core.state import SHADOW_REPAIR_DELAY_MS, DeviceRecord
 from telemetry.errors import DependencyError
 from telemetry.local.demo import scheduled_event
 from tests.localaws import (
@@ -389,6 +390,70 @@ def test_a_record_too_large_for_one_item_is_split_and_read_back_whole() -> None:
         assert again.parts <= 1
         keys = {i["deviceId"]["S"] for i in client.scan(TableName=aws.stack.state_table)["Items"]}
         assert len(keys) == 1 + again.parts
+
+
+SPLIT_BUDGET = 4_000
+"""An item budget small enough that forty active alerts split over several items."""
+
+
+def stored_record(aws: LocalAws, device_id: str) -> DeviceRecord:
+    store = DynamoStateStore(
+        aws.stack.state_table, boto3.client("dynamodb"), item_budget=SPLIT_BUDGET
+    )
+    return store.load(device_id)
+
+
+def severities(record: DeviceRecord, sensors: list[str]) -> dict[str, Severity]:
+    """Each sensor's severity under the default temperature rule (OK when the record
+    no longer keeps the sensor: a quiet entry it dropped to fit)."""
+    quiet = AlertState()
+    return {s: record.state.get((s, "temperature-high"), quiet).severity for s in sensors}
+
+
+def test_two_invocations_racing_on_a_split_record_lose_nothing_and_double_nothing(
+    aws: LocalAws,
+) -> None:
+    # Given a device whose forty WARNING alerts make a record split over several items
+    sensors = [f"temp-{i:03d}" for i in range(40)]
+    first, _ = aws.runtime(item_budget=SPLIT_BUDGET)
+    handler.handle(message("pump-17", NOW, *[(s, 80.0) for s in sensors]), first)
+    assert stored_record(aws, "pump-17").parts > 1
+    assert len(aws.alerts()) == 40
+    # and invocation A, which has read it, about to commit when B runs to the end
+    a, a_clients = aws.runtime(item_budget=SPLIT_BUDGET)
+    b, _ = aws.runtime(item_budget=SPLIT_BUDGET)
+    b_event = message("pump-17", NOW + 1000, (sensors[1], 50.0))
+    before(
+        a_clients.dynamodb,
+        "TransactWriteItems",
+        lambda: handler.handle(b_event, b, Context("b")),
+    )
+    calls = record_calls(a_clients)
+
+    # When A, escalating another sensor, commits after B resolved one
+    handler.handle(message("pump-17", NOW + 2000, (sensors[0], 95.0)), a, Context("a"))
+
+    # Then A lost the race, re-read and committed again (three transactions: the lost
+    # commit, the commit, the outbox clear), and each change went out once
+    assert calls.count("dynamodb", "TransactWriteItems") == 3
+    assert [(x["status"], x["sensorId"]) for x in aws.alerts()] == [
+        ("RESOLVED", sensors[1]),
+        ("ESCALATED", sensors[0]),
+    ]
+    # and the split record holds both changes, and nothing left to deliver
+    record = stored_record(aws, "pump-17")
+    assert record.parts > 1
+    assert record.outbox == []
+    assert severities(record, sensors) == {
+        sensors[0]: Severity.CRITICAL,
+        sensors[1]: Severity.OK,
+        **dict.fromkeys(sensors[2:], Severity.WARNING),
+    }
+    # and the next readings of both sensors, unchanged, publish nothing again
+    handler.handle(
+        message("pump-17", NOW + 3000, (sensors[0], 95.0), (sensors[1], 50.0)), a, Context("c")
+    )
+    assert aws.alerts() == []
 
 
 # ---------------------------------------------------------------- BatchGetItem
