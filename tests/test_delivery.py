@@ -74,6 +74,42 @@ def test_a_duplicate_delivery_overlapping_the_first_run_publishes_once(aws: Loca
     assert "outbox" not in (aws.state_item("pump-17") or {})
 
 
+def test_a_change_committed_between_anothers_commit_and_its_clear_is_kept(aws: LocalAws) -> None:
+    # Given a device whose temp-2 is already in WARNING (its state item exists), and
+    # invocation A, which has committed its alert and is about to publish it, when B,
+    # with a reading of another sensor, runs to the end
+    rt, _ = aws.runtime()
+    handler.handle(message("pump-17", NOW, ("temp-2", 80)), rt)
+    assert statuses(aws.alerts()) == [("RAISED", "WARNING")]
+    a, a_clients = aws.runtime()
+    b, _ = aws.runtime()
+    before(
+        a_clients.sns,
+        "Publish",
+        lambda: handler.handle(message("pump-17", NOW + 1000, ("temp-3", 95)), b, Context("b")),
+    )
+    calls = record_calls(a_clients)
+
+    # When A publishes its alert and clears it from the outbox
+    handler.handle(message("pump-17", NOW + 1000, ("temp-1", 95)), a, Context("a"))
+
+    # Then B left A's claimed entry to A; A's clear lost the race to B's writes and
+    # re-read (three writes: its commit, the lost clear, the clear)
+    assert calls.count("dynamodb", "PutItem") == 3
+    assert [(x["status"], x["sensorId"]) for x in aws.alerts()] == [
+        ("RAISED", "temp-3"),
+        ("RAISED", "temp-1"),
+    ]
+    # and the state keeps B's change beside A's and the older alert, nothing to deliver
+    record = DynamoStateStore(aws.stack.state_table, boto3.client("dynamodb")).load("pump-17")
+    assert severities(record, ["temp-1", "temp-2", "temp-3"]) == {
+        "temp-1": Severity.CRITICAL,
+        "temp-2": Severity.WARNING,
+        "temp-3": Severity.CRITICAL,
+    }
+    assert record.outbox == []
+
+
 def test_duplicate_deliveries_on_real_threads_publish_each_transition_once(
     aws: LocalAws,
 ) -> None:

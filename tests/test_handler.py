@@ -21,7 +21,7 @@ from telemetry import handler
 from telemetry.errors import ConfigurationError, DependencyError
 from telemetry.local.streams import kinesis_event
 from telemetry.settings import Settings
-from tests.localaws import LocalAws, fail, local_stack, message, record_calls
+from tests.localaws import LocalAws, before, fail, local_stack, message, record_calls
 
 NOW = 1_764_237_600_000  # 2025-11-27T10:00:00Z
 ROOT = Path(__file__).resolve().parent.parent
@@ -295,6 +295,75 @@ def test_concurrent_invocations_with_newer_data_each_publish_their_own_change(
     alerts = aws.alerts()
     assert statuses(alerts) == [("RAISED", "WARNING"), ("ESCALATED", "CRITICAL")]
     assert len({x["alertId"] for x in alerts}) == 1
+
+
+def severity_of(aws: LocalAws, device_id: str, sensor_id: str) -> str:
+    """The severity the stored state holds for a sensor under the default temperature rule."""
+    item = aws.state_item(device_id) or {}
+    alert = json.loads(item["alerts"]["S"]).get(f"{sensor_id}/temperature-high", {})
+    return str(alert.get("severity", "OK"))
+
+
+def test_an_older_reading_racing_a_newer_one_on_an_existing_state_changes_nothing(
+    aws: LocalAws,
+) -> None:
+    # Given a device whose temp-1 is already in WARNING (its state item exists)
+    rt, _ = aws.runtime()
+    handler.handle(message("pump-17", NOW, ("temp-1", 80)), rt)
+    assert statuses(aws.alerts()) == [("RAISED", "WARNING")]
+    # and invocation A, which has read it, about to commit when B runs to the end
+    a, a_clients = aws.runtime()
+    b, _ = aws.runtime()
+    before(
+        a_clients.dynamodb,
+        "PutItem",
+        lambda: handler.handle(message("pump-17", NOW + 2000, ("temp-1", 50)), b),
+    )
+    calls = record_calls(a_clients)
+
+    # When A (an older, critical reading) commits after B (a newer, normal reading)
+    handler.handle(message("pump-17", NOW + 1000, ("temp-1", 95)), a)
+
+    # Then A lost the race and re-read B's state, in which its reading is late:
+    # B resolved the alert, and A escalated nothing
+    assert calls.count("dynamodb", "PutItem") == 1
+    assert statuses(aws.alerts()) == [("RESOLVED", "OK")]
+    assert severity_of(aws, "pump-17", "temp-1") == "OK"
+
+
+def test_concurrent_invocations_on_an_existing_state_each_keep_their_own_change(
+    aws: LocalAws,
+) -> None:
+    # Given a device whose temp-2 is already in WARNING (its state item exists)
+    rt, _ = aws.runtime()
+    handler.handle(message("pump-17", NOW, ("temp-2", 80)), rt)
+    assert statuses(aws.alerts()) == [("RAISED", "WARNING")]
+    # and invocation A, which has read it, about to commit when B runs to the end
+    a, a_clients = aws.runtime()
+    b, _ = aws.runtime()
+    before(
+        a_clients.dynamodb,
+        "PutItem",
+        lambda: handler.handle(message("pump-17", NOW + 1000, ("temp-3", 95)), b),
+    )
+
+    # When A raises temp-1 after B raised temp-3
+    handler.handle(message("pump-17", NOW + 1000, ("temp-1", 95)), a)
+
+    # Then each alert went out once, and the state holds all three
+    assert [(x["status"], x["sensorId"]) for x in aws.alerts()] == [
+        ("RAISED", "temp-3"),
+        ("RAISED", "temp-1"),
+    ]
+    assert [severity_of(aws, "pump-17", s) for s in ("temp-1", "temp-2", "temp-3")] == [
+        "CRITICAL",
+        "WARNING",
+        "CRITICAL",
+    ]
+    assert "outbox" not in (aws.state_item("pump-17") or {})
+    # and the same readings again publish nothing: no change was lost to be made twice
+    run(aws, message("pump-17", NOW + 2000, ("temp-1", 95), ("temp-2", 80), ("temp-3", 95)))
+    assert aws.alerts() == []
 
 
 def test_records_timestream_rejects_go_to_the_dead_letter_queue(aws: LocalAws) -> None:
