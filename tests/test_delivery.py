@@ -256,7 +256,9 @@ def test_a_transition_sns_refuses_for_good_is_dead_lettered_and_the_device_goes_
     (dead,) = aws.dead_letters()
     assert dead["source"] == "sns"
     assert dead["code"] == "sns_rejected"
-    assert "InvalidParameter" in dead["reason"]
+    assert dead["reason"] == "sns_rejected: InvalidParameter: injected InvalidParameter"
+    assert dead["detail"] == "InvalidParameter: injected InvalidParameter"
+    assert (dead["deviceId"], dead["field"]) == ("pump-17", "transition")
     assert dead["payload"]["status"] == "RAISED"
     assert dead["payload"]["alertId"]
     assert "outbox" not in (aws.state_item("pump-17") or {})
@@ -278,7 +280,14 @@ def test_a_batch_entry_refused_for_good_leaves_its_siblings_published(aws: Local
         params["PublishBatchRequestEntries"] = [entries[0], *entries[2:]]
 
     def report_it_failed(parsed: dict[str, Any], **_: Any) -> None:
-        parsed["Failed"] = [{"Id": refused[-1], "Code": "InvalidParameter", "SenderFault": True}]
+        parsed["Failed"] = [
+            {
+                "Id": refused[-1],
+                "Code": "InvalidParameter",
+                "Message": "Invalid parameter: Message",
+                "SenderFault": True,
+            }
+        ]
 
     events = clients.sns.meta.events
     events.register("before-parameter-build.sns.PublishBatch", withhold_second)
@@ -288,9 +297,15 @@ def test_a_batch_entry_refused_for_good_leaves_its_siblings_published(aws: Local
     # When the three alerts are raised
     handler.handle(event, rt)
 
-    # Then two reach operators, one is dead-lettered, nothing is retried
-    assert len(aws.alerts()) == 2
-    assert [d["code"] for d in aws.dead_letters()] == ["sns_rejected"]
+    # Then two reach operators, the refused one is dead-lettered with SNS's reason,
+    # nothing is retried
+    assert sorted(a["sensorId"] for a in aws.alerts()) == ["temp-1", "temp-3"]
+    (dead,) = aws.dead_letters()
+    assert (dead["code"], dead["reason"]) == (
+        "sns_rejected",
+        "sns_rejected: InvalidParameter: Invalid parameter: Message",
+    )
+    assert (dead["payload"]["sensorId"], dead["payload"]["status"]) == ("temp-2", "RAISED")
     assert "outbox" not in (aws.state_item("pump-17") or {})
 
 
@@ -395,12 +410,16 @@ def test_the_oldest_quiet_entries_go_first_when_an_item_must_shrink() -> None:
         assert ("hot", "r") in saved.state
         kept = sorted(k for k in saved.state if k[0].startswith("quiet"))
         assert kept == [(f"quiet-{i:03d}", "r") for i in range(200 - len(kept), 200)]
-        assert 0 < len(kept) < 200
+        assert kept
         assert store.load("pump-17").state == saved.state
+        # and as many of them as fit: with the next older one, the same are kept
+        older = (f"quiet-{199 - len(kept):03d}", "r")
+        again = store.save(DeviceRecord("pump-18", state=saved.state | {older: state[older]}))
+        assert again.state == saved.state
 
 
 def test_a_record_too_large_for_one_item_is_split_and_read_back_whole() -> None:
-    # Given a state store whose item budget is small, and a record that needs three parts
+    # Given a state store whose item budget is small, and a record that needs several parts
     from telemetry.core.alerts import AlertState, Severity
     from telemetry.core.state import DeviceRecord
 
@@ -414,18 +433,22 @@ def test_a_record_too_large_for_one_item_is_split_and_read_back_whole() -> None:
 
         # When it is saved, then shrunk, then read back
         saved = store.save(DeviceRecord("pump-17", state=state))
+        items = client.scan(TableName=aws.stack.state_table)["Items"]
         loaded = store.load("pump-17")
         smaller = dict(list(state.items())[:10])
         store.save(DeviceRecord("pump-17", loaded.version, smaller, parts=loaded.parts))
         again = store.load_many(["pump-17"])["pump-17"]
 
-        # Then the whole state came back each time, and the parts no longer needed are gone
+        # Then the whole state came back each time, each part within the budget, and
+        # the smaller record is one item again: the parts no longer needed are gone
         assert saved.parts > 2
+        assert len(items) == 1 + saved.parts
+        assert max(item_bytes(i) for i in items) <= 4_000
         assert loaded.state == state
         assert again.state == smaller
-        assert again.parts <= 1
+        assert again.parts == 0
         keys = {i["deviceId"]["S"] for i in client.scan(TableName=aws.stack.state_table)["Items"]}
-        assert len(keys) == 1 + again.parts
+        assert keys == {"pump-17"}
 
 
 SPLIT_BUDGET = 4_000

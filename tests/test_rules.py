@@ -857,7 +857,7 @@ def test_a_yaml_syntax_error_is_one_short_line_with_line_and_column() -> None:
     [
         ("nodata: 30s", "nodata: '30s' is shorter than the least allowed, 1m"),
         ("nodata: 8d", "nodata: '8d' is longer than the most allowed, 7d"),
-        ("nodata: soon", "nodata: 'soon' is not a duration"),
+        ("nodata: soon", "nodata: 'soon' is not a duration such as 90s, 5m or 1h30m"),
         ("repeat: 10s", "repeat: '10s' is shorter than the least allowed, 1m"),
     ],
 )
@@ -866,7 +866,7 @@ def test_nodata_and_repeat_take_durations_within_their_bounds(extra: str, fragme
     problem = only_problem(f"rules: [{{name: r, above: {{warning: 7}}, {extra}}}]")
 
     # Then the problem names the field and the bound
-    assert problem == f"{SOURCE}: rule 'r': {fragment}" or fragment in problem
+    assert problem == f"{SOURCE}: rule 'r': {fragment}"
 
 
 def test_a_rule_may_be_nodata_alone_and_compiles_its_timers() -> None:
