@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import threading
 import time
 import urllib.error
@@ -38,7 +39,7 @@ import pytest
 
 from telemetry.local.influx import LocalInfluxd, free_port, influxql, rows
 
-__all__ = ["Canned", "FakeInflux", "Influxd", "free_port", "parse_line"]
+__all__ = ["Canned", "FakeInflux", "Influxd", "QuietHTTPServer", "free_port", "parse_line"]
 
 
 def influxd_missing_reason() -> str | None:
@@ -211,6 +212,33 @@ def parse_line(line: str, flavor: str) -> ParsedPoint:
 
 # --- a local server answering like InfluxDB 2 / 3 ----------------------------------------
 
+HUNG_UP = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+"""What answering a client that has gone away raises."""
+
+
+class QuietHTTPServer(ThreadingHTTPServer):
+    """A threaded HTTP server to which a client hanging up (a writer whose timeout
+    ran out, a test that dropped its connection) is no error: it prints nothing and
+    counts it in `hung_up`. Any other error in a request still prints its traceback.
+    `closed` is released once per connection the server is done with."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.hung_up = 0
+        self.closed = threading.Semaphore(0)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], HUNG_UP):
+            self.hung_up += 1
+            return
+        super().handle_error(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)
+        self.closed.release()
+
 
 @dataclass
 class Canned:
@@ -251,7 +279,7 @@ class FakeInflux:
     field_types: dict[tuple[str, str, str], type] = field(default_factory=dict)
     now_ms: int | None = None
     url: str = ""
-    _server: ThreadingHTTPServer | None = None
+    _server: QuietHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __enter__(self) -> FakeInflux:
@@ -264,8 +292,7 @@ class FakeInflux:
             def log_message(self, *_: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = QuietHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
         ).start()
@@ -276,6 +303,15 @@ class FakeInflux:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+    @property
+    def hung_up(self) -> int:
+        """Connections whose client went away before it was answered."""
+        return self._server.hung_up if self._server is not None else 0
+
+    def wait_closed(self, timeout_s: float = 10.0) -> bool:
+        """Wait until the server is done with one more connection (False: not in time)."""
+        return self._server is not None and self._server.closed.acquire(timeout=timeout_s)
 
     # what was stored, for the tests
     def reset(self) -> None:

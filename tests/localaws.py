@@ -22,6 +22,7 @@ import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 from moto import mock_aws
 
+from telemetry.adapters.state_store import DynamoStateStore
 from telemetry.handler import Clients, Runtime, build_runtime
 from telemetry.local.provision import Stack, provision
 from telemetry.settings import Settings
@@ -145,11 +146,21 @@ class LocalAws:
     settings: Settings
     now_ms: int
 
-    def runtime(self, **overrides: str) -> tuple[Runtime, Clients]:
-        """A fresh execution environment (cold start) with its own clients."""
+    def runtime(
+        self, *, item_budget: int | None = None, **overrides: str
+    ) -> tuple[Runtime, Clients]:
+        """A fresh execution environment (cold start) with its own clients.
+
+        `item_budget`: the bytes one state item may take (DynamoStateStore's
+        `item_budget`), small to make records split over several items."""
         settings = Settings.from_env({**self.stack.environment(), **overrides})
         clients = Clients.create(settings)
-        return build_runtime(settings, clients, clock=lambda: self.now_ms), clients
+        runtime = build_runtime(settings, clients, clock=lambda: self.now_ms)
+        if item_budget is not None:
+            runtime.pipeline._store = DynamoStateStore(
+                settings.state_table, clients.dynamodb, item_budget=item_budget
+            )
+        return runtime, clients
 
     # --- reading back what the stack holds ---------------------------------
     def records(self, measure: str | None = None) -> list[dict[str, Any]]:

@@ -239,6 +239,7 @@ def rule_dicts(
     with_match: bool = True,
     for_: int | str | None = None,
     hysteresis: float | None = None,
+    positive_hysteresis: bool = False,
 ) -> dict[str, Any]:
     """A rule as YAML holds it, satisfying every constraint of the loader.
 
@@ -246,7 +247,8 @@ def rule_dicts(
     above.critical, for those present) and the hysteresis is smaller than the
     smallest gap between neighbouring levels, which keeps every clear level
     strictly beyond the next level down. `for_` and `hysteresis` pin those
-    fields when given (hysteresis 0 is always valid).
+    fields when given (hysteresis 0 is always valid); `positive_hysteresis`
+    draws one above 0 (at least 0.25: the smallest gap is 0.5).
     """
     sides = draw(st.sampled_from([("above",), ("below",), ("above", "below")]))
     present: list[str] = []
@@ -273,8 +275,9 @@ def rule_dicts(
     else:
         gaps = [high - low for low, high in itertools.pairwise(values)]
         quarters = int(min(gaps) * 4) - 1 if gaps else 40
-        if draw(st.booleans()):
-            rule["hysteresis"] = draw(st.integers(min_value=0, max_value=quarters)) / 4
+        if positive_hysteresis or draw(st.booleans()):
+            least = 1 if positive_hysteresis else 0
+            rule["hysteresis"] = draw(st.integers(min_value=least, max_value=quarters)) / 4
     if for_ is not None:
         rule["for"] = for_
     elif draw(st.booleans()):
@@ -362,6 +365,40 @@ def rules_with_readings(draw: st.DrawFn, **rule_kwargs: Any) -> tuple[Rule, list
     """A random valid rule and a reading sequence probing its levels."""
     rule = draw(rules(**rule_kwargs))
     return rule, draw(reading_sequences(values_near(rule_levels(rule))))
+
+
+def clear_levels(rule: Rule) -> list[float]:
+    """Where each level clears: hysteresis below an upper level, above a lower one."""
+    h = rule.hysteresis
+    return [
+        level - h if side.name == "above" else level + h
+        for side in rule.sides
+        for level in (side.warning, side.critical)
+        if level is not None
+    ]
+
+
+@st.composite
+def rules_with_hysteresis(draw: st.DrawFn) -> tuple[Rule, list[Reading]]:
+    """A rule with a hysteresis above 0 and `for` 1, and readings that often reach a
+    level (one grid step past it) and often come back exactly to a clear level or one
+    step either side of it, where a wrong band or an inclusive comparison shows."""
+    rule = draw(rules(for_=1, positive_hysteresis=True))
+    past = [
+        level + (0.25 if side.name == "above" else -0.25)
+        for side in rule.sides
+        for level in (side.warning, side.critical)
+        if level is not None
+    ]
+    clears = clear_levels(rule)
+    edges = [c + step for c in clears for step in (-0.25, 0.25)]
+    probes = st.one_of(
+        st.sampled_from(past),
+        st.sampled_from(clears),
+        st.sampled_from(edges),
+        values_near(rule_levels(rule)),
+    )
+    return rule, draw(reading_sequences(probes))
 
 
 # --- InfluxDB line protocol ---------------------------------------------------

@@ -32,7 +32,7 @@ from telemetry.core.alerts import (
 )
 from telemetry.core.messages import Reading, iso_utc
 from telemetry.core.rules import Rule, RuleSet, RuleSpec, Side, compile_rule, load_rules
-from tests.strategies import NOW_MS, rules_with_readings
+from tests.strategies import NOW_MS, rules_with_hysteresis, rules_with_readings
 
 DEFAULT_RULES = Path(__file__).resolve().parent.parent / "rules" / "default.yaml"
 T0 = NOW_MS - 3_600_000
@@ -756,6 +756,107 @@ def implied_severity(rule: Rule, value: float) -> Severity:
         elif side.warning is not None and past(side.warning):
             worst = max(worst, Severity.WARNING)
     return worst
+
+
+Change = tuple[str, str, float | None]
+"""(status, severity, threshold) of one transition."""
+ORDER = {"OK": 0, "WARNING": 1, "CRITICAL": 2}
+
+
+def beyond(side: Side, value: float, level: float | None) -> bool:
+    """`value` strictly past `level`: above it on the upper side, below it on the lower."""
+    if level is None:
+        return False
+    return value > level if side.name == "above" else value < level
+
+
+def clear_level(side: Side, level: float, hysteresis: float) -> float:
+    """Where an active level clears: back inside the level by the hysteresis."""
+    return level - hysteresis if side.name == "above" else level + hysteresis
+
+
+def oracle_severity(rule: Rule, side: Side, value: float, severity: str, active: str) -> str:
+    """The severity `value` means on `side`, the sensor being at `severity` on the
+    side named `active`: a level is reached strictly past it; an active level holds,
+    on its own side, while the value is strictly past its clear level."""
+    h = rule.hysteresis
+    mine = side.name == active
+    if beyond(side, value, side.critical):
+        return "CRITICAL"
+
+    def holds(level: float | None) -> bool:
+        return level is not None and beyond(side, value, clear_level(side, level, h))
+
+    if mine and severity == "CRITICAL" and holds(side.critical):
+        return "CRITICAL"
+    if beyond(side, value, side.warning):
+        return "WARNING"
+    if mine and severity != "OK" and holds(side.warning):
+        return "WARNING"
+    return "OK"
+
+
+def oracle_changes(rule: Rule, severity: str, active: str, new: str, side: Side) -> list[Change]:
+    """What a change from `severity` on `active` to `new` on `side` says: RAISED and
+    ESCALATED give the level reached; DEESCALATED the critical level's clear level;
+    RESOLVED (also when the other side takes over) the clear level of the old side's
+    lowest level."""
+    h = rule.hysteresis
+    out: list[Change] = []
+    if severity != "OK" and (new == "OK" or side.name != active):
+        old = next(s for s in rule.sides if s.name == active)
+        lowest = old.warning if old.warning is not None else old.critical
+        assert lowest is not None
+        out.append(("RESOLVED", "OK", clear_level(old, lowest, h)))
+        severity = "OK"
+    if new == "OK":
+        return out
+    if severity == "OK":
+        out.append(("RAISED", new, side.critical if new == "CRITICAL" else side.warning))
+    elif ORDER[new] > ORDER[severity]:
+        out.append(("ESCALATED", new, side.critical))
+    else:
+        assert side.critical is not None
+        out.append(("DEESCALATED", new, clear_level(side, side.critical, h)))
+    return out
+
+
+def hysteresis_oracle(rule: Rule, values: Sequence[float]) -> tuple[list[Change], str]:
+    """The changes one sensor's values make under a rule with `for` 1, and its last
+    severity, from the contract alone (without the state machine's code)."""
+    severity, active = "OK", ""
+    changes: list[Change] = []
+    for value in values:
+        options = [(oracle_severity(rule, s, value, severity, active), s) for s in rule.sides]
+        new, side = max(options, key=lambda o: (ORDER[o[0]], o[1].name == active))
+        if new == severity and (new == "OK" or side.name == active):
+            continue
+        changes += oracle_changes(rule, severity, active, new, side)
+        severity, active = new, side.name if new != "OK" else ""
+    return changes, severity
+
+
+@given(case=rules_with_hysteresis())
+def test_with_hysteresis_levels_clear_only_past_their_band(
+    case: tuple[Rule, list[Reading]],
+) -> None:
+    # Given a rule with a hysteresis above 0 and `for` 1, and readings on, inside and
+    # past its levels and its clear levels
+    rule, readings = case
+
+    # When they are evaluated
+    result = evaluate(readings, {}, RuleSet([rule]))
+
+    # Then each sensor's changes, their thresholds and its final severity are the
+    # oracle's, which reads the contract independently of the state machine
+    made = by_key(result.transitions)
+    for sensor in {r.sensor_id for r in readings}:
+        expected, last = hysteresis_oracle(
+            rule, [r.value for r in readings if r.sensor_id == sensor]
+        )
+        got = [(t.status.value, t.severity.name, t.threshold) for t in made[(sensor, rule.name)]]
+        assert got == expected
+        assert result.state.get((sensor, rule.name), AlertState()).severity.name == last
 
 
 @given(case=rules_with_readings())

@@ -21,7 +21,8 @@ from botocore.stub import Stubber
 
 from telemetry import handler
 from telemetry.adapters.state_store import MAX_ITEM_BYTES, DynamoStateStore, item_bytes
-from telemetry.core.state import SHADOW_REPAIR_DELAY_MS
+from telemetry.core.alerts import AlertState, Severity
+from telemetry.core.state import SHADOW_REPAIR_DELAY_MS, DeviceRecord
 from telemetry.errors import DependencyError
 from telemetry.local.demo import scheduled_event
 from tests.localaws import (
@@ -71,6 +72,42 @@ def test_a_duplicate_delivery_overlapping_the_first_run_publishes_once(aws: Loca
     assert len(results) == 1
     assert statuses(aws.alerts()) == [("RAISED", "CRITICAL")]
     assert "outbox" not in (aws.state_item("pump-17") or {})
+
+
+def test_a_change_committed_between_anothers_commit_and_its_clear_is_kept(aws: LocalAws) -> None:
+    # Given a device whose temp-2 is already in WARNING (its state item exists), and
+    # invocation A, which has committed its alert and is about to publish it, when B,
+    # with a reading of another sensor, runs to the end
+    rt, _ = aws.runtime()
+    handler.handle(message("pump-17", NOW, ("temp-2", 80)), rt)
+    assert statuses(aws.alerts()) == [("RAISED", "WARNING")]
+    a, a_clients = aws.runtime()
+    b, _ = aws.runtime()
+    before(
+        a_clients.sns,
+        "Publish",
+        lambda: handler.handle(message("pump-17", NOW + 1000, ("temp-3", 95)), b, Context("b")),
+    )
+    calls = record_calls(a_clients)
+
+    # When A publishes its alert and clears it from the outbox
+    handler.handle(message("pump-17", NOW + 1000, ("temp-1", 95)), a, Context("a"))
+
+    # Then B left A's claimed entry to A; A's clear lost the race to B's writes and
+    # re-read (three writes: its commit, the lost clear, the clear)
+    assert calls.count("dynamodb", "PutItem") == 3
+    assert [(x["status"], x["sensorId"]) for x in aws.alerts()] == [
+        ("RAISED", "temp-3"),
+        ("RAISED", "temp-1"),
+    ]
+    # and the state keeps B's change beside A's and the older alert, nothing to deliver
+    record = DynamoStateStore(aws.stack.state_table, boto3.client("dynamodb")).load("pump-17")
+    assert severities(record, ["temp-1", "temp-2", "temp-3"]) == {
+        "temp-1": Severity.CRITICAL,
+        "temp-2": Severity.WARNING,
+        "temp-3": Severity.CRITICAL,
+    }
+    assert record.outbox == []
 
 
 def test_duplicate_deliveries_on_real_threads_publish_each_transition_once(
@@ -219,7 +256,9 @@ def test_a_transition_sns_refuses_for_good_is_dead_lettered_and_the_device_goes_
     (dead,) = aws.dead_letters()
     assert dead["source"] == "sns"
     assert dead["code"] == "sns_rejected"
-    assert "InvalidParameter" in dead["reason"]
+    assert dead["reason"] == "sns_rejected: InvalidParameter: injected InvalidParameter"
+    assert dead["detail"] == "InvalidParameter: injected InvalidParameter"
+    assert (dead["deviceId"], dead["field"]) == ("pump-17", "transition")
     assert dead["payload"]["status"] == "RAISED"
     assert dead["payload"]["alertId"]
     assert "outbox" not in (aws.state_item("pump-17") or {})
@@ -241,7 +280,14 @@ def test_a_batch_entry_refused_for_good_leaves_its_siblings_published(aws: Local
         params["PublishBatchRequestEntries"] = [entries[0], *entries[2:]]
 
     def report_it_failed(parsed: dict[str, Any], **_: Any) -> None:
-        parsed["Failed"] = [{"Id": refused[-1], "Code": "InvalidParameter", "SenderFault": True}]
+        parsed["Failed"] = [
+            {
+                "Id": refused[-1],
+                "Code": "InvalidParameter",
+                "Message": "Invalid parameter: Message",
+                "SenderFault": True,
+            }
+        ]
 
     events = clients.sns.meta.events
     events.register("before-parameter-build.sns.PublishBatch", withhold_second)
@@ -251,9 +297,15 @@ def test_a_batch_entry_refused_for_good_leaves_its_siblings_published(aws: Local
     # When the three alerts are raised
     handler.handle(event, rt)
 
-    # Then two reach operators, one is dead-lettered, nothing is retried
-    assert len(aws.alerts()) == 2
-    assert [d["code"] for d in aws.dead_letters()] == ["sns_rejected"]
+    # Then two reach operators, the refused one is dead-lettered with SNS's reason,
+    # nothing is retried
+    assert sorted(a["sensorId"] for a in aws.alerts()) == ["temp-1", "temp-3"]
+    (dead,) = aws.dead_letters()
+    assert (dead["code"], dead["reason"]) == (
+        "sns_rejected",
+        "sns_rejected: InvalidParameter: Invalid parameter: Message",
+    )
+    assert (dead["payload"]["sensorId"], dead["payload"]["status"]) == ("temp-2", "RAISED")
     assert "outbox" not in (aws.state_item("pump-17") or {})
 
 
@@ -358,12 +410,16 @@ def test_the_oldest_quiet_entries_go_first_when_an_item_must_shrink() -> None:
         assert ("hot", "r") in saved.state
         kept = sorted(k for k in saved.state if k[0].startswith("quiet"))
         assert kept == [(f"quiet-{i:03d}", "r") for i in range(200 - len(kept), 200)]
-        assert 0 < len(kept) < 200
+        assert kept
         assert store.load("pump-17").state == saved.state
+        # and as many of them as fit: with the next older one, the same are kept
+        older = (f"quiet-{199 - len(kept):03d}", "r")
+        again = store.save(DeviceRecord("pump-18", state=saved.state | {older: state[older]}))
+        assert again.state == saved.state
 
 
 def test_a_record_too_large_for_one_item_is_split_and_read_back_whole() -> None:
-    # Given a state store whose item budget is small, and a record that needs three parts
+    # Given a state store whose item budget is small, and a record that needs several parts
     from telemetry.core.alerts import AlertState, Severity
     from telemetry.core.state import DeviceRecord
 
@@ -377,18 +433,86 @@ def test_a_record_too_large_for_one_item_is_split_and_read_back_whole() -> None:
 
         # When it is saved, then shrunk, then read back
         saved = store.save(DeviceRecord("pump-17", state=state))
+        items = client.scan(TableName=aws.stack.state_table)["Items"]
         loaded = store.load("pump-17")
         smaller = dict(list(state.items())[:10])
         store.save(DeviceRecord("pump-17", loaded.version, smaller, parts=loaded.parts))
         again = store.load_many(["pump-17"])["pump-17"]
 
-        # Then the whole state came back each time, and the parts no longer needed are gone
+        # Then the whole state came back each time, each part within the budget, and
+        # the smaller record is one item again: the parts no longer needed are gone
         assert saved.parts > 2
+        assert len(items) == 1 + saved.parts
+        assert max(item_bytes(i) for i in items) <= 4_000
         assert loaded.state == state
         assert again.state == smaller
-        assert again.parts <= 1
+        assert again.parts == 0
         keys = {i["deviceId"]["S"] for i in client.scan(TableName=aws.stack.state_table)["Items"]}
-        assert len(keys) == 1 + again.parts
+        assert keys == {"pump-17"}
+
+
+SPLIT_BUDGET = 4_000
+"""An item budget small enough that forty active alerts split over several items."""
+
+
+def stored_record(aws: LocalAws, device_id: str) -> DeviceRecord:
+    store = DynamoStateStore(
+        aws.stack.state_table, boto3.client("dynamodb"), item_budget=SPLIT_BUDGET
+    )
+    return store.load(device_id)
+
+
+def severities(record: DeviceRecord, sensors: list[str]) -> dict[str, Severity]:
+    """Each sensor's severity under the default temperature rule (OK when the record
+    no longer keeps the sensor: a quiet entry it dropped to fit)."""
+    quiet = AlertState()
+    return {s: record.state.get((s, "temperature-high"), quiet).severity for s in sensors}
+
+
+def test_two_invocations_racing_on_a_split_record_lose_nothing_and_double_nothing(
+    aws: LocalAws,
+) -> None:
+    # Given a device whose forty WARNING alerts make a record split over several items
+    sensors = [f"temp-{i:03d}" for i in range(40)]
+    first, _ = aws.runtime(item_budget=SPLIT_BUDGET)
+    handler.handle(message("pump-17", NOW, *[(s, 80.0) for s in sensors]), first)
+    assert stored_record(aws, "pump-17").parts > 1
+    assert len(aws.alerts()) == 40
+    # and invocation A, which has read it, about to commit when B runs to the end
+    a, a_clients = aws.runtime(item_budget=SPLIT_BUDGET)
+    b, _ = aws.runtime(item_budget=SPLIT_BUDGET)
+    b_event = message("pump-17", NOW + 1000, (sensors[1], 50.0))
+    before(
+        a_clients.dynamodb,
+        "TransactWriteItems",
+        lambda: handler.handle(b_event, b, Context("b")),
+    )
+    calls = record_calls(a_clients)
+
+    # When A, escalating another sensor, commits after B resolved one
+    handler.handle(message("pump-17", NOW + 2000, (sensors[0], 95.0)), a, Context("a"))
+
+    # Then A lost the race, re-read and committed again (three transactions: the lost
+    # commit, the commit, the outbox clear), and each change went out once
+    assert calls.count("dynamodb", "TransactWriteItems") == 3
+    assert [(x["status"], x["sensorId"]) for x in aws.alerts()] == [
+        ("RESOLVED", sensors[1]),
+        ("ESCALATED", sensors[0]),
+    ]
+    # and the split record holds both changes, and nothing left to deliver
+    record = stored_record(aws, "pump-17")
+    assert record.parts > 1
+    assert record.outbox == []
+    assert severities(record, sensors) == {
+        sensors[0]: Severity.CRITICAL,
+        sensors[1]: Severity.OK,
+        **dict.fromkeys(sensors[2:], Severity.WARNING),
+    }
+    # and the next readings of both sensors, unchanged, publish nothing again
+    handler.handle(
+        message("pump-17", NOW + 3000, (sensors[0], 95.0), (sensors[1], 50.0)), a, Context("c")
+    )
+    assert aws.alerts() == []
 
 
 # ---------------------------------------------------------------- BatchGetItem

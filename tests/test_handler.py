@@ -21,7 +21,15 @@ from telemetry import handler
 from telemetry.errors import ConfigurationError, DependencyError
 from telemetry.local.streams import kinesis_event
 from telemetry.settings import Settings
-from tests.localaws import LocalAws, fail, local_stack, message, record_calls
+from tests.localaws import (
+    Context,
+    LocalAws,
+    before,
+    fail,
+    local_stack,
+    message,
+    record_calls,
+)
 
 NOW = 1_764_237_600_000  # 2025-11-27T10:00:00Z
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,7 +158,13 @@ def test_bad_input_is_quarantined_with_its_reason_and_good_siblings_are_kept(
     assert len(aws.records("reading")) == 2
     dead = aws.dead_letters()
     assert sorted(d["field"] for d in dead) == ["$", "data[1].value", "deviceId", "timestamp"]
-    assert all(d["reason"] and d["id"] and "payload" in d for d in dead)
+    assert sorted((d["field"], d["reason"]) for d in dead) == [
+        ("$", "not_an_object: $: a message must be a JSON object"),
+        ("data[1].value", "wrong_type: data[1].value: Input should be a valid number"),
+        ("deviceId", "invalid_format: deviceId: must be 1-128 characters of [a-zA-Z0-9:_-]"),
+        ("timestamp", "invalid_timestamp: timestamp: not an ISO-8601 timestamp"),
+    ]
+    assert all(d["id"] and "payload" in d for d in dead)
     assert next(d for d in dead if d["field"] == "data[1].value")["payload"]["value"] == "hot"
 
 
@@ -197,9 +211,12 @@ def test_a_failed_state_write_loses_nothing_on_retry(aws: LocalAws) -> None:
         handler.handle(event, rt)
     handler.handle(event, rt)
 
-    # Then the alert is published once and the reading stored
-    assert len(aws.alerts()) == 1
-    assert len(aws.records("reading")) >= 1
+    # Then the alert is published once, and the reading was written by both attempts
+    # as the same record (which the store keeps once)
+    assert statuses(aws.alerts()) == [("RAISED", "CRITICAL")]
+    first, again = aws.records("reading")
+    assert first == again
+    assert (first["Time"], first["MeasureValues"][0]["Value"]) == (str(NOW), "95.0")
 
 
 def test_an_outbox_left_by_a_failed_invocation_is_delivered_by_a_later_one(
@@ -235,15 +252,17 @@ def test_a_fault_after_publishing_delivers_at_least_once_with_the_same_alert_id(
     clients.dynamodb.meta.events.register("before-call.dynamodb.PutItem", second_put)
     event = message("pump-17", NOW, ("temp-1", 95))
 
-    # When the invocation fails and is retried
+    # When the invocation fails and Lambda retries it (the same request id)
     with pytest.raises(DependencyError):
-        handler.handle(event, rt)
-    handler.handle(event, rt)
+        handler.handle(event, rt, Context("request-1"))
+    handler.handle(event, rt, Context("request-1"))
 
-    # Then consumers can drop the duplicate: same alertId and status
-    alerts = aws.alerts()
-    assert 1 <= len(alerts) <= 2
-    assert len({(a["alertId"], a["status"]) for a in alerts}) == 1
+    # Then the retry published it again, and consumers can drop the duplicate: the
+    # same alertId and status; nothing is left to deliver
+    first, again = aws.alerts()
+    assert (first["alertId"], first["status"]) == (again["alertId"], again["status"])
+    assert first["status"] == "RAISED"
+    assert "outbox" not in (aws.state_item("pump-17") or {})
 
 
 def test_two_invocations_interleaving_on_one_device_publish_each_change_once(
@@ -297,6 +316,75 @@ def test_concurrent_invocations_with_newer_data_each_publish_their_own_change(
     assert len({x["alertId"] for x in alerts}) == 1
 
 
+def severity_of(aws: LocalAws, device_id: str, sensor_id: str) -> str:
+    """The severity the stored state holds for a sensor under the default temperature rule."""
+    item = aws.state_item(device_id) or {}
+    alert = json.loads(item["alerts"]["S"]).get(f"{sensor_id}/temperature-high", {})
+    return str(alert.get("severity", "OK"))
+
+
+def test_an_older_reading_racing_a_newer_one_on_an_existing_state_changes_nothing(
+    aws: LocalAws,
+) -> None:
+    # Given a device whose temp-1 is already in WARNING (its state item exists)
+    rt, _ = aws.runtime()
+    handler.handle(message("pump-17", NOW, ("temp-1", 80)), rt)
+    assert statuses(aws.alerts()) == [("RAISED", "WARNING")]
+    # and invocation A, which has read it, about to commit when B runs to the end
+    a, a_clients = aws.runtime()
+    b, _ = aws.runtime()
+    before(
+        a_clients.dynamodb,
+        "PutItem",
+        lambda: handler.handle(message("pump-17", NOW + 2000, ("temp-1", 50)), b),
+    )
+    calls = record_calls(a_clients)
+
+    # When A (an older, critical reading) commits after B (a newer, normal reading)
+    handler.handle(message("pump-17", NOW + 1000, ("temp-1", 95)), a)
+
+    # Then A lost the race and re-read B's state, in which its reading is late:
+    # B resolved the alert, and A escalated nothing
+    assert calls.count("dynamodb", "PutItem") == 1
+    assert statuses(aws.alerts()) == [("RESOLVED", "OK")]
+    assert severity_of(aws, "pump-17", "temp-1") == "OK"
+
+
+def test_concurrent_invocations_on_an_existing_state_each_keep_their_own_change(
+    aws: LocalAws,
+) -> None:
+    # Given a device whose temp-2 is already in WARNING (its state item exists)
+    rt, _ = aws.runtime()
+    handler.handle(message("pump-17", NOW, ("temp-2", 80)), rt)
+    assert statuses(aws.alerts()) == [("RAISED", "WARNING")]
+    # and invocation A, which has read it, about to commit when B runs to the end
+    a, a_clients = aws.runtime()
+    b, _ = aws.runtime()
+    before(
+        a_clients.dynamodb,
+        "PutItem",
+        lambda: handler.handle(message("pump-17", NOW + 1000, ("temp-3", 95)), b),
+    )
+
+    # When A raises temp-1 after B raised temp-3
+    handler.handle(message("pump-17", NOW + 1000, ("temp-1", 95)), a)
+
+    # Then each alert went out once, and the state holds all three
+    assert [(x["status"], x["sensorId"]) for x in aws.alerts()] == [
+        ("RAISED", "temp-3"),
+        ("RAISED", "temp-1"),
+    ]
+    assert [severity_of(aws, "pump-17", s) for s in ("temp-1", "temp-2", "temp-3")] == [
+        "CRITICAL",
+        "WARNING",
+        "CRITICAL",
+    ]
+    assert "outbox" not in (aws.state_item("pump-17") or {})
+    # and the same readings again publish nothing: no change was lost to be made twice
+    run(aws, message("pump-17", NOW + 2000, ("temp-1", 95), ("temp-2", 80), ("temp-3", 95)))
+    assert aws.alerts() == []
+
+
 def test_records_timestream_rejects_go_to_the_dead_letter_queue(aws: LocalAws) -> None:
     # Given Timestream rejects the second record of the call for good
     rt, clients = aws.runtime()
@@ -315,7 +403,10 @@ def test_records_timestream_rejects_go_to_the_dead_letter_queue(aws: LocalAws) -
     assert summary["readingsStored"] == 1
     (dead,) = aws.dead_letters()
     assert dead["code"] == "timestream_rejected"
-    assert "out of retention" in dead["reason"]
+    assert (dead["reason"], dead["detail"]) == (
+        "timestream_rejected: out of retention",
+        "out of retention",
+    )
     assert dead["payload"]["MeasureName"] == "reading"
 
 

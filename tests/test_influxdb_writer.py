@@ -12,10 +12,14 @@ import ipaddress
 import json
 import math
 import re
+import socket
 import ssl
+import struct
 import threading
+import time
+import urllib.parse
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +45,7 @@ from telemetry.adapters.influxdb import (
 )
 from telemetry.core.messages import Reading
 from telemetry.errors import DependencyError
-from tests.influxdb_server import Canned, FakeInflux, Influxd, free_port
+from tests.influxdb_server import Canned, FakeInflux, Influxd, QuietHTTPServer, free_port
 from tests.strategies import NOW_MS
 
 TOKEN = "s3cr3t-write-token-never-shown"
@@ -681,7 +685,7 @@ def https_store(tls_files: tuple[Path, Path]) -> Iterator[FakeInflux]:
         def log_message(self, *_: Any) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = QuietHTTPServer(("127.0.0.1", 0), Handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(*tls_files)
     server.socket = context.wrap_socket(server.socket, server_side=True)
@@ -767,3 +771,28 @@ def test_an_answer_that_names_no_line_of_the_request_is_resolved_by_halving(
     assert rejected == []
     assert len(fake_v3.requests) == 3
     assert len(fake_v3.stored()) == 2
+
+
+def test_the_fake_store_prints_no_traceback_for_a_client_that_hung_up(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given the fake store, slow to answer a write
+    with FakeInflux(script=[Canned(status=204, body="ok", delay_s=0.5)]) as store:
+        host, port = urllib.parse.urlsplit(store.url).netloc.split(":")
+        request = f"POST /api/v3/write_lp?db=telemetry HTTP/1.1\r\nHost: {host}\r\n"
+        request += "Content-Length: 0\r\n\r\n"
+
+        # When a client sends one and hangs up (a reset) while the store prepares its answer
+        with socket.create_connection((host, int(port))) as client:
+            client.sendall(request.encode())
+            for _ in range(1_000):
+                if store.requests:
+                    break
+                time.sleep(0.01)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        closed = store.wait_closed()
+
+    # Then the store noticed the client had gone, and printed nothing about it
+    assert closed
+    assert store.hung_up == 1
+    assert capsys.readouterr().err == ""

@@ -90,7 +90,7 @@ def test_the_memory_benchmark_fakes_still_fit_the_pipeline(monkeypatch: pytest.M
         invocation_time,
         stream_events,
     )
-    from telemetry.handler import handle
+    from telemetry.handler import handle, observed
 
     for name, value in FUNCTION_ENV.items():
         monkeypatch.setenv(name, value)
@@ -100,11 +100,15 @@ def test_the_memory_benchmark_fakes_still_fit_the_pipeline(monkeypatch: pytest.M
     runtime, _clients = bench_stream._fake_runtime(clock)
 
     # When a batch goes through the real handler
-    response = handle(event, runtime)
+    with observed() as outcomes:
+        response = handle(event, runtime)
 
-    # Then nothing fails, and every reading (and alert record) reached the fake store
+    # Then nothing fails, and every reading and alert record reached the fake store
     assert response["batchItemFailures"] == []
-    assert runtime.pipeline._timeseries.records >= sum(len(m["data"]) for m in workload)
+    (outcome,) = outcomes
+    assert outcome.transitions
+    readings = sum(len(m["data"]) for m in workload)
+    assert runtime.pipeline._timeseries.records == readings + len(outcome.transitions)
 
 
 def test_dynamodb_index_queries_deletes_and_transactions_are_metered() -> None:

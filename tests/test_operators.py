@@ -261,7 +261,8 @@ def test_an_escalation_to_critical_clears_the_acknowledgement_a_de_escalation_ke
     _, again, refusal = act(settled, "acknowledge", NOW + 4 * MINUTE)
 
     # Then the escalation needs a new acknowledgement, which a de-escalation keeps
-    assert escalated[HOT].attention is None or not escalated[HOT].attention.acknowledged
+    assert escalated[HOT].attention is not None
+    assert not escalated[HOT].attention.acknowledged
     assert refusal is None
     assert kinds(again) == [("ACKNOWLEDGED", "WARNING")]
     _, _, twice = act(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 from typing import Any
@@ -679,10 +678,9 @@ def test_json_schema_describes_the_rule_file() -> None:
     }
 
 
-@pytest.mark.skipif(importlib.util.find_spec("jsonschema") is None, reason="jsonschema absent")
 def test_shipped_default_rules_validate_against_the_schema() -> None:
     # Given the schema and the shipped rule file
-    import jsonschema
+    import jsonschema  # a dev dependency: absent, this fails (never skips)
 
     document = yaml.safe_load(DEFAULT_RULES.read_text(encoding="utf-8"))
 
@@ -696,7 +694,6 @@ def test_shipped_default_rules_validate_against_the_schema() -> None:
     assert not validator.is_valid(document)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("jsonschema") is None, reason="jsonschema absent")
 @pytest.mark.parametrize(
     ("rule", "valid"),
     [
@@ -857,7 +854,7 @@ def test_a_yaml_syntax_error_is_one_short_line_with_line_and_column() -> None:
     [
         ("nodata: 30s", "nodata: '30s' is shorter than the least allowed, 1m"),
         ("nodata: 8d", "nodata: '8d' is longer than the most allowed, 7d"),
-        ("nodata: soon", "nodata: 'soon' is not a duration"),
+        ("nodata: soon", "nodata: 'soon' is not a duration such as 90s, 5m or 1h30m"),
         ("repeat: 10s", "repeat: '10s' is shorter than the least allowed, 1m"),
     ],
 )
@@ -866,7 +863,7 @@ def test_nodata_and_repeat_take_durations_within_their_bounds(extra: str, fragme
     problem = only_problem(f"rules: [{{name: r, above: {{warning: 7}}, {extra}}}]")
 
     # Then the problem names the field and the bound
-    assert problem == f"{SOURCE}: rule 'r': {fragment}" or fragment in problem
+    assert problem == f"{SOURCE}: rule 'r': {fragment}"
 
 
 def test_a_rule_may_be_nodata_alone_and_compiles_its_timers() -> None:

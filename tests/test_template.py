@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 from pathlib import Path
-from types import ModuleType
 from typing import Any, NamedTuple
 
 import pytest
@@ -91,16 +90,6 @@ CLASSIC_SHADOW_TARGET = "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::Account
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def import_or_skip(name: str) -> ModuleType:
-    """Import ``name``; skip the test while that module (not one of its imports) is absent."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as error:
-        if error.name and (name == error.name or name.startswith(f"{error.name}.")):
-            pytest.skip(f"{name} does not exist yet")
-        raise
 
 
 def parameter_values(template: dict[str, Any], **overrides: str) -> dict[str, str]:
@@ -311,7 +300,7 @@ def test_handler_setting_resolves_to_the_lambda_handler(
         if rendered != NO_VALUE:
             monkeypatch.setenv(name, rendered)
     # When its module is imported
-    module = import_or_skip(module_name)
+    module = importlib.import_module(module_name)
     # Then it has the handler function
     assert callable(getattr(module, attribute, None))
 
@@ -326,9 +315,10 @@ def _settings_variables() -> dict[str, SettingVariable]:
     """Field name -> its environment variables, from telemetry.settings.Settings."""
     from pydantic import AliasChoices
 
-    settings = import_or_skip("telemetry.settings").Settings
+    from telemetry.settings import Settings
+
     variables = {}
-    for field_name, field in settings.model_fields.items():
+    for field_name, field in Settings.model_fields.items():
         alias = field.validation_alias or field.alias
         if isinstance(alias, AliasChoices):
             names = {choice for choice in alias.choices if isinstance(choice, str)}

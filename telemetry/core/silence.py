@@ -206,11 +206,6 @@ def next_due_ms(
     return min(due) if due else None
 
 
-def silent_sensors(state: Mapping[StateKey, AlertState]) -> Iterable[StateKey]:
-    """The keys with an active no-data alert."""
-    return (k for k, a in state.items() if a.silent)
-
-
 def silences_in(
     history: Iterable[tuple[int, Reading]], rules: RuleSet, end_ms: int
 ) -> list[Transition]:

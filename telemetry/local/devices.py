@@ -163,9 +163,6 @@ class DeviceClient:
             self.close()
         return reason
 
-    def wait_connected(self, timeout_s: float = CONNECT_TIMEOUT_S) -> bool:
-        return self._connected.wait(timeout_s)
-
     @property
     def connected(self) -> bool:
         return self._connected.is_set()

@@ -343,11 +343,6 @@ class RuleDefinition:
     error_queue_url: str | None
     error_base64: bool
 
-    @property
-    def action_kind(self) -> str:
-        ((kind, _),) = self.action.items()
-        return str(kind)
-
 
 def rule_definition(template: StackTemplate) -> RuleDefinition:
     properties = template.resource("TelemetryRule")
