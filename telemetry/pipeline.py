@@ -1,7 +1,8 @@
 """The processing pipeline: messages in, every output delivered exactly once.
 
 This is where validation, evaluation and the adapters meet. It holds no AWS
-code: the adapters it is given satisfy the small protocols below, and tests
+code: the adapters it is given satisfy small protocols (here and in
+`telemetry.delivery`), and tests
 hand it in-memory fakes or moto-backed adapters alike.
 
 Per invocation:
@@ -13,18 +14,15 @@ Per invocation:
    only the winner commits; the loser re-reads and re-evaluates). The commit
    claims its outbox entries for this invocation until a lease ends (the
    invocation's own deadline and a margin);
-3. write every valid reading and the alert history of every delivery to
-   the time-series store, in as few calls as it allows for the whole
-   invocation (Timestream: 100 records a call; InfluxDB: 5,000 lines); records
-   the store rejects for good go to the dead-letter queue;
-4. per device, deliver (SNS, the shadow mirror) and clear the delivered
-   entries. An entry claimed by another invocation that is still running is
-   left to it: of a duplicate delivery overlapping the first run, exactly one
-   publishes. An invocation that fails releases its claims, so that its retry
-   (or the next invocation for the device) delivers them at once; a crashed
-   one's lease runs out. A retry also rewrites the readings, which the store
-   keeps once. A transition SNS refuses for good goes to the dead-letter
-   queue with its reason, and the device goes on.
+3. hand what was committed to `telemetry.delivery.Delivery`, which stores
+   the readings and the alert history, publishes, mirrors in the shadow and
+   clears the outbox (see there). An entry claimed by another invocation that
+   is still running is left to it: of a duplicate delivery overlapping the
+   first run, exactly one publishes.
+
+The pipeline keeps validation, the commit, and the orchestration of the
+scheduled sweep and of operators' actions, all through the same commit and
+delivery.
 
 Permanent problems never fail the invocation; everything else raises after
 every device has been attempted, so that Lambda retries and the retry ends
@@ -35,16 +33,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol
 
 from telemetry.core.alerts import (
-    AlertState,
     Evaluation,
-    StateKey,
     Transition,
     evaluate,
 )
@@ -54,27 +49,52 @@ from telemetry.core.messages import (
     Rejection,
     parse_message,
 )
-from telemetry.core.mirror import mirror_disabled, mirror_entries
 from telemetry.core.operators import Action, apply_action, finalize, key_view, timers
 from telemetry.core.rules import RuleSet
 from telemetry.core.silence import sweep
 from telemetry.core.state import DeviceRecord, OutboxEntry
-from telemetry.errors import DependencyError, Refusal, StateConflictError
+from telemetry.delivery import (
+    LEASE_MARGIN_MS,
+    MAX_CONFLICT_RETRIES,
+    OUTBOX_LEASE_MS,
+    RECORDS_PER_CALL,
+    Delivery,
+    DeviceOutcome,
+    Invocation,
+    Mirror,
+    MirrorOutcome,
+    Publisher,
+    Quarantine,
+    RecordFactory,
+    RecordWriter,
+)
+from telemetry.delivery import DeviceDelivery as _Delivery
+from telemetry.errors import DependencyError, StateConflictError
 
-OUTBOX_LEASE_MS: Final = 5 * 60 * 1000
-"""How long an invocation that does not know its deadline holds its claims:
-longer than the function's timeout, so that a running invocation is never doubled."""
-LEASE_MARGIN_MS: Final = 10 * 1000
-"""Added to a known deadline: clocks of two execution environments differ a little."""
+__all__ = [
+    "LEASE_MARGIN_MS",
+    "OUTBOX_LEASE_MS",
+    "RECORDS_PER_CALL",
+    "SWEEP_LIMIT",
+    "DeviceOutcome",
+    "Invocation",
+    "Mirror",
+    "MirrorOutcome",
+    "Outcome",
+    "Pipeline",
+    "Publisher",
+    "Quarantine",
+    "RecordFactory",
+    "RecordWriter",
+    "StateStore",
+    "event_fingerprint",
+    "rejection_item",
+]
 
-MAX_CONFLICT_RETRIES: Final = 8
 SWEEP_LIMIT: Final = 1_500
 """Devices one sweep handles at most; the rest stay due for the next one. From
 the sweep benchmark (make bench, nodata): raising a silent device takes about
 four AWS calls, so 1,500 take under 60% of the 120 s timeout at 10 ms a call."""
-RECORDS_PER_CALL: Final = 100
-"""Records built and handed over per write call, unless the writer says otherwise
-(`RecordWriter.records_per_call`): Timestream's WriteRecords limit."""
 
 
 class StateStore(Protocol):
@@ -92,102 +112,6 @@ class StateStore(Protocol):
         """Devices whose `DeviceRecord.due_ms` is at or before `now_ms`, the most
         overdue first, at most `limit`."""
         ...
-
-
-class RecordWriter(Protocol):
-    """Stores time-series records; returns those refused for good (each with
-    `record`, `reason`, `source`, and the `store` that refused it).
-
-    A writer may say how many records it takes per call (`records_per_call`:
-    Timestream 100, InfluxDB 5,000); RECORDS_PER_CALL otherwise."""
-
-    def write(self, records: Sequence[tuple[Any, object]]) -> Sequence[Any]: ...
-
-
-class Publisher(Protocol):
-    def publish(self, transitions: Sequence[Transition]) -> Sequence[Refusal]: ...
-
-
-class MirrorOutcome(Protocol):
-    @property
-    def status(self) -> str: ...
-
-    @property
-    def code(self) -> str | None: ...
-
-    @property
-    def retryable(self) -> bool: ...
-
-    @property
-    def omitted(self) -> int: ...
-
-
-class Mirror(Protocol):
-    def update(
-        self,
-        thing_name: str,
-        before: Sequence[tuple[str, Mapping[str, Any]]],
-        after: Sequence[tuple[str, Mapping[str, Any]]],
-        *,
-        full: bool,
-        disabled_before: Mapping[str, Mapping[str, Any]] | None = None,
-        disabled_after: Mapping[str, Mapping[str, Any]] | None = None,
-    ) -> MirrorOutcome: ...
-
-
-class Quarantine(Protocol):
-    def send(self, items: Sequence[dict[str, Any]]) -> None: ...
-
-
-class RecordFactory(Protocol):
-    """Turns readings and transitions into time-series records (Timestream
-    record dicts, InfluxDB line-protocol points)."""
-
-    def reading(self, reading: Reading) -> Any: ...
-
-    def alert(self, transition: Transition) -> Any: ...
-
-
-@dataclass(slots=True)
-class DeviceOutcome:
-    """What one invocation did for one device. `shadow` is the mirror update's
-    status; `shadow_failure` the service's code and whether it may heal."""
-
-    device_id: str
-    transitions: list[Transition] = field(default_factory=list)
-    late: int = 0
-    shadow: str | None = None
-    shadow_failure: tuple[str, bool] | None = None
-    shadow_omitted: int = 0
-    dead_lettered: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class _Delivery:
-    """A committed device record and the outbox entries it claimed to deliver."""
-
-    record: DeviceRecord
-    before: Mapping[StateKey, AlertState]
-    entries: list[OutboxEntry]
-    done: DeviceOutcome
-    redelivery: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Invocation:
-    """Who is delivering (a unique id per invocation) and until when its claims hold."""
-
-    id: str
-    now_ms: int
-    lease_ms: int
-    owner: str
-
-    @classmethod
-    def start(
-        cls, owner: str, now_ms: int, deadline_ms: int | None, invocation_id: str | None = None
-    ) -> Invocation:
-        lease = deadline_ms if deadline_ms is not None else now_ms + OUTBOX_LEASE_MS
-        return cls(invocation_id or uuid.uuid4().hex, now_ms, lease + LEASE_MARGIN_MS, owner)
 
 
 @dataclass(slots=True)
@@ -251,11 +175,20 @@ class Pipeline:
     ) -> None:
         self.rules = rules
         self._store = store
+        self._quarantine = quarantine
+        # The adapters delivery uses, reachable here too (local tools read their counters).
         self._timeseries = timeseries
         self._records = records
         self._publisher = publisher
         self._mirror = mirror
-        self._quarantine = quarantine
+        self.delivery = Delivery(
+            store=store,
+            timeseries=timeseries,
+            records=records,
+            publisher=publisher,
+            mirror=mirror,
+            quarantine=quarantine,
+        )
 
     def process(
         self,
@@ -397,47 +330,12 @@ class Pipeline:
     def _deliver_all(
         self, by_device: Mapping[str, list[Reading]], deliveries: list[_Delivery], outcome: Outcome
     ) -> None:
-        """Store every record, then deliver each device; on a failure to store,
-        release every claim so that the retry delivers at once."""
-        try:
-            # Every reading and every alert to deliver, in as few calls as the store
-            # allows. Before any publish: a retry rewrites both, and the store keeps one.
-            self._store_records(by_device, deliveries, outcome)
-        except Exception:
-            for delivery in deliveries:
-                self._release(delivery.record, {e.key for e in delivery.entries})
-            raise
-        for delivery in deliveries:
-            try:
-                self._deliver(delivery)
-            except (DependencyError, StateConflictError) as exc:
-                outcome.failures.append((delivery.record.device_id, exc))
-
-    def _store_records(
-        self, by_device: Mapping[str, list[Reading]], deliveries: list[_Delivery], outcome: Outcome
-    ) -> None:
-        sources: list[Reading | Transition] = [r for rs in by_device.values() for r in rs]
-        readings = len(sources)
-        sources += [e.transition for d in deliveries for e in d.entries]
-        rejected: list[Any] = []
-        # Records are built a call's worth at a time: a 10,000-message batch never
-        # holds its 40,000 record dicts at once.
-        per_call = int(getattr(self._timeseries, "records_per_call", RECORDS_PER_CALL))
-        for start in range(0, len(sources), per_call):
-            chunk = sources[start : start + per_call]
-            rejected.extend(self._timeseries.write([(self._record(s), s) for s in chunk]))
-        rejected_readings = sum(1 for r in rejected if isinstance(r.source, Reading))
-        outcome.readings_stored += readings - rejected_readings
-        outcome.records_rejected += len(rejected)
-        if rejected:
-            items = [_rejected_record_item(r) for r in rejected]
-            outcome.rejections.extend(items)
-            self._quarantine.send(items)
-
-    def _record(self, source: Reading | Transition) -> Any:
-        if isinstance(source, Reading):
-            return self._records.reading(source)
-        return self._records.alert(source)
+        """Hand the committed deliveries to `Delivery` and tally what it did."""
+        delivered = self.delivery.deliver_all(by_device, deliveries)
+        outcome.readings_stored += delivered.readings_stored
+        outcome.records_rejected += delivered.records_rejected
+        outcome.rejections.extend(delivered.rejections)
+        outcome.failures.extend(delivered.failures)
 
     def _commit(
         self, record: DeviceRecord, decide: Decide, invocation: Invocation, outcome: Outcome
@@ -487,136 +385,3 @@ class Pipeline:
         raise StateConflictError(
             f"{record.device_id}: state kept changing under {MAX_CONFLICT_RETRIES} attempts"
         )
-
-    def _deliver(self, delivery: _Delivery) -> None:
-        """Publish, mirror, then clear what was delivered from the outbox."""
-        record, done = delivery.record, delivery.done
-        keys = {e.key for e in delivery.entries}
-        # A snoozed key's transitions are history and mirror only: never published.
-        transitions = [e.transition for e in delivery.entries if not e.transition.muted]
-        try:
-            refused = list(self._publisher.publish(transitions)) if transitions else []
-            for_good = [r for r in refused if not r.retryable]
-            if for_good:
-                items = [_refused_item(r) for r in for_good]
-                self._quarantine.send(items)
-                done.dead_lettered += len(items)
-        except (DependencyError, StateConflictError):
-            self._release(record, keys)
-            raise
-        retry = {_key_of(r) for r in refused if r.retryable}
-        stale, mirror_error = self._mirror_update(delivery)
-        delivered = keys - retry
-        if delivered or retry or stale != record.shadow_stale:
-            self._clear(record, delivered, retry, stale)
-        if retry:
-            raise DependencyError(
-                "sns",
-                "PublishBatch",
-                "EntriesFailed",
-                f"{len(retry)} of {len(transitions)} alerts not accepted; kept to retry",
-                transient=True,
-            )
-        if mirror_error is not None:
-            raise mirror_error
-
-    def _mirror_update(self, delivery: _Delivery) -> tuple[bool, DependencyError | None]:
-        """Update the shadow mirror; whether it is stale now, and a misconfiguration
-        to raise once the outbox is cleared."""
-        record, done = delivery.record, delivery.done
-        # Entries redelivered for a failed invocation never reached the mirror
-        # either: rewrite it whole, as for a stale one.
-        full = record.shadow_stale or delivery.redelivery
-        before, after = mirror_entries(delivery.before), mirror_entries(record.state)
-        disabled_before = mirror_disabled(delivery.before)
-        disabled_after = mirror_disabled(record.state)
-        if not full and before == after and disabled_before == disabled_after:
-            return record.shadow_stale, None
-        try:
-            result = self._mirror.update(
-                record.device_id,
-                before,
-                after,
-                full=full,
-                disabled_before=disabled_before,
-                disabled_after=disabled_after,
-            )
-        except DependencyError as exc:
-            done.shadow, done.shadow_failure = "failed", (exc.code, False)
-            return True, exc
-        done.shadow, done.shadow_omitted = str(result.status), result.omitted
-        if result.status == "failed":
-            done.shadow_failure = (result.code or "Unknown", result.retryable)
-            return True, None
-        return False, None
-
-    def _clear(
-        self, record: DeviceRecord, delivered: set[str], release: set[str], stale: bool
-    ) -> None:
-        """Drop delivered entries from the outbox and release those to retry. If
-        another invocation wrote meanwhile, its shadow update may have raced
-        ours: mark the mirror stale."""
-        raced = False
-        for _ in range(MAX_CONFLICT_RETRIES):
-            outbox = [
-                e.claimed(None) if e.key in release else e
-                for e in record.outbox
-                if e.key not in delivered
-            ]
-            try:
-                self._store.save(replace(record, outbox=outbox, shadow_stale=stale or raced))
-            except StateConflictError:
-                raced = True
-                record = self._store.load(record.device_id)
-                continue
-            return
-        raise StateConflictError(f"{record.device_id}: could not clear the outbox")
-
-    def _release(self, record: DeviceRecord, keys: set[str]) -> None:
-        """Best effort: give up this invocation's claims on `keys`, so that a retry
-        need not wait for the lease. If this fails too, the lease runs out."""
-        if not keys:
-            return
-        try:
-            self._clear(record, set(), keys, record.shadow_stale)
-        except (DependencyError, StateConflictError):
-            return
-
-
-def _key_of(refusal: Refusal) -> str:
-    item = refusal.item
-    return item.key if isinstance(item, Transition) else str(item)
-
-
-def _refused_item(refusal: Refusal) -> dict[str, Any]:
-    """A transition SNS refused for good, as a dead-letter item."""
-    item = refusal.item
-    payload = item.to_json() if isinstance(item, Transition) else item
-    device_id = item.device_id if isinstance(item, Transition) else None
-    return {
-        "source": "sns",
-        "reason": f"sns_rejected: {refusal.code}: {refusal.message}",
-        "code": "sns_rejected",
-        "field": "transition",
-        "detail": f"{refusal.code}: {refusal.message}",
-        "deviceId": device_id,
-        "payload": payload,
-    }
-
-
-def _rejected_record_item(rejected: Any) -> dict[str, Any]:
-    source = rejected.source
-    payload: Any = rejected.record
-    device_id = None
-    if isinstance(source, Reading | Transition):
-        device_id = source.device_id
-    store = str(getattr(rejected, "store", "timestream"))
-    return {
-        "source": store,
-        "reason": f"{store}_rejected: {rejected.reason}",
-        "code": f"{store}_rejected",
-        "field": "record",
-        "detail": rejected.reason,
-        "deviceId": device_id,
-        "payload": payload,
-    }
