@@ -20,13 +20,30 @@ It holds no AWS code: the adapters it is given satisfy the small protocols below
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol
 
 from telemetry.core.alerts import AlertState, StateKey, Transition
 from telemetry.core.messages import Reading
 from telemetry.core.mirror import mirror_disabled, mirror_entries
+from telemetry.core.notify import (
+    BUDGETED,
+    Admission,
+    DeviceHold,
+    DigestEntry,
+    DigestMessage,
+    Group,
+    GroupRecord,
+    admit,
+    digest_due_ms,
+    group_id,
+    group_of,
+    take_digest,
+)
+from telemetry.core.rules import Notifications
 from telemetry.core.state import DeviceRecord, OutboxEntry
 from telemetry.errors import DependencyError, Refusal, StateConflictError
 
@@ -63,6 +80,38 @@ class RecordWriter(Protocol):
 
 class Publisher(Protocol):
     def publish(self, transitions: Sequence[Transition]) -> Sequence[Refusal]: ...
+
+    def publish_digest(self, message: DigestMessage) -> Sequence[Refusal]:
+        """Publish one digest; its refusal, if SNS refused it."""
+        ...
+
+
+class GroupStore(Protocol):
+    """Notification groups' records (telemetry.core.notify.GroupRecord), each
+    written conditionally on the version read (StateConflictError if another
+    invocation wrote meanwhile)."""
+
+    def load(self, group: Group) -> GroupRecord: ...
+
+    def load_many(self, groups: Iterable[Group]) -> dict[Group, GroupRecord]: ...
+
+    def save(self, record: GroupRecord, notifications: Notifications) -> GroupRecord: ...
+
+    def save_holding(
+        self,
+        groups: Mapping[Group, GroupRecord],
+        holds: Sequence[DeviceHold],
+        notifications: Notifications,
+        now_ms: int,
+    ) -> tuple[dict[Group, GroupRecord], list[DeviceRecord]]:
+        """Write the groups (their budget counted) with the held transitions
+        added to their digests, and the devices without them, atomically per
+        transaction; returns both as written."""
+        ...
+
+    def due_groups(self, now_ms: int, limit: int) -> list[GroupRecord]:
+        """Groups with a digest to take or to deliver as of `now_ms`, at most `limit`."""
+        ...
 
 
 class MirrorOutcome(Protocol):
@@ -134,6 +183,8 @@ class DeviceOutcome:
     shadow_failure: tuple[str, bool] | None = None
     shadow_omitted: int = 0
     dead_lettered: int = 0
+    held: int = 0
+    """Transitions over their group's budget: left to a digest, not published alone."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +196,16 @@ class DeviceDelivery:
     entries: list[OutboxEntry]
     done: DeviceOutcome
     redelivery: bool = False
+
+
+@dataclass(slots=True)
+class DigestsSent:
+    """What one sweep's delivery of digests did: the digests published, those
+    SNS refused for good (dead-lettered), and the groups that failed."""
+
+    sent: list[DigestMessage] = field(default_factory=list)
+    dead_lettered: int = 0
+    failures: list[tuple[str, Exception]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -169,6 +230,8 @@ class Delivery:
         publisher: Publisher,
         mirror: Mirror,
         quarantine: Quarantine,
+        groups: GroupStore | None = None,
+        notifications: Notifications | None = None,
     ) -> None:
         self._store = store
         self._timeseries = timeseries
@@ -176,19 +239,27 @@ class Delivery:
         self._publisher = publisher
         self._mirror = mirror
         self._quarantine = quarantine
+        self._groups = groups
+        self.notifications = notifications if groups is not None else None
+        """The budget in force; None (no policy, or no group store) publishes everything."""
 
     def deliver_all(
-        self, readings: Mapping[str, Sequence[Reading]], deliveries: Sequence[DeviceDelivery]
+        self,
+        readings: Mapping[str, Sequence[Reading]],
+        deliveries: Sequence[DeviceDelivery],
+        now_ms: int,
     ) -> Delivered:
-        """Store every record, then deliver each device; a device that failed is
-        listed in `Delivered.failures` after every other was attempted. On a
-        failure to store, release every claim (so that the retry delivers at
-        once) and raise."""
+        """Store every record, hold what is over its group's budget (arrival
+        time `now_ms`), then deliver each device; a device that failed is listed
+        in `Delivered.failures` after every other was attempted. On a failure
+        to store or to hold, release every claim (so that the retry delivers
+        at once) and raise."""
         delivered = Delivered()
         try:
             # Every reading and every alert to deliver, in as few calls as the store
             # allows. Before any publish: a retry rewrites both, and the store keeps one.
             self._store_records(readings, deliveries, delivered)
+            deliveries = self._hold_over_budget(deliveries, now_ms)
         except Exception:
             self.release_all(deliveries)
             raise
@@ -198,6 +269,78 @@ class Delivery:
             except (DependencyError, StateConflictError) as exc:
                 delivered.failures.append((delivery.record.device_id, exc))
         return delivered
+
+    # ------------------------------------------------------------- the budget
+
+    def _hold_over_budget(
+        self, deliveries: Sequence[DeviceDelivery], now_ms: int
+    ) -> list[DeviceDelivery]:
+        """Admit the invocation's transitions per group and commit the admission
+        (see `_Admitting`); returns the deliveries without the held entries, at
+        the versions written."""
+        if self.notifications is None or self._groups is None:
+            return list(deliveries)
+        run = _Admitting(self._groups, self._store, self.notifications, now_ms, deliveries)
+        for _ in range(MAX_CONFLICT_RETRIES):
+            if run.attempt():
+                return list(run.current.values())
+        raise StateConflictError(
+            f"notification groups kept changing under {MAX_CONFLICT_RETRIES} attempts"
+        )
+
+    # ------------------------------------------------------------- digests
+
+    def send_digests(self, invocation: Invocation, limit: int) -> DigestsSent:
+        """Every group with a digest due as of the invocation's time: take it
+        into the group's outbox (claimed, as a device's entries are), publish
+        it, clear it. A digest SNS refuses for good goes to the dead-letter
+        queue; a group that failed is listed after every other was attempted."""
+        out = DigestsSent()
+        store, notifications = self._groups, self.notifications
+        if store is None or notifications is None:
+            return out
+        for record in store.due_groups(invocation.now_ms, limit):
+            try:
+                self._send_group(_Digests(store, notifications, invocation), record, out)
+            except (DependencyError, StateConflictError) as exc:
+                out.failures.append((group_id(record.group), exc))
+        return out
+
+    def _send_group(self, digests: _Digests, record: GroupRecord, out: DigestsSent) -> None:
+        claimed = digests.claim(record)
+        if claimed is None:
+            return
+        mine = [e for e in claimed.outbox if e.claimant == digests.invocation.id]
+        delivered: set[str] = set()
+        release: set[str] = set()
+        try:
+            for entry in mine:
+                refused = list(self._publisher.publish_digest(entry.message))
+                if any(r.retryable for r in refused):
+                    release.add(entry.key)
+                    continue
+                delivered.add(entry.key)
+                if refused:
+                    self._quarantine.send([_refused_digest_item(r, entry.message) for r in refused])
+                    out.dead_lettered += 1
+                else:
+                    out.sent.append(entry.message)
+        except (DependencyError, StateConflictError):
+            unsent = {e.key for e in mine} - delivered
+            with suppress(DependencyError, StateConflictError):
+                digests.clear(claimed, delivered, unsent)
+            raise
+        digests.clear(claimed, delivered, release)
+        if release:
+            raise DependencyError(
+                "sns",
+                "Publish",
+                "EntriesFailed",
+                f"{len(release)} digests not accepted; kept to retry",
+                transient=True,
+            )
+
+    # ------------------------------------------------------------- devices
 
     def release_all(self, deliveries: Iterable[DeviceDelivery]) -> None:
         """Best effort: give up this invocation's claims on every delivery."""
@@ -328,6 +471,171 @@ class Delivery:
             return
 
 
+@dataclass(frozen=True, slots=True)
+class _Digests:
+    """A sweep's digests of one group: taken and claimed, then cleared."""
+
+    store: GroupStore
+    notifications: Notifications
+    invocation: Invocation
+
+    def claim(self, record: GroupRecord) -> GroupRecord | None:
+        """Take the group's digest if it is due, and claim every digest of its
+        outbox no running invocation holds; the group as written, or None when
+        there is nothing for this invocation to send."""
+        now_ms, invocation = self.invocation.now_ms, self.invocation
+        for _ in range(MAX_CONFLICT_RETRIES):
+            state, outbox = record.state, list(record.outbox)
+            due = digest_due_ms(state, self.notifications)
+            if due is not None and due <= now_ms:
+                message, state = take_digest(state, record.group, self.notifications, now_ms)
+                outbox.append(DigestEntry(message, now_ms))
+            free = {e.key for e in outbox if e.free_for(invocation.id, now_ms)}
+            if not free:
+                return None
+            outbox = [
+                e.claimed(invocation.id, invocation.lease_ms) if e.key in free else e
+                for e in outbox
+            ]
+            try:
+                return self.store.save(
+                    replace(record, state=state, outbox=tuple(outbox)), self.notifications
+                )
+            except StateConflictError:
+                record = self.store.load(record.group)
+        raise StateConflictError(f"{group_id(record.group)}: could not take its digest")
+
+    def clear(self, record: GroupRecord, delivered: set[str], release: set[str]) -> None:
+        """Drop delivered digests from the group's outbox and release those to retry."""
+        for _ in range(MAX_CONFLICT_RETRIES):
+            outbox = tuple(
+                e.claimed(None) if e.key in release else e
+                for e in record.outbox
+                if e.key not in delivered
+            )
+            if outbox == record.outbox:
+                return
+            try:
+                self.store.save(replace(record, outbox=outbox), self.notifications)
+            except StateConflictError:
+                record = self.store.load(record.group)
+                continue
+            return
+        raise StateConflictError(f"{group_id(record.group)}: could not clear its digests")
+
+
+class _Admitting:
+    """One invocation's transitions, admitted per group and committed.
+
+    A group that holds nothing is written alone, once, and only when it counted
+    something new; held transitions leave their devices' outboxes in the same
+    transaction as their groups' digests gain them. A lost race (a group or a
+    device written meanwhile) reads them again and admits again."""
+
+    def __init__(
+        self,
+        groups: GroupStore,
+        devices: RecordStore,
+        notifications: Notifications,
+        now_ms: int,
+        deliveries: Sequence[DeviceDelivery],
+    ) -> None:
+        self._store = groups
+        self._devices = devices
+        self._notifications = notifications
+        self._now_ms = now_ms
+        self.current = {d.record.device_id: d for d in deliveries}
+        self._claimed = {device: {e.key for e in d.entries} for device, d in self.current.items()}
+        self._todo = set(self._members())
+        self._groups = groups.load_many(self._todo) if self._todo else {}
+
+    def _members(self) -> dict[Group, list[Transition]]:
+        """The budgeted transitions of each group still to commit, in order."""
+        members: dict[Group, list[Transition]] = defaultdict(list)
+        for delivery in self.current.values():
+            for entry in delivery.entries:
+                if entry.transition.status in BUDGETED and not entry.transition.muted:
+                    members[group_of(entry.transition, self._notifications)].append(
+                        entry.transition
+                    )
+        return members
+
+    def attempt(self) -> bool:
+        """Admit and write every group still to commit; whether all are done."""
+        if not self._todo:
+            return True
+        members = self._members()
+        admissions = {
+            g: admit(self._groups[g].state, members[g], self._notifications, self._now_ms)
+            for g in self._todo
+        }
+        holding = {g for g, a in admissions.items() if a.hold}
+        raced = {g for g in self._todo - holding if not self._write_counted(g, admissions[g])}
+        moved: set[str] = set()
+        if holding and not self._write_holds(admissions, holding):
+            raced |= holding
+            held = {t.key for g in holding for t in admissions[g].hold}
+            moved = {d for d, c in self.current.items() if any(e.key in held for e in c.entries)}
+        if not raced:
+            return True
+        self._todo = raced
+        self._groups.update(self._store.load_many(raced))
+        for device_id in moved:
+            record = self._devices.load(device_id)
+            entries = [e for e in record.outbox if e.key in self._claimed[device_id]]
+            self.current[device_id] = replace(
+                self.current[device_id], record=record, entries=entries
+            )
+        return False
+
+    def _write_counted(self, group: Group, admission: Admission) -> bool:
+        """Write a group that holds nothing, if it counted something new; False
+        if it lost a race."""
+        record = self._groups[group]
+        if not {k for _, k in admission.state.sent} - {k for _, k in record.state.sent}:
+            return True
+        try:
+            self._groups[group] = self._store.save(
+                replace(record, state=admission.state), self._notifications
+            )
+        except StateConflictError:
+            return False
+        return True
+
+    def _write_holds(self, admissions: Mapping[Group, Admission], holding: set[Group]) -> bool:
+        """Move the held entries into their groups' digests; False if it lost a race."""
+        held = {t.key: g for g in holding for t in admissions[g].hold}
+        holds = [
+            DeviceHold(
+                replace(d.record, outbox=[e for e in d.record.outbox if e.key not in held]),
+                tuple((held[e.key], e.transition) for e in d.entries if e.key in held),
+            )
+            for d in self.current.values()
+            if any(e.key in held for e in d.entries)
+        ]
+        # Each group as read, with its budget counted and its digest still as read.
+        counted = {
+            g: replace(
+                self._groups[g],
+                state=replace(admissions[g].state, pending=self._groups[g].state.pending),
+            )
+            for g in holding
+        }
+        try:
+            groups, devices = self._store.save_holding(
+                counted, holds, self._notifications, self._now_ms
+            )
+        except StateConflictError:
+            return False
+        self._groups.update(groups)
+        for record in devices:
+            delivery = self.current[record.device_id]
+            kept = [e for e in delivery.entries if e.key not in held]
+            delivery.done.held += len(delivery.entries) - len(kept)
+            self.current[record.device_id] = replace(delivery, record=record, entries=kept)
+        return True
+
+
 def _key_of(refusal: Refusal) -> str:
     item = refusal.item
     return item.key if isinstance(item, Transition) else str(item)
@@ -346,6 +654,19 @@ def _refused_item(refusal: Refusal) -> dict[str, Any]:
         "detail": f"{refusal.code}: {refusal.message}",
         "deviceId": device_id,
         "payload": payload,
+    }
+
+
+def _refused_digest_item(refusal: Refusal, message: DigestMessage) -> dict[str, Any]:
+    """A digest SNS refused for good, as a dead-letter item."""
+    return {
+        "source": "sns",
+        "reason": f"sns_rejected: {refusal.code}: {refusal.message}",
+        "code": "sns_rejected",
+        "field": "digest",
+        "detail": f"{refusal.code}: {refusal.message}",
+        "deviceId": None,
+        "payload": message.to_json(),
     }
 
 

@@ -27,6 +27,7 @@ from typing import Any
 from telemetry import collector
 from telemetry.adapters.aws import make_client
 from telemetry.adapters.dead_letter import DeadLetterQueue, json_safe
+from telemetry.adapters.groups import DynamoGroupStore
 from telemetry.adapters.influxdb import (
     InfluxRecords,
     InfluxWriter,
@@ -44,7 +45,14 @@ from telemetry.core.messages import Rejection, iso_utc
 from telemetry.core.rules import load_rules
 from telemetry.events import direct_messages, scheduled_time_ms, stream_records, stream_source
 from telemetry.observability import Logger, Metrics
-from telemetry.pipeline import Outcome, Pipeline, RecordFactory, RecordWriter, event_fingerprint
+from telemetry.pipeline import (
+    DigestsSent,
+    Outcome,
+    Pipeline,
+    RecordFactory,
+    RecordWriter,
+    event_fingerprint,
+)
 from telemetry.settings import Settings, environment_variables
 
 logger = Logger(service="telemetry")
@@ -109,14 +117,16 @@ def _build_runtime(
 ) -> Runtime:
     clients = clients or Clients.create(settings)
     timeseries, records = timeseries_store(settings, clients)
+    store = DynamoStateStore(settings.state_table, clients.dynamodb)
     pipeline = Pipeline(
         rules=load_rules(settings.resolved_rules_path),
-        store=DynamoStateStore(settings.state_table, clients.dynamodb),
+        store=store,
         timeseries=timeseries,
         records=records,
         publisher=AlertPublisher(settings.alerts_topic_arn, clients.sns),
         mirror=ShadowMirror(settings.shadow_name, clients.iot_data),
         quarantine=DeadLetterQueue(settings.dead_letter_queue_url, clients.sqs),
+        groups=DynamoGroupStore(settings.state_table, clients.dynamodb, store),
     )
     if metrics.namespace is None:
         metrics.namespace = settings.metrics_namespace
@@ -220,6 +230,7 @@ def report(outcome: Outcome) -> None:
         "LateReadings": outcome.late,
         "ShadowSkipped": len(skipped),
         "AlertsDeadLettered": sum(d.dead_lettered for d in outcome.devices),
+        "AlertsHeld": outcome.held,
         "Transitions": len(outcome.transitions),
     }
     for name, value in counts.items():
@@ -352,17 +363,41 @@ def handle_sweep(scheduled_ms: int, rt: Runtime, context: Any = None) -> dict[st
     as_of = min(scheduled_ms, now_ms)
     try:
         outcome = rt.pipeline.sweep(as_of, deadline_ms=deadline_ms(context, now_ms))
+        digests = rt.pipeline.send_digests(as_of, deadline_ms=deadline_ms(context, now_ms))
     except Exception:
         logger.exception("sweep failed; Lambda will retry it")
         raise
     report(outcome)
+    report_digests(digests)
     for device_id, error in outcome.failures:
         logger.error(
             "device failed in the sweep; the next sweep retries it",
             extra={"deviceId": device_id, "error": str(error)},
         )
     outcome.raise_failure()
-    return {"swept": outcome.swept, "asOf": iso_utc(as_of), **_summary(outcome)}
+    if digests.failures:
+        raise digests.failures[0][1]
+    return {
+        "swept": outcome.swept,
+        "asOf": iso_utc(as_of),
+        **_summary(outcome),
+        "digests": len(digests.sent),
+    }
+
+
+def report_digests(digests: DigestsSent) -> None:
+    """One log line per digest sent and per group that failed; their counts."""
+    for message in digests.sent:
+        body = {k: v for k, v in message.to_json().items() if k != "alerts"}
+        logger.info("digest sent", extra={"digest": body})
+    for group, error in digests.failures:
+        logger.error(
+            "digest failed; the next sweep retries it", extra={"group": group, "error": str(error)}
+        )
+    if digests.sent:
+        metrics.add_metric("DigestsSent", len(digests.sent))
+    if digests.dead_lettered:
+        metrics.add_metric("DigestsDeadLettered", digests.dead_lettered)
 
 
 def handle_batch(event: dict[str, Any], source: str, rt: Runtime, context: Any) -> dict[str, Any]:

@@ -60,6 +60,8 @@ from telemetry.delivery import (
     RECORDS_PER_CALL,
     Delivery,
     DeviceOutcome,
+    DigestsSent,
+    GroupStore,
     Invocation,
     Mirror,
     MirrorOutcome,
@@ -77,6 +79,8 @@ __all__ = [
     "RECORDS_PER_CALL",
     "SWEEP_LIMIT",
     "DeviceOutcome",
+    "DigestsSent",
+    "GroupStore",
     "Invocation",
     "Mirror",
     "MirrorOutcome",
@@ -95,6 +99,8 @@ SWEEP_LIMIT: Final = 1_500
 """Devices one sweep handles at most; the rest stay due for the next one. From
 the sweep benchmark (make bench, nodata): raising a silent device takes about
 four AWS calls, so 1,500 take under 60% of the 120 s timeout at 10 ms a call."""
+DIGEST_LIMIT: Final = 500
+"""Notification groups one sweep sends digests for at most (three AWS calls each)."""
 
 
 class StateStore(Protocol):
@@ -137,6 +143,11 @@ class Outcome:
         """Readings too old to change their alert state (stored all the same)."""
         return sum(d.late for d in self.devices)
 
+    @property
+    def held(self) -> int:
+        """Transitions over their group's budget, left to a digest."""
+        return sum(d.held for d in self.devices)
+
     def raise_failure(self) -> None:
         """Raise the first device failure, if any."""
         if self.failures:
@@ -172,7 +183,10 @@ class Pipeline:
         publisher: Publisher,
         mirror: Mirror,
         quarantine: Quarantine,
+        groups: GroupStore | None = None,
     ) -> None:
+        """`groups` keeps the notification budget (`rules.notifications`); a
+        pipeline built without one publishes every transition."""
         self.rules = rules
         self._store = store
         self._quarantine = quarantine
@@ -188,6 +202,8 @@ class Pipeline:
             publisher=publisher,
             mirror=mirror,
             quarantine=quarantine,
+            groups=groups,
+            notifications=rules.notifications,
         )
 
     def process(
@@ -236,7 +252,7 @@ class Pipeline:
                 return evaluate(readings, record.state, self.rules, arrival[device])
 
             self._commit_device(records[device_id], decide, invocation, outcome, deliveries)
-        self._deliver_all(by_device, deliveries, outcome)
+        self._deliver_all(by_device, deliveries, outcome, invocation)
         return outcome
 
     def sweep(
@@ -269,8 +285,22 @@ class Pipeline:
                 )
 
             self._commit_device(records[device_id], decide, invocation, outcome, deliveries)
-        self._deliver_all({}, deliveries, outcome)
+        self._deliver_all({}, deliveries, outcome, invocation)
         return outcome
+
+    def send_digests(
+        self,
+        now_ms: int,
+        *,
+        limit: int = DIGEST_LIMIT,
+        deadline_ms: int | None = None,
+        invocation_id: str | None = None,
+    ) -> DigestsSent:
+        """The scheduled sweep's digests as of `now_ms`: every notification group
+        with a digest due sends it, through its own outbox (see
+        `Delivery.send_digests`)."""
+        invocation = Invocation.start(f"digests:{now_ms}", now_ms, deadline_ms, invocation_id)
+        return self.delivery.send_digests(invocation, limit)
 
     def quarantine(self, items: Sequence[dict[str, Any]]) -> None:
         """Send items to the dead-letter queue (an entry point's own rejections)."""
@@ -301,7 +331,7 @@ class Pipeline:
         record = self._store.load(action.device_id)
         deliveries: list[_Delivery] = []
         self._commit_device(record, decide, invocation, outcome, deliveries)
-        self._deliver_all({}, deliveries, outcome)
+        self._deliver_all({}, deliveries, outcome, invocation)
         if outcome.failures:
             return outcome, {}
         if refusals and refusals[-1] is not None:
@@ -328,10 +358,14 @@ class Pipeline:
             deliveries.append(delivery)
 
     def _deliver_all(
-        self, by_device: Mapping[str, list[Reading]], deliveries: list[_Delivery], outcome: Outcome
+        self,
+        by_device: Mapping[str, list[Reading]],
+        deliveries: list[_Delivery],
+        outcome: Outcome,
+        invocation: Invocation,
     ) -> None:
         """Hand the committed deliveries to `Delivery` and tally what it did."""
-        delivered = self.delivery.deliver_all(by_device, deliveries)
+        delivered = self.delivery.deliver_all(by_device, deliveries, invocation.now_ms)
         outcome.readings_stored += delivered.readings_stored
         outcome.records_rejected += delivered.records_rejected
         outcome.rejections.extend(delivered.rejections)

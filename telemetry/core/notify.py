@@ -29,6 +29,7 @@ from typing import Any, Final
 from telemetry.core.alerts import ACTION_STATUSES, Severity, Status, Transition
 from telemetry.core.messages import iso_utc, parse_time_ms
 from telemetry.core.rules import Notifications
+from telemetry.core.state import DeviceRecord
 
 BUDGETED: Final = frozenset(s for s in Status if s not in ACTION_STATUSES)
 """Statuses subject to the budget: changes of level, reminders, flapping and
@@ -462,3 +463,12 @@ class GroupRecord:
         due = [digest_due_ms(self.state, notifications), *(e.due_ms for e in self.outbox)]
         known = [d for d in due if d is not None]
         return min(known) if known else None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceHold:
+    """A device whose outbox entries are held: its record as it is to be
+    written (without them), and the held transitions with their groups."""
+
+    record: DeviceRecord
+    held: tuple[tuple[Group, Transition], ...]
