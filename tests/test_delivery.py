@@ -123,9 +123,7 @@ def test_an_entry_whose_claimant_crashed_is_delivered_once_its_lease_ends(aws: L
         if puts[0] == 2:
             raise DependencyError("dynamodb", "PutItem", "InternalServerError", "x", transient=True)
 
-    clients.dynamodb.meta.events.register(
-        "before-parameter-build.dynamodb.PutItem", release_fails
-    )
+    clients.dynamodb.meta.events.register("before-parameter-build.dynamodb.PutItem", release_fails)
     with pytest.raises(DependencyError):
         handler.handle(message("pump-17", NOW, ("temp-1", 95)), rt, Context("crashed", 60_000))
 
