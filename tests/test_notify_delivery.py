@@ -17,6 +17,7 @@ import boto3
 import pytest
 
 from telemetry import actions, handler
+from telemetry.adapters.aws import make_client
 from telemetry.adapters.groups import DIGEST_SHARD, group_key
 from telemetry.adapters.state_store import (
     DUE_INDEX,
@@ -554,4 +555,24 @@ def test_every_request_of_holds_and_digests_satisfies_the_service_models(aws: Lo
     operations = Counter(operation for _, operation, _ in log.calls)
     assert operations["TransactWriteItems"] == 1
     assert operations["Query"] >= 17
+    assert validation_problems(clients, log.calls) == []
+
+
+def test_a_digest_on_a_fifo_topic_carries_valid_fifo_fields() -> None:
+    # Given a stack whose topic is FIFO, and two held alerts
+    with local_stack(PUMPS, NOW) as aws:
+        topic = make_client("sns").create_topic(
+            Name="alerts.fifo", Attributes={"FifoTopic": "true"}
+        )
+        rt, clients = aws.runtime(ALERTS_TOPIC_ARN=topic["TopicArn"])
+        log = record_calls(clients)
+        handler.handle(breach(PUMPS[:7]), rt)
+
+        # When the digest is sent
+        sweep(aws, rt, NOW + 2 * MINUTE)
+
+    # Then it has a group and a deduplication id of its own, and a valid request
+    (digest,) = [p for p in log.params("sns", "Publish") if '"DIGEST"' in p["Message"]]
+    assert digest["MessageGroupId"].startswith("digest-")
+    assert len(digest["MessageDeduplicationId"]) == 64
     assert validation_problems(clients, log.calls) == []
