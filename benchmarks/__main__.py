@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in turn, each beside its baseline, results saved as JSON.
 
-    python -m benchmarks [--only core,cost,coldstart,stream-cpu,stream,mqtt,influxdb,nodata]
+    python -m benchmarks [--only core,cost,coldstart,stream-cpu,stream,mqtt,influxdb,nodata,notify]
 
 Writes benchmarks/results/latest.json (git-ignored). Targets are reported as
 PASS or FAIL; a FAIL does not change the exit status.
@@ -26,6 +26,7 @@ from benchmarks import (
     bench_influxdb,
     bench_mqtt,
     bench_nodata,
+    bench_notify,
     bench_stream,
     bench_stream_cpu,
 )
@@ -56,6 +57,11 @@ BENCHMARKS: Final[dict[str, tuple[str, Callable[[], Any], Callable[[Any], None]]
         "no-data alerts: tracking writes, sweep reads, one sweep's reach",
         bench_nodata.run,
         bench_nodata.report,
+    ),
+    "notify": (
+        "the notification budget: steady state beside today's code, and a flood",
+        bench_notify.run,
+        bench_notify.report,
     ),
     "influxdb": (
         "InfluxDB as the store: cost per million messages by fleet rate",
