@@ -7,12 +7,25 @@ a lease ends); this module takes it from there, for the whole invocation:
 1. write every valid reading and the alert history of every delivery to the
    time-series store, in as few calls as it allows (Timestream: 100 records a
    call; InfluxDB: 5,000 lines); records the store rejects for good go to the
-   dead-letter queue. On a failure, every claim is released;
-2. per device, publish (SNS) and mirror (the device shadow), then clear the
-   delivered entries from the outbox. An invocation that fails releases its
-   claims, so that its retry (or the next invocation for the device) delivers
-   them at once; a crashed one's lease runs out. A transition SNS refuses for
-   good goes to the dead-letter queue with its reason, and the device goes on.
+   dead-letter queue;
+2. apply the notification budget (telemetry.core.notify decides): admit the
+   invocation's publishable transitions per group; a group that holds nothing
+   is written once, conditionally, and only if it counted something; held
+   transitions leave their devices' outboxes in the same transaction as their
+   group's digest gains them, so that a retry can neither lose nor recount
+   them. A lost race reads again and admits again. On a failure in 1 or 2,
+   every claim is released and the invocation fails;
+3. per device, publish (SNS) what was admitted and mirror (the device shadow),
+   then clear the delivered entries from the outbox. An invocation that fails
+   releases its claims, so that its retry (or the next invocation for the
+   device) delivers them at once; a crashed one's lease runs out. A retry
+   publishes what its first attempt counted without counting it again. A
+   transition SNS refuses for good goes to the dead-letter queue with its
+   reason, and the device goes on.
+
+The sweep's `send_digests` takes each due digest into its group's own outbox,
+claimed as device entries are, publishes it and clears it; a digest SNS refuses
+for good goes to the dead-letter queue.
 
 It holds no AWS code: the adapters it is given satisfy the small protocols below.
 """
