@@ -1,6 +1,8 @@
 """`make bench`: every benchmark in turn, each beside its baseline, results saved as JSON.
 
-    python -m benchmarks [--only core,cost,coldstart,stream-cpu,stream,mqtt,influxdb,nodata,outage]
+    python -m benchmarks [--only NAME,...]
+
+NAME: core, cost, coldstart, stream-cpu, stream, mqtt, influxdb, nodata, outage, notify.
 
 Writes benchmarks/results/latest.json (git-ignored). Targets are reported as
 PASS or FAIL; a FAIL does not change the exit status.
@@ -26,6 +28,7 @@ from benchmarks import (
     bench_influxdb,
     bench_mqtt,
     bench_nodata,
+    bench_notify,
     bench_outage,
     bench_stream,
     bench_stream_cpu,
@@ -62,6 +65,11 @@ BENCHMARKS: Final[dict[str, tuple[str, Callable[[], Any], Callable[[Any], None]]
         "a fleet incident: time to reach operators and messages, 2,000 to 50,000 devices",
         bench_outage.run,
         bench_outage.report,
+    ),
+    "notify": (
+        "the notification budget: steady state beside today's code, and a flood",
+        bench_notify.run,
+        bench_notify.report,
     ),
     "influxdb": (
         "InfluxDB as the store: cost per million messages by fleet rate",

@@ -97,6 +97,23 @@ def default_rules() -> RuleSet:
     return load_rules(RULES_PATH)
 
 
+def rules_with(budget: str) -> str:
+    """The shipped rules plus `budget` (a file's `notifications` section, or
+    nothing: the default budget), in a scratch directory: its path."""
+    from telemetry.core.rules import rule_files
+
+    directory = Path(tempfile.mkdtemp(prefix="bench-rules-"))
+    for source in rule_files(RULES_PATH):
+        (directory / source.name).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    if budget:
+        (directory / "zz-budget.yaml").write_text("rules: []\n" + budget, encoding="utf-8")
+    return str(directory)
+
+
+PER_DEVICE_BUDGET: Final = "notifications:\n  groupBy: [deviceId]\n  maxPerWindow: 20\n"
+"""A budget per device the fleet never exceeds: the steady state, nothing held."""
+
+
 def warning_levels(rules: RuleSet) -> dict[str, float]:
     """Per sensor type, the upper warning level of the rule that matches on type alone."""
     levels: dict[str, float] = {}

@@ -29,6 +29,7 @@ from telemetry import collector
 from telemetry.adapters.aws import make_client
 from telemetry.adapters.dead_letter import DeadLetterQueue, json_safe
 from telemetry.adapters.fanout import SweepFanOut
+from telemetry.adapters.groups import DynamoGroupStore
 from telemetry.adapters.influxdb import (
     InfluxRecords,
     InfluxWriter,
@@ -54,7 +55,14 @@ from telemetry.events import (
     sweep_shard_event,
 )
 from telemetry.observability import Logger, Metrics
-from telemetry.pipeline import Outcome, Pipeline, RecordFactory, RecordWriter, event_fingerprint
+from telemetry.pipeline import (
+    DigestsSent,
+    Outcome,
+    Pipeline,
+    RecordFactory,
+    RecordWriter,
+    event_fingerprint,
+)
 from telemetry.settings import Settings, environment_variables
 
 logger = Logger(service="telemetry")
@@ -123,14 +131,16 @@ def _build_runtime(
 ) -> Runtime:
     clients = clients or Clients.create(settings)
     timeseries, records = timeseries_store(settings, clients)
+    store = DynamoStateStore(settings.state_table, clients.dynamodb)
     pipeline = Pipeline(
         rules=load_rules(settings.resolved_rules_path),
-        store=DynamoStateStore(settings.state_table, clients.dynamodb),
+        store=store,
         timeseries=timeseries,
         records=records,
         publisher=AlertPublisher(settings.alerts_topic_arn, clients.sns),
         mirror=ShadowMirror(settings.shadow_name, clients.iot_data),
         quarantine=DeadLetterQueue(settings.dead_letter_queue_url, clients.sqs),
+        groups=DynamoGroupStore(settings.state_table, clients.dynamodb, store),
     )
     if metrics.namespace is None:
         metrics.namespace = settings.metrics_namespace
@@ -251,6 +261,7 @@ def event_counts(outcome: Outcome, *, skipped: int) -> dict[str, int]:
         "LateReadings": outcome.late,
         "ShadowSkipped": skipped,
         "AlertsDeadLettered": sum(d.dead_lettered for d in outcome.devices),
+        "AlertsHeld": outcome.held,
         "Transitions": len(outcome.transitions),
     }
 
@@ -370,7 +381,7 @@ def handle(event: Any, rt: Runtime, context: Any = None) -> dict[str, Any]:
         scheduled = scheduled_time_ms(event)
         if scheduled is not None:
             if rt.fan_out is not None:
-                return fan_out_sweep(scheduled, rt, rt.fan_out())
+                return fan_out_sweep(scheduled, rt, rt.fan_out(), context)
             return handle_sweep(scheduled, rt, context)
         shard = sweep_shard(event)
         if shard is not None:
@@ -396,19 +407,29 @@ def _owner(messages: list[Any]) -> str:
         return event_fingerprint(json_safe(messages)[0])
 
 
-def fan_out_sweep(scheduled_ms: int, rt: Runtime, fan_out: SweepFanOut) -> dict[str, Any]:
+def fan_out_sweep(
+    scheduled_ms: int, rt: Runtime, fan_out: SweepFanOut, context: Any = None
+) -> dict[str, Any]:
     """The schedule's invocation when the sweep runs in parallel: one invocation
-    per shard of the due index, each judging as of the schedule's time. A failure
-    to start any raises, so that the schedule's invocation is retried (a shard
-    swept twice decides the same)."""
-    as_of = min(scheduled_ms, rt.clock())
+    per shard of the due index, each judging as of the schedule's time; then the
+    notification groups' due digests, sent from here. A failure to start any
+    shard, or to send a digest, raises, so that the schedule's invocation is
+    retried (a shard swept twice decides the same; a digest goes once)."""
+    now_ms = rt.clock()
+    as_of = min(scheduled_ms, now_ms)
     try:
         started = fan_out.start(sweep_shard_event(shard, as_of) for shard in DEVICE_SHARDS)
+        digests = rt.pipeline.send_digests(
+            as_of, deadline_ms=deadline_ms(context, now_ms), invocation_id=request_id(context)
+        )
     except Exception:
         logger.exception("sweep fan-out failed; Lambda will retry it")
         raise
     metrics.add_metric("SweepShardsStarted", started)
-    return {"asOf": iso_utc(as_of), "shardsStarted": started}
+    report_digests(digests)
+    if digests.failures:
+        raise digests.failures[0][1]
+    return {"asOf": iso_utc(as_of), "shardsStarted": started, "digests": len(digests.sent)}
 
 
 def handle_sweep(
@@ -430,17 +451,51 @@ def handle_sweep(
             invocation_id=request_id(context),
             time_left_ms=time_left(context),
         )
+        # Digests go once a sweep: here when one invocation sweeps everything; by
+        # the schedule's own invocation when the shards are swept in parallel.
+        digests = (
+            rt.pipeline.send_digests(
+                as_of,
+                deadline_ms=deadline_ms(context, now_ms),
+                invocation_id=request_id(context),
+            )
+            if shards is None
+            else DigestsSent()
+        )
     except Exception:
         logger.exception("sweep failed; Lambda will retry it")
         raise
     report(outcome)
+    report_digests(digests)
     for device_id, error in outcome.failures:
         logger.error(
             "device failed in the sweep; the next sweep retries it",
             extra={"deviceId": device_id, "error": str(error)},
         )
     outcome.raise_failure()
-    return {"swept": outcome.swept, "asOf": iso_utc(as_of), **_summary(outcome)}
+    if digests.failures:
+        raise digests.failures[0][1]
+    return {
+        "swept": outcome.swept,
+        "asOf": iso_utc(as_of),
+        **_summary(outcome),
+        "digests": len(digests.sent),
+    }
+
+
+def report_digests(digests: DigestsSent) -> None:
+    """One log line per digest sent and per group that failed; their counts."""
+    for message in digests.sent:
+        body = {k: v for k, v in message.to_json().items() if k != "alerts"}
+        logger.info("digest sent", extra={"digest": body})
+    for group, error in digests.failures:
+        logger.error(
+            "digest failed; the next sweep retries it", extra={"group": group, "error": str(error)}
+        )
+    if digests.sent:
+        metrics.add_metric("DigestsSent", len(digests.sent))
+    if digests.dead_lettered:
+        metrics.add_metric("DigestsDeadLettered", digests.dead_lettered)
 
 
 def handle_connectivity(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, Any]:

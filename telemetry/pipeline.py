@@ -1,8 +1,9 @@
 """The processing pipeline: messages in, every output delivered exactly once.
 
 This is where validation, evaluation and the adapters meet. It holds no AWS
-code: the adapters it is given satisfy the small protocols below, and tests
-hand it in-memory fakes or moto-backed adapters alike.
+code: the adapters it is given satisfy small protocols (here and in
+`telemetry.delivery`), and tests hand it in-memory fakes or moto-backed
+adapters alike.
 
 Per invocation:
 1. validate every message; rejected messages and readings go to the
@@ -12,23 +13,21 @@ Per invocation:
    deliver, conditionally on the version read (of two concurrent invocations
    only the winner commits; the loser re-reads and re-evaluates). The commit
    claims its outbox entries for this invocation until a lease ends (the
-   invocation's own deadline and a margin);
-3. write every valid reading and the alert history of every delivery to
-   the time-series store, in as few calls as it allows for the whole
-   invocation (Timestream: 100 records a call; InfluxDB: 5,000 lines); records
-   the store rejects for good go to the dead-letter queue;
-4. per device, deliver (SNS, the shadow mirror) and clear the delivered
-   entries. An entry claimed by another invocation that is still running is
-   left to it: of a duplicate delivery overlapping the first run, exactly one
-   publishes. An invocation that fails releases its claims, so that its retry
-   (or the next invocation for the device) delivers them at once; a crashed
-   one's lease runs out. Claims are named by the invocation's id, Lambda's
-   request id, which a retry shares with its first attempt (never a duplicate
-   delivery): a retry delivers at once what its earlier attempt claimed, even
-   when that attempt could not release its claims (a commit whose answer was
-   lost). A retry also rewrites the readings, which the store
-   keeps once. A transition SNS refuses for good goes to the dead-letter
-   queue with its reason, and the device goes on.
+   invocation's own deadline and a margin). Claims are named by the
+   invocation's id, Lambda's request id, which a retry shares with its first
+   attempt (never a duplicate delivery): a retry delivers at once what its
+   earlier attempt claimed, even when that attempt could not release its
+   claims (a commit whose answer was lost);
+3. hand what was committed to `telemetry.delivery.Delivery`, which stores
+   the readings and the alert history, applies the notification budget,
+   publishes, mirrors in the shadow and clears the outbox (see there). An
+   entry claimed by another invocation that is still running is left to it:
+   of a duplicate delivery overlapping the first run, exactly one publishes.
+
+The pipeline keeps validation, the commit, and the orchestration of the
+scheduled sweep (in batches, shard by shard, while its invocation has time),
+of IoT Core's lifecycle events and of operators' actions, all through the same
+commit and delivery.
 
 Permanent problems never fail the invocation; everything else raises after
 every device has been attempted, so that Lambda retries and the retry ends
@@ -39,16 +38,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol
 
 from telemetry.core.alerts import (
-    AlertState,
     Evaluation,
-    StateKey,
     Transition,
     evaluate,
 )
@@ -74,24 +70,55 @@ from telemetry.core.messages import (
     Rejection,
     parse_message,
 )
-from telemetry.core.mirror import mirror_disabled, mirror_entries
 from telemetry.core.operators import Action, apply_action, finalize, key_view, timers
 from telemetry.core.rules import RuleSet
 from telemetry.core.state import DeviceRecord, OutboxEntry
-from telemetry.errors import DependencyError, Refusal, StateConflictError
+from telemetry.delivery import (
+    LEASE_MARGIN_MS,
+    MAX_CONFLICT_RETRIES,
+    OUTBOX_LEASE_MS,
+    RECORDS_PER_CALL,
+    RELEASE_RESERVE_MS,
+    Delivery,
+    DeviceOutcome,
+    DigestsSent,
+    GroupStore,
+    Invocation,
+    Mirror,
+    MirrorOutcome,
+    Publisher,
+    Quarantine,
+    RecordFactory,
+    RecordWriter,
+    TimeLeft,
+)
+from telemetry.delivery import DeviceDelivery as _Delivery
+from telemetry.errors import DependencyError, StateConflictError
 
-OUTBOX_LEASE_MS: Final = 5 * 60 * 1000
-"""How long an invocation that does not know its deadline holds its claims:
-longer than the function's timeout, so that a running invocation is never doubled."""
-LEASE_MARGIN_MS: Final = 10 * 1000
-"""Added to a known deadline: clocks of two execution environments differ a little."""
-RELEASE_RESERVE_MS: Final = 10 * 1000
-"""What an invocation keeps of its remaining time for after the time-series store:
-releasing its outbox claims when the store gives up (a conditional write per
-device), so that Lambda's retry delivers them at once rather than after the lease.
-The store's writer is given the time left less this (`RecordWriter.write`)."""
+__all__ = [
+    "LEASE_MARGIN_MS",
+    "OUTBOX_LEASE_MS",
+    "RECORDS_PER_CALL",
+    "RELEASE_RESERVE_MS",
+    "SWEEP_LIMIT",
+    "DeviceOutcome",
+    "DigestsSent",
+    "GroupStore",
+    "Invocation",
+    "Mirror",
+    "MirrorOutcome",
+    "Outcome",
+    "Pipeline",
+    "Publisher",
+    "Quarantine",
+    "RecordFactory",
+    "RecordWriter",
+    "StateStore",
+    "TimeLeft",
+    "event_fingerprint",
+    "rejection_item",
+]
 
-MAX_CONFLICT_RETRIES: Final = 8
 SWEEP_LIMIT: Final = 5_000
 """Devices one sweep invocation handles at most; the rest stay due for the next
 one. The deadline bounds it first (SWEEP_RESERVE_MS): raising a silent device
@@ -104,9 +131,8 @@ shard, two BatchGetItem calls, and the time-series writes of the batch."""
 SWEEP_RESERVE_MS: Final = 20_000
 """What a sweep keeps of its invocation's time when it takes the next batch:
 one batch's work and the release of its claims if the store fails."""
-RECORDS_PER_CALL: Final = 100
-"""Records built and handed over per write call, unless the writer says otherwise
-(`RecordWriter.records_per_call`): Timestream's WriteRecords limit."""
+DIGEST_LIMIT: Final = 500
+"""Notification groups one sweep sends digests for at most (three AWS calls each)."""
 
 
 class StateStore(Protocol):
@@ -133,116 +159,6 @@ class StateStore(Protocol):
         ...
 
 
-class RecordWriter(Protocol):
-    """Stores time-series records; returns those refused for good (each with
-    `record`, `reason`, `source`, and the `store` that refused it).
-
-    A writer may say how many records it takes per call (`records_per_call`:
-    Timestream 100, InfluxDB 5,000); RECORDS_PER_CALL otherwise."""
-
-    def write(
-        self,
-        records: Sequence[tuple[Any, object]],
-        *,
-        time_left_ms: Callable[[], float] | None = None,
-    ) -> Sequence[Any]:
-        """`time_left_ms`, when the invocation's deadline is known: how many
-        milliseconds the write may still take, retries and their waits included.
-        A writer that would need longer raises DependencyError (transient) at
-        once; one whose own retries are bounded otherwise may ignore it."""
-        ...
-
-
-class Publisher(Protocol):
-    def publish(self, transitions: Sequence[Transition]) -> Sequence[Refusal]: ...
-
-
-class MirrorOutcome(Protocol):
-    @property
-    def status(self) -> str: ...
-
-    @property
-    def code(self) -> str | None: ...
-
-    @property
-    def retryable(self) -> bool: ...
-
-    @property
-    def omitted(self) -> int: ...
-
-
-class Mirror(Protocol):
-    def update(
-        self,
-        thing_name: str,
-        before: Sequence[tuple[str, Mapping[str, Any]]],
-        after: Sequence[tuple[str, Mapping[str, Any]]],
-        *,
-        full: bool,
-        disabled_before: Mapping[str, Mapping[str, Any]] | None = None,
-        disabled_after: Mapping[str, Mapping[str, Any]] | None = None,
-    ) -> MirrorOutcome: ...
-
-
-class Quarantine(Protocol):
-    def send(self, items: Sequence[dict[str, Any]]) -> None: ...
-
-
-class RecordFactory(Protocol):
-    """Turns readings and transitions into time-series records (Timestream
-    record dicts, InfluxDB line-protocol points)."""
-
-    def reading(self, reading: Reading) -> Any: ...
-
-    def alert(self, transition: Transition) -> Any: ...
-
-
-@dataclass(slots=True)
-class DeviceOutcome:
-    """What one invocation did for one device. `shadow` is the mirror update's
-    status; `shadow_failure` the service's code and whether it may heal."""
-
-    device_id: str
-    transitions: list[Transition] = field(default_factory=list)
-    late: int = 0
-    shadow: str | None = None
-    shadow_failure: tuple[str, bool] | None = None
-    shadow_omitted: int = 0
-    dead_lettered: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class _Delivery:
-    """A committed device record and the outbox entries it claimed to deliver,
-    as of `now_ms` (the invocation's time)."""
-
-    record: DeviceRecord
-    before: Mapping[StateKey, AlertState]
-    entries: list[OutboxEntry]
-    done: DeviceOutcome
-    now_ms: int
-    redelivery: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Invocation:
-    """Who is delivering and until when its claims hold. `id` names the claims:
-    Lambda's request id, which every retry of a request shares and nothing else
-    does; a random one when the caller knows none."""
-
-    id: str
-    now_ms: int
-    lease_ms: int
-    owner: str
-
-    @classmethod
-    def start(
-        cls, owner: str, now_ms: int, deadline_ms: int | None, invocation_id: str | None = None
-    ) -> Invocation:
-        lease = deadline_ms if deadline_ms is not None else now_ms + OUTBOX_LEASE_MS
-        return cls(invocation_id or uuid.uuid4().hex, now_ms, lease + LEASE_MARGIN_MS, owner)
-
-
 @dataclass(slots=True)
 class Outcome:
     """What one invocation did, for logs, metrics, the demo and tests."""
@@ -266,6 +182,11 @@ class Outcome:
         """Readings too old to change their alert state (stored all the same)."""
         return sum(d.late for d in self.devices)
 
+    @property
+    def held(self) -> int:
+        """Transitions over their group's budget, left to a digest."""
+        return sum(d.held for d in self.devices)
+
     def raise_failure(self) -> None:
         """Raise the first device failure, if any."""
         if self.failures:
@@ -282,10 +203,6 @@ def event_fingerprint(messages: Sequence[Any]) -> str:
 def rejection_item(rejection: Rejection, source: str = "validation") -> dict[str, Any]:
     return {"source": source, **rejection.as_dict()}
 
-
-TimeLeft = Callable[[], int]
-"""Milliseconds the invocation has left, asked when needed: the Lambda context's
-get_remaining_time_in_millis."""
 
 Decide = Callable[[DeviceRecord], Evaluation | Decision]
 """What a device's new state is, given its record as read: evaluating readings,
@@ -306,14 +223,28 @@ class Pipeline:
         publisher: Publisher,
         mirror: Mirror,
         quarantine: Quarantine,
+        groups: GroupStore | None = None,
     ) -> None:
+        """`groups` keeps the notification budget (`rules.notifications`); a
+        pipeline built without one publishes every transition."""
         self.rules = rules
         self._store = store
+        self._quarantine = quarantine
+        # The adapters delivery uses, reachable here too (local tools read their counters).
         self._timeseries = timeseries
         self._records = records
         self._publisher = publisher
         self._mirror = mirror
-        self._quarantine = quarantine
+        self.delivery = Delivery(
+            store=store,
+            timeseries=timeseries,
+            records=records,
+            publisher=publisher,
+            mirror=mirror,
+            quarantine=quarantine,
+            groups=groups,
+            notifications=rules.notifications,
+        )
 
     def process(
         self,
@@ -370,7 +301,7 @@ class Pipeline:
                 return on_heard(device, evaluation, record.presence, self.rules, heard[device])
 
             self._commit_device(records[device_id], decide, invocation, outcome, deliveries)
-        self._deliver_all(by_device, deliveries, outcome, time_left_ms)
+        self._deliver_all(by_device, deliveries, outcome, invocation, time_left_ms)
         return outcome
 
     def sweep(
@@ -434,7 +365,7 @@ class Pipeline:
                 return self._swept(record, now_ms, gateway)
 
             self._commit_device(records[device_id], decide, invocation, outcome, deliveries)
-        self._deliver_all({}, deliveries, outcome, time_left_ms)
+        self._deliver_all({}, deliveries, outcome, invocation, time_left_ms)
 
     def _swept(self, record: DeviceRecord, now_ms: int, gateway: GatewayView | None) -> Decision:
         """A device's sweep: its silences and connection as of `now_ms` (held
@@ -454,6 +385,20 @@ class Pipeline:
             if down is not None:
                 evaluation = with_members(evaluation, self._store.count_members(device_id, down))
         return Decision(evaluation, swept.presence)
+
+    def send_digests(
+        self,
+        now_ms: int,
+        *,
+        limit: int = DIGEST_LIMIT,
+        deadline_ms: int | None = None,
+        invocation_id: str | None = None,
+    ) -> DigestsSent:
+        """The scheduled sweep's digests as of `now_ms`: every notification group
+        with a digest due sends it, through its own outbox (see
+        `Delivery.send_digests`)."""
+        invocation = Invocation.start(f"digests:{now_ms}", now_ms, deadline_ms, invocation_id)
+        return self.delivery.send_digests(invocation, limit)
 
     def connectivity(
         self,
@@ -489,7 +434,7 @@ class Pipeline:
         deliveries: list[_Delivery] = []
         record = self._store.load(lifecycle.device_id)
         self._commit_device(record, decide, invocation, outcome, deliveries)
-        self._deliver_all({}, deliveries, outcome, time_left_ms)
+        self._deliver_all({}, deliveries, outcome, invocation, time_left_ms)
         return outcome
 
     def quarantine(self, items: Sequence[dict[str, Any]]) -> None:
@@ -522,7 +467,7 @@ class Pipeline:
         record = self._store.load(action.device_id)
         deliveries: list[_Delivery] = []
         self._commit_device(record, decide, invocation, outcome, deliveries)
-        self._deliver_all({}, deliveries, outcome, time_left_ms)
+        self._deliver_all({}, deliveries, outcome, invocation, time_left_ms)
         if outcome.failures:
             return outcome, {}
         if refusals and refusals[-1] is not None:
@@ -553,56 +498,17 @@ class Pipeline:
         by_device: Mapping[str, list[Reading]],
         deliveries: list[_Delivery],
         outcome: Outcome,
+        invocation: Invocation,
         time_left_ms: TimeLeft | None = None,
     ) -> None:
-        """Store every record, then deliver each device; on a failure to store,
-        release every claim so that the retry delivers at once (the store is given
-        the time left less RELEASE_RESERVE_MS, which is what releasing takes)."""
-        store_time = None if time_left_ms is None else _reserving(time_left_ms)
-        try:
-            # Every reading and every alert to deliver, in as few calls as the store
-            # allows. Before any publish: a retry rewrites both, and the store keeps one.
-            self._store_records(by_device, deliveries, outcome, store_time)
-        except Exception:
-            for delivery in deliveries:
-                self._release(delivery, {e.key for e in delivery.entries})
-            raise
-        for delivery in deliveries:
-            try:
-                self._deliver(delivery)
-            except (DependencyError, StateConflictError) as exc:
-                outcome.failures.append((delivery.record.device_id, exc))
-
-    def _store_records(
-        self,
-        by_device: Mapping[str, list[Reading]],
-        deliveries: list[_Delivery],
-        outcome: Outcome,
-        time_left_ms: Callable[[], float] | None,
-    ) -> None:
-        sources: list[Reading | Transition] = [r for rs in by_device.values() for r in rs]
-        readings = len(sources)
-        sources += [e.transition for d in deliveries for e in d.entries]
-        rejected: list[Any] = []
-        # Records are built a call's worth at a time: a 10,000-message batch never
-        # holds its 40,000 record dicts at once.
-        per_call = int(getattr(self._timeseries, "records_per_call", RECORDS_PER_CALL))
-        for start in range(0, len(sources), per_call):
-            chunk = sources[start : start + per_call]
-            records = [(self._record(s), s) for s in chunk]
-            rejected.extend(self._timeseries.write(records, time_left_ms=time_left_ms))
-        rejected_readings = sum(1 for r in rejected if isinstance(r.source, Reading))
-        outcome.readings_stored += readings - rejected_readings
-        outcome.records_rejected += len(rejected)
-        if rejected:
-            items = [_rejected_record_item(r) for r in rejected]
-            outcome.rejections.extend(items)
-            self._quarantine.send(items)
-
-    def _record(self, source: Reading | Transition) -> Any:
-        if isinstance(source, Reading):
-            return self._records.reading(source)
-        return self._records.alert(source)
+        """Hand the committed deliveries to `Delivery` and tally what it did."""
+        delivered = self.delivery.deliver_all(
+            by_device, deliveries, invocation.now_ms, time_left_ms
+        )
+        outcome.readings_stored += delivered.readings_stored
+        outcome.records_rejected += delivered.records_rejected
+        outcome.rejections.extend(delivered.rejections)
+        outcome.failures.extend(delivered.failures)
 
     def _commit(
         self, record: DeviceRecord, decide: Decide, invocation: Invocation, outcome: Outcome
@@ -682,155 +588,3 @@ class Pipeline:
         """The gateway a device's record is filed under in the gateway index."""
         gateways = self.rules.gateways_of(device_id)
         return gateways[0].device_id if gateways else None
-
-    def _deliver(self, delivery: _Delivery) -> None:
-        """Publish, mirror, then clear what was delivered from the outbox."""
-        record, done = delivery.record, delivery.done
-        keys = {e.key for e in delivery.entries}
-        # A snoozed key's transitions are history and mirror only: never published.
-        transitions = [e.transition for e in delivery.entries if not e.transition.muted]
-        try:
-            refused = list(self._publisher.publish(transitions)) if transitions else []
-            for_good = [r for r in refused if not r.retryable]
-            if for_good:
-                items = [_refused_item(r) for r in for_good]
-                self._quarantine.send(items)
-                done.dead_lettered += len(items)
-        except (DependencyError, StateConflictError):
-            self._release(delivery, keys)
-            raise
-        retry = {_key_of(r) for r in refused if r.retryable}
-        stale, stale_ms, mirror_error = self._mirror_update(delivery)
-        delivered = keys - retry
-        if delivered or retry or (stale, stale_ms) != (record.shadow_stale, record.shadow_stale_ms):
-            self._clear(record, delivered, retry, delivery.now_ms, stale, stale_ms)
-        if retry:
-            raise DependencyError(
-                "sns",
-                "PublishBatch",
-                "EntriesFailed",
-                f"{len(retry)} of {len(transitions)} alerts not accepted; kept to retry",
-                transient=True,
-            )
-        if mirror_error is not None:
-            raise mirror_error
-
-    def _mirror_update(
-        self, delivery: _Delivery
-    ) -> tuple[bool, int | None, DependencyError | None]:
-        """Update the shadow mirror; whether it is stale now, since when if a retry
-        may mend it (the sweep rewrites it SHADOW_REPAIR_DELAY_MS later), and a
-        misconfiguration to raise once the outbox is cleared."""
-        record, done = delivery.record, delivery.done
-        # Entries redelivered for a failed invocation never reached the mirror
-        # either: rewrite it whole, as for a stale one.
-        full = record.shadow_stale or delivery.redelivery
-        before, after = mirror_entries(delivery.before), mirror_entries(record.state)
-        disabled_before = mirror_disabled(delivery.before)
-        disabled_after = mirror_disabled(record.state)
-        if not full and before == after and disabled_before == disabled_after:
-            return record.shadow_stale, record.shadow_stale_ms, None
-        try:
-            result = self._mirror.update(
-                record.device_id,
-                before,
-                after,
-                full=full,
-                disabled_before=disabled_before,
-                disabled_after=disabled_after,
-            )
-        except DependencyError as exc:
-            done.shadow, done.shadow_failure = "failed", (exc.code, False)
-            return True, None, exc
-        done.shadow, done.shadow_omitted = str(result.status), result.omitted
-        if result.status == "failed":
-            done.shadow_failure = (result.code or "Unknown", result.retryable)
-            return True, delivery.now_ms if result.retryable else None, None
-        return False, None, None
-
-    def _clear(
-        self,
-        record: DeviceRecord,
-        delivered: set[str],
-        release: set[str],
-        now_ms: int,
-        stale: bool,
-        stale_ms: int | None,
-    ) -> None:
-        """Drop delivered entries from the outbox and release those to retry, and
-        record whether the mirror is stale (`stale`, since `stale_ms` when a retry
-        may mend it). If another invocation wrote meanwhile, its shadow update may
-        have raced ours: mark the mirror stale as of `now_ms`, for the sweep to
-        rewrite it unless the device's next invocation does."""
-        for _ in range(MAX_CONFLICT_RETRIES):
-            outbox = [
-                e.claimed(None) if e.key in release else e
-                for e in record.outbox
-                if e.key not in delivered
-            ]
-            written = replace(record, outbox=outbox, shadow_stale=stale, shadow_stale_ms=stale_ms)
-            try:
-                self._store.save(written)
-            except StateConflictError:
-                stale, stale_ms = True, now_ms
-                record = self._store.load(record.device_id)
-                continue
-            return
-        raise StateConflictError(f"{record.device_id}: could not clear the outbox")
-
-    def _release(self, delivery: _Delivery, keys: set[str]) -> None:
-        """Best effort: give up this invocation's claims on `keys`, so that a retry
-        need not wait for the lease. If this fails too, the lease runs out."""
-        if not keys:
-            return
-        record = delivery.record
-        try:
-            self._clear(
-                record, set(), keys, delivery.now_ms, record.shadow_stale, record.shadow_stale_ms
-            )
-        except (DependencyError, StateConflictError):
-            return
-
-
-def _reserving(time_left_ms: TimeLeft) -> Callable[[], float]:
-    """The time the store may take: what the invocation has left less RELEASE_RESERVE_MS."""
-    return lambda: time_left_ms() - RELEASE_RESERVE_MS
-
-
-def _key_of(refusal: Refusal) -> str:
-    item = refusal.item
-    return item.key if isinstance(item, Transition) else str(item)
-
-
-def _refused_item(refusal: Refusal) -> dict[str, Any]:
-    """A transition SNS refused for good, as a dead-letter item."""
-    item = refusal.item
-    payload = item.to_json() if isinstance(item, Transition) else item
-    device_id = item.device_id if isinstance(item, Transition) else None
-    return {
-        "source": "sns",
-        "reason": f"sns_rejected: {refusal.code}: {refusal.message}",
-        "code": "sns_rejected",
-        "field": "transition",
-        "detail": f"{refusal.code}: {refusal.message}",
-        "deviceId": device_id,
-        "payload": payload,
-    }
-
-
-def _rejected_record_item(rejected: Any) -> dict[str, Any]:
-    source = rejected.source
-    payload: Any = rejected.record
-    device_id = None
-    if isinstance(source, Reading | Transition):
-        device_id = source.device_id
-    store = str(getattr(rejected, "store", "timestream"))
-    return {
-        "source": store,
-        "reason": f"{store}_rejected: {rejected.reason}",
-        "code": f"{store}_rejected",
-        "field": "record",
-        "detail": rejected.reason,
-        "deviceId": device_id,
-        "payload": payload,
-    }

@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -157,9 +158,12 @@ class LocalAws:
         clients = Clients.create(settings)
         runtime = build_runtime(settings, clients, clock=lambda: self.now_ms)
         if item_budget is not None:
-            runtime.pipeline._store = DynamoStateStore(
+            store = DynamoStateStore(
                 settings.state_table, clients.dynamodb, item_budget=item_budget
             )
+            # The pipeline commits and the delivery clears: both through the small items.
+            runtime.pipeline._store = store
+            runtime.pipeline.delivery._store = store
         return runtime, clients
 
     # --- reading back what the stack holds ---------------------------------
@@ -244,3 +248,26 @@ def message(
 
 def iterate(items: list[Any]) -> Iterator[Any]:
     yield from items
+
+
+GENEROUS_BUDGET = """\
+notifications:
+  window: 1m
+  maxPerWindow: 1000
+  digestEvery: 1m
+"""
+
+
+def generous_rules(directory: Path) -> str:
+    """The shipped rules with a notification budget of 1,000 messages a minute,
+    in `directory`: for tests that pin one message per transition (the default
+    budget holds a group's 6th message in 10 minutes for a digest)."""
+    from telemetry.core.rules import rule_files
+    from telemetry.settings import DEFAULT_RULES_PATH
+
+    for source in rule_files(DEFAULT_RULES_PATH):
+        (directory / source.name).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    (directory / "zz-generous-budget.yaml").write_text(
+        "rules: []\n" + GENEROUS_BUDGET, encoding="utf-8"
+    )
+    return str(directory)

@@ -1,4 +1,4 @@
-"""Imports point one way: handler -> pipeline -> core; adapters -> core.
+"""Imports point one way: handler -> pipeline -> delivery -> core; adapters -> core.
 
 The core stays pure (no AWS SDK, no Powertools, no environment), the pipeline
 holds no AWS code, adapters never reach up into the handler, and the function
@@ -68,14 +68,16 @@ def test_the_core_is_pure(path: Path) -> None:
     assert not reads_environment(path)
 
 
-def test_the_pipeline_holds_no_aws_code() -> None:
-    # Given the pipeline, When its imports are read
-    found = imports_of(PACKAGE / "pipeline.py")
+@pytest.mark.parametrize("name", ["pipeline", "delivery"])
+def test_the_pipeline_and_delivery_hold_no_aws_code(name: str) -> None:
+    # Given the pipeline or the delivery it hands over to, When its imports are read
+    found = imports_of(PACKAGE / f"{name}.py")
 
-    # Then only the core and the project's error types
+    # Then only the core, the project's error types, and (the pipeline) delivery
     assert not [m for m in found if starts_with_any(m, AWS_OR_RUNTIME)]
     project = {m for m in found if m.startswith("telemetry.")}
-    assert all(m.startswith("telemetry.core") or m == "telemetry.errors" for m in project)
+    allowed = {"telemetry.errors"} | ({"telemetry.delivery"} if name == "pipeline" else set())
+    assert all(m.startswith("telemetry.core") or m in allowed for m in project)
 
 
 @pytest.mark.parametrize("path", modules("adapters"), ids=lambda p: p.name)
@@ -96,6 +98,7 @@ def test_adapters_depend_on_the_core_only(path: Path) -> None:
         *modules("core"),
         *modules("adapters"),
         PACKAGE / "pipeline.py",
+        PACKAGE / "delivery.py",
         PACKAGE / "handler.py",
         PACKAGE / "actions.py",
         PACKAGE / "settings.py",
@@ -115,6 +118,7 @@ def test_only_the_entry_point_reads_the_environment() -> None:
         *modules("core"),
         *modules("adapters"),
         PACKAGE / "pipeline.py",
+        PACKAGE / "delivery.py",
         PACKAGE / "settings.py",
         PACKAGE / "events.py",
     ]

@@ -98,6 +98,8 @@ rules:
 gateways:
   - gateway: gw-line-3
     members: {deviceId: "line3-*"}
+# One message per change: these tests follow each alert (the budget has its own).
+notifications: {maxPerWindow: 1000}
 """
 _DOCUMENT = parse_rule_document(RULES_TEXT, "connectivity.yaml")
 RULES = RuleSet(_DOCUMENT.rules, gateways=_DOCUMENT.gateways)

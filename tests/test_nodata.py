@@ -501,17 +501,19 @@ def test_the_sweep_reads_only_due_devices_through_the_index(aws: LocalAws) -> No
     aws.now_ms = NOW + 8 * MINUTE
     handler.handle(scheduled(NOW + 8 * MINUTE), rt)
 
-    # Then it queried the index (never scanned) and read only pump-17's record
+    # Then it queried the index (never scanned): every device shard, and the
+    # notification groups' digests; and read only pump-17's record
     assert calls.count("dynamodb", "Scan") == 0
     queried = {p["ExpressionAttributeValues"][":s"]["S"] for p in calls.params("dynamodb", "Query")}
-    assert queried == set(DEVICE_SHARDS)
+    assert queried == {*DEVICE_SHARDS, "digest"}
     loaded = [
         k["deviceId"]["S"]
         for p in calls.params("dynamodb", "BatchGetItem")
         for t in p["RequestItems"].values()
         for k in t["Keys"]
     ]
-    assert loaded == ["pump-17"]
+    # (besides the notification group of its alert, which is no device)
+    assert [k for k in loaded if not k.startswith("$group#")] == ["pump-17"]
 
 
 def test_a_device_cannot_pass_a_message_off_as_the_schedule(aws: LocalAws) -> None:

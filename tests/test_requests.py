@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ from telemetry import handler
 from telemetry.adapters.aws import CLIENT_CONFIG, make_client
 from telemetry.adapters.dead_letter import MAX_PAYLOAD_DEPTH, dead_letter_body, json_safe
 from telemetry.local.streams import kinesis_event, sqs_event
-from tests.localaws import LocalAws, local_stack, message, record_calls
+from tests.localaws import LocalAws, generous_rules, local_stack, message, record_calls
 
 NOW = 1_764_237_600_000
 
@@ -54,10 +55,10 @@ def test_the_clients_skip_botocores_own_parameter_validation() -> None:
 
 
 def test_every_request_the_function_sends_satisfies_the_service_models(
-    aws: LocalAws,
+    aws: LocalAws, tmp_path: Path
 ) -> None:
-    # Given a runtime whose every AWS call is recorded
-    rt, clients = aws.runtime()
+    # Given a runtime whose every AWS call is recorded, publishing every transition alone
+    rt, clients = aws.runtime(RULES_PATH=generous_rules(tmp_path))
     log = record_calls(clients)
     values = [70, 80, 95, 96, 89, 88, 74, 73]
     direct = [message("pump-0", NOW + i * 1000, ("temp-1", v)) for i, v in enumerate(values)]

@@ -38,11 +38,13 @@ def test_a_kinesis_batch_reads_and_writes_each_device_state_once(aws: LocalAws) 
     # When one Kinesis batch carries them
     response = handler.handle(kinesis_event(fleet(3, 10)), rt)
 
-    # Then nothing failed, state was read in one BatchGetItem, and each device raised once
+    # Then nothing failed, state was read in one BatchGetItem (and the alerts' notification
+    # group in another), and each device raised once
     assert response == {"batchItemFailures": []}
-    assert calls.count("dynamodb", "BatchGetItem") == 1
+    assert calls.count("dynamodb", "BatchGetItem") == 1 + 1
     assert calls.count("dynamodb", "GetItem") == 0
-    assert calls.count("dynamodb", "PutItem") == 3 * 2  # commit with the outbox, then clear it
+    # commit with the outbox, then clear it; the group counts the three alerts in one write
+    assert calls.count("dynamodb", "PutItem") == 3 * 2 + 1
     # 30 readings and 3 alert records: one call, ceil(33 / 100)
     assert calls.count("timestream-write", "WriteRecords") == 1
     assert sorted(a["deviceId"] for a in aws.alerts()) == ["pump-0", "pump-1", "pump-2"]

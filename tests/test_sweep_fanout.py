@@ -100,7 +100,7 @@ def test_the_schedule_starts_one_sweep_per_shard_and_sweeps_nothing_itself(
 
     # Then it started the 16 shards as of the schedule's time, and raised nothing itself
     stubber.assert_no_pending_responses()
-    assert answer == {"asOf": iso_utc(NOW + 8 * MINUTE), "shardsStarted": 16}
+    assert answer == {"asOf": iso_utc(NOW + 8 * MINUTE), "shardsStarted": 16, "digests": 0}
     assert aws.alerts() == []
 
 

@@ -1,4 +1,5 @@
-"""Alert transitions to the operators' SNS topic: one message per transition.
+"""Alert transitions to the operators' SNS topic: one message per transition,
+and digests (one message for a group's held transitions, `publish_digest`).
 
 Message attributes drive subscription filter policies: `severity` (CRITICAL
 when either side of the change is CRITICAL, so a CRITICAL-only subscriber gets
@@ -18,6 +19,7 @@ from typing import Any, Final
 from telemetry.adapters.aws import AWS_ERRORS, error_code_of, translate
 from telemetry.core.alerts import NODATA, OFFLINE, Severity, Status, Transition
 from telemetry.core.messages import iso_utc
+from telemetry.core.notify import DigestMessage, group_hash
 from telemetry.errors import DependencyError, Refusal
 
 MAX_BATCH: Final = 10
@@ -184,7 +186,25 @@ class AlertPublisher:
             )
         return refused
 
-    def _publish_one(self, entry: dict[str, Any], transition: Transition) -> list[Refusal]:
+    def publish_digest(self, message: DigestMessage) -> list[Refusal]:
+        """Publish one digest (its body, subject and attributes as
+        `DigestMessage` says); its refusal if SNS refused the message itself.
+        Raises DependencyError when the call fails for another reason."""
+        entry: dict[str, Any] = {
+            "Message": json.dumps(message.to_json(), separators=(",", ":")),
+            "Subject": message.subject(),
+            "MessageAttributes": {
+                k: {"DataType": "String", "StringValue": v} for k, v in message.attributes().items()
+            },
+        }
+        if self._fifo:
+            entry["MessageGroupId"] = f"digest-{group_hash(message.group)}"
+            entry["MessageDeduplicationId"] = hashlib.sha256(message.key.encode()).hexdigest()
+        return self._publish_one({"Id": "d0", **entry}, message)
+
+    def _publish_one(
+        self, entry: dict[str, Any], transition: Transition | DigestMessage
+    ) -> list[Refusal]:
         single = {k: v for k, v in entry.items() if k != "Id"}
         self.calls += 1
         try:

@@ -18,7 +18,12 @@ are pruned oldest first until it fits. When the active alerts and the outbox
 alone do not fit, the JSON of both is split over `<deviceId>#part#<n>` items
 (never a valid deviceId), written with the main item in one transaction
 conditional on the same version; the main item then says `parts` instead of
-holding `alerts`.
+holding `alerts`. `save_actions` gives a caller those writes to put in a
+transaction of its own (the notification budget holds transitions that way).
+
+The table also keeps items that are not devices, under keys starting with "$"
+(notification groups: telemetry.adapters.groups); `scan` skips them, and their
+`dueShard` is never one of the devices' shards.
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ ITEM_BUDGET: Final = MAX_ITEM_BYTES - 8 * 1024
 MAX_TRANSACTION_BYTES: Final = 4 * 1024 * 1024
 """TransactWriteItems takes at most 4 MB (and 100 actions): the largest device record."""
 PART_SEPARATOR: Final = "#part#"
+NOT_A_DEVICE: Final = "$"
+"""Keys starting with this are the table's other items (notification groups):
+"$" is never in a thing name."""
 DUE_INDEX: Final = "due"
 """The sparse global secondary index of devices the sweep has something to do for:
 partition key `dueShard` (S), sort key `dueAt` (N, epoch ms), keys only."""
@@ -243,7 +251,7 @@ class DynamoStateStore:
                 raise translate("dynamodb", "Scan", exc) from exc
             for item in answer.get("Items", []):
                 device_id = item["deviceId"]["S"]
-                if PART_SEPARATOR in device_id:
+                if PART_SEPARATOR in device_id or device_id.startswith(NOT_A_DEVICE):
                     continue
                 yield self.load(device_id) if "parts" in item else self._record(device_id, item)
             last = answer.get("LastEvaluatedKey")
@@ -318,6 +326,25 @@ class DynamoStateStore:
         """Write `record` if nobody else did since it was read at `record.version`;
         else StateConflictError. Returns what was written, at its new version
         (quiet entries pruned if the item had to shrink)."""
+        item, parts, written = self._prepared(record)
+        condition = self._condition(record)
+        if parts or record.parts:
+            self._transact(record, item, parts, condition)
+        else:
+            self._put(record, item, condition)
+        return written
+
+    def save_actions(self, record: DeviceRecord) -> tuple[list[dict[str, Any]], DeviceRecord]:
+        """The TransactWriteItems actions that write `record` as `save` would
+        (the main item conditional on `record.version` first, then its parts),
+        for a caller that writes other items in the same transaction; and the
+        record as they write it."""
+        item, parts, written = self._prepared(record)
+        return self._actions(record, item, parts, self._condition(record)), written
+
+    def _prepared(self, record: DeviceRecord) -> tuple[dict[str, Any], list[str], DeviceRecord]:
+        """The main item to write, the texts of its parts (none if it fits
+        alone), and the record as written."""
         version = record.version + 1
         base: dict[str, Any] = {
             "deviceId": {"S": record.device_id},
@@ -360,12 +387,7 @@ class DynamoStateStore:
                 )
             parts = _split(body, self._budget - 1024)
             item = base | {"parts": {"N": str(len(parts))}}
-        condition = self._condition(record)
-        if parts or record.parts:
-            self._transact(record, item, parts, condition)
-        else:
-            self._put(record, item, condition)
-        return replace(record, version=version, state=state, parts=len(parts))
+        return item, parts, replace(record, version=version, state=state, parts=len(parts))
 
     @staticmethod
     def _condition(record: DeviceRecord) -> dict[str, Any]:
@@ -384,13 +406,13 @@ class DynamoStateStore:
                 raise StateConflictError(record.device_id) from exc
             raise translate("dynamodb", "PutItem", exc) from exc
 
-    def _transact(
+    def _actions(
         self,
         record: DeviceRecord,
         item: dict[str, Any],
         parts: list[str],
         condition: dict[str, Any],
-    ) -> None:
+    ) -> list[dict[str, Any]]:
         version = item["version"]
         actions: list[dict[str, Any]] = [
             {"Put": {"TableName": self._table, "Item": item, **condition}}
@@ -405,6 +427,16 @@ class DynamoStateStore:
         for index in range(len(parts), record.parts):
             key = {"deviceId": {"S": self._part_key(record.device_id, index)}}
             actions.append({"Delete": {"TableName": self._table, "Key": key}})
+        return actions
+
+    def _transact(
+        self,
+        record: DeviceRecord,
+        item: dict[str, Any],
+        parts: list[str],
+        condition: dict[str, Any],
+    ) -> None:
+        actions = self._actions(record, item, parts, condition)
         try:
             self._client.transact_write_items(TransactItems=actions)
         except AWS_ERRORS as exc:

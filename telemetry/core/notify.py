@@ -29,6 +29,7 @@ from typing import Any, Final
 from telemetry.core.alerts import ACTION_STATUSES, Severity, Status, Transition
 from telemetry.core.messages import iso_utc, parse_time_ms
 from telemetry.core.rules import Notifications
+from telemetry.core.state import DeviceRecord
 
 BUDGETED: Final = frozenset(s for s in Status if s not in ACTION_STATUSES)
 """Statuses subject to the budget: changes of level, reminders, flapping and
@@ -115,11 +116,38 @@ class HeldAlert:
             "time": iso_utc(self.time_ms),
         }
 
-    def to_store(self) -> dict[str, Any]:
-        return self.to_json() | {"rank": self.rank.name}
+    def to_store(self) -> list[Any]:
+        """Its compact form in the group's stored state (a group item is rewritten
+        with every hold: every byte is paid for again)."""
+        return [
+            self.device_id,
+            self.sensor_id,
+            self.rule,
+            self.alert_id,
+            self.status,
+            self.severity,
+            self.time_ms,
+            self.rank.name,
+        ]
+
+    @classmethod
+    def from_store(cls, raw: Sequence[Any]) -> HeldAlert:
+        device_id, sensor_id, rule, alert_id, status, severity, time_ms, rank = raw
+        return cls(
+            str(device_id),
+            str(sensor_id),
+            str(rule),
+            str(alert_id),
+            str(status),
+            str(severity),
+            int(time_ms),
+            Severity[rank],
+        )
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> HeldAlert:
+        """From a digest body's entry (its routing severity is not there: its
+        severity stands in)."""
         return cls(
             str(raw["deviceId"]),
             str(raw["sensorId"]),
@@ -128,7 +156,7 @@ class HeldAlert:
             str(raw["status"]),
             str(raw["severity"]),
             parse_time_ms(raw["time"]),
-            Severity[raw.get("rank", raw["severity"])],
+            Severity[raw["severity"]],
         )
 
 
@@ -213,7 +241,7 @@ class Digest:
             int(raw["to"]),
             _status_counts((str(k), int(v)) for k, v in raw["counts"].items()),
             _severity_counts((str(k), int(v)) for k, v in raw["severities"].items()),
-            tuple(HeldAlert.from_json(a) for a in raw["alerts"]),
+            tuple(HeldAlert.from_store(a) for a in raw["alerts"]),
             int(raw["omitted"]),
         )
 
@@ -462,3 +490,12 @@ class GroupRecord:
         due = [digest_due_ms(self.state, notifications), *(e.due_ms for e in self.outbox)]
         known = [d for d in due if d is not None]
         return min(known) if known else None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceHold:
+    """A device whose outbox entries are held: its record as it is to be
+    written (without them), and the held transitions with their groups."""
+
+    record: DeviceRecord
+    held: tuple[tuple[Group, Transition], ...]

@@ -240,6 +240,13 @@ rules:
     description: a chiller whose temperature has not arrived for a minute is silent
     match: {deviceId: "chiller-*", type: temperature}
     nodata: 1m
+
+# The demo judges each device's story message by message: a budget per device
+# (20 changes in any 10 minutes; the default is 5 for the whole fleet) sends every
+# change of the fleet's few alerts one by one. Beyond it, changes go in digests.
+notifications:
+  groupBy: [deviceId]
+  maxPerWindow: 20
 """
 HEARTBEAT_WINDOW_MS: Final = 60_000
 
@@ -447,18 +454,23 @@ class Observed:
     """The operators' scene after the run (telemetry.local.operators_demo)."""
     outage: Any = None
     """The gateway outage after the run (telemetry.local.outage_demo)."""
+    digests: list[dict[str, Any]] = field(default_factory=list)
+    """Digests the operator queue received (changes over a group's budget)."""
 
 
 def _observe(url: str, stack: Stack, on_call_url: str, tally: Tally) -> Observed:
     from telemetry.adapters.aws import make_client  # noqa: PLC0415
 
     sqs = make_client("sqs", endpoint_url=url)
-    alerts = [json.loads(m["Body"]) for m in peek(sqs, stack.operator_queue_url)]
+    bodies = [json.loads(m["Body"]) for m in peek(sqs, stack.operator_queue_url)]
+    alerts = [b for b in bodies if b.get("status") != "DIGEST"]
     dead = [json.loads(m["Body"]) for m in peek(sqs, stack.dead_letter_queue_url)]
     on_call = len(peek(sqs, on_call_url))
     alerted = sorted({t["deviceId"] for t in tally.transitions})
     shadows = _shadow_alerts(make_client("iot-data", endpoint_url=url), alerted, stack.shadow_name)
-    return Observed(alerts, on_call, _queue(on_call_url), dead, shadows)
+    observed = Observed(alerts, on_call, _queue(on_call_url), dead, shadows)
+    observed.digests = [b for b in bodies if b.get("status") == "DIGEST"]
+    return observed
 
 
 def _operators(url: str, stack: Stack, sim: Simulation) -> Any:
@@ -920,6 +932,10 @@ class Report:
                 f"... and {len(alerts) - len(shown)} more (every alert of the injected cases "
                 "is shown); all are still in the queue"
             )
+        for digest in self.observed.digests:
+            held = sum(digest["counts"].values())
+            group = ", ".join(f"{k} {v}" for k, v in digest["group"].items()) or "the fleet"
+            out.line(f"Digest: {plural(held, 'alert change')} over the budget of {group}")
 
     def _alerts_shown(self) -> list[dict[str, Any]]:
         """All alerts when they fit; else those of the injected cases, then the
