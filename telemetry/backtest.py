@@ -348,18 +348,37 @@ def run(
     result = Result()
     nodata = any(r.nodata_ms is not None for r in rules.rules)
     state = _Replay(result, order, nodata=nodata)
+    started: set[str] = set()
     with _collector_off():
         for source, number, raw in read_lines(sources, stdin, result):
+            first = source not in started
+            started.add(source)
             try:
                 state.add(parse_message_json(raw, _NO_CLOCK))
             except MessageRejectedError as exc:
                 if exc.rejection.code != "not_json":
                     state.add(exc)
                     continue
+                if first and _opens_a_document(raw):
+                    raise InputError(_not_json_lines(source)) from None
                 result.bad_lines += 1
                 reason = exc.rejection.detail.partition(": ")[2]
                 on_bad_line(BadLine(source, number, f"not valid JSON ({reason})"))
         return state.finish(rules, _wall(wall_ms))
+
+
+def _opens_a_document(raw: bytes) -> bool:
+    """A first line no message can be: a JSON document spread over several lines
+    (a pretty-printed array or object) starts so."""
+    stripped = raw.strip()
+    return stripped in {b"[", b"{"} or stripped.startswith(b"[")
+
+
+def _not_json_lines(source: str) -> str:
+    return (
+        f"{source}: this is not JSON Lines: it looks like one JSON document over several "
+        "lines (an array?); give one message per line, e.g. with `jq -c '.[]'`"
+    )
 
 
 def _wall(wall_ms: int | None) -> int:

@@ -335,8 +335,20 @@ def _run_rules_check(args: argparse.Namespace) -> int:
         return USAGE_ERROR if unusable else FAILED
     files = len({f for p in paths for f in rule_files(p)})
     where = paths[0] if len(paths) == 1 else f"{len(paths)} paths"
+    if not rules.rules:
+        sys.stderr.write(f"{PROG}: error: {where}: {_no_rules(files)}\n")
+        return FAILED
     sys.stdout.write(f"{where}: OK, {plural(len(rules), 'rule')} in {plural(files, 'file')}\n")
     return 0
+
+
+def _no_rules(files: int) -> str:
+    """Why a set of rule files alerts on nothing, in the words of the file."""
+    inside = "the file defines" if files == 1 else f"the {files} files define"
+    return (
+        f"no rules: {inside} none under `rules:` (empty, an empty list, or only "
+        "gateways or notifications), so nothing would ever alert"
+    )
 
 
 def _run_rules_schema(args: argparse.Namespace) -> int:
@@ -373,6 +385,9 @@ def _run_backtest(args: argparse.Namespace) -> int:
         )
     except backtest.InputError as exc:
         raise UserError(str(exc)) from None
+    if result.messages == 0 and not result.bad_lines:
+        files = ", ".join("<stdin>" if f == "-" else f for f in args.files)
+        raise UserError(f"no message to replay: {files}: empty, or only blank lines")
     summaries = backtest.summarize(result, rules, flap_window_ms=args.flap_window)
     load = alarm_load(result.transitions, rules.notifications, result.first_ms, result.last_ms)
     if args.format == "json":

@@ -705,3 +705,71 @@ def test_an_unreachable_local_aws_gives_one_line() -> None:
     # Then one line says it cannot be reached
     assert_user_error(result, code=1, says="cannot reach a local AWS at http://127.0.0.1:1")
     assert len(result.stderr.splitlines()) == 1
+
+
+# --- empty input is not an answer ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "\n\n", "rules: []\n", "rules: []\ngateways: []\n", "notifications: {maxPerWindow: 5}\n"],
+    ids=["empty", "blank", "empty-list", "gateways-only", "notifications-only"],
+)
+def test_rules_check_refuses_a_file_without_rules(tmp_path: Path, text: str) -> None:
+    # Given a rule file that defines no rule
+    empty = tmp_path / "empty.yaml"
+    empty.write_text(text)
+
+    # When it is checked
+    result = telemetry("rules", "check", str(empty))
+
+    # Then it is not OK: one line says there are no rules, and the check fails
+    assert_user_error(result, code=1, says=f"{empty}: no rules: the file defines none")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_a_file_without_rules_is_fine_beside_one_with_rules(tmp_path: Path) -> None:
+    # Given a file of gateways only, checked with a file of rules (one set)
+    gateways = tmp_path / "gateways.yaml"
+    gateways.write_text("rules: []\n")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules: [{name: hot, above: {warning: 75}}]\n")
+
+    # When both are checked, Then the set has a rule and is OK
+    result = telemetry("rules", "check", str(gateways), str(rules))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "2 paths: OK, 1 rule in 2 files"
+
+
+@pytest.mark.parametrize("stdin", [None, "", "\n  \n"], ids=["file", "stdin", "blank-stdin"])
+def test_backtest_on_empty_input_is_a_user_error(tmp_path: Path, stdin: str | None) -> None:
+    # Given an empty file (or empty standard input)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    source = str(empty) if stdin is None else "-"
+
+    # When it is backtested
+    result = telemetry("backtest", "--rules", str(RULES), source, stdin=stdin)
+
+    # Then no report of zeros: one line says there was nothing to replay, exit 2
+    shown = str(empty) if stdin is None else "<stdin>"
+    assert_user_error(result, code=2, says=f"no message to replay: {shown}: empty")
+    assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("indent", [2, None], ids=["pretty", "array-on-one-line-per-item"])
+def test_backtest_says_a_json_array_is_not_json_lines(tmp_path: Path, indent: int | None) -> None:
+    # Given a JSON array of messages, pretty-printed (or an array with one item a line)
+    items = [json.loads(m) for m in messages(WORKED_VALUES)]
+    document = tmp_path / "history.json"
+    if indent is None:
+        document.write_text("[" + ",\n".join(json.dumps(i) for i in items) + "]\n")
+    else:
+        document.write_text(json.dumps(items, indent=indent))
+
+    # When it is backtested
+    result = telemetry("backtest", "--rules", str(RULES), str(document))
+
+    # Then one line says it is not JSON Lines (not one "not valid JSON" per line)
+    assert_user_error(result, code=2, says=f"{document}: this is not JSON Lines")
+    assert len(result.stderr.splitlines()) == 1
