@@ -37,6 +37,7 @@ from telemetry.terminal import Screen, one_line, plural
 PROG = "telemetry"
 USAGE_ERROR = 2
 FAILED = 1
+DEMO_BATCH_SIZE = 500
 
 
 class UserError(Exception):
@@ -149,9 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--batch-size",
         type=_int_between(1, 10_000),
-        default=500,
         metavar="N",
-        help="records per Kinesis batch with --ingest stream (default 500)",
+        help=f"records per Kinesis batch with --ingest stream (default {DEMO_BATCH_SIZE})",
     )
     demo.add_argument(
         "--endpoint-url",
@@ -177,14 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--influxdb-api",
         choices=("v1", "v2", "v3"),
-        default="v1",
         help="the write endpoint of --influxdb-url: v1 (/write, default), v2, v3",
     )
     demo.add_argument(
         "--influxdb-database",
-        default="telemetry",
         metavar="NAME",
-        help="database (v1, v3) or bucket (v2) (default telemetry)",
+        help="database (v1, v3) or bucket (v2) with --store influxdb (default telemetry)",
     )
     demo.set_defaults(run=_run_demo)
     _add_devices_command(commands)
@@ -411,8 +409,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     from telemetry.local import demo  # noqa: PLC0415
 
     store = args.store or ("influxdb" if args.influxdb_url else "timestream")
-    if store == "timestream" and args.influxdb_url:
-        raise UserError("--influxdb-url goes with --store influxdb")
+    _refuse_ignored_demo_flags(args, store)
     options = demo.DemoOptions(
         devices=args.devices,
         sensors=args.sensors,
@@ -420,17 +417,15 @@ def _run_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         endpoint_url=args.endpoint_url,
         ingest=args.ingest,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size or DEMO_BATCH_SIZE,
         mqtt=args.mqtt,
         basic_ingest=args.basic_ingest,
         store=store,
         influxdb_url=args.influxdb_url,
-        influxdb_api=args.influxdb_api,
-        influxdb_database=args.influxdb_database,
+        influxdb_api=args.influxdb_api or "v1",
+        influxdb_database=args.influxdb_database or "telemetry",
         influxdb_token=os.environ.get("INFLUXDB_TOKEN") or None,
     )
-    if args.basic_ingest and not args.mqtt:
-        raise UserError("--basic-ingest needs --mqtt (it is the topic devices publish to)")
     try:
         demo.run(options, Screen(sys.stdout), Screen(sys.stderr))
     except demo.DemoError as exc:
@@ -438,9 +433,59 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_ignored_demo_flags(args: argparse.Namespace, store: str) -> None:
+    """A flag that would change nothing in this run is a mistake: say so, run nothing."""
+    if store == "timestream" and args.influxdb_url:
+        raise UserError("--influxdb-url goes with --store influxdb")
+    if args.influxdb_api and not args.influxdb_url:
+        raise UserError(
+            "--influxdb-api chooses the write endpoint of --influxdb-url; without it the "
+            "demo starts its own influxd, which takes v1"
+        )
+    if args.influxdb_database and store != "influxdb":
+        raise UserError("--influxdb-database goes with --store influxdb (or --influxdb-url)")
+    if args.batch_size is not None and args.ingest != "stream":
+        raise UserError(
+            "--batch-size is the Kinesis batch of --ingest stream; with --ingest direct "
+            "each message is its own invocation"
+        )
+    if args.basic_ingest and not args.mqtt:
+        raise UserError("--basic-ingest needs --mqtt (it is the topic devices publish to)")
+
+
+def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
+    """The (sub)command's own parser, as chosen by `args`."""
+    while True:
+        subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        chosen = getattr(args, subparsers[0].dest, None) if subparsers else None
+        if chosen is None:
+            return parser
+        parser = subparsers[0].choices[chosen]
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse as argparse does, but a flag the (sub)command does not take is
+    reported by that command, with its usage and the flag it may have meant."""
+    from difflib import get_close_matches  # noqa: PLC0415
+
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = _chosen_parser(parser, args)
+        flags = [s for a in command._actions for s in a.option_strings]
+        hint = ""
+        for word in unknown:
+            close = get_close_matches(word.split("=", 1)[0], flags, n=1) if word[:2] == "--" else []
+            if close:
+                hint = f" (did you mean {close[0]}?)"
+                break
+        command.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
     try:
         return int(args.run(args))
     except UserError as exc:

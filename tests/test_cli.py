@@ -773,3 +773,60 @@ def test_backtest_says_a_json_array_is_not_json_lines(tmp_path: Path, indent: in
     # Then one line says it is not JSON Lines (not one "not valid JSON" per line)
     assert_user_error(result, code=2, says=f"{document}: this is not JSON Lines")
     assert len(result.stderr.splitlines()) == 1
+
+
+# --- flags that would change nothing ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["demo", "--influxdb-api", "v2"], "--influxdb-api chooses the write endpoint of"),
+        (
+            ["demo", "--store", "influxdb", "--influxdb-api", "v3"],
+            "--influxdb-api chooses the write endpoint of --influxdb-url",
+        ),
+        (["demo", "--influxdb-database", "plant"], "--influxdb-database goes with --store"),
+        (["demo", "--batch-size", "10"], "--batch-size is the Kinesis batch of --ingest stream"),
+        (["demo", "--basic-ingest"], "--basic-ingest needs --mqtt"),
+        (["alerts", "list", "--table", "t", "--stack", "s"], "not allowed with argument"),
+        (["alerts", "ack", "d", "s", "r", "--stack", "s", "--function", "f"], "not allowed"),
+        (["alerts", "list", "--prefix", "plant"], "--prefix names a stack in a local AWS"),
+        (
+            ["alerts", "list", "--prefix", "p", "--table", "t", "--endpoint-url", "http://h:1"],
+            "--prefix names the local stack; --stack, --table and --function name it",
+        ),
+        (
+            ["alerts", "ack", "d", "s", "r", "--stack", "s", "--endpoint-url", "http://h:1"],
+            "a local AWS runs no actions function",
+        ),
+    ],
+)
+def test_a_flag_that_would_change_nothing_is_refused(args: list[str], says: str) -> None:
+    # When a flag is given that this combination would silently ignore
+    result = telemetry(*args)
+
+    # Then nothing runs: one line says why, exit 2, no traceback
+    assert_user_error(result, code=2, says=says)
+    assert len([line for line in result.stderr.splitlines() if "error:" in line]) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "command", "says"),
+    [
+        (["demo", "--devics", "3"], "telemetry demo", "--devics 3 (did you mean --devices?)"),
+        (["backtest", "--rule", "r", "--fromat", "json", "x"], "telemetry backtest", "--format"),
+        (["rules", "check", "--strict", "rules"], "telemetry rules check", "--strict"),
+        (["alerts", "list", "--sevrity", "CRITICAL"], "telemetry alerts list", "--severity"),
+    ],
+)
+def test_a_mistyped_flag_shows_the_subcommands_usage(
+    args: list[str], command: str, says: str
+) -> None:
+    # When a subcommand is given a flag it does not take
+    result = telemetry(*args)
+
+    # Then the subcommand's own usage and error line, naming the flag, exit 2
+    assert_user_error(result, code=2, says=says)
+    assert result.stderr.startswith(f"usage: {command} ")
+    assert f"{command}: error: unrecognized arguments: " in result.stderr

@@ -34,6 +34,7 @@ ACTIONS: Final = {
 }
 SEVERITIES: Final = ("WARNING", "CRITICAL")
 DEFAULT_PREFIX: Final = "telemetry"
+USAGE: Final = 2
 
 
 class AlertsError(RuntimeError):
@@ -99,30 +100,54 @@ def add_arguments(parser: argparse.ArgumentParser, url: Any) -> None:
 
 
 def _where(parser: argparse.ArgumentParser, url: Any, *, table: bool) -> None:
-    group = parser.add_argument_group("which stack")
-    group.add_argument("--stack", metavar="NAME", help="a deployed stack: names from its outputs")
+    by_name = "--table" if table else "--function"
+    group = parser.add_argument_group(f"which stack (one of --stack, {by_name}, --endpoint-url)")
+    named = group.add_mutually_exclusive_group()
+    named.add_argument("--stack", metavar="NAME", help="a deployed stack: names from its outputs")
     if table:
-        group.add_argument("--table", metavar="NAME", help="the state table, by name")
+        named.add_argument("--table", metavar="NAME", help="the state table, by name")
     else:
-        group.add_argument("--function", metavar="NAME", help="the actions function, by name")
+        named.add_argument("--function", metavar="NAME", help="the actions function, by name")
     group.add_argument(
         "--endpoint-url",
         type=url,
         metavar="URL",
-        help="a local AWS (the demo's), whose stack is named by --prefix",
+        help="a local AWS (the demo's, with `telemetry demo --keep`), whose stack is "
+        "named by --prefix",
     )
     group.add_argument(
         "--prefix",
-        default=DEFAULT_PREFIX,
-        help=f"the local stack's name prefix (default {DEFAULT_PREFIX})",
+        help=f"the local stack's name prefix, with --endpoint-url (default {DEFAULT_PREFIX})",
     )
     group.add_argument("--region", help="AWS region (default: your configuration's)")
+
+
+def _check_where(args: argparse.Namespace) -> None:
+    """Refuse flags that this stack choice would ignore."""
+    if args.prefix is not None and not args.endpoint_url:
+        raise AlertsError(
+            "--prefix names a stack in a local AWS: it goes with --endpoint-url", USAGE
+        )
+    named = args.stack or getattr(args, "table", None) or getattr(args, "function", None)
+    if args.stack and args.endpoint_url and getattr(args, "function", "list") is None:
+        raise AlertsError(
+            "a local AWS runs no actions function: with --endpoint-url, name the local "
+            "stack by --prefix, not --stack",
+            USAGE,
+        )
+    if args.prefix is not None and named:
+        raise AlertsError(
+            "--prefix names the local stack; --stack, --table and --function name it "
+            "otherwise: give one",
+            USAGE,
+        )
 
 
 # --- running -----------------------------------------------------------------------
 
 
 def run(args: argparse.Namespace, out: Screen) -> int:
+    _check_where(args)
     if args.endpoint_url:
         from telemetry.local.server import LocalAwsError, check_reachable, point_at  # noqa: PLC0415
 
@@ -166,7 +191,7 @@ def _stack_outputs(args: argparse.Namespace) -> dict[str, str]:
 
 def _local_environment(args: argparse.Namespace) -> dict[str, str]:
     """The function's environment for the local stack at --endpoint-url (the demo's)."""
-    prefix = args.prefix
+    prefix = args.prefix or DEFAULT_PREFIX
     sns, sqs = _client(args, "sns"), _client(args, "sqs")
     topics = [t["TopicArn"] for t in sns.list_topics().get("Topics", [])]
     topic = next((t for t in topics if t.rsplit(":", 1)[-1] == f"{prefix}-alerts"), None)
