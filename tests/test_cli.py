@@ -697,6 +697,17 @@ def test_bad_arguments_give_usage_and_exit_2(args: list[str], says: str) -> None
     assert_user_error(result, code=2, says=says)
 
 
+def test_an_unreachable_influxdb_is_named_as_influxdb() -> None:
+    # Given nothing listening on port 9
+    # When the demo is told to write to an InfluxDB there
+    result = telemetry("demo", "--influxdb-url", "http://127.0.0.1:9")
+
+    # Then one line says InfluxDB cannot be reached (not the local AWS)
+    assert_user_error(result, code=1, says="cannot reach InfluxDB at http://127.0.0.1:9")
+    assert "local AWS" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
 def test_an_unreachable_local_aws_gives_one_line() -> None:
     # Given nothing listening on port 1
     # When the demo is pointed at it

@@ -506,7 +506,7 @@ def _influx_target(options: DemoOptions) -> Iterator[InfluxTarget | None]:
         yield None
         return
     if options.influxdb_url:
-        check_reachable(options.influxdb_url)
+        check_reachable(options.influxdb_url, what="InfluxDB")
         target = InfluxTarget(
             options.influxdb_url,
             options.influxdb_api,
