@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -196,10 +197,7 @@ def _local_environment(args: argparse.Namespace) -> dict[str, str]:
     topics = [t["TopicArn"] for t in sns.list_topics().get("Topics", [])]
     topic = next((t for t in topics if t.rsplit(":", 1)[-1] == f"{prefix}-alerts"), None)
     if topic is None:
-        raise AlertsError(
-            f"no stack {prefix!r} at {args.endpoint_url}: run `telemetry demo "
-            f"--endpoint-url {args.endpoint_url}` first, or give --prefix"
-        )
+        raise AlertsError(f"no stack {prefix!r} at {args.endpoint_url}: {_stacks_hint(args)}")
     queue = sqs.get_queue_url(QueueName=f"{prefix}-dead-letter")["QueueUrl"]
     return {
         "TIMESTREAM_DB": f"{prefix}-db",
@@ -209,6 +207,22 @@ def _local_environment(args: argparse.Namespace) -> dict[str, str]:
         "DEAD_LETTER_QUEUE_URL": queue,
         "AWS_ENDPOINT_URL": args.endpoint_url,
     }
+
+
+def _stacks_hint(args: argparse.Namespace) -> str:
+    """What to do when the local stack named is not there: the stacks that are."""
+    topics = [t["TopicArn"] for t in _client(args, "sns").list_topics().get("Topics", [])]
+    names = sorted(
+        name.removesuffix("-alerts")
+        for name in (t.rsplit(":", 1)[-1] for t in topics)
+        if name.endswith("-alerts")
+    )
+    if names:
+        return f"its stacks are {', '.join(names)}: give one with --prefix"
+    return (
+        f"it holds none; run `telemetry demo --keep` (or `telemetry demo --endpoint-url "
+        f"{args.endpoint_url}`) first"
+    )
 
 
 def _state_table(args: argparse.Namespace) -> str:
@@ -237,12 +251,29 @@ def _list(args: argparse.Namespace, out: Screen) -> int:
         sys.stdout.write(json.dumps(views, indent=2) + "\n")
         return 0
     if not views:
-        out.line("no active alert" + (f" on {args.device}" if args.device else ""))
+        out.line(_none_listed(args, records))
         return 0
     rows = [_row(v) for v in views]
     out.line(f"{plural(len(views), 'alert')} active or held by an operator")
     out.table(("device", "sensor", "rule", "severity", "since", "held"), rows, drop=(4,))
     return 0
+
+
+def _none_listed(args: argparse.Namespace, records: list[Any]) -> str:
+    """Why the list is empty: nothing active at all, or nothing at the severity
+    asked for (then what is active)."""
+    on = f" on {args.device}" if args.device else ""
+    if args.severity is None:
+        return f"no active alert{on}"
+    below = list(_views(records, None))
+    if not below:
+        return f"no alert at {args.severity}{on}, and none active below it"
+    counts = Counter(_row(v)[3] for v in below)
+    active = ", ".join(f"{n} {severity}" for severity, n in sorted(counts.items()))
+    return (
+        f"no alert at {args.severity}{on}; active or held below it: {active} "
+        "(list without --severity to see them)"
+    )
 
 
 def _views(records: Iterable[Any], severity: str | None) -> Iterable[dict[str, Any]]:
