@@ -70,10 +70,11 @@ from telemetry.core.rules import RuleSet
 from telemetry.core.silence import silences_in
 from telemetry.terminal import (
     TRANSITION_COLUMNS,
-    TRANSITION_DROPPED_FIRST,
+    TRANSITION_FOLDED_FIRST,
     Screen,
     duration_text,
     plural,
+    render_transition_table,
     time_text,
     transition_row,
 )
@@ -500,12 +501,15 @@ def write_jsonl(transitions: Iterable[Transition], stream: TextIO) -> None:
 
 def render_transitions(transitions: Sequence[Transition], screen: Screen) -> None:
     screen.line(f"Transitions that would have fired: {len(transitions)}", style="bold")
-    if transitions:
+    if transitions and screen.console is not None:
+        # A terminal: the day said once when there is one, for room to show the rest.
+        render_transition_table(transitions, screen)
+    elif transitions:
         screen.table(
             TRANSITION_COLUMNS,
             [transition_row(t) for t in transitions],
             numeric=(5, 6),
-            drop=TRANSITION_DROPPED_FIRST,
+            fold=TRANSITION_FOLDED_FIRST,
         )
 
 
@@ -515,7 +519,7 @@ def render_summary(
     window = duration_text(args.flap_window)
     screen.heading(f"Per rule (flaps: episodes raised again within {window} of resolving)")
     screen.table(
-        ("rule", "episodes", "reached critical", "still open", "time in alert", "flaps"),
+        ("rule", "episodes", "reached\ncritical", "still\nopen", "time in\nalert", "flaps"),
         [
             [s.rule, s.episodes, s.critical, s.still_open, duration_text(s.alert_ms), s.flaps]
             for s in summaries

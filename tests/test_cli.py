@@ -40,7 +40,7 @@ SNS_BODY_FIELDS = {
 }  # fmt: skip
 ROW = re.compile(
     r"^(?:\d{4}-\d\d-\d\dT[\d:]+Z|\d\d:\d\d:\d\d)\s+(\S+)\s+(\S+)\s+(RAISED|ESCALATED|DEESCALATED|RESOLVED)\s+"
-    r"(OK|WARNING|CRITICAL)\s+(\S+)\s+(\S+)\s+(\S+)\s*$"
+    r"(OK|WARNING|CRITICAL)\s+(\S+)\s+(\S+(?: silent)?)\s+(\S+)\s*$"
 )
 
 
@@ -72,6 +72,50 @@ def messages(values: list[float], *, device: str = "pump-17", step_ms: int = 60_
 def table_rows(stdout: str) -> list[tuple[str, ...]]:
     """(device, sensor, status, severity, value, threshold, rule) per transition row."""
     return [m.groups() for line in stdout.splitlines() if (m := ROW.match(line))]
+
+
+def threshold_cell(alert: dict[str, Any]) -> str:
+    """The threshold as the table shows it: a level, or a no-data alert's window."""
+    if alert.get("direction") == "nodata":
+        from telemetry.terminal import duration_text
+
+        return f"{duration_text(round(alert['threshold'] * 1000))} silent"
+    return f"{alert['threshold']:g}"
+
+
+def on_terminal(width: int, *args: str) -> str:
+    """`telemetry ARGS` run on a terminal `width` columns wide: its screen, uncoloured."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, width, 0, 0))
+    env = {**os.environ, "COLUMNS": str(width), "NO_COLOR": "1", "TERM": "dumb"}
+    with subprocess.Popen(
+        [sys.executable, "-m", "telemetry", *args],
+        stdout=follower,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=env,
+    ) as process:
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed: the command ended
+                break
+            if not chunk:
+                break
+            shown += chunk
+        process.wait(timeout=300)
+    os.close(leader)
+    assert process.returncode == 0
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.decode()).replace("\r\n", "\n")
 
 
 def section(stdout: str, heading: str) -> list[str]:
@@ -273,7 +317,7 @@ def test_demo_shows_the_alerts_as_the_operator_queue_received_them(demo: DemoRun
             a["status"],
             a["severity"],
             f"{a['value']:g}",
-            f"{a['threshold']:g}",
+            threshold_cell(a),
             a["rule"],
         )
         for a in held.alerts
@@ -841,3 +885,104 @@ def test_a_mistyped_flag_shows_the_subcommands_usage(
     assert_user_error(result, code=2, says=says)
     assert result.stderr.startswith(f"usage: {command} ")
     assert f"{command}: error: unrecognized arguments: " in result.stderr
+
+
+# --- on a terminal: what to show at each width --------------------------------
+
+
+def rows_with(screen: str, cells: list[str]) -> list[list[str]]:
+    """The lines that hold `cells` in that order, and the line under each."""
+    lines = screen.splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        words = line.split()
+        if words[: len(cells)] == cells or words[1 : len(cells) + 1] == cells:
+            out.append([line, lines[i + 1] if i + 1 < len(lines) else ""])
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [80, 100])
+def test_backtest_on_a_terminal_shows_values_and_thresholds(width: int) -> None:
+    # When the sample history is backtested on a terminal of 80 or 100 columns
+    screen = on_terminal(width, "backtest", "--rules", str(RULES), str(SAMPLE))
+
+    # Then nothing is cut and no line is wider than the screen
+    assert "…" not in screen
+    assert all(len(line) <= width for line in screen.splitlines())
+    # and the pump's changes show their value and the level crossed, in the row,
+    # and their whole rule name, in the row or on the line under it
+    found = rows_with(screen, ["pump-17", "temp-1", "RAISED", "WARNING"])
+    assert found, screen
+    row, under = found[0]
+    assert row.split()[5:7] == ["77.6", "75"]
+    assert "temperature-high" in row.split() or under.split() == ["rule", "temperature-high"]
+    # and the per-rule table keeps its last column whole
+    assert "flaps" in screen.split()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [80, 100])
+def test_the_demo_on_a_terminal_cuts_and_drops_nothing(width: int) -> None:
+    # When the demo runs on a terminal of 80 or 100 columns
+    screen = on_terminal(
+        width, "demo", "--devices", "4", "--duration", "2m", "--seed", "3", "--ingest", "stream"
+    )
+
+    # Then nothing is cut and no line is wider than the screen
+    assert "…" not in screen
+    assert all(len(line) <= width for line in screen.splitlines()), screen
+    # and every alert row shows its value and threshold
+    alerts = section(screen, "on 2")
+    rows = [line.split() for line in alerts[2:] if re.match(r"^\d\d:\d\d:\d\d ", line)]
+    assert rows
+    assert all(re.fullmatch(r"[\d.]+", row[5]) and re.fullmatch(r"[\d.]+", row[6]) for row in rows)
+    # and every cost line its price per unit, in the row or on the line under it
+    costs = section(screen, "Estimated AWS cost per million messages")
+    starts = [
+        i
+        for i, line in enumerate(costs)
+        if line.startswith(("Lambda", "DynamoDB", "Kinesis", "IoT"))
+    ]
+    assert len(starts) >= 8
+    for first, end in zip(starts, [*starts[1:], len(costs)], strict=True):
+        numbers = [w for w in costs[first].split() if re.fullmatch(r"\d+\.\d+", w)]
+        below = " ".join(costs[first + 1 : end])
+        assert len(numbers) == 3 or re.search(r"USD per unit \d+\.\d+", below), costs[first]
+    # and the injected cases' lines wrap under their text, not at the margin
+    injected_lines = section(screen, "Injected cases")
+    assert all(line.startswith(" ") for line in injected_lines)
+
+
+@pytest.mark.slow
+def test_demo_says_why_the_on_call_queue_holds_what_it_holds(demo: DemoRun) -> None:
+    # Given the demo run and its CRITICAL-only queue
+    out, held = demo.stdout, demo.held
+    reason = re.search(
+        r"routes on the worse of severity and previous severity: it gets every change to or "
+        r"from CRITICAL \((\d+) to CRITICAL, (\d+) from it\)",
+        out,
+    )
+
+    # Then the line beside the table says why it holds more than the CRITICAL rows
+    assert reason, out
+    to, leaving = map(int, reason.groups())
+    assert to == sum(1 for a in held.alerts if a["severity"] == "CRITICAL")
+    assert to + leaving == len(held.on_call)
+
+
+@pytest.mark.slow
+def test_demo_cost_per_message_shows_meaningful_digits(demo: DemoRun) -> None:
+    # Given the demo's cost table
+    lines = section(demo.stdout, "Estimated AWS cost per million messages")[2:]
+
+    # Then no item costing something per million shows 0 per message
+    for line in lines:
+        words = line.split()
+        per_message, per_million = float(words[-3]), float(words[-1])
+        assert per_million == 0 or words[-3].strip("0.") != "", line
+        assert per_million == 0 or per_message > 0, line
+    if demo.ingest == "stream":
+        kinesis = [line for line in lines if line.startswith("Kinesis")]
+        assert kinesis
+        assert all(float(line.split()[-3]) > 0 for line in kinesis)

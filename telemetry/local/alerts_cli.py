@@ -255,7 +255,7 @@ def _list(args: argparse.Namespace, out: Screen) -> int:
         return 0
     rows = [_row(v) for v in views]
     out.line(f"{plural(len(views), 'alert')} active or held by an operator")
-    out.table(("device", "sensor", "rule", "severity", "since", "held"), rows, drop=(4,))
+    out.table(("device", "sensor", "rule", "severity", "since", "held"), rows, fold=(4,))
     return 0
 
 

@@ -866,13 +866,14 @@ class Report:
             mark = "ok" if verdict.ok else "NOT AS EXPECTED"
             where = f" ({verdict.where})" if verdict.where else ""
             out.line(f"{mark:>3}  {verdict.case}{where}", style=None if verdict.ok else "bold red")
-            out.line(f"     expected: {verdict.expected}")
-            out.line(f"     observed: {verdict.observed}")
+            out.line(f"     expected: {verdict.expected}", hang=15)
+            out.line(f"     observed: {verdict.observed}", hang=15)
         silent = any(s.name == "silent device" for s in self.sim.scenarios)
         if self.options.mqtt and not silent and self.options.devices >= 4:
             out.line(
-                " --  silent device: not played over MQTT, where silence is judged in "
-                "arrival time on the real clock and the run lasts seconds (see it without --mqtt)"
+                hang=5,
+                text=" --  silent device: not played over MQTT, where silence is judged in "
+                "arrival time on the real clock and the run lasts seconds (see it without --mqtt)",
             )
 
     def _render_alerts(self, out: Screen) -> None:
@@ -883,6 +884,16 @@ class Report:
             f"Alerts received by the operator queue {_queue(self.stack.operator_queue_url)}: "
             f"{len(alerts)} (published: {len(self.tally.transitions)}; "
             f"on-call queue, CRITICAL only: {self.observed.on_call})"
+        )
+        at = sum(1 for a in alerts if a["severity"] == "CRITICAL")
+        left = sum(
+            1 for a in alerts if a["previousSeverity"] == "CRITICAL" and a["severity"] != "CRITICAL"
+        )
+        out.line(
+            "The on-call queue's filter routes on the worse of severity and previous "
+            f"severity: it gets every change to or from CRITICAL ({at} to CRITICAL, "
+            f"{left} from it) and no other.",
+            hang=0,
         )
         shown = self._alerts_shown()
         render_transition_table([Transition.from_json(a) for a in shown], out)
@@ -914,7 +925,7 @@ class Report:
             f"Operators act (telemetry alerts ack|snooze), on a stack of their own: {scene.stack}"
         )
         for what, answer in scene.steps:
-            out.line(f"- {what}: {answer}")
+            out.line(f"- {what}: {answer}", hang=2)
         out.line(f"The operator queue received {plural(len(scene.received), 'message')} meanwhile:")
         out.table(
             ("status", "device", "sensor", "severity", "was", "by"),
@@ -929,6 +940,7 @@ class Report:
                 ]
                 for m in scene.received
             ],
+            fold=(5,),
         )
 
     def _render_shadows(self, out: Screen) -> None:
@@ -955,7 +967,7 @@ class Report:
                 ("device", "sensor", "severity", "rule", "since", "value"),
                 rows,
                 numeric=(5,),
-                drop=(5,),
+                fold=(4, 5),
             )
         else:
             out.line("none: every episode has been resolved")
@@ -985,19 +997,20 @@ class Report:
             f"calls ${total - ingest:.2f}, IoT Core messaging and rule ${ingest:.2f})"
         )
         out.table(
-            ("item", "unit", "per message", "USD per unit", "USD per 1M messages"),
+            ("item", "unit", "per\nmessage", "USD per\nunit", "USD per 1M\nmessages"),
             [
                 [
                     line.item,
                     line.price.unit,
-                    f"{line.units / self.messages:.4f}",
+                    significant(line.units / self.messages),
                     f"{line.price.usd:.10f}".rstrip("0"),
                     f"{line.per_million(self.messages):.4f}",
                 ]
                 for line in lines
             ],
             numeric=(2, 3, 4),
-            drop=(3,),
+            wrap=1,
+            fold=(3, 2),
         )
         out.line()
         out.line(
@@ -1010,6 +1023,16 @@ class Report:
                 "InfluxDB is priced per instance-hour, not per write: its cost per million "
                 "messages depends on the fleet's rate (make bench: bench_cost)."
             )
+
+
+def significant(value: float, digits: int = 4) -> str:
+    """A quantity per message: four decimals, or, below a thousandth (a Kinesis
+    GB per message is millionths), as many as its first `digits` significant
+    digits need, never a row of zeros."""
+    if value == 0 or abs(value) >= 0.001:
+        return f"{value:.4f}"
+    decimals = digits - 1 - math.floor(math.log10(abs(value)))
+    return f"{value:.{decimals}f}"
 
 
 @dataclass(frozen=True, slots=True)
