@@ -159,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="use an already running local AWS instead of starting one",
     )
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="after the summary, leave the local AWS up (until Ctrl-C) and print the "
+        "`telemetry alerts` commands that act on the run's stack",
+    )
     _add_mqtt_arguments(demo, flag=True)
     demo.add_argument(
         "--store",
@@ -425,6 +431,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         influxdb_api=args.influxdb_api or "v1",
         influxdb_database=args.influxdb_database or "telemetry",
         influxdb_token=os.environ.get("INFLUXDB_TOKEN") or None,
+        keep=args.keep,
     )
     try:
         demo.run(options, Screen(sys.stdout), Screen(sys.stderr))

@@ -849,11 +849,27 @@ def test_backtest_says_a_json_array_is_not_json_lines(tmp_path: Path, indent: in
         (["alerts", "list", "--prefix", "plant"], "--prefix names a stack in a local AWS"),
         (
             ["alerts", "list", "--prefix", "p", "--table", "t", "--endpoint-url", "http://h:1"],
-            "--prefix names the local stack; --stack, --table and --function name it",
+            "--prefix names the local stack, as --stack does; --table names its table",
         ),
         (
-            ["alerts", "ack", "d", "s", "r", "--stack", "s", "--endpoint-url", "http://h:1"],
-            "a local AWS runs no actions function",
+            ["alerts", "list", "--prefix", "p", "--stack", "s", "--endpoint-url", "http://h:1"],
+            "--prefix names the local stack, as --stack does",
+        ),
+        (
+            [
+                "alerts",
+                "ack",
+                "d",
+                "s",
+                "r",
+                "--prefix",
+                "p",
+                "--function",
+                "f",
+                "--endpoint-url",
+                "http://h:1",
+            ],
+            "--prefix names a local stack; --function a deployed one",
         ),
     ],
 )
@@ -986,3 +1002,83 @@ def test_demo_cost_per_message_shows_meaningful_digits(demo: DemoRun) -> None:
         kinesis = [line for line in lines if line.startswith("Kinesis")]
         assert kinesis
         assert all(float(line.split()[-3]) > 0 for line in kinesis)
+
+
+# --- demo --keep: the operators' tools on the demo's stack -------------------
+
+
+def printed_commands(stdout: str) -> list[list[str]]:
+    """The `telemetry alerts` commands the demo printed, as argument lists."""
+    import shlex
+
+    return [
+        shlex.split(line.strip())[1:]
+        for line in stdout.splitlines()
+        if line.strip().startswith("telemetry alerts ")
+    ]
+
+
+@pytest.mark.slow
+def test_demo_keep_leaves_the_local_aws_up_for_the_alerts_commands_it_prints() -> None:
+    import signal
+
+    # Given the demo run with --keep, on its own local AWS
+    process = subprocess.Popen(
+        [sys.executable, "-m", "telemetry", "demo", "--keep", "--devices", "4",
+         "--duration", "2m", "--seed", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if "stays up until you press Ctrl-C" in line:
+                break
+        stdout = "".join(lines)
+        assert "stays up until you press Ctrl-C" in stdout, stdout + process.stderr.read()
+
+        # When an operator runs the commands it printed, as printed
+        commands = printed_commands(stdout)
+        assert [c[:2] for c in commands] == [["alerts", "list"], ["alerts", "ack"],
+                                              ["alerts", "snooze"]]  # fmt: skip
+        listed = telemetry(*commands[0])
+        acked = telemetry(*commands[1])
+        snoozed = telemetry(*commands[2])
+        # and runs the demo again on that local AWS, with --keep
+        url = commands[0][commands[0].index("--endpoint-url") + 1]
+        again = telemetry(
+            "demo", "--keep", "--devices", "3", "--duration", "2m", "--seed", "5",
+            "--endpoint-url", url,
+        )  # fmt: skip
+        relisted = telemetry(*printed_commands(again.stdout)[0], "--format", "json")
+    finally:
+        # and stops the demo with Ctrl-C
+        process.send_signal(signal.SIGINT)
+        rest, errors = process.communicate(timeout=60)
+
+    # Then the list shows the alert the demo left active, the actions apply to it
+    assert listed.returncode == 0, listed.stderr
+    device, sensor, rule = commands[1][2:5]
+    assert any(line.split()[:3] == [device, sensor, rule] for line in listed.stdout.splitlines())
+    assert acked.returncode == 0, acked.stderr
+    assert acked.stdout.startswith(f"acknowledge: applied to {device} {sensor} ({rule})")
+    assert snoozed.returncode == 0, snoozed.stderr
+    # and Ctrl-C ends the demo cleanly
+    assert process.returncode == 0, errors
+    assert "Local AWS stopped." in rest
+    assert "Traceback" not in errors
+    # and the second run's commands name its own stack, whose alerts they list
+    assert again.returncode == 0, again.stderr
+    assert [c[c.index("--stack") + 1] for c in printed_commands(again.stdout)] == [
+        "telemetry-2"
+    ] * len(printed_commands(again.stdout))
+    shown = {
+        tuple(line.split()[:2])
+        for line in section(again.stdout, "Alert state now in the shadows")[2:]
+    }
+    assert relisted.returncode == 0, relisted.stderr
+    assert {(a["deviceId"], a["sensorId"]) for a in json.loads(relisted.stdout)} == shown

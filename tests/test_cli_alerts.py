@@ -376,8 +376,8 @@ def test_an_unknown_prefix_names_the_stacks_there(local: tuple[str, Stack]) -> N
     # When an operator names a prefix that is not one of them
     result = telemetry_on("nosuch", "alerts", "list", "--endpoint-url", url)
 
-    # Then the line names the stacks there, and does not tell them to give --prefix
-    # as if they had not
+    # Then the line names the stacks there (and how to name one), not "give --prefix"
+    # as if it had not been given
     assert result.returncode == 1
     assert result.stderr.startswith(f"telemetry: error: no stack 'nosuch' at {url}: ")
     assert PREFIX in result.stderr

@@ -6,8 +6,8 @@
 - `telemetry alerts ack|snooze|unsnooze|disable|enable|reset DEVICE SENSOR RULE`:
   an action, through the actions function of a deployed stack (`--function
   NAME`, or found from `--stack NAME`); against a local AWS (`--endpoint-url`,
-  the demo's), the same handler runs in this process, since a local AWS runs
-  no Lambda. `--by` defaults to the caller's identity (STS GetCallerIdentity).
+  the demo's, with `--stack` naming its stack there), the same handler runs in
+  this process, since a local AWS runs no Lambda. `--by` defaults to the caller's identity (STS GetCallerIdentity).
 
 Exit status: 0 listed, or the action applied; 1 the action was refused (the
 line says why) or the AWS call failed; 2 a usage error.
@@ -104,7 +104,12 @@ def _where(parser: argparse.ArgumentParser, url: Any, *, table: bool) -> None:
     by_name = "--table" if table else "--function"
     group = parser.add_argument_group(f"which stack (one of --stack, {by_name}, --endpoint-url)")
     named = group.add_mutually_exclusive_group()
-    named.add_argument("--stack", metavar="NAME", help="a deployed stack: names from its outputs")
+    named.add_argument(
+        "--stack",
+        metavar="NAME",
+        help="a deployed stack (names from its outputs); with --endpoint-url, a stack of "
+        "that local AWS (the demo prints its name: telemetry, telemetry-2, ...)",
+    )
     if table:
         named.add_argument("--table", metavar="NAME", help="the state table, by name")
     else:
@@ -113,12 +118,11 @@ def _where(parser: argparse.ArgumentParser, url: Any, *, table: bool) -> None:
         "--endpoint-url",
         type=url,
         metavar="URL",
-        help="a local AWS (the demo's, with `telemetry demo --keep`), whose stack is "
-        "named by --prefix",
+        help="a local AWS (the demo's: `telemetry demo --keep` leaves it up), whose stack "
+        f"--stack names (default {DEFAULT_PREFIX})",
     )
     group.add_argument(
-        "--prefix",
-        help=f"the local stack's name prefix, with --endpoint-url (default {DEFAULT_PREFIX})",
+        "--prefix", help="with --endpoint-url, the local stack's name, as --stack says it"
     )
     group.add_argument("--region", help="AWS region (default: your configuration's)")
 
@@ -129,19 +133,20 @@ def _check_where(args: argparse.Namespace) -> None:
         raise AlertsError(
             "--prefix names a stack in a local AWS: it goes with --endpoint-url", USAGE
         )
-    named = args.stack or getattr(args, "table", None) or getattr(args, "function", None)
-    if args.stack and args.endpoint_url and getattr(args, "function", "list") is None:
+    if args.prefix is not None and (args.stack or getattr(args, "table", None)):
         raise AlertsError(
-            "a local AWS runs no actions function: with --endpoint-url, name the local "
-            "stack by --prefix, not --stack",
+            "--prefix names the local stack, as --stack does; --table names its table: give one",
             USAGE,
         )
-    if args.prefix is not None and named:
+    if args.prefix is not None and getattr(args, "function", None):
         raise AlertsError(
-            "--prefix names the local stack; --stack, --table and --function name it "
-            "otherwise: give one",
-            USAGE,
+            "--prefix names a local stack; --function a deployed one: give one", USAGE
         )
+
+
+def _local_stack(args: argparse.Namespace) -> str:
+    """The name of the stack at --endpoint-url."""
+    return str(args.prefix or args.stack or DEFAULT_PREFIX)
 
 
 # --- running -----------------------------------------------------------------------
@@ -192,7 +197,7 @@ def _stack_outputs(args: argparse.Namespace) -> dict[str, str]:
 
 def _local_environment(args: argparse.Namespace) -> dict[str, str]:
     """The function's environment for the local stack at --endpoint-url (the demo's)."""
-    prefix = args.prefix or DEFAULT_PREFIX
+    prefix = _local_stack(args)
     sns, sqs = _client(args, "sns"), _client(args, "sqs")
     topics = [t["TopicArn"] for t in sns.list_topics().get("Topics", [])]
     topic = next((t for t in topics if t.rsplit(":", 1)[-1] == f"{prefix}-alerts"), None)
@@ -218,7 +223,7 @@ def _stacks_hint(args: argparse.Namespace) -> str:
         if name.endswith("-alerts")
     )
     if names:
-        return f"its stacks are {', '.join(names)}: give one with --prefix"
+        return f"its stacks are {', '.join(names)}: name one with --stack"
     return (
         f"it holds none; run `telemetry demo --keep` (or `telemetry demo --endpoint-url "
         f"{args.endpoint_url}`) first"
@@ -228,13 +233,13 @@ def _stacks_hint(args: argparse.Namespace) -> str:
 def _state_table(args: argparse.Namespace) -> str:
     if getattr(args, "table", None):
         return str(args.table)
+    if args.endpoint_url:
+        return _local_environment(args)["STATE_TABLE"]
     if args.stack:
         outputs = _stack_outputs(args)
         if "AlertStateTableName" not in outputs:
             raise AlertsError(f"stack {args.stack} has no AlertStateTableName output")
         return outputs["AlertStateTableName"]
-    if args.endpoint_url:
-        return _local_environment(args)["STATE_TABLE"]
     raise AlertsError("say which stack: --stack NAME, --table NAME or --endpoint-url URL", 2)
 
 

@@ -87,6 +87,9 @@ class DemoOptions:
     influxdb_api: str = "v1"
     influxdb_database: str = "telemetry"
     influxdb_token: str | None = None
+    keep: bool = False
+    """Leave the local AWS up after the summary (until interrupted) and print the
+    `telemetry alerts` commands that act on its stack."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -491,10 +494,15 @@ def run(options: DemoOptions, out: Screen, err: Screen) -> None:
         with _influx_target(options) as influx:
             if options.endpoint_url:
                 check_reachable(options.endpoint_url)
-                _run_against(options.endpoint_url, False, options, out, err, influx)
+                report = _run_against(options.endpoint_url, False, options, out, err, influx)
+                if options.keep:
+                    _try_alerts(report, out)
                 return
             with LocalAwsServer() as server:
-                _run_against(server.url, True, options, out, err, influx)
+                report = _run_against(server.url, True, options, out, err, influx)
+                if options.keep:
+                    _try_alerts(report, out)
+                    _until_interrupted(server.url, out)
     except (LocalAwsError, InfluxError) as exc:
         raise DemoError(str(exc)) from None
 
@@ -545,7 +553,7 @@ def _run_against(
     out: Screen,
     err: Screen,
     influx: InfluxTarget | None = None,
-) -> None:
+) -> Report:
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
     point_at(url)
@@ -570,6 +578,45 @@ def _run_against(
         observed.influx = _read_back(influx)
     report = Report(options, url, embedded, sim, stack, meter, tally, observed, influx)
     report.render(out)
+    return report
+
+
+def alerts_commands(report: Report) -> list[str]:
+    """The `telemetry alerts` commands that act on the run's stack at its local
+    AWS: list, and, when an alert is still active, acknowledge and snooze it."""
+    where = f"--endpoint-url {report.url} --stack {report.stack_name}"
+    commands = [f"telemetry alerts list {where}"]
+    active = [
+        (device, sensor, entry.get("rule"))
+        for device, alerts in sorted(report.observed.shadows.items())
+        for sensor, entry in sorted(alerts.items())
+        if entry.get("rule")
+    ]
+    if active:
+        device, sensor, rule = active[0]
+        commands += [
+            f"telemetry alerts ack {device} {sensor} {rule} {where} --note 'on my way'",
+            f"telemetry alerts snooze {device} {sensor} {rule} --until 2h {where}",
+        ]
+    return commands
+
+
+def _try_alerts(report: Report, out: Screen) -> None:
+    out.heading(f"Try the operators' tools on this run's stack, {report.stack_name}:")
+    for command in alerts_commands(report):
+        out.line(f"  {command}")
+
+
+def _until_interrupted(url: str, out: Screen) -> None:
+    """Keep the local AWS (served by a thread of this process) up until Ctrl-C."""
+    import threading  # noqa: PLC0415
+
+    out.line()
+    out.line(f"The local AWS at {url} stays up until you press Ctrl-C.")
+    out.stream.flush()
+    with contextlib.suppress(KeyboardInterrupt):
+        threading.Event().wait()
+    out.line("Local AWS stopped.")
 
 
 def _run_fleet(
@@ -700,6 +747,11 @@ class Report:
     @property
     def messages(self) -> int:
         return len(self.sim.deliveries)
+
+    @property
+    def stack_name(self) -> str:
+        """The run's stack (`telemetry`, or `telemetry-2`... after earlier runs)."""
+        return self.stack.state_table.removesuffix("-alert-state")
 
     def costs(self) -> list[CostLine]:
         m, units = self.meter, self.meter.units
