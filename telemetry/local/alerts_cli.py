@@ -7,7 +7,8 @@
   an action, through the actions function of a deployed stack (`--function
   NAME`, or found from `--stack NAME`); against a local AWS (`--endpoint-url`,
   the demo's, with `--stack` naming its stack there), the same handler runs in
-  this process, since a local AWS runs no Lambda. `--by` defaults to the caller's identity (STS GetCallerIdentity).
+  this process, since a local AWS runs no Lambda. `--by` defaults to the
+  caller's identity (STS GetCallerIdentity).
 
 Exit status: 0 listed, or the action applied; 1 the action was refused (the
 line says why) or the AWS call failed; 2 a usage error.
