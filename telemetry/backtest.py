@@ -1,10 +1,10 @@
 """Replay recorded messages through rules, without AWS: tune rules on history.
 
-Input is JSON lines, one seed-format message per line (what the IoT rule
-hands the function). Every message is validated as the function would; the
-readings are then evaluated with the same alert state machine, carrying state
-per device, and the transitions that would have fired come out in event-time
-order.
+Input is JSON Lines: one message per line, as devices send it (what the IoT
+rule hands the function); a JSON array of messages is refused as such. Every
+message is validated as the function would; the readings are then evaluated
+with the same alert state machine, carrying state per device, and the
+transitions that would have fired come out in event-time order.
 
 - `event` order (default): each device's readings are evaluated in reading
   time, whatever the order of the lines: what the rules decide on this data.

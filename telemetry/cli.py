@@ -196,9 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     backtest = commands.add_parser(
         "backtest",
         help="replay recorded messages through rules, without AWS",
-        description="Replay JSON-lines messages (one seed-format message per line) through "
-        "the rules and print the alert transitions they would have fired, in event-time "
-        "order, then a summary per rule.",
+        description="Replay recorded messages (JSON Lines: one message per line, as devices "
+        "send it, with deviceId, timestamp and data) through the rules and print the alert "
+        "transitions they would have fired, in event-time order, then a summary per rule.",
     )
     backtest.add_argument(
         "--rules",

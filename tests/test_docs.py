@@ -352,3 +352,34 @@ def test_every_usage_line_shows_real_flags(block: Block) -> None:
         shown = set(re.findall(r"(?<![\w-])(--[a-z][\w-]*)", text))
         missing = shown - known_flags(parser)
         assert not missing, f"{block.where}: `{parser.prog}` has no {sorted(missing)}"
+
+
+INSIDE_WORDS = re.compile(
+    r"\bissues? \d+\b|today's code|\btoday \d|seed-format|seed-style|the seed's", re.IGNORECASE
+)
+"""Words that mean something only to this project's history: issue numbers, "today's
+code", the seed project's message format."""
+
+
+def every_parser(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from every_parser(sub)
+
+
+def test_documents_and_help_speak_a_users_words() -> None:
+    # Given the README, docs/ and every command's --help
+    texts = {str(d.relative_to(ROOT)): d.read_text(encoding="utf-8") for d in DOCUMENTS}
+    texts |= {p.prog: p.format_help() for p in every_parser(build_parser())}
+
+    # When they are searched for words of the project's own history
+    found = [
+        f"{where}: {match.group(0)!r}"
+        for where, text in texts.items()
+        for match in INSIDE_WORDS.finditer(text)
+    ]
+
+    # Then there are none: a user cannot know what issue 13 or "today's code" was
+    assert not found
