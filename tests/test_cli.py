@@ -1082,3 +1082,23 @@ def test_demo_keep_leaves_the_local_aws_up_for_the_alerts_commands_it_prints() -
     }
     assert relisted.returncode == 0, relisted.stderr
     assert {(a["deviceId"], a["sensorId"]) for a in json.loads(relisted.stdout)} == shown
+
+
+@pytest.mark.slow
+def test_the_devices_example_in_the_docs_counts_what_a_run_counts() -> None:
+    # Given the `telemetry devices` example of docs/cli.md (its per-device table and
+    # its last line, which do not depend on timing)
+    page = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    command = "telemetry devices --devices 5 --duration 2m --speed 10"
+    example = page[page.index(f"$ {command}\n") :].split("```", 1)[0].splitlines()
+    shown = example[example.index("Devices") :]
+
+    # When a user runs it
+    result = telemetry(*command.split()[1:])
+
+    # Then the run counts what the page shows
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.rstrip() for line in lines[lines.index("Devices") :]] == [
+        line.rstrip() for line in shown
+    ]
