@@ -383,3 +383,15 @@ def test_documents_and_help_speak_a_users_words() -> None:
 
     # Then there are none: a user cannot know what issue 13 or "today's code" was
     assert not found
+
+
+def test_deploy_asks_new_accounts_for_no_store_they_cannot_have() -> None:
+    # Given the deployment guide, whose new accounts deploy with InfluxDB
+    text = " ".join((ROOT / "docs" / "deploy.md").read_text(encoding="utf-8").split())
+    prerequisites = text[text.index("## Prerequisites") :].split("## ", 2)[1]
+
+    # When it states the Region needed, Then it names InfluxDB beside LiveAnalytics,
+    # never LiveAnalytics alone as a requirement
+    region = next(p for p in prerequisites.split("- ") if p.startswith("A Region"))
+    assert "InfluxDB" in region
+    assert "both AWS IoT Core and Timestream for LiveAnalytics" not in prerequisites
