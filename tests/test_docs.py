@@ -395,3 +395,25 @@ def test_deploy_asks_new_accounts_for_no_store_they_cannot_have() -> None:
     region = next(p for p in prerequisites.split("- ") if p.startswith("A Region"))
     assert "InfluxDB" in region
     assert "both AWS IoT Core and Timestream for LiveAnalytics" not in prerequisites
+
+
+def test_the_operators_policy_is_documented_as_granted() -> None:
+    from tests.iam import load_template
+
+    # Given the actions OperatorsPolicy grants on the state table
+    statements = load_template()["Resources"]["OperatorsPolicy"]["Properties"]["PolicyDocument"][
+        "Statement"
+    ]
+    listing = next(s for s in statements if isinstance(s, dict) and s.get("Sid") == "ListAlerts")
+    actions = [a.split(":", 1)[1] for a in listing["Action"]]
+    assert "BatchGetItem" in actions
+
+    # When operators.md and deploy.md list what it allows, Then they list each of them
+    operators = (ROOT / "docs" / "operators.md").read_text(encoding="utf-8")
+    row = next(line for line in operators.splitlines() if "`dynamodb:GetItem`" in line)
+    assert all(f"`dynamodb:{a}`" in row for a in actions), row
+    deploy = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    line = next(line for line in deploy.splitlines() if line.startswith("| `OperatorsPolicy`"))
+    granted = re.search(r"`dynamodb:\S+`", line)
+    assert granted
+    assert sorted(re.findall(r"`(?:dynamodb:)?(\w+)`", granted.group(0))) == sorted(actions)
