@@ -1102,3 +1102,19 @@ def test_the_devices_example_in_the_docs_counts_what_a_run_counts() -> None:
     assert [line.rstrip() for line in lines[lines.index("Devices") :]] == [
         line.rstrip() for line in shown
     ]
+
+
+@pytest.mark.slow
+def test_the_docs_say_how_many_late_readings_the_default_stream_run_shows() -> None:
+    # Given what docs/cli.md says the default `--ingest stream` run shows
+    page = " ".join((ROOT / "docs" / "cli.md").read_text(encoding="utf-8").split())
+    said = re.search(r"The default run is the second case \([^)]*\): (\d+) late readings", page)
+    assert said, "docs/cli.md no longer says what the default stream run shows"
+
+    # When a user runs it
+    result = telemetry("demo", "--ingest", "stream")
+
+    # Then it shows that many, and its late-batch line says why
+    assert result.returncode == 0, result.stderr
+    assert count(result.stdout, "late readings") == int(said.group(1)) > 0
+    assert "buffered readings older than the alert's last decision" in result.stdout
