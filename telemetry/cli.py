@@ -7,9 +7,11 @@
 - `telemetry rules check PATH...` / `telemetry rules schema`.
 
 Exit status: 0 success; 1 the check or the run failed (a file that is not a
-valid rule file for `rules check`, a demo that could not finish); 2 a usage
-error (bad arguments, a path that names no file: missing, empty, not a
-regular file, a directory without rule files; unusable rules given to backtest). User errors
+valid rule file for `rules check`, or a set with no rule at all; a demo that
+could not finish); 2 a usage error (bad arguments or flags that would change
+nothing, a path that names no file: missing, empty, not a regular file, a
+directory without rule files; unusable rules given to backtest, or input it
+cannot replay: empty, or not JSON Lines). User errors
 are one line on stderr, never a traceback. rich (the `local` extra) is
 imported only where used; without it the output is plain text.
 """
