@@ -1019,27 +1019,41 @@ def printed_commands(stdout: str) -> list[list[str]]:
 
 
 @pytest.mark.slow
-def test_demo_keep_leaves_the_local_aws_up_for_the_alerts_commands_it_prints() -> None:
+def test_demo_keep_leaves_the_local_aws_up_for_the_alerts_commands_it_prints(
+    tmp_path: Path,
+) -> None:
     import signal
+    import threading
 
-    # Given the demo run with --keep, on its own local AWS
-    process = subprocess.Popen(
-        [sys.executable, "-m", "telemetry", "demo", "--keep", "--devices", "4",
-         "--duration", "2m", "--seed", "3"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )  # fmt: skip
+    # Given the demo run with --keep, on its own local AWS (its stderr to a file and
+    # its stdout read all along, so that a full pipe never holds it up)
+    errors = tmp_path / "stderr"
+    with errors.open("w") as stderr_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "telemetry", "demo", "--keep", "--devices", "4",
+             "--duration", "2m", "--seed", "3"],
+            stdout=subprocess.PIPE,
+            stderr=stderr_file,
+            text=True,
+            cwd=ROOT,
+        )  # fmt: skip
     assert process.stdout is not None
-    try:
-        lines = []
-        for line in process.stdout:
+    lines: list[str] = []
+    kept = threading.Event()
+
+    def read(stream: Any) -> None:
+        for line in stream:
             lines.append(line)
             if "stays up until you press Ctrl-C" in line:
-                break
+                kept.set()
+        kept.set()
+
+    reader = threading.Thread(target=read, args=(process.stdout,), daemon=True)
+    reader.start()
+    try:
+        kept.wait(timeout=300)
         stdout = "".join(lines)
-        assert "stays up until you press Ctrl-C" in stdout, stdout + process.stderr.read()
+        assert "stays up until you press Ctrl-C" in stdout, stdout
 
         # When an operator runs the commands it printed, as printed
         commands = printed_commands(stdout)
@@ -1058,7 +1072,10 @@ def test_demo_keep_leaves_the_local_aws_up_for_the_alerts_commands_it_prints() -
     finally:
         # and stops the demo with Ctrl-C
         process.send_signal(signal.SIGINT)
-        rest, errors = process.communicate(timeout=60)
+        process.wait(timeout=120)
+        reader.join(timeout=10)
+    stderr = errors.read_text()
+    rest = "".join(lines)
 
     # Then the list shows the alert the demo left active, the actions apply to it
     assert listed.returncode == 0, listed.stderr
@@ -1068,9 +1085,9 @@ def test_demo_keep_leaves_the_local_aws_up_for_the_alerts_commands_it_prints() -
     assert acked.stdout.startswith(f"acknowledge: applied to {device} {sensor} ({rule})")
     assert snoozed.returncode == 0, snoozed.stderr
     # and Ctrl-C ends the demo cleanly
-    assert process.returncode == 0, errors
+    assert process.returncode == 0, stderr
     assert "Local AWS stopped." in rest
-    assert "Traceback" not in errors
+    assert "Traceback" not in stderr
     # and the second run's commands name its own stack, whose alerts they list
     assert again.returncode == 0, again.stderr
     assert [c[c.index("--stack") + 1] for c in printed_commands(again.stdout)] == [
