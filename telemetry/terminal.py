@@ -73,10 +73,11 @@ class Screen:
         """A table; `numeric` columns (by index) are right-aligned.
 
         In a pipe every column is shown in full, one row a line, whatever the
-        width, headers on one line. On a terminal nothing is cut: the `wrap`
-        column (default the last, unless numeric) wraps within its cell, a header may break at
-        its line break; on a screen still too narrow, the `fold` columns leave
-        the row, in that order, for a second line under it ("name value")."""
+        width, headers on one line. On a terminal nothing is cut or dropped:
+        the `wrap` column (default the last, unless numeric) wraps within its
+        cell, a header breaks at its line breaks; on a screen still too narrow,
+        the `fold` columns leave the row, in that order, for a second line
+        under it ("name value")."""
         cells = [["" if c is None else str(c) for c in row] for row in rows]
         self._started = True
         if self.console is None:
