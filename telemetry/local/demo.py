@@ -608,14 +608,23 @@ def _try_alerts(report: Report, out: Screen) -> None:
 
 
 def _until_interrupted(url: str, out: Screen) -> None:
-    """Keep the local AWS (served by a thread of this process) up until Ctrl-C."""
+    """Keep the local AWS (served by threads of this process) up until Ctrl-C or
+    SIGTERM, whatever this process inherited for them (a parent may ignore SIGINT)."""
+    import signal  # noqa: PLC0415
     import threading  # noqa: PLC0415
 
-    out.line()
-    out.line(f"The local AWS at {url} stays up until you press Ctrl-C.")
-    out.stream.flush()
-    with contextlib.suppress(KeyboardInterrupt):
-        threading.Event().wait()
+    stop = threading.Event()
+    stops = (signal.SIGINT, signal.SIGTERM)
+    before = {s: signal.signal(s, lambda *_: stop.set()) for s in stops}
+    try:
+        out.line()
+        out.line(f"The local AWS at {url} stays up until you press Ctrl-C.")
+        out.stream.flush()
+        while not stop.wait(timeout=1.0):
+            pass
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
     out.line("Local AWS stopped.")
 
 
