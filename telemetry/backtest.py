@@ -1,10 +1,10 @@
 """Replay recorded messages through rules, without AWS: tune rules on history.
 
-Input is JSON lines, one seed-format message per line (what the IoT rule
-hands the function). Every message is validated as the function would; the
-readings are then evaluated with the same alert state machine, carrying state
-per device, and the transitions that would have fired come out in event-time
-order.
+Input is JSON Lines: one message per line, as devices send it (what the IoT
+rule hands the function); a JSON array of messages is refused as such. Every
+message is validated as the function would; the readings are then evaluated
+with the same alert state machine, carrying state per device, and the
+transitions that would have fired come out in event-time order.
 
 - `event` order (default): each device's readings are evaluated in reading
   time, whatever the order of the lines: what the rules decide on this data.
@@ -70,10 +70,11 @@ from telemetry.core.rules import RuleSet
 from telemetry.core.silence import silences_in
 from telemetry.terminal import (
     TRANSITION_COLUMNS,
-    TRANSITION_DROPPED_FIRST,
+    TRANSITION_FOLDED_FIRST,
     Screen,
     duration_text,
     plural,
+    render_transition_table,
     time_text,
     transition_row,
 )
@@ -348,18 +349,37 @@ def run(
     result = Result()
     nodata = any(r.nodata_ms is not None for r in rules.rules)
     state = _Replay(result, order, nodata=nodata)
+    started: set[str] = set()
     with _collector_off():
         for source, number, raw in read_lines(sources, stdin, result):
+            first = source not in started
+            started.add(source)
             try:
                 state.add(parse_message_json(raw, _NO_CLOCK))
             except MessageRejectedError as exc:
                 if exc.rejection.code != "not_json":
                     state.add(exc)
                     continue
+                if first and _opens_a_document(raw):
+                    raise InputError(_not_json_lines(source)) from None
                 result.bad_lines += 1
                 reason = exc.rejection.detail.partition(": ")[2]
                 on_bad_line(BadLine(source, number, f"not valid JSON ({reason})"))
         return state.finish(rules, _wall(wall_ms))
+
+
+def _opens_a_document(raw: bytes) -> bool:
+    """A first line no message can be: a JSON document spread over several lines
+    (a pretty-printed array or object) starts so."""
+    stripped = raw.strip()
+    return stripped in {b"[", b"{"} or stripped.startswith(b"[")
+
+
+def _not_json_lines(source: str) -> str:
+    return (
+        f"{source}: this is not JSON Lines: it looks like one JSON document over several "
+        "lines (an array?); give one message per line, e.g. with `jq -c '.[]'`"
+    )
 
 
 def _wall(wall_ms: int | None) -> int:
@@ -481,12 +501,15 @@ def write_jsonl(transitions: Iterable[Transition], stream: TextIO) -> None:
 
 def render_transitions(transitions: Sequence[Transition], screen: Screen) -> None:
     screen.line(f"Transitions that would have fired: {len(transitions)}", style="bold")
-    if transitions:
+    if transitions and screen.console is not None:
+        # A terminal: the day said once when there is one, for room to show the rest.
+        render_transition_table(transitions, screen)
+    elif transitions:
         screen.table(
             TRANSITION_COLUMNS,
             [transition_row(t) for t in transitions],
             numeric=(5, 6),
-            drop=TRANSITION_DROPPED_FIRST,
+            fold=TRANSITION_FOLDED_FIRST,
         )
 
 
@@ -496,7 +519,7 @@ def render_summary(
     window = duration_text(args.flap_window)
     screen.heading(f"Per rule (flaps: episodes raised again within {window} of resolving)")
     screen.table(
-        ("rule", "episodes", "reached critical", "still open", "time in alert", "flaps"),
+        ("rule", "episodes", "reached\ncritical", "still\nopen", "time in\nalert", "flaps"),
         [
             [s.rule, s.episodes, s.critical, s.still_open, duration_text(s.alert_ms), s.flaps]
             for s in summaries

@@ -7,9 +7,11 @@
 - `telemetry rules check PATH...` / `telemetry rules schema`.
 
 Exit status: 0 success; 1 the check or the run failed (a file that is not a
-valid rule file for `rules check`, a demo that could not finish); 2 a usage
-error (bad arguments, a path that names no file: missing, empty, not a
-regular file, a directory without rule files; unusable rules given to backtest). User errors
+valid rule file for `rules check`, or a set with no rule at all; a demo that
+could not finish); 2 a usage error (bad arguments or flags that would change
+nothing, a path that names no file: missing, empty, not a regular file, a
+directory without rule files; unusable rules given to backtest, or input it
+cannot replay: empty, or not JSON Lines). User errors
 are one line on stderr, never a traceback. rich (the `local` extra) is
 imported only where used; without it the output is plain text.
 """
@@ -37,6 +39,7 @@ from telemetry.terminal import Screen, one_line, plural
 PROG = "telemetry"
 USAGE_ERROR = 2
 FAILED = 1
+DEMO_BATCH_SIZE = 500
 
 
 class UserError(Exception):
@@ -149,15 +152,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--batch-size",
         type=_int_between(1, 10_000),
-        default=500,
         metavar="N",
-        help="records per Kinesis batch with --ingest stream (default 500)",
+        help=f"records per Kinesis batch with --ingest stream (default {DEMO_BATCH_SIZE})",
     )
     demo.add_argument(
         "--endpoint-url",
         type=_endpoint_url,
         metavar="URL",
         help="use an already running local AWS instead of starting one",
+    )
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="after the summary, leave the local AWS up (until Ctrl-C) and print the "
+        "`telemetry alerts` commands that act on the run's stack",
     )
     _add_mqtt_arguments(demo, flag=True)
     demo.add_argument(
@@ -177,14 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--influxdb-api",
         choices=("v1", "v2", "v3"),
-        default="v1",
         help="the write endpoint of --influxdb-url: v1 (/write, default), v2, v3",
     )
     demo.add_argument(
         "--influxdb-database",
-        default="telemetry",
         metavar="NAME",
-        help="database (v1, v3) or bucket (v2) (default telemetry)",
+        help="database (v1, v3) or bucket (v2) with --store influxdb (default telemetry)",
     )
     demo.set_defaults(run=_run_demo)
     _add_devices_command(commands)
@@ -192,9 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     backtest = commands.add_parser(
         "backtest",
         help="replay recorded messages through rules, without AWS",
-        description="Replay JSON-lines messages (one seed-format message per line) through "
-        "the rules and print the alert transitions they would have fired, in event-time "
-        "order, then a summary per rule.",
+        description="Replay recorded messages (JSON Lines: one message per line, as devices "
+        "send it, with deviceId, timestamp and data) through the rules and print the alert "
+        "transitions they would have fired, in event-time order, then a summary per rule.",
     )
     backtest.add_argument(
         "--rules",
@@ -335,8 +341,20 @@ def _run_rules_check(args: argparse.Namespace) -> int:
         return USAGE_ERROR if unusable else FAILED
     files = len({f for p in paths for f in rule_files(p)})
     where = paths[0] if len(paths) == 1 else f"{len(paths)} paths"
+    if not rules.rules:
+        sys.stderr.write(f"{PROG}: error: {where}: {_no_rules(files)}\n")
+        return FAILED
     sys.stdout.write(f"{where}: OK, {plural(len(rules), 'rule')} in {plural(files, 'file')}\n")
     return 0
+
+
+def _no_rules(files: int) -> str:
+    """Why a set of rule files alerts on nothing, in the words of the file."""
+    inside = "the file defines" if files == 1 else f"the {files} files define"
+    return (
+        f"no rules: {inside} none under `rules:` (empty, an empty list, or only "
+        "gateways or notifications), so nothing would ever alert"
+    )
 
 
 def _run_rules_schema(args: argparse.Namespace) -> int:
@@ -373,6 +391,9 @@ def _run_backtest(args: argparse.Namespace) -> int:
         )
     except backtest.InputError as exc:
         raise UserError(str(exc)) from None
+    if result.messages == 0 and not result.bad_lines:
+        files = ", ".join("<stdin>" if f == "-" else f for f in args.files)
+        raise UserError(f"no message to replay: {files}: empty, or only blank lines")
     summaries = backtest.summarize(result, rules, flap_window_ms=args.flap_window)
     load = alarm_load(result.transitions, rules.notifications, result.first_ms, result.last_ms)
     if args.format == "json":
@@ -396,8 +417,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     from telemetry.local import demo  # noqa: PLC0415
 
     store = args.store or ("influxdb" if args.influxdb_url else "timestream")
-    if store == "timestream" and args.influxdb_url:
-        raise UserError("--influxdb-url goes with --store influxdb")
+    _refuse_ignored_demo_flags(args, store)
     options = demo.DemoOptions(
         devices=args.devices,
         sensors=args.sensors,
@@ -405,17 +425,16 @@ def _run_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         endpoint_url=args.endpoint_url,
         ingest=args.ingest,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size or DEMO_BATCH_SIZE,
         mqtt=args.mqtt,
         basic_ingest=args.basic_ingest,
         store=store,
         influxdb_url=args.influxdb_url,
-        influxdb_api=args.influxdb_api,
-        influxdb_database=args.influxdb_database,
+        influxdb_api=args.influxdb_api or "v1",
+        influxdb_database=args.influxdb_database or "telemetry",
         influxdb_token=os.environ.get("INFLUXDB_TOKEN") or None,
+        keep=args.keep,
     )
-    if args.basic_ingest and not args.mqtt:
-        raise UserError("--basic-ingest needs --mqtt (it is the topic devices publish to)")
     try:
         demo.run(options, Screen(sys.stdout), Screen(sys.stderr))
     except demo.DemoError as exc:
@@ -423,9 +442,59 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_ignored_demo_flags(args: argparse.Namespace, store: str) -> None:
+    """A flag that would change nothing in this run is a mistake: say so, run nothing."""
+    if store == "timestream" and args.influxdb_url:
+        raise UserError("--influxdb-url goes with --store influxdb")
+    if args.influxdb_api and not args.influxdb_url:
+        raise UserError(
+            "--influxdb-api chooses the write endpoint of --influxdb-url; without it the "
+            "demo starts its own influxd, which takes v1"
+        )
+    if args.influxdb_database and store != "influxdb":
+        raise UserError("--influxdb-database goes with --store influxdb (or --influxdb-url)")
+    if args.batch_size is not None and args.ingest != "stream":
+        raise UserError(
+            "--batch-size is the Kinesis batch of --ingest stream; with --ingest direct "
+            "each message is its own invocation"
+        )
+    if args.basic_ingest and not args.mqtt:
+        raise UserError("--basic-ingest needs --mqtt (it is the topic devices publish to)")
+
+
+def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
+    """The (sub)command's own parser, as chosen by `args`."""
+    while True:
+        subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        chosen = getattr(args, subparsers[0].dest, None) if subparsers else None
+        if chosen is None:
+            return parser
+        parser = subparsers[0].choices[chosen]
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse as argparse does, but a flag the (sub)command does not take is
+    reported by that command, with its usage and the flag it may have meant."""
+    from difflib import get_close_matches  # noqa: PLC0415
+
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = _chosen_parser(parser, args)
+        flags = [s for a in command._actions for s in a.option_strings]
+        hint = ""
+        for word in unknown:
+            close = get_close_matches(word.split("=", 1)[0], flags, n=1) if word[:2] == "--" else []
+            if close:
+                hint = f" (did you mean {close[0]}?)"
+                break
+        command.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
     try:
         return int(args.run(args))
     except UserError as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any, Final, TextIO
 
-from telemetry.core.alerts import Transition
+from telemetry.core.alerts import NODATA, Transition
 from telemetry.core.messages import iso_utc
 
 COLUMN_GAP: Final = 2
@@ -39,14 +39,21 @@ class Screen:
         """Columns available, or None when the output has no width (a pipe)."""
         return None if self.console is None else int(self.console.width)
 
-    def line(self, text: str = "", *, style: str | None = None) -> None:
+    def line(self, text: str = "", *, style: str | None = None, hang: int | None = None) -> None:
+        """A line; on a terminal too narrow for it, wrapped at words, the lines
+        after the first indented by `hang` spaces (None: rich's own wrap)."""
         self._started = True
         if self.console is None:
             print(text, file=self.stream)
             return
         from rich.text import Text  # noqa: PLC0415
 
-        self.console.print(Text(text, style=style or ""))
+        width = self.width or 0
+        if hang is None or len(text) <= width:
+            self.console.print(Text(text, style=style or ""))
+            return
+        for part in _wrapped(text, width, hang):
+            self.console.print(Text(part, style=style or ""))
 
     def heading(self, text: str) -> None:
         """A bold line, set off from what came before by a blank one."""
@@ -60,31 +67,73 @@ class Screen:
         rows: Iterable[Sequence[object]],
         *,
         numeric: Collection[int] = (),
-        drop: Sequence[int] = (),
+        fold: Sequence[int] = (),
+        wrap: int | None = None,
     ) -> None:
-        """A table; `numeric` columns (by index) are right-aligned. On a screen too
-        narrow for it, the `drop` columns go first, in that order; then only the
-        last column wraps."""
+        """A table; `numeric` columns (by index) are right-aligned.
+
+        In a pipe every column is shown in full, one row a line, whatever the
+        width, headers on one line. On a terminal nothing is cut or dropped:
+        the `wrap` column (default the last, unless numeric) wraps within its
+        cell, a header breaks at its line breaks; on a screen still too narrow,
+        the `fold` columns leave the row, in that order, for a second line
+        under it ("name value")."""
         cells = [["" if c is None else str(c) for c in row] for row in rows]
         self._started = True
-        columns, cells, numeric = _fitted(columns, cells, numeric, drop, self.width)
         if self.console is None:
-            self._plain_table(columns, cells, numeric)
+            self._plain_table([" ".join(c.split()) for c in columns], cells, numeric)
             return
-        from rich import box  # noqa: PLC0415
-        from rich.table import Table  # noqa: PLC0415
+        last = len(columns) - 1
+        wrapping = (None if last in numeric else last) if wrap is None else wrap
+        self._terminal_table(columns, cells, numeric, fold, wrapping)
+
+    def _terminal_table(
+        self,
+        columns: Sequence[str],
+        cells: list[list[str]],
+        numeric: Collection[int],
+        fold: Sequence[int],
+        wrapping: int | None,
+    ) -> None:
+        """The table laid out for a terminal `self.width` wide (see `table`)."""
         from rich.text import Text  # noqa: PLC0415
 
-        # One space of padding and the box's one-space separator: COLUMN_GAP.
-        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
-        last = len(columns) - 1
-        for index, name in enumerate(columns):
-            table.add_column(
-                name, justify="right" if index in numeric else "left", no_wrap=index != last
-            )
+        width = self.width or 0
+        kept = _fitting(columns, cells, wrapping, fold, width)
+        widths = {i: _column_width(columns[i], cells, i) for i in kept}
+        total = sum(widths.values()) + COLUMN_GAP * (len(kept) - 1)
+        if total > width and wrapping is not None and wrapping in widths:
+            widths[wrapping] = max(1, widths[wrapping] - (total - width))
+            total = width
+
+        def lines(row: Sequence[str], *, header: bool = False) -> list[str]:
+            """One row as its lines: the wrapping cell, or a header, over several."""
+            stacked = {i: _cell_lines(row[i], widths[i], wrap=i == wrapping) for i in kept}
+            height = max(len(c) for c in stacked.values())
+            out = []
+            for n in range(height):
+                parts = []
+                for i in kept:
+                    cell = stacked[i]
+                    # Headers sit at the bottom of their cell, values at the top.
+                    top = height - len(cell) if header else 0
+                    text = cell[n - top] if top <= n < top + len(cell) else ""
+                    parts.append(text.rjust(widths[i]) if i in numeric else text.ljust(widths[i]))
+                out.append("  ".join(parts).rstrip())
+            return out
+
+        for line in lines(columns, header=True):
+            self.console.print(Text(line, style="bold"))
+        self.console.print(Text("─" * min(width, total)))
+        indent = widths[kept[0]] + COLUMN_GAP
+        folded = [i for i in range(len(columns)) if i not in kept]
         for row in cells:
-            table.add_row(*(Text(c) for c in row))
-        self.console.print(table)
+            for line in lines(row):
+                self.console.print(Text(line))
+            second = "  ".join(f"{' '.join(columns[i].split())} {row[i]}" for i in folded if row[i])
+            if second:
+                for part in _wrapped(" " * indent + second, width, indent):
+                    self.console.print(Text(part, style="dim"))
 
     def _plain_table(
         self, columns: Sequence[str], cells: list[list[str]], numeric: Collection[int]
@@ -104,30 +153,76 @@ class Screen:
             print(fmt(row), file=self.stream)
 
 
+def _cell_lines(text: str, width: int, *, wrap: bool) -> list[str]:
+    """A cell's lines: its own line breaks (headers), and for the wrapping
+    column the text wrapped to `width`, a word too long cut rather than lost."""
+    import textwrap  # noqa: PLC0415
+
+    lines = text.split("\n")
+    if not wrap:
+        return lines
+    return [
+        part
+        for line in lines
+        for part in (textwrap.wrap(line, width=width, break_on_hyphens=False) or [""])
+    ]
+
+
+def _wrapped(text: str, width: int, hang: int) -> list[str]:
+    """`text` in lines of at most `width` (a word longer than that stays whole),
+    the lines after the first indented by `hang` spaces."""
+    import textwrap  # noqa: PLC0415
+
+    lead = len(text) - len(text.lstrip(" "))
+    return textwrap.wrap(
+        text.lstrip(" "),
+        width=max(width, hang + 10),
+        initial_indent=" " * lead,
+        subsequent_indent=" " * hang,
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [text]
+
+
 def _is_terminal(stream: TextIO) -> bool:
     isatty = getattr(stream, "isatty", None)
     return bool(isatty is not None and isatty())
 
 
-def _fitted(
+MIN_WRAPPED_WIDTH: Final = 16
+"""A wrapping column narrower than this reads as a column of word fragments."""
+
+
+def _column_width(name: str, cells: list[list[str]], index: int) -> int:
+    return max([*(len(part) for part in name.split("\n")), *(len(r[index]) for r in cells)])
+
+
+def _fitting(
     columns: Sequence[str],
     cells: list[list[str]],
-    numeric: Collection[int],
-    drop: Sequence[int],
-    width: int | None,
-) -> tuple[list[str], list[list[str]], set[int]]:
-    """The table without its least useful columns until it fits `width`."""
+    wrapping: int | None,
+    fold: Sequence[int],
+    width: int,
+) -> list[int]:
+    """The columns that stay in the row on a screen `width` wide: all when they
+    fit (the wrapping one needing only enough room to wrap readably), else all
+    but the first `fold` columns that make them fit."""
     keep = list(range(len(columns)))
-    widths = [max([len(name), *(len(r[i]) for r in cells)]) for i, name in enumerate(columns)]
-    for index in drop:
-        if width is None or sum(widths[i] for i in keep) + COLUMN_GAP * (len(keep) - 1) <= width:
+
+    def needed() -> int:
+        widths = [
+            min(_column_width(columns[i], cells, i), MIN_WRAPPED_WIDTH)
+            if i == wrapping
+            else _column_width(columns[i], cells, i)
+            for i in keep
+        ]
+        return sum(widths) + COLUMN_GAP * (len(keep) - 1)
+
+    for index in fold:
+        if needed() <= width:
             break
         keep.remove(index)
-    return (
-        [columns[i] for i in keep],
-        [[row[i] for i in keep] for row in cells],
-        {keep.index(i) for i in numeric if i in keep},
-    )
+    return keep
 
 
 def one_line(text: str) -> str:
@@ -174,8 +269,9 @@ TRANSITION_COLUMNS: Final = (
 )
 
 
-TRANSITION_DROPPED_FIRST: Final = (6, 5)
-"""On a narrow screen the threshold, then the value, make room for the rest."""
+TRANSITION_FOLDED_FIRST: Final = (7, 6)
+"""On a narrow screen the rule, then the threshold, go to a second line under
+the row: the time, the device, the change and its value stay in the row."""
 
 
 def transition_row(t: Transition, *, clock_only: bool = False) -> list[str]:
@@ -189,9 +285,17 @@ def transition_row(t: Transition, *, clock_only: bool = False) -> list[str]:
         t.status.value,
         t.severity.name,
         number_text(t.value),
-        number_text(t.threshold),
+        threshold_text(t),
         t.rule,
     ]
+
+
+def threshold_text(t: Transition) -> str:
+    """The level crossed; for a no-data alert, its window (`60s silent`), which
+    is a time, not a level of the reading."""
+    if t.direction == NODATA and t.threshold is not None:
+        return f"{duration_text(round(t.threshold * 1000))} silent"
+    return number_text(t.threshold)
 
 
 def render_transition_table(transitions: Sequence[Transition], screen: Screen) -> None:
@@ -206,4 +310,4 @@ def render_transition_table(transitions: Sequence[Transition], screen: Screen) -
         columns[0] = "UTC"
         screen.line(f"on {days.pop()}, times UTC")
     rows = [transition_row(t, clock_only=clock_only) for t in transitions]
-    screen.table(columns, rows, numeric=(5, 6), drop=TRANSITION_DROPPED_FIRST)
+    screen.table(columns, rows, numeric=(5, 6), fold=TRANSITION_FOLDED_FIRST)

@@ -42,7 +42,7 @@ SNS_BODY_FIELDS = {
 }  # fmt: skip
 ROW = re.compile(
     r"^(?:\d{4}-\d\d-\d\dT[\d:]+Z|\d\d:\d\d:\d\d)\s+(\S+)\s+(\S+)\s+(RAISED|ESCALATED|DEESCALATED|RESOLVED)\s+"
-    r"(OK|WARNING|CRITICAL)\s+(\S+)\s+(\S+)\s+(\S+)\s*$"
+    r"(OK|WARNING|CRITICAL)\s+(\S+)\s+(\S+(?: silent)?)\s+(\S+)\s*$"
 )
 
 
@@ -77,6 +77,50 @@ def messages(values: list[float], *, device: str = "pump-17", step_ms: int = 60_
 def table_rows(stdout: str) -> list[tuple[str, ...]]:
     """(device, sensor, status, severity, value, threshold, rule) per transition row."""
     return [m.groups() for line in stdout.splitlines() if (m := ROW.match(line))]
+
+
+def threshold_cell(alert: dict[str, Any]) -> str:
+    """The threshold as the table shows it: a level, or a no-data alert's window."""
+    if alert.get("direction") == "nodata":
+        from telemetry.terminal import duration_text
+
+        return f"{duration_text(round(alert['threshold'] * 1000))} silent"
+    return f"{alert['threshold']:g}"
+
+
+def on_terminal(width: int, *args: str) -> str:
+    """`telemetry ARGS` run on a terminal `width` columns wide: its screen, uncoloured."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, width, 0, 0))
+    env = {**os.environ, "COLUMNS": str(width), "NO_COLOR": "1", "TERM": "dumb"}
+    with subprocess.Popen(
+        [sys.executable, "-m", "telemetry", *args],
+        stdout=follower,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=env,
+    ) as process:
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed: the command ended
+                break
+            if not chunk:
+                break
+            shown += chunk
+        process.wait(timeout=300)
+    os.close(leader)
+    assert process.returncode == 0
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.decode()).replace("\r\n", "\n")
 
 
 def section(stdout: str, heading: str) -> list[str]:
@@ -278,7 +322,7 @@ def test_demo_shows_the_alerts_as_the_operator_queue_received_them(demo: DemoRun
             a["status"],
             a["severity"],
             f"{a['value']:g}",
-            f"{a['threshold']:g}",
+            threshold_cell(a),
             a["rule"],
         )
         for a in held.alerts
@@ -702,6 +746,17 @@ def test_bad_arguments_give_usage_and_exit_2(args: list[str], says: str) -> None
     assert_user_error(result, code=2, says=says)
 
 
+def test_an_unreachable_influxdb_is_named_as_influxdb() -> None:
+    # Given nothing listening on port 9
+    # When the demo is told to write to an InfluxDB there
+    result = telemetry("demo", "--influxdb-url", "http://127.0.0.1:9")
+
+    # Then one line says InfluxDB cannot be reached (not the local AWS)
+    assert_user_error(result, code=1, says="cannot reach InfluxDB at http://127.0.0.1:9")
+    assert "local AWS" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
 def test_an_unreachable_local_aws_gives_one_line() -> None:
     # Given nothing listening on port 1
     # When the demo is pointed at it
@@ -710,3 +765,378 @@ def test_an_unreachable_local_aws_gives_one_line() -> None:
     # Then one line says it cannot be reached
     assert_user_error(result, code=1, says="cannot reach a local AWS at http://127.0.0.1:1")
     assert len(result.stderr.splitlines()) == 1
+
+
+# --- empty input is not an answer ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "\n\n", "rules: []\n", "rules: []\ngateways: []\n", "notifications: {maxPerWindow: 5}\n"],
+    ids=["empty", "blank", "empty-list", "gateways-only", "notifications-only"],
+)
+def test_rules_check_refuses_a_file_without_rules(tmp_path: Path, text: str) -> None:
+    # Given a rule file that defines no rule
+    empty = tmp_path / "empty.yaml"
+    empty.write_text(text)
+
+    # When it is checked
+    result = telemetry("rules", "check", str(empty))
+
+    # Then it is not OK: one line says there are no rules, and the check fails
+    assert_user_error(result, code=1, says=f"{empty}: no rules: the file defines none")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_a_file_without_rules_is_fine_beside_one_with_rules(tmp_path: Path) -> None:
+    # Given a file of gateways only, checked with a file of rules (one set)
+    gateways = tmp_path / "gateways.yaml"
+    gateways.write_text("rules: []\n")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules: [{name: hot, above: {warning: 75}}]\n")
+
+    # When both are checked, Then the set has a rule and is OK
+    result = telemetry("rules", "check", str(gateways), str(rules))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "2 paths: OK, 1 rule in 2 files"
+
+
+@pytest.mark.parametrize("stdin", [None, "", "\n  \n"], ids=["file", "stdin", "blank-stdin"])
+def test_backtest_on_empty_input_is_a_user_error(tmp_path: Path, stdin: str | None) -> None:
+    # Given an empty file (or empty standard input)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    source = str(empty) if stdin is None else "-"
+
+    # When it is backtested
+    result = telemetry("backtest", "--rules", str(RULES), source, stdin=stdin)
+
+    # Then no report of zeros: one line says there was nothing to replay, exit 2
+    shown = str(empty) if stdin is None else "<stdin>"
+    assert_user_error(result, code=2, says=f"no message to replay: {shown}: empty")
+    assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("indent", [2, None], ids=["pretty", "array-on-one-line-per-item"])
+def test_backtest_says_a_json_array_is_not_json_lines(tmp_path: Path, indent: int | None) -> None:
+    # Given a JSON array of messages, pretty-printed (or an array with one item a line)
+    items = [json.loads(m) for m in messages(WORKED_VALUES)]
+    document = tmp_path / "history.json"
+    if indent is None:
+        document.write_text("[" + ",\n".join(json.dumps(i) for i in items) + "]\n")
+    else:
+        document.write_text(json.dumps(items, indent=indent))
+
+    # When it is backtested
+    result = telemetry("backtest", "--rules", str(RULES), str(document))
+
+    # Then one line says it is not JSON Lines (not one "not valid JSON" per line)
+    assert_user_error(result, code=2, says=f"{document}: this is not JSON Lines")
+    assert len(result.stderr.splitlines()) == 1
+
+
+# --- flags that would change nothing ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["demo", "--influxdb-api", "v2"], "--influxdb-api chooses the write endpoint of"),
+        (
+            ["demo", "--store", "influxdb", "--influxdb-api", "v3"],
+            "--influxdb-api chooses the write endpoint of --influxdb-url",
+        ),
+        (["demo", "--influxdb-database", "plant"], "--influxdb-database goes with --store"),
+        (["demo", "--batch-size", "10"], "--batch-size is the Kinesis batch of --ingest stream"),
+        (["demo", "--basic-ingest"], "--basic-ingest needs --mqtt"),
+        (["alerts", "list", "--table", "t", "--stack", "s"], "not allowed with argument"),
+        (["alerts", "ack", "d", "s", "r", "--stack", "s", "--function", "f"], "not allowed"),
+        (["alerts", "list", "--prefix", "plant"], "--prefix names a stack in a local AWS"),
+        (
+            ["alerts", "list", "--prefix", "p", "--table", "t", "--endpoint-url", "http://h:1"],
+            "--prefix names the local stack, as --stack does; --table names its table",
+        ),
+        (
+            ["alerts", "list", "--prefix", "p", "--stack", "s", "--endpoint-url", "http://h:1"],
+            "--prefix names the local stack, as --stack does",
+        ),
+        (
+            [
+                "alerts",
+                "ack",
+                "d",
+                "s",
+                "r",
+                "--prefix",
+                "p",
+                "--function",
+                "f",
+                "--endpoint-url",
+                "http://h:1",
+            ],
+            "--prefix names a local stack; --function a deployed one",
+        ),
+    ],
+)
+def test_a_flag_that_would_change_nothing_is_refused(args: list[str], says: str) -> None:
+    # When a flag is given that this combination would silently ignore
+    result = telemetry(*args)
+
+    # Then nothing runs: one line says why, exit 2, no traceback
+    assert_user_error(result, code=2, says=says)
+    assert len([line for line in result.stderr.splitlines() if "error:" in line]) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "command", "says"),
+    [
+        (["demo", "--devics", "3"], "telemetry demo", "--devics 3 (did you mean --devices?)"),
+        (["backtest", "--rule", "r", "--fromat", "json", "x"], "telemetry backtest", "--format"),
+        (["rules", "check", "--strict", "rules"], "telemetry rules check", "--strict"),
+        (["alerts", "list", "--sevrity", "CRITICAL"], "telemetry alerts list", "--severity"),
+    ],
+)
+def test_a_mistyped_flag_shows_the_subcommands_usage(
+    args: list[str], command: str, says: str
+) -> None:
+    # When a subcommand is given a flag it does not take
+    result = telemetry(*args)
+
+    # Then the subcommand's own usage and error line, naming the flag, exit 2
+    assert_user_error(result, code=2, says=says)
+    assert result.stderr.startswith(f"usage: {command} ")
+    assert f"{command}: error: unrecognized arguments: " in result.stderr
+
+
+# --- on a terminal: what to show at each width --------------------------------
+
+
+def rows_with(screen: str, cells: list[str]) -> list[list[str]]:
+    """The lines that hold `cells` in that order, and the line under each."""
+    lines = screen.splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        words = line.split()
+        if words[: len(cells)] == cells or words[1 : len(cells) + 1] == cells:
+            out.append([line, lines[i + 1] if i + 1 < len(lines) else ""])
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [80, 100])
+def test_backtest_on_a_terminal_shows_values_and_thresholds(width: int) -> None:
+    # When the sample history is backtested on a terminal of 80 or 100 columns
+    screen = on_terminal(width, "backtest", "--rules", str(RULES), str(SAMPLE))
+
+    # Then nothing is cut and no line is wider than the screen
+    assert "…" not in screen
+    assert all(len(line) <= width for line in screen.splitlines())
+    # and the pump's changes show their value and the level crossed, in the row,
+    # and their whole rule name, in the row or on the line under it
+    found = rows_with(screen, ["pump-17", "temp-1", "RAISED", "WARNING"])
+    assert found, screen
+    row, under = found[0]
+    assert row.split()[5:7] == ["77.6", "75"]
+    assert "temperature-high" in row.split() or under.split() == ["rule", "temperature-high"]
+    # and the per-rule table keeps its last column whole
+    assert "flaps" in screen.split()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [80, 100])
+def test_the_demo_on_a_terminal_cuts_and_drops_nothing(width: int) -> None:
+    # When the demo runs on a terminal of 80 or 100 columns
+    screen = on_terminal(
+        width, "demo", "--devices", "4", "--duration", "2m", "--seed", "3", "--ingest", "stream"
+    )
+
+    # Then nothing is cut and no line is wider than the screen
+    assert "…" not in screen
+    assert all(len(line) <= width for line in screen.splitlines()), screen
+    # and every alert row shows its value and threshold
+    alerts = section(screen, "on 2")
+    rows = [line.split() for line in alerts[2:] if re.match(r"^\d\d:\d\d:\d\d ", line)]
+    assert rows
+    assert all(re.fullmatch(r"[\d.]+", row[5]) and re.fullmatch(r"[\d.]+", row[6]) for row in rows)
+    # and every cost line its price per unit, in the row or on the line under it
+    costs = section(screen, "Estimated AWS cost per million messages")
+    starts = [
+        i
+        for i, line in enumerate(costs)
+        if line.startswith(("Lambda", "DynamoDB", "Kinesis", "IoT"))
+    ]
+    assert len(starts) >= 8
+    for first, end in zip(starts, [*starts[1:], len(costs)], strict=True):
+        numbers = [w for w in costs[first].split() if re.fullmatch(r"\d+\.\d+", w)]
+        below = " ".join(costs[first + 1 : end])
+        assert len(numbers) == 3 or re.search(r"USD per unit \d+\.\d+", below), costs[first]
+    # and the injected cases' lines wrap under their text, not at the margin
+    injected_lines = section(screen, "Injected cases")
+    assert all(line.startswith(" ") for line in injected_lines)
+
+
+@pytest.mark.slow
+def test_demo_says_why_the_on_call_queue_holds_what_it_holds(demo: DemoRun) -> None:
+    # Given the demo run and its CRITICAL-only queue
+    out, held = demo.stdout, demo.held
+    reason = re.search(
+        r"routes on the worse of severity and previous severity: it gets every change to or "
+        r"from CRITICAL \((\d+) to CRITICAL, (\d+) from it\)",
+        out,
+    )
+
+    # Then the line beside the table says why it holds more than the CRITICAL rows
+    assert reason, out
+    to, leaving = map(int, reason.groups())
+    assert to == sum(1 for a in held.alerts if a["severity"] == "CRITICAL")
+    assert to + leaving == len(held.on_call)
+
+
+@pytest.mark.slow
+def test_demo_cost_per_message_shows_meaningful_digits(demo: DemoRun) -> None:
+    # Given the demo's cost table
+    lines = section(demo.stdout, "Estimated AWS cost per million messages")[2:]
+
+    # Then no item costing something per million shows 0 per message
+    for line in lines:
+        words = line.split()
+        per_message, per_million = float(words[-3]), float(words[-1])
+        assert per_million == 0 or words[-3].strip("0.") != "", line
+        assert per_million == 0 or per_message > 0, line
+    if demo.ingest == "stream":
+        kinesis = [line for line in lines if line.startswith("Kinesis")]
+        assert kinesis
+        assert all(float(line.split()[-3]) > 0 for line in kinesis)
+
+
+# --- demo --keep: the operators' tools on the demo's stack -------------------
+
+
+def printed_commands(stdout: str) -> list[list[str]]:
+    """The `telemetry alerts` commands the demo printed, as argument lists."""
+    import shlex
+
+    return [
+        shlex.split(line.strip())[1:]
+        for line in stdout.splitlines()
+        if line.strip().startswith("telemetry alerts ")
+    ]
+
+
+@pytest.mark.slow
+def test_demo_keep_leaves_the_local_aws_up_for_the_alerts_commands_it_prints(
+    tmp_path: Path,
+) -> None:
+    import signal
+    import threading
+
+    # Given the demo run with --keep, on its own local AWS (its stderr to a file and
+    # its stdout read all along, so that a full pipe never holds it up)
+    errors = tmp_path / "stderr"
+    with errors.open("w") as stderr_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "telemetry", "demo", "--keep", "--devices", "4",
+             "--duration", "2m", "--seed", "3"],
+            stdout=subprocess.PIPE,
+            stderr=stderr_file,
+            text=True,
+            cwd=ROOT,
+        )  # fmt: skip
+    assert process.stdout is not None
+    lines: list[str] = []
+    kept = threading.Event()
+
+    def read(stream: Any) -> None:
+        for line in stream:
+            lines.append(line)
+            if "stays up until you press Ctrl-C" in line:
+                kept.set()
+        kept.set()
+
+    reader = threading.Thread(target=read, args=(process.stdout,), daemon=True)
+    reader.start()
+    try:
+        kept.wait(timeout=300)
+        stdout = "".join(lines)
+        assert "stays up until you press Ctrl-C" in stdout, stdout
+
+        # When an operator runs the commands it printed, as printed
+        commands = printed_commands(stdout)
+        assert [c[:2] for c in commands] == [["alerts", "list"], ["alerts", "ack"],
+                                              ["alerts", "snooze"]]  # fmt: skip
+        listed = telemetry(*commands[0])
+        acked = telemetry(*commands[1])
+        snoozed = telemetry(*commands[2])
+        # and runs the demo again on that local AWS, with --keep
+        url = commands[0][commands[0].index("--endpoint-url") + 1]
+        again = telemetry(
+            "demo", "--keep", "--devices", "3", "--duration", "2m", "--seed", "5",
+            "--endpoint-url", url,
+        )  # fmt: skip
+        relisted = telemetry(*printed_commands(again.stdout)[0], "--format", "json")
+    finally:
+        # and stops the demo with Ctrl-C
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=120)
+        reader.join(timeout=10)
+    stderr = errors.read_text()
+    rest = "".join(lines)
+
+    # Then the list shows the alert the demo left active, the actions apply to it
+    assert listed.returncode == 0, listed.stderr
+    device, sensor, rule = commands[1][2:5]
+    assert any(line.split()[:3] == [device, sensor, rule] for line in listed.stdout.splitlines())
+    assert acked.returncode == 0, acked.stderr
+    assert acked.stdout.startswith(f"acknowledge: applied to {device} {sensor} ({rule})")
+    assert snoozed.returncode == 0, snoozed.stderr
+    # and Ctrl-C ends the demo cleanly
+    assert process.returncode == 0, stderr
+    assert "Local AWS stopped." in rest
+    assert "Traceback" not in stderr
+    # and the second run's commands name its own stack, whose alerts they list
+    assert again.returncode == 0, again.stderr
+    assert [c[c.index("--stack") + 1] for c in printed_commands(again.stdout)] == [
+        "telemetry-2"
+    ] * len(printed_commands(again.stdout))
+    shown = {
+        tuple(line.split()[:2])
+        for line in section(again.stdout, "Alert state now in the shadows")[2:]
+    }
+    assert relisted.returncode == 0, relisted.stderr
+    assert {(a["deviceId"], a["sensorId"]) for a in json.loads(relisted.stdout)} == shown
+
+
+@pytest.mark.slow
+def test_the_devices_example_in_the_docs_counts_what_a_run_counts() -> None:
+    # Given the `telemetry devices` example of docs/cli.md (its per-device table and
+    # its last line, which do not depend on timing)
+    page = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    command = "telemetry devices --devices 5 --duration 2m --speed 10"
+    example = page[page.index(f"$ {command}\n") :].split("```", 1)[0].splitlines()
+    shown = example[example.index("Devices") :]
+
+    # When a user runs it
+    result = telemetry(*command.split()[1:])
+
+    # Then the run counts what the page shows
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.rstrip() for line in lines[lines.index("Devices") :]] == [
+        line.rstrip() for line in shown
+    ]
+
+
+@pytest.mark.slow
+def test_the_docs_say_how_many_late_readings_the_default_stream_run_shows() -> None:
+    # Given what docs/cli.md says the default `--ingest stream` run shows
+    page = " ".join((ROOT / "docs" / "cli.md").read_text(encoding="utf-8").split())
+    said = re.search(r"The default run is the second case \([^)]*\): (\d+) late readings", page)
+    assert said, "docs/cli.md no longer says what the default stream run shows"
+
+    # When a user runs it
+    result = telemetry("demo", "--ingest", "stream")
+
+    # Then it shows that many, and its late-batch line says why
+    assert result.returncode == 0, result.stderr
+    assert count(result.stdout, "late readings") == int(said.group(1)) > 0
+    assert "buffered readings older than the alert's last decision" in result.stdout

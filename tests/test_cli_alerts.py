@@ -311,3 +311,96 @@ def test_a_note_or_by_of_more_than_one_line_is_refused_before_anything_is_sent(
     assert code == 2
     assert sent == []
     assert capsys.readouterr().err.strip().endswith(says)
+
+
+# ------------------------------------------------------------ lines that say what is so
+
+WARN_PREFIX = "alerts-cli-warn"
+
+
+def telemetry_on(prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`telemetry alerts` on the local stack of that prefix (no prefix added)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return subprocess.run(
+        [sys.executable, "-m", "telemetry", *args, "--prefix", prefix],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def warning_only(local: tuple[str, Stack]) -> str:
+    """A stack of its own in the same local AWS, whose one active alert is a WARNING."""
+    url, _ = local
+    stack = provision(endpoint_url=url, things=["boiler-003"], prefix=WARN_PREFIX)
+    settings = Settings.from_env(stack.environment() | {"AWS_ENDPOINT_URL": url})
+    rt = handler.build_runtime(settings)
+    reading = {"sensorId": "temp-1", "type": "temperature", "value": 80.0}
+    handler.handle(
+        {"deviceId": "boiler-003", "timestamp": int(time.time() * 1000), "data": [reading]}, rt
+    )
+    return url
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("device", [[], ["--device", "boiler-003"]], ids=["all", "one-device"])
+def test_none_at_a_severity_says_what_is_active_below_it(
+    warning_only: str, device: list[str]
+) -> None:
+    # Given a stack whose only active alert is a WARNING on boiler-003
+    # When an operator lists the CRITICAL ones (on that device, or all)
+    result = telemetry_on(
+        WARN_PREFIX, "alerts", "list", "--endpoint-url", warning_only, "--severity", "CRITICAL",
+        *device,
+    )  # fmt: skip
+
+    # Then the line says none is at CRITICAL, and that one WARNING is active
+    assert result.returncode == 0, result.stderr
+    on = " on boiler-003" if device else ""
+    assert result.stdout.strip() == (
+        f"no alert at CRITICAL{on}; active or held below it: 1 WARNING "
+        "(list without --severity to see them)"
+    )
+    assert "no active alert" not in result.stdout
+
+
+@pytest.mark.slow
+def test_an_unknown_prefix_names_the_stacks_there(local: tuple[str, Stack]) -> None:
+    # Given a local AWS holding the test's stacks
+    url, _ = local
+
+    # When an operator names a prefix that is not one of them
+    result = telemetry_on("nosuch", "alerts", "list", "--endpoint-url", url)
+
+    # Then the line names the stacks there (and how to name one), not "give --prefix"
+    # as if it had not been given
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"telemetry: error: no stack 'nosuch' at {url}: ")
+    assert PREFIX in result.stderr
+    assert "or give --prefix" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_an_until_it_cannot_read_says_the_forms_it_takes(local: tuple[str, Stack]) -> None:
+    # Given an active alert
+    url, _ = local
+
+    # When an operator snoozes it until "tomorrow"
+    result = telemetry(
+        "alerts", "snooze", "pump-17", "temp-1", "temperature-high", "--endpoint-url", url,
+        "--until", "tomorrow", "--by", "li",
+    )  # fmt: skip
+
+    # Then the line says which forms are accepted, without blaming ISO-8601 alone
+    assert result.returncode == 2
+    assert "not an ISO-8601 timestamp" not in result.stderr
+    line = result.stderr.strip()
+    assert line.startswith("telemetry: error: until: must be a duration from now such as")
+    assert "2h" in line
+    assert "ISO-8601" in line
+    assert "epoch milliseconds" in line

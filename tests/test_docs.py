@@ -352,3 +352,68 @@ def test_every_usage_line_shows_real_flags(block: Block) -> None:
         shown = set(re.findall(r"(?<![\w-])(--[a-z][\w-]*)", text))
         missing = shown - known_flags(parser)
         assert not missing, f"{block.where}: `{parser.prog}` has no {sorted(missing)}"
+
+
+INSIDE_WORDS = re.compile(
+    r"\bissues? \d+\b|today's code|\btoday \d|seed-format|seed-style|the seed's", re.IGNORECASE
+)
+"""Words that mean something only to this project's history: issue numbers, "today's
+code", the seed project's message format."""
+
+
+def every_parser(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from every_parser(sub)
+
+
+def test_documents_and_help_speak_a_users_words() -> None:
+    # Given the README, docs/ and every command's --help
+    texts = {str(d.relative_to(ROOT)): d.read_text(encoding="utf-8") for d in DOCUMENTS}
+    texts |= {p.prog: p.format_help() for p in every_parser(build_parser())}
+
+    # When they are searched for words of the project's own history
+    found = [
+        f"{where}: {match.group(0)!r}"
+        for where, text in texts.items()
+        for match in INSIDE_WORDS.finditer(text)
+    ]
+
+    # Then there are none: a user cannot know what issue 13 or "today's code" was
+    assert not found
+
+
+def test_deploy_asks_new_accounts_for_no_store_they_cannot_have() -> None:
+    # Given the deployment guide, whose new accounts deploy with InfluxDB
+    text = " ".join((ROOT / "docs" / "deploy.md").read_text(encoding="utf-8").split())
+    prerequisites = text[text.index("## Prerequisites") :].split("## ", 2)[1]
+
+    # When it states the Region needed, Then it names InfluxDB beside LiveAnalytics,
+    # never LiveAnalytics alone as a requirement
+    region = next(p for p in prerequisites.split("- ") if p.startswith("A Region"))
+    assert "InfluxDB" in region
+    assert "both AWS IoT Core and Timestream for LiveAnalytics" not in prerequisites
+
+
+def test_the_operators_policy_is_documented_as_granted() -> None:
+    from tests.iam import load_template
+
+    # Given the actions OperatorsPolicy grants on the state table
+    statements = load_template()["Resources"]["OperatorsPolicy"]["Properties"]["PolicyDocument"][
+        "Statement"
+    ]
+    listing = next(s for s in statements if isinstance(s, dict) and s.get("Sid") == "ListAlerts")
+    actions = [a.split(":", 1)[1] for a in listing["Action"]]
+    assert "BatchGetItem" in actions
+
+    # When operators.md and deploy.md list what it allows, Then they list each of them
+    operators = (ROOT / "docs" / "operators.md").read_text(encoding="utf-8")
+    row = next(line for line in operators.splitlines() if "`dynamodb:GetItem`" in line)
+    assert all(f"`dynamodb:{a}`" in row for a in actions), row
+    deploy = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    line = next(line for line in deploy.splitlines() if line.startswith("| `OperatorsPolicy`"))
+    granted = re.search(r"`dynamodb:\S+`", line)
+    assert granted
+    assert sorted(re.findall(r"`(?:dynamodb:)?(\w+)`", granted.group(0))) == sorted(actions)

@@ -184,9 +184,21 @@ def snooze_end_ms(raw: Any, now_ms: int) -> int:
     try:
         return parse_time_ms(raw)
     except ValueError as exc:
-        raise InvalidActionError(
-            "until", f"must be epoch milliseconds, ISO-8601 or a duration such as 2h ({exc})"
-        ) from None
+        # A form it is not (`tomorrow`) needs the forms it may take; a time out of
+        # range, why it is refused.
+        why = "" if isinstance(raw, str) and not _looks_like_a_time(raw) else f" ({exc})"
+        raise InvalidActionError("until", f"must be {UNTIL_FORMS}{why}") from None
+
+
+UNTIL_FORMS: Final = (
+    "a duration from now such as 30m, 2h or 1d, a date and time such as "
+    "2026-12-07T08:00:00Z (ISO-8601; UTC if no zone is given), or epoch milliseconds"
+)
+
+
+def _looks_like_a_time(text: str) -> bool:
+    """An ISO-8601 date starts with its year."""
+    return text.strip()[:4].isdigit()
 
 
 def parse_action(raw: object, now_ms: int) -> Action:

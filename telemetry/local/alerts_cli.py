@@ -6,8 +6,9 @@
 - `telemetry alerts ack|snooze|unsnooze|disable|enable|reset DEVICE SENSOR RULE`:
   an action, through the actions function of a deployed stack (`--function
   NAME`, or found from `--stack NAME`); against a local AWS (`--endpoint-url`,
-  the demo's), the same handler runs in this process, since a local AWS runs
-  no Lambda. `--by` defaults to the caller's identity (STS GetCallerIdentity).
+  the demo's, with `--stack` naming its stack there), the same handler runs in
+  this process, since a local AWS runs no Lambda. `--by` defaults to the
+  caller's identity (STS GetCallerIdentity).
 
 Exit status: 0 listed, or the action applied; 1 the action was refused (the
 line says why) or the AWS call failed; 2 a usage error.
@@ -19,6 +20,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -34,6 +36,7 @@ ACTIONS: Final = {
 }
 SEVERITIES: Final = ("WARNING", "CRITICAL")
 DEFAULT_PREFIX: Final = "telemetry"
+USAGE: Final = 2
 
 
 class AlertsError(RuntimeError):
@@ -99,30 +102,59 @@ def add_arguments(parser: argparse.ArgumentParser, url: Any) -> None:
 
 
 def _where(parser: argparse.ArgumentParser, url: Any, *, table: bool) -> None:
-    group = parser.add_argument_group("which stack")
-    group.add_argument("--stack", metavar="NAME", help="a deployed stack: names from its outputs")
+    by_name = "--table" if table else "--function"
+    group = parser.add_argument_group(f"which stack (one of --stack, {by_name}, --endpoint-url)")
+    named = group.add_mutually_exclusive_group()
+    named.add_argument(
+        "--stack",
+        metavar="NAME",
+        help="a deployed stack (names from its outputs); with --endpoint-url, a stack of "
+        "that local AWS (the demo prints its name: telemetry, telemetry-2, ...)",
+    )
     if table:
-        group.add_argument("--table", metavar="NAME", help="the state table, by name")
+        named.add_argument("--table", metavar="NAME", help="the state table, by name")
     else:
-        group.add_argument("--function", metavar="NAME", help="the actions function, by name")
+        named.add_argument("--function", metavar="NAME", help="the actions function, by name")
     group.add_argument(
         "--endpoint-url",
         type=url,
         metavar="URL",
-        help="a local AWS (the demo's), whose stack is named by --prefix",
+        help="a local AWS (the demo's: `telemetry demo --keep` leaves it up), whose stack "
+        f"--stack names (default {DEFAULT_PREFIX})",
     )
     group.add_argument(
-        "--prefix",
-        default=DEFAULT_PREFIX,
-        help=f"the local stack's name prefix (default {DEFAULT_PREFIX})",
+        "--prefix", help="with --endpoint-url, the local stack's name, as --stack says it"
     )
     group.add_argument("--region", help="AWS region (default: your configuration's)")
+
+
+def _check_where(args: argparse.Namespace) -> None:
+    """Refuse flags that this stack choice would ignore."""
+    if args.prefix is not None and not args.endpoint_url:
+        raise AlertsError(
+            "--prefix names a stack in a local AWS: it goes with --endpoint-url", USAGE
+        )
+    if args.prefix is not None and (args.stack or getattr(args, "table", None)):
+        raise AlertsError(
+            "--prefix names the local stack, as --stack does; --table names its table: give one",
+            USAGE,
+        )
+    if args.prefix is not None and getattr(args, "function", None):
+        raise AlertsError(
+            "--prefix names a local stack; --function a deployed one: give one", USAGE
+        )
+
+
+def _local_stack(args: argparse.Namespace) -> str:
+    """The name of the stack at --endpoint-url."""
+    return str(args.prefix or args.stack or DEFAULT_PREFIX)
 
 
 # --- running -----------------------------------------------------------------------
 
 
 def run(args: argparse.Namespace, out: Screen) -> int:
+    _check_where(args)
     if args.endpoint_url:
         from telemetry.local.server import LocalAwsError, check_reachable, point_at  # noqa: PLC0415
 
@@ -166,15 +198,12 @@ def _stack_outputs(args: argparse.Namespace) -> dict[str, str]:
 
 def _local_environment(args: argparse.Namespace) -> dict[str, str]:
     """The function's environment for the local stack at --endpoint-url (the demo's)."""
-    prefix = args.prefix
+    prefix = _local_stack(args)
     sns, sqs = _client(args, "sns"), _client(args, "sqs")
     topics = [t["TopicArn"] for t in sns.list_topics().get("Topics", [])]
     topic = next((t for t in topics if t.rsplit(":", 1)[-1] == f"{prefix}-alerts"), None)
     if topic is None:
-        raise AlertsError(
-            f"no stack {prefix!r} at {args.endpoint_url}: run `telemetry demo "
-            f"--endpoint-url {args.endpoint_url}` first, or give --prefix"
-        )
+        raise AlertsError(f"no stack {prefix!r} at {args.endpoint_url}: {_stacks_hint(args)}")
     queue = sqs.get_queue_url(QueueName=f"{prefix}-dead-letter")["QueueUrl"]
     return {
         "TIMESTREAM_DB": f"{prefix}-db",
@@ -186,16 +215,32 @@ def _local_environment(args: argparse.Namespace) -> dict[str, str]:
     }
 
 
+def _stacks_hint(args: argparse.Namespace) -> str:
+    """What to do when the local stack named is not there: the stacks that are."""
+    topics = [t["TopicArn"] for t in _client(args, "sns").list_topics().get("Topics", [])]
+    names = sorted(
+        name.removesuffix("-alerts")
+        for name in (t.rsplit(":", 1)[-1] for t in topics)
+        if name.endswith("-alerts")
+    )
+    if names:
+        return f"its stacks are {', '.join(names)}: name one with --stack"
+    return (
+        f"it holds none; run `telemetry demo --keep` (or `telemetry demo --endpoint-url "
+        f"{args.endpoint_url}`) first"
+    )
+
+
 def _state_table(args: argparse.Namespace) -> str:
     if getattr(args, "table", None):
         return str(args.table)
+    if args.endpoint_url:
+        return _local_environment(args)["STATE_TABLE"]
     if args.stack:
         outputs = _stack_outputs(args)
         if "AlertStateTableName" not in outputs:
             raise AlertsError(f"stack {args.stack} has no AlertStateTableName output")
         return outputs["AlertStateTableName"]
-    if args.endpoint_url:
-        return _local_environment(args)["STATE_TABLE"]
     raise AlertsError("say which stack: --stack NAME, --table NAME or --endpoint-url URL", 2)
 
 
@@ -212,12 +257,29 @@ def _list(args: argparse.Namespace, out: Screen) -> int:
         sys.stdout.write(json.dumps(views, indent=2) + "\n")
         return 0
     if not views:
-        out.line("no active alert" + (f" on {args.device}" if args.device else ""))
+        out.line(_none_listed(args, records))
         return 0
     rows = [_row(v) for v in views]
     out.line(f"{plural(len(views), 'alert')} active or held by an operator")
-    out.table(("device", "sensor", "rule", "severity", "since", "held"), rows, drop=(4,))
+    out.table(("device", "sensor", "rule", "severity", "since", "held"), rows, fold=(4,))
     return 0
+
+
+def _none_listed(args: argparse.Namespace, records: list[Any]) -> str:
+    """Why the list is empty: nothing active at all, or nothing at the severity
+    asked for (then what is active)."""
+    on = f" on {args.device}" if args.device else ""
+    if args.severity is None:
+        return f"no active alert{on}"
+    below = list(_views(records, None))
+    if not below:
+        return f"no alert at {args.severity}{on}, and none active below it"
+    counts = Counter(_row(v)[3] for v in below)
+    active = ", ".join(f"{n} {severity}" for severity, n in sorted(counts.items()))
+    return (
+        f"no alert at {args.severity}{on}; active or held below it: {active} "
+        "(list without --severity to see them)"
+    )
 
 
 def _views(records: Iterable[Any], severity: str | None) -> Iterable[dict[str, Any]]:

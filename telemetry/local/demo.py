@@ -88,6 +88,9 @@ class DemoOptions:
     influxdb_api: str = "v1"
     influxdb_database: str = "telemetry"
     influxdb_token: str | None = None
+    keep: bool = False
+    """Leave the local AWS up after the summary (until interrupted) and print the
+    `telemetry alerts` commands that act on its stack."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -530,10 +533,15 @@ def run(options: DemoOptions, out: Screen, err: Screen) -> None:
         with _influx_target(options) as influx:
             if options.endpoint_url:
                 check_reachable(options.endpoint_url)
-                _run_against(options.endpoint_url, False, options, out, err, influx)
+                report = _run_against(options.endpoint_url, False, options, out, err, influx)
+                if options.keep:
+                    _try_alerts(report, out)
                 return
             with LocalAwsServer() as server:
-                _run_against(server.url, True, options, out, err, influx)
+                report = _run_against(server.url, True, options, out, err, influx)
+                if options.keep:
+                    _try_alerts(report, out)
+                    _until_interrupted(server.url, out)
     except (LocalAwsError, InfluxError) as exc:
         raise DemoError(str(exc)) from None
 
@@ -545,7 +553,7 @@ def _influx_target(options: DemoOptions) -> Iterator[InfluxTarget | None]:
         yield None
         return
     if options.influxdb_url:
-        check_reachable(options.influxdb_url)
+        check_reachable(options.influxdb_url, what="InfluxDB")
         target = InfluxTarget(
             options.influxdb_url,
             options.influxdb_api,
@@ -584,7 +592,7 @@ def _run_against(
     out: Screen,
     err: Screen,
     influx: InfluxTarget | None = None,
-) -> None:
+) -> Report:
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
     point_at(url)
@@ -610,6 +618,54 @@ def _run_against(
         observed.influx = _read_back(influx)
     report = Report(options, url, embedded, sim, stack, meter, tally, observed, influx)
     report.render(out)
+    return report
+
+
+def alerts_commands(report: Report) -> list[str]:
+    """The `telemetry alerts` commands that act on the run's stack at its local
+    AWS: list, and, when an alert is still active, acknowledge and snooze it."""
+    where = f"--endpoint-url {report.url} --stack {report.stack_name}"
+    commands = [f"telemetry alerts list {where}"]
+    active = [
+        (device, sensor, entry.get("rule"))
+        for device, alerts in sorted(report.observed.shadows.items())
+        for sensor, entry in sorted(alerts.items())
+        if entry.get("rule")
+    ]
+    if active:
+        device, sensor, rule = active[0]
+        commands += [
+            f"telemetry alerts ack {device} {sensor} {rule} {where} --note 'on my way'",
+            f"telemetry alerts snooze {device} {sensor} {rule} --until 2h {where}",
+        ]
+    return commands
+
+
+def _try_alerts(report: Report, out: Screen) -> None:
+    out.heading(f"Try the operators' tools on this run's stack, {report.stack_name}:")
+    for command in alerts_commands(report):
+        out.line(f"  {command}")
+
+
+def _until_interrupted(url: str, out: Screen) -> None:
+    """Keep the local AWS (served by threads of this process) up until Ctrl-C or
+    SIGTERM, whatever this process inherited for them (a parent may ignore SIGINT)."""
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    stop = threading.Event()
+    stops = (signal.SIGINT, signal.SIGTERM)
+    before = {s: signal.signal(s, lambda *_: stop.set()) for s in stops}
+    try:
+        out.line()
+        out.line(f"The local AWS at {url} stays up until you press Ctrl-C.")
+        out.stream.flush()
+        while not stop.wait(timeout=1.0):
+            pass
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+    out.line("Local AWS stopped.")
 
 
 def _run_fleet(
@@ -740,6 +796,11 @@ class Report:
     @property
     def messages(self) -> int:
         return len(self.sim.deliveries)
+
+    @property
+    def stack_name(self) -> str:
+        """The run's stack (`telemetry`, or `telemetry-2`... after earlier runs)."""
+        return self.stack.state_table.removesuffix("-alert-state")
 
     def costs(self) -> list[CostLine]:
         m, units = self.meter, self.meter.units
@@ -907,13 +968,14 @@ class Report:
             mark = "ok" if verdict.ok else "NOT AS EXPECTED"
             where = f" ({verdict.where})" if verdict.where else ""
             out.line(f"{mark:>3}  {verdict.case}{where}", style=None if verdict.ok else "bold red")
-            out.line(f"     expected: {verdict.expected}")
-            out.line(f"     observed: {verdict.observed}")
+            out.line(f"     expected: {verdict.expected}", hang=15)
+            out.line(f"     observed: {verdict.observed}", hang=15)
         silent = any(s.name == "silent device" for s in self.sim.scenarios)
         if self.options.mqtt and not silent and self.options.devices >= 4:
             out.line(
-                " --  silent device: not played over MQTT, where silence is judged in "
-                "arrival time on the real clock and the run lasts seconds (see it without --mqtt)"
+                hang=5,
+                text=" --  silent device: not played over MQTT, where silence is judged in "
+                "arrival time on the real clock and the run lasts seconds (see it without --mqtt)",
             )
 
     def _render_alerts(self, out: Screen) -> None:
@@ -924,6 +986,16 @@ class Report:
             f"Alerts received by the operator queue {_queue(self.stack.operator_queue_url)}: "
             f"{len(alerts)} (published: {len(self.tally.transitions)}; "
             f"on-call queue, CRITICAL only: {self.observed.on_call})"
+        )
+        at = sum(1 for a in alerts if a["severity"] == "CRITICAL")
+        left = sum(
+            1 for a in alerts if a["previousSeverity"] == "CRITICAL" and a["severity"] != "CRITICAL"
+        )
+        out.line(
+            "The on-call queue's filter routes on the worse of severity and previous "
+            f"severity: it gets every change to or from CRITICAL ({at} to CRITICAL, "
+            f"{left} from it) and no other.",
+            hang=0,
         )
         shown = self._alerts_shown()
         render_transition_table([Transition.from_json(a) for a in shown], out)
@@ -959,7 +1031,7 @@ class Report:
             f"Operators act (telemetry alerts ack|snooze), on a stack of their own: {scene.stack}"
         )
         for what, answer in scene.steps:
-            out.line(f"- {what}: {answer}")
+            out.line(f"- {what}: {answer}", hang=2)
         out.line(f"The operator queue received {plural(len(scene.received), 'message')} meanwhile:")
         out.table(
             ("status", "device", "sensor", "severity", "was", "by"),
@@ -974,6 +1046,7 @@ class Report:
                 ]
                 for m in scene.received
             ],
+            fold=(5,),
         )
 
     def _render_outage(self, out: Screen) -> None:
@@ -1028,7 +1101,7 @@ class Report:
                 ("device", "sensor", "severity", "rule", "since", "value"),
                 rows,
                 numeric=(5,),
-                drop=(5,),
+                fold=(4, 5),
             )
         else:
             out.line("none: every episode has been resolved")
@@ -1058,19 +1131,20 @@ class Report:
             f"calls ${total - ingest:.2f}, IoT Core messaging and rule ${ingest:.2f})"
         )
         out.table(
-            ("item", "unit", "per message", "USD per unit", "USD per 1M messages"),
+            ("item", "unit", "per\nmessage", "USD per\nunit", "USD per 1M\nmessages"),
             [
                 [
                     line.item,
                     line.price.unit,
-                    f"{line.units / self.messages:.4f}",
+                    significant(line.units / self.messages),
                     f"{line.price.usd:.10f}".rstrip("0"),
                     f"{line.per_million(self.messages):.4f}",
                 ]
                 for line in lines
             ],
             numeric=(2, 3, 4),
-            drop=(3,),
+            wrap=1,
+            fold=(3, 2),
         )
         out.line()
         out.line(
@@ -1083,6 +1157,16 @@ class Report:
                 "InfluxDB is priced per instance-hour, not per write: its cost per million "
                 "messages depends on the fleet's rate (make bench: bench_cost)."
             )
+
+
+def significant(value: float, digits: int = 4) -> str:
+    """A quantity per message: four decimals, or, below a thousandth (a Kinesis
+    GB per message is millionths), as many as its first `digits` significant
+    digits need, never a row of zeros."""
+    if value == 0 or abs(value) >= 0.001:
+        return f"{value:.4f}"
+    decimals = digits - 1 - math.floor(math.log10(abs(value)))
+    return f"{value:.{decimals}f}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
 """A simulated fleet for the demo: device messages, deterministic given a seed.
 
-Every device reports all its sensors in one seed-format message every 10-20 s
-(more often on runs shorter than 10 minutes, so that each device sends about
-40 messages whatever the duration and the injected cases play out), with
+Every device reports all its sensors in one message (the README's device
+format) every 10-20 s (more often on runs shorter than 10 minutes, so that each
+device sends about 40 messages whatever the duration and the injected cases play out), with
 values inside the default rules' bands. About 3% of messages carry a one-off
 spike on one sensor. On top of that, the cases that matter are injected:
 
@@ -44,7 +44,7 @@ class SensorKind:
     """A sensor type the default rules know, with its normal band and spikes.
 
     `spikes` are value ranges an anomalous reading is drawn from; `thresholds`
-    are sent by the device itself (the seed's own warning/critical fields).
+    are sent by the device itself (a reading's own `warning`/`critical` fields).
     """
 
     type: str

@@ -76,8 +76,9 @@ def point_at(url: str) -> None:
     os.environ["AWS_REGION"] = REGION
 
 
-def check_reachable(url: str, timeout_s: float = 2.0) -> None:
-    """Raise LocalAwsError unless something accepts connections at `url`."""
+def check_reachable(url: str, timeout_s: float = 2.0, *, what: str = "a local AWS") -> None:
+    """Raise LocalAwsError unless something accepts connections at `url`;
+    `what` names the service expected there, for the message."""
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise LocalAwsError(f"{url!r} is not an http(s) URL")
@@ -89,4 +90,4 @@ def check_reachable(url: str, timeout_s: float = 2.0) -> None:
         with socket.create_connection((parts.hostname, port), timeout=timeout_s):
             pass
     except OSError as exc:
-        raise LocalAwsError(f"cannot reach a local AWS at {url}: {exc.strerror or exc}") from None
+        raise LocalAwsError(f"cannot reach {what} at {url}: {exc.strerror or exc}") from None
