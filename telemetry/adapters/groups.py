@@ -28,11 +28,12 @@ from typing import Any, Final
 
 from telemetry.adapters.aws import AWS_ERRORS, error_code_of, translate
 from telemetry.adapters.state_store import (
-    DUE_INDEX,
     MAX_ITEM_BYTES,
     MAX_TRANSACTION_BYTES,
     NOT_A_DEVICE,
     DynamoStateStore,
+    due_in,
+    get_items,
     item_bytes,
 )
 from telemetry.core.alerts import Transition
@@ -55,10 +56,6 @@ GROUP_KEY_PREFIX: Final = f"{NOT_A_DEVICE}group#"
 DIGEST_SHARD: Final = "digest"
 """The `dueShard` of groups with something due: never one of the devices' shards."""
 MAX_TRANSACTION_ACTIONS: Final = 100
-_BATCH_GET_LIMIT: Final = 100
-_UNPROCESSED_ATTEMPTS: Final = 8
-_BACKOFF_BASE_S: Final = 0.05
-_BACKOFF_CAP_S: Final = 1.0
 _RACES: Final = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
 _SEPARATORS: Final = (",", ":")
 
@@ -111,55 +108,12 @@ class DynamoGroupStore:
     def due_groups(self, now_ms: int, limit: int) -> list[GroupRecord]:
         """Groups the sweep has something to do for as of `now_ms` (a digest to
         take or to deliver), the most overdue first, at most `limit`."""
-        keys: list[str] = []
-        request: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": DUE_INDEX,
-            "KeyConditionExpression": "dueShard = :s AND dueAt <= :t",
-            "ExpressionAttributeValues": {":s": {"S": DIGEST_SHARD}, ":t": {"N": str(now_ms)}},
-            "Limit": limit,
-        }
-        while len(keys) < limit:
-            try:
-                answer = self._client.query(**request)
-            except AWS_ERRORS as exc:
-                raise translate("dynamodb", "Query", exc) from exc
-            keys += [item["deviceId"]["S"] for item in answer.get("Items", [])]
-            last = answer.get("LastEvaluatedKey")
-            if not last:
-                break
-            request["ExclusiveStartKey"] = last
+        keys = due_in(self._client, self._table, DIGEST_SHARD, now_ms, limit)
         items = self._get_items(keys[:limit])
         return [_record(items[k]) for k in keys[:limit] if k in items]
 
     def _get_items(self, keys: list[str]) -> dict[str, dict[str, Any]]:
-        """Items by key, consistently, retrying UnprocessedKeys with backoff."""
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(keys), _BATCH_GET_LIMIT):
-            chunk = [{"deviceId": {"S": k}} for k in keys[start : start + _BATCH_GET_LIMIT]]
-            request: dict[str, Any] = {self._table: {"Keys": chunk, "ConsistentRead": True}}
-            for attempt in range(_UNPROCESSED_ATTEMPTS):
-                if attempt:
-                    self._sleep(min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** (attempt - 1)))
-                try:
-                    answer = self._client.batch_get_item(RequestItems=request)
-                except AWS_ERRORS as exc:
-                    raise translate("dynamodb", "BatchGetItem", exc) from exc
-                for item in answer.get("Responses", {}).get(self._table, []):
-                    found[item["deviceId"]["S"]] = item
-                request = answer.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-            if request:
-                pending = len(request[self._table]["Keys"])
-                raise DependencyError(
-                    "dynamodb",
-                    "BatchGetItem",
-                    "UnprocessedKeys",
-                    f"{pending} keys still unprocessed after {_UNPROCESSED_ATTEMPTS} attempts",
-                    transient=True,
-                )
-        return found
+        return get_items(self._client, self._table, keys, self._sleep)
 
     # ------------------------------------------------------------- writing
 

@@ -168,33 +168,7 @@ class DynamoStateStore:
         return out
 
     def _get_items(self, keys: list[str]) -> dict[str, dict[str, Any]]:
-        """Items by key, consistently, retrying UnprocessedKeys with backoff."""
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(keys), _BATCH_GET_LIMIT):
-            chunk = [{"deviceId": {"S": k}} for k in keys[start : start + _BATCH_GET_LIMIT]]
-            request: dict[str, Any] = {self._table: {"Keys": chunk, "ConsistentRead": True}}
-            attempt = 0
-            while request:
-                if attempt == _UNPROCESSED_ATTEMPTS:
-                    pending = len(request[self._table]["Keys"])
-                    raise DependencyError(
-                        "dynamodb",
-                        "BatchGetItem",
-                        "UnprocessedKeys",
-                        f"{pending} keys still unprocessed after {attempt} attempts",
-                        transient=True,
-                    )
-                if attempt:
-                    self._sleep(min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** (attempt - 1)))
-                attempt += 1
-                try:
-                    answer = self._client.batch_get_item(RequestItems=request)
-                except AWS_ERRORS as exc:
-                    raise translate("dynamodb", "BatchGetItem", exc) from exc
-                for item in answer.get("Responses", {}).get(self._table, []):
-                    found[item["deviceId"]["S"]] = item
-                request = answer.get("UnprocessedKeys") or {}
-        return found
+        return get_items(self._client, self._table, keys, self._sleep)
 
     def _record(self, device_id: str, item: Mapping[str, Any] | None) -> DeviceRecord:
         if not item:
@@ -276,25 +250,7 @@ class DynamoStateStore:
         return out
 
     def _due_in(self, shard: str, now_ms: int, limit: int) -> list[str]:
-        found: list[str] = []
-        request: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": DUE_INDEX,
-            "KeyConditionExpression": "dueShard = :s AND dueAt <= :t",
-            "ExpressionAttributeValues": {":s": {"S": shard}, ":t": {"N": str(now_ms)}},
-            "Limit": limit,
-        }
-        while len(found) < limit:
-            try:
-                answer = self._client.query(**request)
-            except AWS_ERRORS as exc:
-                raise translate("dynamodb", "Query", exc) from exc
-            found += [item["deviceId"]["S"] for item in answer.get("Items", [])]
-            last = answer.get("LastEvaluatedKey")
-            if not last:
-                break
-            request["ExclusiveStartKey"] = last
-        return found[:limit]
+        return due_in(self._client, self._table, shard, now_ms, limit)
 
     def count_members(self, gateway_id: str, before_ms: int) -> int:
         """How many records of the gateway's members were last heard before
@@ -443,6 +399,64 @@ class DynamoStateStore:
             if _lost_race(exc):
                 raise StateConflictError(record.device_id) from exc
             raise translate("dynamodb", "TransactWriteItems", exc) from exc
+
+
+def get_items(
+    client: Any, table: str, keys: list[str], sleep: Callable[[float], None]
+) -> dict[str, dict[str, Any]]:
+    """The table's items by key (`deviceId`), read consistently in BatchGetItem
+    calls of at most 100 keys, retrying UnprocessedKeys with backoff; transient
+    DependencyError when some stay unprocessed."""
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(keys), _BATCH_GET_LIMIT):
+        chunk = [{"deviceId": {"S": k}} for k in keys[start : start + _BATCH_GET_LIMIT]]
+        request: dict[str, Any] = {table: {"Keys": chunk, "ConsistentRead": True}}
+        attempt = 0
+        while request:
+            if attempt == _UNPROCESSED_ATTEMPTS:
+                pending = len(request[table]["Keys"])
+                raise DependencyError(
+                    "dynamodb",
+                    "BatchGetItem",
+                    "UnprocessedKeys",
+                    f"{pending} keys still unprocessed after {attempt} attempts",
+                    transient=True,
+                )
+            if attempt:
+                sleep(min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** (attempt - 1)))
+            attempt += 1
+            try:
+                answer = client.batch_get_item(RequestItems=request)
+            except AWS_ERRORS as exc:
+                raise translate("dynamodb", "BatchGetItem", exc) from exc
+            for item in answer.get("Responses", {}).get(table, []):
+                found[item["deviceId"]["S"]] = item
+            request = answer.get("UnprocessedKeys") or {}
+    return found
+
+
+def due_in(client: Any, table: str, shard: str, now_ms: int, limit: int) -> list[str]:
+    """The keys of one partition (`shard`) of the sparse due index whose `dueAt`
+    is at or before `now_ms`, the most overdue first, at most `limit`."""
+    found: list[str] = []
+    request: dict[str, Any] = {
+        "TableName": table,
+        "IndexName": DUE_INDEX,
+        "KeyConditionExpression": "dueShard = :s AND dueAt <= :t",
+        "ExpressionAttributeValues": {":s": {"S": shard}, ":t": {"N": str(now_ms)}},
+        "Limit": limit,
+    }
+    while len(found) < limit:
+        try:
+            answer = client.query(**request)
+        except AWS_ERRORS as exc:
+            raise translate("dynamodb", "Query", exc) from exc
+        found += [item["deviceId"]["S"] for item in answer.get("Items", [])]
+        last = answer.get("LastEvaluatedKey")
+        if not last:
+            break
+        request["ExclusiveStartKey"] = last
+    return found[:limit]
 
 
 def due_shard(device_id: str) -> str:
