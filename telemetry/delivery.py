@@ -32,6 +32,8 @@ It holds no AWS code: the adapters it is given satisfy the small protocols below
 
 from __future__ import annotations
 
+import random
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -71,6 +73,12 @@ releasing its outbox claims when the store gives up (a conditional write per
 device), so that Lambda's retry delivers them at once rather than after the lease.
 The store's writer is given the time left less this (`RecordWriter.write`)."""
 MAX_CONFLICT_RETRIES: Final = 8
+GROUP_CONFLICT_RETRIES: Final = 24
+"""Attempts at committing an invocation's admission. A fleet incident has every
+shard's sweep write the same group at once: a lost race backs off (jittered, up
+to GROUP_BACKOFF_CAP_S) and admits again, rather than failing its devices."""
+GROUP_BACKOFF_BASE_S: Final = 0.01
+GROUP_BACKOFF_CAP_S: Final = 0.5
 RECORDS_PER_CALL: Final = 100
 """Records built and handed over per write call, unless the writer says otherwise
 (`RecordWriter.records_per_call`): Timestream's WriteRecords limit."""
@@ -269,7 +277,9 @@ class Delivery:
         quarantine: Quarantine,
         groups: GroupStore | None = None,
         notifications: Notifications | None = None,
+        pause: Callable[[float], None] = time.sleep,
     ) -> None:
+        self._pause = pause
         self._store = store
         self._timeseries = timeseries
         self._records = records
@@ -321,11 +331,14 @@ class Delivery:
         if self.notifications is None or self._groups is None:
             return list(deliveries)
         run = _Admitting(self._groups, self._store, self.notifications, now_ms, deliveries)
-        for _ in range(MAX_CONFLICT_RETRIES):
+        for attempt in range(GROUP_CONFLICT_RETRIES):
+            if attempt:
+                ceiling = min(GROUP_BACKOFF_CAP_S, GROUP_BACKOFF_BASE_S * 2**attempt)
+                self._pause(random.uniform(0, ceiling))  # noqa: S311 - jitter, not secrecy
             if run.attempt():
                 return list(run.current.values())
         raise StateConflictError(
-            f"notification groups kept changing under {MAX_CONFLICT_RETRIES} attempts"
+            f"notification groups kept changing under {GROUP_CONFLICT_RETRIES} attempts"
         )
 
     # ------------------------------------------------------------- digests

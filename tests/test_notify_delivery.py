@@ -576,3 +576,33 @@ def test_a_digest_on_a_fifo_topic_carries_valid_fifo_fields() -> None:
     assert digest["MessageGroupId"].startswith("digest-")
     assert len(digest["MessageDeduplicationId"]) == 64
     assert validation_problems(clients, log.calls) == []
+
+
+def test_a_group_every_shard_writes_at_once_backs_off_and_commits(aws: LocalAws) -> None:
+    # Given a group whose conditional writes lose twelve races in a row (a fleet
+    # incident: every shard's sweep admitting into the one group at once)
+    rt, clients = aws.runtime()
+    lost = [0]
+    pauses: list[float] = []
+    rt.pipeline.delivery._pause = pauses.append
+
+    def race(params: dict[str, Any], **_: Any) -> None:
+        if params["Item"]["deviceId"]["S"].startswith("$group#") and lost[0] < 12:
+            lost[0] += 1
+            raise clients.dynamodb.exceptions.ConditionalCheckFailedException(
+                {"Error": {"Code": "ConditionalCheckFailedException", "Message": "raced"}},
+                "PutItem",
+            )
+
+    clients.dynamodb.meta.events.register("before-parameter-build.dynamodb.PutItem", race)
+
+    # When a pump overheats
+    handler.handle(message(PUMPS[0], NOW, ("temp-1", 95)), rt)
+
+    # Then its alert is published once, after twelve jittered pauses that grow and
+    # stay under half a second, and the group counted it once
+    assert [(a["deviceId"], a["status"]) for a in aws.alerts()] == [(PUMPS[0], "RAISED")]
+    assert lost[0] == 12
+    assert len(pauses) == 12
+    assert all(0 <= p <= 0.5 for p in pauses)
+    assert len(group_state(aws).sent) == 1
