@@ -74,11 +74,12 @@ INSTANCES: Final = tuple(
         ("db.influx.8xlarge", 32),
     )
 )
-VPC_ENDPOINTS_PER_HOUR: Final = 4 * 2 * 0.01
-"""With the function in the instance's VPC: SNS, SQS, IoT data and Secrets Manager
-interface endpoints in two AZs at $0.01 per endpoint-hour and AZ (AWS PrivateLink
-pricing, us-east-1; data processed, $0.01/GB, is negligible here). The DynamoDB
-gateway endpoint is free. A NAT gateway instead costs ~$0.045/h plus $0.045/GB."""
+VPC_ENDPOINTS_PER_HOUR: Final = 5 * 2 * 0.01
+"""With the function in the instance's VPC: SNS, SQS, IoT data, Secrets Manager and
+Lambda (the sweep's fan-out) interface endpoints in two AZs at $0.01 per endpoint-hour
+and AZ (AWS PrivateLink pricing, us-east-1; data processed, $0.01/GB, is negligible
+here). The DynamoDB gateway endpoint is free. A NAT gateway instead costs ~$0.045/h
+plus $0.045/GB."""
 
 
 def smallest_instance(points_per_second: float) -> Instance:

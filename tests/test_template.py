@@ -17,6 +17,7 @@ from cfnlint.api import lint_file
 from telemetry import actions
 from tests.iam import (
     ACTIONS,
+    CALLS,
     TEMPLATE,
     function_grants,
     function_managed_policy_arns,
@@ -1129,6 +1130,7 @@ VPC_ENDPOINT_RESOURCES = (
     "SnsEndpoint",
     "SqsEndpoint",
     "SecretsManagerEndpoint",
+    "LambdaEndpoint",
     "IotDataEndpoint",
     "IotDataZone",
     "IotDataRecord",
@@ -1270,15 +1272,19 @@ def test_vpc_endpoints_cover_every_service_the_function_calls(template: dict[str
         for r in template["Resources"].values()
         if r["Type"] == "AWS::EC2::VPCEndpoint"
     }
-    # Then DynamoDB has its (free) gateway and SNS, SQS, IoT data and Secrets Manager
-    # their interface endpoints: every service of tests/iam.py CALLS but Timestream
+    # Then DynamoDB has its (free) gateway and SNS, SQS, IoT data, Secrets Manager and
+    # Lambda (the sweep's fan-out) their interface endpoints: every service of
+    # tests/iam.py CALLS but Timestream
     assert endpoints == {
         "dynamodb": "Gateway",
         "sns": "Interface",
         "sqs": "Interface",
         "secretsmanager": "Interface",
+        "lambda": "Interface",
         "iot.data": "Interface",
     }
+    called = {service for service, _ in CALLS} - {"timestream-write"}
+    assert {s.replace("iot-data", "iot.data") for s in called} == set(endpoints)
     record = template["Resources"]["IotDataRecord"]["Properties"]
     assert render(record["Name"], parameter_values(template)) == (
         "data-ats.iot.us-east-1.amazonaws.com"
