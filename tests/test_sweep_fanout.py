@@ -185,3 +185,26 @@ def test_a_device_cannot_pass_its_message_off_as_a_shard_event() -> None:
     assert sweep_shard(forged) is None
     assert sweep_shard({"source": SWEEP_SHARD_SOURCE, "shard": 3, "time": "x"}) is None
     assert sweep_shard(sweep_shard_event("3", NOW)) == ("3", NOW)
+
+
+def test_the_sweep_fans_out_only_when_deployed_and_asked_to(aws: LocalAws) -> None:
+    # Given the template's SWEEP_FAN_OUT, with and without Lambda's function name
+    deployed, _ = aws.runtime(
+        RULES_PATH=aws.rules_path,  # type: ignore[attr-defined]
+        SWEEP_FAN_OUT="parallel",
+        AWS_LAMBDA_FUNCTION_NAME="telemetry-fn",
+    )
+    local, _ = aws.runtime(
+        RULES_PATH=aws.rules_path,  # type: ignore[attr-defined]
+        SWEEP_FAN_OUT="parallel",
+    )
+    inline, _ = aws.runtime(
+        RULES_PATH=aws.rules_path,  # type: ignore[attr-defined]
+        AWS_LAMBDA_FUNCTION_NAME="telemetry-fn",
+    )
+
+    # Then only the deployed function that asks for it starts shards; a local run with
+    # the template's environment sweeps inline
+    assert deployed.fan_out is not None
+    assert local.fan_out is None
+    assert inline.fan_out is None
