@@ -107,6 +107,12 @@ lambda-python:
 	  echo "make: $(LAMBDA_PYTHON) is $$found, the function runs $(LAMBDA_RUNTIME): refusing to build" \
 	    "bytecode the runtime would ignore" >&2; exit 1; }
 
+# The rules are checked and compiled at build time (rules/.compiled.json, stamped
+# with the digest of the YAML it stands for), so that a cold start reads them without
+# YAML or pydantic; compiled by this repository's tooling (any platform), not the
+# runtime's interpreter, which has no pydantic of the build machine's platform.
+RULES_PYTHON ?= $(firstword $(wildcard $(BIN)/python) $(PYTHON))
+
 # What of this repository the function imports: the package without the command
 # line, the local runs and their samples; and the rules. Then no bin/, no bytecode
 # of another interpreter, and bytecode of the runtime's, checked by nothing but its
@@ -120,6 +126,7 @@ function-files:
 	cd "$(ARTIFACTS_DIR)" && rm -rf bin $(FUNCTION_EXCLUDES)
 	find "$(ARTIFACTS_DIR)" -name __pycache__ -type d -prune -exec rm -rf {} +
 	find "$(ARTIFACTS_DIR)" -name '*.py[co]' -delete
+	PYTHONPATH="$(CURDIR)" PYTHONDONTWRITEBYTECODE=1 "$(RULES_PYTHON)" -m telemetry.core.rule_specs "$(ARTIFACTS_DIR)/rules"
 	"$(LAMBDA_PYTHON)" -m compileall -q -j 0 --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)" >/dev/null
 
 # `sam build` (BuildMethod: makefile) calls this with ARTIFACTS_DIR set. boto3

@@ -1,36 +1,117 @@
 """The function's configuration: read from the environment once per cold start.
 
-Every variable the code reads is a field here, named by its validation alias;
-nothing else in the package reads os.environ. A missing or invalid variable
-stops the function at start with an error naming it.
+Every variable the code reads is a field here, named by `FIELDS`; nothing else in
+the package reads os.environ. A missing or invalid variable stops the function at
+start with an error naming it. A valid environment is checked here in plain Python;
+anything else (every problem, and any value outside what this check knows for
+certain, such as non-ASCII text) goes to the pydantic model in
+`telemetry.settings_model`, which words the problems: a cold start imports no pydantic.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
-
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    StringConstraints,
-    ValidationError,
-    model_validator,
-)
-
-from telemetry.errors import ConfigurationError
 
 PACKAGE_ROOT: Final = Path(__file__).resolve().parent.parent
 DEFAULT_RULES_PATH: Final = PACKAGE_ROOT / "rules"
 
-NonEmpty = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
-_OPTIONAL: Final[dict[str, Any]] = {"deployed": False}
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One setting: its environment variable, whether the function cannot start
+    without it, and whether the deployed stack must set it (False: local-only)."""
+
+    variable: str
+    required: bool = False
+    deployed: bool = True
+
+    @property
+    def validation_alias(self) -> str:
+        return self.variable
+
+    @property
+    def alias(self) -> str:
+        return self.variable
+
+    @property
+    def json_schema_extra(self) -> dict[str, Any] | None:
+        return None if self.deployed else {"deployed": False}
+
+    def is_required(self) -> bool:
+        return self.required
+
+
+FIELDS: Final = {
+    "timestream_db": Field("TIMESTREAM_DB"),
+    "timestream_table": Field("TIMESTREAM_TABLE"),
+    "alerts_topic_arn": Field("ALERTS_TOPIC_ARN", required=True),
+    "dead_letter_queue_url": Field("DEAD_LETTER_QUEUE_URL", required=True),
+    "state_table": Field("STATE_TABLE", required=True),
+    "rules_path": Field("RULES_PATH"),
+    "shadow_name": Field("SHADOW_NAME"),
+    "iot_endpoint": Field("IOT_ENDPOINT", deployed=False),
+    "aws_endpoint_url": Field("AWS_ENDPOINT_URL", deployed=False),
+    "service_name": Field("POWERTOOLS_SERVICE_NAME"),
+    "metrics_namespace": Field("POWERTOOLS_METRICS_NAMESPACE"),
+    "trace_disabled": Field("POWERTOOLS_TRACE_DISABLED"),
+    "log_level": Field("POWERTOOLS_LOG_LEVEL"),
+    "sweep_fan_out": Field("SWEEP_FAN_OUT"),
+    "function_name": Field("AWS_LAMBDA_FUNCTION_NAME", deployed=False),
+    "timeseries_store": Field("TIMESERIES_STORE"),
+    "influxdb_url": Field("INFLUXDB_URL"),
+    "influxdb_api": Field("INFLUXDB_API"),
+    "influxdb_database": Field("INFLUXDB_DATABASE"),
+    "influxdb_org": Field("INFLUXDB_ORG"),
+    "influxdb_token_secret_arn": Field("INFLUXDB_TOKEN_SECRET_ARN"),
+    "influxdb_token": Field("INFLUXDB_TOKEN", deployed=False),
+}
+"""Every setting by field name, in the model's order (`telemetry.settings_model`)."""
+
+ALERTS_TOPIC_PATTERN: Final = r"^arn:aws[a-z-]*:sns:"
+QUEUE_URL_PATTERN: Final = r"^https?://\S+$"
+SHADOW_NAME_PATTERN: Final = r"^[a-zA-Z0-9:_-]{0,64}$"
+LOG_LEVEL_PATTERN: Final = r"(?i)^(debug|info|warning|error|critical)$"
+SECRET_ARN_PATTERN: Final = r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:\S+$"  # noqa: S105
+OPTIONAL_BLANK: Final = frozenset(
+    {
+        "INFLUXDB_URL",
+        "INFLUXDB_DATABASE",
+        "INFLUXDB_ORG",
+        "INFLUXDB_TOKEN_SECRET_ARN",
+        "INFLUXDB_TOKEN",
+    }
+)
+"""Variables the template passes as an empty string when unused: blank is unset."""
+
+
+class Secret:
+    """A text kept out of reprs and logs (as pydantic's SecretStr shows it)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "SecretStr('**********')"
+
+    def __str__(self) -> str:
+        return "**********"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
 
 
 def _influxdb_url(url: str) -> str:
@@ -72,125 +153,47 @@ _STORE_VARIABLES: Final = {
 }
 """What each store requires, to name it beside other missing variables."""
 
-InfluxUrl = Annotated[str, AfterValidator(_influxdb_url)]
-SecretArn = Annotated[
-    str, StringConstraints(pattern=r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:\S+$")
-]
+
+class _ModelFields:
+    """`Settings.model_fields`: the field table, as the pydantic model named it."""
+
+    def __get__(self, instance: object, owner: type) -> dict[str, Field]:
+        return dict(FIELDS)
 
 
-class Settings(BaseModel):
-    """Validated settings. Fields marked `deployed: False` are optional and not
-    set by template.yaml (local endpoints, overrides)."""
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Validated settings. Fields marked `deployed=False` in `FIELDS` are optional
+    and not set by template.yaml (local endpoints, overrides)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
-
-    timestream_db: NonEmpty | None = Field(None, validation_alias="TIMESTREAM_DB")
-    timestream_table: NonEmpty | None = Field(None, validation_alias="TIMESTREAM_TABLE")
-    alerts_topic_arn: Annotated[str, StringConstraints(pattern=r"^arn:aws[a-z-]*:sns:")] = Field(
-        validation_alias="ALERTS_TOPIC_ARN"
-    )
-    dead_letter_queue_url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")] = Field(
-        validation_alias="DEAD_LETTER_QUEUE_URL"
-    )
-    state_table: NonEmpty = Field(validation_alias="STATE_TABLE")
-    rules_path: Path = Field(DEFAULT_RULES_PATH, validation_alias="RULES_PATH")
-    shadow_name: Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9:_-]{0,64}$")] = Field(
-        "alerts", validation_alias="SHADOW_NAME"
-    )
-    iot_endpoint: str | None = Field(
-        None, validation_alias="IOT_ENDPOINT", json_schema_extra=_OPTIONAL
-    )
-    aws_endpoint_url: str | None = Field(
-        None, validation_alias="AWS_ENDPOINT_URL", json_schema_extra=_OPTIONAL
-    )
-    service_name: str = Field("telemetry", validation_alias="POWERTOOLS_SERVICE_NAME")
-    metrics_namespace: str = Field("IoTTelemetry", validation_alias="POWERTOOLS_METRICS_NAMESPACE")
-    trace_disabled: str = Field("true", validation_alias="POWERTOOLS_TRACE_DISABLED")
-    log_level: (
-        Annotated[str, StringConstraints(pattern=r"(?i)^(debug|info|warning|error|critical)$")]
-        | None
-    ) = Field(None, validation_alias="POWERTOOLS_LOG_LEVEL")
-
-    sweep_fan_out: Literal["parallel", "inline"] = Field("inline", validation_alias="SWEEP_FAN_OUT")
+    timestream_db: str | None
+    timestream_table: str | None
+    alerts_topic_arn: str
+    dead_letter_queue_url: str
+    state_table: str
+    rules_path: Path
+    shadow_name: str
+    iot_endpoint: str | None
+    aws_endpoint_url: str | None
+    service_name: str
+    metrics_namespace: str
+    trace_disabled: str
+    log_level: str | None
+    sweep_fan_out: Literal["parallel", "inline"]
     """parallel: the schedule's invocation starts one invocation per shard of the
     due index (the template's choice); inline: it sweeps every shard itself
     (local runs)."""
-    function_name: str | None = Field(
-        None, validation_alias="AWS_LAMBDA_FUNCTION_NAME", json_schema_extra=_OPTIONAL
-    )
+    function_name: str | None
     """Set by Lambda: what a parallel sweep invokes."""
+    timeseries_store: Literal["timestream", "influxdb"]
+    influxdb_url: str | None
+    influxdb_api: Literal["v1", "v2", "v3"]
+    influxdb_database: str | None
+    influxdb_org: str | None
+    influxdb_token_secret_arn: str | None
+    influxdb_token: Secret | None
 
-    # The time-series store: Timestream for LiveAnalytics (as before) or InfluxDB
-    # (Amazon Timestream for InfluxDB, or any InfluxDB 1.x/2/3 speaking line protocol).
-    timeseries_store: Literal["timestream", "influxdb"] = Field(
-        "timestream", validation_alias="TIMESERIES_STORE"
-    )
-    influxdb_url: InfluxUrl | None = Field(None, validation_alias="INFLUXDB_URL")
-    influxdb_api: Literal["v1", "v2", "v3"] = Field("v3", validation_alias="INFLUXDB_API")
-    influxdb_database: NonEmpty | None = Field(None, validation_alias="INFLUXDB_DATABASE")
-    influxdb_org: NonEmpty | None = Field(None, validation_alias="INFLUXDB_ORG")
-    influxdb_token_secret_arn: SecretArn | None = Field(
-        None, validation_alias="INFLUXDB_TOKEN_SECRET_ARN"
-    )
-    influxdb_token: SecretStr | None = Field(
-        None, validation_alias="INFLUXDB_TOKEN", json_schema_extra=_OPTIONAL
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _blanks_are_unset(cls, values: Any) -> Any:
-        """The template passes an unused optional parameter as an empty string."""
-        if not isinstance(values, Mapping):
-            return values
-        optional = {
-            "INFLUXDB_URL",
-            "INFLUXDB_DATABASE",
-            "INFLUXDB_ORG",
-            "INFLUXDB_TOKEN_SECRET_ARN",
-            "INFLUXDB_TOKEN",
-        }
-        return {k: _blank_is_none(v) if k in optional else v for k, v in values.items()}
-
-    @model_validator(mode="after")
-    def _store_settings(self) -> Settings:
-        """The chosen store's variables, each problem naming its variable."""
-        problems = []
-        if self.timeseries_store == "timestream":
-            problems += [
-                f"{name}: is required but not set"
-                for name, value in (
-                    ("TIMESTREAM_DB", self.timestream_db),
-                    ("TIMESTREAM_TABLE", self.timestream_table),
-                )
-                if value is None
-            ]
-        else:
-            problems += [
-                f"{name}: is required but not set (TIMESERIES_STORE=influxdb)"
-                for name, value in (
-                    ("INFLUXDB_URL", self.influxdb_url),
-                    ("INFLUXDB_DATABASE", self.influxdb_database),
-                )
-                if value is None
-            ]
-            tokens = [
-                name
-                for name, value in (
-                    ("INFLUXDB_TOKEN_SECRET_ARN", self.influxdb_token_secret_arn),
-                    ("INFLUXDB_TOKEN", self.influxdb_token),
-                )
-                if value is not None
-            ]
-            if len(tokens) > 1:
-                problems.append("INFLUXDB_TOKEN: set only one of INFLUXDB_TOKEN_SECRET_ARN and it")
-            elif not tokens and self.influxdb_needs_token:
-                problems.append(
-                    "INFLUXDB_TOKEN_SECRET_ARN: is required for a store that is not on this "
-                    "machine (INFLUXDB_TOKEN for a local run)"
-                )
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+    model_fields = _ModelFields()
 
     @property
     def influxdb_needs_token(self) -> bool:
@@ -223,36 +226,148 @@ class Settings(BaseModel):
             endpoint = f"https://{endpoint}"
         return endpoint or None
 
+    def model_dump(self) -> dict[str, Any]:
+        """Every field by name (the token stays a Secret)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Settings from an environment mapping, or ConfigurationError naming
         every variable that is missing or invalid."""
         values = {k: v for k, v in env.items() if not (k == "AWS_ENDPOINT_URL" and not v)}
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            problems = []
-            for error in exc.errors(include_url=False, include_input=False):
-                detail = "is required but not set" if error["type"] == "missing" else error["msg"]
-                if error["type"] == "value_error":
-                    detail = str(error.get("ctx", {}).get("error", detail))
-                if not error["loc"]:
-                    problems.append(detail)  # the store's checks name their variables
-                    continue
-                problems.append(f"{error['loc'][0]}: {detail}")
-            named = {p.split(":", 1)[0] for problem in problems for p in problem.split("; ")}
-            problems += [
-                f"{name}: is required but not set"
-                for name in _STORE_VARIABLES.get(str(values.get("TIMESERIES_STORE")), ())
-                if name not in named and not str(values.get(name) or "").strip()
-            ]
-            raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None
+        checked = _checked(values)
+        if checked is not None:
+            return checked
+        from telemetry.settings_model import settings_from  # noqa: PLC0415 - pydantic
+
+        return settings_from(values)
+
+
+class _UnsureError(Exception):
+    """The plain check cannot vouch for a value: the pydantic model decides."""
+
+
+def _plain(value: Any) -> str:
+    """A value both checks read alike: printable ASCII (no newline, no Unicode
+    whitespace or classes, where regex engines and strip() differ)."""
+    if not isinstance(value, str) or not value.isascii() or not value.isprintable():
+        raise _UnsureError
+    return value
+
+
+def _text(values: Mapping[str, Any], name: str, default: str | None) -> str | None:
+    value = values.get(name)
+    if value is None:
+        if name in values:
+            raise _UnsureError
+        return default
+    if not isinstance(value, str):
+        raise _UnsureError
+    return value
+
+
+def _non_empty(value: str | None) -> str | None:
+    if value is None:
+        return None
+    stripped = _plain(value).strip()
+    if not stripped:
+        raise _UnsureError
+    return stripped
+
+
+def _matching(value: str | None, pattern: str) -> str | None:
+    if value is not None and not re.search(pattern, _plain(value)):
+        raise _UnsureError
+    return value
+
+
+def _one_of(value: str | None, choices: tuple[str, ...]) -> Any:
+    if value not in choices:
+        raise _UnsureError
+    return value
+
+
+def _required(value: str | None) -> str:
+    if value is None:
+        raise _UnsureError
+    return value
+
+
+def _checked(values: Mapping[str, Any]) -> Settings | None:
+    """The settings of a valid environment, or None: invalid, or not certainly valid."""
+    if FIELDS.keys() & values.keys():
+        return None  # named by field rather than variable: the model's way
+    blanked = {
+        k: None if k in OPTIONAL_BLANK and _blank_is_none(v) is None else v
+        for k, v in values.items()
+    }
+    unset = {k for k, v in blanked.items() if v is None and k in OPTIONAL_BLANK}
+    optional = {k: v for k, v in blanked.items() if k not in unset}
+    try:
+        rules_path = _plain(_text(optional, "RULES_PATH", str(DEFAULT_RULES_PATH)) or "")
+        influxdb_url = _text(optional, "INFLUXDB_URL", None)
+        token = _text(optional, "INFLUXDB_TOKEN", None)
+        settings = Settings(
+            timestream_db=_non_empty(_text(optional, "TIMESTREAM_DB", None)),
+            timestream_table=_non_empty(_text(optional, "TIMESTREAM_TABLE", None)),
+            alerts_topic_arn=_required(
+                _matching(_text(optional, "ALERTS_TOPIC_ARN", None), ALERTS_TOPIC_PATTERN)
+            ),
+            dead_letter_queue_url=_required(
+                _matching(_text(optional, "DEAD_LETTER_QUEUE_URL", None), QUEUE_URL_PATTERN)
+            ),
+            state_table=_required(_non_empty(_text(optional, "STATE_TABLE", None))),
+            rules_path=Path(rules_path) if rules_path else _raise(),
+            shadow_name=_required(
+                _matching(_text(optional, "SHADOW_NAME", "alerts"), SHADOW_NAME_PATTERN)
+            ),
+            iot_endpoint=_text(optional, "IOT_ENDPOINT", None),
+            aws_endpoint_url=_text(optional, "AWS_ENDPOINT_URL", None),
+            service_name=_required(_text(optional, "POWERTOOLS_SERVICE_NAME", "telemetry")),
+            metrics_namespace=_required(
+                _text(optional, "POWERTOOLS_METRICS_NAMESPACE", "IoTTelemetry")
+            ),
+            trace_disabled=_required(_text(optional, "POWERTOOLS_TRACE_DISABLED", "true")),
+            log_level=_matching(_text(optional, "POWERTOOLS_LOG_LEVEL", None), LOG_LEVEL_PATTERN),
+            sweep_fan_out=_one_of(
+                _text(optional, "SWEEP_FAN_OUT", "inline"), ("parallel", "inline")
+            ),
+            function_name=_text(optional, "AWS_LAMBDA_FUNCTION_NAME", None),
+            timeseries_store=_one_of(
+                _text(optional, "TIMESERIES_STORE", "timestream"), ("timestream", "influxdb")
+            ),
+            influxdb_url=None if influxdb_url is None else _influxdb_url(_plain(influxdb_url)),
+            influxdb_api=_one_of(_text(optional, "INFLUXDB_API", "v3"), ("v1", "v2", "v3")),
+            influxdb_database=_non_empty(_text(optional, "INFLUXDB_DATABASE", None)),
+            influxdb_org=_non_empty(_text(optional, "INFLUXDB_ORG", None)),
+            influxdb_token_secret_arn=_matching(
+                _text(optional, "INFLUXDB_TOKEN_SECRET_ARN", None), SECRET_ARN_PATTERN
+            ),
+            influxdb_token=None if token is None else Secret(token),
+        )
+    except (_UnsureError, ValueError):
+        return None
+    return settings if _store_complete(settings) else None
+
+
+def _raise() -> Path:
+    raise _UnsureError
+
+
+def _store_complete(settings: Settings) -> bool:
+    """Whether the chosen store has what it needs (the model words what it lacks)."""
+    if settings.timeseries_store == "timestream":
+        return settings.timestream_db is not None and settings.timestream_table is not None
+    if settings.influxdb_url is None or settings.influxdb_database is None:
+        return False
+    tokens = [
+        t for t in (settings.influxdb_token_secret_arn, settings.influxdb_token) if t is not None
+    ]
+    if len(tokens) > 1:
+        return False
+    return bool(tokens) or not settings.influxdb_needs_token
 
 
 def environment_variables() -> dict[str, bool]:
     """Every variable Settings reads, and whether the deployed stack must set it."""
-    out = {}
-    for field in Settings.model_fields.values():
-        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        out[str(field.validation_alias)] = bool(extra.get("deployed", True))
-    return out
+    return {field.variable: field.deployed for field in FIELDS.values()}

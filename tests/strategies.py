@@ -294,6 +294,60 @@ def rule_file_dicts(draw: st.DrawFn, max_rules: int = 5) -> dict[str, Any]:
     return {"rules": [draw(rule_dicts(name=name)) for name in names]}
 
 
+def flapping_dicts() -> st.SearchStrategy[dict[str, Any]]:
+    """A valid `flapping` setting: 2 to 100 changes within 1m to 24h."""
+    return st.fixed_dictionaries(
+        {
+            "changes": st.integers(min_value=2, max_value=100),
+            "within": st.sampled_from(["1m", "10m", "1h30m", "24h"]),
+        }
+    )
+
+
+@st.composite
+def full_rule_file_dicts(draw: st.DrawFn, max_rules: int = 4) -> dict[str, Any]:
+    """A rule file using every section and setting a loader accepts: rules with
+    no-data, reminders, latching, offline and flapping settings, gateways and
+    notifications."""
+    document = draw(rule_file_dicts(max_rules=max_rules))
+    for rule in document["rules"]:
+        optional = {
+            "nodata": st.sampled_from(["1m", "5m", "1h", "7d"]),
+            "nodataSeverity": st.sampled_from(["WARNING", "CRITICAL"]),
+            "repeat": st.sampled_from(["1m", "30m", "1h"]),
+            "latch": st.booleans(),
+            "offline": st.sampled_from(["30s", "2m", "1h"]),
+            "offlineSeverity": st.sampled_from(["WARNING", "CRITICAL"]),
+            "flapping": flapping_dicts(),
+            "description": st.text(max_size=20),
+        }
+        rule.update(draw(st.fixed_dictionaries({}, optional=optional)))
+    gateways = draw(st.lists(thing_names(), max_size=3, unique=True))
+    globs = st.sampled_from(["pump-*", "boiler-?", "line-[0-9]*", "sensor-17"])
+    document["gateways"] = [
+        {
+            "gateway": name,
+            "members": {"deviceId": draw(st.one_of(globs, st.lists(globs, min_size=1)))},
+        }
+        for name in gateways
+    ]
+    if draw(st.booleans()):
+        window = draw(st.sampled_from(["10m", "1h", "24h"]))
+        document["notifications"] = draw(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "groupBy": st.lists(st.sampled_from(GROUP_FIELDS), unique=True),
+                    "window": st.just(window),
+                    "maxPerWindow": st.integers(min_value=1, max_value=1000),
+                    "digestEvery": st.sampled_from(["1m", "2m", "10m"]),
+                    "flapping": flapping_dicts(),
+                },
+            )
+        )
+    return document
+
+
 def rule_specs(**kwargs: Any) -> st.SearchStrategy[RuleSpec]:
     return rule_dicts(**kwargs).map(RuleSpec.model_validate)
 

@@ -19,6 +19,9 @@ from typing import Any
 import pytest
 from packaging.specifiers import SpecifierSet
 
+from telemetry.core.rule_specs import load_rule_set
+from telemetry.core.rules import COMPILED_NAME, compiled_rule_set, rule_files, sources_digest
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_TEXT = (ROOT / "template.yaml").read_text(encoding="utf-8")
 
@@ -140,6 +143,21 @@ def test_the_artifact_holds_what_the_function_imports_and_nothing_else(artifact:
     assert not {"local", "samples", "cli.py", "backtest.py", "terminal.py", "__main__.py"} & package
     assert {"handler.py", "actions.py", "core", "adapters"} <= package
     assert (artifact / "rules" / "default.yaml").exists()
+
+
+def test_the_artifact_carries_its_rules_compiled_for_the_yaml_it_ships(artifact: Path) -> None:
+    # Given the artifact's rules directory
+    rules = artifact / "rules"
+
+    # When its compiled file is read for the YAML files beside it
+    text = (rules / COMPILED_NAME).read_text(encoding="utf-8")
+    compiled = compiled_rule_set(text, sources_digest(rule_files(rules)))
+
+    # Then it stands for them, and holds the set their YAML makes
+    assert compiled is not None
+    parsed = load_rule_set(rules)
+    assert repr(compiled.rules) == repr(parsed.rules)
+    assert (compiled.gateways, compiled.notifications) == (parsed.gateways, parsed.notifications)
 
 
 def test_the_artifact_has_bytecode_of_the_building_interpreter_only(artifact: Path) -> None:

@@ -1,30 +1,52 @@
-"""Threshold rules, kept by operators as YAML data and validated before use.
+"""Threshold rules in the form the evaluator uses, and how a cold start gets them.
 
-A rule file is `{"rules": [RuleSpec, ...]}`, and may list `gateways` (devices
-whose loss explains their members' silence) and set `notifications` (the
-alarm load operators accept: a budget per group, digests, flapping); `RULES_PATH`
-names one file or a directory of `*.yaml`. Loading checks everything a rule must satisfy for the
-alert state machine to behave, and reports each problem naming the file, the
-rule and the field. The pydantic models here are the file's schema (and its
-JSON Schema, for editors); `Rule` is the checked, compiled form the evaluator
-uses.
+A rule file is `{"rules": [...]}`, and may list `gateways` (devices whose loss
+explains their members' silence) and set `notifications` (the alarm load
+operators accept: a budget per group, digests, flapping); `RULES_PATH` names
+one file or a directory of `*.yaml`. `Rule`, `Gateway`, `Notifications` and
+`RuleSet` are the checked, compiled forms. Checking a file as operators write
+it (YAML, pydantic models, problems in their words, the JSON Schema) lives in
+`telemetry.core.rule_specs`; its names are importable from here too, loaded on
+first use: a cold start whose build compiled the rules (`COMPILED_NAME`, beside
+the YAML it stands for) reads that instead and imports neither YAML nor pydantic.
 """
+
+# ruff: noqa: PLC0414 - `X as X`: the names rule_specs lends are re-exported
 
 from __future__ import annotations
 
 import fnmatch
-import itertools
+import hashlib
+import json
 import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from telemetry.core.messages import Reading
 
-from telemetry.core.messages import THING_NAME_PATTERN, Reading
+if TYPE_CHECKING:  # the names __getattr__ lends, as mypy should see them
+    from telemetry.core.rule_specs import DURATION_PATTERN as DURATION_PATTERN
+    from telemetry.core.rule_specs import FlappingSpec as FlappingSpec
+    from telemetry.core.rule_specs import GatewaySpec as GatewaySpec
+    from telemetry.core.rule_specs import LevelsSpec as LevelsSpec
+    from telemetry.core.rule_specs import MatchSpec as MatchSpec
+    from telemetry.core.rule_specs import MembersSpec as MembersSpec
+    from telemetry.core.rule_specs import NotificationsSpec as NotificationsSpec
+    from telemetry.core.rule_specs import RuleDocument as RuleDocument
+    from telemetry.core.rule_specs import RuleFileSpec as RuleFileSpec
+    from telemetry.core.rule_specs import RuleSpec as RuleSpec
+    from telemetry.core.rule_specs import compile_gateway as compile_gateway
+    from telemetry.core.rule_specs import compile_notifications as compile_notifications
+    from telemetry.core.rule_specs import compile_rule as compile_rule
+    from telemetry.core.rule_specs import flapping_problems as flapping_problems
+    from telemetry.core.rule_specs import notifications_problems as notifications_problems
+    from telemetry.core.rule_specs import parse_rule_document as parse_rule_document
+    from telemetry.core.rule_specs import parse_rule_file as parse_rule_file
+    from telemetry.core.rule_specs import rule_file_schema as rule_file_schema
+    from telemetry.core.rule_specs import rule_problems as rule_problems
 
 RULE_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 DEVICE_THRESHOLD_RULE: Final = "device-thresholds"
@@ -45,8 +67,43 @@ MAX_PER_WINDOW_MAX: Final = 1_000
 FLAP_CHANGES_MIN: Final = 2
 FLAP_CHANGES_MAX: Final = 100
 FILE_SECTIONS: Final = ("rules", "gateways", "notifications")
+COMPILED_NAME: Final = ".compiled.json"
+"""The compiled rule set the build writes into a rules directory, beside the
+`*.yaml` it stands for (not itself a rule file: `rule_files` never lists it)."""
+COMPILED_FORMAT: Final = 1
 
-Finite = Annotated[float, Field(allow_inf_nan=False)]
+_SPEC_NAMES: Final = frozenset(
+    {
+        "DURATION_PATTERN",
+        "FlappingSpec",
+        "GatewaySpec",
+        "LevelsSpec",
+        "MatchSpec",
+        "MembersSpec",
+        "NotificationsSpec",
+        "RuleDocument",
+        "RuleFileSpec",
+        "RuleSpec",
+        "compile_gateway",
+        "compile_notifications",
+        "compile_rule",
+        "flapping_problems",
+        "notifications_problems",
+        "parse_rule_document",
+        "parse_rule_file",
+        "rule_file_schema",
+        "rule_problems",
+    }
+)
+"""Names of `telemetry.core.rule_specs` also importable from here (PEP 562)."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SPEC_NAMES:
+        from telemetry.core import rule_specs  # noqa: PLC0415 - pydantic and YAML on first use
+
+        return getattr(rule_specs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class RuleFileError(ValueError):
@@ -65,142 +122,6 @@ class RulePathError(RuleFileError):
     def __init__(self, problems: Sequence[str], unusable: Sequence[str] | None = None) -> None:
         super().__init__(problems)
         self.unusable = list(problems if unusable is None else unusable)
-
-
-class LevelsSpec(BaseModel):
-    """The warning and critical levels of one side (above or below)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    warning: Finite | None = None
-    critical: Finite | None = None
-
-
-class MatchSpec(BaseModel):
-    """Which readings a rule applies to: shell-style globs, all given must match."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    deviceId: str | None = None  # noqa: N815 - the message's names
-    sensorId: str | None = None  # noqa: N815
-    type: str | None = None
-    location: str | None = None
-
-
-class FlappingSpec(BaseModel):
-    """When a key's changes of level within `within` reach `changes`, it is
-    flapping: one FLAPPING message, then nothing until it is stable again."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    changes: int = Field(description="Changes of level (2 to 100) that make a key flapping.")
-    within: str = Field(description="The window they are counted in (a duration, 1m to 24h).")
-
-
-class RuleSpec(BaseModel):
-    """One rule as an operator writes it."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
-
-    name: Annotated[str, StringConstraints(pattern=RULE_NAME_PATTERN)] = Field(
-        description="Unique across all rule files; appears in alerts and the shadow."
-    )
-    description: str | None = None
-    match: MatchSpec = Field(default_factory=MatchSpec)
-    above: LevelsSpec | None = Field(None, description="Breach when value > level.")
-    below: LevelsSpec | None = Field(None, description="Breach when value < level.")
-    hysteresis: Annotated[float, Field(allow_inf_nan=False)] = Field(
-        0,
-        description="A level clears once value <= level - hysteresis (above) or >= "
-        "level + hysteresis (below).",
-    )
-    for_: int | str = Field(
-        1,
-        alias="for",
-        description="Consecutive breaching readings (a whole number >= 1), or how long "
-        "the breach must hold in reading time (a duration such as 90s, 5m, 1h30m).",
-    )
-    nodata: str | None = Field(
-        None,
-        description="Raise a no-data alert when a matched sensor has sent nothing for this "
-        "long, in arrival time (a duration from 1m to 7d, such as 5m or 1h).",
-    )
-    nodataSeverity: Literal["WARNING", "CRITICAL"] = Field(  # noqa: N815 - the file's names
-        "WARNING", description="Severity of the no-data alert."
-    )
-    repeat: str | None = Field(
-        None,
-        description="Remind operators of an active, unacknowledged alert this often "
-        "(a duration of at least 1m, such as 1h).",
-    )
-    latch: bool = Field(
-        default=False,
-        description="When the value returns inside the levels, keep the alert LATCHED until "
-        "an operator resets or acknowledges it.",
-    )
-    offline: str | None = Field(
-        None,
-        description="Raise one device-level offline alert when a matched device has been "
-        "disconnected (IoT Core lifecycle events) this long with no connect since "
-        "(a duration from 30s to 7d). Match devices by deviceId only.",
-    )
-    offlineSeverity: Literal["WARNING", "CRITICAL"] = Field(  # noqa: N815 - the file's names
-        "WARNING", description="Severity of the offline alert."
-    )
-    flapping: FlappingSpec | None = Field(
-        None, description="Chattering suppression for this rule's alerts (overrides the default)."
-    )
-
-
-class MembersSpec(BaseModel):
-    """Which devices sit behind a gateway: deviceId glob(s)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    deviceId: str | list[str]  # noqa: N815 - the message's names
-
-
-class GatewaySpec(BaseModel):
-    """A device whose loss explains its members' silence."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    gateway: Annotated[str, StringConstraints(pattern=THING_NAME_PATTERN)] = Field(
-        description="The gateway's deviceId (its thing name)."
-    )
-    members: MembersSpec = Field(description="The devices behind it, by deviceId glob(s).")
-
-
-class NotificationsSpec(BaseModel):
-    """The alarm load operators accept, per group of transitions."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    groupBy: list[Literal["rule", "location", "type", "deviceId", "severity"]] = Field(  # noqa: N815
-        default_factory=list,
-        description="Transition fields that make a group (default: one group for all).",
-    )
-    window: str = Field("10m", description="The sliding window of the budget (1m to 24h).")
-    maxPerWindow: int = Field(  # noqa: N815 - the file's names
-        5, description="Messages published one by one per group per window (1 to 1,000)."
-    )
-    digestEvery: str = Field(  # noqa: N815 - the file's names
-        "2m", description="How often held transitions are sent as a digest (1m up to window)."
-    )
-    flapping: FlappingSpec | None = Field(
-        None, description="Chattering suppression for every rule that sets none."
-    )
-
-
-class RuleFileSpec(BaseModel):
-    """A rule file: a list of rules under `rules`, optionally `gateways` and
-    `notifications` (one file of a set at most)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    rules: list[RuleSpec] = Field(default_factory=list)
-    gateways: list[GatewaySpec] = Field(default_factory=list)
-    notifications: NotificationsSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,464 +273,6 @@ def parse_duration_ms(text: str) -> int:
     return total
 
 
-def _ordered_levels(spec: RuleSpec) -> list[tuple[str, float]]:
-    levels: list[tuple[str, float | None]] = []
-    if spec.below is not None:
-        levels += [("below.critical", spec.below.critical), ("below.warning", spec.below.warning)]
-    if spec.above is not None:
-        levels += [("above.warning", spec.above.warning), ("above.critical", spec.above.critical)]
-    return [(name, value) for name, value in levels if value is not None]
-
-
-def _clear_problems(levels: list[tuple[str, float]], h: float) -> Iterable[str]:
-    for i, (name, value) in enumerate(levels):
-        if name.startswith("above") and i > 0:
-            lower_name, lower = levels[i - 1]
-            if not value - h > lower:
-                yield (
-                    f"hysteresis: {name} clears at {value - h:g} ({value:g} - {h:g}), "
-                    f"which is not above {lower_name} ({lower:g})"
-                )
-        if name.startswith("below") and i + 1 < len(levels):
-            upper_name, upper = levels[i + 1]
-            if not value + h < upper:
-                yield (
-                    f"hysteresis: {name} clears at {value + h:g} ({value:g} + {h:g}), "
-                    f"which is not below {upper_name} ({upper:g})"
-                )
-
-
-def rule_problems(spec: RuleSpec) -> list[str]:
-    """Every reason this rule cannot be evaluated coherently, as `field: message`."""
-    problems: list[str] = []
-    if spec.above is None and spec.below is None and spec.nodata is None and spec.offline is None:
-        problems.append(
-            "above/below/nodata/offline: a rule needs above, below, nodata, offline or a mix"
-        )
-    problems.extend(_level_problems(spec))
-    problems.extend(_timing_problems(spec))
-    problems.extend(_offline_problems(spec))
-    if spec.flapping is not None:
-        problems.extend(f"flapping.{p}" for p in flapping_problems(spec.flapping))
-    if spec.latch and spec.above is None and spec.below is None:
-        problems.append("latch: only a rule with above or below levels can latch")
-    return problems
-
-
-def _offline_problems(spec: RuleSpec) -> list[str]:
-    if spec.offline is None:
-        return []
-    problems = [
-        f"offline: {p}" for p in _duration_problems(spec.offline, OFFLINE_MIN_MS, OFFLINE_MAX_MS)
-    ]
-    offline_only = spec.above is None and spec.below is None and spec.nodata is None
-    others = [k for k in MATCH_KEYS if k != "deviceId" and getattr(spec.match, k) is not None]
-    if offline_only and others:
-        problems.append(
-            f"match: an offline rule selects devices by deviceId only; {', '.join(others)} "
-            "name readings, which a disconnected device does not send"
-        )
-    return problems
-
-
-def flapping_problems(spec: FlappingSpec) -> list[str]:
-    """What is wrong with a flapping setting, as `field: message`."""
-    problems: list[str] = []
-    if not FLAP_CHANGES_MIN <= spec.changes <= FLAP_CHANGES_MAX:
-        problems.append(
-            f"changes: must be from {FLAP_CHANGES_MIN} to {FLAP_CHANGES_MAX} (got {spec.changes})"
-        )
-    problems.extend(
-        f"within: {p}" for p in _duration_problems(spec.within, WINDOW_MIN_MS, WINDOW_MAX_MS)
-    )
-    return problems
-
-
-def _level_problems(spec: RuleSpec) -> list[str]:
-    problems: list[str] = []
-    for side_name, side in (("above", spec.above), ("below", spec.below)):
-        if side is not None and side.warning is None and side.critical is None:
-            problems.append(f"{side_name}: needs a warning or a critical level")
-    levels = _ordered_levels(spec)
-    for (low_name, low), (high_name, high) in itertools.pairwise(levels):
-        if not low < high:
-            problems.append(
-                f"{high_name}: {high:g} must be greater than {low_name} ({low:g}); "
-                "levels go below.critical < below.warning < above.warning < above.critical"
-            )
-    if spec.hysteresis < 0:
-        problems.append(f"hysteresis: must not be negative (got {spec.hysteresis:g})")
-    elif not problems:
-        problems.extend(_clear_problems(levels, spec.hysteresis))
-    return problems
-
-
-def _timing_problems(spec: RuleSpec) -> list[str]:
-    problems: list[str] = []
-    if isinstance(spec.for_, int):
-        if spec.for_ < 1:
-            problems.append(f"for: must be at least 1 reading (got {spec.for_})")
-    else:
-        try:
-            parse_duration_ms(spec.for_)
-        except ValueError as exc:
-            problems.append(f"for: {exc}")
-    bounds: tuple[tuple[str, str | None, int, int | None], ...] = (
-        ("nodata", spec.nodata, NODATA_MIN_MS, NODATA_MAX_MS),
-        ("repeat", spec.repeat, REPEAT_MIN_MS, None),
-    )
-    for name, text, least, most in bounds:
-        if text is not None:
-            problems.extend(f"{name}: {p}" for p in _duration_problems(text, least, most))
-    return problems
-
-
-def _duration_problems(text: str, low_ms: int, high_ms: int | None) -> list[str]:
-    try:
-        ms = parse_duration_ms(text)
-    except ValueError as exc:
-        return [str(exc)]
-    if ms < low_ms:
-        return [f"{text!r} is shorter than the least allowed, {_duration_words(low_ms)}"]
-    if high_ms is not None and ms > high_ms:
-        return [f"{text!r} is longer than the most allowed, {_duration_words(high_ms)}"]
-    return []
-
-
-def _duration_words(ms: int) -> str:
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"
-
-
-def compile_rule(spec: RuleSpec) -> Rule:
-    """The evaluator's form of a spec that `rule_problems` found sound."""
-    named: tuple[tuple[Literal["above", "below"], LevelsSpec | None], ...] = (
-        ("above", spec.above),
-        ("below", spec.below),
-    )
-    sides = tuple(
-        Side(name, levels.warning, levels.critical) for name, levels in named if levels is not None
-    )
-    for_ms = parse_duration_ms(spec.for_) if isinstance(spec.for_, str) else None
-    match = tuple(
-        (key, value) for key in MATCH_KEYS if (value := getattr(spec.match, key)) is not None
-    )
-    return Rule(
-        name=spec.name,
-        sides=sides,
-        hysteresis=spec.hysteresis,
-        for_readings=spec.for_ if isinstance(spec.for_, int) else 1,
-        for_ms=for_ms,
-        match=match,
-        nodata_ms=parse_duration_ms(spec.nodata) if spec.nodata is not None else None,
-        nodata_severity=spec.nodataSeverity,
-        repeat_ms=parse_duration_ms(spec.repeat) if spec.repeat is not None else None,
-        latch=spec.latch,
-        offline_ms=parse_duration_ms(spec.offline) if spec.offline is not None else None,
-        offline_severity=spec.offlineSeverity,
-        flapping=_compile_flapping(spec.flapping),
-    )
-
-
-def _compile_flapping(spec: FlappingSpec | None) -> Flapping | None:
-    if spec is None:
-        return None
-    return Flapping(spec.changes, parse_duration_ms(spec.within))
-
-
-def notifications_problems(spec: NotificationsSpec) -> list[str]:
-    """What is wrong with a file's `notifications`, as `field: message`."""
-    problems: list[str] = []
-    if len(set(spec.groupBy)) != len(spec.groupBy):
-        problems.append("groupBy: names a field twice")
-    problems.extend(
-        f"window: {p}" for p in _duration_problems(spec.window, WINDOW_MIN_MS, WINDOW_MAX_MS)
-    )
-    if not MAX_PER_WINDOW_MIN <= spec.maxPerWindow <= MAX_PER_WINDOW_MAX:
-        problems.append(
-            f"maxPerWindow: must be from {MAX_PER_WINDOW_MIN} to {MAX_PER_WINDOW_MAX:,} "
-            f"(got {spec.maxPerWindow})"
-        )
-    digest = _duration_problems(spec.digestEvery, WINDOW_MIN_MS, None)
-    problems.extend(f"digestEvery: {p}" for p in digest)
-    window_ok = not any(p.startswith("window") for p in problems)
-    if (
-        not digest
-        and window_ok
-        and parse_duration_ms(spec.digestEvery) > parse_duration_ms(spec.window)
-    ):
-        problems.append(
-            f"digestEvery: {spec.digestEvery!r} is longer than the window "
-            f"({spec.window!r}); digests come at least once a window"
-        )
-    if spec.flapping is not None:
-        problems.extend(f"flapping.{p}" for p in flapping_problems(spec.flapping))
-    return problems
-
-
-def compile_notifications(spec: NotificationsSpec | None) -> Notifications:
-    """The evaluator's form of a `notifications` that `notifications_problems`
-    found sound; the defaults when the file has none."""
-    if spec is None:
-        return DEFAULT_NOTIFICATIONS
-    return Notifications(
-        group_by=tuple(spec.groupBy),
-        window_ms=parse_duration_ms(spec.window),
-        max_per_window=spec.maxPerWindow,
-        digest_every_ms=parse_duration_ms(spec.digestEvery),
-        flapping=_compile_flapping(spec.flapping),
-    )
-
-
-def compile_gateway(spec: GatewaySpec) -> Gateway:
-    members = spec.members.deviceId
-    return Gateway(spec.gateway, (members,) if isinstance(members, str) else tuple(members))
-
-
-_UNION_TAGS: Final = frozenset({"int", "str", "float", "bool", "function-after"})
-_DURATION_FIELDS: Final = {
-    "nodata": "must be a duration such as 5m or 1h",
-    "repeat": "must be a duration such as 30m or 1h",
-    "offline": "must be a duration such as 2m or 1h",
-    "within": "must be a duration such as 10m",
-    "window": "must be a duration such as 10m",
-    "digestEvery": "must be a duration such as 2m",
-}
-_TYPE_WORDS: Final = {
-    "float_type": "must be a number",
-    "float_parsing": "must be a number",
-    "int_type": "must be a whole number",
-    "string_type": "must be text",
-    "bool_type": "must be true or false",
-    "list_type": "must be a list",
-    "dict_type": "must be a mapping of settings (key: value)",
-    "model_type": "must be a mapping of settings (key: value)",
-    "model_attributes_type": "must be a mapping of settings (key: value)",
-    "finite_number": "must be a finite number (not .nan or .inf)",
-    "missing": "is required",
-}
-
-
-def _known_keys(model: type[BaseModel]) -> str:
-    return ", ".join(f.alias or name for name, f in model.model_fields.items())
-
-
-_NESTED: Final[dict[str, type[BaseModel]]] = {
-    "match": MatchSpec,
-    "above": LevelsSpec,
-    "below": LevelsSpec,
-    "flapping": FlappingSpec,
-    "members": MembersSpec,
-}
-
-
-def _field_words(
-    path: tuple[str, ...], error_type: str, message: str, top: type[BaseModel] = RuleSpec
-) -> str:
-    """What is wrong with one field, in the words of the person who wrote it."""
-    name = path[-1] if path else ""
-    if error_type == "extra_forbidden":
-        model = _NESTED.get(path[-2], top) if len(path) > 1 else top
-        return f"not a setting here (known: {_known_keys(model)})"
-    if (
-        name in _DURATION_FIELDS
-        and error_type in {"string_type", "missing"}
-        and top is not RuleSpec
-    ):
-        return _DURATION_FIELDS[name] if error_type != "missing" else "is required"
-    if path == ("for",) and error_type != "missing":
-        return "must be a whole number of readings (such as 3) or a duration (such as 5m)"
-    if name in _DURATION_FIELDS and len(path) == 1 and error_type != "missing":
-        return _DURATION_FIELDS[name]
-    if path == ("name",) and error_type == "string_pattern_mismatch":
-        return (
-            "must be 1-64 letters, digits or . _ : - (starting with a letter or digit), "
-            "with no spaces"
-        )
-    if error_type == "literal_error":
-        return message.replace("Input should be", "must be")
-    return _TYPE_WORDS.get(error_type, message)
-
-
-def _spec_problems(error: ValidationError, top: type[BaseModel] = RuleSpec) -> list[str]:
-    """One `field: problem` line per field, however many union members pydantic tried."""
-    found: dict[tuple[str, ...], str] = {}
-    for item in error.errors(include_url=False, include_input=False):
-        path = tuple(str(p) for p in item["loc"] if str(p) not in _UNION_TAGS)
-        found.setdefault(path, _field_words(path, item["type"], item["msg"], top))
-    return [f"{'.'.join(path) or '(rule)'}: {words}" for path, words in found.items()]
-
-
-class _RuleFileLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """Safe YAML that notes every key given twice in one mapping (YAML would keep
-    the last silently), so that the file is refused with all of them named."""
-
-    duplicates: list[str]
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        if isinstance(node, yaml.MappingNode):
-            self.flatten_mapping(node)
-            seen: set[Any] = set()
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=True)
-                if key in seen:
-                    line = key_node.start_mark.line + 1
-                    self.duplicates.append(f"line {line}: key {key!r} is given twice")
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _load_yaml(text: str) -> tuple[Any, list[str]]:
-    """The document, and the keys given twice in it (file order)."""
-    loader = _RuleFileLoader(text)
-    loader.duplicates = []
-    try:
-        return loader.get_single_data(), loader.duplicates
-    finally:
-        loader.dispose()
-
-
-def _yaml_problem(source: str, exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    return f"{source}: not valid YAML{where}: {problem}"
-
-
-def _file_rules(source: str, raw: Any) -> tuple[list[Any], list[str]]:
-    """The raw rule entries of a parsed file, or why the file is not a rule file."""
-    if raw is None:
-        return [], []
-    if not isinstance(raw, dict):
-        return [], [f"{source}: (file): a rule file must be a mapping with a 'rules:' list"]
-    problems = [
-        f"{source}: {key}: not a setting of a rule file (known: {', '.join(FILE_SECTIONS)})"
-        for key in raw
-        if key not in FILE_SECTIONS
-    ]
-    rules = raw.get("rules", [])
-    if rules is None:
-        rules = []
-    if not isinstance(rules, list):
-        problems.append(f"{source}: rules: must be a list of rules (each starting with '- ')")
-        return [], problems
-    return rules, problems
-
-
-def _file_gateways(source: str, raw: Any) -> tuple[list[Gateway], list[str]]:
-    entries = raw.get("gateways") if isinstance(raw, dict) else None
-    if entries is None:
-        return [], []
-    if not isinstance(entries, list):
-        return [], [f"{source}: gateways: must be a list (each starting with '- gateway:')"]
-    gateways: list[Gateway] = []
-    problems: list[str] = []
-    for index, entry in enumerate(entries):
-        name = entry.get("gateway") if isinstance(entry, dict) else None
-        label = f"gateway {name!r}" if isinstance(name, str) else f"gateway #{index + 1}"
-        try:
-            spec = GatewaySpec.model_validate(entry)
-        except ValidationError as exc:
-            problems.extend(f"{source}: {label}: {p}" for p in _spec_problems(exc, GatewaySpec))
-            continue
-        globs = (
-            [spec.members.deviceId]
-            if isinstance(spec.members.deviceId, str)
-            else (spec.members.deviceId)
-        )
-        if not globs or not all(g.strip() for g in globs):
-            problems.append(f"{source}: {label}: members.deviceId: needs at least one glob")
-            continue
-        gateways.append(compile_gateway(spec))
-    return gateways, problems
-
-
-def _file_notifications(source: str, raw: Any) -> tuple[Notifications | None, list[str]]:
-    entry = raw.get("notifications") if isinstance(raw, dict) else None
-    if entry is None:
-        return None, []
-    try:
-        spec = NotificationsSpec.model_validate(entry)
-    except ValidationError as exc:
-        return None, [
-            f"{source}: notifications: {p}" for p in _spec_problems(exc, NotificationsSpec)
-        ]
-    problems = notifications_problems(spec)
-    if problems:
-        return None, [f"{source}: notifications: {p}" for p in problems]
-    return compile_notifications(spec), []
-
-
-def _without_bad_settings(entry: Any, error: ValidationError) -> RuleSpec | None:
-    """The rule without the settings its schema problems name, if what remains is
-    a rule (its name and levels intact): to check the rest of it as well."""
-    if not isinstance(entry, dict):
-        return None
-    bad = {str(item["loc"][0]) for item in error.errors() if item["loc"]}
-    if bad & {"name", "above", "below", "nodata"}:
-        return None
-    kept = {k: v for k, v in entry.items() if k not in bad}
-    try:
-        return RuleSpec.model_validate(kept)
-    except ValidationError:
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class RuleDocument:
-    """One rule file, checked: its rules, gateways, and notifications (None
-    when the file says nothing of them)."""
-
-    rules: list[Rule]
-    gateways: list[Gateway]
-    notifications: Notifications | None
-
-
-def parse_rule_file(text: str, source: str) -> list[Rule]:
-    """Parse and check one rule file's text; `source` names it in errors. Every
-    problem of the file is reported at once: schema and rule-level alike."""
-    return parse_rule_document(text, source).rules
-
-
-def parse_rule_document(text: str, source: str) -> RuleDocument:
-    """Parse and check one rule file, all of its sections; every problem at once."""
-    try:
-        raw, duplicates = _load_yaml(text)
-    except yaml.YAMLError as exc:
-        raise RuleFileError([_yaml_problem(source, exc)]) from None
-    entries, problems = _file_rules(source, raw)
-    problems = [f"{source}: {d}" for d in duplicates] + problems
-    gateways, gateway_problems = _file_gateways(source, raw)
-    notifications, notification_problems = _file_notifications(source, raw)
-    rules: list[Rule] = []
-    seen: set[str] = set()
-    for index, entry in enumerate(entries):
-        name = entry.get("name") if isinstance(entry, dict) else None
-        label = f"rule {name!r}" if isinstance(name, str) else f"rule #{index + 1}"
-        try:
-            spec = RuleSpec.model_validate(entry)
-        except ValidationError as exc:
-            problems.extend(f"{source}: {label}: {p}" for p in _spec_problems(exc))
-            # The rest of the rule may have problems of its own: report them too.
-            salvaged = _without_bad_settings(entry, exc)
-            if salvaged is not None:
-                problems.extend(f"{source}: {label}: {p}" for p in rule_problems(salvaged))
-            continue
-        found = rule_problems(spec)
-        if spec.name in seen:
-            found.append("name: duplicate; already defined in this file")
-        seen.add(spec.name)
-        problems.extend(f"{source}: {label}: {p}" for p in found)
-        if not found:
-            rules.append(compile_rule(spec))
-    problems += gateway_problems + notification_problems
-    if problems:
-        raise RuleFileError(problems)
-    return RuleDocument(rules, gateways, notifications)
-
-
 def rule_files(path: Path) -> list[Path]:
     """The files a RULES_PATH names: itself, or the sorted *.yaml/*.yml in it."""
     if not str(path):
@@ -826,114 +289,155 @@ def rule_files(path: Path) -> list[Path]:
     return [path]
 
 
-class _SetBuilder:
-    """Rule files merged into one set: names unique across files, a gateway
-    listed once, `notifications` set by one file at most."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-        self.rules: list[Rule] = []
-        self.gateways: list[Gateway] = []
-        self.notifications: tuple[Path, Notifications] | None = None
-        self._origin: dict[str, Path] = {}
-        self._gateway_origin: dict[str, Path] = {}
-
-    def add(self, file: Path, loaded: RuleDocument) -> None:
-        for rule in loaded.rules:
-            if rule.name in self._origin:
-                self.problems.append(
-                    f"{file}: rule {rule.name!r}: name: duplicate; already defined in "
-                    f"{self._origin[rule.name]}"
-                )
-            else:
-                self._origin[rule.name] = file
-                self.rules.append(rule)
-        for gateway in loaded.gateways:
-            if gateway.device_id in self._gateway_origin:
-                self.problems.append(
-                    f"{file}: gateway {gateway.device_id!r}: listed twice (also in "
-                    f"{self._gateway_origin[gateway.device_id]})"
-                )
-            else:
-                self._gateway_origin[gateway.device_id] = file
-                self.gateways.append(gateway)
-        if loaded.notifications is not None:
-            if self.notifications is not None:
-                self.problems.append(
-                    f"{file}: notifications: already set in {self.notifications[0]}; "
-                    "one file of a set says how operators are notified"
-                )
-            else:
-                self.notifications = (file, loaded.notifications)
-
-    def build(self) -> RuleSet:
-        return RuleSet(
-            self.rules,
-            gateways=self.gateways,
-            notifications=self.notifications[1] if self.notifications else DEFAULT_NOTIFICATIONS,
-        )
-
-
 def load_rules(paths: Path | Sequence[Path]) -> RuleSet:
     """Load, check and compile every rule under `paths` (a RULES_PATH, or several
     checked as one set), reporting all problems. RulePathError when a path
     names no file to read, RuleFileError when a file read is not valid. The
     set's `notifications` come from the one file that sets them (two files
-    setting them is an error), else the defaults."""
-    path_problems: list[str] = []
-    builder = _SetBuilder()
-    files: dict[Path, None] = {}
-    for path in [paths] if isinstance(paths, Path) else paths:
-        try:
-            files.update(dict.fromkeys(rule_files(path)))
-        except RulePathError as exc:
-            path_problems.extend(exc.problems)
+    setting them is an error), else the defaults.
+
+    A directory holding a compiled set (`COMPILED_NAME`) whose digest is that of
+    its rule files' names and bytes as they are now is read from it, without
+    parsing YAML; any other compiled file (stale, altered, unreadable) is
+    ignored and the files are parsed."""
+    if isinstance(paths, Path):
+        compiled = _compiled_rules(paths)
+        if compiled is not None:
+            return compiled
+    from telemetry.core.rule_specs import load_rule_set  # noqa: PLC0415 - pydantic, YAML
+
+    return load_rule_set(paths)
+
+
+def _compiled_rules(directory: Path) -> RuleSet | None:
+    try:
+        text = (directory / COMPILED_NAME).read_text(encoding="utf-8")
+        digest = sources_digest(rule_files(directory))
+    except (OSError, UnicodeDecodeError, RuleFileError):
+        return None
+    return compiled_rule_set(text, digest)
+
+
+def sources_digest(files: Sequence[Path]) -> str:
+    """SHA-256 of the rule files a compiled set stands for: each file's name
+    and bytes, length-prefixed, in order. OSError when one cannot be read."""
+    digest = hashlib.sha256()
     for file in files:
-        try:
-            loaded = parse_rule_document(file.read_text(encoding="utf-8"), str(file))
-        except RuleFileError as exc:
-            builder.problems.extend(exc.problems)
-            continue
-        except (OSError, UnicodeDecodeError) as exc:
-            builder.problems.append(f"{file}: cannot read: {exc}")
-            continue
-        builder.add(file, loaded)
-    if path_problems:
-        raise RulePathError(path_problems + builder.problems, path_problems)
-    if builder.problems:
-        raise RuleFileError(builder.problems)
-    return builder.build()
+        name = file.name.encode("utf-8", "surrogateescape")
+        data = file.read_bytes()
+        digest.update(len(name).to_bytes(8, "big") + name + len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return digest.hexdigest()
 
 
-DURATION_PATTERN: Final = r"^\s*(\d+\s*(ms|s|m|h|d)\s*)+$"
-
-
-def rule_file_schema() -> dict[str, Any]:
-    """JSON Schema of a rule file, generated from the same models that load it,
-    with what the models check in code: durations' syntax, and a rule's need for
-    levels or a `nodata` (bounds such as nodata's 1m to 7d stay in the
-    descriptions; `telemetry rules check` applies them)."""
-    schema = RuleFileSpec.model_json_schema(by_alias=True)
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "Telemetry alert rules"
-    rule = schema["$defs"]["RuleSpec"]
-    for name in ("for", "nodata", "repeat", "offline"):
-        for variant in rule["properties"][name].get("anyOf", []):
-            if variant.get("type") == "string":
-                variant["pattern"] = DURATION_PATTERN
-    rule["anyOf"] = [{"required": [side]} for side in ("above", "below", "nodata", "offline")]
-    defs = schema["$defs"]
-    defs["FlappingSpec"]["properties"]["within"]["pattern"] = DURATION_PATTERN
-    defs["FlappingSpec"]["properties"]["changes"] |= {
-        "minimum": FLAP_CHANGES_MIN,
-        "maximum": FLAP_CHANGES_MAX,
+def compiled_rules_text(rules: RuleSet, sources: str) -> str:
+    """The compiled file of a rule set: a header line (format, the digest of the
+    rule files it stands for, the digest of the payload) and the payload line."""
+    payload = json.dumps(rule_set_to_json(rules), separators=(",", ":"), allow_nan=False)
+    header = {
+        "format": COMPILED_FORMAT,
+        "sources": sources,
+        "payload": hashlib.sha256(payload.encode("utf-8")).hexdigest(),
     }
-    notes = defs["NotificationsSpec"]["properties"]
-    for name in ("window", "digestEvery"):
-        notes[name]["pattern"] = DURATION_PATTERN
-    notes["maxPerWindow"] |= {"minimum": MAX_PER_WINDOW_MIN, "maximum": MAX_PER_WINDOW_MAX}
-    notes["groupBy"]["uniqueItems"] = True
-    return schema
+    return json.dumps(header) + "\n" + payload + "\n"
+
+
+def compiled_rule_set(text: str, sources: str) -> RuleSet | None:
+    """The rule set a compiled file holds, when it is of this format, stands for
+    rule files of digest `sources` and its payload is intact; else None."""
+    header, _, payload = text.partition("\n")
+    payload = payload.removesuffix("\n")
+    expected = {
+        "format": COMPILED_FORMAT,
+        "sources": sources,
+        "payload": hashlib.sha256(payload.encode("utf-8")).hexdigest(),
+    }
+    try:
+        if json.loads(header) != expected:
+            return None
+        return rule_set_from_json(json.loads(payload))
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return None
+
+
+def rule_set_to_json(rules: RuleSet) -> dict[str, Any]:
+    """A rule set as plain JSON values (floats kept exactly: JSON numbers by repr)."""
+    notifications = rules.notifications
+    return {
+        "rules": [_rule_to_json(rule) for rule in rules.rules],
+        "gateways": [[g.device_id, list(g.members)] for g in rules.gateways],
+        "notifications": None
+        if notifications is None
+        else [
+            list(notifications.group_by),
+            notifications.window_ms,
+            notifications.max_per_window,
+            notifications.digest_every_ms,
+            _flapping_to_json(notifications.flapping),
+        ],
+    }
+
+
+def rule_set_from_json(data: dict[str, Any]) -> RuleSet:
+    """The rule set `rule_set_to_json` made those values of: equal to it."""
+    notifications = data["notifications"]
+    return RuleSet(
+        [_rule_from_json(rule) for rule in data["rules"]],
+        gateways=[Gateway(device_id, tuple(members)) for device_id, members in data["gateways"]],
+        notifications=None
+        if notifications is None
+        else Notifications(
+            group_by=tuple(notifications[0]),
+            window_ms=notifications[1],
+            max_per_window=notifications[2],
+            digest_every_ms=notifications[3],
+            flapping=_flapping_from_json(notifications[4]),
+        ),
+    )
+
+
+def _flapping_to_json(flapping: Flapping | None) -> list[int] | None:
+    return None if flapping is None else [flapping.changes, flapping.within_ms]
+
+
+def _flapping_from_json(data: list[int] | None) -> Flapping | None:
+    return None if data is None else Flapping(data[0], data[1])
+
+
+def _rule_to_json(rule: Rule) -> dict[str, Any]:
+    return {
+        "name": rule.name,
+        "sides": [[side.name, side.warning, side.critical] for side in rule.sides],
+        "hysteresis": rule.hysteresis,
+        "for_readings": rule.for_readings,
+        "for_ms": rule.for_ms,
+        "match": [list(pair) for pair in rule.match],
+        "nodata_ms": rule.nodata_ms,
+        "nodata_severity": rule.nodata_severity,
+        "repeat_ms": rule.repeat_ms,
+        "latch": rule.latch,
+        "offline_ms": rule.offline_ms,
+        "offline_severity": rule.offline_severity,
+        "flapping": _flapping_to_json(rule.flapping),
+    }
+
+
+def _rule_from_json(data: dict[str, Any]) -> Rule:
+    return Rule(
+        name=data["name"],
+        sides=tuple(Side(name, warning, critical) for name, warning, critical in data["sides"]),
+        hysteresis=data["hysteresis"],
+        for_readings=data["for_readings"],
+        for_ms=data["for_ms"],
+        match=tuple((key, pattern) for key, pattern in data["match"]),
+        nodata_ms=data["nodata_ms"],
+        nodata_severity=data["nodata_severity"],
+        repeat_ms=data["repeat_ms"],
+        latch=data["latch"],
+        offline_ms=data["offline_ms"],
+        offline_severity=data["offline_severity"],
+        flapping=_flapping_from_json(data["flapping"]),
+    )
 
 
 class RuleSet:
