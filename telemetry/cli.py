@@ -22,9 +22,10 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from telemetry.core.rules import (
     RuleFileError,
@@ -233,6 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
         "arrival: lines in file order, one invocation each, as the "
         "function would see them (late readings change nothing)",
     )
+    backtest.add_argument(
+        "--rejections",
+        type=_path,
+        metavar="FILE",
+        help="write every rejected line (not JSON, a message validation refused, each "
+        "reading refused in a valid message) to FILE as JSON lines, with its file, line "
+        "number and reason",
+    )
     backtest.add_argument("files", nargs="+", metavar="FILE", help="JSON-lines files; - is stdin")
     backtest.set_defaults(run=_run_backtest)
 
@@ -381,16 +390,21 @@ def _run_backtest(args: argparse.Namespace) -> int:
     from telemetry.core.load import alarm_load  # noqa: PLC0415
 
     rules = load_rules_or_fail(args.rules)
-    try:
-        result = backtest.run(
-            args.files,
-            rules,
-            order=args.order,
-            stdin=sys.stdin.buffer,
-            on_bad_line=backtest.BadLineReporter(sys.stderr),
-        )
-    except backtest.InputError as exc:
-        raise UserError(str(exc)) from None
+    with _rejections_file(args.rejections, args.files) as rejections:
+        try:
+            result = backtest.run(
+                args.files,
+                rules,
+                order=args.order,
+                stdin=sys.stdin.buffer,
+                on_bad_line=backtest.BadLineReporter(sys.stderr),
+                on_rejected=backtest.RejectionWriter(rejections)
+                if rejections is not None
+                else None,
+                on_seconds=backtest.SecondsWarningReporter(sys.stderr),
+            )
+        except backtest.InputError as exc:
+            raise UserError(str(exc)) from None
     if result.messages == 0 and not result.bad_lines:
         files = ", ".join("<stdin>" if f == "-" else f for f in args.files)
         raise UserError(f"no message to replay: {files}: empty, or only blank lines")
@@ -411,6 +425,26 @@ def _run_backtest(args: argparse.Namespace) -> int:
     if result.messages == 0 and result.bad_lines:
         raise UserError("no usable message in the input", exit_code=FAILED)
     return 0
+
+
+@contextmanager
+def _rejections_file(path: Path | None, inputs: Sequence[str]) -> Iterator[TextIO | None]:
+    """The file `--rejections` names, open for writing (None without the flag).
+    Refused before anything is read when it is an input, or cannot be written."""
+    if path is None:
+        yield None
+        return
+    if str(path) == "-":
+        raise UserError("--rejections takes a file: stdout is the replay's own output")
+    for source in inputs:
+        if source != "-" and path.exists() and Path(source).exists() and path.samefile(source):
+            raise UserError(f"--rejections {path} is an input file: writing it would erase it")
+    try:
+        stream = path.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"--rejections {path}: cannot write: {exc.strerror or exc}") from None
+    with stream:
+        yield stream
 
 
 def _run_demo(args: argparse.Namespace) -> int:
