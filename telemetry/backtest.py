@@ -217,6 +217,7 @@ class Result:
     late: int = 0
     not_evaluated: int = 0
     seconds_lines: int = 0
+    store: str | None = None  # where the readings came from, when not from files
     devices: int = 0
     first_ms: int | None = None
     last_ms: int | None = None
@@ -676,8 +677,11 @@ def render_summary(
     span = ""
     if result.first_ms is not None and result.last_ms is not None:
         span = f", {time_text(result.first_ms)} to {time_text(result.last_ms)}"
+    read = f"{plural(result.lines, 'line')} in {plural(result.files, 'file')}, "
+    if result.store is not None:
+        read = f"{result.store}, "
     screen.line(
-        f"Input: {plural(result.lines, 'line')} in {plural(result.files, 'file')}, "
+        f"Input: {read}"
         f"{plural(result.messages, 'message')}, {plural(result.readings, 'reading')} from "
         f"{plural(result.devices, 'device')}{span} ({args.order} order)"
     )
