@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -62,12 +63,15 @@ from telemetry.core.messages import (
     MessageRejectedError,
     ParsedMessage,
     Reading,
+    Rejection,
+    decode_json,
     parse_message,
     parse_message_json,
     parse_time_ms,
 )
 from telemetry.core.rules import RuleSet
 from telemetry.core.silence import silences_in
+from telemetry.core.timestamps import MILLENNIUM_MS, SecondsSuspect, seconds_suspects
 from telemetry.terminal import (
     TRANSITION_COLUMNS,
     TRANSITION_FOLDED_FIRST,
@@ -113,6 +117,92 @@ class BadLineReporter:
             print("(further bad lines are counted, not shown)", file=self._stream)
 
 
+@dataclass(frozen=True, slots=True)
+class RejectedLine:
+    """A line the replay did not take, or one reading of it: where it is and why.
+
+    `warning` says when a timestamp the rejection names looks like epoch seconds.
+    """
+
+    source: str
+    line: int
+    rejection: Rejection
+    warning: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The dead-letter item's fields, with the file and line for its source."""
+        r = self.rejection
+        return {
+            "file": self.source,
+            "line": self.line,
+            "code": r.code,
+            "field": r.field,
+            "reason": r.reason,
+            "detail": r.detail,
+            "deviceId": r.device_id,
+            "payload": r.payload,
+            "warning": self.warning,
+        }
+
+
+class RejectionWriter:
+    """Writes every rejected line to a stream as JSON lines (`RejectedLine.to_json`)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.count = 0
+
+    def __call__(self, rejected: RejectedLine) -> None:
+        self.count += 1
+        self._stream.write(_strict_json(rejected.to_json()) + "\n")
+
+
+def _strict_json(value: Any) -> str:
+    """Compact JSON any strict reader takes: NaN and infinities become strings."""
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(value), separators=(",", ":"), allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class SecondsWarning:
+    """A line whose timestamps look like epoch seconds (see telemetry.core.timestamps)."""
+
+    source: str
+    line: int
+    suspects: Sequence[SecondsSuspect]
+
+
+class SecondsWarningReporter:
+    """Warns on a stream, one line each, up to a limit; counts the rest."""
+
+    def __init__(self, stream: TextIO, limit: int = MAX_BAD_LINES_SHOWN) -> None:
+        self._stream = stream
+        self._limit = limit
+        self.count = 0
+
+    def __call__(self, warning: SecondsWarning) -> None:
+        self.count += 1
+        if self.count <= self._limit:
+            first, more = warning.suspects[0], len(warning.suspects) - 1
+            tail = f" (and {plural(more, 'other timestamp')} on this line)" if more else ""
+            where = f"{warning.source}:{warning.line}"
+            print(f"{where}: warning: {first.warning}{tail}", file=self._stream)
+        elif self.count == self._limit + 1:
+            print("(further lines with such timestamps are counted, not shown)", file=self._stream)
+
+
 @dataclass(slots=True)
 class Result:
     """What a replay saw and decided."""
@@ -126,6 +216,8 @@ class Result:
     rejected: Counter[str] = field(default_factory=Counter)
     late: int = 0
     not_evaluated: int = 0
+    seconds_lines: int = 0
+    store: str | None = None  # where the readings came from, when not from files
     devices: int = 0
     first_ms: int | None = None
     last_ms: int | None = None
@@ -341,11 +433,15 @@ def run(
     order: str,
     stdin: BinaryIO,
     on_bad_line: Callable[[BadLine], None],
+    on_rejected: Callable[[RejectedLine], None] | None = None,
+    on_seconds: Callable[[SecondsWarning], None] | None = None,
     wall_ms: int | None = None,
 ) -> Result:
     """Read `sources` (paths, `-` for stdin) and replay them: each line is
     validated straight from its bytes; a line that is not JSON is reported and
-    skipped."""
+    skipped. `on_rejected` hears of every line, and every reading of a line,
+    that is not replayed; `on_seconds` of every line with a timestamp that
+    looks like epoch seconds (replayed all the same, as the function would)."""
     result = Result()
     nodata = any(r.nodata_ms is not None for r in rules.rules)
     state = _Replay(result, order, nodata=nodata)
@@ -355,9 +451,11 @@ def run(
             first = source not in started
             started.add(source)
             try:
-                state.add(parse_message_json(raw, _NO_CLOCK))
+                parsed = parse_message_json(raw, _NO_CLOCK)
             except MessageRejectedError as exc:
                 if exc.rejection.code != "not_json":
+                    _report(source, number, exc.rejection.payload, [exc.rejection],
+                            result, on_rejected, on_seconds)  # fmt: skip
                     state.add(exc)
                     continue
                 if first and _opens_a_document(raw):
@@ -365,7 +463,56 @@ def run(
                 result.bad_lines += 1
                 reason = exc.rejection.detail.partition(": ")[2]
                 on_bad_line(BadLine(source, number, f"not valid JSON ({reason})"))
+                if on_rejected is not None:
+                    on_rejected(RejectedLine(source, number, _line_text(exc.rejection)))
+                continue
+            if _may_hold_seconds(parsed):
+                _report(source, number, decode_json(raw), parsed.rejections,
+                        result, on_rejected, on_seconds)  # fmt: skip
+            state.add(parsed)
         return state.finish(rules, _wall(wall_ms))
+
+
+def _may_hold_seconds(parsed: ParsedMessage) -> bool:
+    """Whether a parsed message needs a closer look: it has rejections, or a
+    time before 2001 (cheap: what validation found, not the text)."""
+    sent, received = parsed.sent_ms, parsed.received_ms
+    if parsed.rejections:
+        return True
+    if (sent is not None and sent < MILLENNIUM_MS) or (
+        received is not None and received < MILLENNIUM_MS
+    ):
+        return True
+    return any(r.time_ms < MILLENNIUM_MS for r in parsed.readings)
+
+
+def _report(
+    source: str,
+    number: int,
+    message: Any,
+    rejections: Sequence[Rejection],
+    result: Result,
+    on_rejected: Callable[[RejectedLine], None] | None,
+    on_seconds: Callable[[SecondsWarning], None] | None,
+) -> None:
+    """The line's rejections, and its timestamps that look like epoch seconds."""
+    suspects = seconds_suspects(message)
+    if suspects:
+        result.seconds_lines += 1
+        if on_seconds is not None:
+            on_seconds(SecondsWarning(source, number, suspects))
+    if on_rejected is not None:
+        by_field = {s.field: s.warning for s in suspects}
+        for rejection in rejections:
+            on_rejected(RejectedLine(source, number, rejection, by_field.get(rejection.field)))
+
+
+def _line_text(rejection: Rejection) -> Rejection:
+    """A `not_json` rejection with the line as written (no line break)."""
+    text = rejection.payload
+    if isinstance(text, str):
+        text = text.rstrip("\r\n")
+    return Rejection(rejection.field, rejection.code, rejection.detail, text)
 
 
 def _opens_a_document(raw: bytes) -> bool:
@@ -530,8 +677,11 @@ def render_summary(
     span = ""
     if result.first_ms is not None and result.last_ms is not None:
         span = f", {time_text(result.first_ms)} to {time_text(result.last_ms)}"
+    read = f"{plural(result.lines, 'line')} in {plural(result.files, 'file')}, "
+    if result.store is not None:
+        read = f"{result.store}, "
     screen.line(
-        f"Input: {plural(result.lines, 'line')} in {plural(result.files, 'file')}, "
+        f"Input: {read}"
         f"{plural(result.messages, 'message')}, {plural(result.readings, 'reading')} from "
         f"{plural(result.devices, 'device')}{span} ({args.order} order)"
     )
@@ -542,3 +692,14 @@ def render_summary(
         f"bad lines skipped: {result.bad_lines}; late readings: {result.late}; "
         f"not evaluated: {result.not_evaluated}"
     )
+    if result.seconds_lines:
+        screen.line(
+            f"Timestamps that look like epoch seconds: on {plural(result.seconds_lines, 'line')} "
+            "(replayed as milliseconds, as the function would)"
+        )
+    if getattr(args, "rejections", None) is not None:
+        written = rejected + result.bad_lines
+        screen.line(
+            f"Rejections written to {args.rejections}: {written} "
+            "(each with its file, line and reason)"
+        )

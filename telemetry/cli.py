@@ -3,7 +3,8 @@
 - `telemetry demo`: the whole product on a laptop (local AWS, simulated fleet);
   `--store influxdb` writes the time series to a local influxd instead.
 - `telemetry backtest --rules PATH FILE...`: replay recorded messages through
-  rules, without AWS, to tune them before deploying.
+  rules, without AWS, to tune them before deploying; `--from influxdb` replays
+  the readings the function stored instead.
 - `telemetry rules check PATH...` / `telemetry rules schema`.
 
 Exit status: 0 success; 1 the check or the run failed (a file that is not a
@@ -22,9 +23,11 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from telemetry.core.rules import (
     RuleFileError,
@@ -35,6 +38,9 @@ from telemetry.core.rules import (
     rule_files,
 )
 from telemetry.terminal import Screen, one_line, plural
+
+if TYPE_CHECKING:
+    from telemetry import backtest
 
 PROG = "telemetry"
 USAGE_ERROR = 2
@@ -98,6 +104,33 @@ def _duration_ms(low_ms: int, high_ms: int) -> Any:
         return ms
 
     return parse
+
+
+@dataclass(frozen=True)
+class Moment:
+    """A time named on the command line: `ago_ms` before now, or at `at_ms`."""
+
+    ago_ms: int | None = None
+    at_ms: int | None = None
+
+    def ms(self, now_ms: int) -> int:
+        return self.at_ms if self.at_ms is not None else now_ms - (self.ago_ms or 0)
+
+
+def _moment(text: str) -> Moment:
+    from telemetry.core.messages import parse_time_ms  # noqa: PLC0415
+
+    stripped = text.strip()
+    try:
+        return Moment(ago_ms=parse_duration_ms(stripped))
+    except ValueError:
+        pass
+    try:
+        return Moment(at_ms=parse_time_ms(stripped))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a time ago such as 30d, 12h or 90m nor an ISO-8601 time"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,7 +266,21 @@ def build_parser() -> argparse.ArgumentParser:
         "arrival: lines in file order, one invocation each, as the "
         "function would see them (late readings change nothing)",
     )
-    backtest.add_argument("files", nargs="+", metavar="FILE", help="JSON-lines files; - is stdin")
+    backtest.add_argument(
+        "--rejections",
+        type=_path,
+        metavar="FILE",
+        help="write every rejected line (not JSON, a message validation refused, each "
+        "reading refused in a valid message) to FILE as JSON lines, with its file, line "
+        "number and reason",
+    )
+    _add_store_arguments(backtest)
+    backtest.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="JSON-lines files; - is stdin (none with --from influxdb)",
+    )
     backtest.set_defaults(run=_run_backtest)
 
     rules = commands.add_parser("rules", help="check rule files, print their JSON Schema")
@@ -253,6 +300,39 @@ def build_parser() -> argparse.ArgumentParser:
     schema = rule_commands.add_parser("schema", help="print the rule file's JSON Schema")
     schema.set_defaults(run=_run_rules_schema)
     return parser
+
+
+def _add_store_arguments(backtest: argparse.ArgumentParser) -> None:
+    store = backtest.add_argument_group(
+        "replaying from the store (--from influxdb)",
+        "the readings the function wrote to InfluxDB, read back through InfluxQL in chunks",
+    )
+    store.add_argument(
+        "--from",
+        dest="source",
+        choices=("files", "influxdb"),
+        default="files",
+        help="files: the FILEs (default); influxdb: readings in an InfluxDB, by time",
+    )
+    store.add_argument("--influxdb-url", type=_endpoint_url, metavar="URL", help="its URL")
+    store.add_argument("--database", metavar="DB", help="the database (a bucket's DBRP name)")
+    store.add_argument(
+        "--since",
+        type=_moment,
+        metavar="WHEN",
+        help="from a time ago (30d, 12h, 90m) or an ISO-8601 time (2025-11-27T10:00:00Z)",
+    )
+    store.add_argument(
+        "--until", type=_moment, metavar="WHEN", help="to a time ago or an ISO-8601 time (now)"
+    )
+    store.add_argument(
+        "--device", metavar="GLOB", help="only devices whose deviceId matches (a rule's glob)"
+    )
+    store.add_argument(
+        "--influxdb-token",
+        metavar="TOKEN",
+        help="its token, if it needs one (default: the INFLUXDB_TOKEN variable)",
+    )
 
 
 def _add_mqtt_arguments(parser: argparse.ArgumentParser, *, flag: bool) -> None:
@@ -378,22 +458,43 @@ def load_rules_or_fail(path: Path) -> RuleSet:
 
 def _run_backtest(args: argparse.Namespace) -> int:
     from telemetry import backtest  # noqa: PLC0415
-    from telemetry.core.load import alarm_load  # noqa: PLC0415
 
+    _refuse_ignored_backtest_flags(args)
     rules = load_rules_or_fail(args.rules)
-    try:
-        result = backtest.run(
-            args.files,
-            rules,
-            order=args.order,
-            stdin=sys.stdin.buffer,
-            on_bad_line=backtest.BadLineReporter(sys.stderr),
-        )
-    except backtest.InputError as exc:
-        raise UserError(str(exc)) from None
+    if args.source == "influxdb":
+        result = _replay_influxdb(args, rules)
+        if result.messages == 0:
+            raise UserError(f"no reading to replay: {result.store}")
+        _report_backtest(args, rules, result)
+        return 0
+    with _rejections_file(args.rejections, args.files) as rejections:
+        try:
+            result = backtest.run(
+                args.files,
+                rules,
+                order=args.order,
+                stdin=sys.stdin.buffer,
+                on_bad_line=backtest.BadLineReporter(sys.stderr),
+                on_rejected=backtest.RejectionWriter(rejections)
+                if rejections is not None
+                else None,
+                on_seconds=backtest.SecondsWarningReporter(sys.stderr),
+            )
+        except backtest.InputError as exc:
+            raise UserError(str(exc)) from None
     if result.messages == 0 and not result.bad_lines:
         files = ", ".join("<stdin>" if f == "-" else f for f in args.files)
         raise UserError(f"no message to replay: {files}: empty, or only blank lines")
+    _report_backtest(args, rules, result)
+    if result.messages == 0 and result.bad_lines:
+        raise UserError("no usable message in the input", exit_code=FAILED)
+    return 0
+
+
+def _report_backtest(args: argparse.Namespace, rules: RuleSet, result: backtest.Result) -> None:
+    from telemetry import backtest  # noqa: PLC0415
+    from telemetry.core.load import alarm_load  # noqa: PLC0415
+
     summaries = backtest.summarize(result, rules, flap_window_ms=args.flap_window)
     load = alarm_load(result.transitions, rules.notifications, result.first_ms, result.last_ms)
     if args.format == "json":
@@ -408,9 +509,86 @@ def _run_backtest(args: argparse.Namespace) -> int:
         backtest.render_transitions(result.transitions, screen)
         backtest.render_summary(result, summaries, screen, args)
         backtest.render_load(load, screen)
-    if result.messages == 0 and result.bad_lines:
-        raise UserError("no usable message in the input", exit_code=FAILED)
-    return 0
+
+
+_STORE_FLAGS = ("influxdb_url", "database", "since", "until", "device", "influxdb_token")
+
+
+def _refuse_ignored_backtest_flags(args: argparse.Namespace) -> None:
+    """Files or the store, never a flag of the other."""
+    if args.source == "files":
+        for name in _STORE_FLAGS:
+            if getattr(args, name) is not None:
+                raise UserError(f"--{name.replace('_', '-')} goes with --from influxdb")
+        return
+    if args.files:
+        raise UserError(
+            f"--from influxdb reads the store: no FILE to give (got {' '.join(args.files)})"
+        )
+    missing = [f"--{n.replace('_', '-')}" for n in ("influxdb_url", "database", "since")]
+    missing = [flag for flag in missing if getattr(args, flag[2:].replace("-", "_")) is None]
+    if missing:
+        raise UserError(f"--from influxdb needs {', '.join(missing)}")
+    if args.rejections is not None:
+        raise UserError(
+            "--rejections lists the lines of files; the store holds readings already accepted"
+        )
+
+
+def _replay_influxdb(args: argparse.Namespace, rules: RuleSet) -> backtest.Result:
+    import time  # noqa: PLC0415
+
+    from telemetry import backtest  # noqa: PLC0415
+    from telemetry.core.messages import iso_utc  # noqa: PLC0415
+    from telemetry.local import influx_history  # noqa: PLC0415
+
+    now_ms = time.time_ns() // 1_000_000
+    since_ms = args.since.ms(now_ms)
+    until_ms = args.until.ms(now_ms) if args.until is not None else now_ms
+    if until_ms <= since_ms:
+        raise UserError("--until must be later than --since")
+    query = influx_history.HistoryQuery(
+        url=args.influxdb_url,
+        database=args.database,
+        since_ms=since_ms,
+        until_ms=until_ms,
+        device=args.device,
+        token=args.influxdb_token or os.environ.get("INFLUXDB_TOKEN") or None,
+    )
+    devices = f", devices {args.device}" if args.device else ""
+    where = (
+        f"InfluxDB {args.influxdb_url} database {args.database}{devices}, "
+        f"{iso_utc(since_ms)} to {iso_utc(until_ms)}"
+    )
+    try:
+        return backtest.replay(
+            influx_history.messages(query),
+            rules,
+            order=args.order,
+            result=backtest.Result(store=where),
+        )
+    except influx_history.StoreError as exc:
+        raise UserError(str(exc), exit_code=FAILED) from None
+
+
+@contextmanager
+def _rejections_file(path: Path | None, inputs: Sequence[str]) -> Iterator[TextIO | None]:
+    """The file `--rejections` names, open for writing (None without the flag).
+    Refused before anything is read when it is an input, or cannot be written."""
+    if path is None:
+        yield None
+        return
+    if str(path) == "-":
+        raise UserError("--rejections takes a file: stdout is the replay's own output")
+    for source in inputs:
+        if source != "-" and path.exists() and Path(source).exists() and path.samefile(source):
+            raise UserError(f"--rejections {path} is an input file: writing it would erase it")
+    try:
+        stream = path.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"--rejections {path}: cannot write: {exc.strerror or exc}") from None
+    with stream:
+        yield stream
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -479,6 +657,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
+    backtest_without_input = (
+        getattr(args, "command", None) == "backtest" and args.source == "files" and not args.files
+    )
+    if backtest_without_input and not unknown:
+        _chosen_parser(parser, args).error("the following arguments are required: FILE")
     if unknown:
         command = _chosen_parser(parser, args)
         flags = [s for a in command._actions for s in a.option_strings]

@@ -717,3 +717,34 @@ def redelivered(draw: st.DrawFn, events: list[dict[str, Any]]) -> list[dict[str,
     """The same events as IoT Core may deliver them: in any order, some twice or more."""
     copies = draw(st.lists(st.sampled_from(events), max_size=len(events) + 2))
     return draw(st.permutations([*events, *copies]))
+
+
+# --- timestamps that are epoch seconds ----------------------------------------
+
+MILLENNIUM_S = 978_307_200  # 2001-01-01T00:00:00Z
+LATEST_S = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second validation takes as ms
+
+
+def epoch_seconds() -> st.SearchStrategy[int | float]:
+    """A time since 2001 in epoch seconds, whole or with a fraction, as a hand-written
+    history may hold it (each is before 2001 read as milliseconds)."""
+    whole = st.integers(min_value=MILLENNIUM_S, max_value=LATEST_S)
+    return st.one_of(whole, st.tuples(whole, st.sampled_from((0.25, 0.5))).map(sum))
+
+
+@st.composite
+def messages_with_seconds(draw: st.DrawFn) -> tuple[dict[str, Any], set[str]]:
+    """A valid message with some of its timestamps (the message's, receivedAt, a
+    reading's) replaced by epoch seconds, and the fields replaced."""
+    message = draw(messages())
+    fields = ["timestamp", "receivedAt"] + [
+        f"data[{i}].timestamp" for i in range(len(message["data"]))
+    ]
+    chosen = draw(st.sets(st.sampled_from(fields), max_size=len(fields)))
+    for field in chosen:
+        seconds = draw(epoch_seconds())
+        if field.startswith("data["):
+            message["data"][int(field[5 : field.index("]")])]["timestamp"] = seconds
+        else:
+            message[field] = seconds
+    return message, chosen
