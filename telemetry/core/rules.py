@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from telemetry.core.messages import THING_NAME_PATTERN, Reading
+from telemetry.core.rule_index import MatchCache, MatchKey, RuleIndex
 
 RULE_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 DEVICE_THRESHOLD_RULE: Final = "device-thresholds"
@@ -964,9 +965,8 @@ class RuleSet:
         names = [r.name for r in self.rules]
         if len(set(names)) != len(names):
             raise RuleFileError(["rule names must be unique"])
-        # (deviceId, sensorId, type, location) -> the rules that match: read directly
-        # by the evaluator, filled by for_reading.
-        self.matched: dict[tuple[str, str, str | None, str | None], tuple[Rule, ...]] = {}
+        self._index = RuleIndex(self.rules)
+        self._matches: MatchCache[MatchKey, tuple[Rule, ...]] = MatchCache()
         self._by_name = {r.name: r for r in self.rules}
         self._implicit: dict[tuple[float | None, float | None], Rule] = {}
         self._gateway_by_id = {g.device_id: g for g in self.gateways}
@@ -976,6 +976,13 @@ class RuleSet:
 
     def __len__(self) -> int:
         return len(self.rules)
+
+    @property
+    def matched(self) -> dict[MatchKey, tuple[Rule, ...]]:
+        """(deviceId, sensorId, type, location) -> the rules that match, for the
+        keys met lately (at most 65,536 keys are held): read directly by the
+        evaluator; a key it lacks is asked of `for_reading`."""
+        return self._matches.young
 
     def named(self, name: str) -> Rule | None:
         """The rule of that name in force, if any."""
@@ -1017,11 +1024,10 @@ class RuleSet:
     def for_reading(self, reading: Reading) -> tuple[Rule, ...]:
         """The rules that apply; empty when the reading is only to be stored."""
         key = (reading.device_id, reading.sensor_id, reading.type, reading.location)
-        found = self.matched.get(key)
+        found = self._matches.get(key)
         if found is None:
-            if len(self.matched) >= self._CACHE_LIMIT:
-                self.matched.clear()
-            found = self.matched[key] = tuple(r for r in self.rules if r.matches(reading))
+            found = self._index.matching(key)
+            self._matches.put(key, found)
         if found:
             return found
         return self._implicit_rule(reading)
