@@ -259,7 +259,7 @@ def indexed_rules(draw: st.DrawFn, max_rules: int = 12) -> list[Rule]:
     count = draw(st.integers(min_value=0, max_value=max_rules))
     found = []
     for number in range(count):
-        chosen = draw(st.lists(st.sampled_from(keys), max_size=5))
+        chosen = draw(st.lists(st.sampled_from(keys), max_size=3))
         match = tuple((key, draw(match_globs())) for key in chosen)
         found.append(Rule(f"rule-{number}", (), match=match))
     return found
@@ -267,24 +267,29 @@ def indexed_rules(draw: st.DrawFn, max_rules: int = 12) -> list[Rule]:
 
 @st.composite
 def match_keys_near(
-    draw: st.DrawFn, patterns: Sequence[str]
+    draw: st.DrawFn, rules: Sequence[Rule]
 ) -> tuple[str, str, str | None, str | None]:
-    """A reading's (deviceId, sensorId, type, location), each value random text,
-    or a pattern's literal prefix with random text after it (so that anchors are
-    hit), type and location sometimes missing."""
+    """A reading's (deviceId, sensorId, type, location) near one of the rules:
+    where it has a pattern, a value made from it (its literal prefix, the
+    pattern with `*` dropped and `?` filled, either with random text after it),
+    elsewhere random text; type and location sometimes missing."""
+    chosen: dict[str, str] = {}
+    if rules and draw(st.integers(0, 4)) > 0:
+        chosen = dict(draw(st.sampled_from(rules)).match)
 
-    def value() -> str:
+    def value(key: str) -> str:
         tail = draw(st.text(alphabet=GLOB_ALPHABET + "[*?", max_size=4))
-        if patterns and draw(st.booleans()):
-            pattern = draw(st.sampled_from(patterns))
-            cut = draw(st.integers(min_value=0, max_value=len(pattern)))
-            head = pattern[:cut]
-            return head if draw(st.booleans()) else head + tail
-        return tail
+        pattern = chosen.get(key)
+        if pattern is None or draw(st.integers(0, 5)) == 0:
+            return tail
+        filled = pattern.replace("*", "").replace("?", draw(st.sampled_from(GLOB_ALPHABET)))
+        cut = len(pattern.split("*")[0].split("?")[0].split("[")[0])
+        made = draw(st.sampled_from([pattern[:cut], filled, pattern[: max(cut - 1, 0)]]))
+        return made if draw(st.booleans()) else made + tail
 
-    device, sensor = value(), value()
-    kind = None if draw(st.integers(0, 5)) == 0 else value()
-    location = None if draw(st.integers(0, 5)) == 0 else value()
+    device, sensor = value("deviceId"), value("sensorId")
+    kind = None if draw(st.integers(0, 7)) == 0 else value("type")
+    location = None if draw(st.integers(0, 7)) == 0 else value("location")
     return (device, sensor, kind, location)
 
 

@@ -40,8 +40,7 @@ def linear(rules: list[Rule], key: MatchKey) -> tuple[Rule, ...]:
 @st.composite
 def rules_and_keys(draw: st.DrawFn) -> tuple[list[Rule], list[MatchKey]]:
     rules = draw(indexed_rules())
-    patterns = [pattern for rule in rules for _, pattern in rule.match]
-    keys = draw(st.lists(match_keys_near(patterns), min_size=1, max_size=8))
+    keys = draw(st.lists(match_keys_near(rules), min_size=1, max_size=8))
     return rules, keys
 
 
@@ -121,26 +120,46 @@ def test_the_literal_prefix_stops_at_the_first_glob_character() -> None:
     ]
 
 
-def test_rules_without_a_literal_are_the_only_ones_tested_for_every_key() -> None:
-    # Given rules with exact values and literal prefixes, and rules with neither
+def test_patterns_without_a_literal_are_the_only_ones_tested_for_every_value() -> None:
+    # Given rules with exact values and literal prefixes, and patterns with neither
     rules = [
         Rule("by-type", (), match=(("type", "temperature"),)),
         Rule("line-3", (), match=(("deviceId", "line3-*"), ("type", "*"))),
-        Rule("anything", (), match=(("type", "*"),)),
         Rule("suffix", (), match=(("sensorId", "*-temp"),)),
-        Rule("one-char", (), match=(("location", "?x"),)),
+        Rule("one-char", (), match=(("location", "?x"), ("location", "[ab]x"))),
         Rule("everything", ()),
     ]
 
     # When they are indexed
     index = RuleIndex(rules)
 
-    # Then only those with no literal are tested for every key
-    assert [r.name for r in index.unanchored] == ["anything", "suffix", "one-char", "everything"]
+    # Then only those with no literal prefix are tested for every new value
+    assert index.tested_always() == {
+        "sensorId": ("*-temp",),
+        "type": ("*",),
+        "location": ("?x", "[ab]x"),
+    }
 
 
-def test_a_rule_is_filed_under_its_rarest_literal() -> None:
-    # Given per-device levels (each device's own) on a type many rules share
+def test_values_no_pattern_tells_apart_share_a_class() -> None:
+    # Given a rule for one pump among many, and one by type
+    index = RuleIndex(
+        [
+            Rule("pump-7", (), match=(("deviceId", "pump-7"),)),
+            Rule("temperature", (), match=(("type", "temperature"),)),
+        ]
+    )
+
+    # When the keys of other pumps and sensors are classified
+    others = {index.classes((f"pump-{n}", f"s{n}", "temperature", None)) for n in range(8, 40)}
+
+    # Then they all share one combination of classes, pump-7's is another
+    assert len(others) == 1
+    assert index.classes(("pump-7", "s1", "temperature", None)) not in others
+
+
+def test_a_rule_is_reached_by_its_rarest_pattern() -> None:
+    # Given per-pump levels (each pump's own) on types many rules share
     rules = [
         Rule(f"pump-{n}-{kind}", (), match=(("deviceId", f"pump-{n}"), ("type", kind)))
         for n in range(50)
@@ -149,11 +168,27 @@ def test_a_rule_is_filed_under_its_rarest_literal() -> None:
 
     # When they are indexed and a pump's temperature is matched
     index = RuleIndex(rules)
-    found = index.matching(("pump-7", "t1", "temperature", None))
+    key: MatchKey = ("pump-7", "t1", "temperature", None)
 
-    # Then only that pump's rules were candidates, and its temperature rule matches
-    assert index.candidates(("pump-7", "t1", "temperature", None)) == 2
-    assert [r.name for r in found] == ["pump-7-temperature"]
+    # Then only that pump's rules were looked at, and its temperature rule matches
+    assert index.candidates(key) == 2
+    assert [r.name for r in index.matching(key)] == ["pump-7-temperature"]
+
+
+def test_a_glob_is_reached_by_its_literal_prefix() -> None:
+    # Given group levels (a deviceId prefix each) on a type many rules share
+    rules = [Rule("vibration", (), match=(("type", "vibration"),))] + [
+        Rule(f"group-{n}", (), match=(("deviceId", f"pump-{n}*"), ("type", "vibration")))
+        for n in range(10, 60)
+    ]
+
+    # When they are indexed and a vibration sensor of group 17 is matched
+    index = RuleIndex(rules)
+    key: MatchKey = ("pump-170", "v1", "vibration", None)
+
+    # Then the group rules were reached by their prefix, not by the shared type
+    assert index.candidates(key) == 2
+    assert [r.name for r in index.matching(key)] == ["vibration", "group-17"]
 
 
 def test_the_index_reads_the_same_match_keys_as_rules() -> None:

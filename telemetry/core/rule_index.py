@@ -3,17 +3,21 @@
 A rule matches a reading when each of its `(key, glob)` pairs matches the
 reading's value for that key (deviceId, sensorId, type, location; shell-style
 globs as `fnmatch` reads them, case-sensitive); a missing value matches no
-pattern. Most patterns say literally what they match: an exact value
-(`temperature`, `pump-0042`), or a literal prefix every match starts with
-(`line3-` of `line3-*`). `RuleIndex` files each rule once, under the most
-selective of its literals (its anchor): a reading's values reach only the rules
-whose anchor they hit, and only those are checked in full. Rules with no literal
-to file them under (`*`, `*-temp`, `?x`, no `match` at all) are checked for every
-key; they are the only part of the cost that grows with the number of rules.
+pattern. Which rules match depends on a value only through which of the rules'
+patterns at its key it matches: its class. Thousands of pumps without levels of
+their own share one class; sensorIds share one when no rule names them.
 
-`MatchCache` is the bounded memo in front of it: two generations, never emptied
-whole, so that a fleet with more keys than it holds pays the index's cost on a
-miss, not a cliff.
+`RuleIndex` finds a value's class without testing every pattern: exact values
+(`temperature`, `pump-0042`) by one lookup, globs by their literal prefix
+(`line3-` of `line3-*`), then tested in full; only patterns with no literal
+prefix (`*`, `*-temp`, `?x`) are tested for every new value. The rules of a
+combination of classes are found from each rule's rarest pattern (its anchor)
+and remembered: a new key then costs a lookup per key and one for the
+combination, whatever the number of rules.
+
+`MatchCache` is the bounded memo used throughout: two generations, never
+emptied whole, so that a fleet with more keys than it holds pays a few lookups
+per key past it, not a cliff.
 """
 
 from __future__ import annotations
@@ -138,150 +142,182 @@ class MatchCache(Generic[K, V]):
         young[key] = value
 
 
+class ValueClass:
+    """The patterns at one match key that a value matches (their ids, sorted).
+    Values of one class match the same rules; a class is one object while it is
+    remembered, so that combinations of classes hash and compare by identity."""
+
+    __slots__ = ("ids", "members")
+
+    def __init__(self, ids: tuple[int, ...]) -> None:
+        self.ids = ids
+        self.members = frozenset(ids)
+
+
+_NO_VALUE: Final = ValueClass(())
+
+
+class _KeyPatterns:
+    """The distinct patterns rules use at one match key, indexed by literal."""
+
+    def __init__(self, position: int, generation: int) -> None:
+        self.position = position
+        self.ids: dict[str, int] = {}
+        self.exact: dict[str, int] = {}
+        self.prefixed: dict[int, dict[str, list[int]]] = {}
+        self.by_prefix: list[tuple[int, dict[str, list[int]]]] = []
+        self.always: list[int] = []
+        self.tests: list[Test] = []
+        self.classes: MatchCache[str, ValueClass] = MatchCache(generation)
+        self.interned: MatchCache[tuple[int, ...], ValueClass] = MatchCache(generation)
+
+    def add(self, pattern: str) -> int:
+        """The pattern's id, filed under its literal when new."""
+        found = self.ids.get(pattern)
+        if found is not None:
+            return found
+        found = self.ids[pattern] = len(self.tests)
+        self.tests.append(glob_test(pattern))
+        prefix = literal_prefix(pattern)
+        if prefix == pattern:
+            self.exact[pattern] = found
+        elif prefix:
+            bucket = self.prefixed.setdefault(len(prefix), {})
+            bucket.setdefault(prefix, []).append(found)
+        else:
+            self.always.append(found)
+        return found
+
+    def seal(self) -> None:
+        self.by_prefix = sorted(self.prefixed.items())
+
+    def classify(self, value: str) -> ValueClass:
+        """The class of `value`, worked out and remembered."""
+        ids = []
+        exact = self.exact.get(value)
+        if exact is not None:
+            ids.append(exact)
+        tests = self.tests
+        for length, bucket in self.by_prefix:
+            if length > len(value):
+                break
+            ids.extend(i for i in bucket.get(value[:length], ()) if tests[i](value))
+        ids.extend(i for i in self.always if tests[i](value))
+        if len(ids) > 1:
+            ids.sort()
+        key = tuple(ids)
+        found = self.interned.get(key)
+        if found is None:
+            found = ValueClass(key)
+            self.interned.put(key, found)
+        self.classes.put(value, found)
+        return found
+
+
 class RuleIndex(Generic[R]):
     """The rules of a sequence that match a reading key, in the sequence's order:
     exactly those for which every `(key, pattern)` of `rule.match` matches the
     key's value (`fnmatch.fnmatchcase`; a missing value matches nothing).
 
-    Each rule is filed under one anchor, among its patterns' literals (an exact
-    value, else a non-empty literal prefix) the one the fewest rules share, so
-    that a value hitting it brings the fewest candidates. Which anchored rules a
-    value hits is remembered per match key (a `MatchCache`): a new sensor of a
-    known device costs a few lookups and a check of its candidates' other
-    patterns. Answers with the same rules share one tuple."""
+    A key's values are reduced to their classes (remembered per value), and the
+    rules of a combination of classes are remembered too. To find them, each
+    rule is filed under its anchor, of its patterns the one the fewest rules
+    use: a combination reaches only the rules anchored on a pattern its classes
+    hold, and their other patterns are looked up in the other classes."""
 
     def __init__(self, rules: Sequence[R], generation: int = CACHE_GENERATION) -> None:
         self.rules: tuple[R, ...] = tuple(rules)
-        tests: dict[str, Test] = {}
-
-        def test_of(pattern: str) -> Test:
-            found = tests.get(pattern)
-            if found is None:
-                found = tests[pattern] = glob_test(pattern)
-            return found
-
-        literals = [_literals(rule) for rule in self.rules]
-        shared = Counter(literal for found in literals for literal in found)
-        exact: list[dict[str, list[int]]] = [{} for _ in MATCH_KEYS]
-        prefixed: list[dict[int, dict[str, list[int]]]] = [{} for _ in MATCH_KEYS]
-        always: list[int] = []
-        anchor_tests: list[Test | None] = []
-        rest: list[tuple[tuple[int, Test], ...]] = []
-        for index, (rule, found) in enumerate(zip(self.rules, literals, strict=True)):
-            pairs = [(_position(key), test_of(pattern)) for key, pattern in rule.match]
-            if not found:
-                always.append(index)
-                anchor_tests.append(None)
-                rest.append(tuple(pairs))
-                continue
-            anchor = min(found, key=lambda o: (shared[o], o[2] == "prefix", -len(o[1])))
-            position, literal, kind = anchor
-            if kind == "exact":
-                exact[position].setdefault(literal, []).append(index)
-            else:
-                bucket = prefixed[position].setdefault(len(literal), {})
-                bucket.setdefault(literal, []).append(index)
-            chosen = found[anchor]
-            anchor_tests.append(pairs[chosen][1])
-            rest.append(tuple(pair for j, pair in enumerate(pairs) if j != chosen))
-        self._exact = exact
-        self._prefixed = [sorted(p.items()) for p in prefixed]
-        self._positions = tuple(
-            position for position in range(len(MATCH_KEYS)) if exact[position] or prefixed[position]
-        )
-        self._always = tuple(always)
-        self._anchor_tests = anchor_tests
-        self._rest = rest
-        self._hits: list[MatchCache[str, tuple[int, ...]]] = [
-            MatchCache(generation) for _ in MATCH_KEYS
+        used = sorted({_position(key) for rule in self.rules for key, _ in rule.match})
+        self._keys = [_KeyPatterns(position, generation) for position in used]
+        slot = {position: j for j, position in enumerate(used)}
+        needs = [
+            sorted(
+                {
+                    (slot[_position(key)], self._keys[slot[_position(key)]].add(pattern))
+                    for key, pattern in rule.match
+                }
+            )
+            for rule in self.rules
         ]
-        self._answers: MatchCache[tuple[int, ...], tuple[R, ...]] = MatchCache(generation)
+        for patterns in self._keys:
+            patterns.seal()
+        users = Counter(need for found in needs for need in found)
+        self._anchored: list[dict[int, list[int]]] = [{} for _ in used]
+        self._others: list[tuple[tuple[int, int], ...]] = []
+        free = []
+        for index, found in enumerate(needs):
+            if not found:
+                free.append(index)
+                self._others.append(())
+                continue
+            anchor = min(found, key=users.__getitem__)
+            self._anchored[anchor[0]].setdefault(anchor[1], []).append(index)
+            self._others.append(tuple(need for need in found if need != anchor))
+        self._free = tuple(free)
+        self._slots = tuple((j, patterns) for j, patterns in enumerate(self._keys))
+        self._answers: MatchCache[tuple[ValueClass, ...], tuple[R, ...]] = MatchCache(generation)
 
     def __len__(self) -> int:
         return len(self.rules)
 
-    @property
-    def unanchored(self) -> tuple[R, ...]:
-        """The rules with no literal to be filed under, tested for every new key:
-        the only part of a match's cost that grows with the number of rules."""
-        return tuple(self.rules[index] for index in self._always)
+    def tested_always(self) -> dict[str, tuple[str, ...]]:
+        """Per match key, the patterns with no literal prefix: tested against
+        every new value there, the only cost that grows with the rules."""
+        return {
+            MATCH_KEYS[p.position]: tuple(
+                pattern for pattern, i in p.ids.items() if i in set(p.always)
+            )
+            for p in self._keys
+            if p.always
+        }
+
+    def classes(self, key: MatchKey) -> tuple[ValueClass, ...]:
+        """The key's values' classes, at the match keys some rule uses."""
+        found = []
+        for patterns in self._keys:
+            value = key[patterns.position]
+            if value is None:
+                found.append(_NO_VALUE)
+                continue
+            known = patterns.classes.young.get(value)
+            if known is None:
+                known = patterns.classes.get(value) or patterns.classify(value)
+            found.append(known)
+        return tuple(found)
 
     def candidates(self, key: MatchKey) -> int:
-        """How many rules matching the key tests in full."""
-        return len(self._candidates(key))
+        """How many rules finding the key's rules looks at (when not remembered)."""
+        return len(self._candidates(self.classes(key)))
 
     def matching(self, key: MatchKey) -> tuple[R, ...]:
         """The rules that match the reading key, in the order given."""
-        candidates = self._candidates(key)
-        rest = self._rest
-        matched = []
-        for index in candidates:
-            for position, test in rest[index]:
-                value = key[position]
-                if value is None or not test(value):
-                    break
-            else:
-                matched.append(index)
-        ids = tuple(matched)
-        answer = self._answers.get(ids)
+        combination = self.classes(key)
+        answer = self._answers.young.get(combination)
         if answer is None:
-            answer = tuple(self.rules[index] for index in ids)
-            self._answers.put(ids, answer)
+            answer = self._answers.get(combination)
+            if answer is None:
+                answer = self._rules_of(combination)
+                self._answers.put(combination, answer)
         return answer
 
-    def _candidates(self, key: MatchKey) -> list[int]:
-        """The rules whose anchor the key hits, and the unanchored, in order."""
-        candidates: list[int] = []
-        sources = 0
-        for position in self._positions:
-            value = key[position]
-            if value is None:
-                continue
-            hits = self._hits[position].get(value)
-            if hits is None:
-                hits = self._anchored(position, value)
-            if hits:
-                candidates += hits
-                sources += 1
-        if self._always:
-            candidates += self._always
-            sources += 1
-        if sources > 1:
-            candidates.sort()
-        return candidates
-
-    def _anchored(self, position: int, value: str) -> tuple[int, ...]:
-        """The rules anchored on this match key whose pattern there matches `value`."""
-        hits = list(self._exact[position].get(value, ()))
-        by_prefix = []
-        for length, bucket in self._prefixed[position]:
-            if length > len(value):
-                break
-            for index in bucket.get(value[:length], ()):
-                test = self._anchor_tests[index]
-                if test is not None and test(value):
-                    by_prefix.append(index)
-        if by_prefix:
-            hits = sorted(hits + by_prefix)
-        found = tuple(hits)
-        self._hits[position].put(value, found)
+    def _candidates(self, combination: tuple[ValueClass, ...]) -> list[int]:
+        found = list(self._free)
+        for anchored, value_class in zip(self._anchored, combination, strict=True):
+            for pattern in value_class.ids:
+                found += anchored.get(pattern, ())
+        found.sort()
         return found
 
-
-Literal = tuple[int, str, str]
-"""(match key position, literal, "exact" or "prefix")"""
-
-
-def _literals(rule: Matchable) -> dict[Literal, int]:
-    """A rule's usable literals, each with the index of the pair it comes from."""
-    found: dict[Literal, int] = {}
-    for index, (key, pattern) in enumerate(rule.match):
-        position = _position(key)
-        if is_exact(pattern):
-            found.setdefault((position, pattern, "exact"), index)
-        elif prefix := literal_prefix(pattern):
-            found.setdefault((position, prefix, "prefix"), index)
-    return found
+    def _rules_of(self, combination: tuple[ValueClass, ...]) -> tuple[R, ...]:
+        others, rules = self._others, self.rules
+        found = []
+        for index in self._candidates(combination):
+            for j, pattern in others[index]:
+                if pattern not in combination[j].members:
+                    break
+            else:
+                found.append(rules[index])
+        return tuple(found)
 
 
 def _position(key: str) -> int:
