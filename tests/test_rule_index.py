@@ -241,6 +241,38 @@ def test_the_cache_is_never_emptied_whole() -> None:
     assert all(cache.get(n) == n for n in range(35, 40))
 
 
+def test_once_turned_over_a_cache_keeps_one_new_key_in_admit_every() -> None:
+    # Given a cache of generations of 4 keys keeping one new key in 3 once turned over
+    cache: MatchCache[int, int] = MatchCache(4, admit_every=3)
+    for n in range(5):
+        cache.put(n, n)  # the fifth turns it over
+
+    # When 9 more new keys are put
+    for n in range(5, 14):
+        cache.put(n, n)
+
+    # Then it holds the 5 kept before and every third of the new ones
+    assert len(cache) == 8
+    assert [n for n in range(5, 14) if cache.get(n) is not None] == [7, 10, 13]
+
+
+def test_a_key_met_again_in_the_old_generation_is_always_kept() -> None:
+    # Given a turned-over cache that keeps one new key in 100
+    cache: MatchCache[str, int] = MatchCache(2, admit_every=100)
+    for key in ("a", "b", "c"):
+        cache.put(key, 1)
+
+    # When a key of the old generation is asked for, and new keys are put after it
+    found = cache.get("a")
+    cache.put("d", 1)
+    cache.put("e", 1)
+
+    # Then it was found, and it stays although new keys were declined
+    assert found == 1
+    assert cache.get("a") == 1
+    assert cache.get("d") is None
+
+
 def test_a_cache_generation_holds_at_least_one_key() -> None:
     # Given no room, When a cache is made, Then it is refused
     with pytest.raises(ValueError, match="at least one key"):

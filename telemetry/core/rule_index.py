@@ -35,8 +35,11 @@ MatchKey = tuple[str, str, str | None, str | None]
 GLOB_CHARACTERS: Final = frozenset("*?[")
 _POSITION: Final = {key: position for position, key in enumerate(MATCH_KEYS)}
 _LOCATION: Final = 3
-CACHE_GENERATION: Final = 32_768
+CACHE_GENERATION: Final = 65_536
 """Keys per generation of a `MatchCache`: it holds at most twice that."""
+NEW_KEYS_KEPT: Final = 8
+"""A rule set's cache of keys, once its keys outnumber it, keeps one new key in
+this many: a key past it costs its classes' lookups (benchmarks/bench_rules.py)."""
 
 
 class Matchable(Protocol):
@@ -109,19 +112,27 @@ def _regex(pattern: str) -> Test:
 class MatchCache(Generic[K, V]):
     """A bounded memo that is never emptied whole.
 
-    Two generations of at most `generation` keys each: new answers go to the
-    young one; when it is full it becomes the old one (the previous old one is
+    Two generations of at most `generation` keys each: answers go to the young
+    one; when it is full it becomes the old one (the previous old one is
     dropped) and a new young one starts. A key found only in the old generation
     is copied to the young one, so a key asked for at least once a generation
     stays. At most `2 * generation` keys are held. `young` is a plain dict that
-    a hot loop may read directly, asking `get` for a key it lacks."""
+    a hot loop may read directly, asking `get` for a key it lacks.
 
-    def __init__(self, generation: int = CACHE_GENERATION) -> None:
-        if generation < 1:
-            raise ValueError("a generation holds at least one key")
+    Once it has turned over, a sign that its keys outnumber it, a new key is
+    kept only one time in `admit_every` (keys met again in the old generation
+    always are): past its size, most keys are answered without it anyway, and
+    turning the generations over for each would cost more than the answer."""
+
+    def __init__(self, generation: int = CACHE_GENERATION, admit_every: int = 1) -> None:
+        if generation < 1 or admit_every < 1:
+            raise ValueError("a generation holds at least one key, and one in at least 1 is kept")
         self.generation = generation
+        self.admit_every = admit_every
         self.young: dict[K, V] = {}
         self._old: dict[K, V] = {}
+        self._turned = False
+        self._declined = 0
 
     def __len__(self) -> int:
         return len(self.young.keys() | self._old.keys())
@@ -131,14 +142,24 @@ class MatchCache(Generic[K, V]):
         if found is None:
             found = self._old.get(key)
             if found is not None:
-                self.put(key, found)
+                self._keep(key, found)
         return found
 
     def put(self, key: K, value: V) -> None:
+        """Remember a new key's answer (one in `admit_every` once turned over)."""
+        if self._turned and self.admit_every > 1:
+            self._declined += 1
+            if self._declined < self.admit_every:
+                return
+            self._declined = 0
+        self._keep(key, value)
+
+    def _keep(self, key: K, value: V) -> None:
         young = self.young
         if len(young) >= self.generation:
             self._old = young
             young = self.young = {}
+            self._turned = True
         young[key] = value
 
 
@@ -254,7 +275,7 @@ class RuleIndex(Generic[R]):
             self._anchored[anchor[0]].setdefault(anchor[1], []).append(index)
             self._others.append(tuple(need for need in found if need != anchor))
         self._free = tuple(free)
-        self._slots = tuple((j, patterns) for j, patterns in enumerate(self._keys))
+        self._lookups = tuple((p.position, p.classes, p.classify) for p in self._keys)
         self._answers: MatchCache[tuple[ValueClass, ...], tuple[R, ...]] = MatchCache(generation)
 
     def __len__(self) -> int:
@@ -274,15 +295,15 @@ class RuleIndex(Generic[R]):
     def classes(self, key: MatchKey) -> tuple[ValueClass, ...]:
         """The key's values' classes, at the match keys some rule uses."""
         found = []
-        for patterns in self._keys:
-            value = key[patterns.position]
+        for position, known, classify in self._lookups:
+            value = key[position]
             if value is None:
                 found.append(_NO_VALUE)
                 continue
-            known = patterns.classes.young.get(value)
-            if known is None:
-                known = patterns.classes.get(value) or patterns.classify(value)
-            found.append(known)
+            value_class = known.young.get(value)
+            if value_class is None:
+                value_class = known.get(value) or classify(value)
+            found.append(value_class)
         return tuple(found)
 
     def candidates(self, key: MatchKey) -> int:

@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from telemetry.core.messages import THING_NAME_PATTERN, Reading
-from telemetry.core.rule_index import MatchCache, MatchKey, RuleIndex
+from telemetry.core.rule_index import NEW_KEYS_KEPT, MatchCache, MatchKey, RuleIndex
 
 RULE_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 DEVICE_THRESHOLD_RULE: Final = "device-thresholds"
@@ -966,7 +966,9 @@ class RuleSet:
         if len(set(names)) != len(names):
             raise RuleFileError(["rule names must be unique"])
         self._index = RuleIndex(self.rules)
-        self._matches: MatchCache[MatchKey, tuple[Rule, ...]] = MatchCache()
+        self._matches: MatchCache[MatchKey, tuple[Rule, ...]] = MatchCache(
+            admit_every=NEW_KEYS_KEPT
+        )
         self._by_name = {r.name: r for r in self.rules}
         self._implicit: dict[tuple[float | None, float | None], Rule] = {}
         self._gateway_by_id = {g.device_id: g for g in self.gateways}
@@ -979,8 +981,8 @@ class RuleSet:
 
     @property
     def matched(self) -> dict[MatchKey, tuple[Rule, ...]]:
-        """(deviceId, sensorId, type, location) -> the rules that match, for the
-        keys met lately (at most 65,536 keys are held): read directly by the
+        """(deviceId, sensorId, type, location) -> the rules that match, for keys
+        met lately (a `MatchCache`: at most 131,072 keys): read directly by the
         evaluator; a key it lacks is asked of `for_reading`."""
         return self._matches.young
 
