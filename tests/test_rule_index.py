@@ -175,6 +175,21 @@ def test_a_rule_is_reached_by_its_rarest_pattern() -> None:
     assert [r.name for r in index.matching(key)] == ["pump-7-temperature"]
 
 
+def test_two_patterns_at_one_match_key_must_both_match() -> None:
+    # Given rules with two patterns for deviceId, one shared, one each its own
+    rules = [
+        Rule(f"r{n}", (), match=(("deviceId", "pump-*"), ("deviceId", f"*-{n}"))) for n in range(5)
+    ]
+
+    # When a pump is matched
+    index = RuleIndex(rules)
+    key: MatchKey = ("pump-3", "t1", None, None)
+
+    # Then only the rule both patterns accept matches, reached by its rarer pattern
+    assert [r.name for r in index.matching(key)] == ["r3"]
+    assert index.candidates(key) == 1
+
+
 def test_a_glob_is_reached_by_its_literal_prefix() -> None:
     # Given group levels (a deviceId prefix each) on a type many rules share
     rules = [Rule("vibration", (), match=(("type", "vibration"),))] + [
