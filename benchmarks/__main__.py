@@ -2,7 +2,8 @@
 
     python -m benchmarks [--only NAME,...]
 
-NAME: core, cost, coldstart, stream-cpu, stream, mqtt, influxdb, nodata, outage, notify.
+NAME: core, cost, coldstart, stream-cpu, stream, mqtt, influxdb, nodata, outage, notify,
+rules.
 
 Writes benchmarks/results/latest.json (git-ignored). Targets are reported as
 PASS or FAIL; a FAIL does not change the exit status.
@@ -30,6 +31,7 @@ from benchmarks import (
     bench_nodata,
     bench_notify,
     bench_outage,
+    bench_rules,
     bench_stream,
     bench_stream_cpu,
 )
@@ -70,6 +72,11 @@ BENCHMARKS: Final[dict[str, tuple[str, Callable[[], Any], Callable[[Any], None]]
         "the notification budget: steady state beside today's code, and a flood",
         bench_notify.run,
         bench_notify.report,
+    ),
+    "rules": (
+        "rule matching by number of rules and of keys; loading 10,000 rules",
+        bench_rules.run,
+        bench_rules.report,
     ),
     "influxdb": (
         "InfluxDB as the store: cost per million messages by fleet rate",

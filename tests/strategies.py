@@ -228,6 +228,71 @@ def match_dicts() -> st.SearchStrategy[dict[str, str]]:
     )
 
 
+GLOB_ALPHABET = "ab-1\\]!"
+"""Few characters, so that random globs and values meet; `\\`, `]` and `!` are
+literal outside a class and special inside one."""
+
+
+def glob_pieces() -> st.SearchStrategy[str]:
+    """One piece of a shell-style glob: literal text, `*`, `?`, a character class
+    (`[ab]`, `[!a-1]`, `[]a]`, `[\\]`), or an unclosed `[` (a literal)."""
+    literal = st.text(alphabet=GLOB_ALPHABET, min_size=1, max_size=3)
+    members = st.text(alphabet=GLOB_ALPHABET + "-", min_size=1, max_size=3)
+    klass = st.tuples(st.sampled_from(["[", "[!", "[]"]), members).map(lambda p: f"{p[0]}{p[1]}]")
+    return st.one_of(literal, st.just("*"), st.just("?"), klass, st.just("["))
+
+
+def match_globs() -> st.SearchStrategy[str]:
+    """Patterns as operators write them: exact values, `prefix*`, `*suffix`,
+    and any mix of literals, `*`, `?` and classes."""
+    exact = st.text(alphabet=GLOB_ALPHABET, max_size=5)
+    mixed = st.lists(glob_pieces(), min_size=1, max_size=5).map("".join)
+    return st.one_of(exact, exact.map(lambda t: t + "*"), exact.map(lambda t: "*" + t), mixed)
+
+
+@st.composite
+def indexed_rules(draw: st.DrawFn, max_rules: int = 12) -> list[Rule]:
+    """Rules with unique names whose `match` is random globs on zero to four
+    keys (in the loader's key order, or any order and repeated keys, as code
+    may build them)."""
+    keys = ("deviceId", "sensorId", "type", "location")
+    count = draw(st.integers(min_value=0, max_value=max_rules))
+    found = []
+    for number in range(count):
+        chosen = draw(st.lists(st.sampled_from(keys), max_size=3))
+        match = tuple((key, draw(match_globs())) for key in chosen)
+        found.append(Rule(f"rule-{number}", (), match=match))
+    return found
+
+
+@st.composite
+def match_keys_near(
+    draw: st.DrawFn, rules: Sequence[Rule]
+) -> tuple[str, str, str | None, str | None]:
+    """A reading's (deviceId, sensorId, type, location) near one of the rules:
+    where it has a pattern, a value made from it (its literal prefix, the
+    pattern with `*` dropped and `?` filled, either with random text after it),
+    elsewhere random text; type and location sometimes missing."""
+    chosen: dict[str, str] = {}
+    if rules and draw(st.integers(0, 4)) > 0:
+        chosen = dict(draw(st.sampled_from(rules)).match)
+
+    def value(key: str) -> str:
+        tail = draw(st.text(alphabet=GLOB_ALPHABET + "[*?", max_size=4))
+        pattern = chosen.get(key)
+        if pattern is None or draw(st.integers(0, 5)) == 0:
+            return tail
+        filled = pattern.replace("*", "").replace("?", draw(st.sampled_from(GLOB_ALPHABET)))
+        cut = len(pattern.split("*")[0].split("?")[0].split("[")[0])
+        made = draw(st.sampled_from([pattern[:cut], filled, pattern[: max(cut - 1, 0)]]))
+        return made if draw(st.booleans()) else made + tail
+
+    device, sensor = value("deviceId"), value("sensorId")
+    kind = None if draw(st.integers(0, 7)) == 0 else value("type")
+    location = None if draw(st.integers(0, 7)) == 0 else value("location")
+    return (device, sensor, kind, location)
+
+
 def for_values() -> st.SearchStrategy[int | str]:
     return st.one_of(st.integers(min_value=1, max_value=4), st.sampled_from(DURATIONS))
 

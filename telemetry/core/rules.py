@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from telemetry.core.messages import Reading
+from telemetry.core.rule_index import NEW_KEYS_KEPT, MatchCache, MatchKey, RuleIndex
 
 if TYPE_CHECKING:  # the names __getattr__ lends, as mypy should see them
     from telemetry.core.rule_specs import DURATION_PATTERN as DURATION_PATTERN
@@ -468,9 +469,10 @@ class RuleSet:
         names = [r.name for r in self.rules]
         if len(set(names)) != len(names):
             raise RuleFileError(["rule names must be unique"])
-        # (deviceId, sensorId, type, location) -> the rules that match: read directly
-        # by the evaluator, filled by for_reading.
-        self.matched: dict[tuple[str, str, str | None, str | None], tuple[Rule, ...]] = {}
+        self._index = RuleIndex(self.rules)
+        self._matches: MatchCache[MatchKey, tuple[Rule, ...]] = MatchCache(
+            admit_every=NEW_KEYS_KEPT
+        )
         self._by_name = {r.name: r for r in self.rules}
         self._implicit: dict[tuple[float | None, float | None], Rule] = {}
         self._gateway_by_id = {g.device_id: g for g in self.gateways}
@@ -480,6 +482,13 @@ class RuleSet:
 
     def __len__(self) -> int:
         return len(self.rules)
+
+    @property
+    def matched(self) -> dict[MatchKey, tuple[Rule, ...]]:
+        """(deviceId, sensorId, type, location) -> the rules that match, for keys
+        met lately (a `MatchCache`: at most 131,072 keys): read directly by the
+        evaluator; a key it lacks is asked of `for_reading`."""
+        return self._matches.young
 
     def named(self, name: str) -> Rule | None:
         """The rule of that name in force, if any."""
@@ -521,11 +530,10 @@ class RuleSet:
     def for_reading(self, reading: Reading) -> tuple[Rule, ...]:
         """The rules that apply; empty when the reading is only to be stored."""
         key = (reading.device_id, reading.sensor_id, reading.type, reading.location)
-        found = self.matched.get(key)
+        found = self._matches.get(key)
         if found is None:
-            if len(self.matched) >= self._CACHE_LIMIT:
-                self.matched.clear()
-            found = self.matched[key] = tuple(r for r in self.rules if r.matches(reading))
+            found = self._index.matching(key)
+            self._matches.put(key, found)
         if found:
             return found
         return self._implicit_rule(reading)
