@@ -699,37 +699,6 @@ class _SetBuilder:
         )
 
 
-def load_rules(paths: Path | Sequence[Path]) -> RuleSet:
-    """Load, check and compile every rule under `paths` (a RULES_PATH, or several
-    checked as one set), reporting all problems. RulePathError when a path
-    names no file to read, RuleFileError when a file read is not valid. The
-    set's `notifications` come from the one file that sets them (two files
-    setting them is an error), else the defaults."""
-    path_problems: list[str] = []
-    builder = _SetBuilder()
-    files: dict[Path, None] = {}
-    for path in [paths] if isinstance(paths, Path) else paths:
-        try:
-            files.update(dict.fromkeys(rule_files(path)))
-        except RulePathError as exc:
-            path_problems.extend(exc.problems)
-    for file in files:
-        try:
-            loaded = parse_rule_document(file.read_text(encoding="utf-8"), str(file))
-        except RuleFileError as exc:
-            builder.problems.extend(exc.problems)
-            continue
-        except (OSError, UnicodeDecodeError) as exc:
-            builder.problems.append(f"{file}: cannot read: {exc}")
-            continue
-        builder.add(file, loaded)
-    if path_problems:
-        raise RulePathError(path_problems + builder.problems, path_problems)
-    if builder.problems:
-        raise RuleFileError(builder.problems)
-    return builder.build()
-
-
 def load_rule_set(paths: Path | Sequence[Path]) -> RuleSet:
     """Parse, check and compile every rule under `paths` (a RULES_PATH, or several
     checked as one set), reporting all problems. RulePathError when a path
