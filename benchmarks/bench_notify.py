@@ -49,13 +49,13 @@ from benchmarks.workload import (
     verdict,
 )
 from telemetry.adapters.groups import DIGEST_SHARD, GROUP_KEY_PREFIX
+from telemetry.core.load import max_in_window
 from telemetry.core.messages import iso_utc
 
 SWEEP_EVERY_MS: Final = 60_000
 FLUSH_MS: Final = 10 * 60_000
 """Sweeps go on this long after the last message: every digest is sent."""
 BUDGETS: Final = {"steady": PER_DEVICE_BUDGET, "flood": ""}
-WINDOW_MS: Final = 10 * 60_000
 
 
 def is_budgets(operation: str, params: Mapping[str, Any]) -> bool:
@@ -163,16 +163,6 @@ def run_mode(
     return run
 
 
-def most_in_window(times: Sequence[int], window_ms: int = WINDOW_MS) -> int:
-    ordered = sorted(times)
-    most, start = 0, 0
-    for end, at in enumerate(ordered):
-        while ordered[start] <= at - window_ms:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
-
-
 def usd_per_million(usage: Usage, messages: int) -> dict[str, float]:
     lines = {label: price(usage) / messages * PER_MILLION for label, price in COST_LINES}
     return lines | {"total": sum(lines.values())}
@@ -213,7 +203,7 @@ def run(devices: int = 200, messages: int = 30, batch: int = 500, seed: int = 7)
                 "singles": result.singles,
                 "digests": result.digests,
                 "held": result.held,
-                "most_in_10_minutes": most_in_window(result.sent),
+                "most_in_10_minutes": max_in_window(sorted(result.sent)),
                 "write_units_per_held": (
                     (result.budget.state_write_units / result.held) if result.held else 0.0
                 ),

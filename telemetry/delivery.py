@@ -281,7 +281,7 @@ class Delivery:
     ) -> None:
         self._pause = pause
         self._store = store
-        self._timeseries = timeseries
+        self.timeseries = timeseries
         self._records = records
         self._publisher = publisher
         self._mirror = mirror
@@ -413,11 +413,11 @@ class Delivery:
         rejected: list[Any] = []
         # Records are built a call's worth at a time: a 10,000-message batch never
         # holds its 40,000 record dicts at once.
-        per_call = int(getattr(self._timeseries, "records_per_call", RECORDS_PER_CALL))
+        per_call = int(getattr(self.timeseries, "records_per_call", RECORDS_PER_CALL))
         for start in range(0, len(sources), per_call):
             chunk = sources[start : start + per_call]
             records = [(self._record(s), s) for s in chunk]
-            rejected.extend(self._timeseries.write(records, time_left_ms=time_left_ms))
+            rejected.extend(self.timeseries.write(records, time_left_ms=time_left_ms))
         rejected_readings = sum(1 for r in rejected if isinstance(r.source, Reading))
         delivered.readings_stored += readings - rejected_readings
         delivered.records_rejected += len(rejected)

@@ -230,11 +230,6 @@ class Pipeline:
         self.rules = rules
         self._store = store
         self._quarantine = quarantine
-        # The adapters delivery uses, reachable here too (local tools read their counters).
-        self._timeseries = timeseries
-        self._records = records
-        self._publisher = publisher
-        self._mirror = mirror
         self.delivery = Delivery(
             store=store,
             timeseries=timeseries,
@@ -245,6 +240,11 @@ class Pipeline:
             groups=groups,
             notifications=rules.notifications,
         )
+
+    @property
+    def _timeseries(self) -> RecordWriter:
+        """The time-series writer delivery uses (local tools read its counters)."""
+        return self.delivery.timeseries
 
     def process(
         self,

@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from telemetry.core.alerts import ACTION_STATUSES, Severity, Status, Transition
+from telemetry.core.load import max_in_window
 from telemetry.core.messages import iso_utc
 from telemetry.core.notify import (
     BUDGETED,
@@ -449,13 +450,7 @@ def _simulate(
 
 
 def _most_in_window(times: list[int], window_ms: int) -> int:
-    times = sorted(times)
-    most, start = 0, 0
-    for end, at in enumerate(times):
-        while times[start] <= at - window_ms:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
+    return max_in_window(sorted(times), window_ms)
 
 
 @given(arrival_batches())
