@@ -108,12 +108,15 @@ def test_the_mqtt_demo_shows_what_devices_saw_mirrored_back(
 ) -> None:
     mode, out, held = mqtt_demo
     # Then the pump saw its alert raised, escalated, de-escalated and cleared on its shadow
-    # (a Kinesis batch may carry the raise and the escalation together: one mirror write)
+    # (a Kinesis batch may carry several of those changes together: one mirror write
+    # for the batch, of where it ends; which readings share a batch depends on timing)
     text = " ".join(" ".join(section(out, "What devices saw mirrored back")[2:]).split())
     story = "temp-1 WARNING -> temp-1 CRITICAL -> temp-1 WARNING -> temp-1 cleared"
     if mode == "direct":
         assert f"pump-001 4 {story}" in text
-    assert re.search(r"pump-001 \d .*temp-1 CRITICAL -> .*temp-1 cleared compressor-002", text)
+    assert re.search(
+        r"pump-001 \d temp-1 (WARNING|CRITICAL) -> .*temp-1 cleared compressor-002", text
+    )
     # and the late-batch device still shows its alert, as its shadow does
     assert text.endswith("boiler-003 1 temp-1 WARNING")
     assert held.shadows["boiler-003"]["temp-1"]["severity"] == "WARNING"
