@@ -117,7 +117,7 @@ RULES_PYTHON ?= $(firstword $(wildcard $(BIN)/python) $(PYTHON))
 # line, the local runs and their samples; and the rules. Then no bin/, no bytecode
 # of another interpreter, and bytecode of the runtime's, checked by nothing but its
 # hash header (unchecked-hash: the zip's file times cannot invalidate it).
-FUNCTION_EXCLUDES := telemetry/local telemetry/samples telemetry/cli.py telemetry/backtest.py \
+FUNCTION_EXCLUDES := telemetry/local telemetry/samples telemetry/importers telemetry/cli.py telemetry/backtest.py \
 	telemetry/terminal.py telemetry/__main__.py
 
 function-files:

@@ -6,6 +6,7 @@
   rules, without AWS, to tune them before deploying; `--from influxdb` replays
   the readings the function stored instead.
 - `telemetry rules check PATH...` / `telemetry rules schema`.
+- `telemetry import iotevents FILE...`: AWS IoT Events models to a rules file.
 
 Exit status: 0 success; 1 the check or the run failed (a file that is not a
 valid rule file for `rules check`, or a set with no rule at all; a demo that
@@ -299,7 +300,23 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(run=_run_rules_check)
     schema = rule_commands.add_parser("schema", help="print the rule file's JSON Schema")
     schema.set_defaults(run=_run_rules_schema)
+    _add_import_command(commands)
     return parser
+
+
+def _add_import_command(commands: Any) -> None:
+    from telemetry.local import import_cli  # noqa: PLC0415
+
+    import_cli.add_arguments(commands, _path).set_defaults(run=_run_import)
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    from telemetry.local import import_cli  # noqa: PLC0415
+
+    try:
+        return import_cli.run(args, sys.stderr)
+    except import_cli.ImportCommandError as exc:
+        raise UserError(str(exc), exit_code=exc.exit_code) from None
 
 
 def _add_store_arguments(backtest: argparse.ArgumentParser) -> None:

@@ -813,3 +813,32 @@ def messages_with_seconds(draw: st.DrawFn) -> tuple[dict[str, Any], set[str]]:
         else:
             message[field] = seconds
     return message, chosen
+
+
+# --- IoT Events alarm models ----------------------------------------------------
+
+
+def iotevents_thresholds() -> st.SearchStrategy[float]:
+    """A literal threshold an alarm model may hold: any finite double, integers and
+    tiny or huge magnitudes alike (the double next to it must be finite too)."""
+    return st.one_of(
+        st.integers(min_value=-1_000_000, max_value=1_000_000).map(float),
+        st.floats(min_value=-1e300, max_value=1e300, allow_nan=False, allow_infinity=False),
+    )
+
+
+def readings_near(threshold: float) -> st.SearchStrategy[float]:
+    """A reading at, just beside, or anywhere around a threshold."""
+    beside = st.sampled_from((-2, -1, 0, 1, 2)).map(lambda steps: _steps_from(threshold, steps))
+    return st.one_of(
+        beside, st.floats(min_value=-1e300, max_value=1e300, allow_nan=False, allow_infinity=False)
+    )
+
+
+def _steps_from(value: float, steps: int) -> float:
+    import math
+
+    direction = math.inf if steps > 0 else -math.inf
+    for _ in range(abs(steps)):
+        value = math.nextafter(value, direction)
+    return value

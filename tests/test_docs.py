@@ -184,7 +184,9 @@ def workdir(scratch: Path, document: Path) -> Path:
     for block in blocks(document):
         name = named_file(block)
         if name:
-            (here / name).write_text("\n".join(block.lines) + "\n", encoding="utf-8")
+            # JSON has no comments: the `# file:` line names the file, it is not in it.
+            lines = block.lines[1:] if block.language == "json" else block.lines
+            (here / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return here
 
 

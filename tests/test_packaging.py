@@ -140,7 +140,8 @@ def test_the_artifact_holds_what_the_function_imports_and_nothing_else(artifact:
 
     # Then there is no bin/, no tests, no command line, local runs or samples
     assert top == {"telemetry", "rules", "somelib"}
-    assert not {"local", "samples", "cli.py", "backtest.py", "terminal.py", "__main__.py"} & package
+    assert not {"local", "samples", "importers", "cli.py", "backtest.py", "terminal.py"} & package
+    assert "__main__.py" not in package
     assert {"handler.py", "actions.py", "core", "adapters"} <= package
     assert (artifact / "rules" / "default.yaml").exists()
 

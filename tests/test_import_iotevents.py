@@ -1,0 +1,504 @@
+"""`telemetry import iotevents`: IoT Events models to rules, and what did not convert.
+
+Each fixture under tests/fixtures/iotevents/ is a model of the shapes AWS's
+documentation and public samples show. For each one that converts, the same
+history is replayed through the converted rule with the backtest, and the
+episodes must be those IoT Events' documented semantics give: written here by
+hand from those semantics (the comments say which), never from our output.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from telemetry import backtest
+from telemetry.core.rules import RuleSet, load_rules, parse_rule_file
+from telemetry.importers import iotevents
+from telemetry.importers.iotevents import Options, convert, parse_condition, parse_mapping
+from tests.strategies import iotevents_thresholds, readings_near
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "iotevents"
+T0 = 1_764_237_600_000  # 2025-11-27T10:00:00Z
+MINUTE = 60_000
+
+
+def fixture(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+def imported(name: str, options: Options | None = None) -> iotevents.ImportResult:
+    return convert([(name, fixture(name))], options)
+
+
+def rule_set(result: iotevents.ImportResult, tmp_path: Path) -> RuleSet:
+    path = tmp_path / "imported.yaml"
+    path.write_text(yaml.safe_dump({"rules": result.rules}, sort_keys=False), encoding="utf-8")
+    return load_rules(path)
+
+
+def history(
+    values: list[float], *, type_: str, minutes: list[int] | None = None
+) -> list[dict[str, Any]]:
+    """One device's readings of one sensor, a minute apart unless `minutes` says when."""
+    at = minutes if minutes is not None else list(range(len(values)))
+    return [
+        {
+            "deviceId": "unit-1",
+            "timestamp": T0 + m * MINUTE,
+            "data": [{"sensorId": "s-1", "type": type_, "value": v}],
+        }
+        for m, v in zip(at, values, strict=True)
+    ]
+
+
+def changes(rules: RuleSet, messages: list[dict[str, Any]]) -> list[tuple[str, str, int]]:
+    """(status, severity, minute) of each transition the replay makes."""
+    result = backtest.replay(messages, rules, wall_ms=T0 + 60 * MINUTE)
+    return [
+        (t.status.value, t.severity.name, (t.time_ms - T0) // MINUTE) for t in result.transitions
+    ]
+
+
+def telemetry(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "telemetry", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
+
+
+# --- alarm models -------------------------------------------------------------
+
+
+def test_an_alarm_model_becomes_a_rule_with_its_latch_and_advice() -> None:
+    # Given describe-alarm-model's output (bare) with an acknowledge flow, an SNS
+    # action and an e-mail notification
+    # When it is converted
+    model = imported("alarm-tank-temperature.json").to_json()["models"][0]
+
+    # Then one rule: above 70 at WARNING (severity 3 > --critical-at 1), latching
+    assert model["name"] == "tankTemperatureHigh"
+    assert model["kind"] == "alarm"
+    assert model["notConverted"] == []
+    [converted] = model["converted"]
+    assert converted["path"] == "$.alarmRule.simpleRule"
+    rule = converted["rule"]
+    assert rule["match"] == {"type": "temperature"}
+    assert rule["above"] == {"warning": 70}
+    assert rule["latch"] is True
+    # And the notifications are advice naming the filter policy that matches
+    advice = {a["path"]: a["advice"] for a in model["advice"]}
+    policy = '{"rule": ["tankTemperatureHigh"]}'
+    assert policy in advice["$.alarmEventActions.alarmActions[0].sns"]
+    assert (
+        "protocol email"
+        in advice["$.alarmNotification.notificationActions[0].emailConfigurations[0]"]
+    )
+    assert (
+        "protocol lambda"
+        in advice["$.alarmNotification.notificationActions[0].action.lambdaAction"]
+    )
+    assert "match" not in advice["$.key"]
+    assert "becomes nothing" in advice["$.key"]
+    assert (
+        "TankInput.sensorData.temperature=type:VALUE"
+        in advice["$.alarmRule.simpleRule.inputProperty"]
+    )
+
+
+def test_a_latching_alarm_replays_as_iot_events_latches_it(tmp_path: Path) -> None:
+    # Given the tank alarm (GREATER 70, acknowledge flow enabled), converted
+    rules = rule_set(imported("alarm-tank-temperature.json"), tmp_path)
+
+    # When readings 70, 71, 75, 69, 72, 68 are replayed
+    got = changes(rules, history([70, 71, 75, 69, 72, 68], type_="temperature"))
+
+    # Then as IoT Events: 70 is not GREATER than 70 (NORMAL); 71 makes it ACTIVE;
+    # 69 LATCHED (back in range, not acknowledged); 72 ACTIVE again in the same
+    # alarm; 68 LATCHED again; nobody acknowledges, so it never returns to NORMAL
+    assert got == [("RAISED", "WARNING", 1), ("LATCHED", "WARNING", 3), ("LATCHED", "WARNING", 5)]
+
+
+def test_greater_or_equal_breaches_at_the_threshold_itself(tmp_path: Path) -> None:
+    # Given a wrapped alarm model: GREATER_OR_EQUAL 100, severity 1, disabled on init
+    result = imported("alarm-boiler-pressure.json")
+    model = result.to_json()["models"][0]
+    rules = rule_set(result, tmp_path)
+
+    # When 99.9, 100, 101, 99.99, 100, 50 are replayed
+    got = changes(rules, history([99.9, 100, 101, 99.99, 100, 50], type_="pressure"))
+
+    # Then as IoT Events' >=: ACTIVE at 100, NORMAL at 99.99, ACTIVE at 100, NORMAL
+    # at 50; severity 1 is CRITICAL with the default --critical-at 1
+    assert got == [
+        ("RAISED", "CRITICAL", 1),
+        ("RESOLVED", "OK", 3),
+        ("RAISED", "CRITICAL", 4),
+        ("RESOLVED", "OK", 5),
+    ]
+    assert model["converted"][0]["rule"]["above"] == {"critical": math.nextafter(100, 0)}
+    paths = [a["path"] for a in model["advice"]]
+    assert "$.alarmCapabilities.initializationConfiguration.disabledOnInitialization" in paths
+    assert "$.alarmRule.simpleRule.comparisonOperator" in paths
+    assert "latch" not in model["converted"][0]["rule"]
+
+
+def test_a_list_of_alarm_models_converts_what_it_can_and_reports_the_rest(
+    tmp_path: Path,
+) -> None:
+    # Given a JSON list: LESS_OR_EQUAL 20, EQUAL 1, and a threshold that is an expression
+    result = imported("alarm-models-list.json")
+    models = result.to_json()["models"]
+
+    # Then the first converts, EQUAL is reported (not guessed), the expression too
+    assert [m["name"] for m in models] == ["batteryLow", "doorOpen", "tankLevelOverLimit"]
+    assert models[0]["notConverted"] == []
+    assert models[0]["converted"][0]["rule"]["below"] == {"warning": math.nextafter(20, 100)}
+    assert [n["path"] for n in models[1]["notConverted"]] == [
+        "$.alarmRule.simpleRule.comparisonOperator"
+    ]
+    assert models[1]["converted"] == []
+    assert [n["path"] for n in models[2]["notConverted"]] == ["$.alarmRule.simpleRule.threshold"]
+    assert not result.complete
+    advice = {a["path"] for a in models[0]["advice"]}
+    assert {
+        "$.alarmEventActions.alarmActions[0].iotTopicPublish",
+        "$.alarmEventActions.alarmActions[1].sqs",
+    } <= advice
+
+    # And the converted rule replays as IoT Events' <=: ACTIVE at 20, NORMAL above 20
+    got = changes(rule_set(result, tmp_path), history([25, 20, 19, 20.5, 21, 20], type_="battery"))
+    assert got == [("RAISED", "WARNING", 1), ("RESOLVED", "OK", 3), ("RAISED", "WARNING", 5)]
+
+
+def test_critical_at_chooses_which_severities_page() -> None:
+    # Given the tank alarm, severity 3
+    # When --critical-at 3, Then it is CRITICAL; at 2, WARNING
+    high = imported("alarm-tank-temperature.json", Options(critical_at=3))
+    low = imported("alarm-tank-temperature.json", Options(critical_at=2))
+    assert high.rules[0]["above"] == {"critical": 70}
+    assert low.rules[0]["above"] == {"warning": 70}
+
+
+def test_a_mapping_names_the_readings_an_input_property_stands_for() -> None:
+    # Given --map for the tank's input property
+    options = Options(mappings=(parse_mapping("TankInput.sensorData.temperature=sensorId:t-*"),))
+
+    # When converted, Then the match is the mapping's, and no advice guesses a type
+    result = imported("alarm-tank-temperature.json", options)
+    assert result.rules[0]["match"] == {"sensorId": "t-*"}
+    assert not [
+        a for a in result.models[0].advice if a[0] == "$.alarmRule.simpleRule.inputProperty"
+    ]
+    assert result.unused_mappings(options) == []
+
+
+@given(threshold=iotevents_thresholds(), data=st.data())
+def test_a_converted_level_breaches_exactly_where_the_operator_holds(
+    threshold: float, data: st.DataObject
+) -> None:
+    # Given an alarm model comparing with any operator against any literal
+    operator = data.draw(st.sampled_from(("GREATER", "GREATER_OR_EQUAL", "LESS", "LESS_OR_EQUAL")))
+    model = {
+        "alarmModelName": "m",
+        "severity": 2,
+        "alarmRule": {
+            "simpleRule": {
+                "inputProperty": "$input.I.v",
+                "comparisonOperator": operator,
+                "threshold": repr(threshold),
+            }
+        },
+    }
+    # When it is converted and compiled as the function compiles rules
+    result = convert([("m.json", model)])
+    [rule] = parse_rule_file(yaml.safe_dump({"rules": result.rules}), "m.yaml")
+
+    # Then any reading breaches the rule exactly when IoT Events' comparison holds
+    value = data.draw(readings_near(threshold))
+    holds = {
+        "GREATER": value > threshold,
+        "GREATER_OR_EQUAL": value >= threshold,
+        "LESS": value < threshold,
+        "LESS_OR_EQUAL": value <= threshold,
+    }[operator]
+    assert rule.breaches(value) is holds
+
+
+# --- detector models ----------------------------------------------------------
+
+
+def test_a_two_state_threshold_detector_becomes_a_rule_with_hysteresis(tmp_path: Path) -> None:
+    # Given a describe-detector-model output: Normal -> Overheated when > 85, back
+    # when <= 80, an SNS action on entering Overheated and a Lambda on the way back
+    result = imported("detector-compressor-threshold.json")
+    model = result.to_json()["models"][0]
+
+    # Then one WARNING rule above 85 clearing at 80, the actions as advice
+    assert model["kind"] == "detector"
+    assert model["notConverted"] == []
+    [converted] = model["converted"]
+    assert converted["path"] == "$.detectorModelDefinition.states[0].onInput.transitionEvents[0]"
+    assert converted["rule"]["above"] == {"warning": 85}
+    assert converted["rule"]["hysteresis"] == 5
+    advice = [a["path"] for a in model["advice"]]
+    assert "$.detectorModelDefinition.states[1].onEnter.events[0].actions[0].sns" in advice
+    assert (
+        "$.detectorModelDefinition.states[1].onInput.transitionEvents[0].actions[0].lambda"
+        in advice
+    )
+
+    # When 80, 86, 83, 81, 80, 85, 86, 79 are replayed
+    got = changes(
+        rule_set(result, tmp_path), history([80, 86, 83, 81, 80, 85, 86, 79], type_="temperature")
+    )
+
+    # Then as the detector: Overheated at 86; 83 and 81 are not <= 80 (stays);
+    # Normal at 80; 85 is not > 85; Overheated at 86; Normal at 79
+    assert got == [
+        ("RAISED", "WARNING", 1),
+        ("RESOLVED", "OK", 4),
+        ("RAISED", "WARNING", 6),
+        ("RESOLVED", "OK", 7),
+    ]
+
+
+def test_a_counter_of_breaches_in_a_row_becomes_for(tmp_path: Path) -> None:
+    # Given a SERIAL detector counting inputs > 900, reset by one <= 900 and on
+    # entering Normal, that moves to OverTemperature when the count reaches 3
+    result = imported("detector-furnace-counter.json")
+
+    # Then the rule is above 900 for 3 readings, and nothing is left out
+    assert result.complete
+    assert result.rules[0]["above"] == {"warning": 900}
+    assert result.rules[0]["for"] == 3
+
+    # When 901, 950, 899, 910, 920, 930, 940, 900, 901 are replayed
+    values = [901, 950, 899, 910, 920, 930, 940, 900, 901]
+    got = changes(rule_set(result, tmp_path), history(values, type_="temperature"))
+
+    # Then as SERIAL evaluation: the count goes 1, 2, 0 (899), 1, 2, 3 and the
+    # transition sees 3 on the sixth input; 900 returns to Normal (count 0); 901
+    # counts 1
+    assert got == [("RAISED", "WARNING", 5), ("RESOLVED", "OK", 7)]
+
+
+def test_a_counter_under_batch_evaluation_is_reported_not_guessed() -> None:
+    # Given the same counter with evaluationMethod BATCH
+    result = imported("detector-furnace-counter-batch.json")
+    model = result.to_json()["models"][0]
+
+    # Then nothing converts, the evaluation method is named, and every event is listed
+    assert model["converted"] == []
+    assert model["notConverted"][0]["path"] == "$.evaluationMethod"
+    assert "BATCH" in model["notConverted"][0]["reason"]
+    listed = {n["path"] for n in model["notConverted"]}
+    assert "$.detectorModelDefinition.states[0].onInput.events[0]" in listed
+    assert "$.detectorModelDefinition.states[1].onEnter.events[0]" in listed
+
+
+def test_a_heartbeat_timer_becomes_nodata(tmp_path: Path) -> None:
+    # Given a detector whose 300 s timer is set on entering Online, reset by every
+    # heartbeat input, and whose timeout() moves to Offline until the next input
+    options = Options(mappings=(parse_mapping("PumpHeartbeat=type:heartbeat"),))
+    result = imported("detector-pump-heartbeat.json", options)
+
+    # Then a no-data rule of 5 minutes on the mapped readings
+    assert result.complete
+    assert result.rules[0]["nodata"] == "5m"
+    assert result.rules[0]["match"] == {"type": "heartbeat"}
+
+    # When beats arrive at minutes 0, 1, 2, then 10 and 11
+    messages = history([1, 1, 1, 1, 1], type_="heartbeat", minutes=[0, 1, 2, 10, 11])
+    got = changes(rule_set(result, tmp_path), messages)
+
+    # Then as the timer: it runs out 300 s after the beat at minute 2 (Offline at
+    # minute 7) and the beat at minute 10 returns the detector to Online
+    assert got == [("RAISED", "WARNING", 7), ("RESOLVED", "OK", 10)]
+
+
+def test_without_a_mapping_a_heartbeat_watches_every_sensor() -> None:
+    # Given the heartbeat detector and no --map
+    result = imported("detector-pump-heartbeat.json")
+
+    # Then the rule has no match, and the advice says how to narrow it
+    assert "match" not in result.rules[0]
+    assert any("--map PumpHeartbeat=type:VALUE" in a for _, a in result.models[0].advice)
+
+
+STATES = "$.detectorModelDefinition.states"
+
+
+@pytest.mark.parametrize(
+    ("name", "first_path"),
+    [
+        ("detector-motor-pressure.json", f"{STATES}[1].onInput.transitionEvents[0].condition"),
+        ("detector-pump-maintenance.json", STATES),
+        ("detector-store-cooler.json", STATES),
+    ],
+)
+def test_models_that_are_not_a_pattern_are_reported_whole(name: str, first_path: str) -> None:
+    # Given a detector model with more states, arithmetic on variables, or conditions
+    # joining inputs and variables (the shapes of the developer guide and the samples)
+    result = imported(name)
+    model = result.to_json()["models"][0]
+
+    # Then nothing converts, the reason comes first, and every event with actions
+    # and every transition is listed with its path
+    assert model["converted"] == []
+    assert model["notConverted"][0]["path"] == first_path
+    document = fixture(name)
+    definition = (document.get("detectorModel") or document)["detectorModelDefinition"]
+    expected = {
+        f"$.detectorModelDefinition.states[{i}].{holder}.{key}[{j}]"
+        for i, state in enumerate(definition["states"])
+        for holder, key in (
+            ("onEnter", "events"),
+            ("onInput", "events"),
+            ("onInput", "transitionEvents"),
+            ("onExit", "events"),
+        )
+        for j, event in enumerate(state.get(holder, {}).get(key, []))
+        if event.get("actions") or key == "transitionEvents"
+    }
+    assert {n["path"] for n in model["notConverted"][1:]} == expected
+
+
+def test_more_than_one_model_with_the_same_name_get_distinct_rules() -> None:
+    # Given the same model twice
+    doc = fixture("alarm-tank-temperature.json")
+    result = convert([("a.json", doc), ("b.json", doc)])
+
+    # Then two rules with distinct names, the second told why
+    names = [r["name"] for r in result.rules]
+    assert names == ["tankTemperatureHigh", "tankTemperatureHigh-2"]
+    assert any("named 'tankTemperatureHigh-2'" in a for _, a in result.models[1].advice)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (None, "_Always(input_name=None)"),
+        ("true", "_Always(input_name=None)"),
+        ('currentInput("A")', "_Always(input_name='A')"),
+        ("timeout('t')", "_Timeout(timer='t')"),
+        ("($input.A.b.c >= 7.5)", "_Compare(subject='input', name='A.b.c', op='>=', literal=7.5)"),
+        ("70 < $input.A.v", "_Compare(subject='input', name='A.v', op='>', literal=70.0)"),
+        ("$variable.n == 3", "_Compare(subject='variable', name='n', op='==', literal=3.0)"),
+        ("$input.A.v > 1 && $input.B.v > 2", "_Other(text='$input.A.v > 1 && $input.B.v > 2')"),
+        ("$input.A.v > $variable.x", "_Other(text='$input.A.v > $variable.x')"),
+    ],
+)
+def test_conditions_are_read_only_in_the_shapes_that_convert(
+    text: str | None, expected: str
+) -> None:
+    # Given an IoT Events condition, When parsed, Then it is one of the converted shapes or Other
+    assert repr(parse_condition(text)) == expected
+
+
+@pytest.mark.parametrize("text", ["nopath", "A.b=color:red", "A.b=type:", "=type:x"])
+def test_a_malformed_mapping_is_refused_in_the_users_words(text: str) -> None:
+    with pytest.raises(ValueError, match=r"PATH=type:VALUE|map to type or sensorId"):
+        parse_mapping(text)
+
+
+def test_a_document_that_is_not_a_model_is_unreadable() -> None:
+    with pytest.raises(iotevents.ModelError, match=r"x\.json: neither an alarm model"):
+        convert([("x.json", {"hello": 1})])
+    with pytest.raises(iotevents.ModelError, match="empty list"):
+        convert([("x.json", [])])
+
+
+# --- the command line -----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_command_writes_rules_that_check_and_the_report(tmp_path: Path) -> None:
+    # Given every fixture that converts whole
+    files = [
+        str(FIXTURES / n)
+        for n in (
+            "alarm-tank-temperature.json",
+            "alarm-boiler-pressure.json",
+            "detector-compressor-threshold.json",
+            "detector-furnace-counter.json",
+            "detector-pump-heartbeat.json",
+        )
+    ]
+    out, report = tmp_path / "rules" / "imported.yaml", tmp_path / "report.json"
+
+    # When imported
+    done = telemetry("import", "iotevents", *files, "--out", str(out), "--report", str(report))
+
+    # Then exit 0, the report on stderr and as JSON, and `rules check` accepts the file
+    assert done.returncode == 0, done.stderr
+    assert "every condition converted" in done.stderr
+    document = json.loads(report.read_text())
+    assert [m["kind"] for m in document["models"]] == ["alarm", "alarm", *["detector"] * 3]
+    assert set(document["models"][0]) == {"name", "kind", "converted", "notConverted", "advice"}
+    checked = telemetry("rules", "check", str(out))
+    assert checked.returncode == 0, checked.stderr
+    assert "5 rules in 1 file" in checked.stdout
+
+
+@pytest.mark.slow
+def test_something_left_out_exits_1_and_still_writes_the_file(tmp_path: Path) -> None:
+    out = tmp_path / "imported.yaml"
+    done = telemetry(
+        "import", "iotevents", str(FIXTURES / "alarm-models-list.json"), "--out", str(out)
+    )
+    assert done.returncode == 1
+    assert "not converted  $.alarmRule.simpleRule.comparisonOperator" in done.stderr
+    assert [r["name"] for r in yaml.safe_load(out.read_text())["rules"]] == ["batteryLow"]
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (None, "no such file"),
+        ("{not json", "not JSON (line 1, column 2"),
+        ('{"hello": 1}', "neither an alarm model"),
+    ],
+)
+def test_unreadable_input_exits_2_with_one_line(
+    tmp_path: Path, content: str | None, words: str
+) -> None:
+    source = tmp_path / "model.json"
+    if content is not None:
+        source.write_text(content)
+    out = tmp_path / "imported.yaml"
+    done = telemetry("import", "iotevents", str(source), "--out", str(out))
+    assert done.returncode == 2
+    assert done.stderr.startswith("telemetry: error: ")
+    assert words in done.stderr
+    assert len(done.stderr.splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_mapping_no_condition_reads_is_a_usage_error(tmp_path: Path) -> None:
+    done = telemetry(
+        "import", "iotevents", str(FIXTURES / "alarm-tank-temperature.json"),
+        "--out", str(tmp_path / "x.yaml"), "--map", "Tank.temp=type:temperature",
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--map Tank.temp: no converted condition reads $input.Tank.temp" in done.stderr
+    bad = telemetry("import", "iotevents", "x.json", "--map", "nonsense")
+    assert bad.returncode == 2
+    assert "PATH=type:VALUE" in bad.stderr
