@@ -47,9 +47,8 @@ MatchKey = Literal["type", "sensorId"]
 
 DEFAULT_CRITICAL_AT: Final = 1
 """Severities at or below this are CRITICAL. IoT Events gives severity no
-meaning; the industrial convention its users follow (ISA-18.2 priorities,
-SiteWise alarms' "1" as the most urgent) reads lower numbers as more severe, and
-a migration should page only for what was marked most urgent."""
+meaning; plants number alarm priorities as industrial alarm management does, 1
+the most urgent, and a migration should page only for what was marked so."""
 
 RULE_NAME_MAX: Final = 64
 NOTIFYING_ACTIONS: Final = (
@@ -318,49 +317,46 @@ def _filter_policy(name: str) -> str:
     return json.dumps({"rule": [name]})
 
 
-def _subscribe_words(name: str) -> str:
-    return (
-        f"the alerts topic (the stack's AlertsTopic) publishes this rule's changes with the "
-        f"message attribute rule={name}: subscribe with the filter policy "
-        f"{_filter_policy(name)}"
-    )
+TOPIC: Final = "the alerts topic (the stack's output AlertsTopicArn)"
+
+
+def _subscribe_words(name: str, protocol: str | None = None) -> str:
+    how = f", protocol {protocol}," if protocol else ""
+    return f"subscribe to {TOPIC}{how} with the filter policy {_filter_policy(name)}"
 
 
 def _action_advice(kind: str, body: Mapping[str, Any], name: str) -> str:
-    """What to subscribe instead of an IoT Events action, in the user's words."""
-    subscribe = _subscribe_words(name)
+    """What to subscribe instead of an IoT Events action, in the user's words. Every
+    change of the rule's alerts is published with the message attribute `rule`."""
     if kind == "sns":
         target = body.get("targetArn", "the topic")
         return (
-            f"sns {target}: {subscribe} for each endpoint subscribed to {target} "
-            "(an SNS topic cannot subscribe to another)"
+            f"sns {target}: for each endpoint subscribed to it, {_subscribe_words(name)} "
+            "(a topic cannot subscribe to a topic)"
         )
-    protocol = {"lambda": ("functionArn", "lambda"), "sqs": ("queueUrl", "sqs")}
-    if kind in protocol:
-        key, proto = protocol[kind]
-        target = body.get(key, "it")
-        return f"{kind} {target}: {subscribe}, protocol {proto}, endpoint {target}"
-    if kind == "firehose":
-        stream = body.get("deliveryStreamName", "the stream")
-        return (
-            f"firehose {stream}: {subscribe}, protocol firehose (with a subscription role); "
-            "the alert history already keeps every transition"
-        )
+    endpoints = {
+        "lambda": ("functionArn", "lambda"),
+        "sqs": ("queueUrl", "sqs"),
+        "firehose": ("deliveryStreamName", "firehose"),
+    }
+    if kind in endpoints:
+        key, protocol = endpoints[kind]
+        return f"{kind} {body.get(key, '')}: {_subscribe_words(name, protocol)}".replace("  ", " ")
     if kind == "iotTopicPublish":
         topic = body.get("mqttTopic", "the topic")
         return (
-            f"iotTopicPublish {topic}: devices and apps read the active alerts from the "
-            f"device's alerts shadow; to publish to {topic} as well, subscribe a function that "
-            f"republishes: {subscribe}"
+            f"iotTopicPublish {topic}: devices and apps read the active alerts in the device's "
+            f"alerts shadow; to publish to {topic} too, {_subscribe_words(name, 'lambda')} a "
+            "function that republishes"
         )
     if kind == "iotEvents":
         return (
-            f"iotEvents {body.get('inputName', 'input')}: other models fed by this one do not "
-            f"exist here; {subscribe} with what consumed that input"
-        )
+            f"iotEvents {body.get('inputName', '')}: models do not feed each other here; "
+            f"{_subscribe_words(name)} whatever consumed that input"
+        ).replace("  ", " ")
     return (
         f"{kind}: the alert history (Timestream or InfluxDB) keeps every transition; to write "
-        f"elsewhere as well, {subscribe} with a function that does"
+        f"elsewhere too, {_subscribe_words(name, 'lambda')} a function that does"
     )
 
 
@@ -517,9 +513,7 @@ def _alarm_rule(
 def _alarm_severity(model: Mapping[str, Any], options: Options, report: ModelReport) -> str:
     severity = model.get("severity")
     if not isinstance(severity, int) or isinstance(severity, bool):
-        report.advice.append(
-            ("$.severity", "no severity: the rule's level is WARNING (give one with --critical-at)")
-        )
+        report.advice.append(("$.severity", "no severity: the rule's level is WARNING"))
         return "WARNING"
     chosen = "CRITICAL" if severity <= options.critical_at else "WARNING"
     report.advice.append(
@@ -564,7 +558,6 @@ def _alarm_advice(model: Mapping[str, Any], name: str, report: ModelReport) -> N
 def _notification_advice(
     entry: Mapping[str, Any], base: str, name: str
 ) -> Iterator[tuple[str, str]]:
-    subscribe = _subscribe_words(name)
     for index, sms in enumerate(entry.get("smsConfigurations") or []):
         numbers = [
             r.get("ssoIdentity", {}).get("userId", "?")
@@ -574,8 +567,8 @@ def _notification_advice(
         yield (
             f"{base}.smsConfigurations[{index}]",
             (
-                f"SMS to IAM Identity Center users {', '.join(numbers) or '(none)'}: {subscribe}, "
-                "protocol sms, endpoint each user's phone number"
+                f"SMS to IAM Identity Center users {', '.join(numbers) or '(none)'}: for each "
+                f"user's phone number, {_subscribe_words(name, 'sms')}"
             ),
         )
     for index, email in enumerate(entry.get("emailConfigurations") or []):
@@ -585,8 +578,8 @@ def _notification_advice(
         yield (
             f"{base}.emailConfigurations[{index}]",
             (
-                f"e-mail to IAM Identity Center users {', '.join(users) or '(none)'}: {subscribe}, "
-                "protocol email, endpoint each user's address"
+                f"e-mail to IAM Identity Center users {', '.join(users) or '(none)'}: for each "
+                f"user's address, {_subscribe_words(name, 'email')}"
             ),
         )
     action = entry.get("action")

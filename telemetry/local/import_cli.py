@@ -165,7 +165,13 @@ def rules_text(result: iotevents.ImportResult, files: list[Path]) -> str:
         "# What did not convert, and what to subscribe to, is in the import's report.\n"
         "# Check it:  telemetry rules check <this file>\n"
     )
-    body = yaml.safe_dump({"rules": result.rules}, sort_keys=False, allow_unicode=True, width=100)
+    body = yaml.safe_dump(
+        {"rules": result.rules},
+        sort_keys=False,
+        allow_unicode=True,
+        width=4096,
+        default_flow_style=None,
+    )
     return header + body
 
 
