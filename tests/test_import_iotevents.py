@@ -502,3 +502,321 @@ def test_a_mapping_no_condition_reads_is_a_usage_error(tmp_path: Path) -> None:
     bad = telemetry("import", "iotevents", "x.json", "--map", "nonsense")
     assert bad.returncode == 2
     assert "PATH=type:VALUE" in bad.stderr
+
+
+# --- every way a model falls short of a pattern ------------------------------------
+
+
+def event(name: str, condition: str | None, *actions: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = {"eventName": name, "actions": list(actions)}
+    if condition is not None:
+        found["condition"] = condition
+    return found
+
+
+def set_variable(name: str, value: str) -> dict[str, Any]:
+    return {"setVariable": {"variableName": name, "value": value}}
+
+
+def set_timer(name: str, seconds: Any, key: str = "seconds") -> dict[str, Any]:
+    return {"setTimer": {"timerName": name, key: seconds}}
+
+
+def two_states(
+    raise_if: str = "$input.I.v > 10",
+    clear_if: str = "$input.I.v <= 10",
+    *,
+    normal_enter: tuple[dict[str, Any], ...] = (),
+    normal_input: tuple[dict[str, Any], ...] = (),
+    alarm_enter: tuple[dict[str, Any], ...] = (),
+    alarm_input: tuple[dict[str, Any], ...] = (),
+    more_transitions: tuple[dict[str, Any], ...] = (),
+    method: str = "SERIAL",
+) -> dict[str, Any]:
+    """A detector model of two states, Normal and Alarm, to vary one part at a time."""
+    return {
+        "detectorModelName": "probe",
+        "evaluationMethod": method,
+        "detectorModelDefinition": {
+            "initialStateName": "Normal",
+            "states": [
+                {
+                    "stateName": "Normal",
+                    "onEnter": {"events": list(normal_enter)},
+                    "onInput": {
+                        "events": list(normal_input),
+                        "transitionEvents": [
+                            {**event("Up", raise_if), "nextState": "Alarm"},
+                            *more_transitions,
+                        ],
+                    },
+                },
+                {
+                    "stateName": "Alarm",
+                    "onEnter": {"events": list(alarm_enter)},
+                    "onInput": {
+                        "events": list(alarm_input),
+                        "transitionEvents": [{**event("Down", clear_if), "nextState": "Normal"}],
+                    },
+                },
+            ],
+        },
+    }
+
+
+COUNTER_STEPS = (
+    event("Add", "$input.I.v > 10", set_variable("n", "$variable.n + 1")),
+    event("Zero", "$input.I.v <= 10", set_variable("n", "0")),
+)
+ZERO_ON_ENTER = (event("Init", "true", set_variable("n", "0")),)
+BEAT = (event("Beat", None, {"resetTimer": {"timerName": "hb"}}),)
+ARM = (event("Arm", "true", set_timer("hb", 300)),)
+DEF = "$.detectorModelDefinition.states"
+UP = f"{DEF}[0].onInput.transitionEvents[0].condition"
+DOWN = f"{DEF}[1].onInput.transitionEvents[0].condition"
+SIMPLE = "$.alarmRule.simpleRule"
+
+
+@pytest.mark.parametrize(
+    ("model", "path", "words"),
+    [
+        (two_states("$input.I.v == 10"), UP, "not guessed"),
+        (two_states(clear_if="$input.J.v <= 10"), DOWN, "the way back must test"),
+        (two_states(clear_if="$input.I.v <= 12"), DOWN, "clears inside"),
+        (two_states("$input.I.v >= -1.7976931348623157e308"), UP, "beyond the largest"),
+        (two_states("true"), UP, "not one input against a literal"),
+        (
+            two_states(more_transitions=({**event("Stay", "true"), "nextState": "Normal"},)),
+            f"{DEF}[0].onInput.transitionEvents[1]",
+            "no other",
+        ),
+        (
+            two_states("$variable.n >= 0", normal_input=COUNTER_STEPS, normal_enter=ZERO_ON_ENTER),
+            UP,
+            "not a count",
+        ),
+        (two_states("$variable.n >= 3", normal_input=COUNTER_STEPS), UP, "not a counter"),
+        (
+            two_states(
+                "$variable.n >= 3", normal_input=COUNTER_STEPS[:1], normal_enter=ZERO_ON_ENTER
+            ),
+            UP,
+            "not a counter",
+        ),
+        (
+            two_states(
+                'timeout("hb")',
+                "true",
+                normal_enter=ARM,
+                normal_input=(*BEAT, event("Stop", "true", {"clearTimer": {"timerName": "hb"}})),
+            ),
+            UP,
+            "not a heartbeat",
+        ),
+        (
+            two_states(
+                'timeout("hb")',
+                "true",
+                normal_enter=(event("Arm", "true", set_timer("hb", 30)),),
+                normal_input=BEAT,
+            ),
+            UP,
+            "60 to 604800",
+        ),
+        (
+            two_states('timeout("hb")', "$input.I.v > 0", normal_enter=ARM, normal_input=BEAT),
+            DOWN,
+            "returns on any input",
+        ),
+        (two_states('timeout("hb")', "true", normal_input=BEAT), UP, "not a heartbeat"),
+    ],
+)
+def test_a_model_short_of_a_pattern_says_where_and_why(
+    model: dict[str, Any], path: str, words: str
+) -> None:
+    # Given a two-state model that differs from a pattern in one part
+    # When converted
+    report = convert([("m.json", model)]).models[0]
+
+    # Then nothing converts, and the first item names that part and why
+    assert report.converted == []
+    assert report.not_converted[0][0] == path
+    assert words in report.not_converted[0][1]
+
+
+@pytest.mark.parametrize(
+    ("model", "rule"),
+    [
+        (
+            two_states("$input.I.v < 5", "$input.I.v >= 8"),
+            {"below": {"warning": 5}, "hysteresis": 3},
+        ),
+        (
+            two_states("5 >= $input.I.v", "$input.I.v > 5"),
+            {"below": {"warning": math.nextafter(5, 6)}},
+        ),
+        (
+            two_states("$variable.n > 2", normal_input=COUNTER_STEPS, normal_enter=ZERO_ON_ENTER),
+            {"above": {"warning": 10}, "for": 3},
+        ),
+        (
+            two_states(
+                'timeout("hb")',
+                'currentInput("Beat")',
+                normal_enter=(event("Arm", "true", set_timer("hb", "90", "durationExpression")),),
+                normal_input=BEAT,
+            ),
+            {"nodata": "90s"},
+        ),
+    ],
+)
+def test_pattern_variants_convert(model: dict[str, Any], rule: dict[str, Any]) -> None:
+    result = convert([("m.json", model)])
+    assert result.complete
+    got = {k: v for k, v in result.rules[0].items() if k not in {"name", "description", "match"}}
+    assert got == rule
+
+
+def test_what_a_converted_detector_does_besides_its_pattern_is_listed() -> None:
+    # Given a threshold detector that also notifies on every input while in alarm,
+    # messages another detector and keeps a variable of its own
+    model = two_states(
+        alarm_enter=(
+            event(
+                "Out",
+                "true",
+                {"iotEvents": {"inputName": "Other"}},
+                set_variable("seen", "1"),
+                {"firehose": {"deliveryStreamName": "s"}},
+            ),
+        ),
+        alarm_input=(event("Nag", "true", {"sns": {"targetArn": "arn:t"}}),),
+    )
+    # When converted
+    report = convert([("m.json", model)]).models[0]
+
+    # Then the rule converts whole, and each of those is reported or advised by its path
+    assert len(report.converted) == 1
+    reasons = dict(report.not_converted)
+    assert "another detector" in reasons[f"{DEF}[1].onEnter.events[0].actions[0].iotEvents"]
+    assert "not part of a pattern" in reasons[f"{DEF}[1].onEnter.events[0].actions[1].setVariable"]
+    assert "not on a change" in reasons[f"{DEF}[1].onInput.events[0].actions[0].sns"]
+    advice = dict(report.advice)
+    assert "protocol firehose" in advice[f"{DEF}[1].onEnter.events[0].actions[2].firehose"]
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "words"),
+    [
+        ({"alarmRule": {}}, "$.alarmRule", "no simpleRule"),
+        (
+            {
+                "alarmRule": {
+                    "simpleRule": {
+                        "inputProperty": "$input.I.v",
+                        "comparisonOperator": "ABOVE",
+                        "threshold": "1",
+                    }
+                }
+            },
+            f"{SIMPLE}.comparisonOperator",
+            "not a comparison",
+        ),
+        (
+            {
+                "alarmRule": {
+                    "simpleRule": {
+                        "inputProperty": "temperature",
+                        "comparisonOperator": "LESS",
+                        "threshold": "1",
+                    }
+                }
+            },
+            f"{SIMPLE}.inputProperty",
+            "not an input attribute",
+        ),
+        (
+            {
+                "alarmRule": {
+                    "simpleRule": {
+                        "inputProperty": "$input.I.v",
+                        "comparisonOperator": "LESS_OR_EQUAL",
+                        "threshold": "1.7976931348623157e308",
+                    }
+                }
+            },
+            f"{SIMPLE}.threshold",
+            "beyond the largest",
+        ),
+    ],
+)
+def test_an_alarm_model_short_of_a_rule_says_where(
+    change: dict[str, Any], path: str, words: str
+) -> None:
+    model = {**fixture("alarm-tank-temperature.json"), **change}
+    report = convert([("m.json", model)]).models[0]
+    assert report.converted == []
+    assert report.not_converted[0][0] == path
+    assert words in report.not_converted[0][1]
+
+
+def test_alarm_details_without_a_home_become_advice() -> None:
+    # Given a model with a long name, no severity, SMS and other actions
+    model = {
+        "alarmModelName": "x" * 80,
+        "alarmRule": {
+            "simpleRule": {
+                "inputProperty": "$input.I.v",
+                "comparisonOperator": "LESS",
+                "threshold": 3,
+            }
+        },
+        "alarmNotification": {
+            "notificationActions": [
+                {"smsConfigurations": [{"recipients": [{"ssoIdentity": {"userId": "u-1"}}]}]}
+            ]
+        },
+        "alarmEventActions": {
+            "alarmActions": [
+                {"dynamoDBv2": {"tableName": "t"}},
+                {"iotEvents": {"inputName": "Next"}},
+            ]
+        },
+    }
+    # When converted three times over
+    result = convert([("a.json", model), ("b.json", model), ("c.json", model)])
+
+    # Then each rule is WARNING, named within 64 characters, uniquely
+    assert [len(r["name"]) for r in result.rules] == [64, 62, 62]
+    assert len({r["name"] for r in result.rules}) == 3
+    assert result.rules[0]["below"] == {"warning": 3}
+    advice = dict(result.models[0].advice)
+    assert "no severity" in advice["$.severity"]
+    assert "cut to" in advice["$.alarmModelName"]
+    assert (
+        "protocol sms" in advice["$.alarmNotification.notificationActions[0].smsConfigurations[0]"]
+    )
+    assert "alert history" in advice["$.alarmEventActions.alarmActions[0].dynamoDBv2"]
+    assert "do not feed each other" in advice["$.alarmEventActions.alarmActions[1].iotEvents"]
+
+
+def test_odd_documents_are_read_as_far_as_they_are_models() -> None:
+    # A list holding a non-object is unreadable; a detector without states, or with
+    # entries that are not objects, is reported rather than guessed
+    with pytest.raises(iotevents.ModelError, match="item 2: not a JSON object"):
+        convert([("x.json", [fixture("alarm-tank-temperature.json"), 3])])
+    bare = {"detectorModelName": "d", "detectorModelDefinition": {}}
+    assert convert([("d.json", bare)]).models[0].not_converted[0][0] == "$.detectorModelDefinition"
+    odd = two_states()
+    odd["detectorModelDefinition"]["states"][0]["onEnter"]["events"].append("noise")
+    odd["detectorModelDefinition"]["states"].append("noise")
+    assert convert([("o.json", odd)]).models[0].not_converted[0][0] == DEF
+    lost = two_states()
+    lost["detectorModelDefinition"]["initialStateName"] = "Nowhere"
+    path = convert([("l.json", lost)]).models[0].not_converted[0][0]
+    assert path == "$.detectorModelDefinition.initialStateName"
+    one_way = two_states()
+    one_way["detectorModelDefinition"]["states"][1]["onInput"]["transitionEvents"] = []
+    assert "exactly one each way" in convert([("w.json", one_way)]).models[0].not_converted[0][1]
+    assert repr(parse_condition("($input.A.v > 1) && ($input.B.v > 2)")).startswith("_Other")
+    assert repr(parse_condition("1 > 2")).startswith("_Other")

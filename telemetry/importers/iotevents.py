@@ -809,7 +809,7 @@ def convert_detector_model(model: Mapping[str, Any], options: Options) -> ModelR
 def _two_states(
     definition: Mapping[str, Any], states: list[Any], events: list[_Event]
 ) -> _Detector:
-    names = [s.get("stateName") for s in states if isinstance(s, dict)]
+    names = [s.get("stateName") if isinstance(s, dict) else None for s in states]
     if len(names) != 2:
         raise _NotAPatternError(
             "$.detectorModelDefinition.states",
