@@ -496,7 +496,18 @@ def _alarm_rule(
     }
     capabilities = model.get("alarmCapabilities")
     flow = capabilities.get("acknowledgeFlow") if isinstance(capabilities, dict) else None
-    if isinstance(flow, dict) and flow.get("enabled") is True:
+    if not isinstance(flow, dict):
+        report.advice.append(
+            (
+                "$.alarmCapabilities",
+                (
+                    "no acknowledgeFlow in the model: converted without a latch (the alert "
+                    "resolves when the value comes back); if these alarms waited for an "
+                    "acknowledgement, add latch: true"
+                ),
+            )
+        )
+    elif flow.get("enabled") is True:
         rule["latch"] = True
         report.advice.append(
             (
