@@ -499,6 +499,11 @@ def test_a_mapping_no_condition_reads_is_a_usage_error(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "--map Tank.temp: no converted condition reads $input.Tank.temp" in done.stderr
+    twice = telemetry(
+        "import", "iotevents", "x.json", "--map", "A.b=type:x", "--map", "A.b=sensorId:y"
+    )  # fmt: skip
+    assert twice.returncode == 2
+    assert "--map A.b: given twice" in twice.stderr
     bad = telemetry("import", "iotevents", "x.json", "--map", "nonsense")
     assert bad.returncode == 2
     assert "PATH=type:VALUE" in bad.stderr

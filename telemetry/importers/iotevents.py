@@ -335,13 +335,18 @@ def _action_advice(kind: str, body: Mapping[str, Any], name: str) -> str:
             "(a topic cannot subscribe to a topic)"
         )
     endpoints = {
-        "lambda": ("functionArn", "lambda"),
-        "sqs": ("queueUrl", "sqs"),
-        "firehose": ("deliveryStreamName", "firehose"),
+        "lambda": ("functionArn", "lambda", "the function's ARN"),
+        "sqs": ("queueUrl", "sqs", "the queue's ARN, its policy letting the topic send"),
+        "firehose": (
+            "deliveryStreamName",
+            "firehose",
+            "the stream's ARN, with a subscription role",
+        ),
     }
     if kind in endpoints:
-        key, protocol = endpoints[kind]
-        return f"{kind} {body.get(key, '')}: {_subscribe_words(name, protocol)}".replace("  ", " ")
+        key, protocol, endpoint = endpoints[kind]
+        target = body.get(key, "")
+        return f"{kind} {target}: {_subscribe_words(name, protocol)} (endpoint: {endpoint})"
     if kind == "iotTopicPublish":
         topic = body.get("mqttTopic", "the topic")
         return (

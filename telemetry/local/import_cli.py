@@ -108,6 +108,10 @@ def run(args: argparse.Namespace, err: TextIO) -> int:
     for source in files:
         if source.exists() and out.exists() and source.samefile(out):
             raise ImportCommandError(f"--out {out} is an input file: writing it would erase it")
+    paths = [m.path for m in args.mappings]
+    twice = next((p for p in paths if paths.count(p) > 1), None)
+    if twice is not None:
+        raise ImportCommandError(f"--map {twice}: given twice; one mapping per input attribute")
     options = iotevents.Options(critical_at=args.critical_at, mappings=tuple(args.mappings))
     try:
         result = iotevents.convert([(str(f), _read(f)) for f in files], options)
