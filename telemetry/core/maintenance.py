@@ -182,17 +182,19 @@ class Window:
         return (start_ms, end_ms) if end_ms > start_ms else None
 
     def latest(self, t_ms: int) -> tuple[int, int] | None:
-        """The latest occurrence that started at or before `t_ms` (None: none)."""
+        """Of the occurrences that started at or before `t_ms`, the one that
+        ends last (None: none has started)."""
         if not self.recurring:
             if self.from_ms is None or self.to_ms is None or self.from_ms > t_ms:
                 return None
             return self.from_ms, self.to_ms
         local = datetime.fromtimestamp(t_ms / 1000, zone(self.timezone)).date()
+        best: tuple[int, int] | None = None
         for back in range(_LOOKBACK_DAYS + 1):
             found = self._on(local - timedelta(days=back))
-            if found is not None and found[0] <= t_ms:
-                return found
-        return None
+            if found is not None and found[0] <= t_ms and (best is None or found[1] > best[1]):
+                best = found
+        return best
 
     def covering(self, t_ms: int) -> tuple[int, int] | None:
         """The occurrence [start, end) that covers `t_ms` (None: none does).
