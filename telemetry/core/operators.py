@@ -490,7 +490,7 @@ def catch_up(
             state.alert_id,
             state.since_ms,
             state.value,
-            state.side or "above",
+            state.side or (OFFLINE if key[0] == DEVICE_SENSOR else "above"),
             heard.severity,
             heard.alert_id,
         ),
