@@ -168,6 +168,9 @@ class Window:
         (None: not one of its days, or left empty by a clock change)."""
         if self.days is None or day.weekday() not in self.days:
             return None
+        return _occurrence(self, day)
+
+    def _occurrence_on(self, day: date) -> tuple[int, int] | None:
         tz = zone(self.timezone)
         start = datetime(day.year, day.month, day.day, tzinfo=tz) + timedelta(
             minutes=self.start_min
@@ -227,6 +230,18 @@ class Window:
         return None
 
 
+@lru_cache(maxsize=4096)
+def _occurrence(window: Window, day: date) -> tuple[int, int] | None:
+    """`Window._on`, remembered: the same days are asked of every key and sweep."""
+    return window._occurrence_on(day)
+
+
+@lru_cache(maxsize=1024)
+def _covering(window: Window, t_ms: int) -> tuple[int, int] | None:
+    """`Window.covering`, remembered: one invocation asks it of every key at one time."""
+    return window.covering(t_ms)
+
+
 def _wall_ms(moment: datetime, tz: ZoneInfo) -> int:
     """Epoch ms of a wall-clock time in `tz`: a time the clock skips takes the
     offset before the change, one it shows twice its first showing (fold 0)."""
@@ -245,16 +260,25 @@ class Hold:
 class Maintenance:
     """The maintenance windows in force, and which of them hold a key when."""
 
+    _CACHE_LIMIT: Final = 65_536
+
     def __init__(self, windows: Iterable[Window] = ()) -> None:
         self.windows: tuple[Window, ...] = tuple(windows)
+        self._scopes: dict[tuple[str, str, str | None, str | None], tuple[Window, ...]] = {}
 
     def __bool__(self) -> bool:
         return bool(self.windows)
 
     def _scoped(
         self, device_id: str, sensor_id: str, type_: str | None, location: str | None
-    ) -> list[Window]:
-        return [w for w in self.windows if w.matches(device_id, sensor_id, type_, location)]
+    ) -> tuple[Window, ...]:
+        key = (device_id, sensor_id, type_, location)
+        found = self._scopes.get(key)
+        if found is None:
+            if len(self._scopes) >= self._CACHE_LIMIT:
+                self._scopes.clear()
+            found = self._scopes[key] = tuple(w for w in self.windows if w.matches(*key))
+        return found
 
     def holding(
         self,
@@ -268,7 +292,7 @@ class Maintenance:
         occurrence ends last (None: no window covers it)."""
         best: Hold | None = None
         for window in self._scoped(device_id, sensor_id, type_, location):
-            found = window.covering(t_ms)
+            found = _covering(window, t_ms)
             if found is not None and (best is None or found[1] > best.until_ms):
                 best = Hold(window.name, found[1])
         return best

@@ -75,7 +75,12 @@ def sweep(
         sensor_id, rule_name = key
         rule = rules.named(rule_name)
         alert = found
-        if silence.severity is Severity.OK and rules.maintenance:
+        if (
+            silence.severity is Severity.OK
+            and rules.maintenance
+            and not paused
+            and now_ms >= _silent_at(silence, from_ms)
+        ):
             held = _held_back(device_id, sensor_id, rules, silence, now_ms)
             if held is not silence:
                 silence, alert = held, replace(found, silence=held)
