@@ -3,7 +3,7 @@
     python -m benchmarks [--only NAME,...]
 
 NAME: core, cost, coldstart, stream-cpu, stream, mqtt, influxdb, nodata, outage, notify,
-rules.
+rules, maintenance.
 
 Writes benchmarks/results/latest.json (git-ignored). Targets are reported as
 PASS or FAIL; a FAIL does not change the exit status.
@@ -27,6 +27,7 @@ from benchmarks import (
     bench_core,
     bench_cost,
     bench_influxdb,
+    bench_maintenance,
     bench_mqtt,
     bench_nodata,
     bench_notify,
@@ -77,6 +78,11 @@ BENCHMARKS: Final[dict[str, tuple[str, Callable[[], Any], Callable[[Any], None]]
         "rule matching by number of rules and of keys; loading 10,000 rules",
         bench_rules.run,
         bench_rules.report,
+    ),
+    "maintenance": (
+        "maintenance windows: judging them on readings and sweeps, beside none",
+        bench_maintenance.run,
+        bench_maintenance.report,
     ),
     "influxdb": (
         "InfluxDB as the store: cost per million messages by fleet rate",

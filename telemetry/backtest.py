@@ -28,6 +28,9 @@ in arrival (the lines' receivedAt, or the readings' own time when a line has
 none) longer than the window, raised when the window ran out and resolved by
 the next reading.
 
+Maintenance windows are judged in event time: what a window holds is listed,
+muted (`suppressed: maintenance`), and its end reports the net change once.
+
 Rules with `flapping` (or a default in `notifications`) go through the same
 flapping watch as the function: a chattering key's changes are all listed,
 those held back marked `suppressed`, with its FLAPPING and the STABLE an ideal
@@ -43,11 +46,13 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, TextIO
 
 from telemetry.core.alerts import (
+    ACTION_STATUSES,
+    NODATA,
     AlertState,
     Evaluation,
     Severity,
@@ -69,6 +74,7 @@ from telemetry.core.messages import (
     parse_message_json,
     parse_time_ms,
 )
+from telemetry.core.operators import MAINTENANCE
 from telemetry.core.rules import RuleSet
 from telemetry.core.silence import silences_in
 from telemetry.core.timestamps import MILLENNIUM_MS, SecondsSuspect, seconds_suspects
@@ -369,7 +375,84 @@ class _Replay:
             (t.time_ms, t.device_id, i, t) for i, t in enumerate(t for ts in found for t in ts)
         ]
         result.transitions = [t for *_, t in sorted(ordered, key=lambda x: x[:3])]
+        if rules.maintenance:
+            result.transitions = held_back(result.transitions, rules, result.last_ms or 0)
         return result
+
+
+def held_back(transitions: list[Transition], rules: RuleSet, end_ms: int) -> list[Transition]:
+    """Maintenance windows in event time: a transition a window holds at its
+    own time is muted (`suppressed: maintenance`, with the window's name); when
+    the window ends (up to `end_ms`, the last reading), each held key and kind
+    of alert reports the net change since the last transition operators heard,
+    once, as the function's sweep does (nothing for a raise resolved inside).
+    `transitions` in time order; so is the result."""
+    heard: dict[tuple[str, str, str, bool], tuple[Severity, str | None]] = {}
+    last: dict[tuple[str, str, str, bool], Transition] = {}
+    pending: dict[tuple[str, str, str, bool], int] = {}
+    out: list[Transition] = []
+
+    def flush(key: tuple[str, str, str, bool], until_ms: int) -> None:
+        ends = pending.get(key)
+        if ends is None or ends > until_ms:
+            return
+        del pending[key]
+        report = _net_change(last[key], heard.get(key, (Severity.OK, None)), ends)
+        if report is not None:
+            heard[key] = (report.severity, report.alert_id)
+            out.append(report)
+
+    for t in transitions:
+        key = (t.device_id, t.sensor_id, t.rule, t.direction == NODATA)
+        flush(key, t.time_ms)
+        hold = (
+            None
+            if t.status in ACTION_STATUSES
+            else rules.maintenance.holding(t.device_id, t.sensor_id, t.type, t.location, t.time_ms)
+        )
+        last[key] = t
+        if hold is None:
+            out.append(t)
+            if not t.muted:
+                heard[key] = (t.severity, t.alert_id if t.severity is not Severity.OK else None)
+            continue
+        pending[key] = max(pending.get(key, hold.until_ms), hold.until_ms)
+        out.append(
+            replace(t, muted=True, suppressed=t.suppressed or MAINTENANCE, maintenance=hold.name)
+        )
+    for key in sorted(pending):
+        flush(key, end_ms)
+    return sorted(out, key=lambda t: t.time_ms)
+
+
+def _net_change(
+    latest: Transition, was: tuple[Severity, str | None], at_ms: int
+) -> Transition | None:
+    """The one message that brings operators from `was` to where `latest` left
+    the alert (None: nothing changed for them)."""
+    severity = latest.severity
+    alert_id = latest.alert_id if severity is not Severity.OK else None
+    if (severity, alert_id) == was or (severity is Severity.OK and was[0] is Severity.OK):
+        return None
+    if severity is Severity.OK:
+        status, chosen = Status.RESOLVED, was[1] or latest.alert_id
+    elif was[0] is Severity.OK or alert_id != was[1]:
+        status, chosen = Status.RAISED, latest.alert_id
+    elif severity > was[0]:
+        status, chosen = Status.ESCALATED, latest.alert_id
+    else:
+        status, chosen = Status.DEESCALATED, latest.alert_id
+    return replace(
+        latest,
+        alert_id=chosen,
+        status=status,
+        previous_severity=was[0],
+        time_ms=at_ms,
+        muted=False,
+        suppressed=None,
+        maintenance=None,
+        report=True,
+    )
 
 
 def _sets_flapping(rules: RuleSet) -> bool:
@@ -563,6 +646,8 @@ def summarize(result: Result, rules: RuleSet, *, flap_window_ms: int) -> list[Ru
     resolved_at: dict[tuple[str, str, str], int] = {}
     end_ms = result.last_ms or 0
     for t in result.transitions:
+        if t.report:
+            continue  # a window's catch-up: news of changes already counted
         summary = summaries.setdefault(t.rule, RuleSummary(t.rule))
         key = (t.device_id, t.sensor_id, t.rule)
         if t.status is Status.RAISED:

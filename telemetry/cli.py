@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -440,6 +441,17 @@ def _run_rules_check(args: argparse.Namespace) -> int:
     where = paths[0] if len(paths) == 1 else f"{len(paths)} paths"
     if not rules.rules:
         sys.stderr.write(f"{PROG}: error: {where}: {_no_rules(files)}\n")
+        return FAILED
+    from telemetry.core.maintenance import window_problems  # noqa: PLC0415
+
+    now_ms = time.time_ns() // 1_000_000
+    past = [
+        f"{where}: maintenance {w.name!r}: {p}"
+        for w in rules.maintenance.windows
+        for p in window_problems(w, now_ms)
+    ]
+    if past:
+        sys.stderr.write("".join(one_line(p) + "\n" for p in past))
         return FAILED
     sys.stdout.write(f"{where}: OK, {plural(len(rules), 'rule')} in {plural(files, 'file')}\n")
     return 0

@@ -18,6 +18,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from telemetry.core.alerts import Severity, Status, Transition
+from telemetry.core.maintenance import Window, parse_every
 from telemetry.core.messages import MAX_FUTURE_MS, Reading
 from telemetry.core.rules import (
     GROUP_FIELDS,
@@ -842,3 +843,70 @@ def _steps_from(value: float, steps: int) -> float:
     for _ in range(abs(steps)):
         value = math.nextafter(value, direction)
     return value
+
+
+# --- maintenance windows ----------------------------------------------------
+
+WINDOW_ZONES = (
+    "UTC",
+    "Europe/Paris",
+    "America/New_York",
+    "Australia/Lord_Howe",  # a DST change of half an hour
+    "Asia/Kolkata",
+    "Pacific/Chatham",
+)
+DAY_NAMES = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
+
+
+@st.composite
+def day_lists(draw: st.DrawFn) -> tuple[str, frozenset[int]]:
+    """An `every` days field and the weekdays (Monday 0) it means: `*`, days,
+    ranges (wrapping too) and comma lists of them, in any case."""
+    if draw(st.booleans()) and draw(st.booleans()):
+        return "*", frozenset(range(7))
+    parts: list[str] = []
+    days: set[int] = set()
+    for _ in range(draw(st.integers(1, 3))):
+        first = draw(st.integers(0, 6))
+        if draw(st.booleans()):
+            parts.append(DAY_NAMES[first])
+            days.add(first)
+            continue
+        last = draw(st.integers(0, 6))
+        parts.append(f"{DAY_NAMES[first]}-{DAY_NAMES[last]}")
+        day = first
+        days.add(day)
+        while day != last:
+            day = (day + 1) % 7
+            days.add(day)
+    text = ",".join(parts)
+    return (text.lower() if draw(st.booleans()) else text), frozenset(days)
+
+
+@st.composite
+def every_texts(draw: st.DrawFn) -> tuple[str, frozenset[int], int, int]:
+    """A valid `every`, with its days and its start and end in minutes."""
+    days_text, days = draw(day_lists())
+    start = draw(st.integers(0, 24 * 60 - 1))
+    end = draw(st.integers(1, 24 * 60).filter(lambda e: e != start))
+    end_text = "24:00" if end == 24 * 60 else f"{end // 60:02d}:{end % 60:02d}"
+    return f"{days_text} {start // 60:02d}:{start % 60:02d}-{end_text}", days, start, end
+
+
+def recurring_windows(zones: Sequence[str] = WINDOW_ZONES) -> st.SearchStrategy[Window]:
+    """Recurring maintenance windows in zones with and without DST."""
+
+    def build(every: tuple[str, frozenset[int], int, int], zone: str) -> Window:
+        days, start, end = parse_every(every[0])
+        return Window("w", (), days, start, end, zone)
+
+    return st.builds(build, every_texts(), st.sampled_from(zones))
+
+
+def window_instants() -> st.SearchStrategy[int]:
+    """Instants over 2020-2035, minute-aligned half the time (range edges)."""
+    low, high = 1_577_836_800_000, 2_082_758_400_000
+    return st.one_of(
+        st.integers(low, high),
+        st.integers(low // 60_000, high // 60_000).map(lambda m: m * 60_000),
+    )

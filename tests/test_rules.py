@@ -667,7 +667,7 @@ def test_json_schema_describes_the_rule_file() -> None:
         "offlineSeverity",
         "flapping",
     }
-    assert set(schema["properties"]) == {"rules", "gateways", "notifications"}
+    assert set(schema["properties"]) == {"rules", "gateways", "notifications", "maintenance"}
     assert rule["additionalProperties"] is False
     assert rule["required"] == ["name"]
     assert set(schema["$defs"]["MatchSpec"]["properties"]) == {

@@ -218,5 +218,8 @@ def test_flapping_of_a_rule_is_checked() -> None:
 def test_the_file_knows_its_sections() -> None:
     # Given an unknown top-level key
     assert problems_of("rules: []\nalarms: []\n") == [
-        f"{SOURCE}: alarms: not a setting of a rule file (known: rules, gateways, notifications)"
+        (
+            f"{SOURCE}: alarms: not a setting of a rule file "
+            "(known: rules, gateways, notifications, maintenance)"
+        )
     ]

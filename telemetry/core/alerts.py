@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 from typing import Any, Final
 
+from telemetry.core.maintenance import Hold
 from telemetry.core.messages import Reading, iso_utc, parse_time_ms
 from telemetry.core.rules import Rule, RuleSet, Side
 
@@ -203,6 +204,9 @@ class Silence:
     since_ms: int | None = None
     attention: Attention | None = None
     checked_ms: int | None = None
+    counts_from_ms: int | None = None
+    """The end of a maintenance window that held the sensor: its window counts
+    from no earlier than this (None: none did since its last arrival)."""
 
     @property
     def due_ms(self) -> int:
@@ -210,7 +214,10 @@ class Silence:
         once it is, when the episode's rule is to be checked again (a rule
         removed or changed meanwhile resolves or re-grades it)."""
         if self.severity is Severity.OK:
-            return self.seen_ms + silence_after_ms(self.window_ms)
+            due = self.seen_ms + silence_after_ms(self.window_ms)
+            if self.counts_from_ms is not None:
+                due = max(due, self.counts_from_ms + self.window_ms)
+            return due
         return (self.checked_ms or self.since_ms or self.seen_ms) + SILENCE_RECHECK_MS
 
     def to_json(self) -> dict[str, Any]:
@@ -227,12 +234,15 @@ class Silence:
             out["attention"] = self.attention.to_json()
         if self.checked_ms is not None:
             out["checked"] = self.checked_ms
+        if self.counts_from_ms is not None:
+            out["countsFrom"] = self.counts_from_ms
         return out
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> Silence:
         since = raw.get("since")
         checked = raw.get("checked")
+        counts_from = raw.get("countsFrom")
         return cls(
             seen_ms=int(raw["seen"]),
             window_ms=int(raw["window"]),
@@ -245,6 +255,7 @@ class Silence:
             since_ms=int(since) if since is not None else None,
             attention=Attention.from_json(raw.get("attention")),
             checked_ms=int(checked) if checked is not None else None,
+            counts_from_ms=int(counts_from) if counts_from is not None else None,
         )
 
 
@@ -352,6 +363,9 @@ class AlertState:
     heard: Heard | None = None
     disabled: Disabled | None = None
     flaps: Mapping[str, Flap] = field(default_factory=dict)
+    maintenance: Hold | None = None
+    """The maintenance window that muted a change of this key, and when it
+    ends: then operators hear the net change since `heard` (telemetry.core.operators)."""
 
     @property
     def silent(self) -> bool:
@@ -383,12 +397,18 @@ class AlertState:
             out["disabled"] = {"by": self.disabled.by, "at": self.disabled.at_ms}
         if self.flaps:
             out["flaps"] = {kind: flap.to_json() for kind, flap in sorted(self.flaps.items())}
+        if self.maintenance is not None:
+            out["maintenance"] = {"name": self.maintenance.name, "until": self.maintenance.until_ms}
         return out
 
     @property
     def operated(self) -> bool:
         """Whether operators' state is held on this key (it must not be forgotten)."""
-        return self.snoozed_until_ms is not None or self.disabled is not None
+        return (
+            self.snoozed_until_ms is not None
+            or self.disabled is not None
+            or self.maintenance is not None
+        )
 
     @property
     def flapping(self) -> bool:
@@ -420,6 +440,11 @@ class AlertState:
                 else None
             ),
             flaps={k: Flap.from_json(v) for k, v in raw.get("flaps", {}).items()},
+            maintenance=(
+                Hold(str(raw["maintenance"]["name"]), int(raw["maintenance"]["until"]))
+                if raw.get("maintenance")
+                else None
+            ),
         )
 
 
@@ -470,6 +495,9 @@ class Transition:
     members: int | None = None
     """A gateway's own RAISED offline or no-data alert: how many of its members
     were down (disconnected, or silent since it went down) at that moment."""
+    maintenance: str | None = None
+    """The maintenance window that muted it (`suppressed: maintenance`, unless
+    flapping held it back first)."""
 
     @property
     def key(self) -> str:
@@ -518,6 +546,8 @@ class Transition:
             out["within"] = self.within_ms // 1000 if whole else self.within_ms / 1000
         if self.members is not None:
             out["members"] = self.members
+        if self.maintenance is not None:
+            out["maintenance"] = self.maintenance
         return out
 
     @classmethod
@@ -548,6 +578,7 @@ class Transition:
             changes=None if raw.get("changes") is None else int(raw["changes"]),
             within_ms=None if raw.get("within") is None else round(float(raw["within"]) * 1000),
             members=None if raw.get("members") is None else int(raw["members"]),
+            maintenance=raw.get("maintenance"),
         )
 
 

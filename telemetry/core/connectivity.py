@@ -13,7 +13,8 @@ A device is offline from its applied `disconnected` on, until a `connected`
 or a reading received after the disconnect. Its offline alert (one per rule
 whose `offline` watches it, at state key ("$device", rule)) is RAISED by the
 first sweep at or after the disconnect plus the rule's window, RESOLVED by
-the connect or the reading. While it is offline its sensors' no-data alerts
+the connect or the reading (a maintenance window holding the device's key,
+`$device`, restarts the count when it ends). While it is offline its sensors' no-data alerts
 are not raised; after it is back, their windows count from its return.
 
 A gateway is down while it is offline, or any offline or no-data alert of
@@ -548,9 +549,10 @@ def sweep_device(
     if resolved is not None:
         written, changed = resolved, True
         transitions += closing
+    counted = _counts_from(device_id, rules, from_ms, now_ms)
     for rule in watching:
         key = offline_key(rule.name)
-        raised = _raised_offline(device_id, rule, written.get(key), offline, from_ms, now_ms, held)
+        raised = _raised_offline(device_id, rule, written.get(key), offline, counted, now_ms, held)
         if raised is None:
             continue
         if not changed:
@@ -599,6 +601,18 @@ def _raised_offline(
     return episode, transition
 
 
+def _counts_from(device_id: str, rules: RuleSet, from_ms: int | None, now_ms: int) -> int | None:
+    """`from_ms`, or the end of the latest maintenance window holding the
+    device's offline alerts (matched as the key ($device) of the device)
+    if later: their windows start again when it ends."""
+    if not rules.maintenance:
+        return from_ms
+    until = rules.maintenance.counts_from(device_id, DEVICE_SENSOR, None, None, now_ms)
+    if until is None:
+        return from_ms
+    return until if from_ms is None else max(from_ms, until)
+
+
 def _offline_due(
     offline_ms: int, from_ms: int | None, alert: AlertState | None, window_ms: int
 ) -> int:
@@ -616,12 +630,17 @@ def offline_check_ms(
     state: Mapping[StateKey, AlertState],
     presence: Presence,
     rules: RuleSet,
+    now_ms: int | None = None,
 ) -> int | None:
     """When a sweep next has to judge the device's offline alerts: the earliest
-    moment one not yet raised is due (None: it is not offline, or none is)."""
+    moment one not yet raised is due (None: it is not offline, or none is);
+    given `now_ms`, not before a maintenance window holding them ends."""
     offline = presence.offline_since_ms
     if offline is None:
         return None
+    from_ms = presence.windows_from_ms
+    if now_ms is not None:
+        from_ms = _counts_from(device_id, rules, from_ms, now_ms)
     due = []
     for rule in rules.watching(device_id):
         alert = state.get(offline_key(rule.name))
@@ -629,7 +648,7 @@ def offline_check_ms(
             alert is not None and (alert.disabled is not None or alert.severity is not Severity.OK)
         ):
             continue
-        due.append(_offline_due(offline, presence.windows_from_ms, alert, rule.offline_ms))
+        due.append(_offline_due(offline, from_ms, alert, rule.offline_ms))
     return min(due) if due else None
 
 
@@ -646,7 +665,7 @@ def settled(
     state, presence = after
     connection = presence.connection
     if connection is not None:
-        check = offline_check_ms(device_id, state, presence, rules)
+        check = offline_check_ms(device_id, state, presence, rules, now_ms)
         if check != connection.check_ms:
             connection = replace(connection, check_ms=check)
             presence = replace(presence, connection=connection)

@@ -2,7 +2,8 @@
 
 The mirror lists, per sensor, the most important active alert (most severe,
 then oldest episode, then sensor), with what operators did about it and
-`flapping: true` while that alert's kind flaps on its key (a device's offline
+`flapping: true` while that alert's kind flaps on its key, `maintenance:
+<name>` while a maintenance window holds its changes back (a device's offline
 alert under `$device`, `direction: "offline"`); and, apart, the keys operators
 disabled. Pure: the shadow adapter writes what this says.
 """
@@ -50,6 +51,8 @@ def shadow_entry(alert: ActiveAlert) -> dict[str, Any]:
         entry["snoozedUntil"] = iso_utc(key_state.snoozed_until_ms)
     if is_flapping(key_state, alert.direction):
         entry["flapping"] = True
+    if key_state.maintenance is not None:
+        entry["maintenance"] = key_state.maintenance.name
     return entry
 
 

@@ -45,6 +45,7 @@ from typing import Any, Final
 from telemetry.core.alerts import (
     ACTION_STATUSES,
     DEVICE_SENSOR,
+    LEVEL_CHANGES,
     NODATA,
     OFFLINE,
     ActiveAlert,
@@ -62,6 +63,7 @@ from telemetry.core.alerts import (
     episodes,
 )
 from telemetry.core.flapping import is_flapping, quieted, watch
+from telemetry.core.maintenance import Hold
 from telemetry.core.messages import THING_NAME_PATTERN, iso_utc, parse_time_ms
 from telemetry.core.rules import (
     DEVICE_THRESHOLD_RULE,
@@ -458,7 +460,9 @@ def _snooze(req: _Request) -> Applied:
     if state.snoozed_until_ms == until:
         return f"already snoozed until {iso_utc(until)}"
     heard = state.heard
-    if heard is None or state.snoozed_until_ms is None or state.snoozed_until_ms <= now_ms:
+    if state.maintenance is None and (
+        heard is None or state.snoozed_until_ms is None or state.snoozed_until_ms <= now_ms
+    ):
         silence = state.silence
         heard = Heard(
             state.severity,
@@ -486,7 +490,7 @@ def catch_up(
             state.alert_id,
             state.since_ms,
             state.value,
-            state.side or "above",
+            state.side or (OFFLINE if key[0] == DEVICE_SENSOR else "above"),
             heard.severity,
             heard.alert_id,
         ),
@@ -543,10 +547,11 @@ def _unsnooze(req: _Request) -> Applied:
     if state.snoozed_until_ms is None or state.snoozed_until_ms <= req.now_ms:
         return "{where} is not snoozed"
     episode = req.chosen[0] if req.chosen else None
-    transitions = [
-        req.told(Status.UNSNOOZED, episode, _key_severity(state)),
-        *catch_up(req.device_id, req.key, state, req.now_ms, req.action),
-    ]
+    unsnoozed = req.told(Status.UNSNOOZED, episode, _key_severity(state))
+    if state.maintenance is not None and state.maintenance.until_ms > req.now_ms:
+        # Still in a maintenance window: its end brings operators up to date.
+        return replace(state, snoozed_until_ms=None), [unsnoozed]
+    transitions = [unsnoozed, *catch_up(req.device_id, req.key, state, req.now_ms, req.action)]
     return replace(state, snoozed_until_ms=None, heard=None), transitions
 
 
@@ -611,39 +616,56 @@ _HANDLERS: Final = {
 def timers(
     device_id: str, state: Mapping[StateKey, AlertState], rules: RuleSet, now_ms: int
 ) -> Evaluation:
-    """What time alone changes as of `now_ms` (the sweep): snoozes that ended
-    bring operators up to date, unacknowledged alerts are reminded (not while
-    their key flaps), flapping keys quiet long enough are STABLE."""
+    """What time alone changes as of `now_ms` (the sweep): snoozes and
+    maintenance windows that ended bring operators up to date (once both are
+    over), unacknowledged alerts are reminded (not while their key flaps; one
+    due in a maintenance window waits for its end), flapping keys quiet long
+    enough are STABLE."""
     written: dict[StateKey, AlertState] | None = None
     transitions: list[Transition] = []
     for key, alert in sorted(state.items()):
         after = alert
         caught_up: list[Transition] = []
-        if alert.snoozed_until_ms is not None and alert.snoozed_until_ms <= now_ms:
-            caught_up = catch_up(device_id, key, alert, now_ms)
-            transitions += caught_up
-            after = replace(after, snoozed_until_ms=None, heard=None)
-        if after.snoozed_until_ms is None and not caught_up:  # a catch-up is news enough
+        snooze_over = alert.snoozed_until_ms is not None and alert.snoozed_until_ms <= now_ms
+        hold = alert.maintenance
+        hold_over = hold is not None and hold.until_ms <= now_ms
+        if snooze_over or hold_over:
+            after = replace(
+                after,
+                snoozed_until_ms=None if snooze_over else after.snoozed_until_ms,
+                maintenance=None if hold_over else hold,
+            )
+            if after.snoozed_until_ms is None and after.maintenance is None:
+                caught_up = catch_up(device_id, key, alert, now_ms)
+                transitions += caught_up
+                after = replace(after, heard=None)
+        if after.snoozed_until_ms is None and after.maintenance is None and not caught_up:
             for episode in episodes(key[1], after):
                 attention = _attention_of(after, episode)
                 if attention is None or attention.acknowledged or attention.remind_ms is None:
                     continue
                 if is_flapping(after, episode.direction):
                     continue
-                if attention.remind_ms <= now_ms:
-                    transitions.append(
-                        _action_transition(
-                            device_id,
-                            key,
-                            Status.REMINDER,
-                            None,
-                            now_ms,
-                            episode=episode,
-                            severity=episode.severity,
-                            previous=episode.severity,
-                            state=after,
-                        )
+                if attention.remind_ms > now_ms:
+                    continue
+                window = _holding_key(rules, device_id, key, after, now_ms)
+                if window is not None:
+                    later = replace(attention, remind_ms=window.until_ms)
+                    after = _with_attention(after, episode, later)
+                    continue
+                transitions.append(
+                    _action_transition(
+                        device_id,
+                        key,
+                        Status.REMINDER,
+                        None,
+                        now_ms,
+                        episode=episode,
+                        severity=episode.severity,
+                        previous=episode.severity,
+                        state=after,
                     )
+                )
         if after is not alert:
             if written is None:
                 written = dict(state)
@@ -654,11 +676,71 @@ def timers(
     return Evaluation(final, transitions, changed)
 
 
+MAINTENANCE: Final = "maintenance"
+"""`Transition.suppressed` of what a maintenance window holds back."""
+_BASELINE: Final = LEVEL_CHANGES | {Status.LATCHED}
+
+
+def _holding_key(
+    rules: RuleSet, device_id: str, key: StateKey, state: AlertState, now_ms: int
+) -> Hold | None:
+    """The maintenance window holding a key at `now_ms`, judged on the labels
+    its state knows (those of its last reading, kept for `nodata` rules)."""
+    if not rules.maintenance:
+        return None
+    silence = state.silence
+    labels = (silence.type, silence.location) if silence is not None else (None, None)
+    return rules.maintenance.holding(device_id, key[0], *labels, now_ms)
+
+
+def _holding(rules: RuleSet, transition: Transition, now_ms: int) -> Hold | None:
+    """The maintenance window that mutes `transition` at `now_ms` (operators'
+    own actions are never muted)."""
+    if not rules.maintenance or transition.status in ACTION_STATUSES:
+        return None
+    return rules.maintenance.holding(
+        transition.device_id, transition.sensor_id, transition.type, transition.location, now_ms
+    )
+
+
+def _held(
+    state: AlertState | None, key: StateKey, hold: Hold, transitions: list[Transition]
+) -> AlertState:
+    """The key held by a window until its end; what operators had heard of it
+    (the baseline of the catch-up at the end) is kept from a snooze or an
+    earlier hold, else read off the first muted change of each kind."""
+    before = state or AlertState()
+    current = before.maintenance
+    marker = hold if current is None or hold.until_ms > current.until_ms else current
+    heard = before.heard
+    if heard is None:
+        silence = before.silence
+        heard = Heard(
+            before.severity,
+            before.alert_id,
+            silence.severity if silence is not None else Severity.OK,
+            silence.alert_id if silence is not None else None,
+        )
+        seen: set[bool] = set()
+        for t in transitions:
+            nodata = t.direction == NODATA
+            if (t.sensor_id, t.rule) != key or t.status not in _BASELINE or nodata in seen:
+                continue
+            seen.add(nodata)
+            was_id = t.alert_id if t.previous_severity is not Severity.OK else None
+            heard = (
+                replace(heard, nodata_severity=t.previous_severity, nodata_alert_id=was_id)
+                if nodata
+                else replace(heard, severity=t.previous_severity, alert_id=was_id)
+            )
+    return replace(before, maintenance=marker, heard=heard)
+
+
 def finalize(evaluation: Evaluation, rules: RuleSet, now_ms: int) -> Evaluation:
-    """Apply flapping (telemetry.core.flapping.watch), mute what a snooze holds
-    back, and note what operators were told: each published transition of an
-    episode sets when they last heard of it and so when its next reminder is
-    due (the rule's `repeat`, while unacknowledged)."""
+    """Apply flapping (telemetry.core.flapping.watch), mute what a snooze or a
+    maintenance window holds back, and note what operators were told: each
+    published transition of an episode sets when they last heard of it and so
+    when its next reminder is due (the rule's `repeat`, while unacknowledged)."""
     evaluation = watch(evaluation, rules)
     if not evaluation.transitions:
         return evaluation
@@ -674,6 +756,15 @@ def finalize(evaluation: Evaluation, rules: RuleSet, now_ms: int) -> Evaluation:
             and given.status not in ACTION_STATUSES
         )
         transition = replace(given, muted=True) if snoozed else given
+        hold = _holding(rules, given, now_ms)
+        if hold is not None:
+            transition = replace(
+                transition,
+                muted=True,
+                suppressed=transition.suppressed or MAINTENANCE,
+                maintenance=hold.name,
+            )
+            alert = state[key] = _held(alert, key, hold, evaluation.transitions)
         out.append(transition)
         if alert is None or transition.muted:
             continue
@@ -747,10 +838,13 @@ def _ack_view(attention: Attention | None) -> dict[str, Any] | None:
 
 
 def operator_due_ms(state: Mapping[StateKey, AlertState]) -> int | None:
-    """When time alone next changes something operators see: a snooze ending,
-    a reminder due (not while snoozed, nor while its key flaps)."""
+    """When time alone next changes something operators see: a snooze or a
+    maintenance window ending, a reminder due (not while snoozed, nor while its
+    key flaps)."""
     due: list[int] = []
     for key, alert in state.items():
+        if alert.maintenance is not None:
+            due.append(alert.maintenance.until_ms)
         if alert.snoozed_until_ms is not None:
             due.append(alert.snoozed_until_ms)
             continue

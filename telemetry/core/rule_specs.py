@@ -15,14 +15,25 @@ from __future__ import annotations
 import itertools
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from telemetry.core.messages import THING_NAME_PATTERN
+from telemetry.core.maintenance import (
+    DEFAULT_TIMEZONE,
+    EVERY_FORMS,
+    Maintenance,
+    Window,
+    WindowError,
+    names_unique,
+    parse_every,
+    zone,
+)
+from telemetry.core.messages import THING_NAME_PATTERN, parse_time_ms
 from telemetry.core.rules import (
     COMPILED_NAME,
     DEFAULT_NOTIFICATIONS,
@@ -182,15 +193,104 @@ class NotificationsSpec(BaseModel):
     )
 
 
+class MaintenanceSpec(BaseModel):
+    """A maintenance window: matched keys' changes are stored and mirrored but
+    not published while it lasts; operators hear what is still true at its end."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    name: Annotated[str, StringConstraints(pattern=RULE_NAME_PATTERN)] = Field(
+        description="Unique across all rule files; the shadow shows it on held alerts."
+    )
+    description: str | None = None
+    match: MatchSpec = Field(
+        default_factory=MatchSpec,
+        description="Which keys it holds: the same keys and globs as a rule's match.",
+    )
+    every: str | None = Field(
+        None,
+        description="A recurring window: days (MON..SUN, a range such as MON-FRI, a list "
+        "such as SAT,SUN, or *) and a time range HH:MM-HH:MM in `timezone`; a range that "
+        "ends before it starts crosses midnight and belongs to the day it starts.",
+    )
+    timezone: str | None = Field(
+        None, description="The IANA time zone of `every` (DST handled); default UTC."
+    )
+    from_: str | datetime | None = Field(
+        None, alias="from", description="A one-off window's start (ISO-8601; UTC if no zone)."
+    )
+    to: str | datetime | None = Field(
+        None, description="A one-off window's end (ISO-8601; UTC if no zone), after `from`."
+    )
+
+
 class RuleFileSpec(BaseModel):
-    """A rule file: a list of rules under `rules`, optionally `gateways` and
-    `notifications` (one file of a set at most)."""
+    """A rule file: a list of rules under `rules`, optionally `gateways`,
+    `notifications` (one file of a set at most) and `maintenance` windows."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
     rules: list[RuleSpec] = Field(default_factory=list)
     gateways: list[GatewaySpec] = Field(default_factory=list)
     notifications: NotificationsSpec | None = None
+    maintenance: list[MaintenanceSpec] = Field(default_factory=list)
+
+
+def _instant_ms(field: str, raw: str | datetime) -> int:
+    if isinstance(raw, datetime):
+        raw = (raw if raw.tzinfo is not None else raw.replace(tzinfo=UTC)).isoformat()
+    try:
+        return parse_time_ms(raw)
+    except ValueError as exc:
+        raise WindowError(
+            field, f"must be a date and time such as 2026-12-20T08:00:00Z ({exc})"
+        ) from None
+
+
+def compile_window(spec: MaintenanceSpec) -> Window:
+    """The checked window of a spec; WindowError naming the field at fault."""
+    match = tuple((k, getattr(spec.match, k)) for k in MATCH_KEYS if getattr(spec.match, k))
+    one_off = spec.from_ is not None or spec.to is not None
+    if spec.every is not None and one_off:
+        raise WindowError("every", "a window is either recurring (every) or one-off (from, to)")
+    if spec.every is not None:
+        days, start, end = parse_every(spec.every)
+        timezone = spec.timezone or DEFAULT_TIMEZONE
+        zone(timezone)
+        return Window(spec.name, match, days, start, end, timezone)
+    if not one_off:
+        raise WindowError("every", f"needs every ({EVERY_FORMS}), or from and to")
+    if spec.timezone is not None:
+        raise WindowError(
+            "timezone", "only a recurring window (every) takes one; from and to carry their own"
+        )
+    if spec.from_ is None or spec.to is None:
+        raise WindowError("from" if spec.from_ is None else "to", "a one-off window needs both")
+    from_ms, to_ms = _instant_ms("from", spec.from_), _instant_ms("to", spec.to)
+    if to_ms <= from_ms:
+        raise WindowError("to", "must come after from: this window never occurs")
+    return Window(spec.name, match, from_ms=from_ms, to_ms=to_ms)
+
+
+def _file_maintenance(source: str, raw: Any) -> tuple[list[Window], list[str]]:
+    entries = raw.get("maintenance") if isinstance(raw, dict) else None
+    if entries is None:
+        return [], []
+    if not isinstance(entries, list):
+        return [], [f"{source}: maintenance: must be a list (each starting with '- name:')"]
+    windows: list[Window] = []
+    problems: list[str] = []
+    for index, entry in enumerate(entries):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        label = f"maintenance {name!r}" if isinstance(name, str) else f"maintenance #{index + 1}"
+        try:
+            windows.append(compile_window(MaintenanceSpec.model_validate(entry)))
+        except ValidationError as exc:
+            problems.extend(f"{source}: {label}: {p}" for p in _spec_problems(exc, MaintenanceSpec))
+        except WindowError as exc:
+            problems.append(f"{source}: {label}: {exc}")
+    problems += [f"{source}: {p}" for p in names_unique(windows)]
+    return windows, problems
 
 
 def _ordered_levels(spec: RuleSpec) -> list[tuple[str, float]]:
@@ -606,6 +706,7 @@ class RuleDocument:
     rules: list[Rule]
     gateways: list[Gateway]
     notifications: Notifications | None
+    maintenance: list[Window] = field(default_factory=list)
 
 
 def parse_rule_file(text: str, source: str) -> list[Rule]:
@@ -624,6 +725,7 @@ def parse_rule_document(text: str, source: str) -> RuleDocument:
     problems = [f"{source}: {d}" for d in duplicates] + problems
     gateways, gateway_problems = _file_gateways(source, raw)
     notifications, notification_problems = _file_notifications(source, raw)
+    windows, window_problems = _file_maintenance(source, raw)
     rules: list[Rule] = []
     seen: set[str] = set()
     for index, entry in enumerate(entries):
@@ -645,10 +747,10 @@ def parse_rule_document(text: str, source: str) -> RuleDocument:
         problems.extend(f"{source}: {label}: {p}" for p in found)
         if not found:
             rules.append(compile_rule(spec))
-    problems += gateway_problems + notification_problems
+    problems += gateway_problems + notification_problems + window_problems
     if problems:
         raise RuleFileError(problems)
-    return RuleDocument(rules, gateways, notifications)
+    return RuleDocument(rules, gateways, notifications, windows)
 
 
 class _SetBuilder:
@@ -662,6 +764,8 @@ class _SetBuilder:
         self.notifications: tuple[Path, Notifications] | None = None
         self._origin: dict[str, Path] = {}
         self._gateway_origin: dict[str, Path] = {}
+        self.windows: list[Window] = []
+        self._window_origin: dict[str, Path] = {}
 
     def add(self, file: Path, loaded: RuleDocument) -> None:
         for rule in loaded.rules:
@@ -682,6 +786,15 @@ class _SetBuilder:
             else:
                 self._gateway_origin[gateway.device_id] = file
                 self.gateways.append(gateway)
+        for window in loaded.maintenance:
+            if window.name in self._window_origin:
+                self.problems.append(
+                    f"{file}: maintenance {window.name!r}: name: duplicate; already defined "
+                    f"in {self._window_origin[window.name]}"
+                )
+            else:
+                self._window_origin[window.name] = file
+                self.windows.append(window)
         if loaded.notifications is not None:
             if self.notifications is not None:
                 self.problems.append(
@@ -696,6 +809,7 @@ class _SetBuilder:
             self.rules,
             gateways=self.gateways,
             notifications=self.notifications[1] if self.notifications else DEFAULT_NOTIFICATIONS,
+            maintenance=Maintenance(self.windows),
         )
 
 
@@ -731,6 +845,12 @@ def load_rule_set(paths: Path | Sequence[Path]) -> RuleSet:
 
 
 DURATION_PATTERN: Final = r"^\s*(\d+\s*(ms|s|m|h|d)\s*)+$"
+_DAY: Final = r"(MON|TUE|WED|THU|FRI|SAT|SUN)"
+_DAYS: Final = rf"({_DAY}(-{_DAY})?)(,{_DAY}(-{_DAY})?)*"
+EVERY_PATTERN: Final = (
+    rf"^\s*(\*|{_DAYS})\s+([01][0-9]|2[0-3]):[0-5][0-9]-(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)\s*$"
+)
+"""The syntax of `every` (days in capitals; the loader also takes lower case)."""
 
 
 def rule_file_schema() -> dict[str, Any]:
@@ -758,6 +878,14 @@ def rule_file_schema() -> dict[str, Any]:
         notes[name]["pattern"] = DURATION_PATTERN
     notes["maxPerWindow"] |= {"minimum": MAX_PER_WINDOW_MIN, "maximum": MAX_PER_WINDOW_MAX}
     notes["groupBy"]["uniqueItems"] = True
+    window = defs["MaintenanceSpec"]
+    for name in ("from", "to"):
+        window["properties"][name]["anyOf"] = [
+            {"type": "string", "format": "date-time"},
+            {"type": "null"},
+        ]
+    window["properties"]["every"]["anyOf"][0]["pattern"] = EVERY_PATTERN
+    window["oneOf"] = [{"required": ["every"]}, {"required": ["from", "to"]}]
     return schema
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from telemetry.core.maintenance import NO_MAINTENANCE, Maintenance, Window
 from telemetry.core.messages import Reading
 from telemetry.core.rule_index import NEW_KEYS_KEPT, MatchCache, MatchKey, RuleIndex
 
@@ -67,7 +68,7 @@ MAX_PER_WINDOW_MIN: Final = 1
 MAX_PER_WINDOW_MAX: Final = 1_000
 FLAP_CHANGES_MIN: Final = 2
 FLAP_CHANGES_MAX: Final = 100
-FILE_SECTIONS: Final = ("rules", "gateways", "notifications")
+FILE_SECTIONS: Final = ("rules", "gateways", "notifications", "maintenance")
 COMPILED_NAME: Final = ".compiled.json"
 """The compiled rule set the build writes into a rules directory, beside the
 `*.yaml` it stands for (not itself a rule file: `rule_files` never lists it)."""
@@ -376,7 +377,35 @@ def rule_set_to_json(rules: RuleSet) -> dict[str, Any]:
             notifications.digest_every_ms,
             _flapping_to_json(notifications.flapping),
         ],
-    }
+    } | ({"maintenance": [_window_to_json(w) for w in rules.maintenance.windows]}
+         if rules.maintenance else {})  # fmt: skip
+
+
+def _window_to_json(window: Window) -> list[Any]:
+    return [
+        window.name,
+        [list(pair) for pair in window.match],
+        None if window.days is None else sorted(window.days),
+        window.start_min,
+        window.end_min,
+        window.timezone,
+        window.from_ms,
+        window.to_ms,
+    ]
+
+
+def _window_from_json(data: list[Any]) -> Window:
+    name, match, days, start, end, timezone, from_ms, to_ms = data
+    return Window(
+        name,
+        tuple((key, pattern) for key, pattern in match),
+        None if days is None else frozenset(days),
+        start,
+        end,
+        timezone,
+        from_ms,
+        to_ms,
+    )
 
 
 def rule_set_from_json(data: dict[str, Any]) -> RuleSet:
@@ -394,6 +423,7 @@ def rule_set_from_json(data: dict[str, Any]) -> RuleSet:
             digest_every_ms=notifications[3],
             flapping=_flapping_from_json(notifications[4]),
         ),
+        maintenance=Maintenance(_window_from_json(w) for w in data.get("maintenance", ())),
     )
 
 
@@ -457,8 +487,11 @@ class RuleSet:
         *,
         gateways: Iterable[Gateway] = (),
         notifications: Notifications | None = None,
+        maintenance: Maintenance = NO_MAINTENANCE,
     ) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
+        self.maintenance = maintenance
+        """The maintenance windows in force (telemetry.core.maintenance)."""
         self.gateways: tuple[Gateway, ...] = tuple(gateways)
         self.notifications = notifications
         """The notification policy in force; None (a set built in code without

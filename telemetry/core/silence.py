@@ -7,7 +7,9 @@ time comes from its event, so a late or retried sweep decides the same.
 A sensor is silent once its recorded arrival is `nodata * 1.5` old (the
 record lags the true last arrival by less than `nodata / 2`): a no-data alert
 is raised no earlier than `nodata` after the last reading, and no later than
-`1.5 * nodata` plus one sweep interval after it. A sensor that never
+`1.5 * nodata` plus one sweep interval after it. A maintenance window that
+holds the sensor (telemetry.core.maintenance) stops the count: its window
+starts again when the maintenance window ends. A sensor that never
 reported is not tracked, so never silent. A no-data alert whose rule no
 longer applies (removed, match changed, `nodata` gone or now longer than the
 silence) resolves at the sweep, which looks again at every silent sensor at
@@ -66,16 +68,26 @@ def sweep(
     return): a sensor is silent only once a whole window has passed since."""
     written: dict[StateKey, AlertState] | None = None
     transitions: list[Transition] = []
-    for key, alert in sorted(state.items()):
-        silence = alert.silence
+    for key, found in sorted(state.items()):
+        silence = found.silence
         if silence is None:
             continue
         sensor_id, rule_name = key
         rule = rules.named(rule_name)
+        alert = found
+        if (
+            silence.severity is Severity.OK
+            and rules.maintenance
+            and not paused
+            and now_ms >= _silent_at(silence, from_ms)
+        ):
+            held = _held_back(device_id, sensor_id, rules, silence, now_ms)
+            if held is not silence:
+                silence, alert = held, replace(found, silence=held)
         after, transition = _swept(
             device_id, sensor_id, rule_name, rule, alert, silence, now_ms, paused, from_ms
         )
-        if after is alert:
+        if after is found:
             continue
         if written is None:
             written = dict(state)
@@ -84,6 +96,22 @@ def sweep(
             transitions.append(transition)
     changed = written is not None
     return Evaluation(written if written is not None else dict(state), transitions, changed)
+
+
+def _held_back(
+    device_id: str, sensor_id: str, rules: RuleSet, silence: Silence, now_ms: int
+) -> Silence:
+    """A reporting sensor's tracking, its window counting from no earlier than
+    the end of the latest maintenance window that holds it (one in force now,
+    or one that ended less than a window ago)."""
+    until = rules.maintenance.counts_from(
+        device_id, sensor_id, silence.type, silence.location, now_ms
+    )
+    if until is None or until <= silence.seen_ms or now_ms >= until + silence.window_ms:
+        return silence
+    if silence.counts_from_ms is not None and silence.counts_from_ms >= until:
+        return silence
+    return replace(silence, counts_from_ms=until)
 
 
 def _swept(
