@@ -470,6 +470,9 @@ class Transition:
     members: int | None = None
     """A gateway's own RAISED offline or no-data alert: how many of its members
     were down (disconnected, or silent since it went down) at that moment."""
+    rules_version: str | None = None
+    """Which rules decided it (`RuleSet.version`): the AppConfig configuration
+    version, or `sha256:` and the digest of the packaged rule files."""
 
     @property
     def key(self) -> str:
@@ -518,6 +521,8 @@ class Transition:
             out["within"] = self.within_ms // 1000 if whole else self.within_ms / 1000
         if self.members is not None:
             out["members"] = self.members
+        if self.rules_version is not None:
+            out["rulesVersion"] = self.rules_version
         return out
 
     @classmethod
@@ -548,6 +553,7 @@ class Transition:
             changes=None if raw.get("changes") is None else int(raw["changes"]),
             within_ms=None if raw.get("within") is None else round(float(raw["within"]) * 1000),
             members=None if raw.get("members") is None else int(raw["members"]),
+            rules_version=raw.get("rulesVersion"),
         )
 
 
