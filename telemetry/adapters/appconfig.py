@@ -16,6 +16,8 @@ that environment.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import time
 import zlib
@@ -23,13 +25,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from telemetry.adapters.aws import AWS_ERRORS, translate
+from telemetry.adapters.state_store import item_bytes
 
 VERSION_HEADER: Final = "Configuration-Version"
 EXTENSION_TIMEOUT_S: Final = 2.0
-ITEM_LIMIT_BYTES: Final = 400 * 1024
-"""DynamoDB's item size limit (names and values)."""
-ITEM_OVERHEAD_BYTES: Final = 1024
-"""A bound on the item's bytes besides the compressed content (key, version, names)."""
+ITEM_LIMIT_BYTES: Final = 400_000
+"""DynamoDB's item size limit, "400 KB", read as the smaller 400,000 bytes
+(attribute names and values, `item_bytes`)."""
 LAST_GOOD_KEY_PREFIX: Final = "$rules#"
 """The item's key: "$" is never in a deviceId, and the state table's scans skip it."""
 
@@ -90,9 +92,11 @@ class ExtensionEndpoint:
 class LastGoodRules:
     """The last configuration the function accepted, one item in the state table.
 
-    The content is stored compressed (zlib): a rule file compresses well, and the
-    item must stay under DynamoDB's 400 KB. A configuration too large for that
-    even compressed is not kept (`save` says so); the one kept before stays."""
+    The content is stored compressed (zlib, as base64 text: a binary attribute's
+    size is counted alike by DynamoDB and the local AWS only as text): a rule
+    file compresses well, and the item must stay under DynamoDB's 400 KB. A
+    configuration too large for that even compressed is not kept (`save` says
+    so); the one kept before stays."""
 
     def __init__(self, table: str, client: Any, profile: str) -> None:
         self._table = table
@@ -113,8 +117,8 @@ class LastGoodRules:
         if not item:
             return None
         try:
-            content = zlib.decompress(bytes(item["content"]["B"]))
-        except (KeyError, zlib.error):
+            content = zlib.decompress(base64.b64decode(item["content"]["S"], validate=True))
+        except (KeyError, binascii.Error, zlib.error):
             return None
         content_type = item.get("contentType", {}).get("S")
         return Configuration(item["version"]["S"], content, content_type)
@@ -124,7 +128,7 @@ class LastGoodRules:
         item: dict[str, Any] = {
             "deviceId": {"S": self.key},
             "version": {"S": configuration.version},
-            "content": {"B": zlib.compress(configuration.content, 9)},
+            "content": {"S": base64.b64encode(zlib.compress(configuration.content, 9)).decode()},
             "savedAt": {"N": str(time.time_ns() // 1_000_000 if now_ms is None else now_ms)},
         }
         if configuration.content_type:
@@ -133,8 +137,7 @@ class LastGoodRules:
 
     def fits(self, configuration: Configuration) -> bool:
         """Whether the configuration fits in one item."""
-        stored = len(self.item(configuration)["content"]["B"])
-        return stored + ITEM_OVERHEAD_BYTES <= ITEM_LIMIT_BYTES
+        return item_bytes(self.item(configuration)) <= ITEM_LIMIT_BYTES
 
     def save(self, configuration: Configuration, now_ms: int | None = None) -> bool:
         """Keep `configuration` (False: too large to keep; nothing written).
