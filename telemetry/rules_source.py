@@ -1,9 +1,11 @@
 """The rules in force when they live in AWS AppConfig (RULES_SOURCE=appconfig).
 
 `DeployedRules.current` answers the rules to evaluate with, asking the AppConfig
-extension at most every RULES_POLL_SECONDS (warm invocations in between reuse
-the rules in force) and putting a new version in force once it passes the
-function's own rule check, the same `telemetry rules check` applies.
+extension at most once per poll interval (the extension's own
+AWS_APPCONFIG_EXTENSION_POLL_INTERVAL_SECONDS, the template's RulesPollSeconds:
+warm invocations in between reuse the rules in force) and putting a new version
+in force once it passes the function's own rule check, the one `telemetry rules
+check` applies.
 
 A version that fails the check never replaces the rules in force: its problems
 are logged (the rule file's own words; the content is never logged) and counted

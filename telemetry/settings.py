@@ -74,7 +74,7 @@ FIELDS: Final = {
     "appconfig_application": Field("APPCONFIG_APPLICATION"),
     "appconfig_environment": Field("APPCONFIG_ENVIRONMENT"),
     "appconfig_profile": Field("APPCONFIG_PROFILE"),
-    "rules_poll_seconds": Field("RULES_POLL_SECONDS"),
+    "rules_poll_seconds": Field("AWS_APPCONFIG_EXTENSION_POLL_INTERVAL_SECONDS"),
     "appconfig_http_port": Field("AWS_APPCONFIG_EXTENSION_HTTP_PORT", deployed=False),
 }
 """Every setting by field name, in the model's order (`telemetry.settings_model`)."""
@@ -219,7 +219,8 @@ class Settings:
     appconfig_profile: str | None
     rules_poll_seconds: int
     """With appconfig: how often, at most, the function asks the extension for
-    a newer version (warm invocations in between reuse the rules in force)."""
+    a newer version (warm invocations in between reuse the rules in force): the
+    extension's own poll interval variable, so that both go at one pace."""
     appconfig_http_port: int
     """The extension's local port (the extension's own default, 2772)."""
 
@@ -406,7 +407,11 @@ def _checked(values: Mapping[str, Any]) -> Settings | None:
                 _text(optional, "APPCONFIG_PROFILE", None), APPCONFIG_NAME_PATTERN
             ),
             rules_poll_seconds=_int_between(
-                _text(optional, "RULES_POLL_SECONDS", str(DEFAULT_RULES_POLL_SECONDS)),
+                _text(
+                    optional,
+                    "AWS_APPCONFIG_EXTENSION_POLL_INTERVAL_SECONDS",
+                    str(DEFAULT_RULES_POLL_SECONDS),
+                ),
                 RULES_POLL_MIN_SECONDS,
                 RULES_POLL_MAX_SECONDS,
             ),

@@ -122,7 +122,9 @@ class SettingsModel(BaseModel):
     appconfig_profile: AppConfigName | None = Field(None, validation_alias="APPCONFIG_PROFILE")
     rules_poll_seconds: Annotated[
         int, Field(ge=RULES_POLL_MIN_SECONDS, le=RULES_POLL_MAX_SECONDS, strict=False)
-    ] = Field(DEFAULT_RULES_POLL_SECONDS, validation_alias="RULES_POLL_SECONDS")
+    ] = Field(
+        DEFAULT_RULES_POLL_SECONDS, validation_alias="AWS_APPCONFIG_EXTENSION_POLL_INTERVAL_SECONDS"
+    )
     appconfig_http_port: Annotated[int, Field(ge=1, le=65535)] = Field(
         DEFAULT_APPCONFIG_HTTP_PORT,
         validation_alias="AWS_APPCONFIG_EXTENSION_HTTP_PORT",

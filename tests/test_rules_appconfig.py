@@ -1,6 +1,6 @@
 """Rules in force without a deploy: the function reads them from AWS AppConfig
 through the extension's local endpoint (a stand-in here), puts a new version in
-force within RULES_POLL_SECONDS, keeps a bad one out, and keeps the last good one
+force within the poll interval, keeps a bad one out, and keeps the last good one
 across cold starts in the state table."""
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ def extension() -> Iterator[StandInExtension]:
 
 
 def cold_start(aws: LocalAws, extension: StandInExtension, **more: str) -> handler.Runtime:
-    runtime, _ = aws.runtime(**extension.environment(), RULES_POLL_SECONDS="45", **more)
+    runtime, _ = aws.runtime(
+        **extension.environment(), AWS_APPCONFIG_EXTENSION_POLL_INTERVAL_SECONDS="45", **more
+    )
     return runtime
 
 
