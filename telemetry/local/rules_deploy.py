@@ -178,8 +178,8 @@ def _sts_endpoint(client: Any) -> str | None:
 
 def deploy(args: argparse.Namespace, content: bytes) -> dict[str, Any]:
     """Upload `content` as a new hosted version and start its deployment."""
-    client = _client(args)
     try:
+        client = _client(args)
         strategy = args.strategy or _default_strategy(client, args.application)
         version = client.create_hosted_configuration_version(
             ApplicationId=args.application,
@@ -208,8 +208,8 @@ def deploy(args: argparse.Namespace, content: bytes) -> dict[str, Any]:
 
 def status(args: argparse.Namespace) -> dict[str, Any]:
     """The version in force and the deployments in progress, of the profile."""
-    client = _client(args)
     try:
+        client = _client(args)
         name = client.get_configuration_profile(
             ApplicationId=args.application, ConfigurationProfileId=args.profile
         )["Name"]
