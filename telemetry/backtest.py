@@ -586,11 +586,16 @@ def summarize(result: Result, rules: RuleSet, *, flap_window_ms: int) -> list[Ru
 
 
 def write_json(
-    result: Result, summaries: Sequence[RuleSummary], load: AlarmLoad, stream: TextIO
+    result: Result,
+    summaries: Sequence[RuleSummary],
+    load: AlarmLoad,
+    stream: TextIO,
+    rules_version: str | None = None,
 ) -> None:
     """One JSON document: the transitions (SNS bodies), the per-rule summary,
-    the alarm load, and what the input held."""
-    document = {
+    the alarm load, and what the input held (with `rulesVersion`: the rule
+    files' digest, as the function's transitions say it with those files)."""
+    document: dict[str, Any] = {
         "transitions": [t.to_json() for t in result.transitions],
         "summary": [
             {
@@ -616,6 +621,8 @@ def write_json(
             "notEvaluated": result.not_evaluated,
         },
     }
+    if rules_version is not None:
+        document["input"]["rulesVersion"] = rules_version
     json.dump(document, stream, indent=2)
     stream.write("\n")
 
@@ -661,7 +668,11 @@ def render_transitions(transitions: Sequence[Transition], screen: Screen) -> Non
 
 
 def render_summary(
-    result: Result, summaries: Sequence[RuleSummary], screen: Screen, args: argparse.Namespace
+    result: Result,
+    summaries: Sequence[RuleSummary],
+    screen: Screen,
+    args: argparse.Namespace,
+    rules_version: str | None = None,
 ) -> None:
     window = duration_text(args.flap_window)
     screen.heading(f"Per rule (flaps: episodes raised again within {window} of resolving)")
@@ -692,6 +703,8 @@ def render_summary(
         f"bad lines skipped: {result.bad_lines}; late readings: {result.late}; "
         f"not evaluated: {result.not_evaluated}"
     )
+    if rules_version is not None:
+        screen.line(f"Rules version: {rules_version} (the rulesVersion these files give)")
     if result.seconds_lines:
         screen.line(
             f"Timestamps that look like epoch seconds: on {plural(result.seconds_lines, 'line')} "

@@ -578,16 +578,16 @@ def _report_backtest(args: argparse.Namespace, rules: RuleSet, result: backtest.
     summaries = backtest.summarize(result, rules, flap_window_ms=args.flap_window)
     load = alarm_load(result.transitions, rules.notifications, result.first_ms, result.last_ms)
     if args.format == "json":
-        backtest.write_json(result, summaries, load, sys.stdout)
+        backtest.write_json(result, summaries, load, sys.stdout, rules.version)
     elif args.format == "jsonl":
         backtest.write_jsonl(result.transitions, sys.stdout)
         screen = Screen(sys.stderr, plain=True)
-        backtest.render_summary(result, summaries, screen, args)
+        backtest.render_summary(result, summaries, screen, args, rules.version)
         backtest.render_load(load, screen)
     else:
         screen = Screen(sys.stdout)
         backtest.render_transitions(result.transitions, screen)
-        backtest.render_summary(result, summaries, screen, args)
+        backtest.render_summary(result, summaries, screen, args, rules.version)
         backtest.render_load(load, screen)
 
 

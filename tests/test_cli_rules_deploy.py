@@ -366,3 +366,29 @@ def test_the_schema_on_one_line_is_the_schema(capsys: pytest.CaptureFixture[str]
     assert main(["rules", "schema"]) == 0
     assert json.loads(compact) == json.loads(capsys.readouterr().out)
     assert compact.count("\n") == 1
+
+
+def test_backtest_says_which_rules_it_replayed_as_the_function_would(
+    rules: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the rule files and a recorded history that breaches one of them
+    history = tmp_path / "history.jsonl"
+    reading = {"sensorId": "t1", "type": "temperature", "value": 80, "unit": "C"}
+    history.write_text(
+        json.dumps({"deviceId": "boiler-1", "timestamp": 1_764_237_600_000, "data": [reading]})
+        + "\n"
+    )
+
+    # When they are backtested, as JSON and as text
+    assert main(["backtest", "--rules", str(rules), "--format", "json", str(history)]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert main(["backtest", "--rules", str(rules), str(history)]) == 0
+    text = capsys.readouterr().out
+
+    # Then both name the files' digest: the rulesVersion the function's transitions
+    # carry when it runs with these files
+    version = load_rules(rules).version
+    assert str(version).startswith("sha256:")
+    assert document["input"]["rulesVersion"] == version
+    assert f"Rules version: {version} " in text
+    assert len(document["transitions"]) == 1
