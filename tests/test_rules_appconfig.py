@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -19,6 +21,11 @@ from telemetry.adapters.appconfig import (
     Configuration,
     LastGoodRules,
 )
+from telemetry.adapters.influxdb import InfluxRecords
+from telemetry.adapters.timestream import alert_record
+from telemetry.core.alerts import Severity, Status, Transition
+from telemetry.core.rule_specs import write_compiled
+from telemetry.core.rules import load_rules, sources_digest
 from telemetry.errors import ConfigurationError
 from tests.appconfig_extension import StandInExtension, stand_in_extension
 from tests.localaws import LocalAws, local_stack, message
@@ -304,3 +311,49 @@ def test_the_packaged_rules_carry_the_files_digest(aws: LocalAws) -> None:
     versions = {a["rulesVersion"] for a in aws.alerts()}
     assert versions == {runtime.pipeline.rules.version}
     assert str(runtime.pipeline.rules.version).startswith("sha256:")
+
+
+def test_rules_version_is_in_every_wire_form_of_a_transition() -> None:
+    # Given a transition decided by version 7 of the deployed rules
+    transition = Transition(
+        alert_id="a" * 32,
+        status=Status.RAISED,
+        severity=Severity.WARNING,
+        previous_severity=Severity.OK,
+        device_id=DEVICE,
+        sensor_id="temp-1",
+        rule="boiler-temperature",
+        value=80.0,
+        threshold=75.0,
+        time_ms=NOW,
+        since_ms=NOW,
+        direction="above",
+        rules_version="7",
+    )
+
+    # Then the SNS body (and the outbox) carries it and reads it back, and so do
+    # both alert histories
+    body = transition.to_json()
+    assert body["rulesVersion"] == "7"
+    assert Transition.from_json(body) == transition
+    measures = {m["Name"]: m["Value"] for m in alert_record(transition)["MeasureValues"]}
+    assert measures["rulesVersion"] == "7"
+    assert ',rulesVersion="7",' in InfluxRecords().alert(transition).line
+    # and a transition of rules built in code (no version) says nothing of it
+    bare = replace(transition, rules_version=None)
+    assert "rulesVersion" not in bare.to_json()
+    assert "rulesVersion" not in InfluxRecords().alert(bare).line
+
+
+def test_a_rule_set_loaded_from_files_is_versioned_by_their_digest(tmp_path: Path) -> None:
+    # Given a rule file, loaded, then changed by one byte
+    (tmp_path / "rules.yaml").write_text(rules(75, 90))
+    before = load_rules(tmp_path).version
+    (tmp_path / "rules.yaml").write_text(rules(75, 91))
+
+    # Then its version is the files' digest, and changes with them
+    assert str(before).startswith("sha256:")
+    assert load_rules(tmp_path).version != before
+    # and the compiled set the build ships carries the same version as the files
+    write_compiled(tmp_path)
+    assert load_rules(tmp_path).version == f"sha256:{sources_digest([tmp_path / 'rules.yaml'])}"
