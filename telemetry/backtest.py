@@ -668,11 +668,7 @@ def render_transitions(transitions: Sequence[Transition], screen: Screen) -> Non
 
 
 def render_summary(
-    result: Result,
-    summaries: Sequence[RuleSummary],
-    screen: Screen,
-    args: argparse.Namespace,
-    rules_version: str | None = None,
+    result: Result, summaries: Sequence[RuleSummary], screen: Screen, args: argparse.Namespace
 ) -> None:
     window = duration_text(args.flap_window)
     screen.heading(f"Per rule (flaps: episodes raised again within {window} of resolving)")
@@ -703,8 +699,6 @@ def render_summary(
         f"bad lines skipped: {result.bad_lines}; late readings: {result.late}; "
         f"not evaluated: {result.not_evaluated}"
     )
-    if rules_version is not None:
-        screen.line(f"Rules version: {rules_version} (the rulesVersion these files give)")
     if result.seconds_lines:
         screen.line(
             f"Timestamps that look like epoch seconds: on {plural(result.seconds_lines, 'line')} "

@@ -582,12 +582,12 @@ def _report_backtest(args: argparse.Namespace, rules: RuleSet, result: backtest.
     elif args.format == "jsonl":
         backtest.write_jsonl(result.transitions, sys.stdout)
         screen = Screen(sys.stderr, plain=True)
-        backtest.render_summary(result, summaries, screen, args, rules.version)
+        backtest.render_summary(result, summaries, screen, args)
         backtest.render_load(load, screen)
     else:
         screen = Screen(sys.stdout)
         backtest.render_transitions(result.transitions, screen)
-        backtest.render_summary(result, summaries, screen, args, rules.version)
+        backtest.render_summary(result, summaries, screen, args)
         backtest.render_load(load, screen)
 
 

@@ -379,16 +379,13 @@ def test_backtest_says_which_rules_it_replayed_as_the_function_would(
         + "\n"
     )
 
-    # When they are backtested, as JSON and as text
+    # When they are backtested as JSON
     assert main(["backtest", "--rules", str(rules), "--format", "json", str(history)]) == 0
     document = json.loads(capsys.readouterr().out)
-    assert main(["backtest", "--rules", str(rules), str(history)]) == 0
-    text = capsys.readouterr().out
 
-    # Then both name the files' digest: the rulesVersion the function's transitions
-    # carry when it runs with these files
+    # Then its input names the files' digest: the rulesVersion the function's
+    # transitions carry when it runs with these files
     version = load_rules(rules).version
     assert str(version).startswith("sha256:")
     assert document["input"]["rulesVersion"] == version
-    assert f"Rules version: {version} " in text
     assert len(document["transitions"]) == 1
