@@ -22,6 +22,7 @@ from telemetry.adapters.appconfig import (
     LastGoodRules,
 )
 from telemetry.adapters.influxdb import InfluxRecords
+from telemetry.adapters.state_store import DynamoStateStore
 from telemetry.adapters.timestream import alert_record
 from telemetry.core.alerts import Severity, Status, Transition
 from telemetry.core.rule_specs import write_compiled
@@ -357,3 +358,19 @@ def test_a_rule_set_loaded_from_files_is_versioned_by_their_digest(tmp_path: Pat
     # and the compiled set the build ships carries the same version as the files
     write_compiled(tmp_path)
     assert load_rules(tmp_path).version == f"sha256:{sources_digest([tmp_path / 'rules.yaml'])}"
+
+
+def test_the_kept_rules_are_no_device_to_the_operators_tools(
+    aws: LocalAws, extension: StandInExtension
+) -> None:
+    # Given a version put in force and kept in the state table
+    extension.deploy("1", rules(75, 90))
+    runtime = cold_start(aws, extension)
+    send(aws, runtime, 80)
+    assert kept_item(aws) is not None
+
+    # When the state table is scanned, as `telemetry alerts list` does
+    store = DynamoStateStore(aws.settings.state_table, boto3.client("dynamodb"))
+
+    # Then only the device is listed
+    assert [record.device_id for record in store.scan()] == [DEVICE]

@@ -25,14 +25,14 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from telemetry.adapters.aws import AWS_ERRORS, translate
-from telemetry.adapters.state_store import item_bytes
+from telemetry.adapters.state_store import NOT_A_DEVICE, item_bytes
 
 VERSION_HEADER: Final = "Configuration-Version"
 EXTENSION_TIMEOUT_S: Final = 2.0
 ITEM_LIMIT_BYTES: Final = 400_000
 """DynamoDB's item size limit, "400 KB", read as the smaller 400,000 bytes
 (attribute names and values, `item_bytes`)."""
-LAST_GOOD_KEY_PREFIX: Final = "$rules#"
+LAST_GOOD_KEY_PREFIX: Final = f"{NOT_A_DEVICE}rules#"
 """The item's key: "$" is never in a deviceId, and the state table's scans skip it."""
 
 
