@@ -64,7 +64,7 @@ from telemetry.pipeline import (
     RecordWriter,
     event_fingerprint,
 )
-from telemetry.rules_source import REJECTED_METRIC, DeployedRules
+from telemetry.rules_source import DeployedRules
 from telemetry.settings import Settings, environment_variables
 
 logger = Logger(service="telemetry")
@@ -184,7 +184,7 @@ def deployed_rules(settings: Settings, clients: Clients, http: Any = None) -> De
         LastGoodRules(settings.state_table, clients.dynamodb, profile),
         poll_ms=settings.rules_poll_seconds * 1000,
         logger=logger,
-        on_rejected=lambda count: metrics.add_metric(REJECTED_METRIC, count),
+        on_rejected=lambda count: metrics.add_metric("RulesRejected", count),
     )
 
 

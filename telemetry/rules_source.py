@@ -27,9 +27,6 @@ from telemetry.core.rules import DEFAULT_NOTIFICATIONS, RuleFileError, RuleSet
 from telemetry.errors import ConfigurationError
 from telemetry.observability import Logger
 
-REJECTED_METRIC = "RulesRejected"
-"""The count of versions the function rejected (the template's RulesRejectedAlarm)."""
-
 
 class Endpoint(Protocol):
     def fetch(self) -> Configuration: ...

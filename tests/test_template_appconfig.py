@@ -12,7 +12,6 @@ import pytest
 
 from telemetry.core.rules import rule_file_schema
 from telemetry.local.rules_deploy import STRATEGY_TAG
-from telemetry.rules_source import REJECTED_METRIC
 from telemetry.settings import Settings
 from tests.iam import function_grants, load_template, load_transformed_template
 from tests.test_template import NO_VALUE, holds, parameter_values, render
@@ -183,7 +182,8 @@ def test_a_rejected_version_alarms_and_the_alarm_rolls_the_deployment_back(
     (monitor,) = template["Resources"]["RulesEnvironment"]["Properties"]["Monitors"]
 
     # Then the alarm watches the metric the function counts rejections in, as it emits it
-    assert alarm["MetricName"] == REJECTED_METRIC
+    # (tests/test_observability.py: the handler prints every metric an alarm reads)
+    assert alarm["MetricName"] == "RulesRejected"
     assert alarm["Namespace"] == environment(template)["POWERTOOLS_METRICS_NAMESPACE"]
     assert alarm["Dimensions"] == [{"Name": "service", "Value": "telemetry"}]
     assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
