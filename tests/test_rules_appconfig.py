@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
-from telemetry import handler
+from telemetry import actions, handler
 from telemetry.adapters.appconfig import (
     ITEM_LIMIT_BYTES,
     Configuration,
@@ -374,3 +374,30 @@ def test_the_kept_rules_are_no_device_to_the_operators_tools(
 
     # Then only the device is listed
     assert [record.device_id for record in store.scan()] == [DEVICE]
+
+
+def test_the_actions_function_puts_a_new_version_in_force_too(
+    aws: LocalAws, extension: StandInExtension
+) -> None:
+    # Given an alert raised under version 1, then version 2 deployed
+    extension.deploy("1", rules(75, 90))
+    runtime = cold_start(aws, extension)
+    send(aws, runtime, 80)
+    extension.deploy("2", rules(76, 90))
+    aws.now_ms += 45 * SECOND
+
+    # When an operator acknowledges it through the actions function
+    answer = actions.handle_action(
+        {
+            "action": "acknowledge",
+            "deviceId": DEVICE,
+            "sensorId": "temp-1",
+            "rule": "boiler-temperature",
+            "by": "maria@plant.example",
+        },
+        runtime,
+    )
+
+    # Then the acknowledgement says the version in force when it was decided
+    assert answer["applied"] is True
+    assert [(a["status"], a["rulesVersion"]) for a in aws.alerts()] == [("ACKNOWLEDGED", "2")]
