@@ -26,6 +26,7 @@ VIA: str = "via"
 
 def handle_action(event: Any, rt: handler.Runtime, context: Any = None) -> dict[str, Any]:
     """One action against a given runtime (what lambda_handler runs)."""
+    rt.refresh_rules()
     now_ms = rt.clock()
     try:
         action = parse_action(event, now_ms)

@@ -671,11 +671,16 @@ def summarize(result: Result, rules: RuleSet, *, flap_window_ms: int) -> list[Ru
 
 
 def write_json(
-    result: Result, summaries: Sequence[RuleSummary], load: AlarmLoad, stream: TextIO
+    result: Result,
+    summaries: Sequence[RuleSummary],
+    load: AlarmLoad,
+    stream: TextIO,
+    rules_version: str | None = None,
 ) -> None:
     """One JSON document: the transitions (SNS bodies), the per-rule summary,
-    the alarm load, and what the input held."""
-    document = {
+    the alarm load, and what the input held (with `rulesVersion`: the rule
+    files' digest, as the function's transitions say it with those files)."""
+    document: dict[str, Any] = {
         "transitions": [t.to_json() for t in result.transitions],
         "summary": [
             {
@@ -701,6 +706,8 @@ def write_json(
             "notEvaluated": result.not_evaluated,
         },
     }
+    if rules_version is not None:
+        document["input"]["rulesVersion"] = rules_version
     json.dump(document, stream, indent=2)
     stream.write("\n")
 

@@ -7,6 +7,9 @@
   the readings the function stored instead.
 - `telemetry rules check PATH...` / `telemetry rules schema`.
 - `telemetry import iotevents FILE...`: AWS IoT Events models to a rules file.
+- `telemetry rules deploy PATH... --application A --environment E --profile P`:
+  check the files and deploy them to AWS AppConfig (RulesSource=AppConfig);
+  `telemetry rules status ...`: what is in force there, and what is deploying.
 
 Exit status: 0 success; 1 the check or the run failed (a file that is not a
 valid rule file for `rules check`, or a set with no rule at all; a demo that
@@ -300,7 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(run=_run_rules_check)
     schema = rule_commands.add_parser("schema", help="print the rule file's JSON Schema")
+    schema.add_argument(
+        "--compact", action="store_true", help="on one line (the template's validator holds it)"
+    )
     schema.set_defaults(run=_run_rules_schema)
+    _add_rules_deploy_commands(rule_commands)
     _add_import_command(commands)
     return parser
 
@@ -318,6 +325,42 @@ def _run_import(args: argparse.Namespace) -> int:
         return import_cli.run(args, sys.stderr)
     except import_cli.ImportCommandError as exc:
         raise UserError(str(exc), exit_code=exc.exit_code) from None
+
+
+def _add_rules_deploy_commands(rule_commands: Any) -> None:
+    from telemetry.local.rules_deploy import add_where  # noqa: PLC0415
+
+    deploy = rule_commands.add_parser(
+        "deploy",
+        help="check rule files and deploy them to AWS AppConfig, without a stack deploy",
+        description="Check the files as `rules check` does, upload them as one JSON rule file "
+        "(a new hosted configuration version of the profile) and start its deployment to the "
+        "environment. The function puts it in force within RulesPollSeconds once it passes its "
+        "own check; a version it rejects is counted (RulesRejected), which rolls the "
+        "deployment back. Exit status: 0 deployment started; 1 invalid rules or AppConfig "
+        "refused; 2 a usage error or a path that names no file.",
+    )
+    deploy.add_argument(
+        "paths", type=_path, nargs="+", metavar="PATH", help="rule files or directories"
+    )
+    add_where(deploy, _endpoint_url)
+    deploy.add_argument(
+        "--strategy",
+        metavar="ID",
+        help="deployment strategy (default: the stack's, RulesDeploymentStrategyId)",
+    )
+    deploy.add_argument("--description", help="said with the version and the deployment")
+    deploy.set_defaults(run=_run_rules_deploy)
+    status = rule_commands.add_parser(
+        "status",
+        help="the rules version in force in AppConfig, and what is deploying",
+        description="The version of the rules in force (the latest completed deployment of the "
+        "profile to the environment), the deployments in progress, and versions rolled back "
+        "since. Exit status: 0 shown; 1 AppConfig failed; 2 a usage error.",
+    )
+    add_where(status, _endpoint_url)
+    status.add_argument("--format", choices=("text", "json"), default="text")
+    status.set_defaults(run=_run_rules_status)
 
 
 def _add_store_arguments(backtest: argparse.ArgumentParser) -> None:
@@ -469,7 +512,44 @@ def _no_rules(files: int) -> str:
 def _run_rules_schema(args: argparse.Namespace) -> int:
     from telemetry.core.rules import rule_file_schema  # noqa: PLC0415
 
-    sys.stdout.write(json.dumps(rule_file_schema(), indent=2) + "\n")
+    if args.compact:
+        text = json.dumps(rule_file_schema(), separators=(",", ":"), sort_keys=True)
+    else:
+        text = json.dumps(rule_file_schema(), indent=2)
+    sys.stdout.write(text + "\n")
+    return 0
+
+
+def _run_rules_deploy(args: argparse.Namespace) -> int:
+    from telemetry.local import rules_deploy  # noqa: PLC0415
+
+    status = _run_rules_check(args)
+    if status != 0:
+        return status
+    try:
+        content = rules_deploy.document(args.paths, load_rules(args.paths))
+        started = rules_deploy.deploy(args, content)
+    except rules_deploy.RulesDeployError as exc:
+        raise UserError(str(exc), exit_code=exc.exit_code) from None
+    sys.stdout.write(
+        f"deploying version {started['version']} of profile {args.profile} to environment "
+        f"{args.environment} (deployment {started['deployment']}, strategy "
+        f"{started['strategy']}): see `telemetry rules status`\n"
+    )
+    return 0
+
+
+def _run_rules_status(args: argparse.Namespace) -> int:
+    from telemetry.local import rules_deploy  # noqa: PLC0415
+
+    try:
+        found = rules_deploy.status(args)
+    except rules_deploy.RulesDeployError as exc:
+        raise UserError(str(exc), exit_code=exc.exit_code) from None
+    if args.format == "json":
+        sys.stdout.write(json.dumps(found, indent=2) + "\n")
+    else:
+        sys.stdout.write("".join(line + "\n" for line in rules_deploy.status_lines(found)))
     return 0
 
 
@@ -527,7 +607,7 @@ def _report_backtest(args: argparse.Namespace, rules: RuleSet, result: backtest.
     summaries = backtest.summarize(result, rules, flap_window_ms=args.flap_window)
     load = alarm_load(result.transitions, rules.notifications, result.first_ms, result.last_ms)
     if args.format == "json":
-        backtest.write_json(result, summaries, load, sys.stdout)
+        backtest.write_json(result, summaries, load, sys.stdout, rules.version)
     elif args.format == "jsonl":
         backtest.write_jsonl(result.transitions, sys.stdout)
         screen = Screen(sys.stderr, plain=True)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from telemetry import collector
+from telemetry.adapters.appconfig import ExtensionEndpoint, LastGoodRules
 from telemetry.adapters.aws import make_client
 from telemetry.adapters.dead_letter import DeadLetterQueue, json_safe
 from telemetry.adapters.fanout import SweepFanOut
@@ -63,6 +64,7 @@ from telemetry.pipeline import (
     RecordWriter,
     event_fingerprint,
 )
+from telemetry.rules_source import DeployedRules
 from telemetry.settings import Settings, environment_variables
 
 logger = Logger(service="telemetry")
@@ -115,6 +117,14 @@ class Runtime:
     pipeline: Pipeline
     clock: Callable[[], int]
     fan_out: Callable[[], SweepFanOut] | None = None
+    deployed_rules: DeployedRules | None = None
+    """RULES_SOURCE=appconfig: the rules deployed to AppConfig, asked before each
+    invocation (None: the packaged rules, fixed for the environment's life)."""
+
+    def refresh_rules(self) -> None:
+        """Put the newest good deployed version in force, if there is one."""
+        if self.deployed_rules is not None:
+            self.pipeline.use_rules(self.deployed_rules.current(self.clock()))
 
 
 def build_runtime(
@@ -130,10 +140,17 @@ def _build_runtime(
     settings: Settings, clients: Clients | None, clock: Callable[[], int] | None
 ) -> Runtime:
     clients = clients or Clients.create(settings)
+    clock = clock or (lambda: time.time_ns() // 1_000_000)
     timeseries, records = timeseries_store(settings, clients)
     store = DynamoStateStore(settings.state_table, clients.dynamodb)
+    if metrics.namespace is None:
+        metrics.namespace = settings.metrics_namespace
+    deployed = deployed_rules(settings, clients) if settings.rules_source == "appconfig" else None
+    rules = (
+        load_rules(settings.resolved_rules_path) if deployed is None else deployed.current(clock())
+    )
     pipeline = Pipeline(
-        rules=load_rules(settings.resolved_rules_path),
+        rules=rules,
         store=store,
         timeseries=timeseries,
         records=records,
@@ -142,8 +159,6 @@ def _build_runtime(
         quarantine=DeadLetterQueue(settings.dead_letter_queue_url, clients.sqs),
         groups=DynamoGroupStore(settings.state_table, clients.dynamodb, store),
     )
-    if metrics.namespace is None:
-        metrics.namespace = settings.metrics_namespace
     if settings.log_level:
         logger.set_level(settings.log_level)
     if settings.tracing:
@@ -154,7 +169,23 @@ def _build_runtime(
     if settings.fans_out:
         name = str(settings.function_name)
         fan_out = functools.cache(lambda: SweepFanOut(name, make_client("lambda")))
-    return Runtime(settings, pipeline, clock or (lambda: time.time_ns() // 1_000_000), fan_out)
+    return Runtime(settings, pipeline, clock, fan_out, deployed)
+
+
+def deployed_rules(settings: Settings, clients: Clients, http: Any = None) -> DeployedRules:
+    """The rules deployed to AppConfig, read through the extension, the last good
+    version kept in the state table."""
+    profile = (
+        f"{settings.appconfig_application}/{settings.appconfig_environment}/"
+        f"{settings.appconfig_profile}"
+    )
+    return DeployedRules(
+        ExtensionEndpoint(settings.appconfig_url, http),
+        LastGoodRules(settings.state_table, clients.dynamodb, profile),
+        poll_ms=settings.rules_poll_seconds * 1000,
+        logger=logger,
+        on_rejected=lambda count: metrics.add_metric("RulesRejected", count),
+    )
 
 
 def timeseries_store(settings: Settings, clients: Clients) -> tuple[RecordWriter, RecordFactory]:
@@ -377,6 +408,7 @@ def handle(event: Any, rt: Runtime, context: Any = None) -> dict[str, Any]:
     invocation_id = request_id(context)
     if invocation_id:
         logger.append_keys(request_id=invocation_id)
+    rt.refresh_rules()
     with collector.paused():
         scheduled = scheduled_time_ms(event)
         if scheduled is not None:

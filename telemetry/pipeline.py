@@ -241,6 +241,15 @@ class Pipeline:
             notifications=rules.notifications,
         )
 
+    def use_rules(self, rules: RuleSet) -> None:
+        """Put `rules` in force from the next decision on (a new configuration
+        version): a changed rule's open episodes follow it as after a deploy."""
+        if rules is self.rules:
+            return
+        self.rules = rules
+        if self.delivery.notifications is not None:
+            self.delivery.notifications = rules.notifications
+
     @property
     def _timeseries(self) -> RecordWriter:
         """The time-series writer delivery uses (local tools read its counters)."""
@@ -575,6 +584,10 @@ class Pipeline:
         else:
             evaluation, presence = decided, record.presence
         evaluation = finalize(evaluation, self.rules, now_ms)
+        version = self.rules.version
+        if version is not None and evaluation.transitions:
+            stamped = [replace(t, rules_version=version) for t in evaluation.transitions]
+            evaluation = replace(evaluation, transitions=stamped)
         presence = settled(
             record.device_id,
             (record.state, record.presence),

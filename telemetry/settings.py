@@ -70,6 +70,12 @@ FIELDS: Final = {
     "influxdb_org": Field("INFLUXDB_ORG"),
     "influxdb_token_secret_arn": Field("INFLUXDB_TOKEN_SECRET_ARN"),
     "influxdb_token": Field("INFLUXDB_TOKEN", deployed=False),
+    "rules_source": Field("RULES_SOURCE"),
+    "appconfig_application": Field("APPCONFIG_APPLICATION"),
+    "appconfig_environment": Field("APPCONFIG_ENVIRONMENT"),
+    "appconfig_profile": Field("APPCONFIG_PROFILE"),
+    "rules_poll_seconds": Field("AWS_APPCONFIG_EXTENSION_POLL_INTERVAL_SECONDS"),
+    "appconfig_http_port": Field("AWS_APPCONFIG_EXTENSION_HTTP_PORT", deployed=False),
 }
 """Every setting by field name, in the model's order (`telemetry.settings_model`)."""
 
@@ -77,6 +83,13 @@ ALERTS_TOPIC_PATTERN: Final = r"^arn:aws[a-z-]*:sns:"
 QUEUE_URL_PATTERN: Final = r"^https?://\S+$"
 SHADOW_NAME_PATTERN: Final = r"^[a-zA-Z0-9:_-]{0,64}$"
 LOG_LEVEL_PATTERN: Final = r"(?i)^(debug|info|warning|error|critical)$"
+APPCONFIG_NAME_PATTERN: Final = r"^[A-Za-z0-9._-]{1,64}$"
+"""An AppConfig application, environment or profile, by name or id, as it goes
+in the extension's URL path."""
+RULES_POLL_MIN_SECONDS: Final = 1
+RULES_POLL_MAX_SECONDS: Final = 3600
+DEFAULT_RULES_POLL_SECONDS: Final = 45
+DEFAULT_APPCONFIG_HTTP_PORT: Final = 2772
 SECRET_ARN_PATTERN: Final = r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:\S+$"  # noqa: S105
 OPTIONAL_BLANK: Final = frozenset(
     {
@@ -85,6 +98,9 @@ OPTIONAL_BLANK: Final = frozenset(
         "INFLUXDB_ORG",
         "INFLUXDB_TOKEN_SECRET_ARN",
         "INFLUXDB_TOKEN",
+        "APPCONFIG_APPLICATION",
+        "APPCONFIG_ENVIRONMENT",
+        "APPCONFIG_PROFILE",
     }
 )
 """Variables the template passes as an empty string when unused: blank is unset."""
@@ -151,6 +167,9 @@ _STORE_VARIABLES: Final = {
     "None": ("TIMESTREAM_DB", "TIMESTREAM_TABLE"),
     "influxdb": ("INFLUXDB_URL", "INFLUXDB_DATABASE"),
 }
+
+APPCONFIG_VARIABLES: Final = ("APPCONFIG_APPLICATION", "APPCONFIG_ENVIRONMENT", "APPCONFIG_PROFILE")
+"""What RULES_SOURCE=appconfig requires: where the rules are deployed."""
 """What each store requires, to name it beside other missing variables."""
 
 
@@ -192,6 +211,18 @@ class Settings:
     influxdb_org: str | None
     influxdb_token_secret_arn: str | None
     influxdb_token: Secret | None
+    rules_source: Literal["package", "appconfig"]
+    """package: the rule files shipped with the function (RULES_PATH); appconfig:
+    the rules deployed to AWS AppConfig, read through its Lambda extension."""
+    appconfig_application: str | None
+    appconfig_environment: str | None
+    appconfig_profile: str | None
+    rules_poll_seconds: int
+    """With appconfig: how often, at most, the function asks the extension for
+    a newer version (warm invocations in between reuse the rules in force): the
+    extension's own poll interval variable, so that both go at one pace."""
+    appconfig_http_port: int
+    """The extension's local port (the extension's own default, 2772)."""
 
     model_fields = _ModelFields()
 
@@ -218,6 +249,15 @@ class Settings:
         if self.rules_path.is_absolute() or self.rules_path.exists():
             return self.rules_path
         return PACKAGE_ROOT / self.rules_path
+
+    @property
+    def appconfig_url(self) -> str:
+        """The extension's local endpoint for the rules' configuration profile."""
+        return (
+            f"http://localhost:{self.appconfig_http_port}/applications/"
+            f"{self.appconfig_application}/environments/{self.appconfig_environment}"
+            f"/configurations/{self.appconfig_profile}"
+        )
 
     @property
     def iot_data_endpoint(self) -> str | None:
@@ -287,6 +327,16 @@ def _one_of(value: str | None, choices: tuple[str, ...]) -> Any:
     return value
 
 
+def _int_between(value: str | None, low: int, high: int) -> int:
+    text = _plain(_required(value))
+    if not text.isdigit() or len(text) > 6 or text != str(int(text)):
+        raise _UnsureError
+    number = int(text)
+    if not low <= number <= high:
+        raise _UnsureError
+    return number
+
+
 def _required(value: str | None) -> str:
     if value is None:
         raise _UnsureError
@@ -344,10 +394,39 @@ def _checked(values: Mapping[str, Any]) -> Settings | None:
                 _text(optional, "INFLUXDB_TOKEN_SECRET_ARN", None), SECRET_ARN_PATTERN
             ),
             influxdb_token=None if token is None else Secret(token),
+            rules_source=_one_of(
+                _text(optional, "RULES_SOURCE", "package"), ("package", "appconfig")
+            ),
+            appconfig_application=_matching(
+                _text(optional, "APPCONFIG_APPLICATION", None), APPCONFIG_NAME_PATTERN
+            ),
+            appconfig_environment=_matching(
+                _text(optional, "APPCONFIG_ENVIRONMENT", None), APPCONFIG_NAME_PATTERN
+            ),
+            appconfig_profile=_matching(
+                _text(optional, "APPCONFIG_PROFILE", None), APPCONFIG_NAME_PATTERN
+            ),
+            rules_poll_seconds=_int_between(
+                _text(
+                    optional,
+                    "AWS_APPCONFIG_EXTENSION_POLL_INTERVAL_SECONDS",
+                    str(DEFAULT_RULES_POLL_SECONDS),
+                ),
+                RULES_POLL_MIN_SECONDS,
+                RULES_POLL_MAX_SECONDS,
+            ),
+            appconfig_http_port=_int_between(
+                _text(
+                    optional, "AWS_APPCONFIG_EXTENSION_HTTP_PORT", str(DEFAULT_APPCONFIG_HTTP_PORT)
+                ),
+                1,
+                65535,
+            ),
         )
     except (_UnsureError, ValueError):
         return None
-    return settings if _store_complete(settings) else None
+    complete = _store_complete(settings) and _rules_source_complete(settings)
+    return settings if complete else None
 
 
 def _raise() -> Path:
@@ -366,6 +445,17 @@ def _store_complete(settings: Settings) -> bool:
     if len(tokens) > 1:
         return False
     return bool(tokens) or not settings.influxdb_needs_token
+
+
+def _rules_source_complete(settings: Settings) -> bool:
+    """Whether RULES_SOURCE=appconfig names where the rules are deployed."""
+    if settings.rules_source == "package":
+        return True
+    return None not in (
+        settings.appconfig_application,
+        settings.appconfig_environment,
+        settings.appconfig_profile,
+    )
 
 
 def environment_variables() -> dict[str, bool]:

@@ -26,7 +26,13 @@ from pydantic import (
 from telemetry.errors import ConfigurationError
 from telemetry.settings import (
     _STORE_VARIABLES,
+    APPCONFIG_NAME_PATTERN,
+    APPCONFIG_VARIABLES,
+    DEFAULT_APPCONFIG_HTTP_PORT,
     DEFAULT_RULES_PATH,
+    DEFAULT_RULES_POLL_SECONDS,
+    RULES_POLL_MAX_SECONDS,
+    RULES_POLL_MIN_SECONDS,
     Secret,
     Settings,
     _blank_is_none,
@@ -36,6 +42,7 @@ from telemetry.settings import (
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
 _OPTIONAL: Final[dict[str, Any]] = {"deployed": False}
+AppConfigName = Annotated[str, StringConstraints(pattern=APPCONFIG_NAME_PATTERN)]
 
 
 InfluxUrl = Annotated[str, AfterValidator(_influxdb_url)]
@@ -102,6 +109,28 @@ class SettingsModel(BaseModel):
         None, validation_alias="INFLUXDB_TOKEN", json_schema_extra=_OPTIONAL
     )
 
+    # Where the rules come from: the package, or AWS AppConfig through its extension.
+    rules_source: Literal["package", "appconfig"] = Field(
+        "package", validation_alias="RULES_SOURCE"
+    )
+    appconfig_application: AppConfigName | None = Field(
+        None, validation_alias="APPCONFIG_APPLICATION"
+    )
+    appconfig_environment: AppConfigName | None = Field(
+        None, validation_alias="APPCONFIG_ENVIRONMENT"
+    )
+    appconfig_profile: AppConfigName | None = Field(None, validation_alias="APPCONFIG_PROFILE")
+    rules_poll_seconds: Annotated[
+        int, Field(ge=RULES_POLL_MIN_SECONDS, le=RULES_POLL_MAX_SECONDS, strict=False)
+    ] = Field(
+        DEFAULT_RULES_POLL_SECONDS, validation_alias="AWS_APPCONFIG_EXTENSION_POLL_INTERVAL_SECONDS"
+    )
+    appconfig_http_port: Annotated[int, Field(ge=1, le=65535)] = Field(
+        DEFAULT_APPCONFIG_HTTP_PORT,
+        validation_alias="AWS_APPCONFIG_EXTENSION_HTTP_PORT",
+        json_schema_extra=_OPTIONAL,
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _blanks_are_unset(cls, values: Any) -> Any:
@@ -114,6 +143,7 @@ class SettingsModel(BaseModel):
             "INFLUXDB_ORG",
             "INFLUXDB_TOKEN_SECRET_ARN",
             "INFLUXDB_TOKEN",
+            *APPCONFIG_VARIABLES,
         }
         return {k: _blank_is_none(v) if k in optional else v for k, v in values.items()}
 
@@ -154,6 +184,20 @@ class SettingsModel(BaseModel):
                     "INFLUXDB_TOKEN_SECRET_ARN: is required for a store that is not on this "
                     "machine (INFLUXDB_TOKEN for a local run)"
                 )
+        if self.rules_source == "appconfig":
+            problems += [
+                f"{name}: is required but not set (RULES_SOURCE=appconfig)"
+                for name, value in zip(
+                    APPCONFIG_VARIABLES,
+                    (
+                        self.appconfig_application,
+                        self.appconfig_environment,
+                        self.appconfig_profile,
+                    ),
+                    strict=True,
+                )
+                if value is None
+            ]
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -88,6 +88,15 @@ CALLS: dict[tuple[str, str], tuple[str, str]] = {
     # The sweep's fan-out: the function invokes itself, once per shard.
     ("lambda", "Invoke"): ("lambda:InvokeFunction", "lambda-function"),
     ("sqs", "SendMessageBatch"): ("sqs:SendMessage", "sqs-queue"),
+    # The AppConfig extension's calls, made with the function's role.
+    ("appconfigdata", "StartConfigurationSession"): (
+        "appconfig:StartConfigurationSession",
+        "appconfig-application",
+    ),
+    ("appconfigdata", "GetLatestConfiguration"): (
+        "appconfig:GetLatestConfiguration",
+        "appconfig-application",
+    ),
     ("secretsmanager", "GetSecretValue"): (
         "secretsmanager:GetSecretValue",
         "secretsmanager-secret",

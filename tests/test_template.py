@@ -73,6 +73,9 @@ EXPECTED_GRANTS = {
     ("kinesis:ListShards", "kinesis-stream"),
     ("secretsmanager:GetSecretValue", "secretsmanager-secret"),
     ("lambda:InvokeFunction", "lambda-function"),
+    # RulesSource=AppConfig: the extension reads the rules' profile with the role.
+    ("appconfig:StartConfigurationSession", "appconfig-application"),
+    ("appconfig:GetLatestConfiguration", "appconfig-application"),
 }
 TARGET_BY_KIND = {
     "timestream-table": "TelemetryTable",
@@ -86,6 +89,9 @@ TARGET_BY_KIND = {
     "lambda-function": "TelemetryFunction",
     "iot-thing": "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:thing/*/${ShadowName}",
     "*": "*",
+    "appconfig-application": "arn:${AWS::Partition}:appconfig:${AWS::Region}:${AWS::AccountId}:"
+    "application/${RulesApplication.ApplicationId}/environment/${RulesEnvironment.EnvironmentId}"
+    "/configuration/${RulesProfile.ConfigurationProfileId}",
 }
 CLASSIC_SHADOW_TARGET = "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:thing/*"
 
@@ -1282,6 +1288,7 @@ def test_vpc_endpoints_cover_every_service_the_function_calls(template: dict[str
         "secretsmanager": "Interface",
         "lambda": "Interface",
         "iot.data": "Interface",
+        "appconfigdata": "Interface",
     }
     called = {service for service, _ in CALLS} - {"timestream-write"}
     assert {s.replace("iot-data", "iot.data") for s in called} == set(endpoints)
@@ -1355,6 +1362,8 @@ EXPECTED_ACTIONS_GRANTS = {
     ("dynamodb:BatchGetItem", "dynamodb-table"),
     ("iot:UpdateThingShadow", "iot-thing"),
     ("sqs:SendMessage", "sqs-queue"),
+    ("appconfig:StartConfigurationSession", "appconfig-application"),
+    ("appconfig:GetLatestConfiguration", "appconfig-application"),
 }
 
 

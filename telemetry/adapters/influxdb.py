@@ -223,6 +223,9 @@ class InfluxRecords:
             fields.append(f"suppressed={string_field(transition.suppressed)}")
         if transition.changes is not None:
             fields.append(f"changes={transition.changes}i")
+        # Which rules decided it, for an auditor: the AppConfig version or the files' digest.
+        if transition.rules_version:
+            fields.append(f"rulesVersion={string_field(transition.rules_version)}")
         fields.append(f"since={transition.since_ms}i")
         line = f"{ALERT_MEASUREMENT}{tags} {','.join(fields)} {transition.time_ms}"
         return Point(line, problem)

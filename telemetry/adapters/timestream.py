@@ -75,6 +75,11 @@ def alert_record(transition: Transition) -> dict[str, Any]:
         measures.append({"Name": "suppressed", "Value": transition.suppressed, "Type": "VARCHAR"})
     if transition.changes is not None:
         measures.append({"Name": "changes", "Value": str(transition.changes), "Type": "BIGINT"})
+    # Which rules decided it, for an auditor: the AppConfig version or the files' digest.
+    if transition.rules_version:
+        measures.append(
+            {"Name": "rulesVersion", "Value": transition.rules_version, "Type": "VARCHAR"}
+        )
     return {
         "Dimensions": _dimensions(
             [

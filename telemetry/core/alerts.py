@@ -498,6 +498,9 @@ class Transition:
     maintenance: str | None = None
     """The maintenance window that muted it (`suppressed: maintenance`, unless
     flapping held it back first)."""
+    rules_version: str | None = None
+    """Which rules decided it (`RuleSet.version`): the AppConfig configuration
+    version, or `sha256:` and the digest of the packaged rule files."""
 
     @property
     def key(self) -> str:
@@ -548,6 +551,8 @@ class Transition:
             out["members"] = self.members
         if self.maintenance is not None:
             out["maintenance"] = self.maintenance
+        if self.rules_version is not None:
+            out["rulesVersion"] = self.rules_version
         return out
 
     @classmethod
@@ -579,6 +584,7 @@ class Transition:
             within_ms=None if raw.get("within") is None else round(float(raw["within"]) * 1000),
             members=None if raw.get("members") is None else int(raw["members"]),
             maintenance=raw.get("maintenance"),
+            rules_version=raw.get("rulesVersion"),
         )
 
 

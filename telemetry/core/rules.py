@@ -308,7 +308,19 @@ def load_rules(paths: Path | Sequence[Path]) -> RuleSet:
             return compiled
     from telemetry.core.rule_specs import load_rule_set  # noqa: PLC0415 - pydantic, YAML
 
-    return load_rule_set(paths)
+    rules = load_rule_set(paths)
+    rules.version = files_version([paths] if isinstance(paths, Path) else paths)
+    return rules
+
+
+def files_version(paths: Sequence[Path]) -> str | None:
+    """The `rulesVersion` of the rule files under `paths`: `sha256:` and their
+    `sources_digest` (None when one cannot be read)."""
+    try:
+        files = list(dict.fromkeys(f for path in paths for f in rule_files(path)))
+        return f"sha256:{sources_digest(files)}"
+    except (OSError, RuleFileError):
+        return None
 
 
 def _compiled_rules(directory: Path) -> RuleSet | None:
@@ -317,7 +329,10 @@ def _compiled_rules(directory: Path) -> RuleSet | None:
         digest = sources_digest(rule_files(directory))
     except (OSError, UnicodeDecodeError, RuleFileError):
         return None
-    return compiled_rule_set(text, digest)
+    rules = compiled_rule_set(text, digest)
+    if rules is not None:
+        rules.version = f"sha256:{digest}"
+    return rules
 
 
 def sources_digest(files: Sequence[Path]) -> str:
@@ -496,6 +511,11 @@ class RuleSet:
         self.notifications = notifications
         """The notification policy in force; None (a set built in code without
         one) publishes every transition. `load_rules` always sets one."""
+        self.version: str | None = None
+        """Which rules these are, as every transition they decide says
+        (`rulesVersion`): `load_rules` sets `sha256:` and the digest of the rule
+        files (`sources_digest`); rules from AWS AppConfig carry the
+        configuration version. None: a set built in code."""
         self.offline_rules: tuple[Rule, ...] = tuple(
             r for r in self.rules if r.offline_ms is not None
         )
