@@ -64,7 +64,7 @@ def test_the_mqtt_demo_sends_the_fleet_through_broker_rule_and_function(
 ) -> None:
     mode, out, held = mqtt_demo
     # Then it names the broker, the rule and the topic devices use
-    assert re.search(r"^MQTT: broker mqtt://127\.0\.0\.1:\d+ \(amqtt\)", out, re.MULTILINE)
+    assert re.search(r"^MQTT: broker mqtts://127\.0\.0\.1:\d+ \(mosquitto\)", out, re.MULTILINE)
     topic = "$aws/rules/telemetry" if "basic" in mode else "dt/plant/pump-001/telemetry"
     assert f"devices publish to {topic}" in out
     assert "Rule SQL: SELECT *, topic(3) AS deviceId, timestamp() AS receivedAt" in out

@@ -86,7 +86,7 @@ class DeviceSideReport:
         c = self.counters
         ingest = "Basic Ingest, no messaging charge" if self.basic_ingest else "through the broker"
         out.line(
-            f"MQTT: broker {self.broker_url} (amqtt), device policy and rule "
+            f"MQTT: broker {self.broker_url} (mosquitto), device policy and rule "
             f"{self.rule_name} read from template.yaml; devices publish to "
             f"{self.topic_example} ({ingest})"
         )
