@@ -149,8 +149,10 @@ def test_telemetry_devices_serves_things_that_outside_clients_connect_as() -> No
         pytest.skip("mosquitto_pub not installed (make mosquitto)")
     # Given `telemetry devices --serve` with one more thing than it simulates
     server = subprocess.Popen(
-        [sys.executable, "-m", "telemetry", "devices", "--devices", "1", "--duration", "5s"]
-        + ["--speed", "50", "--things", "1", "--serve"],
+        [
+            *(sys.executable, "-m", "telemetry", "devices", "--devices", "1", "--duration", "5s"),
+            *("--speed", "50", "--things", "1", "--serve"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -161,7 +163,8 @@ def test_telemetry_devices_serves_things_that_outside_clients_connect_as() -> No
         assert server.stdout is not None
         deadline = time.monotonic() + 120
         while not any("Serving until interrupted" in line for line in lines):
-            assert time.monotonic() < deadline and server.poll() is None, lines
+            assert time.monotonic() < deadline, lines
+            assert server.poll() is None, lines
             lines.append(server.stdout.readline())
         # When the printed mosquitto_pub line for the extra thing is run as printed,
         # and again with the extra thing's certificate on the simulated thing's topic
@@ -174,9 +177,12 @@ def test_telemetry_devices_serves_things_that_outside_clients_connect_as() -> No
         rest, err = server.communicate(timeout=60)
     # Then it printed the endpoint and CA, and per thing its certificate and key
     text = "".join(lines)
-    assert re.search(r"^Endpoint localhost:\d+ \(MQTT 3\.1\.1 and 5 over TLS", text, re.M)
-    assert re.search(r"^thing pump-001 \(simulated\): certificate /\S+pump-001\.cert\.pem", text, re.M)
-    assert re.search(r"^thing device-001 \(no simulator\): certificate \S+; key \S+", text, re.M)
+    assert re.search(r"^Endpoint localhost:\d+ \(MQTT 3\.1\.1 and 5 over TLS", text, re.MULTILINE)
+    assert re.search(
+        r"^thing pump-001 \(simulated\): certificate /\S+pump-001\.cert\.pem", text, re.MULTILINE
+    )
+    extra = r"^thing device-001 \(no simulator\): certificate \S+; key \S+"
+    assert re.search(extra, text, re.MULTILINE)
     # and the broker took the extra thing's reading, refused its spoofed one
     assert published.returncode == 0, published.stderr
     assert refused.returncode != 0

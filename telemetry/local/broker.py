@@ -368,7 +368,7 @@ class LocalBroker:
                 self._ready.set()
             self._on_log(line)
 
-    def _on_log(self, line: str) -> None:  # noqa: C901 - one branch per kind of line
+    def _on_log(self, line: str) -> None:
         if match := _REFUSED.match(line):
             client, action, target, reason = match.groups()
             target = target.split("/", 1)[1] if "/" in target else ""

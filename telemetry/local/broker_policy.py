@@ -82,22 +82,17 @@ def translate(document: Mapping[str, Any]) -> BrokerPolicy:
                 f"{where}: the local broker cannot express iot:RetainPublish on some topics "
                 "only (mosquitto's retain_available is all or nothing)"
             )
-        for action in sorted(actions):
-            for resource in statement.resources:
-                pattern = _pattern(resource, action, where)
-                if pattern is None:
-                    continue
-                if action == "iot:Connect":
-                    if pattern != "%c":
-                        raise PolicyError(
-                            f"{where}: the local broker can express iot:Connect only on "
-                            f"client/{THING_NAME}, not {resource}"
-                        )
-                    connects = True
-                else:
-                    {"iot:Publish": write, "iot:Subscribe": subscribe, "iot:Receive": receive}[
-                        action
-                    ].append(pattern)
+        lines = {"iot:Publish": write, "iot:Subscribe": subscribe, "iot:Receive": receive}
+        for action, resource, pattern in _patterns(statement, actions, where):
+            if action == "iot:Connect":
+                if pattern != "%c":
+                    raise PolicyError(
+                        f"{where}: the local broker can express iot:Connect only on "
+                        f"client/{THING_NAME}, not {resource}"
+                    )
+                connects = True
+            else:
+                lines[action].append(pattern)
         sources.append(f"{statement.sid} ({', '.join(sorted(actions))})")
     if not connects:
         raise PolicyError(f"no statement allows iot:Connect on client/{THING_NAME}")
@@ -113,6 +108,17 @@ def translate(document: Mapping[str, Any]) -> BrokerPolicy:
         retain_available=False,
         sources=tuple(sources),
     )
+
+
+def _patterns(statement: Statement, actions: set[str], where: str) -> list[tuple[str, str, str]]:
+    """(action, resource, pattern) for each resource of the action's kind."""
+    found = []
+    for action in sorted(actions):
+        for resource in statement.resources:
+            pattern = _pattern(resource, action, where)
+            if pattern is not None:
+                found.append((action, resource, pattern))
+    return found
 
 
 def _actions(statement: Statement) -> set[str]:

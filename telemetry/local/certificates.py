@@ -15,14 +15,14 @@ listener, which a device certificate cannot open.
 
 from __future__ import annotations
 
-import datetime
+import datetime as dt
 import hashlib
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-VALIDITY: Final = datetime.timedelta(days=30)
+VALIDITY: Final = dt.timedelta(days=30)
 
 
 class CertificateError(RuntimeError):
@@ -61,14 +61,14 @@ class LocalCertificateAuthority:
         self._key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, name)])
         self._subject = subject
-        now = datetime.datetime.now(datetime.UTC)
+        now = dt.datetime.now(dt.UTC)
         self._certificate = (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(subject)
             .public_key(self._key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + VALIDITY)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(
@@ -99,15 +99,17 @@ class LocalCertificateAuthority:
 
         x509 = _x509()
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
+        now = dt.datetime.now(dt.UTC)
         usage = x509.oid.ExtendedKeyUsageOID.SERVER_AUTH if server else None
         builder = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, common_name)]))
+            .subject_name(
+                x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, common_name)])
+            )
             .issuer_name(self._subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + VALIDITY)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(

@@ -2,10 +2,11 @@
 
 Each device connects over TLS with its thing's certificate and key (issued by
 the stack's CA, telemetry.local.certificates) and its thing name as client id,
-as on IoT Core (no user name or password), subscribes at QoS 1 to its named shadow's `update/accepted` and `get/accepted`
-topics, publishes its telemetry at QoS 1 to the template's topic for its name,
-and keeps what the service mirrored back to it. Nothing here knows the
-function: devices see only the broker.
+as on IoT Core (no user name or password), subscribes at QoS 1 to its named
+shadow's `update/accepted` and `get/accepted` topics, publishes its telemetry
+at QoS 1 to the template's topic for its name, and keeps what the service
+mirrored back to it. Nothing here knows the function: devices see only the
+broker.
 """
 
 from __future__ import annotations
