@@ -458,3 +458,30 @@ def test_lifecycle_events_are_published_as_iot_core_publishes_them(side: DeviceS
     assert events[2]["versionNumber"] > events[1]["versionNumber"]
     # and the service side's own connection is not an event
     assert not any(SERVICE_CLIENT_ID in t for t, _ in seen)
+
+
+def test_only_the_stacks_certificates_open_each_listener(side: DeviceSide) -> None:
+    # Given a certificate for pump-1 from another CA (the service side's), and
+    # pump-1's own device certificate
+    foreign = side.broker._service_ca.issue("pump-1")
+    own = side.credentials["pump-1"]
+
+    def publish(port: int, cert: Any, topic: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                *("mosquitto_pub", "-h", "localhost", "-p", str(port)),
+                *("--cafile", str(side.broker.ca_file), "-i", "pump-1", "-t", topic, "-m", "{}"),
+                *("--cert", str(cert.certificate_path), "--key", str(cert.private_key_path)),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            check=False,
+        )
+
+    # When each tries the listener it does not belong to
+    on_devices = publish(side.broker.port, foreign, telemetry_topic("pump-1"))
+    on_service = publish(side.broker.service_port, own, "$aws/things/pump-1/shadow/update")
+    # Then the TLS handshake fails: a device cannot pass for the service side either
+    assert on_devices.returncode != 0
+    assert on_service.returncode != 0
