@@ -28,8 +28,10 @@ class Function:
         self.rt, self.clients = aws.runtime()
         self.answers: list[Any] = []
         self.errors: list[Exception] = []
+        self.events: list[Any] = []
 
     def __call__(self, event: Any) -> Any:
+        self.events.append(event)
         try:
             answer = handler.handle(event, self.rt)
         except Exception as exc:

@@ -58,7 +58,7 @@ def side(aws: LocalAws, function: Function) -> Iterator[DeviceSide]:
         invoke=function,
         invoke_batch=function,
         function_iot_data=function.clients.iot_data,
-        options=DeviceSideOptions(retry_delays_s=(0.0, 0.0)),
+        options=DeviceSideOptions(retry_delays_s=(0.0, 0.0), connectivity=True),
     )
     with device_side:
         yield device_side
@@ -316,7 +316,7 @@ def test_refused_publishes_are_never_acknowledged(
 ) -> None:
     # Given pump-7's certificate
     args, payload, reason = REFUSALS[case]
-    before, answers = len(side.broker.refusals), len(function.answers)
+    before = len(side.broker.refusals)
     # When mosquitto_pub publishes what IoT Core refuses
     result = mosquitto_pub(side, "pump-7", "-V", version, *args, payload=payload)
     if case == "qos 2" and version == "mqttv5":
@@ -328,9 +328,10 @@ def test_refused_publishes_are_never_acknowledged(
         # Then the client is not told it was accepted: the connection closes first
         assert result.returncode != 0, result.stdout
         assert [(r.client_id, reason in r.reason) for r in refusals] == [("pump-7", True)]
-    # and nothing reached the function
+    # and no reading reached the function
     time.sleep(0.2)
-    assert len(function.answers) == answers
+    assert not [e for e in function.events if e.get("deviceId") == "pump-7"]
+    assert readings_of(aws, "pump-7") == 0
 
 
 @pytest.mark.parametrize("version", ["mqttv311", "mqttv5"])
@@ -458,6 +459,29 @@ def test_lifecycle_events_are_published_as_iot_core_publishes_them(side: DeviceS
     assert events[2]["versionNumber"] > events[1]["versionNumber"]
     # and the service side's own connection is not an event
     assert not any(SERVICE_CLIENT_ID in t for t, _ in seen)
+
+
+def test_the_connectivity_rule_hands_lifecycle_events_to_the_function(
+    side: DeviceSide, function: Function
+) -> None:
+    # Given the template's ConnectivityRule running (SELECT * FROM '$aws/events/presence/+/+')
+    def presence() -> list[dict[str, Any]]:
+        return [
+            e
+            for e in function.events
+            if isinstance(e, dict) and e.get("clientId") == "pump-8" and "eventType" in e
+        ]
+
+    wait_until(lambda: "pump-8" not in side.broker.lifecycle.open)
+    before = len(presence())
+    # When pump-8 connects and disconnects
+    result = mosquitto_pub(side, "pump-8", "-t", telemetry_topic("pump-8"), payload=b"{}")
+    assert result.returncode == 0, result.stderr
+    wait_until(lambda: len(presence()) >= before + 2)
+    # Then the function was invoked with each event as IoT Core publishes it
+    published = [e for e in side.broker.lifecycle.events if e["clientId"] == "pump-8"]
+    assert presence()[-2:] == published[-2:]
+    assert [e["eventType"] for e in presence()[-2:]] == ["connected", "disconnected"]
 
 
 def test_only_the_stacks_certificates_open_each_listener(side: DeviceSide) -> None:

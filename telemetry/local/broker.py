@@ -18,7 +18,8 @@ written for this run (`mosquitto.conf` beside the certificates):
   `get` requests from the local AWS, and publishes what IoT Core publishes:
   shadow documents, and the lifecycle events `$aws/events/presence/connected|
   disconnected/<clientId>` with AWS's fields and a `versionNumber` that
-  increases with each connection of a client id.
+  increases with each connection of a client id (and hands them to the
+  template's ConnectivityRule, when the stack runs it).
 
 The broker's log (stderr, unbuffered, read line by line) is how the stack learns of
 connections, disconnections and refusals: mosquitto's own connection messages
@@ -208,9 +209,11 @@ class LocalBroker:
         shadow_reader: ShadowReader | None = None,
         host: str = "127.0.0.1",
         directory: Path | None = None,
+        presence_rule: RuleRouter | None = None,
     ) -> None:
         self.policy = policy
         self.rule = rule
+        self.presence_rule = presence_rule
         self.shadow_reader = shadow_reader
         self.host = host
         self.port = 0
@@ -440,10 +443,14 @@ class LocalBroker:
     def _presence(self, event: dict[str, Any]) -> None:
         with self._lock:
             self.lifecycle.events.append(event)
+        topic = PRESENCE_TOPIC.format(kind=event["eventType"], client=event["clientId"])
+        payload = json.dumps(event).encode()
         service = self._service
         if service is not None:
-            topic = PRESENCE_TOPIC.format(kind=event["eventType"], client=event["clientId"])
-            service.publish(topic, json.dumps(event).encode(), wait=False)
+            service.publish(topic, payload, wait=False)
+        rule = self.presence_rule
+        if rule is not None and rule.matches(topic):
+            rule.accept(IncomingMessage(topic, topic, payload, "", _now_ms()))
 
     # --- the service side --------------------------------------------------------
 

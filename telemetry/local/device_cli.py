@@ -78,7 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser, whole: Any, duration: Any, ur
     parser.add_argument(
         "--serve",
         action="store_true",
-        help="keep the local stack (AWS, broker, rule, function) up until interrupted",
+        help="keep the local stack (AWS, broker, rules, function) up until interrupted; "
+        "the template's connectivity rule runs too",
     )
     parser.set_defaults(batch_size=None)  # the template's StreamBatchSize
 
@@ -168,7 +169,16 @@ def _play(url: str, stack: Any, sim: Any, args: argparse.Namespace, out: Any, er
 
     try:
         side = mqtt_demo.device_side(
-            url, stack, things, rt, clients, meter, tally, args, on_shadow=shown
+            url,
+            stack,
+            things,
+            rt,
+            clients,
+            meter,
+            tally,
+            args,
+            on_shadow=shown,
+            connectivity=args.serve,  # your devices' connects and disconnects reach the function
         )
         with side:
             out.line(

@@ -71,6 +71,9 @@ class DeviceSideOptions:
     batch_size: int | None = None
     """Stream mode: the event source mapping's batch size (the template's
     StreamBatchSize parameter; its default when None)."""
+    connectivity: bool = False
+    """Run the template's ConnectivityRule too: the broker's lifecycle events
+    invoke the function, as on IoT Core (`telemetry devices --serve`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +174,26 @@ class DeviceSide:
         self._invoke_batch = invoke_batch
         self.poller: StreamPoller | None = None
         self._iot = make_client("iot", endpoint_url=endpoint_url)
-        self.broker = LocalBroker(self.policy, self.rule, shadow_reader=self._read_shadow)
+        self.connectivity_rule = self.connectivity_invoker = None
+        if options.connectivity:
+            try:
+                self.connectivity_rule, self.connectivity_invoker = build_rule(
+                    self.template,
+                    invoke=invoke,
+                    sqs=self._sqs,
+                    kinesis=self._kinesis,
+                    queue_urls=self.queue_urls,
+                    retry_delays_s=options.retry_delays_s,
+                    resource="ConnectivityRule",
+                )
+            except (TemplateError, RuleSqlError) as exc:
+                raise DeviceSideError(f"{options.template_path.name}: {exc}") from None
+        self.broker = LocalBroker(
+            self.policy,
+            self.rule,
+            shadow_reader=self._read_shadow,
+            presence_rule=self.connectivity_rule,
+        )
         self.devices: dict[str, DeviceClient] = {}
         self.credentials: dict[str, ThingCertificate] = {}
         for thing in self.things:
@@ -279,6 +301,10 @@ class DeviceSide:
         self.rule.close()
         if self.invoker is not None:
             self.invoker.close()
+        if self.connectivity_rule is not None:
+            self.connectivity_rule.close()
+        if self.connectivity_invoker is not None:
+            self.connectivity_invoker.close()
         if self.poller is not None:
             self.poller.close()
 

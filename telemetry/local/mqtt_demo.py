@@ -182,6 +182,8 @@ def device_side(
     tally: FunctionTally,
     options: FleetOptions,
     on_shadow: Callable[[str, ShadowUpdate], None] | None = None,
+    *,
+    connectivity: bool = False,
 ) -> DeviceSide:
     lock = threading.Lock()
     return DeviceSide(
@@ -196,6 +198,7 @@ def device_side(
             basic_ingest=options.basic_ingest,
             stream=options.ingest == "stream",
             batch_size=options.batch_size,
+            connectivity=connectivity,
         ),
         on_shadow=on_shadow,
     )
