@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # The function's dependencies, pinned with their hashes (`make lock` renews it).
 LOCK   := requirements/function.txt
 
-.PHONY: demo test lint typecheck unit bench clean build-TelemetryFunction build-ActionsFunction influxdb \
+.PHONY: demo test lint typecheck unit bench clean build-TelemetryFunction build-ActionsFunction influxdb mosquitto \
 	lambda-python function-files lock checkov
 
 $(BIN)/python:
@@ -35,7 +35,7 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-unit: $(VENV)/.installed-dev influxdb checkov
+unit: $(VENV)/.installed-dev influxdb mosquitto checkov
 	$(BIN)/pytest -n 2 -q --cov --cov-report=term
 
 # The tests write to and query a real InfluxDB 1.x: Debian's `influxdb` package,
@@ -54,6 +54,28 @@ influxdb:
 	    echo "make: CI needs influxd (apt-get install influxdb, as root)" >&2; exit 1; \
 	  else \
 	    echo "make: influxd not found (apt-get install influxdb): its tests will be skipped" >&2; \
+	  fi; }
+
+# The local IoT Core's broker is Debian's mosquitto 2.0 (its clients, mosquitto_pub and
+# mosquitto_sub, are what the tests connect with too), and its policy plugin is compiled
+# on first use (telemetry/local/thing_policy.c: gcc, the mosquitto and OpenSSL headers).
+# Installed as influxd is: root with apt-get; in CI (CI set) a missing one is a failure.
+MOSQUITTO_PACKAGES := mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev libssl-dev gcc libc6-dev
+
+mosquitto:
+	@{ command -v mosquitto_pub >/dev/null 2>&1 && command -v cc >/dev/null 2>&1 && \
+	   { command -v mosquitto || test -x /usr/sbin/mosquitto; } >/dev/null 2>&1 && \
+	   test -f /usr/include/mosquitto_plugin.h && test -f /usr/include/openssl/x509.h; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -qq --no-install-recommends $(MOSQUITTO_PACKAGES) >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null && \
+	      apt-get install -y -qq --no-install-recommends $(MOSQUITTO_PACKAGES) >/dev/null; } || \
+	    { echo "make: could not install Debian's mosquitto packages" >&2; [ -z "$$CI" ] || exit 1; }; \
+	  elif [ -n "$$CI" ]; then \
+	    echo "make: CI needs mosquitto (apt-get install $(MOSQUITTO_PACKAGES), as root)" >&2; exit 1; \
+	  else \
+	    echo "make: mosquitto not found (apt-get install $(MOSQUITTO_PACKAGES)): its tests will be skipped" >&2; \
 	  fi; }
 
 test: lint typecheck unit

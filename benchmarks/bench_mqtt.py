@@ -6,10 +6,14 @@ stack in moto, in process:
 
 - baseline: the handler called directly, one invocation per message, as the
   demo's direct ingest does (no broker, no rule);
-- MQTT: one paho client per device publishes at QoS 1 to the local broker
-  (amqtt, the template's device policy), the template's rule evaluates its SQL
-  and invokes the handler asynchronously, with 1 and with 4 invocation workers.
-  Throughput is from the first publish until the last invocation has finished.
+- MQTT: one paho client per device publishes at QoS 1 over TLS with its
+  thing's certificate to the local broker (mosquitto with the template's device
+  policy), whose service-side subscriber hands it to the template's rule; the
+  rule evaluates its SQL and invokes the handler asynchronously, with 1 and with
+  4 invocation workers. Throughput is from the first publish until the last
+  invocation has finished.
+- MQTT without the function: the same, with an invocation that does nothing:
+  what the broker and the rule alone carry (`--messages-per-device` scales it).
 
 Latency: one device publishes a reading that opens or closes an alert every
 `LATENCY_GAP_S` (below capacity, so the figure is the path, not a queue), and
@@ -38,6 +42,8 @@ MESSAGES_PER_DEVICE: Final = 12
 LATENCY_SAMPLES: Final = 120
 LATENCY_GAP_S: Final = 0.06
 CONCURRENCY: Final = (1, 4)
+BROKER_SCALE: Final = 10
+"""The run without the function carries this many times the messages."""
 
 
 def _now() -> int:
@@ -97,23 +103,31 @@ def throughput_direct(messages: list[dict[str, Any]], things: list[str]) -> floa
         return len(messages) / (time.perf_counter() - started)
 
 
-def throughput_mqtt(messages: list[dict[str, Any]], things: list[str], workers: int) -> float:
+def throughput_mqtt(
+    messages: list[dict[str, Any]], things: list[str], workers: int, *, function: bool = True
+) -> float:
     from telemetry.local.device_side import FleetRun
     from telemetry.local.devices import device_payload
 
-    with (
-        _stack(things) as (stack, rt, clients),
-        _side(stack, things, _handler(rt), clients, workers) as side,
-    ):
-        side.connect_fleet()
-        payloads = [(m["deviceId"], device_payload(m, m["deviceId"])) for m in messages]
-        started = time.perf_counter()
-        side.publish(payloads, FleetRun())
-        side.drain()
-        elapsed = time.perf_counter() - started
-        if side.rule.counters.invocations < len(messages):
-            raise RuntimeError("not every message reached the function")
-        return len(messages) / elapsed
+    def nothing(_event: Any) -> None:
+        return None
+
+    with _stack(things) as (stack, rt, clients):
+        invoke = _handler(rt) if function else nothing
+        with _side(stack, things, invoke, clients, workers) as side:
+            return _timed(side, messages, FleetRun, device_payload)
+
+
+def _timed(side: Any, messages: list[dict[str, Any]], run: Any, payload: Any) -> float:
+    side.connect_fleet()
+    payloads = [(m["deviceId"], payload(m, m["deviceId"])) for m in messages]
+    started = time.perf_counter()
+    side.publish(payloads, run())
+    side.drain()
+    elapsed = time.perf_counter() - started
+    if side.rule.counters.invocations < len(messages):
+        raise RuntimeError("not every message reached the function")
+    return len(messages) / elapsed
 
 
 class QueueWatch:
@@ -205,6 +219,9 @@ def run() -> dict[str, Any]:
     numbers["direct_per_s"] = throughput_direct(messages, things)
     for workers in CONCURRENCY:
         numbers[f"mqtt_{workers}_per_s"] = throughput_mqtt(messages, things, workers)
+    many = fleet(DEVICES, MESSAGES_PER_DEVICE * BROKER_SCALE)
+    numbers["broker_messages"] = len(many)
+    numbers["mqtt_no_function_per_s"] = throughput_mqtt(many, things, 1, function=False)
     for mode in ("direct", "mqtt"):
         samples = latency(mode)
         numbers[f"{mode}_latency_samples"] = len(samples)
@@ -229,6 +246,14 @@ def report(numbers: dict[str, Any]) -> None:
                 f"{ratio(value, base):.2f}",
             ]
         )
+    value = numbers["mqtt_no_function_per_s"]
+    rows.append(
+        [
+            f"MQTT: broker + rule, an invocation that does nothing ({numbers['broker_messages']})",
+            f"{value:,.0f}",
+            f"{ratio(value, base):.2f}",
+        ]
+    )
     print(table(["path", "messages/s", "vs baseline"], rows))
     print()
     print(

@@ -4,11 +4,18 @@ a subprocess against a local AWS this test starts, then read back."""
 from __future__ import annotations
 
 import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.test_cli import (
+    ROOT,
     Held,
     assert_user_error,
     count,
@@ -64,7 +71,7 @@ def test_the_mqtt_demo_sends_the_fleet_through_broker_rule_and_function(
 ) -> None:
     mode, out, held = mqtt_demo
     # Then it names the broker, the rule and the topic devices use
-    assert re.search(r"^MQTT: broker mqtt://127\.0\.0\.1:\d+ \(amqtt\)", out, re.MULTILINE)
+    assert re.search(r"^MQTT: broker mqtts://127\.0\.0\.1:\d+ \(mosquitto\)", out, re.MULTILINE)
     topic = "$aws/rules/telemetry" if "basic" in mode else "dt/plant/pump-001/telemetry"
     assert f"devices publish to {topic}" in out
     assert "Rule SQL: SELECT *, topic(3) AS deviceId, timestamp() AS receivedAt" in out
@@ -134,6 +141,54 @@ def test_telemetry_devices_runs_the_fleet_on_its_own() -> None:
     devices = section(result.stdout, "Devices")[2:]
     assert [line.split()[0] for line in devices] == ["pump-001", "compressor-002", "boiler-003"]
     assert "Refused by the device policy: 3" in result.stdout
+
+
+@pytest.mark.slow
+def test_telemetry_devices_serves_things_that_outside_clients_connect_as() -> None:
+    if shutil.which("mosquitto_pub") is None:
+        pytest.skip("mosquitto_pub not installed (make mosquitto)")
+    # Given `telemetry devices --serve` with one more thing than it simulates
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "telemetry", "devices", "--devices", "1", "--duration", "5s"),
+            *("--speed", "50", "--things", "1", "--serve"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    lines: list[str] = []
+    try:
+        assert server.stdout is not None
+        deadline = time.monotonic() + 120
+        while not any("Serving until interrupted" in line for line in lines):
+            assert time.monotonic() < deadline, lines
+            assert server.poll() is None, lines
+            lines.append(server.stdout.readline())
+        # When the printed mosquitto_pub line for the extra thing is run as printed,
+        # and again with the extra thing's certificate on the simulated thing's topic
+        (own,) = [shlex.split(line) for line in lines if "-i device-001" in line]
+        published = subprocess.run(own, capture_output=True, text=True, timeout=30, check=False)
+        spoof = [a.replace("dt/plant/device-001/", "dt/plant/pump-001/") for a in own]
+        refused = subprocess.run(spoof, capture_output=True, text=True, timeout=30, check=False)
+    finally:
+        server.send_signal(signal.SIGINT)
+        rest, err = server.communicate(timeout=60)
+    # Then it printed the endpoint and CA, and per thing its certificate and key
+    text = "".join(lines)
+    assert re.search(r"^Endpoint localhost:\d+ \(MQTT 3\.1\.1 and 5 over TLS", text, re.MULTILINE)
+    assert re.search(
+        r"^thing pump-001 \(simulated\): certificate /\S+pump-001\.cert\.pem", text, re.MULTILINE
+    )
+    extra = r"^thing device-001 \(no simulator\): certificate \S+; key \S+"
+    assert re.search(extra, text, re.MULTILINE)
+    # and the broker took the extra thing's reading, refused its spoofed one
+    assert published.returncode == 0, published.stderr
+    assert refused.returncode != 0
+    # and an interrupt stops it cleanly
+    assert server.returncode == 0, err
+    assert "Stopped." in rest
 
 
 def test_basic_ingest_needs_mqtt() -> None:

@@ -1,101 +1,69 @@
-"""A local MQTT broker that enforces the template's device policy, as IoT Core does.
+"""The local IoT Core's message broker: Debian's mosquitto 2.0, as IoT Core decides.
 
-amqtt serves MQTT 3.1.1 on a free loopback port, in a thread of this process.
-Every device has a certificate stand-in: a certificate id (the MQTT user name)
-and a secret (the password), issued by the `DeviceRegistry` and attached to one
-thing. On top of amqtt:
+mosquitto serves two TLS listeners on free loopback ports, from a configuration
+written for this run (`mosquitto.conf` beside the certificates):
 
-- CONNECT is allowed only if the device policy (read from template.yaml)
-  allows `iot:Connect` on `client/<client id>` for that principal: with the
-  template's policy, the client id must be the name of the thing attached to
-  the certificate. Otherwise CONNACK says "not authorized".
-- PUBLISH needs `iot:Publish` on `topic/<topic>` (and `iot:RetainPublish` when
-  it is retained; QoS 2 is refused, as IoT Core supports 0 and 1 only); SUBSCRIBE `iot:Subscribe` on
-  `topicfilter/<filter>` (a refusal is SUBACK failure 0x80); delivery to a
-  subscriber `iot:Receive` on `topic/<topic>`. A refused publish is not
-  delivered, is recorded with its reason, and closes the client's connection
-  (after amqtt has sent its PUBACK: amqtt acknowledges QoS 1 before routing).
-- AWS IoT Core's limits: payloads up to 128 KB; topics up to 256 bytes and 7
-  slashes, not counting a Basic Ingest prefix (iot developerguide, limits).
-- Basic Ingest topics (`$aws/rules/<rule>/...`) go to that rule only, never to
-  subscribers; a named shadow's `get` is answered on `get/accepted` or
-  `get/rejected` from the local AWS; other `$aws/` topics are refused.
-- A publish on a topic the rule's FROM matches goes to the rule and to any
-  subscriber.
+- the device endpoint (MQTT 3.1.1 and 5): a client certificate from the stack's
+  CA is required (telemetry.local.certificates), the thing_policy plugin
+  (thing_policy.c, compiled on first use) makes the client id the certificate's
+  thing and applies the template's DevicePolicy as translated by
+  telemetry.local.broker_policy; `max_qos 1` (a QoS 2 PUBLISH closes the
+  connection before PUBREC); payloads over IoT Core's 128 KB, a retained PUBLISH
+  without iot:RetainPublish and publishes the policy does not allow close it
+  before any PUBACK;
+- the service endpoint, which only a certificate of the stack's service CA
+  opens: the rules engine's subscriber (`ServiceClient`) connects there. It feeds
+  the topic rule (a publish on a topic its FROM matches, or a Basic Ingest topic
+  `$aws/rules/<rule>/...`, which no device may subscribe to), answers shadow
+  `get` requests from the local AWS, and publishes what IoT Core publishes:
+  shadow documents, and the lifecycle events `$aws/events/presence/connected|
+  disconnected/<clientId>` with AWS's fields and a `versionNumber` that
+  increases with each connection of a client id (and hands them to the
+  template's ConnectivityRule, when the stack runs it).
+
+The broker's log (stderr, unbuffered, read line by line) is how the stack learns of
+connections, disconnections and refusals: mosquitto's own connection messages
+and the plugin's `thing-policy:` lines.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import hashlib
-import hmac
 import json
-import logging
-import secrets
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
-from contextlib import suppress
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final, Protocol
 
-from telemetry.local.iot_policy import Connection, Decision, IotPolicy
+from telemetry.local.broker_policy import BrokerPolicy
+from telemetry.local.certificates import LocalCertificateAuthority, ThingCertificate
+from telemetry.local.iot_policy import ARN_PREFIX
 from telemetry.local.iot_sql import basic_ingest_target
 
 MAX_PAYLOAD_BYTES: Final = 128 * 1024
-MAX_TOPIC_BYTES: Final = 256
-MAX_TOPIC_SLASHES: Final = 7
-SUBSCRIBE_REFUSED: Final = 0x80
-_SHADOW_GET: Final = "shadow/name/"
-_CONNECTING: Final = contextvars.ContextVar("connecting", default=False)
-_DEFERRED_DELETE: Final[contextvars.ContextVar[str | None]] = contextvars.ContextVar(
-    "deferred_delete", default=None
-)
+MAX_PACKET_BYTES: Final = MAX_PAYLOAD_BYTES + 64 * 1024
+"""A backstop only: a larger packet closes the connection (payloads are checked
+exactly by the plugin)."""
+SERVICE_CLIENT_ID: Final = "local-iot-core-service"
+CLIENT_ID_PROPERTY: Final = "iot-client-id"
+START_TIMEOUT_S: Final = 10.0
+PLUGIN_SOURCE: Final = Path(__file__).with_name("thing_policy.c")
+PRESENCE_TOPIC: Final = "$aws/events/presence/{kind}/{client}"
 
 
 class BrokerError(RuntimeError):
-    """The local broker cannot start or serve."""
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """A device's certificate stand-in. The secret is never logged or shown."""
-
-    certificate_id: str
-    secret: str = field(repr=False)
-
-
-class DeviceRegistry:
-    """Certificates and the things they are attached to."""
-
-    def __init__(self) -> None:
-        self._principals: dict[str, tuple[bytes, frozenset[str]]] = {}
-        self._lock = threading.Lock()
-
-    def issue(self, thing_name: str) -> Credentials:
-        """A new certificate stand-in, attached to `thing_name`."""
-        secret = secrets.token_urlsafe(24)
-        certificate_id = hashlib.sha256(f"{thing_name}:{secret}".encode()).hexdigest()
-        with self._lock:
-            self._principals[certificate_id] = (_digest(secret), frozenset({thing_name}))
-        return Credentials(certificate_id, secret)
-
-    def attached_things(
-        self, certificate_id: str | None, secret: str | None
-    ) -> frozenset[str] | None:
-        """The things attached to a principal whose secret checks out, else None."""
-        if certificate_id is None or secret is None:
-            return None
-        with self._lock:
-            entry = self._principals.get(certificate_id)
-        if entry is None or not hmac.compare_digest(entry[0], _digest(secret)):
-            return None
-        return entry[1]
-
-
-def _digest(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode()).digest()
+    """The local broker cannot start or serve; the message says why, in one line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,186 +104,241 @@ ShadowReader = Callable[[str, str], tuple[bool, bytes]]
 class BrokerCounters:
     connections: int = 0
     published: int = 0
+    """Device publishes the service side received (to the rule or a shadow get)."""
     to_rule: int = 0
     delivered_to_subscribers: int = 0
 
 
-def _build_broker_class() -> type[Any]:  # noqa: C901 - amqtt's subclass, built on demand
-    from amqtt.broker import Broker  # noqa: PLC0415 - the local extra, only when a broker runs
-    from amqtt.contexts import Action  # noqa: PLC0415
-    from amqtt.session import Session  # noqa: PLC0415
-    from transitions import MachineError  # noqa: PLC0415
+@dataclass(slots=True)
+class _Session:
+    version: int
+    session: str
+    address: str
+    reason: tuple[str, bool] | None = None
 
-    class PolicyBroker(Broker):  # type: ignore[misc]
-        """amqtt with the device policy in place of its plugins' checks.
 
-        The policy decides a CONNECT before amqtt touches any session: amqtt
-        would otherwise drop the clean session of the device whose client id
-        an impostor claims (its subscriptions with it) and put the impostor's
-        session in its place, even though the CONNACK then refuses it."""
+@dataclass(slots=True)
+class Lifecycle:
+    """The presence events published, in order."""
 
-        side: LocalBroker
+    events: list[dict[str, Any]] = field(default_factory=list)
+    versions: dict[str, int] = field(default_factory=dict)
+    open: dict[str, _Session] = field(default_factory=dict)
 
-        async def _initialize_client_session(self, *args: Any) -> Any:
-            token = _CONNECTING.set(True)
-            try:
-                return await super()._initialize_client_session(*args)
-            finally:
-                _CONNECTING.reset(token)
 
-        async def _delete_session(self, client_id: str) -> None:
-            if _CONNECTING.get():
-                _DEFERRED_DELETE.set(client_id)  # until the policy has said yes
-                return
-            await super()._delete_session(client_id)
+_CONNECTED: Final = re.compile(r"^New client connected from (\S+):\d+ as (\S+) \(p(\d)")
+_GONE: Final = re.compile(r"^thing-policy: gone (\S+)$")
+_REFUSED: Final = re.compile(r"^thing-policy: refused (\S+) (\S+) (\S+?): (.*)$")
+_QOS: Final = re.compile(r"^Too high QoS in PUBLISH from (\S+), disconnecting\.$")
+_CLIENT: Final = re.compile(r"^(?:Client|Bad socket read/write on client) (\S+?):? (.*)$")
+_REASONS: Final = (
+    ("already connected", "DUPLICATE_CLIENTID"),
+    ("closed its connection", "CONNECTION_LOST"),
+    ("exceeded timeout", "MQTT_KEEP_ALIVE_TIMEOUT"),
+    ("not authorised", "AUTH_ERROR"),
+    ("oversize", "CLIENT_ERROR"),
+    ("malformed", "CLIENT_ERROR"),
+    ("protocol error", "CLIENT_ERROR"),
+    ("QoS", "CLIENT_ERROR"),
+    ("disconnected:", "CONNECTION_LOST"),
+)
 
-        async def _handle_client_session(
-            self,
-            reader: Any,
-            writer: Any,
-            client_session: Any,
-            handler: Any,
-            server: Any,
-            listener_name: str,
-        ) -> None:
-            deferred = _DEFERRED_DELETE.get()
-            _DEFERRED_DELETE.set(None)
-            if not self.side.authenticate(client_session):
-                refused = Session()
-                refused.client_id = client_session.client_id
-                handler.attach(refused, reader, writer)
-                await handler.mqtt_connack_authorize(False)
-                await writer.close()
-                return
-            if deferred is not None:
-                await super()._delete_session(deferred)
-            await super()._handle_client_session(
-                reader, writer, client_session, handler, server, listener_name
-            )
 
-        async def _authenticate(self, session: Any, _listener: Any) -> bool:
-            return self.side.connection(session) is not None  # decided above
+def mosquitto_path() -> str:
+    """The broker's executable (Debian's `mosquitto` package)."""
+    found = shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()),
+        None,
+    )
+    if found is None:
+        raise BrokerError(
+            "the local broker needs mosquitto 2.0 (Debian: apt-get install mosquitto; "
+            "`make unit` installs it as root)"
+        )
+    return found
 
-        async def _topic_filtering(self, session: Any, topic: str, action: Any) -> bool:
-            if session is None:
-                return True
-            if action == Action.SUBSCRIBE:
-                return self.side.authorize(session, "subscribe", topic)
-            if action == Action.RECEIVE:
-                allowed = self.side.authorize(session, "receive", topic)
-                self.side.counters.delivered_to_subscribers += allowed
-                return allowed
-            return True  # on_publish decided before amqtt's own delivery path runs
 
-        async def _handle_message_delivery(self, session: Any, handler: Any, waiter: Any) -> bool:
-            message = waiter.result()
-            if message is None or not message.topic:
-                return bool(await super()._handle_message_delivery(session, handler, waiter))
-            keep = await self.side.on_publish(
-                session,
-                message.topic,
-                bytes(message.data or b""),
-                qos=int(message.qos or 0),
-                retain=bool(message.retain),
-            )
-            if keep is None:
-                return bool(await super()._handle_message_delivery(session, handler, waiter))
-            if not keep:
-                await self._stop_handler(handler)
-                with suppress(MachineError, ValueError):
-                    session.transitions.disconnect()
-            return keep
+def plugin_path() -> Path:
+    """The thing_policy plugin, compiled once per source version (gcc, and the
+    headers of Debian's mosquitto-dev, libmosquitto-dev and libssl-dev)."""
+    source = PLUGIN_SOURCE.read_bytes()
+    digest = hashlib.sha256(source).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "iot-telemetry"
+    built = cache / f"thing_policy-{digest}.so"
+    if built.exists():
+        return built
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise BrokerError("the broker's policy plugin needs a C compiler (apt-get install gcc)")
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = built.with_suffix(f".{os.getpid()}.tmp")
+    result = subprocess.run(  # noqa: S603 - our own source, a fixed command
+        [compiler, "-shared", "-fPIC", "-O2", "-o", str(partial), str(PLUGIN_SOURCE), "-lcrypto"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        first = (result.stderr.strip().splitlines() or ["no output"])[0]
+        raise BrokerError(
+            "cannot build the broker's policy plugin (apt-get install mosquitto-dev "
+            f"libmosquitto-dev libssl-dev): {first}"
+        )
+    partial.replace(built)
+    return built
 
-    return PolicyBroker
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 class LocalBroker:
-    """The broker, its policy and its rule, served from a background thread."""
+    """mosquitto for one local stack, and the service side's client on it."""
 
     def __init__(
         self,
-        policy: IotPolicy,
-        registry: DeviceRegistry,
+        policy: BrokerPolicy,
         rule: RuleRouter,
         *,
         shadow_reader: ShadowReader | None = None,
         host: str = "127.0.0.1",
+        directory: Path | None = None,
+        presence_rule: RuleRouter | None = None,
     ) -> None:
         self.policy = policy
-        self.registry = registry
         self.rule = rule
+        self.presence_rule = presence_rule
         self.shadow_reader = shadow_reader
         self.host = host
         self.port = 0
+        self.service_port = 0
+        self._own_directory = directory is None
+        self.directory = directory or Path(tempfile.mkdtemp(prefix="local-iot-core-"))
+        self.ca = LocalCertificateAuthority(self.directory / "certs")
+        self._service_ca = LocalCertificateAuthority(
+            self.directory / "service", name="Local IoT Core service CA"
+        )
         self.refusals: list[Refusal] = []
         self.counters = BrokerCounters()
-        self._connections: dict[int, Connection] = {}
+        self.lifecycle = Lifecycle()
+        self.log: list[str] = []
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._broker: Any = None
-        self._thread: threading.Thread | None = None
+        self._process: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._service: Any = None
+        self._answers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shadow-get")
+
+    # --- certificates --------------------------------------------------------------
+
+    def issue(self, thing_name: str) -> ThingCertificate:
+        """The local CreateKeysAndCertificate + AttachThingPrincipal for one thing."""
+        return self.ca.issue(thing_name)
+
+    @property
+    def ca_file(self) -> Path:
+        return self.ca.ca_path
 
     # --- lifecycle -------------------------------------------------------------
 
-    def start(self, timeout_s: float = 10.0) -> LocalBroker:
-        for name in ("amqtt", "transitions"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def serve() -> None:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            self._loop = loop
-            try:
-                loop.run_until_complete(self._start())
-            except Exception as exc:  # noqa: BLE001 - reported to the starting thread
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            loop.run_forever()
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.close()
-
-        self._thread = threading.Thread(target=serve, name="local-mqtt-broker", daemon=True)
-        self._thread.start()
-        if not ready.wait(timeout_s):
-            raise BrokerError(f"the MQTT broker did not start within {timeout_s:.0f} s")
-        if failure:
-            raise BrokerError(f"the MQTT broker could not start: {failure[0]}")
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> LocalBroker:
+        executable, plugin = mosquitto_path(), plugin_path()
+        server = self.ca.issue("localhost", server=True)
+        (self.directory / "device-policy.acl").write_text(self.policy.acl_text())
+        self.port, self.service_port = _free_port(self.host), _free_port(self.host)
+        config = self.directory / "mosquitto.conf"
+        config.write_text(self._config(plugin, server))
+        self._process = subprocess.Popen(  # noqa: S603 - the broker, our configuration
+            [executable, "-c", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
+        self._reader = threading.Thread(target=self._read_log, name="mosquitto-log", daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._ready.wait(0.05):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                said = " / ".join(self.log[-3:]) or "no output"
+                raise BrokerError(f"mosquitto did not start: {said}")
+        self._service = ServiceClient(self)
+        self._service.connect(timeout_s)
         return self
 
-    async def _start(self) -> None:
-        broker_class = _build_broker_class()
-        config = {
-            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:0"}},
-            "plugins": {},
-        }
-        broker = broker_class(config)
-        broker.side = self
-        await broker.start()
-        self._broker = broker
-        sockets = broker._servers["default"].instance.sockets
-        self.port = int(sockets[0].getsockname()[1])
+    def _config(self, plugin: Path, server: ThingCertificate) -> str:
+        acl = self.directory / "device-policy.acl"
+        return "\n".join(
+            [
+                "# The local IoT Core (telemetry.local.broker): written for this run.",
+                "per_listener_settings true",
+                # As root, mosquitto would switch to the `mosquitto` user, who cannot
+                # read this run's files; it stays whoever runs the stack.
+                f"user {pwd.getpwuid(os.getuid()).pw_name}",
+                "persistence false",
+                "log_dest stderr",  # unbuffered: read as it comes
+                "log_timestamp false",
+                *(f"log_type {t}" for t in ("error", "warning", "notice", "information")),
+                "connection_messages true",
+                # Retained messages: refused per publish by the plugin, as IoT Core
+                # refuses them without iot:RetainPublish (it does support them).
+                "retain_available true",
+                f"max_packet_size {MAX_PACKET_BYTES}",
+                "max_queued_messages 0",
+                "max_inflight_messages 100",
+                "",
+                "# Devices: a certificate of the stack's CA, the template's DevicePolicy.",
+                f"listener {self.port} {self.host}",
+                f"cafile {self.ca.ca_path}",
+                f"certfile {server.certificate_path}",
+                f"keyfile {server.private_key_path}",
+                "require_certificate true",
+                "use_identity_as_username false",
+                "allow_anonymous true",
+                "max_qos 1",
+                f"plugin {plugin}",
+                f"plugin_opt_acl_file {acl}",
+                f"plugin_opt_arn_prefix {ARN_PREFIX}",
+                f"plugin_opt_max_payload {MAX_PAYLOAD_BYTES}",
+                f"plugin_opt_retain_available {str(self.policy.retain_available).lower()}",
+                "",
+                "# The service side (rules engine, shadows, lifecycle events) only.",
+                f"listener {self.service_port} {self.host}",
+                f"cafile {self._service_ca.ca_path}",
+                f"certfile {server.certificate_path}",
+                f"keyfile {server.private_key_path}",
+                "require_certificate true",
+                "use_identity_as_username true",
+                "",
+            ]
+        )
 
     def stop(self) -> None:
-        loop, broker = self._loop, self._broker
-        if loop is None or broker is None:
-            return
-        future = asyncio.run_coroutine_threadsafe(broker.shutdown(), loop)
-        try:
-            future.result(timeout=10)
-        except Exception:
-            logging.getLogger(__name__).debug("broker shutdown failed", exc_info=True)
-        loop.call_soon_threadsafe(loop.stop)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._loop = self._broker = None
+        if self._service is not None:
+            self._service.close()
+            self._service = None
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        if self._reader is not None:
+            self._reader.join(5)
+            self._reader = None
+        self._answers.shutdown(wait=False, cancel_futures=True)
+        if self._own_directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     def __enter__(self) -> LocalBroker:
         return self.start()
@@ -325,133 +348,219 @@ class LocalBroker:
 
     @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        return f"mqtts://{self.host}:{self.port}"
 
-    # --- policy ----------------------------------------------------------------
+    @property
+    def endpoint(self) -> str:
+        """What a device's code names as its endpoint (IoT Core's is a host name)."""
+        return "localhost"
 
-    def authenticate(self, session: Any) -> bool:
-        client_id = str(session.client_id or "")
-        things = self.registry.attached_things(session.username, session.password)
-        if things is None:
-            self._refuse(client_id, "iot:Connect", client_id, "unknown certificate")
-            return False
-        connection = Connection(client_id, things)
-        decision = self.policy.connect(connection)
-        if not decision.allowed:
-            self._refuse(client_id, "iot:Connect", client_id, decision.reason)
-            return False
-        with self._lock:
-            self._connections[id(session)] = connection
-            self.counters.connections += 1
-        return True
+    # --- the broker's log --------------------------------------------------------
 
-    def connection(self, session: Any) -> Connection | None:
-        with self._lock:
-            return self._connections.get(id(session))
+    def _read_log(self) -> None:
+        process = self._process
+        if process is None or process.stdout is None:
+            return
+        for raw in process.stdout:
+            line = raw.rstrip("\n")
+            with self._lock:
+                self.log.append(line)
+                if len(self.log) > 2000:
+                    del self.log[:1000]
+            if " running" in line and line.startswith("mosquitto version"):
+                self._ready.set()
+            self._on_log(line)
 
-    def authorize(self, session: Any, what: str, topic: str) -> bool:
-        connection = self.connection(session)
-        if connection is None:
-            return False
-        decision: Decision = getattr(self.policy, what)(connection, topic)
-        if not decision.allowed and what != "receive":
-            action = "iot:" + "".join(part.capitalize() for part in what.split("_"))
-            self._refuse(connection.client_id, action, topic, decision.reason)
-        return decision.allowed
+    def _on_log(self, line: str) -> None:
+        if match := _REFUSED.match(line):
+            client, action, target, reason = match.groups()
+            target = target.split("/", 1)[1] if "/" in target else ""
+            self._refuse(client, action, target, reason)
+        elif match := _QOS.match(line):
+            self._refuse(match.group(1), "iot:Publish", "", "IoT Core does not support QoS 2")
+            self._reason(match.group(1), "CLIENT_ERROR")
+        elif match := _CONNECTED.match(line):
+            address, client, _protocol = match.groups()
+            if client != SERVICE_CLIENT_ID:
+                self._connected(client, address)
+        elif match := _GONE.match(line):
+            self._disconnected(match.group(1))
+        elif match := _CLIENT.match(line):
+            client, rest = match.groups()
+            for text, reason in _REASONS:
+                if text in rest:
+                    self._reason(client, reason)
+                    break
 
     def _refuse(self, client_id: str, action: str, target: str, reason: str) -> None:
         with self._lock:
             self.refusals.append(Refusal(client_id, action, target, reason, _now_ms()))
 
-    async def on_publish(
-        self, session: Any, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
-    ) -> bool | None:
-        """True: handled here, keep the connection; False: refused, close it;
-        None: a plain topic the policy allows, for amqtt to deliver. As IoT Core:
-        no QoS 2, and a retained message needs iot:RetainPublish too."""
-        connection = self.connection(session)
-        client_id = connection.client_id if connection else str(session.client_id)
-        self.counters.published += 1
-        if connection is None:
-            return False
+    def _reason(self, client: str, reason: str) -> None:
+        with self._lock:
+            session = self.lifecycle.open.get(client)
+            if session is not None and session.reason is None:
+                session.reason = (reason, False)
+
+    def _connected(self, client: str, address: str) -> None:
+        certificate = self.ca.issued.get(client)
+        with self._lock:
+            version = self.lifecycle.versions.get(client, -1) + 1
+            self.lifecycle.versions[client] = version
+            session = _Session(version, str(uuid.uuid4()), address)
+            self.lifecycle.open[client] = session
+            self.counters.connections += 1
+        event = {
+            "clientId": client,
+            "timestamp": _now_ms(),
+            "eventType": "connected",
+            "sessionIdentifier": session.session,
+            "principalIdentifier": certificate.certificate_id if certificate else "",
+            "ipAddress": address,
+            "versionNumber": version,
+        }
+        self._presence(event)
+
+    def _disconnected(self, client: str) -> None:
+        with self._lock:
+            session = self.lifecycle.open.pop(client, None)
+        if session is None:
+            return
+        reason, by_client = session.reason or ("CLIENT_INITIATED_DISCONNECT", True)
+        certificate = self.ca.issued.get(client)
+        event = {
+            "clientId": client,
+            "timestamp": _now_ms(),
+            "eventType": "disconnected",
+            "clientInitiatedDisconnect": by_client,
+            "sessionIdentifier": session.session,
+            "principalIdentifier": certificate.certificate_id if certificate else "",
+            "disconnectReason": reason,
+            "versionNumber": session.version,
+        }
+        self._presence(event)
+
+    def _presence(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            self.lifecycle.events.append(event)
+        topic = PRESENCE_TOPIC.format(kind=event["eventType"], client=event["clientId"])
+        payload = json.dumps(event).encode()
+        service = self._service
+        if service is not None:
+            service.publish(topic, payload, wait=False)
+        rule = self.presence_rule
+        if rule is not None and rule.matches(topic):
+            rule.accept(IncomingMessage(topic, topic, payload, "", _now_ms()))
+
+    # --- the service side --------------------------------------------------------
+
+    def on_message(self, topic: str, payload: bytes, client_id: str) -> None:
+        """A device's publish, as the service side's subscriber received it."""
+        with self._lock:
+            self.counters.published += 1
         target = basic_ingest_target(topic)
-        inner = target[1] if target else topic
-        problem = _limit_problem(inner, payload)
-        if problem:
-            self._refuse(client_id, "iot:Publish", topic, problem)
-            return False
-        if qos > 1:
-            self._refuse(client_id, "iot:Publish", topic, "IoT Core does not support QoS 2")
-            return False
-        if not self.authorize(session, "publish", topic):
-            return False
-        if retain and not self.authorize(session, "retain_publish", topic):
-            return False
-        message = IncomingMessage(inner, topic, payload, client_id, _now_ms())
+        message = IncomingMessage(
+            target[1] if target else topic, topic, payload, client_id, _now_ms()
+        )
         if target is not None:
             if target[0] == self.rule.name:
                 self._to_rule(message)
-            return True
-        if topic.startswith("$aws/"):
-            return await self._aws_topic(client_id, topic)
+            return
+        if topic.startswith("$aws/things/"):
+            self._answers.submit(self._answer_get, topic)
+            return
         if self.rule.matches(topic):
             self._to_rule(message)
-        return None
 
     def _to_rule(self, message: IncomingMessage) -> None:
-        self.counters.to_rule += 1
+        with self._lock:
+            self.counters.to_rule += 1
         self.rule.accept(message)
 
-    async def _aws_topic(self, client_id: str, topic: str) -> bool:
+    def _answer_get(self, topic: str) -> None:
         parts = topic.split("/")
-        named_get = (
-            len(parts) == 7
-            and parts[:2] == ["$aws", "things"]
-            and "/".join(parts[3:5]) + "/" == _SHADOW_GET
-            and parts[6] == "get"
-        )
-        classic_get = (
-            len(parts) == 5
-            and parts[:2] == ["$aws", "things"]
-            and parts[3:]
-            == [
-                "shadow",
-                "get",
-            ]
-        )
-        if not (named_get or classic_get) or self.shadow_reader is None:
-            self._refuse(client_id, "iot:Publish", topic, "not a topic the local broker serves")
-            return False
-        reader = self.shadow_reader
-        found, body = await asyncio.get_running_loop().run_in_executor(
-            None, reader, parts[2], parts[5] if named_get else ""
-        )
-        await self.publish(f"{topic}/{'accepted' if found else 'rejected'}", body)
-        return True
+        named = len(parts) == 7 and parts[3:5] == ["shadow", "name"] and parts[6] == "get"
+        classic = len(parts) == 5 and parts[3:] == ["shadow", "get"]
+        if not (named or classic) or self.shadow_reader is None:
+            return
+        found, body = self.shadow_reader(parts[2], parts[5] if named else "")
+        self.publish(f"{topic}/{'accepted' if found else 'rejected'}", body)
 
-    async def publish(self, topic: str, payload: bytes) -> None:
-        """Deliver a message from the service side (shadow answers, mirrors)."""
-        await self._broker.internal_message_broadcast(topic, payload, 1)
-
-    def publish_threadsafe(self, topic: str, payload: bytes, timeout_s: float = 10.0) -> None:
-        loop = self._loop
-        if loop is None:
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Publish from the service side (shadow documents), acknowledged."""
+        if self._service is None:
             raise BrokerError("the MQTT broker is not running")
-        asyncio.run_coroutine_threadsafe(self.publish(topic, payload), loop).result(timeout_s)
+        self._service.publish(topic, payload, wait=True)
+
+    publish_threadsafe = publish
 
 
-def _limit_problem(topic: str, payload: bytes) -> str | None:
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        return f"payload of {len(payload)} bytes is over IoT Core's 128 KB"
-    if len(topic.encode()) > MAX_TOPIC_BYTES:
-        return f"topic is over IoT Core's {MAX_TOPIC_BYTES} bytes"
-    if topic.count("/") > MAX_TOPIC_SLASHES:
-        return f"topic has more than IoT Core's {MAX_TOPIC_SLASHES} slashes"
-    return None
+class ServiceClient:
+    """The service side's MQTT 5 connection: the rules engine's subscriber, and
+    the publisher of shadow documents and lifecycle events. Its certificate is
+    from the service CA, which the device listener does not trust."""
 
+    def __init__(self, broker: LocalBroker) -> None:
+        import paho.mqtt.client as mqtt  # noqa: PLC0415 - the local extra
+        from paho.mqtt.enums import CallbackAPIVersion  # noqa: PLC0415
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+        self.broker = broker
+        credentials = broker._service_ca.issue(SERVICE_CLIENT_ID)
+        self._connected = threading.Event()
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=SERVICE_CLIENT_ID, protocol=mqtt.MQTTv5
+        )
+        self._client.tls_set(
+            ca_certs=str(broker.ca.ca_path),
+            certfile=str(credentials.certificate_path),
+            keyfile=str(credentials.private_key_path),
+        )
+        self._client.max_inflight_messages_set(1000)
+        self._client.max_queued_messages_set(0)
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+
+    def connect(self, timeout_s: float) -> None:
+        try:
+            self._client.connect(self.broker.host, self.broker.service_port, keepalive=60)
+        except OSError as exc:
+            raise BrokerError(f"the service side cannot reach mosquitto: {exc}") from None
+        self._client.loop_start()
+        if not self._connected.wait(timeout_s):
+            raise BrokerError("the service side could not connect and subscribe to mosquitto")
+
+    def _on_connect(self, client: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            return
+        filters = [
+            "$aws/rules/#",
+            "$aws/things/+/shadow/get",
+            "$aws/things/+/shadow/name/+/get",
+        ]
+        rule_filter = getattr(getattr(self.broker.rule, "query", None), "topic_filter", None)
+        filters.append(rule_filter if isinstance(rule_filter, str) else "#")
+        client.subscribe([(f, 1) for f in filters])
+
+    def _on_subscribe(self, _client: Any, _u: Any, _mid: Any, reasons: Any, _p: Any) -> None:
+        if not any(r.is_failure for r in reasons):
+            self._connected.set()
+
+    def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
+        client_id = ""
+        for key, value in getattr(message.properties, "UserProperty", None) or []:
+            if key == CLIENT_ID_PROPERTY:
+                client_id = value
+        self.broker.on_message(message.topic, bytes(message.payload), client_id)
+
+    def publish(self, topic: str, payload: bytes, *, wait: bool) -> None:
+        info = self._client.publish(topic, payload, qos=1)
+        if wait:
+            info.wait_for_publish(10)
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
 
 
 def shadow_topic(thing_name: str, shadow_name: str, suffix: str) -> str:

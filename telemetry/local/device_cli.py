@@ -4,16 +4,25 @@ What the demo's `--mqtt` runs as fast as it can, this runs at `--speed` times
 real time and shows it from the devices' side: each alert the service mirrors
 back to a device's named shadow as it arrives, the spoofing attempts the
 broker refuses, and per device what it published and what it last saw.
+
+The broker is a local IoT Core that device code written for IoT Core connects
+to by changing only its endpoint and CA: for each thing (the simulated ones and
+`--things N` more, with no simulator behind them) it prints the endpoint, the
+CA file, the thing's certificate and key, and a `mosquitto_pub` line that
+publishes a reading as that thing. `--serve` keeps it all up until interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import threading
 import time
 from typing import Any, Final
 
 DEFAULT_SPEED: Final = 10.0
+EXTRA_THING: Final = "device-{:03d}"
 
 
 class DevicesError(RuntimeError):
@@ -57,6 +66,20 @@ def add_arguments(parser: argparse.ArgumentParser, whole: Any, duration: Any, ur
         type=url,
         metavar="URL",
         help="use an already running local AWS instead of starting one",
+    )
+    parser.add_argument(
+        "--things",
+        type=whole(0, 1_000),
+        default=0,
+        metavar="N",
+        help="certificates for N more things (device-001, ...) with no simulator behind "
+        "them, for your own device code (default 0)",
+    )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the local stack (AWS, broker, rules, function) up until interrupted; "
+        "the template's connectivity rule runs too",
     )
     parser.set_defaults(batch_size=None)  # the template's StreamBatchSize
 
@@ -146,7 +169,16 @@ def _play(url: str, stack: Any, sim: Any, args: argparse.Namespace, out: Any, er
 
     try:
         side = mqtt_demo.device_side(
-            url, stack, things, rt, clients, meter, tally, args, on_shadow=shown
+            url,
+            stack,
+            things,
+            rt,
+            clients,
+            meter,
+            tally,
+            args,
+            on_shadow=shown,
+            connectivity=args.serve,  # your devices' connects and disconnects reach the function
         )
         with side:
             out.line(
@@ -155,6 +187,7 @@ def _play(url: str, stack: Any, sim: Any, args: argparse.Namespace, out: Any, er
                 f"rule {side.rule.name}: {side.rule.query.sql}",
                 style="bold",
             )
+            _connection_details(side, things, args.things, out)
             victim = things[0] if len(things) > 1 else f"{things[0]}-neighbour"
             for result in side.spoofing_scene(things[-1], victim):
                 out.line(f"    0.0 s  {result.device:<16} {result.case}: {result.outcome}")
@@ -174,8 +207,64 @@ def _play(url: str, stack: Any, sim: Any, args: argparse.Namespace, out: Any, er
             side.drain()
             side.settle()
             _summary(side, out)
+            if args.serve:
+                _serve(out)
     except (DeviceSideError, DeviceError) as exc:
         raise DevicesError(str(exc)) from None
+
+
+def _connection_details(side: Any, simulated: list[str], extra: int, out: Any) -> None:
+    """Endpoint, CA, certificate, key and a mosquitto_pub line, per thing."""
+    names = [EXTRA_THING.format(i) for i in range(1, extra + 1)]
+    for name in names:
+        side.add_thing(name, create=True)
+    broker = side.broker
+    out.line(
+        f"Endpoint {broker.endpoint}:{broker.port} (MQTT 3.1.1 and 5 over TLS, a thing's "
+        f"certificate, client id = thing name); CA file {broker.ca_file}",
+        style="bold",
+    )
+    reading = json.dumps(
+        {"data": [{"sensorId": "temp-1", "type": "temperature", "value": 21.5, "unit": "C"}]}
+    )
+    for thing in [*simulated, *names]:
+        issued = side.credentials[thing]
+        role = "simulated" if thing in simulated else "no simulator"
+        out.line(
+            f"thing {thing} ({role}): certificate {issued.certificate_path}; "
+            f"key {issued.private_key_path}"
+        )
+        command = [
+            "mosquitto_pub",
+            "-h",
+            broker.endpoint,
+            "-p",
+            str(broker.port),
+            "--cafile",
+            str(broker.ca_file),
+            "--cert",
+            str(issued.certificate_path),
+            "--key",
+            str(issued.private_key_path),
+            "-i",
+            thing,
+            "-q",
+            "1",
+            "-t",
+            side.topic_of(thing),
+            "-m",
+            reading,
+        ]
+        out.line("  " + shlex.join(command))
+
+
+def _serve(out: Any) -> None:
+    out.line("Serving until interrupted (Ctrl-C).", style="bold")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        out.line("Stopped.")
 
 
 def _summary(side: Any, out: Any) -> None:

@@ -27,14 +27,15 @@ from pathlib import Path
 from typing import Any, Final
 
 from telemetry.local.broker import (
-    DeviceRegistry,
     LocalBroker,
     Refusal,
     not_found_body,
     shadow_topic,
 )
+from telemetry.local.broker_policy import translate
+from telemetry.local.certificates import ThingCertificate
 from telemetry.local.devices import DeviceClient, ShadowUpdate
-from telemetry.local.iot_policy import IotPolicy, PolicyError
+from telemetry.local.iot_policy import PolicyError
 from telemetry.local.iot_sql import RuleSqlError
 from telemetry.local.provision import Stack
 from telemetry.local.server import ACCOUNT, REGION
@@ -70,6 +71,9 @@ class DeviceSideOptions:
     batch_size: int | None = None
     """Stream mode: the event source mapping's batch size (the template's
     StreamBatchSize parameter; its default when None)."""
+    connectivity: bool = False
+    """Run the template's ConnectivityRule too: the broker's lifecycle events
+    invoke the function, as on IoT Core (`telemetry devices --serve`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +159,7 @@ class DeviceSide:
                 resources=local_resources(stack, prefix, queue_arn),
             )
             policy_properties = self.template.resource("DevicePolicy") or {}
-            self.policy = IotPolicy(policy_properties["PolicyDocument"])
+            self.policy = translate(policy_properties["PolicyDocument"])
             self.rule, self.invoker = build_rule(
                 self.template,
                 invoke=invoke,
@@ -169,17 +173,50 @@ class DeviceSide:
             raise DeviceSideError(f"{options.template_path.name}: {exc}") from None
         self._invoke_batch = invoke_batch
         self.poller: StreamPoller | None = None
-        self.registry = DeviceRegistry()
+        self._iot = make_client("iot", endpoint_url=endpoint_url)
+        self.connectivity_rule = self.connectivity_invoker = None
+        if options.connectivity:
+            try:
+                self.connectivity_rule, self.connectivity_invoker = build_rule(
+                    self.template,
+                    invoke=invoke,
+                    sqs=self._sqs,
+                    kinesis=self._kinesis,
+                    queue_urls=self.queue_urls,
+                    retry_delays_s=options.retry_delays_s,
+                    resource="ConnectivityRule",
+                )
+            except (TemplateError, RuleSqlError) as exc:
+                raise DeviceSideError(f"{options.template_path.name}: {exc}") from None
         self.broker = LocalBroker(
-            self.policy, self.registry, self.rule, shadow_reader=self._read_shadow
+            self.policy,
+            self.rule,
+            shadow_reader=self._read_shadow,
+            presence_rule=self.connectivity_rule,
         )
         self.devices: dict[str, DeviceClient] = {}
-        self.credentials = {thing: self.registry.issue(thing) for thing in self.things}
+        self.credentials: dict[str, ThingCertificate] = {}
+        for thing in self.things:
+            self.add_thing(thing)
         self.mirrored = 0
         self.sent = 0
         """Publishes this side's clients made: the broker has handled them all once drained."""
         self._mirror_lock = threading.Lock()
         self._observe_mirror(function_iot_data)
+
+    def add_thing(self, thing: str, *, create: bool = False) -> ThingCertificate:
+        """IoT Core's CreateKeysAndCertificate and AttachThingPrincipal, locally:
+        a certificate for `thing` from the stack's CA, registered with the local
+        AWS and attached to the thing (created first when `create`)."""
+        if create:
+            self._iot.create_thing(thingName=thing)
+        issued = self.broker.issue(thing)
+        registered = self._iot.register_certificate_without_ca(
+            certificatePem=issued.certificate_path.read_text(), status="ACTIVE"
+        )
+        self._iot.attach_thing_principal(thingName=thing, principal=registered["certificateArn"])
+        self.credentials[thing] = issued
+        return issued
 
     def _warm_up(self) -> None:
         """One call to each service before threads share the local AWS: moto's
@@ -264,18 +301,26 @@ class DeviceSide:
         self.rule.close()
         if self.invoker is not None:
             self.invoker.close()
+        if self.connectivity_rule is not None:
+            self.connectivity_rule.close()
+        if self.connectivity_invoker is not None:
+            self.connectivity_invoker.close()
         if self.poller is not None:
             self.poller.close()
 
     # --- devices -----------------------------------------------------------------
 
-    def device(self, thing: str, *, client_id: str | None = None) -> DeviceClient:
+    def device(
+        self, thing: str, *, client_id: str | None = None, mqtt5: bool = False
+    ) -> DeviceClient:
         """A client for `thing`'s certificate (and another client id, to spoof)."""
         return DeviceClient(
             thing,
             self.credentials[thing],
             self.broker.host,
             self.broker.port,
+            ca_file=self.broker.ca_file,
+            mqtt5=mqtt5,
             telemetry_topic=device_topic(self.template, thing),
             shadow_name=self.stack.shadow_name,
             client_id=client_id,
@@ -290,7 +335,7 @@ class DeviceSide:
                 raise DeviceSideError(f"{thing} could not connect: {reason}")
             self.devices[thing] = client
         for client in self.devices.values():
-            client.request_shadow()
+            client.request_shadow().wait_for_publish(DRAIN_TIMEOUT_S)
             self.sent += 1
 
     def topic_of(self, thing: str) -> str:
@@ -307,16 +352,18 @@ class DeviceSide:
         infos = []
         for thing, payload in messages:
             infos.append(self.devices[thing].publish(payload))
-            self.sent += 1
             run.published += 1
             run.payload_bytes.append(len(payload))
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         for info in infos:
             info.wait_for_publish(max(0.1, deadline - time.monotonic()))
-            run.acknowledged += info.is_published()
+            acknowledged = info.is_published()
+            run.acknowledged += acknowledged
+            self.sent += acknowledged
 
     def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
-        """Wait until everything the broker routed has been handled by the function."""
+        """Wait until everything the broker accepted from this side's devices has
+        reached the service side, and the function has handled what the rule got."""
         try:
             self._wait(lambda: self.broker.counters.published >= self.sent, timeout_s)
             self._wait(
@@ -362,8 +409,8 @@ class DeviceSide:
     def spoofing_scene(self, spoofer: str, victim: str) -> list[SceneResult]:
         """`spoofer`, with its own certificate, tries to pass for `victim`: connect
         as it, publish to its telemetry topic and to the operators' topic. Run
-        before the fleet connects (amqtt takes over a connected client id
-        before it checks the newcomer's authorization; IoT Core does not)."""
+        before or after the fleet connects: the refused CONNECT takes nothing from
+        the victim's session."""
         results = []
         impostor = self.device(spoofer, client_id=victim)
         reason = impostor.connect()
@@ -386,11 +433,10 @@ class DeviceSide:
             if client.connect() != "Success":
                 raise DeviceSideError(f"{spoofer} could not connect for the spoofing scene")
             before = len(self.broker.refusals)
-            client.publish(b'{"data": []}', topic).wait_for_publish(5)
-            self.sent += 1
+            client.publish(b'{"data": []}', topic)
             closed = self._closed(client)
             client.close()
-            new = self.broker.refusals[before:]
+            new = self.wait_for_refusals(before)
             results.append(
                 SceneResult(
                     case,
@@ -401,6 +447,14 @@ class DeviceSide:
                 )
             )
         return results
+
+    def wait_for_refusals(self, before: int, timeout_s: float = 2.0) -> list[Refusal]:
+        """The refusals after the first `before`, once there is one (the broker's
+        log is read as it comes)."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.broker.refusals) <= before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.broker.refusals[before:]
 
     @staticmethod
     def _closed(client: DeviceClient, timeout_s: float = 2.0) -> bool:

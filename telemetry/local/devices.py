@@ -1,11 +1,12 @@
 """Simulated devices as MQTT clients (paho-mqtt), one connection per thing.
 
-Each device connects with its thing name as client id and its certificate
-stand-in (telemetry.local.broker.Credentials) as user name and password,
-subscribes at QoS 1 to its named shadow's `update/accepted` and `get/accepted`
-topics, publishes its telemetry at QoS 1 to the template's topic for its name,
-and keeps what the service mirrored back to it. Nothing here knows the
-function: devices see only the broker.
+Each device connects over TLS with its thing's certificate and key (issued by
+the stack's CA, telemetry.local.certificates) and its thing name as client id,
+as on IoT Core (no user name or password), subscribes at QoS 1 to its named
+shadow's `update/accepted` and `get/accepted` topics, publishes its telemetry
+at QoS 1 to the template's topic for its name, and keeps what the service
+mirrored back to it. Nothing here knows the function: devices see only the
+broker.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from telemetry.local.broker import Credentials, shadow_topic
+from telemetry.local.broker import shadow_topic
+from telemetry.local.certificates import ThingCertificate
 
 QOS: Final = 1
 CONNECT_TIMEOUT_S: Final = 10.0
@@ -63,14 +66,16 @@ class DeviceClient:
     def __init__(
         self,
         thing_name: str,
-        credentials: Credentials,
+        credentials: ThingCertificate,
         host: str,
         port: int,
         *,
+        ca_file: Path,
         telemetry_topic: str,
         shadow_name: str,
         client_id: str | None = None,
         on_shadow: Callable[[str, ShadowUpdate], None] | None = None,
+        mqtt5: bool = False,
     ) -> None:
         self.thing_name = thing_name
         self.client_id = client_id or thing_name
@@ -85,10 +90,14 @@ class DeviceClient:
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
-            protocol=mqtt.MQTTv311,
-            clean_session=True,
+            protocol=mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311,
+            clean_session=None if mqtt5 else True,
         )
-        self._client.username_pw_set(credentials.certificate_id, credentials.secret)
+        self._client.tls_set(
+            ca_certs=str(ca_file),
+            certfile=str(credentials.certificate_path),
+            keyfile=str(credentials.private_key_path),
+        )
         self._client.max_inflight_messages_set(100)
         self._client.max_queued_messages_set(0)
         self._client.reconnect_delay_set(min_delay=1, max_delay=2)
@@ -174,11 +183,13 @@ class DeviceClient:
             self.log.published += 1
         return self._client.publish(topic or self.telemetry_topic, payload, qos=qos, retain=retain)
 
-    def request_shadow(self) -> None:
+    def request_shadow(self) -> mqtt.MQTTMessageInfo:
         """Ask for the named shadow (`get`); the answer lands in `log.shadow`."""
         with self._lock:
             self.log.published += 1
-        self._client.publish(shadow_topic(self.thing_name, self.shadow_name, "get"), b"", qos=QOS)
+        return self._client.publish(
+            shadow_topic(self.thing_name, self.shadow_name, "get"), b"", qos=QOS
+        )
 
     def close(self) -> None:
         self._client.disconnect()

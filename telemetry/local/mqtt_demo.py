@@ -86,7 +86,7 @@ class DeviceSideReport:
         c = self.counters
         ingest = "Basic Ingest, no messaging charge" if self.basic_ingest else "through the broker"
         out.line(
-            f"MQTT: broker {self.broker_url} (amqtt), device policy and rule "
+            f"MQTT: broker {self.broker_url} (mosquitto), device policy and rule "
             f"{self.rule_name} read from template.yaml; devices publish to "
             f"{self.topic_example} ({ingest})"
         )
@@ -182,6 +182,8 @@ def device_side(
     tally: FunctionTally,
     options: FleetOptions,
     on_shadow: Callable[[str, ShadowUpdate], None] | None = None,
+    *,
+    connectivity: bool = False,
 ) -> DeviceSide:
     lock = threading.Lock()
     return DeviceSide(
@@ -196,6 +198,7 @@ def device_side(
             basic_ingest=options.basic_ingest,
             stream=options.ingest == "stream",
             batch_size=options.batch_size,
+            connectivity=connectivity,
         ),
         on_shadow=on_shadow,
     )

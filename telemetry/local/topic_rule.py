@@ -344,13 +344,13 @@ class RuleDefinition:
     error_base64: bool
 
 
-def rule_definition(template: StackTemplate) -> RuleDefinition:
-    properties = template.resource("TelemetryRule")
+def rule_definition(template: StackTemplate, resource: str = "TelemetryRule") -> RuleDefinition:
+    properties = template.resource(resource)
     if properties is None:
-        raise TemplateError("the TelemetryRule resource is off in this stack")
+        raise TemplateError(f"the {resource} resource is off in this stack")
     payload = properties["TopicRulePayload"]
     if str(payload.get("RuleDisabled", "false")).lower() == "true":
-        raise TemplateError("the template's TelemetryRule is disabled")
+        raise TemplateError(f"the template's {resource} is disabled")
     query = parse_rule_sql(str(payload["Sql"]), str(payload.get("AwsIotSqlVersion", "2015-10-08")))
     actions = payload.get("Actions") or []
     if len(actions) != 1 or len(actions[0]) != 1:
@@ -387,11 +387,13 @@ def build_rule(
     queue_urls: Mapping[str, str],
     concurrency: int = 1,
     retry_delays_s: Sequence[float] = DEFAULT_RETRY_DELAYS_S,
+    resource: str = "TelemetryRule",
 ) -> tuple[LocalTopicRule, AsyncInvoker | None]:
-    """The rule of the template with its action wired to the local function
-    (Direct) or the local stream (Stream). `queue_urls` maps queue ARNs to URLs
-    (destinations are ARNs in the template, SQS calls take URLs)."""
-    definition = rule_definition(template)
+    """The rule of the template (`resource`, TelemetryRule by default) with its
+    action wired to the local function (Direct) or the local stream (Stream).
+    `queue_urls` maps queue ARNs to URLs (destinations are ARNs in the template,
+    SQS calls take URLs)."""
+    definition = rule_definition(template, resource)
     counters = RuleCounters()
     error_action = None
     if definition.error_queue_url is not None:
