@@ -41,6 +41,7 @@ from telemetry.terminal import Screen, one_line, plural
 
 if TYPE_CHECKING:
     from telemetry import backtest
+    from telemetry.core.alerts import Transition
 
 PROG = "telemetry"
 USAGE_ERROR = 2
@@ -267,6 +268,15 @@ def build_parser() -> argparse.ArgumentParser:
         "function would see them (late readings change nothing)",
     )
     backtest.add_argument(
+        "--reorder-window",
+        type=_int_between(1, 100_000_000),
+        default=50_000,
+        metavar="READINGS",
+        help="how many readings wait to be put in event-time order (default 50000): a "
+        "reading whose time the replay has already passed is evaluated when it comes and "
+        "reported with its line. Memory grows with it (about 300 bytes a reading)",
+    )
+    backtest.add_argument(
         "--rejections",
         type=_path,
         metavar="FILE",
@@ -461,11 +471,12 @@ def _run_backtest(args: argparse.Namespace) -> int:
 
     _refuse_ignored_backtest_flags(args)
     rules = load_rules_or_fail(args.rules)
+    output = _BacktestOutput(args, rules)
     if args.source == "influxdb":
-        result = _replay_influxdb(args, rules)
+        result = _replay_influxdb(args, rules, output)
         if result.messages == 0:
             raise UserError(f"no reading to replay: {result.store}")
-        _report_backtest(args, rules, result)
+        output.finish(result)
         return 0
     with _rejections_file(args.rejections, args.files) as rejections:
         try:
@@ -479,36 +490,63 @@ def _run_backtest(args: argparse.Namespace) -> int:
                 if rejections is not None
                 else None,
                 on_seconds=backtest.SecondsWarningReporter(sys.stderr),
+                window=args.reorder_window,
+                emit=output.add,
+                on_out_of_window=backtest.OutOfWindowReporter(sys.stderr),
             )
         except backtest.InputError as exc:
             raise UserError(str(exc)) from None
     if result.messages == 0 and not result.bad_lines:
         files = ", ".join("<stdin>" if f == "-" else f for f in args.files)
         raise UserError(f"no message to replay: {files}: empty, or only blank lines")
-    _report_backtest(args, rules, result)
+    output.finish(result)
     if result.messages == 0 and result.bad_lines:
         raise UserError("no usable message in the input", exit_code=FAILED)
     return 0
 
 
-def _report_backtest(args: argparse.Namespace, rules: RuleSet, result: backtest.Result) -> None:
-    from telemetry import backtest  # noqa: PLC0415
-    from telemetry.core.load import alarm_load  # noqa: PLC0415
+class _BacktestOutput:
+    """Where the backtest's transitions go as they are decided: written at once
+    (jsonl, json), or kept for the table (a screen's worth of reading); the
+    per-rule summary and the alarm load counted on the way."""
 
-    summaries = backtest.summarize(result, rules, flap_window_ms=args.flap_window)
-    load = alarm_load(result.transitions, rules.notifications, result.first_ms, result.last_ms)
-    if args.format == "json":
-        backtest.write_json(result, summaries, load, sys.stdout)
-    elif args.format == "jsonl":
-        backtest.write_jsonl(result.transitions, sys.stdout)
-        screen = Screen(sys.stderr, plain=True)
-        backtest.render_summary(result, summaries, screen, args)
-        backtest.render_load(load, screen)
-    else:
-        screen = Screen(sys.stdout)
-        backtest.render_transitions(result.transitions, screen)
-        backtest.render_summary(result, summaries, screen, args)
-        backtest.render_load(load, screen)
+    def __init__(self, args: argparse.Namespace, rules: RuleSet) -> None:
+        from telemetry import backtest  # noqa: PLC0415
+        from telemetry.core.load import LoadMeter  # noqa: PLC0415
+
+        self.args = args
+        self.summarizer = backtest.Summarizer(rules, flap_window_ms=args.flap_window)
+        self.load = LoadMeter(rules.notifications)
+        self.kept: list[Transition] = []
+        self.document = backtest.JsonDocument(sys.stdout) if args.format == "json" else None
+
+    def add(self, transition: Transition) -> None:
+        self.summarizer.add(transition)
+        self.load.add(transition)
+        if self.document is not None:
+            self.document.add(transition)
+        elif self.args.format == "jsonl":
+            sys.stdout.write(json.dumps(transition.to_json(), separators=(",", ":")) + "\n")
+        else:
+            self.kept.append(transition)
+
+    def finish(self, result: backtest.Result) -> None:
+        from telemetry import backtest  # noqa: PLC0415
+
+        args = self.args
+        summaries = self.summarizer.finish(result.last_ms or 0)
+        load = self.load.finish(result.first_ms, result.last_ms)
+        if self.document is not None:
+            self.document.finish(result, summaries, load)
+        elif args.format == "jsonl":
+            screen = Screen(sys.stderr, plain=True)
+            backtest.render_summary(result, summaries, screen, args)
+            backtest.render_load(load, screen)
+        else:
+            screen = Screen(sys.stdout)
+            backtest.render_transitions(self.kept, screen)
+            backtest.render_summary(result, summaries, screen, args)
+            backtest.render_load(load, screen)
 
 
 _STORE_FLAGS = ("influxdb_url", "database", "since", "until", "device", "influxdb_token")
@@ -535,7 +573,9 @@ def _refuse_ignored_backtest_flags(args: argparse.Namespace) -> None:
         )
 
 
-def _replay_influxdb(args: argparse.Namespace, rules: RuleSet) -> backtest.Result:
+def _replay_influxdb(
+    args: argparse.Namespace, rules: RuleSet, output: _BacktestOutput
+) -> backtest.Result:
     import time  # noqa: PLC0415
 
     from telemetry import backtest  # noqa: PLC0415
@@ -566,6 +606,9 @@ def _replay_influxdb(args: argparse.Namespace, rules: RuleSet) -> backtest.Resul
             rules,
             order=args.order,
             result=backtest.Result(store=where),
+            window=args.reorder_window,
+            emit=output.add,
+            on_out_of_window=backtest.OutOfWindowReporter(sys.stderr),
         )
     except influx_history.StoreError as exc:
         raise UserError(str(exc), exit_code=FAILED) from None
