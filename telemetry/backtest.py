@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from heapq import heappop, heappush
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, TextIO
 
@@ -287,7 +288,7 @@ is given the replay's clock once every time in the input is known."""
 
 REORDER_READINGS: Final = 50_000
 """How many readings wait to be put in event-time order (`--reorder-window`):
-a quarter of them is evaluated, oldest first, whenever more wait."""
+half of them is evaluated, oldest first, whenever more wait."""
 
 Emit = Callable[[Transition], None]
 _Out = tuple[int, str, int, str, str, int, Transition]
@@ -353,19 +354,30 @@ class _Gap:
 class _Stream:
     """Validated messages in, transitions out as they are decided, in event time.
 
-    Readings wait in a heap, the reorder window, until more than `window` of
-    them wait; then the oldest quarter (and every other reading of the same
-    time as the last of them) is released and each device's are evaluated (the core's
-    `evaluate`, then `watch` for flapping) with the state it carries. Arrival
-    (receivedAt, else the reading's time) is followed the same way for no-data
-    gaps, and a flapping key's STABLE is made once time has passed its quiet
-    period. Transitions wait in a second heap until no earlier one can come.
+    Readings wait in the reorder window until more than `window` of them wait;
+    then the oldest half (and every other reading of the time of the last of
+    them) is evaluated, device by device, with the state each carries: the
+    core's `evaluate`, then `watch` for flapping. Readings of one time keep
+    the order they came in. Arrival (receivedAt, else the reading's time) is
+    followed the same way for no-data gaps, and a flapping key's STABLE is
+    made once the evaluated time has passed its quiet period. Transitions
+    wait in a heap until no earlier one can be decided.
 
-    Memory: the readings in the window (and for no-data, their arrivals),
-    the transitions decided but not yet out, and per device its alert state (`AlertState` per
-    key with an alert, a streak or a flapping watch), per (device, sensor,
-    rule with nodata) its last arrival and reading. Readings with no time at
-    all take the replay's clock at the end and wait for it.
+    A reading whose time is not after the last one evaluated came after its
+    place was passed: it is evaluated at once, out of event-time order (the
+    core counts it late if its alert changed since), counted in
+    `out_of_window` and reported (`on_out_of_window`, with its line); for
+    no-data its arrival is not counted. In `arrival` order each message is
+    evaluated as it comes; its transitions are held in the same heap (at
+    most `window` of them) and a transition decided after later ones went
+    out is counted too.
+
+    Memory: the readings in the window (and for no-data, their arrivals);
+    the transitions decided and not yet out; per device its alert state
+    (`AlertState` per key with an alert, a streak or a flapping watch); per
+    (device, sensor, rule with nodata) its last arrival and reading.
+    Readings with no time at all take the replay's clock at the end and
+    wait for it.
     """
 
     def __init__(
@@ -389,9 +401,9 @@ class _Stream:
         self.states: dict[str, dict[StateKey, AlertState]] = {}
         self.latest = 0  # of the times the readings do not show
         self.seq = 0
-        self.pending: list[tuple[int, int, Reading]] = []
+        self.pending: list[Reading] = []  # in arrival; sorted (stable) when released
         self.evaluated_to = -(2**63)  # every reading up to this time is evaluated
-        self.heard: list[tuple[int, int, Reading]] = []
+        self.heard: list[tuple[int, Reading]] = []
         self.heard_to = -(2**63)
         self.end_arrival: int | None = None
         self.gaps: dict[tuple[str, str, str], _Gap] = {}
@@ -432,8 +444,7 @@ class _Stream:
                 self._passed(OutOfWindow(source, line, reading, at, self.evaluated_to))
                 passed.append(reading)
             else:
-                heappush(self.pending, (at, self.seq, reading))
-                self.seq += 1
+                self.pending.append(reading)
         if placed:
             self._evaluate(device_id, placed)
         if passed:
@@ -463,8 +474,7 @@ class _Stream:
             return
         if self.end_arrival is None or at > self.end_arrival:
             self.end_arrival = at
-        heappush(self.heard, (at, self.seq, reading))
-        self.seq += 1
+        self.heard.append((at, reading))
 
     def _passed(self, late: OutOfWindow) -> None:
         self.result.out_of_window += 1
@@ -476,7 +486,7 @@ class _Stream:
     def _advance(self) -> None:
         """Evaluate the oldest readings once the window is full, and let out
         what no later decision can come before."""
-        keep = self.window - self.window // 4
+        keep = self.window // 2
         if len(self.pending) > self.window:
             self.evaluated_to = self._release_readings(len(self.pending) - keep)
         if self.nodata and len(self.heard) > self.window:
@@ -490,13 +500,19 @@ class _Stream:
 
     def _release_readings(self, count: int) -> int:
         """Evaluate the `count` oldest readings waiting, and every other of the
-        time of the last of them (all, for a count past the end): that time."""
+        time of the last of them (all, for a count past the end): that time.
+        Readings of one time keep the order they came in (a stable sort)."""
         pending = self.pending
+        if not pending:
+            return self.evaluated_to
+        pending.sort(key=_READING_TIME)
+        cut = min(max(count, 1), len(pending))
+        to = pending[cut - 1].time_ms
+        while cut < len(pending) and pending[cut].time_ms == to:
+            cut += 1
+        released, self.pending = pending[:cut], pending[cut:]
         batch: dict[str, list[Reading]] = {}
-        to = self.evaluated_to
-        while pending and (count > 0 or pending[0][0] == to):
-            to, _, reading = heappop(pending)
-            count -= 1
+        for reading in released:
             device = batch.get(reading.device_id)
             if device is None:
                 batch[reading.device_id] = [reading]
@@ -529,15 +545,20 @@ class _Stream:
         """Follow the `count` oldest arrivals waiting (and every other of the same
         time) for no-data gaps, raising those whose window ran out: that time."""
         heard = self.heard
+        if not heard:
+            return self.heard_to
+        heard.sort(key=_ARRIVAL)
+        cut = min(max(count, 1), len(heard))
+        to = heard[cut - 1][0]
+        while cut < len(heard) and heard[cut][0] == to:
+            cut += 1
+        released, self.heard = heard[:cut], heard[cut:]
         rules = self.rules
-        to = self.heard_to
-        while heard and (count > 0 or heard[0][0] == to):
-            to, _, reading = heappop(heard)
-            count -= 1
-            self._gaps_before(to)
+        for at, reading in released:
+            self._gaps_before(at)
             for rule in rules.for_reading(reading):
                 if rule.nodata_ms is not None:
-                    self._arrived(to, reading, rule.name, rule.nodata_ms)
+                    self._arrived(at, reading, rule.name, rule.nodata_ms)
         self._gaps_before(to)  # one ending at `to` is a gap only if anything comes later
         return to
 
@@ -652,8 +673,7 @@ class _Stream:
                 if self.arrival:
                     by_device.setdefault(reading.device_id, []).append(reading)
                 else:
-                    heappush(self.pending, (clock, self.seq, reading))
-                    self.seq += 1
+                    self.pending.append(reading)
             for device_id, readings in by_device.items():
                 self._evaluate(device_id, readings)
         everything = 2**62
@@ -667,6 +687,10 @@ class _Stream:
         self._release(everything)
         result.devices = len(self.states)
         return result
+
+
+_READING_TIME: Final = attrgetter("time_ms")
+_ARRIVAL: Final = itemgetter(0)
 
 
 def _oldest_kept(out: list[_Out], keep: int) -> int:

@@ -160,9 +160,11 @@ def test_a_reading_whose_place_was_passed_is_reported_with_its_line(tmp_path: Pa
     # Given a history whose third line is an hour older than the two before it
     t0 = 1_764_237_600_000
     lines = [
-        {"deviceId": "pump-1", "timestamp": t0 + 3_600_000, "data": [{"sensorId": "t", "type": "temperature", "value": 70}]},
-        {"deviceId": "pump-1", "timestamp": t0 + 3_660_000, "data": [{"sensorId": "t", "type": "temperature", "value": 71}]},
-        {"deviceId": "pump-2", "timestamp": t0, "data": [{"sensorId": "t", "type": "temperature", "value": 99}]},
+        {"deviceId": device, "timestamp": at, "data": [{"sensorId": "t", "type": "temperature",
+                                                        "value": value}]}
+        for device, at, value in [
+            ("pump-1", t0 + 3_600_000, 70), ("pump-1", t0 + 3_660_000, 71), ("pump-2", t0, 99)
+        ]
     ]  # fmt: skip
     history = tmp_path / "history.jsonl"
     history.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
