@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="READINGS",
         help="how many readings wait to be put in event-time order (default 50000): a "
         "reading whose time the replay has already passed is evaluated when it comes and "
-        "reported with its line. Memory grows with it (about 300 bytes a reading)",
+        "reported with its line. Memory grows with it (about 150 bytes a reading)",
     )
     backtest.add_argument(
         "--rejections",
