@@ -314,18 +314,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_store_arguments(backtest: argparse.ArgumentParser) -> None:
     store = backtest.add_argument_group(
-        "replaying from the store (--from influxdb)",
-        "the readings the function wrote to InfluxDB, read back through InfluxQL in chunks",
+        "replaying from the store (--from influxdb, --from timestream)",
+        "the readings the function wrote to InfluxDB (read back through InfluxQL in chunks) "
+        "or to Timestream for LiveAnalytics (its query API, page by page)",
     )
     store.add_argument(
         "--from",
         dest="source",
-        choices=("files", "influxdb"),
+        choices=("files", "influxdb", "timestream"),
         default="files",
-        help="files: the FILEs (default); influxdb: readings in an InfluxDB, by time",
+        help="files: the FILEs (default); influxdb: readings in an InfluxDB, by time; "
+        "timestream: readings in a Timestream for LiveAnalytics table (AWS credentials "
+        "and region as the SDK finds them)",
     )
     store.add_argument("--influxdb-url", type=_endpoint_url, metavar="URL", help="its URL")
-    store.add_argument("--database", metavar="DB", help="the database (a bucket's DBRP name)")
+    store.add_argument(
+        "--database", metavar="DB", help="the database (InfluxDB: a bucket's DBRP name)"
+    )
+    store.add_argument("--table", metavar="TABLE", help="the Timestream table")
     store.add_argument(
         "--since",
         type=_moment,
@@ -472,6 +478,12 @@ def _run_backtest(args: argparse.Namespace) -> int:
     _refuse_ignored_backtest_flags(args)
     rules = load_rules_or_fail(args.rules)
     output = _BacktestOutput(args, rules)
+    if args.source == "timestream":
+        result = _replay_timestream(args, rules, output)
+        if result.messages == 0:
+            raise UserError(f"no reading to replay: {result.store}")
+        output.finish(result)
+        return 0
     if args.source == "influxdb":
         result = _replay_influxdb(args, rules, output)
         if result.messages == 0:
@@ -550,27 +562,82 @@ class _BacktestOutput:
 
 
 _STORE_FLAGS = ("influxdb_url", "database", "since", "until", "device", "influxdb_token")
+_ONLY_FOR: dict[str, str] = {"influxdb_url": "influxdb", "influxdb_token": "influxdb"}
+_NEEDED: dict[str, tuple[str, ...]] = {
+    "influxdb": ("influxdb_url", "database", "since"),
+    "timestream": ("database", "table", "since"),
+}
 
 
 def _refuse_ignored_backtest_flags(args: argparse.Namespace) -> None:
-    """Files or the store, never a flag of the other."""
+    """Files or a store, never a flag of another."""
     if args.source == "files":
-        for name in _STORE_FLAGS:
+        for name in (*_STORE_FLAGS, "table"):
             if getattr(args, name) is not None:
-                raise UserError(f"--{name.replace('_', '-')} goes with --from influxdb")
+                store = "timestream" if name == "table" else "influxdb"
+                raise UserError(f"--{name.replace('_', '-')} goes with --from {store}")
         return
     if args.files:
         raise UserError(
-            f"--from influxdb reads the store: no FILE to give (got {' '.join(args.files)})"
+            f"--from {args.source} reads the store: no FILE to give (got {' '.join(args.files)})"
         )
-    missing = [f"--{n.replace('_', '-')}" for n in ("influxdb_url", "database", "since")]
+    for name, store in (*_ONLY_FOR.items(), ("table", "timestream")):
+        if store != args.source and getattr(args, name) is not None:
+            raise UserError(f"--{name.replace('_', '-')} goes with --from {store}")
+    missing = [f"--{n.replace('_', '-')}" for n in _NEEDED[args.source]]
     missing = [flag for flag in missing if getattr(args, flag[2:].replace("-", "_")) is None]
     if missing:
-        raise UserError(f"--from influxdb needs {', '.join(missing)}")
+        raise UserError(f"--from {args.source} needs {', '.join(missing)}")
     if args.rejections is not None:
         raise UserError(
             "--rejections lists the lines of files; the store holds readings already accepted"
         )
+
+
+def _replay_timestream(
+    args: argparse.Namespace, rules: RuleSet, output: _BacktestOutput
+) -> backtest.Result:
+    import time  # noqa: PLC0415
+
+    import boto3  # noqa: PLC0415
+    from botocore.exceptions import BotoCoreError  # noqa: PLC0415
+
+    from telemetry import backtest  # noqa: PLC0415
+    from telemetry.core.messages import iso_utc  # noqa: PLC0415
+    from telemetry.local import timestream_history  # noqa: PLC0415
+
+    now_ms = time.time_ns() // 1_000_000
+    since_ms = args.since.ms(now_ms)
+    until_ms = args.until.ms(now_ms) if args.until is not None else now_ms
+    if until_ms <= since_ms:
+        raise UserError("--until must be later than --since")
+    history = timestream_history.TimestreamHistory(
+        database=args.database,
+        table=args.table,
+        since_ms=since_ms,
+        until_ms=until_ms,
+        device=args.device,
+    )
+    devices = f", devices {args.device}" if args.device else ""
+    where = (
+        f"Timestream {args.database}.{args.table}{devices}, "
+        f"{iso_utc(since_ms)} to {iso_utc(until_ms)}"
+    )
+    try:
+        client = boto3.client("timestream-query")
+        return backtest.replay(
+            timestream_history.messages(history, client),
+            rules,
+            order=args.order,
+            result=backtest.Result(store=where),
+            window=args.reorder_window,
+            emit=output.add,
+            on_out_of_window=backtest.OutOfWindowReporter(sys.stderr),
+        )
+    except timestream_history.TimestreamHistoryError as exc:
+        raise UserError(str(exc), exit_code=FAILED) from None
+    except BotoCoreError as exc:  # no region, no credentials
+        raise UserError(f"cannot use Timestream: {exc}", exit_code=FAILED) from None
 
 
 def _replay_influxdb(
