@@ -3,7 +3,7 @@
     python -m benchmarks [--only NAME,...]
 
 NAME: core, cost, coldstart, stream-cpu, stream, mqtt, influxdb, nodata, outage, notify,
-rules, maintenance.
+rules, maintenance, backtest.
 
 Writes benchmarks/results/latest.json (git-ignored). Targets are reported as
 PASS or FAIL; a FAIL does not change the exit status.
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from benchmarks import (
+    bench_backtest,
     bench_coldstart,
     bench_core,
     bench_cost,
@@ -83,6 +84,11 @@ BENCHMARKS: Final[dict[str, tuple[str, Callable[[], Any], Callable[[Any], None]]
         "maintenance windows: judging them on readings and sweeps, beside none",
         bench_maintenance.run,
         bench_maintenance.report,
+    ),
+    "backtest": (
+        "backtest memory at 100k / 1M / 10M readings, beside today's whole-history code",
+        bench_backtest.run,
+        bench_backtest.report,
     ),
     "influxdb": (
         "InfluxDB as the store: cost per million messages by fleet rate",

@@ -43,10 +43,12 @@ import gc
 import json
 import math
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from heapq import heappop, heappush
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, TextIO
 
@@ -56,12 +58,13 @@ from telemetry.core.alerts import (
     AlertState,
     Evaluation,
     Severity,
+    Silence,
     StateKey,
     Status,
     Transition,
     evaluate,
 )
-from telemetry.core.flapping import quieted, watch
+from telemetry.core.flapping import due_ms, quieted, watch
 from telemetry.core.load import AlarmLoad
 from telemetry.core.messages import (
     LATEST_MS,
@@ -76,7 +79,7 @@ from telemetry.core.messages import (
 )
 from telemetry.core.operators import MAINTENANCE
 from telemetry.core.rules import RuleSet
-from telemetry.core.silence import silences_in
+from telemetry.core.silence import gap_raised, gap_resolved
 from telemetry.core.timestamps import MILLENNIUM_MS, SecondsSuspect, seconds_suspects
 from telemetry.terminal import (
     TRANSITION_COLUMNS,
@@ -222,6 +225,7 @@ class Result:
     rejected: Counter[str] = field(default_factory=Counter)
     late: int = 0
     not_evaluated: int = 0
+    out_of_window: int = 0  # readings whose place the reorder window had passed
     seconds_lines: int = 0
     store: str | None = None  # where the readings came from, when not from files
     devices: int = 0
@@ -288,141 +292,498 @@ history is never "in the future". A reading with no time at all takes it, and
 is given the replay's clock once every time in the input is known."""
 
 
-class _Replay:
-    """Validates messages one by one, keeping only their readings, then
-    evaluates them once the clock is known. In `event` order readings are kept
-    per device; in `arrival` order, per message."""
+REORDER_READINGS: Final = 50_000
+"""How many readings wait to be put in event-time order (`--reorder-window`):
+half of them is evaluated, oldest first, whenever more wait."""
 
-    def __init__(self, result: Result, order: str, *, nodata: bool = False) -> None:
+Emit = Callable[[Transition], None]
+_Out = tuple[int, str, int, str, str, int, Transition]
+"""A decided transition waiting for its turn: (time, device, phase, sensor,
+rule, sequence, it). Phase 0: a reading's; 1: a no-data gap's; 2: a STABLE
+that time alone brought (the order the whole-history replay gave them)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutOfWindow:
+    """A reading that came after its place in event time was passed: its time
+    `at_ms` (`what`: its reading time, or for no-data its arrival) is not after
+    `passed_ms`, the newest such time already evaluated when it came."""
+
+    source: str
+    line: int
+    reading: Reading
+    at_ms: int
+    passed_ms: int
+    what: str = "reading time"
+
+    @property
+    def detail(self) -> str:
+        r = self.reading
+        then = (
+            "not counted for no-data"
+            if self.what == "arrival"
+            else "evaluated now, out of event-time order (late, if its alert changed since)"
+        )
+        return (
+            f"{r.device_id}/{r.sensor_id}: {self.what} {time_text(self.at_ms)} came after "
+            f"{time_text(self.passed_ms)} was replayed (beyond the reorder window): {then}"
+        )
+
+
+class OutOfWindowReporter:
+    """Reports on a stream, one line each, up to a limit; counts the rest."""
+
+    def __init__(self, stream: TextIO, limit: int = MAX_BAD_LINES_SHOWN) -> None:
+        self._stream = stream
+        self._limit = limit
+        self.count = 0
+
+    def __call__(self, late: OutOfWindow) -> None:
+        self.count += 1
+        if self.count <= self._limit:
+            print(f"{late.source}:{late.line}: out of order: {late.detail}", file=self._stream)
+        elif self.count == self._limit + 1:
+            print("(further readings out of order are counted, not shown)", file=self._stream)
+
+
+@dataclass(slots=True)
+class _Gap:
+    """Arrival of one (device, sensor, rule with nodata): the last one heard
+    and, while the gap after it is open, its no-data episode."""
+
+    at_ms: int
+    reading: Reading
+    window_ms: int
+    episode: Silence | None = None
+
+
+class _Stream:
+    """Validated messages in, transitions out as they are decided, in event time.
+
+    Readings wait in the reorder window until more than `window` of them wait;
+    then the oldest half (and every other reading of the time of the last of
+    them) is evaluated, device by device, with the state each carries: the
+    core's `evaluate`, then `watch` for flapping. Readings of one time keep
+    the order they came in. Arrival (receivedAt, else the reading's time) is
+    followed the same way for no-data gaps, and a flapping key's STABLE is
+    made once the evaluated time has passed its quiet period. Transitions
+    wait in a heap until no earlier one can be decided.
+
+    A reading whose time is not after the last one evaluated came after its
+    place was passed: it is evaluated at once, out of event-time order (the
+    core counts it late if its alert changed since), counted in
+    `out_of_window` and reported (`on_out_of_window`, with its line); for
+    no-data its arrival is not counted. In `arrival` order each message is
+    evaluated as it comes; its transitions are held in the same heap (at
+    most `window` of them) and a transition decided after later ones went
+    out is counted too.
+
+    Memory: the readings in the window (and for no-data, their arrivals);
+    the transitions decided and not yet out; per device its alert state
+    (`AlertState` per key with an alert, a streak or a flapping watch); per
+    (device, sensor, rule with nodata) its last arrival and reading.
+    Readings with no time at all take the replay's clock at the end and
+    wait for it.
+    """
+
+    def __init__(
+        self,
+        result: Result,
+        rules: RuleSet,
+        *,
+        order: str,
+        window: int,
+        emit: Emit,
+        on_out_of_window: Callable[[OutOfWindow], None] | None = None,
+    ) -> None:
         self.result = result
+        self.rules = rules
         self.arrival = order == "arrival"
-        self.nodata = nodata  # a rule has `nodata`: arrivals are kept for its episodes
-        self.heard: list[tuple[int | None, list[Reading]]] = []
+        self.window = max(window, 1)
+        self.maintenance = MaintenanceStage(rules, emit) if rules.maintenance else None
+        self.emit = emit if self.maintenance is None else self.maintenance.add
+        self.on_out_of_window = on_out_of_window
+        self.flapping = _sets_flapping(rules)
+        self.nodata = any(r.nodata_ms is not None for r in rules.rules)
+        self.states: dict[str, dict[StateKey, AlertState]] = {}
         self.latest = 0  # of the times the readings do not show
-        self.by_device: dict[str, list[Reading]] = defaultdict(list)
-        self.arrivals: list[tuple[str, list[Reading]]] = []
-        self.timeless: list[list[Reading]] = []
+        self.seq = 0
+        self.pending: list[Reading] = []  # in arrival; sorted (stable) when released
+        self.evaluated_to = -(2**63)  # every reading up to this time is evaluated
+        self.heard: list[tuple[int, Reading]] = []
+        self.heard_to = -(2**63)
+        self.end_arrival: int | None = None
+        self.gaps: dict[tuple[str, str, str], _Gap] = {}
+        self.open_gaps: dict[str, dict[StateKey, Silence]] = {}  # per device
+        self.deadlines: list[tuple[int, str, str, str]] = []
+        self.dues: list[tuple[int, str]] = []
+        self.due_of: dict[str, int] = {}
+        self.out: list[_Out] = []
+        self.out_to = -(2**63)
+        self.timeless: list[tuple[int | None, Reading]] = []
 
-    def add(self, parsed: ParsedMessage | MessageRejectedError) -> None:
+    # --- in ----------------------------------------------------------------
+
+    def add(self, parsed: ParsedMessage | MessageRejectedError, source: str, line: int) -> None:
+        """One message, line `line` of `source`."""
+        if not self._counted(parsed):
+            return
+        assert isinstance(parsed, ParsedMessage)  # noqa: S101 - _counted says so
+        result, received = self.result, parsed.received_ms
+        device_id = parsed.device_id
+        if device_id not in self.states:
+            self.states[device_id] = {}
+        result.readings += len(parsed.readings)
+        placed: list[Reading] = []
+        passed: list[Reading] = []
+        for reading in parsed.readings:
+            at = reading.time_ms
+            if at == _NO_CLOCK:
+                self.timeless.append((received, reading))
+                continue
+            result.first_ms = at if result.first_ms is None else min(result.first_ms, at)
+            result.last_ms = at if result.last_ms is None else max(result.last_ms, at)
+            if self.nodata:
+                self._heard(received or at, reading, source, line)
+            if self.arrival:
+                placed.append(reading)
+            elif at <= self.evaluated_to:
+                self._passed(OutOfWindow(source, line, reading, at, self.evaluated_to))
+                passed.append(reading)
+            else:
+                self.pending.append(reading)
+        if placed:
+            self._evaluate(device_id, placed)
+        if passed:
+            self._evaluate(device_id, passed)
+        self._advance()
+
+    def _counted(self, parsed: ParsedMessage | MessageRejectedError) -> bool:
+        """Count the message and what validation refused of it; whether it has readings."""
         result = self.result
         result.messages += 1
         if isinstance(parsed, MessageRejectedError):
             result.rejected[parsed.rejection.code] += 1
             self.latest = max([self.latest, *_times_in(parsed.rejection.payload)])
-            return
+            return False
         for rejection in parsed.rejections:
             result.rejected[rejection.code] += 1
             self.latest = max([self.latest, *_times_in({"data": [rejection.payload]})])
         sent, received = parsed.sent_ms, parsed.received_ms
-        if sent is None and received is None:
-            self.timeless.append(parsed.readings)  # some may lack a time of their own
-        else:
+        if sent is not None or received is not None:
             self.latest = max(self.latest, sent or 0, received or 0)
+        return True
+
+    def _heard(self, at: int, reading: Reading, source: str, line: int) -> None:
+        """Arrival at `at`, for no-data gaps (its place passed: reported, not counted)."""
+        if at <= self.heard_to:
+            self._passed(OutOfWindow(source, line, reading, at, self.heard_to, "arrival"))
+            return
+        if self.end_arrival is None or at > self.end_arrival:
+            self.end_arrival = at
+        self.heard.append((at, reading))
+
+    def _passed(self, late: OutOfWindow) -> None:
+        self.result.out_of_window += 1
+        if self.on_out_of_window is not None:
+            self.on_out_of_window(late)
+
+    # --- deciding ------------------------------------------------------------
+
+    def _advance(self) -> None:
+        """Evaluate the oldest readings once the window is full, and let out
+        what no later decision can come before."""
+        keep = self.window // 2
+        if len(self.pending) > self.window:
+            self.evaluated_to = self._release_readings(len(self.pending) - keep)
+        if self.nodata and len(self.heard) > self.window:
+            self.heard_to = self._release_heard(len(self.heard) - keep)
+        to = self.evaluated_to if not self.arrival else -(2**63)
         if self.nodata:
-            self.heard.append((received, parsed.readings))
-        if self.arrival:
-            self.arrivals.append((parsed.device_id, parsed.readings))
-        else:
-            self.by_device[parsed.device_id].extend(parsed.readings)
+            to = min(to, self.heard_to - 1)
+        if self.arrival and len(self.out) > self.window:
+            to = max(to, _oldest_kept(self.out, keep))
+        self._release(to)
 
-    def _groups(self) -> list[tuple[str, list[Reading]]]:
-        return self.arrivals if self.arrival else sorted(self.by_device.items())
+    def _release_readings(self, count: int) -> int:
+        """Evaluate the `count` oldest readings waiting, and every other of the
+        time of the last of them (all, for a count past the end): that time.
+        Readings of one time keep the order they came in (a stable sort)."""
+        pending = self.pending
+        if not pending:
+            return self.evaluated_to
+        pending.sort(key=_READING_TIME)
+        cut = min(max(count, 1), len(pending))
+        to = pending[cut - 1].time_ms
+        while cut < len(pending) and pending[cut].time_ms == to:
+            cut += 1
+        released, self.pending = pending[:cut], pending[cut:]
+        batch: dict[str, list[Reading]] = {}
+        for reading in released:
+            device = batch.get(reading.device_id)
+            if device is None:
+                batch[reading.device_id] = [reading]
+            else:
+                device.append(reading)
+        for device_id, readings in batch.items():
+            self._evaluate(device_id, readings)
+        return to
 
-    def _place_timeless(self, groups: list[tuple[str, list[Reading]]], wall_ms: int) -> None:
-        """Readings without any time take the clock: the later of the wall clock
-        and the latest time in the input."""
-        shown = (r.time_ms for _, readings in groups for r in readings if r.time_ms != _NO_CLOCK)
-        clock = max(wall_ms, self.latest, *shown)
-        for readings in self.timeless:
-            for reading in readings:
-                if reading.time_ms == _NO_CLOCK:
-                    reading.time_ms = clock
+    def _evaluate(self, device_id: str, readings: list[Reading]) -> None:
+        evaluation = evaluate(readings, self.states[device_id], self.rules)
+        if self.flapping:
+            evaluation = watch(evaluation, self.rules)
+        self.states[device_id] = evaluation.state
+        self.result.late += evaluation.late
+        self.result.not_evaluated += len(evaluation.not_evaluated)
+        self._decided(evaluation.transitions, 0)
+        if self.flapping:
+            self._arm(device_id)
 
-    def finish(self, rules: RuleSet, wall_ms: int) -> Result:
+    def _decided(self, transitions: Iterable[Transition], phase: int) -> None:
+        for t in transitions:
+            if self.arrival and t.time_ms <= self.out_to:
+                self.result.out_of_window += 1  # decided after later ones went out
+            keys = ("", "") if phase == 0 else (t.sensor_id, t.rule)
+            heappush(self.out, (t.time_ms, t.device_id, phase, *keys, self.seq, t))
+            self.seq += 1
+
+    def _release_heard(self, count: int) -> int:
+        """Follow the `count` oldest arrivals waiting (and every other of the same
+        time) for no-data gaps, raising those whose window ran out: that time."""
+        heard = self.heard
+        if not heard:
+            return self.heard_to
+        heard.sort(key=_ARRIVAL)
+        cut = min(max(count, 1), len(heard))
+        to = heard[cut - 1][0]
+        while cut < len(heard) and heard[cut][0] == to:
+            cut += 1
+        released, self.heard = heard[:cut], heard[cut:]
+        rules = self.rules
+        for at, reading in released:
+            self._gaps_before(at)
+            for rule in rules.for_reading(reading):
+                if rule.nodata_ms is not None:
+                    self._arrived(at, reading, rule.name, rule.nodata_ms)
+        self._gaps_before(to)  # one ending at `to` is a gap only if anything comes later
+        return to
+
+    def _arrived(self, at: int, reading: Reading, rule_name: str, window_ms: int) -> None:
+        key = (reading.device_id, reading.sensor_id, rule_name)
+        gap = self.gaps.get(key)
+        if gap is None:
+            self.gaps[key] = _Gap(at, reading, window_ms)
+            heappush(self.deadlines, (at + window_ms, *key))
+            return
+        if gap.episode is not None:
+            self._gap_closed(reading.device_id, (reading.sensor_id, rule_name))
+            self._watched(reading.device_id, [gap_resolved(rule_name, gap.episode, reading)])
+            heappush(self.deadlines, (at + window_ms, *key))
+        gap.at_ms, gap.reading, gap.window_ms, gap.episode = at, reading, window_ms, None
+
+    def _gaps_before(self, before: int) -> None:
+        """Raise the gaps whose window ran out before `before` (nothing heard since)."""
+        deadlines = self.deadlines
+        while deadlines and deadlines[0][0] < before:
+            silent_at, *key = heappop(deadlines)
+            device_id, sensor_id, rule_name = key
+            gap = self.gaps[device_id, sensor_id, rule_name]
+            if gap.at_ms + gap.window_ms != silent_at:
+                heappush(deadlines, (gap.at_ms + gap.window_ms, device_id, sensor_id, rule_name))
+                continue
+            gap.episode, raised = gap_raised(
+                self.rules, rule_name, gap.window_ms, gap.at_ms, gap.reading
+            )
+            self.open_gaps.setdefault(device_id, {})[sensor_id, rule_name] = gap.episode
+            self._watched(device_id, [raised])
+
+    def _gap_closed(self, device_id: str, key: StateKey) -> None:
+        opened = self.open_gaps[device_id]
+        del opened[key]
+        if not opened:
+            del self.open_gaps[device_id]
+
+    def _with_gaps(self, device_id: str) -> dict[StateKey, AlertState]:
+        """The device's state with its open no-data episodes in it, as the
+        function's would hold them (what a STABLE says of them)."""
+        state = self.states[device_id]
+        opened = self.open_gaps.get(device_id)
+        if not opened:
+            return state
+        view = dict(state)
+        for key, episode in opened.items():
+            alert = view.get(key)
+            if alert is not None:
+                view[key] = replace(alert, silence=episode)
+        return view
+
+    def _watched(self, device_id: str, transitions: list[Transition]) -> None:
+        if self.flapping:
+            state = self.states.setdefault(device_id, {})
+            evaluation = watch(Evaluation(state, transitions), self.rules)
+            self.states[device_id] = evaluation.state
+            self._arm(device_id)
+            transitions = evaluation.transitions
+        self._decided(transitions, 1)
+
+    def _arm(self, device_id: str) -> None:
+        due = due_ms(self.states[device_id])
+        if due is None:
+            self.due_of.pop(device_id, None)
+        elif self.due_of.get(device_id) != due:
+            self.due_of[device_id] = due
+            heappush(self.dues, (due, device_id))
+
+    def _quieted_before(self, before: int) -> None:
+        """The STABLE of every flapping key quiet for its window before `before`."""
+        dues = self.dues
+        while dues and dues[0][0] < before:
+            due, device_id = heappop(dues)
+            if self.due_of.get(device_id) != due:
+                continue
+            del self.due_of[device_id]
+            state = self.states[device_id]
+            stable = quieted(device_id, self._with_gaps(device_id), before - 1)
+            if stable:
+                evaluation = watch(Evaluation(state, stable), self.rules)
+                self.states[device_id] = evaluation.state
+                self._decided(evaluation.transitions, 2)
+            self._arm(device_id)
+
+    def _release(self, to: int) -> None:
+        """Let out every transition up to `to`, a STABLE time alone brought first."""
+        if to <= self.out_to:
+            return
+        if self.flapping:
+            self._quieted_before(min(to, self.result.last_ms or 0) + 1)
+        out, emit = self.out, self.emit
+        while out and out[0][0] <= to:
+            emit(heappop(out)[-1])
+        self.out_to = to
+
+    # --- the end -------------------------------------------------------------
+
+    def finish(self, wall_ms: int) -> Result:
+        """Evaluate what is left, place the readings without a time, and let
+        every transition out."""
         result = self.result
-        groups = self._groups()
         if self.timeless:
-            self._place_timeless(groups, wall_ms)
-        times = [r.time_ms for _, readings in groups for r in readings]
-        result.readings += len(times)
-        if times:
-            result.first_ms, result.last_ms = min(times), max(times)
-        found: list[list[Transition]] = []
-        states: dict[str, dict[StateKey, AlertState]] = {}
-        flapping = _sets_flapping(rules)
-        watched: dict[str, dict[StateKey, AlertState]] = {}
-        for device_id, readings in groups:
-            evaluation = evaluate(readings, states.get(device_id, {}), rules)
-            if flapping:
-                evaluation = watch(evaluation, rules)
-                watched[device_id] = evaluation.state
-            if self.arrival:
-                states[device_id] = evaluation.state
-            result.late += evaluation.late
-            result.not_evaluated += len(evaluation.not_evaluated)
-            found.append(evaluation.transitions)
+            clock = max(wall_ms, self.latest, result.last_ms or 0)
+            result.last_ms = clock
+            result.first_ms = clock if result.first_ms is None else result.first_ms
+            by_device: dict[str, list[Reading]] = {}
+            for received, reading in self.timeless:
+                reading.time_ms = clock
+                if self.nodata:
+                    self._heard(received or clock, reading, "<no time>", 0)
+                if self.arrival:
+                    by_device.setdefault(reading.device_id, []).append(reading)
+                else:
+                    self.pending.append(reading)
+            for device_id, readings in by_device.items():
+                self._evaluate(device_id, readings)
+        everything = 2**62
+        self._release_readings(everything)
         if self.nodata:
-            heard = [(received or r.time_ms, r) for received, rs in self.heard for r in rs]
-            end_ms = max((at for at, _ in heard), default=result.last_ms or 0)
-            silences = silences_in(heard, rules, end_ms)
-            if flapping:
-                silences = _watched(silences, watched, rules)
-            found.append(silences)
-        if flapping:
-            found.append(_settled(watched, rules, result.last_ms or 0))
-        result.devices = len(states) if self.arrival else len(self.by_device)
-        ordered = [
-            (t.time_ms, t.device_id, i, t) for i, t in enumerate(t for ts in found for t in ts)
-        ]
-        result.transitions = [t for *_, t in sorted(ordered, key=lambda x: x[:3])]
-        if rules.maintenance:
-            result.transitions = held_back(result.transitions, rules, result.last_ms or 0)
+            self._release_heard(everything)
+            until = self.end_arrival if self.end_arrival is not None else result.last_ms or 0
+            self._gaps_before(until)
+        if self.flapping:
+            self._quieted_before((result.last_ms or 0) + 1)
+        self._release(everything)
+        if self.maintenance is not None:
+            self.maintenance.finish(result.last_ms or 0)
+        result.devices = len(self.states)
         return result
 
 
-def held_back(transitions: list[Transition], rules: RuleSet, end_ms: int) -> list[Transition]:
-    """Maintenance windows in event time: a transition a window holds at its
-    own time is muted (`suppressed: maintenance`, with the window's name); when
-    the window ends (up to `end_ms`, the last reading), each held key and kind
-    of alert reports the net change since the last transition operators heard,
+_READING_TIME: Final = attrgetter("time_ms")
+_ARRIVAL: Final = itemgetter(0)
+
+
+def _oldest_kept(out: list[_Out], keep: int) -> int:
+    """The time up to which the decided transitions go out so that about `keep`
+    stay (a bound on memory when decisions run ahead: `--order arrival`)."""
+    return sorted(item[0] for item in out)[len(out) - keep - 1]
+
+
+class MaintenanceStage:
+    """Maintenance windows in event time, as a stage of the stream: a transition
+    a window holds at its own time goes on muted (`suppressed: maintenance`,
+    with the window's name); when the window ends, each held key and kind of
+    alert reports the net change since the last transition operators heard,
     once, as the function's sweep does (nothing for a raise resolved inside).
-    `transitions` in time order; so is the result."""
-    heard: dict[tuple[str, str, str, bool], tuple[Severity, str | None]] = {}
-    last: dict[tuple[str, str, str, bool], Transition] = {}
-    pending: dict[tuple[str, str, str, bool], int] = {}
-    out: list[Transition] = []
+    Transitions come in time order and go on in time order; what it keeps is a
+    (severity, alertId) and a last transition per key a window ever held, and a
+    heap entry per key held now."""
 
-    def flush(key: tuple[str, str, str, bool], until_ms: int) -> None:
-        ends = pending.get(key)
-        if ends is None or ends > until_ms:
-            return
-        del pending[key]
-        report = _net_change(last[key], heard.get(key, (Severity.OK, None)), ends)
-        if report is not None:
-            heard[key] = (report.severity, report.alert_id)
-            out.append(report)
+    def __init__(self, rules: RuleSet, emit: Emit) -> None:
+        self._rules = rules
+        self._emit = emit
+        self._heard: dict[_HeldKey, tuple[Severity, str | None]] = {}
+        self._last: dict[_HeldKey, Transition] = {}
+        self._pending: dict[_HeldKey, int] = {}
+        self._ends: list[tuple[int, _HeldKey]] = []
 
-    for t in transitions:
+    def add(self, t: Transition) -> None:
+        self._flush(t.time_ms)
         key = (t.device_id, t.sensor_id, t.rule, t.direction == NODATA)
-        flush(key, t.time_ms)
         hold = (
             None
             if t.status in ACTION_STATUSES
-            else rules.maintenance.holding(t.device_id, t.sensor_id, t.type, t.location, t.time_ms)
+            else self._rules.maintenance.holding(
+                t.device_id, t.sensor_id, t.type, t.location, t.time_ms
+            )
         )
-        last[key] = t
         if hold is None:
-            out.append(t)
+            if key in self._last:
+                self._last[key] = t
             if not t.muted:
-                heard[key] = (t.severity, t.alert_id if t.severity is not Severity.OK else None)
-            continue
-        pending[key] = max(pending.get(key, hold.until_ms), hold.until_ms)
-        out.append(
+                self._heard[key] = (
+                    t.severity,
+                    t.alert_id if t.severity is not Severity.OK else None,
+                )
+            self._emit(t)
+            return
+        self._last[key] = t
+        ends = max(self._pending.get(key, hold.until_ms), hold.until_ms)
+        if self._pending.get(key) != ends:
+            self._pending[key] = ends
+            heappush(self._ends, (ends, key))
+        self._emit(
             replace(t, muted=True, suppressed=t.suppressed or MAINTENANCE, maintenance=hold.name)
         )
-    for key in sorted(pending):
-        flush(key, end_ms)
-    return sorted(out, key=lambda t: t.time_ms)
+
+    def finish(self, end_ms: int) -> None:
+        """Report the windows that ended by `end_ms` (the last reading)."""
+        self._flush(end_ms)
+
+    def _flush(self, until_ms: int) -> None:
+        ends = self._ends
+        while ends and ends[0][0] <= until_ms:
+            at, key = heappop(ends)
+            if self._pending.get(key) != at:
+                continue  # extended by a later window
+            del self._pending[key]
+            was = self._heard.get(key, (Severity.OK, None))
+            report = _net_change(self._last[key], was, at)
+            if report is not None:
+                self._heard[key] = (report.severity, report.alert_id)
+                self._emit(report)
+
+
+_HeldKey = tuple[str, str, str, bool]
+
+
+def held_back(transitions: list[Transition], rules: RuleSet, end_ms: int) -> list[Transition]:
+    """`MaintenanceStage` over a list in time order (up to `end_ms`)."""
+    out: list[Transition] = []
+    stage = MaintenanceStage(rules, out.append)
+    for t in transitions:
+        stage.add(t)
+    stage.finish(end_ms)
+    return out
 
 
 def _net_change(
@@ -460,35 +821,6 @@ def _sets_flapping(rules: RuleSet) -> bool:
     return default is not None or any(r.flapping is not None for r in rules.rules)
 
 
-def _watched(
-    transitions: list[Transition], states: dict[str, dict[StateKey, AlertState]], rules: RuleSet
-) -> list[Transition]:
-    """Flapping applied to transitions found apart from the readings' (no-data
-    episodes), device by device, with the watch the readings left."""
-    by_device: dict[str, list[Transition]] = defaultdict(list)
-    for t in sorted(transitions, key=lambda t: t.time_ms):
-        by_device[t.device_id].append(t)
-    out: list[Transition] = []
-    for device_id, found in sorted(by_device.items()):
-        evaluation = watch(Evaluation(states.get(device_id, {}), found), rules)
-        states[device_id] = evaluation.state
-        out += evaluation.transitions
-    return out
-
-
-def _settled(
-    states: dict[str, dict[StateKey, AlertState]], rules: RuleSet, end_ms: int
-) -> list[Transition]:
-    """The STABLE an ideal sweep would send by the end of the input, for every
-    key still flapping then."""
-    out: list[Transition] = []
-    for device_id, state in sorted(states.items()):
-        stable = quieted(device_id, state, end_ms)
-        if stable:
-            out += watch(Evaluation(state, stable), rules).transitions
-    return out
-
-
 def replay(
     messages: Iterable[Any],
     rules: RuleSet,
@@ -496,17 +828,27 @@ def replay(
     order: str = "event",
     wall_ms: int | None = None,
     result: Result | None = None,
+    window: int = REORDER_READINGS,
+    emit: Emit | None = None,
+    on_out_of_window: Callable[[OutOfWindow], None] | None = None,
 ) -> Result:
-    """Validate and evaluate decoded `messages` (in the given order for `arrival`)."""
-    nodata = any(r.nodata_ms is not None for r in rules.rules)
-    state = _Replay(result if result is not None else Result(), order, nodata=nodata)
+    """Validate and evaluate decoded `messages` (in the given order for `arrival`),
+    streaming: each transition goes to `emit` once decided, in event time
+    (without `emit`, they are collected in the result)."""
+    result = result if result is not None else Result()
+    if emit is None:
+        emit = result.transitions.append
+    stream = _Stream(
+        result, rules, order=order, window=window, emit=emit, on_out_of_window=on_out_of_window
+    )
+    source = result.store or "<messages>"
     with _collector_off():
-        for message in messages:
+        for number, message in enumerate(messages, start=1):
             try:
-                state.add(parse_message(message, _NO_CLOCK))
+                stream.add(parse_message(message, _NO_CLOCK), source, number)
             except MessageRejectedError as exc:
-                state.add(exc)
-        return state.finish(rules, _wall(wall_ms))
+                stream.add(exc, source, number)
+        return stream.finish(_wall(wall_ms))
 
 
 def run(
@@ -519,15 +861,23 @@ def run(
     on_rejected: Callable[[RejectedLine], None] | None = None,
     on_seconds: Callable[[SecondsWarning], None] | None = None,
     wall_ms: int | None = None,
+    window: int = REORDER_READINGS,
+    emit: Emit | None = None,
+    on_out_of_window: Callable[[OutOfWindow], None] | None = None,
 ) -> Result:
-    """Read `sources` (paths, `-` for stdin) and replay them: each line is
-    validated straight from its bytes; a line that is not JSON is reported and
-    skipped. `on_rejected` hears of every line, and every reading of a line,
-    that is not replayed; `on_seconds` of every line with a timestamp that
-    looks like epoch seconds (replayed all the same, as the function would)."""
+    """Read `sources` (paths, `-` for stdin) and replay them, streaming (see
+    `replay`): each line is validated straight from its bytes; a line that is
+    not JSON is reported and skipped. `on_rejected` hears of every line, and
+    every reading of a line, that is not replayed; `on_seconds` of every line with a
+    timestamp that looks like epoch seconds (replayed all the same, as the
+    function would); `on_out_of_window` of every reading whose place was passed."""
     result = Result()
-    nodata = any(r.nodata_ms is not None for r in rules.rules)
-    state = _Replay(result, order, nodata=nodata)
+    if emit is None:
+        emit = result.transitions.append
+
+    stream = _Stream(
+        result, rules, order=order, window=window, emit=emit, on_out_of_window=on_out_of_window
+    )
     started: set[str] = set()
     with _collector_off():
         for source, number, raw in read_lines(sources, stdin, result):
@@ -539,7 +889,7 @@ def run(
                 if exc.rejection.code != "not_json":
                     _report(source, number, exc.rejection.payload, [exc.rejection],
                             result, on_rejected, on_seconds)  # fmt: skip
-                    state.add(exc)
+                    stream.add(exc, source, number)
                     continue
                 if first and _opens_a_document(raw):
                     raise InputError(_not_json_lines(source)) from None
@@ -552,8 +902,8 @@ def run(
             if _may_hold_seconds(parsed):
                 _report(source, number, decode_json(raw), parsed.rejections,
                         result, on_rejected, on_seconds)  # fmt: skip
-            state.add(parsed)
-        return state.finish(rules, _wall(wall_ms))
+            stream.add(parsed, source, number)
+        return stream.finish(_wall(wall_ms))
 
 
 def _may_hold_seconds(parsed: ParsedMessage) -> bool:
@@ -639,35 +989,55 @@ class RuleSummary:
     flaps: int = 0
 
 
-def summarize(result: Result, rules: RuleSet, *, flap_window_ms: int) -> list[RuleSummary]:
-    """One line per rule in force (and per implicit rule that fired)."""
-    summaries = {r.name: RuleSummary(r.name) for r in rules.rules}
-    episodes: dict[str, tuple[Transition, bool]] = {}
-    resolved_at: dict[tuple[str, str, str], int] = {}
-    end_ms = result.last_ms or 0
-    for t in result.transitions:
+class Summarizer:
+    """The per-rule summary of transitions given one at a time in event time:
+    bounded by the episodes open and, per (device, sensor, rule), when its last
+    episode resolved (for flaps)."""
+
+    def __init__(self, rules: RuleSet, *, flap_window_ms: int) -> None:
+        self._summaries = {r.name: RuleSummary(r.name) for r in rules.rules}
+        self._flap_window_ms = flap_window_ms
+        self._episodes: dict[str, tuple[Transition, bool]] = {}
+        self._resolved_at: dict[tuple[str, str, str], int] = {}
+
+    def add(self, t: Transition) -> None:
         if t.report:
-            continue  # a window's catch-up: news of changes already counted
-        summary = summaries.setdefault(t.rule, RuleSummary(t.rule))
-        key = (t.device_id, t.sensor_id, t.rule)
+            return  # a maintenance window's catch-up: news of changes already counted
+        summary = self._summaries.get(t.rule)
+        if summary is None:
+            summary = self._summaries[t.rule] = RuleSummary(t.rule)
+        episodes = self._episodes
         if t.status is Status.RAISED:
             summary.episodes += 1
             episodes[t.alert_id] = (t, t.severity is Severity.CRITICAL)
-            previous = resolved_at.get(key)
-            summary.flaps += previous is not None and t.time_ms - previous <= flap_window_ms
+            previous = self._resolved_at.get((t.device_id, t.sensor_id, t.rule))
+            summary.flaps += previous is not None and t.time_ms - previous <= self._flap_window_ms
         elif t.status is Status.ESCALATED and t.alert_id in episodes:
             episodes[t.alert_id] = (episodes[t.alert_id][0], True)
         elif t.status is Status.RESOLVED and t.alert_id in episodes:
             raised, critical = episodes.pop(t.alert_id)
             summary.alert_ms += t.time_ms - raised.time_ms
             summary.critical += critical
-            resolved_at[key] = t.time_ms
-    for raised, critical in episodes.values():
-        summary = summaries[raised.rule]
-        summary.still_open += 1
-        summary.critical += critical
-        summary.alert_ms += max(0, end_ms - raised.time_ms)
-    return list(summaries.values())
+            self._resolved_at[t.device_id, t.sensor_id, t.rule] = t.time_ms
+
+    def finish(self, end_ms: int) -> list[RuleSummary]:
+        """One line per rule in force (and per implicit rule that fired); an
+        episode still open counts until `end_ms`."""
+        for raised, critical in self._episodes.values():
+            summary = self._summaries[raised.rule]
+            summary.still_open += 1
+            summary.critical += critical
+            summary.alert_ms += max(0, end_ms - raised.time_ms)
+        self._episodes = {}
+        return list(self._summaries.values())
+
+
+def summarize(result: Result, rules: RuleSet, *, flap_window_ms: int) -> list[RuleSummary]:
+    """One line per rule in force (and per implicit rule that fired)."""
+    summarizer = Summarizer(rules, flap_window_ms=flap_window_ms)
+    for t in result.transitions:
+        summarizer.add(t)
+    return summarizer.finish(result.last_ms or 0)
 
 
 def write_json(
@@ -680,36 +1050,59 @@ def write_json(
     """One JSON document: the transitions (SNS bodies), the per-rule summary,
     the alarm load, and what the input held (with `rulesVersion`: the rule
     files' digest, as the function's transitions say it with those files)."""
-    document: dict[str, Any] = {
-        "transitions": [t.to_json() for t in result.transitions],
-        "summary": [
-            {
-                "rule": s.rule,
-                "episodes": s.episodes,
-                "reachedCritical": s.critical,
-                "stillOpen": s.still_open,
-                "timeInAlertSeconds": s.alert_ms / 1000,
-                "flaps": s.flaps,
-            }
-            for s in summaries
-        ],
-        "alarmLoad": load.to_json(),
-        "input": {
-            "lines": result.lines,
-            "files": result.files,
-            "messages": result.messages,
-            "readings": result.readings,
-            "devices": result.devices,
-            "rejected": sum(result.rejected.values()),
-            "badLines": result.bad_lines,
-            "late": result.late,
-            "notEvaluated": result.not_evaluated,
-        },
-    }
-    if rules_version is not None:
-        document["input"]["rulesVersion"] = rules_version
-    json.dump(document, stream, indent=2)
-    stream.write("\n")
+    writer = JsonDocument(stream, rules_version)
+    for t in result.transitions:
+        writer.add(t)
+    writer.finish(result, summaries, load)
+
+
+class JsonDocument:
+    """The `--format json` document written as the transitions are decided:
+    its `transitions` array item by item, the rest at the end (the same text
+    `json.dump(..., indent=2)` gives for the whole document)."""
+
+    def __init__(self, stream: TextIO, rules_version: str | None = None) -> None:
+        self._stream = stream
+        self._items = 0
+        self._rules_version = rules_version
+
+    def add(self, transition: Transition) -> None:
+        item = json.dumps(transition.to_json(), indent=2).replace("\n", "\n    ")
+        head = '{\n  "transitions": [\n    ' if self._items == 0 else ",\n    "
+        self._stream.write(head + item)
+        self._items += 1
+
+    def finish(self, result: Result, summaries: Sequence[RuleSummary], load: AlarmLoad) -> None:
+        rest: dict[str, Any] = {
+            "summary": [
+                {
+                    "rule": s.rule,
+                    "episodes": s.episodes,
+                    "reachedCritical": s.critical,
+                    "stillOpen": s.still_open,
+                    "timeInAlertSeconds": s.alert_ms / 1000,
+                    "flaps": s.flaps,
+                }
+                for s in summaries
+            ],
+            "alarmLoad": load.to_json(),
+            "input": {
+                "lines": result.lines,
+                "files": result.files,
+                "messages": result.messages,
+                "readings": result.readings,
+                "devices": result.devices,
+                "rejected": sum(result.rejected.values()),
+                "badLines": result.bad_lines,
+                "late": result.late,
+                "notEvaluated": result.not_evaluated,
+                "outOfWindow": result.out_of_window,
+            },
+        }
+        if self._rules_version is not None:
+            rest["input"]["rulesVersion"] = self._rules_version
+        opened = '{\n  "transitions": []' if self._items == 0 else "\n  ]"
+        self._stream.write(opened + "," + json.dumps(rest, indent=2)[1:] + "\n")
 
 
 def render_load(load: AlarmLoad, screen: Screen) -> None:
@@ -784,6 +1177,12 @@ def render_summary(
         f"bad lines skipped: {result.bad_lines}; late readings: {result.late}; "
         f"not evaluated: {result.not_evaluated}"
     )
+    if result.out_of_window:
+        reorder = getattr(args, "reorder_window", None) or REORDER_READINGS
+        screen.line(
+            f"Readings out of order beyond the reorder window ({reorder} readings): "
+            f"{result.out_of_window}, each on stderr with its line"
+        )
     if result.seconds_lines:
         screen.line(
             f"Timestamps that look like epoch seconds: on {plural(result.seconds_lines, 'line')} "

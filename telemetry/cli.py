@@ -46,6 +46,7 @@ from telemetry.terminal import Screen, one_line, plural
 
 if TYPE_CHECKING:
     from telemetry import backtest
+    from telemetry.core.alerts import Transition
 
 PROG = "telemetry"
 USAGE_ERROR = 2
@@ -272,6 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
         "function would see them (late readings change nothing)",
     )
     backtest.add_argument(
+        "--reorder-window",
+        type=_int_between(1, 100_000_000),
+        default=50_000,
+        metavar="READINGS",
+        help="how many readings wait to be put in event-time order (default 50000): a "
+        "reading whose time the replay has already passed is evaluated when it comes and "
+        "reported with its line. Memory grows with it (about 150 bytes a reading)",
+    )
+    backtest.add_argument(
         "--rejections",
         type=_path,
         metavar="FILE",
@@ -365,18 +375,24 @@ def _add_rules_deploy_commands(rule_commands: Any) -> None:
 
 def _add_store_arguments(backtest: argparse.ArgumentParser) -> None:
     store = backtest.add_argument_group(
-        "replaying from the store (--from influxdb)",
-        "the readings the function wrote to InfluxDB, read back through InfluxQL in chunks",
+        "replaying from the store (--from influxdb, --from timestream)",
+        "the readings the function wrote to InfluxDB (read back through InfluxQL in chunks) "
+        "or to Timestream for LiveAnalytics (its query API, page by page)",
     )
     store.add_argument(
         "--from",
         dest="source",
-        choices=("files", "influxdb"),
+        choices=("files", "influxdb", "timestream"),
         default="files",
-        help="files: the FILEs (default); influxdb: readings in an InfluxDB, by time",
+        help="files: the FILEs (default); influxdb: readings in an InfluxDB, by time; "
+        "timestream: readings in a Timestream for LiveAnalytics table (AWS credentials "
+        "and region as the SDK finds them)",
     )
     store.add_argument("--influxdb-url", type=_endpoint_url, metavar="URL", help="its URL")
-    store.add_argument("--database", metavar="DB", help="the database (a bucket's DBRP name)")
+    store.add_argument(
+        "--database", metavar="DB", help="the database (InfluxDB: a bucket's DBRP name)"
+    )
+    store.add_argument("--table", metavar="TABLE", help="the Timestream table")
     store.add_argument(
         "--since",
         type=_moment,
@@ -570,11 +586,18 @@ def _run_backtest(args: argparse.Namespace) -> int:
 
     _refuse_ignored_backtest_flags(args)
     rules = load_rules_or_fail(args.rules)
-    if args.source == "influxdb":
-        result = _replay_influxdb(args, rules)
+    output = _BacktestOutput(args, rules)
+    if args.source == "timestream":
+        result = _replay_timestream(args, rules, output)
         if result.messages == 0:
             raise UserError(f"no reading to replay: {result.store}")
-        _report_backtest(args, rules, result)
+        output.finish(result)
+        return 0
+    if args.source == "influxdb":
+        result = _replay_influxdb(args, rules, output)
+        if result.messages == 0:
+            raise UserError(f"no reading to replay: {result.store}")
+        output.finish(result)
         return 0
     with _rejections_file(args.rejections, args.files) as rejections:
         try:
@@ -588,63 +611,149 @@ def _run_backtest(args: argparse.Namespace) -> int:
                 if rejections is not None
                 else None,
                 on_seconds=backtest.SecondsWarningReporter(sys.stderr),
+                window=args.reorder_window,
+                emit=output.add,
+                on_out_of_window=backtest.OutOfWindowReporter(sys.stderr),
             )
         except backtest.InputError as exc:
             raise UserError(str(exc)) from None
     if result.messages == 0 and not result.bad_lines:
         files = ", ".join("<stdin>" if f == "-" else f for f in args.files)
         raise UserError(f"no message to replay: {files}: empty, or only blank lines")
-    _report_backtest(args, rules, result)
+    output.finish(result)
     if result.messages == 0 and result.bad_lines:
         raise UserError("no usable message in the input", exit_code=FAILED)
     return 0
 
 
-def _report_backtest(args: argparse.Namespace, rules: RuleSet, result: backtest.Result) -> None:
-    from telemetry import backtest  # noqa: PLC0415
-    from telemetry.core.load import alarm_load  # noqa: PLC0415
+class _BacktestOutput:
+    """Where the backtest's transitions go as they are decided: written at once
+    (jsonl, json), or kept for the table (a screen's worth of reading); the
+    per-rule summary and the alarm load counted on the way."""
 
-    summaries = backtest.summarize(result, rules, flap_window_ms=args.flap_window)
-    load = alarm_load(result.transitions, rules.notifications, result.first_ms, result.last_ms)
-    if args.format == "json":
-        backtest.write_json(result, summaries, load, sys.stdout, rules.version)
-    elif args.format == "jsonl":
-        backtest.write_jsonl(result.transitions, sys.stdout)
-        screen = Screen(sys.stderr, plain=True)
-        backtest.render_summary(result, summaries, screen, args)
-        backtest.render_load(load, screen)
-    else:
-        screen = Screen(sys.stdout)
-        backtest.render_transitions(result.transitions, screen)
-        backtest.render_summary(result, summaries, screen, args)
-        backtest.render_load(load, screen)
+    def __init__(self, args: argparse.Namespace, rules: RuleSet) -> None:
+        from telemetry import backtest  # noqa: PLC0415
+        from telemetry.core.load import LoadMeter  # noqa: PLC0415
+
+        self.args = args
+        self.summarizer = backtest.Summarizer(rules, flap_window_ms=args.flap_window)
+        self.load = LoadMeter(rules.notifications)
+        self.kept: list[Transition] = []
+        self.document = (
+            backtest.JsonDocument(sys.stdout, rules.version) if args.format == "json" else None
+        )
+
+    def add(self, transition: Transition) -> None:
+        self.summarizer.add(transition)
+        self.load.add(transition)
+        if self.document is not None:
+            self.document.add(transition)
+        elif self.args.format == "jsonl":
+            sys.stdout.write(json.dumps(transition.to_json(), separators=(",", ":")) + "\n")
+        else:
+            self.kept.append(transition)
+
+    def finish(self, result: backtest.Result) -> None:
+        from telemetry import backtest  # noqa: PLC0415
+
+        args = self.args
+        summaries = self.summarizer.finish(result.last_ms or 0)
+        load = self.load.finish(result.first_ms, result.last_ms)
+        if self.document is not None:
+            self.document.finish(result, summaries, load)
+        elif args.format == "jsonl":
+            screen = Screen(sys.stderr, plain=True)
+            backtest.render_summary(result, summaries, screen, args)
+            backtest.render_load(load, screen)
+        else:
+            screen = Screen(sys.stdout)
+            backtest.render_transitions(self.kept, screen)
+            backtest.render_summary(result, summaries, screen, args)
+            backtest.render_load(load, screen)
 
 
 _STORE_FLAGS = ("influxdb_url", "database", "since", "until", "device", "influxdb_token")
+_ONLY_FOR: dict[str, str] = {"influxdb_url": "influxdb", "influxdb_token": "influxdb"}
+_NEEDED: dict[str, tuple[str, ...]] = {
+    "influxdb": ("influxdb_url", "database", "since"),
+    "timestream": ("database", "table", "since"),
+}
 
 
 def _refuse_ignored_backtest_flags(args: argparse.Namespace) -> None:
-    """Files or the store, never a flag of the other."""
+    """Files or a store, never a flag of another."""
     if args.source == "files":
-        for name in _STORE_FLAGS:
+        for name in (*_STORE_FLAGS, "table"):
             if getattr(args, name) is not None:
-                raise UserError(f"--{name.replace('_', '-')} goes with --from influxdb")
+                store = "timestream" if name == "table" else "influxdb"
+                raise UserError(f"--{name.replace('_', '-')} goes with --from {store}")
         return
     if args.files:
         raise UserError(
-            f"--from influxdb reads the store: no FILE to give (got {' '.join(args.files)})"
+            f"--from {args.source} reads the store: no FILE to give (got {' '.join(args.files)})"
         )
-    missing = [f"--{n.replace('_', '-')}" for n in ("influxdb_url", "database", "since")]
+    for name, store in (*_ONLY_FOR.items(), ("table", "timestream")):
+        if store != args.source and getattr(args, name) is not None:
+            raise UserError(f"--{name.replace('_', '-')} goes with --from {store}")
+    missing = [f"--{n.replace('_', '-')}" for n in _NEEDED[args.source]]
     missing = [flag for flag in missing if getattr(args, flag[2:].replace("-", "_")) is None]
     if missing:
-        raise UserError(f"--from influxdb needs {', '.join(missing)}")
+        raise UserError(f"--from {args.source} needs {', '.join(missing)}")
     if args.rejections is not None:
         raise UserError(
             "--rejections lists the lines of files; the store holds readings already accepted"
         )
 
 
-def _replay_influxdb(args: argparse.Namespace, rules: RuleSet) -> backtest.Result:
+def _replay_timestream(
+    args: argparse.Namespace, rules: RuleSet, output: _BacktestOutput
+) -> backtest.Result:
+    import time  # noqa: PLC0415
+
+    import boto3  # noqa: PLC0415
+    from botocore.exceptions import BotoCoreError  # noqa: PLC0415
+
+    from telemetry import backtest  # noqa: PLC0415
+    from telemetry.core.messages import iso_utc  # noqa: PLC0415
+    from telemetry.local import timestream_history  # noqa: PLC0415
+
+    now_ms = time.time_ns() // 1_000_000
+    since_ms = args.since.ms(now_ms)
+    until_ms = args.until.ms(now_ms) if args.until is not None else now_ms
+    if until_ms <= since_ms:
+        raise UserError("--until must be later than --since")
+    history = timestream_history.TimestreamHistory(
+        database=args.database,
+        table=args.table,
+        since_ms=since_ms,
+        until_ms=until_ms,
+        device=args.device,
+    )
+    devices = f", devices {args.device}" if args.device else ""
+    where = (
+        f"Timestream {args.database}.{args.table}{devices}, "
+        f"{iso_utc(since_ms)} to {iso_utc(until_ms)}"
+    )
+    try:
+        client = boto3.client("timestream-query")
+        return backtest.replay(
+            timestream_history.messages(history, client),
+            rules,
+            order=args.order,
+            result=backtest.Result(store=where),
+            window=args.reorder_window,
+            emit=output.add,
+            on_out_of_window=backtest.OutOfWindowReporter(sys.stderr),
+        )
+    except timestream_history.TimestreamHistoryError as exc:
+        raise UserError(str(exc), exit_code=FAILED) from None
+    except BotoCoreError as exc:  # no region, no credentials
+        raise UserError(f"cannot use Timestream: {exc}", exit_code=FAILED) from None
+
+
+def _replay_influxdb(
+    args: argparse.Namespace, rules: RuleSet, output: _BacktestOutput
+) -> backtest.Result:
     import time  # noqa: PLC0415
 
     from telemetry import backtest  # noqa: PLC0415
@@ -675,6 +784,9 @@ def _replay_influxdb(args: argparse.Namespace, rules: RuleSet) -> backtest.Resul
             rules,
             order=args.order,
             result=backtest.Result(store=where),
+            window=args.reorder_window,
+            emit=output.add,
+            on_out_of_window=backtest.OutOfWindowReporter(sys.stderr),
         )
     except influx_history.StoreError as exc:
         raise UserError(str(exc), exit_code=FAILED) from None

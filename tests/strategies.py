@@ -910,3 +910,73 @@ def window_instants() -> st.SearchStrategy[int]:
         st.integers(low, high),
         st.integers(low // 60_000, high // 60_000).map(lambda m: m * 60_000),
     )
+
+
+REPLAY_RULES = (
+    """
+rules:
+  - name: hot
+    match: {type: temperature}
+    above: {warning: 75, critical: 90}
+    hysteresis: 2
+  - name: pressure
+    match: {type: pressure, deviceId: "pump-*"}
+    above: {warning: 8}
+    below: {warning: 1.2}
+    for: 2
+""",
+    """
+rules:
+  - name: hot
+    match: {type: temperature}
+    above: {warning: 75, critical: 90}
+    nodata: 2m
+    flapping: {changes: 3, within: 5m}
+  - name: heartbeat
+    match: {deviceId: "boiler-*"}
+    nodata: 1m
+notifications: {maxPerWindow: 3, window: 10m, digestEvery: 2m}
+""",
+    """
+rules:
+  - name: hot
+    match: {type: temperature}
+    above: {warning: 75, critical: 90}
+    for: 90s
+notifications: {flapping: {changes: 2, within: 3m}}
+""",
+)
+"""Rule files a replay is tried with: hysteresis and `for`, no-data and
+flapping, a notification budget."""
+
+
+@st.composite
+def replay_histories(draw: st.DrawFn, max_lines: int = 40) -> tuple[str, list[dict[str, Any]]]:
+    """A rule file of REPLAY_RULES and a recorded history for it: a few devices
+    sending temperatures and pressures near the levels, with gaps, repeated
+    times, receivedAt sometimes behind, and lines out of order by a few places."""
+    rules = draw(st.sampled_from(REPLAY_RULES))
+    count = draw(st.integers(1, max_lines))
+    clock = NOW_MS
+    lines: list[dict[str, Any]] = []
+    for _ in range(count):
+        clock += draw(st.sampled_from([0, 5_000, 30_000, 60_000, 200_000]))
+        device = draw(st.sampled_from(["pump-1", "pump-2", "boiler-3"]))
+        sensor, kind, levels = draw(
+            st.sampled_from(
+                [
+                    ("temp-1", "temperature", [60.0, 74.0, 76.0, 80.0, 89.0, 91.0, 95.0]),
+                    ("press-1", "pressure", [0.5, 1.3, 4.0, 7.9, 8.5]),
+                ]
+            )
+        )
+        data = [{"sensorId": sensor, "type": kind, "value": draw(st.sampled_from(levels))}]
+        line: dict[str, Any] = {"deviceId": device, "timestamp": clock, "data": data}
+        if draw(st.booleans()):
+            line["receivedAt"] = clock + draw(st.sampled_from([0, 100, 400]))
+        lines.append(line)
+    for _ in range(draw(st.integers(0, count))):
+        i = draw(st.integers(0, count - 1))
+        j = min(count - 1, i + draw(st.integers(0, 3)))
+        lines[i], lines[j] = lines[j], lines[i]
+    return rules, lines

@@ -12,7 +12,7 @@ figures. Pure.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -211,3 +211,111 @@ def alarm_load(
         bad_actors=actors,
         sent=tuple(sent),
     )
+
+
+class LoadMeter:
+    """`alarm_load` over transitions given one at a time, in time order, in
+    bounded memory: the notification policy's groups, the messages of the
+    last 10 minutes, the flooded windows' numbers (one per flooded window:
+    at most 52,560 a year), per alarm its last RAISED times and a message
+    count (the bad actors), and the episodes open. Gives the figures
+    `alarm_load` gives for the same transitions."""
+
+    def __init__(self, notifications: Notifications | None) -> None:
+        self._notifications = notifications
+        self._groups: dict[Group, GroupState] = defaultdict(GroupState)
+        self._recent: deque[int] = deque()
+        self._window = -1  # the aligned 10-minute window being counted
+        self._in_window = 0
+        self._flooded: list[int] = []
+        self._raised: dict[AlarmKey, deque[int]] = {}
+        self._chattering: set[AlarmKey] = set()
+        self._opened: dict[str, int] = {}
+        self._per_key: Counter[AlarmKey] = Counter()
+        self.messages = 0
+        self.digests = 0
+        self.most = 0
+
+    def add(self, transition: Transition) -> None:
+        """One transition, no earlier than the previous one."""
+        key = _key(transition)
+        if transition.status is Status.RAISED:
+            self._opened[transition.alert_id] = transition.time_ms
+            times = self._raised.setdefault(key, deque(maxlen=CHATTER_RAISES - 1))
+            if len(times) == CHATTER_RAISES - 1 and (
+                transition.time_ms - min(times) <= CHATTER_WINDOW_MS
+            ):
+                self._chattering.add(key)
+            times.append(transition.time_ms)
+        elif transition.status in {Status.RESOLVED, Status.RESET}:
+            self._opened.pop(transition.alert_id, None)
+        notifications = self._notifications
+        if notifications is None:
+            if not transition.muted:
+                self._sent(transition.time_ms, key)
+            return
+        self._send_due(transition.time_ms)
+        group = group_of(transition, notifications)
+        admission = admit(self._groups[group], [transition], notifications, transition.time_ms)
+        self._groups[group] = admission.state
+        for published in admission.publish:
+            self._sent(published.time_ms, _key(published))
+
+    def _send_due(self, until_ms: int) -> None:
+        notifications = self._notifications
+        if notifications is None:
+            return
+        while True:
+            due = [
+                (at, group)
+                for group, state in self._groups.items()
+                if (at := digest_due_ms(state, notifications)) is not None and at <= until_ms
+            ]
+            if not due:
+                return
+            at, group = min(due)
+            _, self._groups[group] = take_digest(self._groups[group], group, notifications, at)
+            self._sent(at, None)
+
+    def _sent(self, at: int, key: AlarmKey | None) -> None:
+        self.messages += 1
+        if key is None:
+            self.digests += 1
+        else:
+            self._per_key[key] += 1
+        recent = self._recent
+        recent.append(at)
+        while recent[0] <= at - FLOOD_WINDOW_MS:
+            recent.popleft()
+        self.most = max(self.most, len(recent))
+        window = at // FLOOD_WINDOW_MS
+        if window != self._window:
+            self._close_window()
+            self._window, self._in_window = window, 0
+        self._in_window += 1
+
+    def _close_window(self) -> None:
+        if self._in_window > FLOOD_LIMIT:
+            self._flooded.append(self._window)
+
+    def finish(self, first_ms: int | None, last_ms: int | None) -> AlarmLoad:
+        """The load of the history, whose readings spanned `first_ms` to `last_ms`
+        (None: no readings); sends the digests still pending."""
+        if first_ms is None or last_ms is None:
+            return AlarmLoad()
+        self._send_due(2**62)
+        self._close_window()
+        self._window, self._in_window = -1, 0
+        start = first_ms // FLOOD_WINDOW_MS
+        windows = last_ms // FLOOD_WINDOW_MS - start + 1
+        flooded = sum(1 for w in set(self._flooded) if 0 <= w - start < windows)
+        ranked = sorted(self._per_key.items(), key=lambda kv: (-kv[1], kv[0]))[:BAD_ACTORS]
+        return AlarmLoad(
+            messages=self.messages,
+            digests=self.digests,
+            max_in_10_minutes=self.most,
+            flood_share=flooded / windows if windows > 0 else 0.0,
+            chattering_keys=len(self._chattering),
+            standing=sum(1 for since in self._opened.values() if last_ms - since > STANDING_MS),
+            bad_actors=tuple(BadActor(d, s, r, n) for (d, s, r), n in ranked),
+        )

@@ -253,45 +253,57 @@ def silences_in(
                     (arrival, reading)
                 )
     out: list[Transition] = []
-    for (device_id, sensor_id, rule_name), arrivals in sorted(heard.items()):
+    for (_, _, rule_name), arrivals in sorted(heard.items()):
         window = windows[rule_name]
         arrivals.sort(key=lambda item: item[0])
         nexts: list[tuple[int, Reading] | None] = [*arrivals[1:], None]
-        named = rules.named(rule_name)
-        severity = Severity[named.nodata_severity] if named is not None else Severity.WARNING
         for (at, reading), following in zip(arrivals, nexts, strict=True):
-            silent_at = at + window
-            if (following[0] if following is not None else end_ms) <= silent_at:
+            if (following[0] if following is not None else end_ms) <= at + window:
                 continue
-            base = Silence(at, window, reading.value, reading.type, reading.location, reading.unit)
-            alert_id = alert_id_for(
-                device_id, sensor_id, rule_name + NODATA_ALERT_SUFFIX, silent_at
-            )
-            opened = replace(base, alert_id=alert_id, since_ms=silent_at)
-            out.append(
-                nodata_transition(
-                    device_id,
-                    sensor_id,
-                    rule_name,
-                    opened,
-                    Status.RAISED,
-                    time_ms=silent_at,
-                    value=reading.value,
-                    severity=severity,
-                )
-            )
+            silence, raised = gap_raised(rules, rule_name, window, at, reading)
+            out.append(raised)
             if following is not None:
-                back = following[1]
-                out.append(
-                    nodata_transition(
-                        device_id,
-                        sensor_id,
-                        rule_name,
-                        replace(opened, severity=severity),
-                        Status.RESOLVED,
-                        time_ms=back.time_ms,
-                        value=back.value,
-                        severity=Severity.OK,
-                    )
-                )
+                out.append(gap_resolved(rule_name, silence, following[1]))
     return out
+
+
+def gap_raised(
+    rules: RuleSet, rule_name: str, window_ms: int, at_ms: int, reading: Reading
+) -> tuple[Silence, Transition]:
+    """The no-data episode of a gap in arrival after `reading` (arrived at
+    `at_ms`): RAISED when the window ran out, with the last value received;
+    and the episode, for `gap_resolved`."""
+    named = rules.named(rule_name)
+    severity = Severity[named.nodata_severity] if named is not None else Severity.WARNING
+    silent_at = at_ms + window_ms
+    base = Silence(at_ms, window_ms, reading.value, reading.type, reading.location, reading.unit)
+    alert_id = alert_id_for(
+        reading.device_id, reading.sensor_id, rule_name + NODATA_ALERT_SUFFIX, silent_at
+    )
+    opened = replace(base, alert_id=alert_id, since_ms=silent_at)
+    raised = nodata_transition(
+        reading.device_id,
+        reading.sensor_id,
+        rule_name,
+        opened,
+        Status.RAISED,
+        time_ms=silent_at,
+        value=reading.value,
+        severity=severity,
+    )
+    return replace(opened, severity=severity), raised
+
+
+def gap_resolved(rule_name: str, silence: Silence, back: Reading) -> Transition:
+    """The end of a gap's episode (`silence`, from `gap_raised`): RESOLVED by
+    the next reading `back`, in its own time."""
+    return nodata_transition(
+        back.device_id,
+        back.sensor_id,
+        rule_name,
+        silence,
+        Status.RESOLVED,
+        time_ms=back.time_ms,
+        value=back.value,
+        severity=Severity.OK,
+    )
