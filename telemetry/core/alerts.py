@@ -29,6 +29,8 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 from typing import Any, Final
 
+from telemetry.core.conditions import Memo
+from telemetry.core.conditions.span import Range
 from telemetry.core.messages import Reading, iso_utc, parse_time_ms
 from telemetry.core.rules import Rule, RuleSet, Side
 
@@ -336,6 +338,10 @@ class AlertState:
     heard when they snoozed it) and `disabled` belong to the key, and so do
     `flaps`: per kind of alert (see telemetry.core.flapping), its chattering
     watch, present only where a flapping setting applies.
+
+    A rule with a condition (telemetry.core.conditions) owns `memo`, what the
+    condition keeps between readings, and records its `kind` (the alert's
+    direction); `value` is then what the condition measured.
     """
 
     severity: Severity = Severity.OK
@@ -352,6 +358,14 @@ class AlertState:
     heard: Heard | None = None
     disabled: Disabled | None = None
     flaps: Mapping[str, Flap] = field(default_factory=dict)
+    kind: str | None = None
+    memo: Memo = ()
+
+    @property
+    def direction(self) -> str:
+        """The direction of its threshold episode's transitions: the condition's
+        kind, else the side (above, below; offline for a device's alert)."""
+        return self.kind or self.side or "above"
 
     @property
     def silent(self) -> bool:
@@ -383,6 +397,10 @@ class AlertState:
             out["disabled"] = {"by": self.disabled.by, "at": self.disabled.at_ms}
         if self.flaps:
             out["flaps"] = {kind: flap.to_json() for kind, flap in sorted(self.flaps.items())}
+        if self.kind is not None:
+            out["kind"] = self.kind
+        if self.memo:
+            out["memo"] = list(self.memo)
         return out
 
     @property
@@ -420,6 +438,8 @@ class AlertState:
                 else None
             ),
             flaps={k: Flap.from_json(v) for k, v in raw.get("flaps", {}).items()},
+            kind=raw.get("kind"),
+            memo=tuple(raw.get("memo", ())),
         )
 
 
@@ -677,7 +697,7 @@ def _resolve(reading: Reading, rule: Rule, state: AlertState) -> Transition:
         lowest = Severity.WARNING if side.warning is not None else Severity.CRITICAL
         threshold = _clear_level(side, rule, lowest)
     return _transition(
-        reading, rule, state, Status.RESOLVED, Severity.OK, threshold, state.side or "above"
+        reading, rule, state, Status.RESOLVED, Severity.OK, threshold, state.direction
     )
 
 
@@ -698,7 +718,18 @@ def step(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
     what operators heard) is kept; an acknowledgement lasts as long as its
     episode, and an escalation to CRITICAL clears it (a worse situation needs
     a new one)."""
-    change = _step_latched(state, rule, reading) if state.latched else _step(state, rule, reading)
+    if rule.condition is not None:
+        return _step_condition(state, rule, reading)
+    return _alarm(state, rule, reading, reading.value)
+
+
+def _alarm(state: AlertState, rule: Rule, reading: Reading, level: float) -> _Change | None:
+    """The alarm state machine every kind of rule feeds: `level` against the
+    rule's levels, `reading` (its value: what is reported) for the episode."""
+    if state.latched:
+        change = _step_latched(state, rule, reading, level)
+    else:
+        change = _step(state, rule, reading, level)
     if change is None:
         return None
     after = change.state
@@ -719,13 +750,48 @@ def step(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
     return _Change(kept, change.transitions)
 
 
-def _step_latched(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
+def _step_condition(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
+    """A reading through a rule's condition, then the alarm. The condition's memo
+    moves the late-data line with it: an older reading arriving later changes
+    neither the memo nor the episode newer data decided."""
+    condition = rule.condition
+    if condition is None or reading.time_ms <= state.last_ms:
+        return None
+    memo, measure = condition.update(state.memo, reading)
+    change = None
+    if measure is not None:
+        change = _alarm(state, rule, replace(reading, value=measure.value), measure.level)
+    if change is None:
+        if memo == state.memo:
+            return None  # a quiet key that keeps nothing (range in range) costs no write
+        return _Change(replace(state, memo=memo, kind=condition.kind, last_ms=reading.time_ms), ())
+    kind = condition.kind
+    transitions = tuple(
+        replace(
+            t,
+            direction=kind,
+            threshold=t.threshold
+            if measure is None or measure.threshold is None
+            else measure.threshold,
+        )
+        for t in change.transitions
+    )
+    after = replace(change.state, memo=memo, kind=kind, last_ms=reading.time_ms)
+    return _Change(after, transitions)
+
+
+def _out_of_range(rules: Sequence[Rule], value: float) -> bool:
+    """Whether a `range` rule among `rules` calls `value` a fault of its sensor."""
+    return any(isinstance(r.condition, Range) and r.condition.outside(value) for r in rules)
+
+
+def _step_latched(state: AlertState, rule: Rule, reading: Reading, level: float) -> _Change | None:
     """A latched alert (its value came back) waits for an operator: it only
     changes when a level is breached again, and then it is live once more."""
     if reading.time_ms <= state.last_ms:
         return None
     fresh = AlertState(last_ms=state.last_ms, streaks=state.streaks)
-    probe = _step(fresh, rule, reading)
+    probe = _step(fresh, rule, reading, level)
     if probe is None or probe.state.severity is Severity.OK:
         streaks = probe.state.streaks if probe is not None else state.streaks
         return _Change(replace(state, last_ms=reading.time_ms, streaks=streaks), ())
@@ -759,13 +825,15 @@ def _step_latched(state: AlertState, rule: Rule, reading: Reading) -> _Change | 
     )
 
 
-def _step(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
+def _step(state: AlertState, rule: Rule, reading: Reading, level: float) -> _Change | None:
+    """One reading through the alarm: `level` is compared with the rule's levels
+    (the reading's value, or what its condition measured)."""
     if reading.time_ms <= state.last_ms:
         return None
-    if state.severity is Severity.OK and not state.streaks and not rule.breaches(reading.value):
+    if state.severity is Severity.OK and not state.streaks and not rule.breaches(level):
         return None
     outcomes = [
-        (side, _step_side(side, rule, state, reading.value, reading.time_ms)) for side in rule.sides
+        (side, _step_side(side, rule, state, level, reading.time_ms)) for side in rule.sides
     ]
     side, outcome = max(outcomes, key=lambda so: (so[1].severity, so[0].name == state.side))
     streaks = {k: v for _, o in outcomes for k, v in o.streaks.items()}
@@ -800,7 +868,7 @@ def _step(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
         return _Change(AlertState(last_ms=reading.time_ms, streaks=streaks), tuple(transitions))
     if state.severity is Severity.OK:
         raised = _raise(reading, rule, side, new)
-        level = side.critical if new is Severity.CRITICAL else side.warning
+        crossed = side.critical if new is Severity.CRITICAL else side.warning
         transitions.append(
             _transition(
                 reading,
@@ -808,7 +876,7 @@ def _step(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
                 replace(raised, severity=Severity.OK),
                 Status.RAISED,
                 new,
-                level,
+                crossed,
                 side.name,
             )
         )
@@ -972,6 +1040,7 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
             if alert.severity is not Severity.OK or alert.silence is not None:
                 active.setdefault(sensor_id, set()).add(rule_name)
     known = rules.matched
+    ranged = rules.ranged
     for reading in sorted(readings, key=_EVENT_ORDER):
         matched = known.get(
             (reading.device_id, reading.sensor_id, reading.type, reading.location)
@@ -987,6 +1056,8 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
                     continue
                 arrival_only = True
         sensor_id, value, time_ms = reading.sensor_id, reading.value, reading.time_ms
+        # A sensor's fault (a reading outside its range) is kept out of its other rules.
+        faulty = ranged and _out_of_range(matched, value)
         if sensor_id in active and not arrival_only:
             orphans = _orphans_resolved(current, reading, matched, active[sensor_id])
             for key, after, resolved in orphans:
@@ -1011,6 +1082,8 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
                     unrecorded[key] = (rule.nodata_ms, reading)
                 if not rule.sides or arrival_only:
                     continue
+            if faulty and not isinstance(rule.condition, Range):
+                continue
             quiet = rule.quiet_low <= value <= rule.quiet_high
             if before is None:
                 evaluated += 1
@@ -1073,7 +1146,7 @@ def episodes(rule: str, alert: AlertState) -> list[ActiveAlert]:
                 alert.alert_id,
                 alert.since_ms or 0,
                 alert.value,
-                alert.side or "above",
+                alert.direction,
                 alert,
             )
         )
@@ -1118,18 +1191,41 @@ def quiet_oldest_first(state: Mapping[StateKey, AlertState]) -> list[StateKey]:
         and a.silence is None
         and not a.operated
         and not a.flapping
+        and not a.memo
     ]
     quiet.sort(key=lambda k: (state[k].last_ms, k))
     return quiet
 
 
+STATE_FORMAT: Final = 2
+"""The stored state's format, `$format` beside its keys. 1 (no `$format`): the
+release before conditions; 2 adds a key's condition `kind` and `memo`. Every
+earlier format loads as it was (tests/golden/state); a later one is refused."""
+FORMAT_KEY: Final = "$format"
+
+
 def state_to_json(state: Mapping[StateKey, AlertState]) -> dict[str, Any]:
-    return {f"{sensor}/{rule}": alert.to_json() for (sensor, rule), alert in sorted(state.items())}
+    """A device's alert state as stored: `sensor/rule` -> its key's state, and
+    the format."""
+    out: dict[str, Any] = {FORMAT_KEY: STATE_FORMAT}
+    out.update(
+        {f"{sensor}/{rule}": alert.to_json() for (sensor, rule), alert in sorted(state.items())}
+    )
+    return out
 
 
 def state_from_json(raw: Mapping[str, Any]) -> dict[StateKey, AlertState]:
+    """The state `state_to_json` (of this format or an earlier one) stored;
+    ValueError for a format this code does not know."""
+    found = raw.get(FORMAT_KEY, 1)
+    if not isinstance(found, int) or not 1 <= found <= STATE_FORMAT:
+        raise ValueError(
+            f"stored alert state of format {found!r}: this code reads 1 to {STATE_FORMAT}"
+        )
     state: dict[StateKey, AlertState] = {}
     for key, value in raw.items():
+        if key == FORMAT_KEY:
+            continue
         sensor, _, rule = key.partition("/")
         state[(sensor, rule)] = AlertState.from_json(value)
     return state

@@ -308,7 +308,7 @@ def _action_transition(
         threshold=_window_s(state) if episode is not None and episode.direction == NODATA else None,
         time_ms=now_ms,
         since_ms=episode.since_ms if episode is not None else now_ms,
-        direction=episode.direction if episode is not None else (state.side or "above"),
+        direction=episode.direction if episode is not None else state.direction,
         type=labels.type if labels is not None else None,
         location=labels.location if labels is not None else None,
         unit=labels.unit if labels is not None else None,
@@ -486,7 +486,7 @@ def catch_up(
             state.alert_id,
             state.since_ms,
             state.value,
-            state.side or "above",
+            state.direction,
             heard.severity,
             heard.alert_id,
         ),
@@ -716,7 +716,7 @@ def key_view(device_id: str, key: StateKey, state: AlertState | None) -> dict[st
         if top is not None
         else (None if state.since_ms is None else iso_utc(state.since_ms)),
         "value": top.value if top is not None else state.value,
-        "direction": top.direction if top is not None else state.side,
+        "direction": top.direction if top is not None else (state.kind or state.side),
         "acknowledged": _ack_view(
             top_silence.attention if top_silence is not None else state.attention
         ),

@@ -17,7 +17,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from telemetry.core.alerts import Evaluation, StateKey, AlertState, evaluate, state_from_json, state_to_json
+from telemetry.core.alerts import (
+    AlertState,
+    Evaluation,
+    StateKey,
+    evaluate,
+    state_from_json,
+    state_to_json,
+)
 from telemetry.core.messages import Reading
 from telemetry.core.operators import apply_action, finalize, parse_action, timers
 from telemetry.core.rules import RuleSet, load_rules
@@ -137,9 +144,7 @@ def rule_set() -> RuleSet:
         return load_rules(path)
 
 
-def run_step(
-    state: dict[StateKey, AlertState], step: dict[str, Any], rules: RuleSet
-) -> Evaluation:
+def run_step(state: dict[StateKey, AlertState], step: dict[str, Any], rules: RuleSet) -> Evaluation:
     """One step of a golden history, as the pipeline composes the core."""
     if "readings" in step:
         readings = [
