@@ -14,20 +14,25 @@ from telemetry.core.messages import Reading
 
 @dataclass(frozen=True, slots=True)
 class Range:
-    """Outside [`low`, `high`] is a fault; `threshold` is the bound crossed
-    (inside: the nearer bound)."""
+    """Outside [`low`, `high`] (None: unbounded there) is a fault; `threshold`
+    is the bound crossed (inside: the nearer bound)."""
 
-    low: float
-    high: float
+    low: float | None
+    high: float | None
     kind: str = "range"
 
     def outside(self, value: float) -> bool:
-        return value < self.low or value > self.high
+        return (self.low is not None and value < self.low) or (
+            self.high is not None and value > self.high
+        )
 
     def update(self, memo: Memo, reading: Reading) -> tuple[Memo, Measure | None]:
         value = reading.value
-        nearer = self.low if value - self.low < self.high - value else self.high
-        return (), fault(self.outside(value), value, nearer)
+        if self.low is None or (self.high is not None and value - self.low >= self.high - value):
+            nearer = self.high
+        else:
+            nearer = self.low
+        return (), fault(self.outside(value), value, nearer if nearer is not None else value)
 
     def to_json(self) -> list[Any]:
         return [self.kind, self.low, self.high]
