@@ -30,6 +30,7 @@ from enum import IntEnum, StrEnum
 from typing import Any, Final
 
 from telemetry.core.conditions import Memo
+from telemetry.core.conditions.rate import Rate
 from telemetry.core.conditions.span import Range
 from telemetry.core.messages import Reading, iso_utc, parse_time_ms
 from telemetry.core.rules import Rule, RuleSet, Side
@@ -490,6 +491,8 @@ class Transition:
     members: int | None = None
     """A gateway's own RAISED offline or no-data alert: how many of its members
     were down (disconnected, or silent since it went down) at that moment."""
+    per_ms: int | None = None
+    """A rate's change of level: the rate's unit of time (`value` is per this)."""
 
     @property
     def key(self) -> str:
@@ -538,6 +541,8 @@ class Transition:
             out["within"] = self.within_ms // 1000 if whole else self.within_ms / 1000
         if self.members is not None:
             out["members"] = self.members
+        if self.per_ms is not None:
+            out["per"] = self.per_ms / 1000
         return out
 
     @classmethod
@@ -568,6 +573,7 @@ class Transition:
             changes=None if raw.get("changes") is None else int(raw["changes"]),
             within_ms=None if raw.get("within") is None else round(float(raw["within"]) * 1000),
             members=None if raw.get("members") is None else int(raw["members"]),
+            per_ms=None if raw.get("per") is None else round(float(raw["per"]) * 1000),
         )
 
 
@@ -766,10 +772,12 @@ def _step_condition(state: AlertState, rule: Rule, reading: Reading) -> _Change 
             return None  # a quiet key that keeps nothing (range in range) costs no write
         return _Change(replace(state, memo=memo, kind=condition.kind, last_ms=reading.time_ms), ())
     kind = condition.kind
+    per_ms = condition.per_ms if isinstance(condition, Rate) else None
     transitions = tuple(
         replace(
             t,
             direction=kind,
+            per_ms=per_ms,
             threshold=t.threshold
             if measure is None or measure.threshold is None
             else measure.threshold,
