@@ -1174,16 +1174,20 @@ def episodes(rule: str, alert: AlertState) -> list[ActiveAlert]:
     return out
 
 
+def top_episode(live: Iterable[ActiveAlert]) -> ActiveAlert | None:
+    """The episode operators see first, wherever they look (shadow, an action's
+    answer, `alerts list`): the most severe, then the older episode, then the
+    rule, then the kind (`ActiveAlert.rank`). None when none is active."""
+    return min(live, key=operator.attrgetter("rank"), default=None)
+
+
 def active_alerts(state: Mapping[StateKey, AlertState]) -> dict[str, ActiveAlert]:
     """Per sensor, the most severe active alert, threshold or no-data (ties: the
     older episode, then the rule name), as the device shadow mirrors it."""
-    best: dict[str, ActiveAlert] = {}
+    by_sensor: dict[str, list[ActiveAlert]] = {}
     for (sensor_id, rule), alert in state.items():
-        for episode in episodes(rule, alert):
-            current = best.get(sensor_id)
-            if current is None or episode.rank < current.rank:
-                best[sensor_id] = episode
-    return best
+        by_sensor.setdefault(sensor_id, []).extend(episodes(rule, alert))
+    return {s: top for s, live in by_sensor.items() if (top := top_episode(live)) is not None}
 
 
 def quiet_oldest_first(state: Mapping[StateKey, AlertState]) -> list[StateKey]:

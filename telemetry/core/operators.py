@@ -60,6 +60,7 @@ from telemetry.core.alerts import (
     Transition,
     alert_id_for,
     episodes,
+    top_episode,
 )
 from telemetry.core.flapping import is_flapping, quieted, watch
 from telemetry.core.messages import THING_NAME_PATTERN, iso_utc, parse_time_ms
@@ -703,8 +704,7 @@ def key_view(device_id: str, key: StateKey, state: AlertState | None) -> dict[st
     threshold alert, or the no-data one when it is worse or alone); the no-data
     episode also under `nodata`."""
     state = state or AlertState()
-    live = sorted(episodes(key[1], state), key=lambda e: (-e.severity, e.direction == NODATA))
-    top = live[0] if live else None
+    top = top_episode(episodes(key[1], state))
     top_silence = state.silence if top is not None and top.direction == NODATA else None
     view: dict[str, Any] = {
         "deviceId": device_id,
