@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 from typing import Any, Final
 
-from telemetry.core.conditions import Memo
+from telemetry.core.conditions import KINDS, Memo
 from telemetry.core.conditions.rate import Rate
 from telemetry.core.conditions.span import Range
 from telemetry.core.messages import Reading, iso_utc, parse_time_ms
@@ -575,6 +575,14 @@ class Transition:
             members=None if raw.get("members") is None else int(raw["members"]),
             per_ms=None if raw.get("per") is None else round(float(raw["per"]) * 1000),
         )
+
+
+def history_direction(direction: str) -> str | None:
+    """The direction the alert history keys an alert's series by: `nodata` (a
+    no-data episode and a threshold one of a rule may resolve on one reading:
+    two series) and a condition's kind (rate, stuck, spike, range: a sensor
+    fault apart from the process); None for levels, as always."""
+    return direction if direction == NODATA or direction in KINDS else None
 
 
 def alert_id_for(device_id: str, sensor_id: str, rule: str, since_ms: int) -> str:
