@@ -773,7 +773,9 @@ def _step_condition(state: AlertState, rule: Rule, reading: Reading) -> _Change 
         return None
     memo, measure = condition.update(state.memo, reading)
     change = None
-    if measure is not None:
+    if measure is not None and (
+        state.severity is not Severity.OK or state.streaks or rule.breaches(measure.level)
+    ):
         change = _alarm(state, rule, replace(reading, value=measure.value), measure.level)
     if change is None:
         if memo == state.memo:

@@ -221,23 +221,31 @@ class Rule:
     condition: Condition | None = None
     quiet_low: float = field(init=False)
     quiet_high: float = field(init=False)
+    level_low: float = field(init=False)
+    level_high: float = field(init=False)
 
     def __post_init__(self) -> None:
-        # Values in [quiet_low, quiet_high] breach no level: the evaluator's fast path.
-        if self.condition is not None:  # a measure, not the value: no quiet band
-            object.__setattr__(self, "quiet_high", -math.inf)
-            object.__setattr__(self, "quiet_low", math.inf)
-            return
+        # Levels in [level_low, level_high] breach nothing; readings whose value is in
+        # [quiet_low, quiet_high] change nothing on a quiet key: the evaluator's fast path.
         above = [lv for s in self.sides if s.name == "above" for lv in (s.warning, s.critical)]
         below = [lv for s in self.sides if s.name == "below" for lv in (s.warning, s.critical)]
         high = min((lv for lv in above if lv is not None), default=math.inf)
         low = max((lv for lv in below if lv is not None), default=-math.inf)
+        object.__setattr__(self, "level_high", high)
+        object.__setattr__(self, "level_low", low)
+        condition = self.condition
+        if condition is not None:
+            # A range keeps nothing: a reading inside it is quiet. Other conditions
+            # keep a memo that every reading updates: no quiet band.
+            bounds = condition.quiet_band()
+            low, high = bounds if bounds is not None else (math.inf, -math.inf)
         object.__setattr__(self, "quiet_high", high)
         object.__setattr__(self, "quiet_low", low)
 
-    def breaches(self, value: float) -> bool:
-        """Whether `value` is past any level of this rule."""
-        return value > self.quiet_high or value < self.quiet_low
+    def breaches(self, level: float) -> bool:
+        """Whether `level` (a value, or what the rule's condition measured) is past
+        any level of this rule."""
+        return level > self.level_high or level < self.level_low
 
     def watches_device(self, device_id: str) -> bool:
         """Whether this rule's offline alert applies to the device: `offline` set

@@ -58,6 +58,11 @@ class Condition(Protocol):
         """Its settings as JSON values (the compiled rules cache)."""
         ...
 
+    def quiet_band(self) -> tuple[float, float] | None:
+        """Reading values that change nothing on a key with no alert and no memo
+        (the evaluator skips them); None when every reading counts."""
+        ...
+
 
 def fault(held: bool, value: float, threshold: float) -> Measure:
     """The measure of a fault-like condition."""

@@ -46,6 +46,9 @@ class Rate:
         slope = slope_per_ms(kept) * self.per_ms
         return after, Measure(slope, slope)
 
+    def quiet_band(self) -> tuple[float, float] | None:
+        return None  # every reading updates the memo
+
     def to_json(self) -> list[Any]:
         return [self.kind, self.per_ms, self.over_ms]
 

@@ -5,6 +5,7 @@ raises it. Nothing is kept per key."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,10 @@ class Range:
         else:
             nearer = self.low
         return (), fault(self.outside(value), value, nearer if nearer is not None else value)
+
+    def quiet_band(self) -> tuple[float, float] | None:
+        low = -math.inf if self.low is None else self.low
+        return low, math.inf if self.high is None else self.high
 
     def to_json(self) -> list[Any]:
         return [self.kind, self.low, self.high]

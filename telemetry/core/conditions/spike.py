@@ -26,5 +26,8 @@ class Spike:
         jumped = abs(reading.value - memo[0])
         return (reading.value,), fault(jumped > self.jump, jumped, self.jump)
 
+    def quiet_band(self) -> tuple[float, float] | None:
+        return None  # every reading updates the memo
+
     def to_json(self) -> list[Any]:
         return [self.kind, self.jump]

@@ -41,5 +41,8 @@ class Stuck:
         after: Memo = (start, first, 1 if stuck else 0, *times)
         return after, fault(stuck, value, self.for_ms / 1000)
 
+    def quiet_band(self) -> tuple[float, float] | None:
+        return None  # every reading updates the memo
+
     def to_json(self) -> list[Any]:
         return [self.kind, self.for_ms, self.tolerance]
