@@ -502,3 +502,16 @@ def test_every_kind_through_the_handler(aws: LocalAws, tmp_path: Path) -> None:
     shadow = aws.shadow("boiler-3")["alerts"]
     assert shadow["temp-1"]["direction"] in {"rate", "range"}
     assert shadow["p-1"]["direction"] == "stuck"
+
+
+def test_the_dashboards_draw_no_condition_as_a_level_of_the_value() -> None:
+    # Given the rules of every kind
+    from dashboards.build import type_levels
+
+    # When the dashboards' per-type panels take their levels from them
+    levels = type_levels(RULES.rules)
+    # Then only the levels rule is drawn on the temperature graph (a rate is per
+    # minute, a range fault is not a level of the process)
+    assert levels == {
+        "temperature": [("boiler-overheat", {"above.warning": 75, "above.critical": 90})]
+    }

@@ -1100,8 +1100,6 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
                     unrecorded[key] = (rule.nodata_ms, reading)
                 if not rule.sides or arrival_only:
                     continue
-            if faulty and not isinstance(rule.condition, Range):
-                continue
             quiet = rule.quiet_low <= value <= rule.quiet_high
             if before is None:
                 evaluated += 1
@@ -1115,6 +1113,8 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
                 evaluated += 1
                 if quiet and before.severity is Severity.OK and not before.streaks:
                     continue
+            if faulty and not isinstance(rule.condition, Range):
+                continue  # a sensor fault: kept out (the quiet path above changes nothing)
             change = step(before, rule, reading)
             if change is None:
                 continue
