@@ -333,7 +333,7 @@ def _condition_problems(spec: RuleSpec) -> list[str]:
     if faults and spec.hysteresis:
         problems.append(f"hysteresis: a {faults[0]} rule has no levels to clear; remove hysteresis")
     if spec.stuck is not None:
-        problems.extend(f"stuck.for: {p}" for p in _duration_problems(spec.stuck.for_, 1000, None))
+        problems.extend(f"stuck.for: {p}" for p in _duration_problems(spec.stuck.for_, 1, None))
         if spec.stuck.tolerance < 0:
             problems.append(
                 f"stuck.tolerance: must not be negative (got {spec.stuck.tolerance:g}); "
@@ -380,7 +380,7 @@ def _rate_problems(rate: RateSpec) -> list[str]:
             )
     spans: list[tuple[str, int]] = []
     for name, text in (("per", rate.per), ("over", rate.over)):
-        found = _duration_problems(text, 1000, None)
+        found = _duration_problems(text, 1, None)
         problems.extend(f"rate.{name}: {p}" for p in found)
         if not found:
             spans.append((name, parse_duration_ms(text)))

@@ -18,7 +18,11 @@ spike on one sensor. On top of that, the cases that matter are injected:
   and comes back; the scheduled sweep raises a no-data alert and its return
   resolves it;
 - corrupt messages: wrong types, NaN, a bad deviceId, no data, not an object,
-  unusable or future timestamps, incoherent device thresholds.
+  unusable or future timestamps, incoherent device thresholds;
+- one of each condition beyond levels (`condition_rules`), on four extra sensors
+  of the first pump: a temperature heating too fast (rate), a pressure frozen
+  at one value (stuck), a vibration that jumps once (spike), and a thermocouple
+  that reads 850 C once (range: kept out of the temperature rules).
 
 Nothing here talks to AWS: the demo hands each `Delivery` to the handler.
 """
@@ -166,6 +170,45 @@ def _corrupt_kinds() -> dict[str, Callable[[dict[str, Any]], Any]]:
     }
 
 
+CONDITION_CASES: Final = (
+    ("temp-ramp", "temperature", "rate of change", "RAISED WARNING, RESOLVED OK (direction rate)"),
+    ("press-frozen", "pressure", "stuck sensor", "RAISED WARNING, RESOLVED OK (direction stuck)"),
+    ("vib-jolt", "vibration", "one-reading spike", "RAISED WARNING, RESOLVED OK (direction spike)"),
+    (
+        "temp-tc",
+        "temperature",
+        "failed thermocouple",
+        "RAISED WARNING, RESOLVED OK (direction range); 850 C raised no temperature alert",
+    ),
+)
+"""(sensorId, type, case, what operators should hear) of the condition cases."""
+
+
+def condition_rules(sim: Simulation) -> str:
+    """The rules of the condition cases, for this run's first pump and duration:
+    heating 30 C over 30% of the run is 3.3 per thirtieth of it."""
+    span = sim.end_ms - sim.start_ms
+    pump = sim.devices[0].device_id
+    return f"""\
+# Added by `telemetry demo`: one rule of each condition beyond levels, on the first
+# pump's extra sensors (durations scaled to the run: {span // 1000}s of simulated time).
+rules:
+  - name: demo-heating-rate
+    match: {{deviceId: "{pump}", sensorId: temp-ramp}}
+    rate: {{above: {{warning: 2}}, per: {span // 30}ms, over: {span // 10}ms}}
+    hysteresis: 0.5
+  - name: demo-frozen-sensor
+    match: {{deviceId: "{pump}", sensorId: press-frozen}}
+    stuck: {{for: {span // 5}ms, tolerance: 0.001}}
+  - name: demo-vibration-jolt
+    match: {{deviceId: "{pump}", sensorId: vib-jolt}}
+    spike: {{jump: 10}}
+  - name: demo-thermocouple
+    match: {{deviceId: "{pump}", sensorId: temp-tc}}
+    range: {{min: -40, max: 150}}
+"""
+
+
 class _Fleet:
     def __init__(
         self, devices: int, sensors: int, duration_ms: int, seed: int, end_ms: int, silence: bool
@@ -251,6 +294,42 @@ class _Fleet:
                 "after that, older: stored, but they do not resolve it (still active)",
             )
         )
+        self._script_conditions()
+
+    def _script_conditions(self) -> None:
+        """Four extra sensors on the first pump, one per condition (see
+        `condition_rules`); their profiles draw nothing from the seed, so the
+        rest of the fleet reads as it did without them."""
+        pump = self.devices[0]
+        kinds = {k.type: k for k in KINDS}
+        extra = tuple(Sensor(sensor, kinds[kind], 0.0) for sensor, kind, _, _ in CONDITION_CASES)
+        self.devices[0] = Device(pump.device_id, pump.location, (*pump.sensors, *extra))
+        once = {"vib-jolt": [False], "temp-tc": [False]}
+
+        def ramp(f: float, _t: int) -> float:
+            return 40.0 + 30.0 * min(max((f - 0.2) / 0.3, 0.0), 1.0)
+
+        def frozen(f: float, _t: int) -> float:
+            return 4.1 if f < 0.8 else 4.6
+
+        def glitch(sensor: str, normal: float, odd: float, at: float) -> Profile:
+            def profile(f: float, _t: int) -> float:
+                if f >= at and not once[sensor][0]:
+                    once[sensor][0] = True
+                    return odd
+                return normal
+
+            return profile
+
+        profiles = {
+            "temp-ramp": ramp,
+            "press-frozen": frozen,
+            "vib-jolt": glitch("vib-jolt", 2.0, 30.0, 0.5),
+            "temp-tc": glitch("temp-tc", 55.0, 850.0, 0.6),
+        }
+        for sensor, _, name, expect in CONDITION_CASES:
+            self.scripted[(pump.device_id, sensor)] = profiles[sensor]
+            self.scenarios.append(Scenario(name, pump.device_id, sensor, expect))
 
     def _flap(self, f: float, _t: int) -> float:
         if not FLAPPING[0] <= f < FLAPPING[1]:
