@@ -263,7 +263,7 @@ def demo_rules(directory: Path, sim: Simulation | None = None) -> Path:
     for source in rule_files(DEFAULT_RULES_PATH):
         (directory / source.name).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
     (directory / "zz-demo-heartbeat.yaml").write_text(HEARTBEAT_RULE, encoding="utf-8")
-    if sim is not None:
+    if sim is not None and any(s.name in _CONDITION_CASES for s in sim.scenarios):
         (directory / "zz-demo-conditions.yaml").write_text(condition_rules(sim), encoding="utf-8")
     return directory
 
@@ -608,6 +608,7 @@ def _run_against(
         seed=options.seed,
         end_ms=end_ms,
         silence=not options.mqtt,
+        conditions=not options.mqtt,
     )
     try:
         with _quiet_function():
