@@ -8,6 +8,7 @@ handler end to end under the local AWS."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 
-from telemetry import handler
+from telemetry import backtest, handler
 from telemetry.adapters.sns import attributes, subject
 from telemetry.core.alerts import (
     AlertState,
@@ -514,4 +515,37 @@ def test_the_dashboards_draw_no_condition_as_a_level_of_the_value() -> None:
     # minute, a range fault is not a level of the process)
     assert levels == {
         "temperature": [("boiler-overheat", {"above.warning": 75, "above.critical": 90})]
+    }
+
+
+def test_backtest_replays_every_kind_with_its_episodes() -> None:
+    # Given the recorded history of docs/conditions.md
+    sample = Path(__file__).resolve().parent.parent / "telemetry" / "samples" / "conditions.jsonl"
+    lines = [json.loads(line) for line in sample.read_text(encoding="utf-8").splitlines()]
+    # When operators replay it against the rules
+    result = backtest.replay(lines, RULES)
+    summaries = {s.rule: s for s in backtest.summarize(result, RULES, flap_window_ms=5 * MINUTE)}
+    # Then each kind had one episode, closed, and the JSON lines say which kind it was
+    assert {rule: (s.episodes, s.still_open) for rule, s in summaries.items()} == dict.fromkeys(
+        (
+            "boiler-heating-rate",
+            "pressure-stuck",
+            "vibration-spike",
+            "thermocouple-range",
+            "boiler-overheat",
+        ),
+        (1, 0),
+    )
+    out = io.StringIO()
+    backtest.write_jsonl(result.transitions, out)
+    directions = {
+        json.loads(line)["rule"]: json.loads(line)["direction"]
+        for line in out.getvalue().splitlines()
+    }
+    assert directions == {
+        "boiler-heating-rate": "rate",
+        "pressure-stuck": "stuck",
+        "vibration-spike": "spike",
+        "thermocouple-range": "range",
+        "boiler-overheat": "above",
     }
