@@ -1204,7 +1204,9 @@ def quiet_oldest_first(state: Mapping[StateKey, AlertState]) -> list[StateKey]:
     """The keys a bounded store may forget, the least useful first: quiet
     entries (OK, no streak, no arrival tracked), kept only for their late-data
     line, oldest first. Active alerts, counting streaks, sensors a `nodata`
-    rule watches and flapping keys are never among them."""
+    rule watches and flapping keys are never among them; a quiet key's condition
+    memo may go (its window starts again), so that a removed rule's memo does
+    not stay for ever."""
     quiet = [
         k
         for k, a in state.items()
@@ -1213,7 +1215,6 @@ def quiet_oldest_first(state: Mapping[StateKey, AlertState]) -> list[StateKey]:
         and a.silence is None
         and not a.operated
         and not a.flapping
-        and not a.memo
     ]
     quiet.sort(key=lambda k: (state[k].last_ms, k))
     return quiet
