@@ -426,11 +426,14 @@ def test_the_compiled_rules_cache_carries_every_kind() -> None:
 
 def test_the_json_schema_knows_every_kind() -> None:
     # Given the rule file's JSON Schema
+    import jsonschema  # a dev dependency: absent, this fails (never skips)
+    import yaml
+
     from telemetry.core.rule_specs import rule_file_schema
 
     schema = rule_file_schema()
-    rule = schema["$defs"]["RuleSpec"]["properties"]
-    # Then every key of the contract is there
+    # Then a rule is of levels or of one condition, and every key of the contract is there
+    rule = schema["$defs"]["ConditionRuleSpec"]["properties"]
     for key in (
         "rate",
         "stuck",
@@ -441,8 +444,13 @@ def test_the_json_schema_knows_every_kind() -> None:
         "rangeSeverity",
     ):
         assert key in rule
+    assert "above" not in rule
     assert set(schema["$defs"]["RateSpec"]["properties"]) == {"above", "below", "per", "over"}
     assert set(schema["$defs"]["StuckSpec"]["properties"]) == {"for", "tolerance"}
+    # and the rules of every kind validate against it, while a misspelt key does not
+    jsonschema.validate(yaml.safe_load(RULES_TEXT), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"rules": [{"name": "r", "spike": {"jupm": 3}}]}, schema)
 
 
 def test_sns_filter_attributes_name_the_condition() -> None:

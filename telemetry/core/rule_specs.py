@@ -12,6 +12,7 @@ None of this runs at a deployed cold start when the build compiled the rules
 
 from __future__ import annotations
 
+import copy
 import itertools
 import sys
 from collections.abc import Iterable, Sequence
@@ -293,6 +294,7 @@ def _clear_problems(levels: list[tuple[str, float]], h: float) -> Iterable[str]:
 
 
 CONDITION_KEYS: Final = ("rate", "stuck", "spike", "range")
+_CONDITION_SETTINGS: Final = (*CONDITION_KEYS, "stuckSeverity", "spikeSeverity", "rangeSeverity")
 
 
 def _kinds(spec: RuleSpec) -> list[str]:
@@ -612,7 +614,8 @@ _TYPE_WORDS: Final = {
 
 
 def _known_keys(model: type[BaseModel]) -> str:
-    return ", ".join(f.alias or name for name, f in model.model_fields.items())
+    names = [f.alias or name for name, f in model.model_fields.items()]
+    return ", ".join(n for n in names if model is not RuleSpec or n not in _CONDITION_SETTINGS)
 
 
 _NESTED: Final[dict[str, type[BaseModel]]] = {
@@ -635,7 +638,10 @@ def _field_words(
     name = path[-1] if path else ""
     if error_type == "extra_forbidden":
         model = _NESTED.get(path[-2], top) if len(path) > 1 else top
-        return f"not a setting here (known: {_known_keys(model)})"
+        known = f"not a setting here (known: {_known_keys(model)})"
+        if model is RuleSpec:
+            known += f"; conditions: {', '.join(_CONDITION_SETTINGS)}"
+        return known
     if (
         name in _DURATION_FIELDS
         and error_type in {"string_type", "missing"}
@@ -928,10 +934,23 @@ def rule_file_schema() -> dict[str, Any]:
         for variant in rule["properties"][name].get("anyOf", []):
             if variant.get("type") == "string":
                 variant["pattern"] = DURATION_PATTERN
-    rule["anyOf"] = [
-        {"required": [side]} for side in ("above", "below", "nodata", "offline", *CONDITION_KEYS)
-    ]
     defs = schema["$defs"]
+    # A rule of levels (RuleSpec) or of one condition (ConditionRuleSpec): one kind each.
+    conditioned = copy.deepcopy(rule)
+    conditioned["title"] = "ConditionRuleSpec"
+    conditioned["description"] = (
+        "One rule whose condition is a rate, stuck, spike or range (docs/conditions.md)."
+    )
+    for name in ("above", "below"):
+        del conditioned["properties"][name]
+    for name in _CONDITION_SETTINGS:
+        del rule["properties"][name]
+    rule["anyOf"] = [{"required": [side]} for side in ("above", "below", "nodata", "offline")]
+    conditioned["anyOf"] = [{"required": [kind]} for kind in CONDITION_KEYS]
+    defs["ConditionRuleSpec"] = conditioned
+    schema["properties"]["rules"]["items"] = {
+        "anyOf": [{"$ref": "#/$defs/RuleSpec"}, {"$ref": "#/$defs/ConditionRuleSpec"}]
+    }
     for name in ("per", "over"):
         defs["RateSpec"]["properties"][name]["pattern"] = DURATION_PATTERN
     defs["StuckSpec"]["properties"]["for"]["pattern"] = DURATION_PATTERN
