@@ -2,8 +2,8 @@
 
     python -m benchmarks [--only NAME,...]
 
-NAME: core, cost, coldstart, stream-cpu, stream, mqtt, influxdb, nodata, outage, notify,
-rules, maintenance, backtest.
+NAME: core, conditions, cost, coldstart, stream-cpu, stream, mqtt, influxdb, nodata, outage,
+notify, rules, maintenance, backtest.
 
 Writes benchmarks/results/latest.json (git-ignored). Targets are reported as
 PASS or FAIL; a FAIL does not change the exit status.
@@ -25,6 +25,7 @@ from typing import Any, Final
 from benchmarks import (
     bench_backtest,
     bench_coldstart,
+    bench_conditions,
     bench_core,
     bench_cost,
     bench_influxdb,
@@ -46,6 +47,11 @@ BENCHMARKS: Final[dict[str, tuple[str, Callable[[], Any], Callable[[Any], None]]
         "validate + evaluate, whole processes (bench_core)",
         bench_core.run,
         bench_core.report,
+    ),
+    "conditions": (
+        "rate, stuck, spike and range: the level path beside the code before them",
+        bench_conditions.run,
+        bench_conditions.report,
     ),
     "cost": ("API calls and cost per million messages", bench_cost.run, bench_cost.report),
     "coldstart": ("cold start", bench_coldstart.run, bench_coldstart.report),

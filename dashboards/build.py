@@ -67,10 +67,12 @@ INFLUXQL: Final = {
         f'SELECT mean("value") FROM "reading" WHERE {DEVICE_FILTER["influxdb"]} AND $timeFilter '
         'GROUP BY time($__interval), "deviceId", "sensorId" fill(none)'
     ),
-    # A no-data alert's threshold is its window in seconds, not a level of the value.
+    # A no-data alert's threshold is its window in seconds, not a level of the value;
+    # a rate's is per unit of time, a stuck's is seconds, a spike's a jump: none drawn.
     "levels": (
         f'SELECT "threshold" FROM "alert" WHERE {DEVICE_FILTER["influxdb"]} '
-        "AND \"direction\" != 'nodata' AND $timeFilter "
+        "AND \"direction\" != 'nodata' AND \"direction\" != 'rate' "
+        "AND \"direction\" != 'stuck' AND \"direction\" != 'spike' AND $timeFilter "
         'GROUP BY "deviceId", "sensorId", "rule"'
     ),
     # A FLAPPING's severity is the worst of its window, not a level the alert is at.
@@ -156,6 +158,8 @@ def type_levels(rules: Iterable[Rule]) -> dict[str, list[tuple[str, dict[str, fl
     perhaps location): those a type's readings panel can draw."""
     out: dict[str, list[tuple[str, dict[str, float]]]] = {}
     for rule in rules:
+        if rule.condition is not None:
+            continue  # a rate's levels are per unit of time, the others' are not values
         match = dict(rule.match)
         if (
             "type" not in match

@@ -980,3 +980,34 @@ def replay_histories(draw: st.DrawFn, max_lines: int = 40) -> tuple[str, list[di
         j = min(count - 1, i + draw(st.integers(0, 3)))
         lines[i], lines[j] = lines[j], lines[i]
     return rules, lines
+
+
+# --- conditions: rate, stuck, spike, range (issue 20) ------------------------
+
+
+@st.composite
+def ramps(draw: st.DrawFn) -> tuple[float, list[tuple[int, float]]]:
+    """A monotone ramp: its slope per minute (on a 0.25 grid) and its readings,
+    (time ms, value), at increasing times a few seconds to minutes apart."""
+    slope = draw(st.integers(-80, 80)) / 4
+    start = draw(st.integers(-200, 200)) / 2
+    gaps = draw(st.lists(st.integers(5_000, 120_000), min_size=2, max_size=40))
+    times = list(itertools.accumulate([NOW_MS, *gaps]))
+    return slope, [(t, start + slope * (t - NOW_MS) / 60_000) for t in times]
+
+
+@st.composite
+def constant_signals(draw: st.DrawFn) -> tuple[float, list[int]]:
+    """A constant value and the increasing times it was read at (gaps from
+    seconds to an hour, so that some windows hold fewer than three readings)."""
+    value = draw(st.integers(-1000, 1000)) / 4
+    gaps = draw(st.lists(st.integers(1_000, 3_600_000), min_size=0, max_size=30))
+    return value, list(itertools.accumulate([NOW_MS, *gaps]))
+
+
+def range_fault_values() -> st.SearchStrategy[list[float]]:
+    """Values of a thermocouple whose range is [-40, 150] and whose process
+    levels are 75 and 90: mostly near the levels, sometimes impossible."""
+    plausible = st.integers(120, 200).map(lambda v: v / 2)
+    impossible = st.sampled_from([-273.0, -41.0, 150.5, 850.0, 1372.0])
+    return st.lists(st.one_of(plausible, plausible, impossible), min_size=1, max_size=40)

@@ -50,7 +50,7 @@ from typing import Any, Final, Protocol
 from urllib.parse import urlencode
 
 from telemetry.adapters.aws import AWS_ERRORS, translate
-from telemetry.core.alerts import NODATA, Transition
+from telemetry.core.alerts import Transition, history_direction
 from telemetry.core.messages import Reading
 from telemetry.errors import DependencyError
 
@@ -195,7 +195,7 @@ class InfluxRecords:
                 ("deviceId", transition.device_id),
                 # A no-data episode and a threshold one of the same rule may both resolve
                 # on the same reading: their points must be two series, not one.
-                ("direction", NODATA if transition.direction == NODATA else None),
+                ("direction", history_direction(transition.direction)),
                 ("rule", transition.rule),
                 ("sensorId", transition.sensor_id),
                 ("status", transition.status.value),

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from telemetry.adapters.aws import AWS_ERRORS, error_code_of, translate
 from telemetry.core.alerts import NODATA, OFFLINE, Severity, Status, Transition
+from telemetry.core.conditions import KINDS
 from telemetry.core.messages import iso_utc
 from telemetry.core.notify import DigestMessage, group_hash
 from telemetry.errors import DependencyError, Refusal
@@ -58,6 +59,29 @@ _ACTED: Final = {
     Status.ENABLED: "enabled",
     Status.RESET: "reset",
 }
+
+
+_PER_WORDS: Final = {1000: "s", 60_000: "min", 3_600_000: "h", 86_400_000: "day"}
+
+
+def _condition_subject(transition: Transition, where: str, rule: str) -> str:
+    """A condition's change of level, by its sensor: `rising 6.2/min`, `stuck
+    at 4.10 for 30m`, `jumped 27.0`, `out of range: 850.0`; back to normal."""
+    sensor = transition.sensor_id
+    value = transition.value if transition.value is not None else 0.0
+    if transition.severity is Severity.OK:
+        return f"{where} {sensor} {transition.direction} back to normal {rule}"
+    if transition.direction == "rate":
+        per = transition.per_ms
+        unit = "" if per is None else "/" + _PER_WORDS.get(per, _window(per / 1000))
+        moving = "rising" if value >= 0 else "falling"
+        return f"{where} {sensor} {moving} {abs(value):.1f}{unit} {rule}"
+    if transition.direction == "stuck":
+        span = "" if transition.threshold is None else f" for {_window(transition.threshold)}"
+        return f"{where} {sensor} stuck at {value:.2f}{span} {rule}"
+    if transition.direction == "spike":
+        return f"{where} {sensor} jumped {value:.1f} {rule}"
+    return f"{where} {sensor} out of range: {value:.1f} {rule}"
 
 
 def _offline_subject(transition: Transition, where: str, rule: str) -> str:
@@ -110,6 +134,8 @@ def subject(transition: Transition) -> str:
             else "reporting again"
         )
         text = f"{where} {what} {state} {rule}"
+    elif transition.direction in KINDS and transition.status in _VERBS:
+        text = _condition_subject(transition, where, rule)
     elif transition.severity is Severity.OK:
         text = f"{where} {what} back to normal {rule}"
     else:
@@ -128,6 +154,8 @@ def attributes(transition: Transition) -> dict[str, dict[str, str]]:
     }
     if transition.type:
         attrs["sensorType"] = transition.type
+    if transition.direction in KINDS:
+        attrs["direction"] = transition.direction  # rate, stuck, spike, range: filterable
     return {k: {"DataType": "String", "StringValue": v} for k, v in attrs.items()}
 
 

@@ -38,7 +38,15 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from telemetry.adapters.aws import AWS_ERRORS, error_code_of, translate
-from telemetry.core.alerts import AlertState, StateKey, quiet_oldest_first, state_from_json
+from telemetry.core.alerts import (
+    FORMAT_KEY,
+    STATE_FORMAT,
+    AlertState,
+    StateKey,
+    quiet_oldest_first,
+    state_from_json,
+    state_to_json,
+)
 from telemetry.core.connectivity import Presence
 from telemetry.core.state import DeviceRecord, OutboxEntry
 from telemetry.errors import DependencyError, StateConflictError
@@ -98,7 +106,7 @@ def _fitted_state(
     and that JSON. Active alerts and counting streaks are never dropped."""
     entries = {f"{sensor}/{rule}": alert.to_json() for (sensor, rule), alert in state.items()}
     sizes = {key: len(_encode(key)) + len(_encode(value)) + 2 for key, value in entries.items()}
-    total = sum(sizes.values()) + 2
+    total = sum(sizes.values()) + 2 + len(_encode({FORMAT_KEY: STATE_FORMAT}))
     kept = dict(state)
     if total > budget:
         for key in quiet_oldest_first(state):
@@ -106,9 +114,7 @@ def _fitted_state(
                 break
             total -= sizes[f"{key[0]}/{key[1]}"]
             del kept[key]
-    text = _encode(
-        {f"{s}/{r}": a.to_json() for (s, r), a in sorted(kept.items(), key=lambda kv: kv[0])}
-    )
+    text = _encode(state_to_json(kept))
     return kept, text
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from telemetry.adapters.aws import AWS_ERRORS, error_code_of, translate
-from telemetry.core.alerts import NODATA, Transition
+from telemetry.core.alerts import Transition, history_direction
 from telemetry.core.messages import Reading
 
 MAX_RECORDS_PER_WRITE: Final = 100
@@ -90,7 +90,7 @@ def alert_record(transition: Transition) -> dict[str, Any]:
                 ("type", transition.type),
                 # A no-data episode and a threshold one of the same rule may both resolve
                 # on the same reading: their records must be two series, not one.
-                ("direction", NODATA if transition.direction == NODATA else None),
+                ("direction", history_direction(transition.direction)),
             ]
         ),
         "MeasureName": ALERT_MEASURE,

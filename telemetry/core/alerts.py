@@ -29,6 +29,9 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 from typing import Any, Final
 
+from telemetry.core.conditions import KINDS, Memo
+from telemetry.core.conditions.rate import Rate
+from telemetry.core.conditions.span import Range
 from telemetry.core.maintenance import Hold
 from telemetry.core.messages import Reading, iso_utc, parse_time_ms
 from telemetry.core.rules import Rule, RuleSet, Side
@@ -347,6 +350,10 @@ class AlertState:
     heard when they snoozed it) and `disabled` belong to the key, and so do
     `flaps`: per kind of alert (see telemetry.core.flapping), its chattering
     watch, present only where a flapping setting applies.
+
+    A rule with a condition (telemetry.core.conditions) owns `memo`, what the
+    condition keeps between readings, and records its `kind` (the alert's
+    direction); `value` is then what the condition measured.
     """
 
     severity: Severity = Severity.OK
@@ -366,6 +373,14 @@ class AlertState:
     maintenance: Hold | None = None
     """The maintenance window that muted a change of this key, and when it
     ends: then operators hear the net change since `heard` (telemetry.core.operators)."""
+    kind: str | None = None
+    memo: Memo = ()
+
+    @property
+    def direction(self) -> str:
+        """The direction of its threshold episode's transitions: the condition's
+        kind, else the side (above, below; offline for a device's alert)."""
+        return self.kind or self.side or "above"
 
     @property
     def silent(self) -> bool:
@@ -385,6 +400,15 @@ class AlertState:
             out["streaks"] = {k: [s.count, s.start_ms] for k, s in self.streaks.items()}
         if self.silence is not None:
             out[NODATA] = self.silence.to_json()
+        if self.kind is not None:
+            out["kind"] = self.kind
+        if self.memo:
+            out["memo"] = list(self.memo)
+        return out | self._operated_json()
+
+    def _operated_json(self) -> dict[str, Any]:
+        """What operators and the notification policy keep on the key."""
+        out: dict[str, Any] = {}
         if self.latched:
             out["latched"] = True
         if self.attention is not None:
@@ -445,6 +469,8 @@ class AlertState:
                 if raw.get("maintenance")
                 else None
             ),
+            kind=raw.get("kind"),
+            memo=tuple(raw.get("memo", ())),
         )
 
 
@@ -501,6 +527,8 @@ class Transition:
     rules_version: str | None = None
     """Which rules decided it (`RuleSet.version`): the AppConfig configuration
     version, or `sha256:` and the digest of the packaged rule files."""
+    per_ms: int | None = None
+    """A rate's change of level: the rate's unit of time (`value` is per this)."""
 
     @property
     def key(self) -> str:
@@ -553,6 +581,8 @@ class Transition:
             out["maintenance"] = self.maintenance
         if self.rules_version is not None:
             out["rulesVersion"] = self.rules_version
+        if self.per_ms is not None:
+            out["per"] = self.per_ms / 1000
         return out
 
     @classmethod
@@ -585,7 +615,16 @@ class Transition:
             members=None if raw.get("members") is None else int(raw["members"]),
             maintenance=raw.get("maintenance"),
             rules_version=raw.get("rulesVersion"),
+            per_ms=None if raw.get("per") is None else round(float(raw["per"]) * 1000),
         )
+
+
+def history_direction(direction: str) -> str | None:
+    """The direction the alert history keys an alert's series by: `nodata` (a
+    no-data episode and a threshold one of a rule may resolve on one reading:
+    two series) and a condition's kind (rate, stuck, spike, range: a sensor
+    fault apart from the process); None for levels, as always."""
+    return direction if direction == NODATA or direction in KINDS else None
 
 
 def alert_id_for(device_id: str, sensor_id: str, rule: str, since_ms: int) -> str:
@@ -714,7 +753,7 @@ def _resolve(reading: Reading, rule: Rule, state: AlertState) -> Transition:
         lowest = Severity.WARNING if side.warning is not None else Severity.CRITICAL
         threshold = _clear_level(side, rule, lowest)
     return _transition(
-        reading, rule, state, Status.RESOLVED, Severity.OK, threshold, state.side or "above"
+        reading, rule, state, Status.RESOLVED, Severity.OK, threshold, state.direction
     )
 
 
@@ -735,7 +774,18 @@ def step(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
     what operators heard) is kept; an acknowledgement lasts as long as its
     episode, and an escalation to CRITICAL clears it (a worse situation needs
     a new one)."""
-    change = _step_latched(state, rule, reading) if state.latched else _step(state, rule, reading)
+    if rule.condition is not None:
+        return _step_condition(state, rule, reading)
+    return _alarm(state, rule, reading, reading.value)
+
+
+def _alarm(state: AlertState, rule: Rule, reading: Reading, level: float) -> _Change | None:
+    """The alarm state machine every kind of rule feeds: `level` against the
+    rule's levels, `reading` (its value: what is reported) for the episode."""
+    if state.latched:
+        change = _step_latched(state, rule, reading, level)
+    else:
+        change = _step(state, rule, reading, level)
     if change is None:
         return None
     after = change.state
@@ -756,13 +806,52 @@ def step(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
     return _Change(kept, change.transitions)
 
 
-def _step_latched(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
+def _step_condition(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
+    """A reading through a rule's condition, then the alarm. The condition's memo
+    moves the late-data line with it: an older reading arriving later changes
+    neither the memo nor the episode newer data decided."""
+    condition = rule.condition
+    if condition is None or reading.time_ms <= state.last_ms:
+        return None
+    memo, measure = condition.update(state.memo, reading)
+    change = None
+    if measure is not None and (
+        state.severity is not Severity.OK or state.streaks or rule.breaches(measure.level)
+    ):
+        change = _alarm(state, rule, replace(reading, value=measure.value), measure.level)
+    if change is None:
+        if memo == state.memo:
+            return None  # a quiet key that keeps nothing (range in range) costs no write
+        return _Change(replace(state, memo=memo, kind=condition.kind, last_ms=reading.time_ms), ())
+    kind = condition.kind
+    per_ms = condition.per_ms if isinstance(condition, Rate) else None
+    transitions = tuple(
+        replace(
+            t,
+            direction=kind,
+            per_ms=per_ms,
+            threshold=t.threshold
+            if measure is None or measure.threshold is None
+            else measure.threshold,
+        )
+        for t in change.transitions
+    )
+    after = replace(change.state, memo=memo, kind=kind, last_ms=reading.time_ms)
+    return _Change(after, transitions)
+
+
+def _out_of_range(rules: Sequence[Rule], value: float) -> bool:
+    """Whether a `range` rule among `rules` calls `value` a fault of its sensor."""
+    return any(isinstance(r.condition, Range) and r.condition.outside(value) for r in rules)
+
+
+def _step_latched(state: AlertState, rule: Rule, reading: Reading, level: float) -> _Change | None:
     """A latched alert (its value came back) waits for an operator: it only
     changes when a level is breached again, and then it is live once more."""
     if reading.time_ms <= state.last_ms:
         return None
     fresh = AlertState(last_ms=state.last_ms, streaks=state.streaks)
-    probe = _step(fresh, rule, reading)
+    probe = _step(fresh, rule, reading, level)
     if probe is None or probe.state.severity is Severity.OK:
         streaks = probe.state.streaks if probe is not None else state.streaks
         return _Change(replace(state, last_ms=reading.time_ms, streaks=streaks), ())
@@ -796,13 +885,15 @@ def _step_latched(state: AlertState, rule: Rule, reading: Reading) -> _Change | 
     )
 
 
-def _step(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
+def _step(state: AlertState, rule: Rule, reading: Reading, level: float) -> _Change | None:
+    """One reading through the alarm: `level` is compared with the rule's levels
+    (the reading's value, or what its condition measured)."""
     if reading.time_ms <= state.last_ms:
         return None
-    if state.severity is Severity.OK and not state.streaks and not rule.breaches(reading.value):
+    if state.severity is Severity.OK and not state.streaks and not rule.breaches(level):
         return None
     outcomes = [
-        (side, _step_side(side, rule, state, reading.value, reading.time_ms)) for side in rule.sides
+        (side, _step_side(side, rule, state, level, reading.time_ms)) for side in rule.sides
     ]
     side, outcome = max(outcomes, key=lambda so: (so[1].severity, so[0].name == state.side))
     streaks = {k: v for _, o in outcomes for k, v in o.streaks.items()}
@@ -837,7 +928,7 @@ def _step(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
         return _Change(AlertState(last_ms=reading.time_ms, streaks=streaks), tuple(transitions))
     if state.severity is Severity.OK:
         raised = _raise(reading, rule, side, new)
-        level = side.critical if new is Severity.CRITICAL else side.warning
+        crossed = side.critical if new is Severity.CRITICAL else side.warning
         transitions.append(
             _transition(
                 reading,
@@ -845,7 +936,7 @@ def _step(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
                 replace(raised, severity=Severity.OK),
                 Status.RAISED,
                 new,
-                level,
+                crossed,
                 side.name,
             )
         )
@@ -1009,6 +1100,7 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
             if alert.severity is not Severity.OK or alert.silence is not None:
                 active.setdefault(sensor_id, set()).add(rule_name)
     known = rules.matched
+    ranged = rules.ranged
     for reading in sorted(readings, key=_EVENT_ORDER):
         matched = known.get(
             (reading.device_id, reading.sensor_id, reading.type, reading.location)
@@ -1024,6 +1116,8 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
                     continue
                 arrival_only = True
         sensor_id, value, time_ms = reading.sensor_id, reading.value, reading.time_ms
+        # A sensor's fault (a reading outside its range) is kept out of its other rules.
+        faulty = ranged and _out_of_range(matched, value)
         if sensor_id in active and not arrival_only:
             orphans = _orphans_resolved(current, reading, matched, active[sensor_id])
             for key, after, resolved in orphans:
@@ -1061,6 +1155,8 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
                 evaluated += 1
                 if quiet and before.severity is Severity.OK and not before.streaks:
                     continue
+            if faulty and not isinstance(rule.condition, Range):
+                continue  # a sensor fault: kept out (the quiet path above changes nothing)
             change = step(before, rule, reading)
             if change is None:
                 continue
@@ -1110,7 +1206,7 @@ def episodes(rule: str, alert: AlertState) -> list[ActiveAlert]:
                 alert.alert_id,
                 alert.since_ms or 0,
                 alert.value,
-                alert.side or "above",
+                alert.direction,
                 alert,
             )
         )
@@ -1130,23 +1226,29 @@ def episodes(rule: str, alert: AlertState) -> list[ActiveAlert]:
     return out
 
 
+def top_episode(live: Iterable[ActiveAlert]) -> ActiveAlert | None:
+    """The episode operators see first, wherever they look (shadow, an action's
+    answer, `alerts list`): the most severe, then the older episode, then the
+    rule, then the kind (`ActiveAlert.rank`). None when none is active."""
+    return min(live, key=operator.attrgetter("rank"), default=None)
+
+
 def active_alerts(state: Mapping[StateKey, AlertState]) -> dict[str, ActiveAlert]:
     """Per sensor, the most severe active alert, threshold or no-data (ties: the
     older episode, then the rule name), as the device shadow mirrors it."""
-    best: dict[str, ActiveAlert] = {}
+    by_sensor: dict[str, list[ActiveAlert]] = {}
     for (sensor_id, rule), alert in state.items():
-        for episode in episodes(rule, alert):
-            current = best.get(sensor_id)
-            if current is None or episode.rank < current.rank:
-                best[sensor_id] = episode
-    return best
+        by_sensor.setdefault(sensor_id, []).extend(episodes(rule, alert))
+    return {s: top for s, live in by_sensor.items() if (top := top_episode(live)) is not None}
 
 
 def quiet_oldest_first(state: Mapping[StateKey, AlertState]) -> list[StateKey]:
     """The keys a bounded store may forget, the least useful first: quiet
     entries (OK, no streak, no arrival tracked), kept only for their late-data
     line, oldest first. Active alerts, counting streaks, sensors a `nodata`
-    rule watches and flapping keys are never among them."""
+    rule watches and flapping keys are never among them; a quiet key's condition
+    memo may go (its window starts again), so that a removed rule's memo does
+    not stay for ever."""
     quiet = [
         k
         for k, a in state.items()
@@ -1160,13 +1262,35 @@ def quiet_oldest_first(state: Mapping[StateKey, AlertState]) -> list[StateKey]:
     return quiet
 
 
+STATE_FORMAT: Final = 2
+"""The stored state's format, `$format` beside its keys. 1 (no `$format`): the
+release before conditions; 2 adds a key's condition `kind` and `memo`. Every
+earlier format loads as it was (tests/golden/state); a later one is refused."""
+FORMAT_KEY: Final = "$format"
+
+
 def state_to_json(state: Mapping[StateKey, AlertState]) -> dict[str, Any]:
-    return {f"{sensor}/{rule}": alert.to_json() for (sensor, rule), alert in sorted(state.items())}
+    """A device's alert state as stored: `sensor/rule` -> its key's state, and
+    the format."""
+    out: dict[str, Any] = {FORMAT_KEY: STATE_FORMAT}
+    out.update(
+        {f"{sensor}/{rule}": alert.to_json() for (sensor, rule), alert in sorted(state.items())}
+    )
+    return out
 
 
 def state_from_json(raw: Mapping[str, Any]) -> dict[StateKey, AlertState]:
+    """The state `state_to_json` (of this format or an earlier one) stored;
+    ValueError for a format this code does not know."""
+    found = raw.get(FORMAT_KEY, 1)
+    if not isinstance(found, int) or not 1 <= found <= STATE_FORMAT:
+        raise ValueError(
+            f"stored alert state of format {found!r}: this code reads 1 to {STATE_FORMAT}"
+        )
     state: dict[StateKey, AlertState] = {}
     for key, value in raw.items():
+        if key == FORMAT_KEY:
+            continue
         sensor, _, rule = key.partition("/")
         state[(sensor, rule)] = AlertState.from_json(value)
     return state

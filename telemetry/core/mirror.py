@@ -41,9 +41,9 @@ def shadow_entry(alert: ActiveAlert) -> dict[str, Any]:
         if alert.direction == NODATA and key_state.silence
         else (key_state.attention)
     )
-    if alert.direction in (NODATA, OFFLINE):
-        entry["direction"] = alert.direction
-    elif key_state.latched:
+    if alert.direction not in ("above", "below"):
+        entry["direction"] = alert.direction  # nodata, offline; rate, stuck, spike, range
+    if alert.direction not in (NODATA, OFFLINE) and key_state.latched:
         entry["latched"] = True
     if attention is not None and attention.ack_by is not None and attention.ack_ms is not None:
         entry["acknowledged"] = {"by": attention.ack_by, "at": iso_utc(attention.ack_ms)}

@@ -61,6 +61,7 @@ from telemetry.core.alerts import (
     Transition,
     alert_id_for,
     episodes,
+    top_episode,
 )
 from telemetry.core.flapping import is_flapping, quieted, watch
 from telemetry.core.maintenance import Hold
@@ -310,7 +311,7 @@ def _action_transition(
         threshold=_window_s(state) if episode is not None and episode.direction == NODATA else None,
         time_ms=now_ms,
         since_ms=episode.since_ms if episode is not None else now_ms,
-        direction=episode.direction if episode is not None else (state.side or "above"),
+        direction=episode.direction if episode is not None else state.direction,
         type=labels.type if labels is not None else None,
         location=labels.location if labels is not None else None,
         unit=labels.unit if labels is not None else None,
@@ -490,7 +491,7 @@ def catch_up(
             state.alert_id,
             state.since_ms,
             state.value,
-            state.side or (OFFLINE if key[0] == DEVICE_SENSOR else "above"),
+            state.kind or state.side or (OFFLINE if key[0] == DEVICE_SENSOR else "above"),
             heard.severity,
             heard.alert_id,
         ),
@@ -794,8 +795,7 @@ def key_view(device_id: str, key: StateKey, state: AlertState | None) -> dict[st
     threshold alert, or the no-data one when it is worse or alone); the no-data
     episode also under `nodata`."""
     state = state or AlertState()
-    live = sorted(episodes(key[1], state), key=lambda e: (-e.severity, e.direction == NODATA))
-    top = live[0] if live else None
+    top = top_episode(episodes(key[1], state))
     top_silence = state.silence if top is not None and top.direction == NODATA else None
     view: dict[str, Any] = {
         "deviceId": device_id,
@@ -807,7 +807,7 @@ def key_view(device_id: str, key: StateKey, state: AlertState | None) -> dict[st
         if top is not None
         else (None if state.since_ms is None else iso_utc(state.since_ms)),
         "value": top.value if top is not None else state.value,
-        "direction": top.direction if top is not None else state.side,
+        "direction": top.direction if top is not None else (state.kind or state.side),
         "acknowledged": _ack_view(
             top_silence.attention if top_silence is not None else state.attention
         ),

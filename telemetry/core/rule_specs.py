@@ -12,6 +12,7 @@ None of this runs at a deployed cold start when the build compiled the rules
 
 from __future__ import annotations
 
+import copy
 import itertools
 import sys
 from collections.abc import Iterable, Sequence
@@ -23,6 +24,11 @@ from typing import Annotated, Any, Final, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from telemetry.core.conditions import FAULT_LEVEL, Condition
+from telemetry.core.conditions.rate import Rate
+from telemetry.core.conditions.span import Range
+from telemetry.core.conditions.spike import Spike
+from telemetry.core.conditions.stuck import Stuck
 from telemetry.core.maintenance import (
     DEFAULT_TIMEZONE,
     EVERY_FORMS,
@@ -98,6 +104,50 @@ class FlappingSpec(BaseModel):
     within: str = Field(description="The window they are counted in (a duration, 1m to 24h).")
 
 
+class RateSpec(BaseModel):
+    """Change per `per`, measured over the last `over` of readings (event time),
+    with levels on it as on a value (signed: a fall is negative)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    above: LevelsSpec | None = Field(None, description="Breach when the rate > level.")
+    below: LevelsSpec | None = Field(
+        None, description="Breach when the rate < level (a fall: levels such as -2)."
+    )
+    per: str = Field("1m", description="The rate's unit of time (a duration such as 1m).")
+    over: str = Field(
+        "5m", description="The window the slope is fitted over (a duration, at least `per`)."
+    )
+
+
+class StuckSpec(BaseModel):
+    """A sensor unchanged (within ±tolerance) for `for` of event time, with at
+    least 3 readings in that span."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    for_: str = Field(alias="for", description="How long unchanged (a duration such as 30m).")
+    tolerance: Finite = Field(0, description="How far a reading may move and still be the same.")
+
+
+class SpikeSpec(BaseModel):
+    """A reading that jumps from the previous one by more than `jump`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    jump: Finite = Field(description="The largest |value - previous value| that is no spike.")
+
+
+class RangeSpec(BaseModel):
+    """Values a working sensor can produce; outside, the sensor is faulty and
+    the reading is kept out of the sensor's other rules."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    min: Finite | None = Field(None, description="The lowest possible value.")
+    max: Finite | None = Field(None, description="The highest possible value.")
+
+
 class RuleSpec(BaseModel):
     """One rule as an operator writes it."""
 
@@ -150,6 +200,29 @@ class RuleSpec(BaseModel):
     )
     flapping: FlappingSpec | None = Field(
         None, description="Chattering suppression for this rule's alerts (overrides the default)."
+    )
+    rate: RateSpec | None = Field(
+        None, description="Alert on the rate of change instead of the value (direction: rate)."
+    )
+    stuck: StuckSpec | None = Field(
+        None, description="Alert on a sensor frozen at one value (direction: stuck)."
+    )
+    stuckSeverity: Literal["WARNING", "CRITICAL"] = Field(  # noqa: N815 - the file's names
+        "WARNING", description="Severity of the stuck alert."
+    )
+    spike: SpikeSpec | None = Field(
+        None, description="Alert on a reading that jumps from the previous one (direction: spike)."
+    )
+    spikeSeverity: Literal["WARNING", "CRITICAL"] = Field(  # noqa: N815 - the file's names
+        "WARNING", description="Severity of the spike alert."
+    )
+    range: RangeSpec | None = Field(
+        None,
+        description="Values the sensor can produce; outside is a sensor fault (direction: "
+        "range), kept out of the sensor's other rules.",
+    )
+    rangeSeverity: Literal["WARNING", "CRITICAL"] = Field(  # noqa: N815 - the file's names
+        "WARNING", description="Severity of the range fault."
     )
 
 
@@ -320,20 +393,104 @@ def _clear_problems(levels: list[tuple[str, float]], h: float) -> Iterable[str]:
                 )
 
 
+CONDITION_KEYS: Final = ("rate", "stuck", "spike", "range")
+_CONDITION_SETTINGS: Final = (*CONDITION_KEYS, "stuckSeverity", "spikeSeverity", "rangeSeverity")
+
+
+def _kinds(spec: RuleSpec) -> list[str]:
+    """The kinds of condition a rule has: levels (above/below) and the others."""
+    kinds = ["above/below"] if spec.above is not None or spec.below is not None else []
+    return kinds + [k for k in CONDITION_KEYS if getattr(spec, k) is not None]
+
+
 def rule_problems(spec: RuleSpec) -> list[str]:
     """Every reason this rule cannot be evaluated coherently, as `field: message`."""
     problems: list[str] = []
-    if spec.above is None and spec.below is None and spec.nodata is None and spec.offline is None:
+    kinds = _kinds(spec)
+    if not kinds and spec.nodata is None and spec.offline is None:
         problems.append(
             "above/below/nodata/offline: a rule needs above, below, nodata, offline or a mix"
         )
+    if len(kinds) > 1:
+        problems.append(
+            f"{'/'.join(kinds)}: a rule has one kind of condition; this one has "
+            f"{' and '.join(kinds)}: write one rule for each"
+        )
+    problems.extend(_condition_problems(spec))
     problems.extend(_level_problems(spec))
     problems.extend(_timing_problems(spec))
     problems.extend(_offline_problems(spec))
     if spec.flapping is not None:
         problems.extend(f"flapping.{p}" for p in flapping_problems(spec.flapping))
-    if spec.latch and spec.above is None and spec.below is None:
+    if spec.latch and not kinds:
         problems.append("latch: only a rule with above or below levels can latch")
+    return problems
+
+
+def _condition_problems(spec: RuleSpec) -> list[str]:
+    problems: list[str] = []
+    if spec.rate is not None:
+        problems.extend(_rate_problems(spec.rate))
+    faults = [k for k in ("stuck", "spike", "range") if getattr(spec, k) is not None]
+    if faults and spec.hysteresis:
+        problems.append(f"hysteresis: a {faults[0]} rule has no levels to clear; remove hysteresis")
+    if spec.stuck is not None:
+        problems.extend(f"stuck.for: {p}" for p in _duration_problems(spec.stuck.for_, 1, None))
+        if spec.stuck.tolerance < 0:
+            problems.append(
+                f"stuck.tolerance: must not be negative (got {spec.stuck.tolerance:g}); "
+                "0 means exactly the same value"
+            )
+    if spec.spike is not None and spec.spike.jump < 0:
+        problems.append(
+            f"spike.jump: must not be negative (got {spec.spike.jump:g}); it is the largest "
+            "change between two readings that is not a spike"
+        )
+    if spec.range is not None:
+        low, high = spec.range.min, spec.range.max
+        if low is None and high is None:
+            problems.append("range: needs a min, a max or both")
+        elif low is not None and high is not None and not low < high:
+            problems.append(
+                f"range.min: {low:g} must be below range.max ({high:g}); readings between "
+                "them are the ones a working sensor can produce"
+            )
+    return problems
+
+
+def _rate_problems(rate: RateSpec) -> list[str]:
+    problems: list[str] = []
+    if rate.above is None and rate.below is None:
+        problems.append(
+            "rate: needs a level: above: {warning: 2} for a rise and/or below: "
+            "{warning: -2} for a fall, in the rate's unit (per `per`)"
+        )
+    levels: list[tuple[str, float]] = []
+    for side_name, side in (("below", rate.below), ("above", rate.above)):
+        if side is not None and side.warning is None and side.critical is None:
+            problems.append(f"rate.{side_name}: needs a warning or a critical level")
+        if side is not None:
+            pair = [("critical", side.critical), ("warning", side.warning)]
+            if side_name == "above":
+                pair.reverse()
+            levels += [(f"rate.{side_name}.{n}", v) for n, v in pair if v is not None]
+    for (low_name, low), (high_name, high) in itertools.pairwise(levels):
+        if not low < high:
+            problems.append(
+                f"{high_name}: {high:g} must be greater than {low_name} ({low:g}); levels go "
+                "below.critical < below.warning < above.warning < above.critical"
+            )
+    spans: list[tuple[str, int]] = []
+    for name, text in (("per", rate.per), ("over", rate.over)):
+        found = _duration_problems(text, 1, None)
+        problems.extend(f"rate.{name}: {p}" for p in found)
+        if not found:
+            spans.append((name, parse_duration_ms(text)))
+    if len(spans) == 2 and spans[1][1] < spans[0][1]:
+        problems.append(
+            f"rate.over: {rate.over!r} is shorter than rate.per ({rate.per!r}); the window a "
+            "rate is measured over must be at least its unit"
+        )
     return problems
 
 
@@ -433,6 +590,16 @@ def compile_rule(spec: RuleSpec) -> Rule:
     sides = tuple(
         Side(name, levels.warning, levels.critical) for name, levels in named if levels is not None
     )
+    condition = _compile_condition(spec)
+    if spec.rate is not None:
+        rated = (("above", spec.rate.above), ("below", spec.rate.below))
+        sides = tuple(Side(n, lv.warning, lv.critical) for n, lv in rated if lv is not None)  # type: ignore[arg-type]
+    elif condition is not None:
+        severity = {"stuck": spec.stuckSeverity, "spike": spec.spikeSeverity}.get(
+            condition.kind, spec.rangeSeverity
+        )
+        warning = FAULT_LEVEL if severity == "WARNING" else None
+        sides = (Side("above", warning, FAULT_LEVEL if warning is None else None),)
     for_ms = parse_duration_ms(spec.for_) if isinstance(spec.for_, str) else None
     match = tuple(
         (key, value) for key in MATCH_KEYS if (value := getattr(spec.match, key)) is not None
@@ -451,7 +618,20 @@ def compile_rule(spec: RuleSpec) -> Rule:
         offline_ms=parse_duration_ms(spec.offline) if spec.offline is not None else None,
         offline_severity=spec.offlineSeverity,
         flapping=_compile_flapping(spec.flapping),
+        condition=condition,
     )
+
+
+def _compile_condition(spec: RuleSpec) -> Condition | None:
+    if spec.rate is not None:
+        return Rate(parse_duration_ms(spec.rate.per), parse_duration_ms(spec.rate.over))
+    if spec.stuck is not None:
+        return Stuck(parse_duration_ms(spec.stuck.for_), spec.stuck.tolerance)
+    if spec.spike is not None:
+        return Spike(spec.spike.jump)
+    if spec.range is not None:
+        return Range(spec.range.min, spec.range.max)
+    return None
 
 
 def _compile_flapping(spec: FlappingSpec | None) -> Flapping | None:
@@ -534,11 +714,16 @@ _TYPE_WORDS: Final = {
 
 
 def _known_keys(model: type[BaseModel]) -> str:
-    return ", ".join(f.alias or name for name, f in model.model_fields.items())
+    names = [f.alias or name for name, f in model.model_fields.items()]
+    return ", ".join(n for n in names if model is not RuleSpec or n not in _CONDITION_SETTINGS)
 
 
 _NESTED: Final[dict[str, type[BaseModel]]] = {
     "match": MatchSpec,
+    "rate": RateSpec,
+    "stuck": StuckSpec,
+    "spike": SpikeSpec,
+    "range": RangeSpec,
     "above": LevelsSpec,
     "below": LevelsSpec,
     "flapping": FlappingSpec,
@@ -553,7 +738,10 @@ def _field_words(
     name = path[-1] if path else ""
     if error_type == "extra_forbidden":
         model = _NESTED.get(path[-2], top) if len(path) > 1 else top
-        return f"not a setting here (known: {_known_keys(model)})"
+        known = f"not a setting here (known: {_known_keys(model)})"
+        if model is RuleSpec:
+            known += f"; conditions: {', '.join(_CONDITION_SETTINGS)}"
+        return known
     if (
         name in _DURATION_FIELDS
         and error_type in {"string_type", "missing"}
@@ -689,7 +877,7 @@ def _without_bad_settings(entry: Any, error: ValidationError) -> RuleSpec | None
     if not isinstance(entry, dict):
         return None
     bad = {str(item["loc"][0]) for item in error.errors() if item["loc"]}
-    if bad & {"name", "above", "below", "nodata"}:
+    if bad & {"name", "above", "below", "nodata", *CONDITION_KEYS}:
         return None
     kept = {k: v for k, v in entry.items() if k not in bad}
     try:
@@ -866,8 +1054,28 @@ def rule_file_schema() -> dict[str, Any]:
         for variant in rule["properties"][name].get("anyOf", []):
             if variant.get("type") == "string":
                 variant["pattern"] = DURATION_PATTERN
-    rule["anyOf"] = [{"required": [side]} for side in ("above", "below", "nodata", "offline")]
     defs = schema["$defs"]
+    # A rule of levels (RuleSpec) or of one condition (ConditionRuleSpec): one kind each.
+    conditioned = copy.deepcopy(rule)
+    conditioned["title"] = "ConditionRuleSpec"
+    conditioned["description"] = (
+        "One rule whose condition is a rate, stuck, spike or range (docs/conditions.md)."
+    )
+    for name in ("above", "below"):
+        del conditioned["properties"][name]
+    for name in _CONDITION_SETTINGS:
+        del rule["properties"][name]
+    rule["anyOf"] = [{"required": [side]} for side in ("above", "below", "nodata", "offline")]
+    conditioned["anyOf"] = [{"required": [kind]} for kind in CONDITION_KEYS]
+    defs["ConditionRuleSpec"] = conditioned
+    schema["properties"]["rules"]["items"] = {
+        "anyOf": [{"$ref": "#/$defs/RuleSpec"}, {"$ref": "#/$defs/ConditionRuleSpec"}]
+    }
+    for name in ("per", "over"):
+        defs["RateSpec"]["properties"][name]["pattern"] = DURATION_PATTERN
+    defs["StuckSpec"]["properties"]["for"]["pattern"] = DURATION_PATTERN
+    defs["StuckSpec"]["properties"]["tolerance"]["minimum"] = 0
+    defs["SpikeSpec"]["properties"]["jump"]["minimum"] = 0
     defs["FlappingSpec"]["properties"]["within"]["pattern"] = DURATION_PATTERN
     defs["FlappingSpec"]["properties"]["changes"] |= {
         "minimum": FLAP_CHANGES_MIN,

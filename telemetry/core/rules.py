@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from telemetry.core.conditions import Condition, condition_from_json
 from telemetry.core.maintenance import NO_MAINTENANCE, Maintenance, Window
 from telemetry.core.messages import Reading
 from telemetry.core.rule_index import NEW_KEYS_KEPT, MatchCache, MatchKey, RuleIndex
@@ -72,7 +73,8 @@ FILE_SECTIONS: Final = ("rules", "gateways", "notifications", "maintenance")
 COMPILED_NAME: Final = ".compiled.json"
 """The compiled rule set the build writes into a rules directory, beside the
 `*.yaml` it stands for (not itself a rule file: `rule_files` never lists it)."""
-COMPILED_FORMAT: Final = 1
+COMPILED_FORMAT: Final = 2
+"""2: rules may carry a condition (rate, stuck, spike, range)."""
 
 _SPEC_NAMES: Final = frozenset(
     {
@@ -197,6 +199,11 @@ class Rule:
     when set, is how long a matched device may stay disconnected before one
     device-level offline alert of `offline_severity` (matched by deviceId
     alone). `flapping` is the rule's own chattering suppression.
+
+    `condition`, when set (telemetry.core.conditions: rate, stuck, spike,
+    range), is what the rule measures instead of the reading's value; `sides`
+    are then levels of that measure, and every reading is evaluated (no quiet
+    band).
     """
 
     name: str
@@ -212,21 +219,34 @@ class Rule:
     offline_ms: int | None = None
     offline_severity: Literal["WARNING", "CRITICAL"] = "WARNING"
     flapping: Flapping | None = None
+    condition: Condition | None = None
     quiet_low: float = field(init=False)
     quiet_high: float = field(init=False)
+    level_low: float = field(init=False)
+    level_high: float = field(init=False)
 
     def __post_init__(self) -> None:
-        # Values in [quiet_low, quiet_high] breach no level: the evaluator's fast path.
+        # Levels in [level_low, level_high] breach nothing; readings whose value is in
+        # [quiet_low, quiet_high] change nothing on a quiet key: the evaluator's fast path.
         above = [lv for s in self.sides if s.name == "above" for lv in (s.warning, s.critical)]
         below = [lv for s in self.sides if s.name == "below" for lv in (s.warning, s.critical)]
         high = min((lv for lv in above if lv is not None), default=math.inf)
         low = max((lv for lv in below if lv is not None), default=-math.inf)
+        object.__setattr__(self, "level_high", high)
+        object.__setattr__(self, "level_low", low)
+        condition = self.condition
+        if condition is not None:
+            # A range keeps nothing: a reading inside it is quiet. Other conditions
+            # keep a memo that every reading updates: no quiet band.
+            bounds = condition.quiet_band()
+            low, high = bounds if bounds is not None else (math.inf, -math.inf)
         object.__setattr__(self, "quiet_high", high)
         object.__setattr__(self, "quiet_low", low)
 
-    def breaches(self, value: float) -> bool:
-        """Whether `value` is past any level of this rule."""
-        return value > self.quiet_high or value < self.quiet_low
+    def breaches(self, level: float) -> bool:
+        """Whether `level` (a value, or what the rule's condition measured) is past
+        any level of this rule."""
+        return level > self.level_high or level < self.level_low
 
     def watches_device(self, device_id: str) -> bool:
         """Whether this rule's offline alert applies to the device: `offline` set
@@ -465,6 +485,7 @@ def _rule_to_json(rule: Rule) -> dict[str, Any]:
         "offline_ms": rule.offline_ms,
         "offline_severity": rule.offline_severity,
         "flapping": _flapping_to_json(rule.flapping),
+        "condition": None if rule.condition is None else rule.condition.to_json(),
     }
 
 
@@ -483,6 +504,7 @@ def _rule_from_json(data: dict[str, Any]) -> Rule:
         offline_ms=data["offline_ms"],
         offline_severity=data["offline_severity"],
         flapping=_flapping_from_json(data["flapping"]),
+        condition=None if data["condition"] is None else condition_from_json(data["condition"]),
     )
 
 
@@ -519,6 +541,11 @@ class RuleSet:
         self.offline_rules: tuple[Rule, ...] = tuple(
             r for r in self.rules if r.offline_ms is not None
         )
+        self.ranged: bool = any(
+            r.condition is not None and r.condition.kind == "range" for r in self.rules
+        )
+        """Whether a rule has a `range`: only then does the evaluator look for
+        readings to keep out of a sensor's other rules."""
         names = [r.name for r in self.rules]
         if len(set(names)) != len(names):
             raise RuleFileError(["rule names must be unique"])

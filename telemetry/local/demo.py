@@ -254,13 +254,17 @@ notifications:
 HEARTBEAT_WINDOW_MS: Final = 60_000
 
 
-def demo_rules(directory: Path) -> Path:
-    """The shipped rules plus the demo's heartbeat, in `directory`."""
+def demo_rules(directory: Path, sim: Simulation | None = None) -> Path:
+    """The shipped rules plus the demo's heartbeat, in `directory`; with `sim`,
+    also the rules of its condition cases (rate, stuck, spike, range)."""
+    from telemetry.local.fleet import condition_rules  # noqa: PLC0415
     from telemetry.settings import DEFAULT_RULES_PATH  # noqa: PLC0415
 
     for source in rule_files(DEFAULT_RULES_PATH):
         (directory / source.name).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
     (directory / "zz-demo-heartbeat.yaml").write_text(HEARTBEAT_RULE, encoding="utf-8")
+    if sim is not None and any(s.name in _CONDITION_CASES for s in sim.scenarios):
+        (directory / "zz-demo-conditions.yaml").write_text(condition_rules(sim), encoding="utf-8")
     return directory
 
 
@@ -604,6 +608,7 @@ def _run_against(
         seed=options.seed,
         end_ms=end_ms,
         silence=not options.mqtt,
+        conditions=not options.mqtt,
     )
     try:
         with _quiet_function():
@@ -680,7 +685,8 @@ def _run_fleet(
     from telemetry.settings import Settings  # noqa: PLC0415
 
     store = influx.environment() if influx is not None else {}
-    rules = {"RULES_PATH": str(demo_rules(Path(tempfile.mkdtemp(prefix="telemetry-rules-"))))}
+    rules_dir = demo_rules(Path(tempfile.mkdtemp(prefix="telemetry-rules-")), sim)
+    rules = {"RULES_PATH": str(rules_dir)}
     settings = Settings.from_env(stack.environment() | {"AWS_ENDPOINT_URL": url} | store | rules)
     clients = handler.Clients.create(settings)
     meter, tally = Meter(), Tally()
@@ -1214,6 +1220,27 @@ def _judge_silence(case: Any, story: list[str], where: str, sim: Simulation) -> 
     return Verdict(case.name, where, expected, ", ".join(story) or "no alert", ok)
 
 
+_CONDITION_CASES: Final = {
+    "rate of change": "rate",
+    "stuck sensor": "stuck",
+    "one-reading spike": "spike",
+    "failed thermocouple": "range",
+}
+
+
+def _judge_condition(case: Any, alerts: Sequence[Mapping[str, Any]], where: str) -> Verdict:
+    """A condition case: one episode of its kind, raised and resolved, and no
+    other alert on its sensor (the failed thermocouple's 850 C raised nothing)."""
+    mine = [a for a in alerts if (a["deviceId"], a["sensorId"]) == (case.device_id, case.sensor_id)]
+    story = [f"{a['status']} {a['severity']} ({a.get('direction')})" for a in mine]
+    kind = _CONDITION_CASES[case.name]
+    ok = [(a["status"], a["severity"], a.get("direction")) for a in mine] == [
+        ("RAISED", "WARNING", kind),
+        ("RESOLVED", "OK", kind),
+    ]
+    return Verdict(case.name, where, case.expect, ", ".join(story) or "no alert", ok)
+
+
 def judge(sim: Simulation, observed: Observed, tally: Tally) -> list[Verdict]:
     """Each injected case, checked against what the operators' queue, the
     shadows and the invocations' outcomes say happened."""
@@ -1241,6 +1268,8 @@ def judge(sim: Simulation, observed: Observed, tally: Tally) -> list[Verdict]:
         elif case.name == "silent device":
             silence = _story(observed.alerts, case.device_id, case.sensor_id, nodata=True)
             out.append(_judge_silence(case, silence, where, sim))
+        elif case.name in _CONDITION_CASES:
+            out.append(_judge_condition(case, observed.alerts, where))
         elif case.name == "late batch":
             late = tally.late_by_device.get(case.device_id, 0)
             if late:

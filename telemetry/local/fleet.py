@@ -18,7 +18,11 @@ spike on one sensor. On top of that, the cases that matter are injected:
   and comes back; the scheduled sweep raises a no-data alert and its return
   resolves it;
 - corrupt messages: wrong types, NaN, a bad deviceId, no data, not an object,
-  unusable or future timestamps, incoherent device thresholds.
+  unusable or future timestamps, incoherent device thresholds;
+- with `conditions`, one of each condition beyond levels (`condition_rules`), on
+  four extra sensors of the first pump: a temperature heating too fast (rate), a pressure frozen
+  at one value (stuck), a vibration that jumps once (spike), and a thermocouple
+  that reads 850 C once (range: kept out of the temperature rules).
 
 Nothing here talks to AWS: the demo hands each `Delivery` to the handler.
 """
@@ -166,9 +170,55 @@ def _corrupt_kinds() -> dict[str, Callable[[dict[str, Any]], Any]]:
     }
 
 
+CONDITION_CASES: Final = (
+    ("heat-1", "temperature", "rate of change", "RAISED WARNING, RESOLVED OK (direction rate)"),
+    ("psi-1", "pressure", "stuck sensor", "RAISED WARNING, RESOLVED OK (direction stuck)"),
+    ("jolt-1", "vibration", "one-reading spike", "RAISED WARNING, RESOLVED OK (direction spike)"),
+    (
+        "tc-1",
+        "temperature",
+        "failed thermocouple",
+        "RAISED WARNING, RESOLVED OK (direction range); 850 C raised no temperature alert",
+    ),
+)
+"""(sensorId, type, case, what operators should hear) of the condition cases."""
+
+
+def condition_rules(sim: Simulation) -> str:
+    """The rules of the condition cases, for this run's first pump and duration:
+    heating 30 C over 30% of the run is 3.3 per thirtieth of it."""
+    span = sim.end_ms - sim.start_ms
+    pump = sim.devices[0].device_id
+    return f"""\
+# Added by `telemetry demo`: one rule of each condition beyond levels, on the first
+# pump's extra sensors (durations scaled to the run: {span // 1000}s of simulated time).
+rules:
+  - name: demo-heating-rate
+    match: {{deviceId: "{pump}", sensorId: heat-1}}
+    rate: {{above: {{warning: 2}}, per: {span // 30}ms, over: {span // 10}ms}}
+    hysteresis: 0.5
+  - name: demo-frozen-sensor
+    match: {{deviceId: "{pump}", sensorId: psi-1}}
+    stuck: {{for: {span // 5}ms, tolerance: 0.001}}
+  - name: demo-vibration-jolt
+    match: {{deviceId: "{pump}", sensorId: jolt-1}}
+    spike: {{jump: 10}}
+  - name: demo-thermocouple
+    match: {{deviceId: "{pump}", sensorId: tc-1}}
+    range: {{min: -40, max: 150}}
+"""
+
+
 class _Fleet:
     def __init__(
-        self, devices: int, sensors: int, duration_ms: int, seed: int, end_ms: int, silence: bool
+        self,
+        devices: int,
+        sensors: int,
+        duration_ms: int,
+        seed: int,
+        end_ms: int,
+        silence: bool,
+        conditions: bool = False,
     ):
         self.rng = random.Random(seed)  # noqa: S311 - a simulation, not a secret
         self.start_ms = end_ms - duration_ms
@@ -181,6 +231,8 @@ class _Fleet:
         self.flap_values: list[float] = []
         self._flap_side = 1.0
         self._script(devices, silence)
+        if conditions:
+            self._script_conditions()
 
     def _device(self, index: int, count: int, sensors: int) -> Device:
         width = max(3, len(str(count)))
@@ -251,6 +303,41 @@ class _Fleet:
                 "after that, older: stored, but they do not resolve it (still active)",
             )
         )
+
+    def _script_conditions(self) -> None:
+        """Four extra sensors on the first pump, one per condition (see
+        `condition_rules`); their profiles draw nothing from the seed, so the
+        rest of the fleet reads as it did without them."""
+        pump = self.devices[0]
+        kinds = {k.type: k for k in KINDS}
+        extra = tuple(Sensor(sensor, kinds[kind], 0.0) for sensor, kind, _, _ in CONDITION_CASES)
+        self.devices[0] = Device(pump.device_id, pump.location, (*pump.sensors, *extra))
+        once = {"jolt-1": [False], "tc-1": [False]}
+
+        def ramp(f: float, _t: int) -> float:
+            return 40.0 + 30.0 * min(max((f - 0.2) / 0.3, 0.0), 1.0)
+
+        def frozen(f: float, _t: int) -> float:
+            return 4.1 if f < 0.8 else 4.6
+
+        def glitch(sensor: str, normal: float, odd: float, at: float) -> Profile:
+            def profile(f: float, _t: int) -> float:
+                if f >= at and not once[sensor][0]:
+                    once[sensor][0] = True
+                    return odd
+                return normal
+
+            return profile
+
+        profiles = {
+            "heat-1": ramp,
+            "psi-1": frozen,
+            "jolt-1": glitch("jolt-1", 2.0, 30.0, 0.5),
+            "tc-1": glitch("tc-1", 55.0, 850.0, 0.6),
+        }
+        for sensor, _, name, expect in CONDITION_CASES:
+            self.scripted[(pump.device_id, sensor)] = profiles[sensor]
+            self.scenarios.append(Scenario(name, pump.device_id, sensor, expect))
 
     def _flap(self, f: float, _t: int) -> float:
         if not FLAPPING[0] <= f < FLAPPING[1]:
@@ -329,13 +416,21 @@ class _Fleet:
 
 
 def simulate(
-    *, devices: int, sensors: int, duration_ms: int, seed: int, end_ms: int, silence: bool = True
+    *,
+    devices: int,
+    sensors: int,
+    duration_ms: int,
+    seed: int,
+    end_ms: int,
+    silence: bool = True,
+    conditions: bool = False,
 ) -> Simulation:
     """The fleet's messages over `duration_ms` of simulated time ending at
     `end_ms`, sorted by arrival. The same arguments give the same messages.
     `silence`: whether a device falls silent for a while (fleets of four or more);
-    only meaningful where the function's clock is the simulation's."""
-    fleet = _Fleet(devices, sensors, duration_ms, seed, end_ms, silence)
+    only meaningful where the function's clock is the simulation's. `conditions`:
+    whether the first pump carries the condition cases (`CONDITION_CASES`)."""
+    fleet = _Fleet(devices, sensors, duration_ms, seed, end_ms, silence, conditions)
     rng = fleet.rng
     deliveries: list[Delivery] = []
     spikes = 0
