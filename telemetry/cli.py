@@ -28,7 +28,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -705,23 +705,49 @@ def _refuse_ignored_backtest_flags(args: argparse.Namespace) -> None:
         )
 
 
-def _replay_timestream(
-    args: argparse.Namespace, rules: RuleSet, output: _BacktestOutput
-) -> backtest.Result:
+def _store_span(args: argparse.Namespace) -> tuple[int, int]:
+    """`--since` and `--until` (default now) as epoch ms, the second later."""
     import time  # noqa: PLC0415
-
-    import boto3  # noqa: PLC0415
-    from botocore.exceptions import BotoCoreError  # noqa: PLC0415
-
-    from telemetry import backtest  # noqa: PLC0415
-    from telemetry.core.messages import iso_utc  # noqa: PLC0415
-    from telemetry.local import timestream_history  # noqa: PLC0415
 
     now_ms = time.time_ns() // 1_000_000
     since_ms = args.since.ms(now_ms)
     until_ms = args.until.ms(now_ms) if args.until is not None else now_ms
     if until_ms <= since_ms:
         raise UserError("--until must be later than --since")
+    return since_ms, until_ms
+
+
+def _replay_store(
+    messages: Iterable[Any],
+    where: str,
+    args: argparse.Namespace,
+    rules: RuleSet,
+    output: _BacktestOutput,
+) -> backtest.Result:
+    """Replay readings read back from a store, streaming, as from files."""
+    from telemetry import backtest  # noqa: PLC0415
+
+    return backtest.replay(
+        messages,
+        rules,
+        order=args.order,
+        result=backtest.Result(store=where),
+        window=args.reorder_window,
+        emit=output.add,
+        on_out_of_window=backtest.OutOfWindowReporter(sys.stderr),
+    )
+
+
+def _replay_timestream(
+    args: argparse.Namespace, rules: RuleSet, output: _BacktestOutput
+) -> backtest.Result:
+    import boto3  # noqa: PLC0415
+    from botocore.exceptions import BotoCoreError  # noqa: PLC0415
+
+    from telemetry.core.messages import iso_utc  # noqa: PLC0415
+    from telemetry.local import timestream_history  # noqa: PLC0415
+
+    since_ms, until_ms = _store_span(args)
     history = timestream_history.TimestreamHistory(
         database=args.database,
         table=args.table,
@@ -736,14 +762,8 @@ def _replay_timestream(
     )
     try:
         client = boto3.client("timestream-query")
-        return backtest.replay(
-            timestream_history.messages(history, client),
-            rules,
-            order=args.order,
-            result=backtest.Result(store=where),
-            window=args.reorder_window,
-            emit=output.add,
-            on_out_of_window=backtest.OutOfWindowReporter(sys.stderr),
+        return _replay_store(
+            timestream_history.messages(history, client), where, args, rules, output
         )
     except timestream_history.TimestreamHistoryError as exc:
         raise UserError(str(exc), exit_code=FAILED) from None
@@ -754,17 +774,10 @@ def _replay_timestream(
 def _replay_influxdb(
     args: argparse.Namespace, rules: RuleSet, output: _BacktestOutput
 ) -> backtest.Result:
-    import time  # noqa: PLC0415
-
-    from telemetry import backtest  # noqa: PLC0415
     from telemetry.core.messages import iso_utc  # noqa: PLC0415
     from telemetry.local import influx_history  # noqa: PLC0415
 
-    now_ms = time.time_ns() // 1_000_000
-    since_ms = args.since.ms(now_ms)
-    until_ms = args.until.ms(now_ms) if args.until is not None else now_ms
-    if until_ms <= since_ms:
-        raise UserError("--until must be later than --since")
+    since_ms, until_ms = _store_span(args)
     query = influx_history.HistoryQuery(
         url=args.influxdb_url,
         database=args.database,
@@ -779,15 +792,7 @@ def _replay_influxdb(
         f"{iso_utc(since_ms)} to {iso_utc(until_ms)}"
     )
     try:
-        return backtest.replay(
-            influx_history.messages(query),
-            rules,
-            order=args.order,
-            result=backtest.Result(store=where),
-            window=args.reorder_window,
-            emit=output.add,
-            on_out_of_window=backtest.OutOfWindowReporter(sys.stderr),
-        )
+        return _replay_store(influx_history.messages(query), where, args, rules, output)
     except influx_history.StoreError as exc:
         raise UserError(str(exc), exit_code=FAILED) from None
 
