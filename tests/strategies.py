@@ -17,8 +17,20 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from telemetry.core.alerts import Severity, Status, Transition
-from telemetry.core.maintenance import Window, parse_every
+from telemetry.core.alerts import (
+    AlertState,
+    Attention,
+    Care,
+    Episode,
+    Flap,
+    Heard,
+    Severity,
+    Silence,
+    Status,
+    Streak,
+    Transition,
+)
+from telemetry.core.maintenance import Hold, Window, parse_every
 from telemetry.core.messages import MAX_FUTURE_MS, Reading
 from telemetry.core.rules import (
     GROUP_FIELDS,
@@ -1011,3 +1023,87 @@ def range_fault_values() -> st.SearchStrategy[list[float]]:
     plausible = st.integers(120, 200).map(lambda v: v / 2)
     impossible = st.sampled_from([-273.0, -41.0, 150.5, 850.0, 1372.0])
     return st.lists(st.one_of(plausible, plausible, impossible), min_size=1, max_size=40)
+
+
+def attentions(time_ms: int = NOW_MS) -> st.SearchStrategy[Attention]:
+    """An episode's attention: acknowledged or not, told, a reminder due."""
+    acks = st.sampled_from([("maria@plant.example", time_ms), (None, None)])
+    reminders = st.sampled_from([time_ms + 3_600_000, None])
+    return st.builds(
+        lambda ack, remind: Attention(ack[0], ack[1], time_ms, remind), acks, reminders
+    )
+
+
+@st.composite
+def threshold_episodes(draw: st.DrawFn, before_ms: int = NOW_MS - DAY_MS) -> Episode:
+    """A threshold episode whose late-data line is before `before_ms`: quiet,
+    counting a streak, or active (latched, acknowledged, maybe)."""
+    last = before_ms - draw(st.integers(1, 3_600_000))
+    severity = draw(st.sampled_from(list(Severity)))
+    streaks = draw(
+        st.sampled_from(
+            [{}, {"above.warning": Streak(1, last)}, {"below.critical": Streak(2, last - 1)}]
+        )
+    )
+    if severity is Severity.OK:
+        return Episode(last_ms=last, streaks=streaks)
+    return Episode(
+        severity=severity,
+        side=draw(st.sampled_from(["above", "below"])),
+        alert_id="e" * 32,
+        since_ms=last - 60_000,
+        value=draw(st.integers(-500, 500).map(float)),
+        last_ms=last,
+        streaks=streaks,
+        latched=draw(st.booleans()),
+        attention=draw(st.none() | attentions(last)),
+    )
+
+
+@st.composite
+def silences(draw: st.DrawFn, before_ms: int = NOW_MS - DAY_MS) -> Silence:
+    """Arrival tracking, with or without an active no-data episode."""
+    seen = before_ms - draw(st.integers(0, 3_600_000))
+    severity = draw(st.sampled_from(list(Severity)))
+    quiet = severity is Severity.OK
+    return Silence(
+        seen_ms=seen,
+        window_ms=draw(st.sampled_from([60_000, 600_000])),
+        value=draw(st.integers(-500, 500).map(float)),
+        type="temperature",
+        location="line-3",
+        unit="C",
+        severity=severity,
+        alert_id=None if quiet else "n" * 32,
+        since_ms=None if quiet else seen + 60_000,
+        attention=None if quiet else draw(st.none() | attentions(seen)),
+    )
+
+
+@st.composite
+def cares(draw: st.DrawFn, time_ms: int = NOW_MS) -> Care:
+    """What operators keep on a key, every part of it set (not disabled: a
+    disabled key is not evaluated)."""
+    flapping = draw(st.booleans())
+    return Care(
+        snoozed_until_ms=time_ms + draw(st.integers(1, DAY_MS)),
+        heard=Heard(Severity.WARNING, "h" * 32, Severity.OK, None),
+        flaps={
+            "above": Flap(
+                changes=((time_ms - DAY_MS, Severity.WARNING),),
+                within_ms=600_000,
+                flapping=flapping,
+                worst=Severity.WARNING if flapping else Severity.OK,
+            )
+        },
+        maintenance=Hold("night-shift", time_ms + draw(st.integers(1, DAY_MS))),
+    )
+
+
+@st.composite
+def alert_states(draw: st.DrawFn) -> AlertState:
+    """A key's state with every part set: an episode, arrival tracking and
+    what operators keep."""
+    return AlertState(
+        episode=draw(threshold_episodes()), silence=draw(silences()), care=draw(cares())
+    )

@@ -18,6 +18,26 @@ RESOLVED (to OK). Nothing is emitted while the level holds.
 - The state changes, and so must be written, on transitions and on every
   reading while an alert is active or a streak counts; a quiet key costs no
   write, and the state does not grow with the number of readings.
+
+A key's state (`AlertState`) has three parts, each with one owner; a step of
+one part replaces only that part (`with_episode`, `with_care`, `silence=`), so
+it cannot drop another:
+
+- `Episode`, the threshold episode (level, side, id, late-data line, streaks,
+  latch, attention, a condition's kind and memo): the alarm state machine here
+  (`step`), which returns a new Episode; telemetry.core.connectivity for a
+  device's offline episode; operators' actions (telemetry.core.operators) for
+  an acknowledgement, a reset or a reminder's bookkeeping.
+- `Silence`, arrival and the no-data episode: telemetry.core.silence (and
+  `evaluate` recording an arrival).
+- `Care`, what operators and the notification policy keep on the key (snooze,
+  what operators heard, disabled, maintenance, flapping watches):
+  telemetry.core.operators (actions, timers, and the mark a maintenance window
+  leaves when it mutes a change), and telemetry.core.flapping for `flaps`.
+
+Two steps end more than one part on purpose: disabling a key starts it afresh
+(only its late-data line stays), and a key whose rule is gone keeps only its
+arrival tracking and flapping watch.
 """
 
 from __future__ import annotations
@@ -25,7 +45,7 @@ from __future__ import annotations
 import hashlib
 import operator
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import IntEnum, StrEnum
 from typing import Any, Final
 
@@ -334,26 +354,20 @@ class Flap:
 
 
 @dataclass(frozen=True, slots=True)
-class AlertState:
-    """What is known of one (sensor, rule) on a device.
+class Episode:
+    """What the alarm state machine (`step`) owns on a key: its threshold
+    episode and what leads to one.
 
     `side` says which direction the active alert is on; `alert_id` and
     `since_ms` identify the episode (RAISED to RESOLVED); `value` is the value
     at the last transition; `last_ms` is the reading time of the last change
-    recorded here, the line before which readings are late. `silence` tracks
-    arrival for a rule with `nodata`, and holds its no-data episode: an alert
-    of its own beside the threshold one.
-
-    Operators' state: `latched` (the value came back, the alert waits for a
-    reset) and `attention` (acknowledgement, reminders) belong to the
-    threshold episode; `snoozed_until_ms` with `heard` (what operators had
-    heard when they snoozed it) and `disabled` belong to the key, and so do
-    `flaps`: per kind of alert (see telemetry.core.flapping), its chattering
-    watch, present only where a flapping setting applies.
-
-    A rule with a condition (telemetry.core.conditions) owns `memo`, what the
-    condition keeps between readings, and records its `kind` (the alert's
-    direction); `value` is then what the condition measured.
+    recorded here, the line before which readings are late; `streaks` count
+    readings past a level not reached yet. `latched` (the value came back, the
+    alert waits for a reset) and `attention` (acknowledgement, reminders) last
+    as long as the episode. A rule with a condition (telemetry.core.conditions)
+    keeps its `memo` here, what the condition keeps between readings, and
+    records its `kind` (the alert's direction); `value` is then what the
+    condition measured.
     """
 
     severity: Severity = Severity.OK
@@ -363,9 +377,27 @@ class AlertState:
     value: float | None = None
     last_ms: int = -1
     streaks: Mapping[str, Streak] = field(default_factory=dict)
-    silence: Silence | None = None
     latched: bool = False
     attention: Attention | None = None
+    kind: str | None = None
+    memo: Memo = ()
+
+    @property
+    def direction(self) -> str:
+        """The direction of its transitions: the condition's kind, else the side
+        (above, below; offline for a device's alert)."""
+        return self.kind or self.side or "above"
+
+
+@dataclass(frozen=True, slots=True)
+class Care:
+    """What operators and the notification policy keep on a key, whatever its
+    episodes do: a snooze (`snoozed_until_ms`, with `heard`: what operators
+    had heard when it began, or when a maintenance window muted a change),
+    `disabled`, the `maintenance` window that muted a change of the key, and
+    `flaps`: per kind of alert, its chattering watch (telemetry.core.flapping),
+    present only where a flapping setting applies."""
+
     snoozed_until_ms: int | None = None
     heard: Heard | None = None
     disabled: Disabled | None = None
@@ -373,14 +405,139 @@ class AlertState:
     maintenance: Hold | None = None
     """The maintenance window that muted a change of this key, and when it
     ends: then operators hear the net change since `heard` (telemetry.core.operators)."""
-    kind: str | None = None
-    memo: Memo = ()
+
+
+_NO_EPISODE: Final = Episode()
+_NO_CARE: Final = Care()
+_FIELD_ORDER: Final = (
+    *("severity", "side", "alert_id", "since_ms", "value", "last_ms", "streaks", "silence"),
+    *("latched", "attention", "snoozed_until_ms", "heard", "disabled", "flaps", "maintenance"),
+    *("kind", "memo"),
+)
+"""AlertState's fields by position, as before it had parts."""
+_EPISODE_FIELDS: Final = frozenset(f.name for f in fields(Episode))
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class AlertState:
+    """What is known of one (sensor, rule) on a device: three parts, each with
+    one owner (see the module's docstring).
+
+    `episode` is the threshold episode, which the alarm state machine owns;
+    `silence` tracks arrival for a rule with `nodata` and holds its no-data
+    episode, an alert of its own beside the threshold one
+    (telemetry.core.silence); `care` is what operators and the notification
+    policy keep on the key. A step of one part replaces only that part, so it
+    cannot drop another.
+
+    It is built from its parts, or, as before the parts, from their fields by
+    name (`AlertState(last_ms=..., disabled=...)`, `dataclasses.replace(state,
+    latched=True)`); every field reads through (`state.severity`).
+    """
+
+    episode: Episode
+    silence: Silence | None
+    care: Care
+
+    def __init__(
+        self,
+        *by_position: Any,
+        episode: Episode = _NO_EPISODE,
+        silence: Silence | None = None,
+        care: Care = _NO_CARE,
+        **named: Any,
+    ) -> None:
+        if by_position or named:
+            if len(by_position) > len(_FIELD_ORDER):
+                raise TypeError(f"AlertState takes at most {len(_FIELD_ORDER)} fields by position")
+            named = dict(zip(_FIELD_ORDER, by_position, strict=False)) | named
+            silence = named.pop("silence", silence)
+            ours = {k: named.pop(k) for k in _EPISODE_FIELDS & named.keys()}
+            if ours:
+                episode = replace(episode, **ours)
+            if named:
+                care = replace(care, **named)
+        object.__setattr__(self, "episode", episode)
+        object.__setattr__(self, "silence", silence)
+        object.__setattr__(self, "care", care)
+
+    def with_episode(self, episode: Episode) -> AlertState:
+        """This state with its threshold episode replaced, every other part kept."""
+        return AlertState(episode=episode, silence=self.silence, care=self.care)
+
+    def with_care(self, care: Care) -> AlertState:
+        """This state with what operators keep on the key replaced, every other part kept."""
+        return AlertState(episode=self.episode, silence=self.silence, care=care)
+
+    @property
+    def severity(self) -> Severity:
+        return self.episode.severity
+
+    @property
+    def side(self) -> str | None:
+        return self.episode.side
+
+    @property
+    def alert_id(self) -> str | None:
+        return self.episode.alert_id
+
+    @property
+    def since_ms(self) -> int | None:
+        return self.episode.since_ms
+
+    @property
+    def value(self) -> float | None:
+        return self.episode.value
+
+    @property
+    def last_ms(self) -> int:
+        return self.episode.last_ms
+
+    @property
+    def streaks(self) -> Mapping[str, Streak]:
+        return self.episode.streaks
+
+    @property
+    def latched(self) -> bool:
+        return self.episode.latched
+
+    @property
+    def attention(self) -> Attention | None:
+        return self.episode.attention
+
+    @property
+    def kind(self) -> str | None:
+        return self.episode.kind
+
+    @property
+    def memo(self) -> Memo:
+        return self.episode.memo
+
+    @property
+    def snoozed_until_ms(self) -> int | None:
+        return self.care.snoozed_until_ms
+
+    @property
+    def heard(self) -> Heard | None:
+        return self.care.heard
+
+    @property
+    def disabled(self) -> Disabled | None:
+        return self.care.disabled
+
+    @property
+    def flaps(self) -> Mapping[str, Flap]:
+        return self.care.flaps
+
+    @property
+    def maintenance(self) -> Hold | None:
+        return self.care.maintenance
 
     @property
     def direction(self) -> str:
         """The direction of its threshold episode's transitions: the condition's
         kind, else the side (above, below; offline for a device's alert)."""
-        return self.kind or self.side or "above"
+        return self.episode.direction
 
     @property
     def silent(self) -> bool:
@@ -445,7 +602,7 @@ class AlertState:
         since = raw.get("since")
         value = raw.get("value")
         silence = raw.get(NODATA)
-        return cls(
+        episode = Episode(
             severity=Severity[raw["severity"]],
             side=raw.get("side"),
             alert_id=raw.get("alertId"),
@@ -453,9 +610,12 @@ class AlertState:
             value=float(value) if value is not None else None,
             last_ms=int(raw.get("last", -1)),
             streaks=streaks,
-            silence=Silence.from_json(silence) if silence is not None else None,
             latched=bool(raw.get("latched", False)),
             attention=Attention.from_json(raw.get("attention")),
+            kind=raw.get("kind"),
+            memo=tuple(raw.get("memo", ())),
+        )
+        care = Care(
             snoozed_until_ms=raw.get("snoozedUntil"),
             heard=Heard.from_json(raw["heard"]) if raw.get("heard") else None,
             disabled=(
@@ -469,8 +629,11 @@ class AlertState:
                 if raw.get("maintenance")
                 else None
             ),
-            kind=raw.get("kind"),
-            memo=tuple(raw.get("memo", ())),
+        )
+        return cls(
+            episode=episode,
+            silence=Silence.from_json(silence) if silence is not None else None,
+            care=care,
         )
 
 
@@ -657,9 +820,7 @@ def _reached(streak: Streak | None, rule: Rule, time_ms: int) -> bool:
     return streak.count >= rule.for_readings
 
 
-def _step_side(
-    side: Side, rule: Rule, state: AlertState, value: float, time_ms: int
-) -> _SideOutcome:
+def _step_side(side: Side, rule: Rule, state: Episode, value: float, time_ms: int) -> _SideOutcome:
     sign = side.sign
     v = value * sign
     h = rule.hysteresis
@@ -716,10 +877,18 @@ class _Change:
     transitions: tuple[Transition, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class _EpisodeChange:
+    """What a step of the alarm state machine returns: the new episode alone."""
+
+    episode: Episode
+    transitions: tuple[Transition, ...]
+
+
 def _transition(
     reading: Reading,
     rule: Rule,
-    state: AlertState,
+    state: Episode,
     status: Status,
     severity: Severity,
     threshold: float | None,
@@ -746,7 +915,7 @@ def _transition(
     )
 
 
-def _resolve(reading: Reading, rule: Rule, state: AlertState) -> Transition:
+def _resolve(reading: Reading, rule: Rule, state: Episode) -> Transition:
     side = _side_named(rule, state.side)
     threshold = None
     if side is not None:
@@ -757,8 +926,8 @@ def _resolve(reading: Reading, rule: Rule, state: AlertState) -> Transition:
     )
 
 
-def _raise(reading: Reading, rule: Rule, side: Side, severity: Severity) -> AlertState:
-    return AlertState(
+def _raise(reading: Reading, rule: Rule, side: Side, severity: Severity) -> Episode:
+    return Episode(
         severity=severity,
         side=side.name,
         alert_id=alert_id_for(reading.device_id, reading.sensor_id, rule.name, reading.time_ms),
@@ -773,13 +942,18 @@ def step(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
     belongs to the key rather than to the episode (arrival tracking, snooze,
     what operators heard) is kept; an acknowledgement lasts as long as its
     episode, and an escalation to CRITICAL clears it (a worse situation needs
-    a new one)."""
+    a new one). The alarm machine returns a new episode; only that part of the
+    state is replaced."""
     if rule.condition is not None:
-        return _step_condition(state, rule, reading)
-    return _alarm(state, rule, reading, reading.value)
+        change = _step_condition(state.episode, rule, reading)
+    else:
+        change = _alarm(state.episode, rule, reading, reading.value)
+    if change is None:
+        return None
+    return _Change(state.with_episode(change.episode), change.transitions)
 
 
-def _alarm(state: AlertState, rule: Rule, reading: Reading, level: float) -> _Change | None:
+def _alarm(state: Episode, rule: Rule, reading: Reading, level: float) -> _EpisodeChange | None:
     """The alarm state machine every kind of rule feeds: `level` against the
     rule's levels, `reading` (its value: what is reported) for the episode."""
     if state.latched:
@@ -788,25 +962,17 @@ def _alarm(state: AlertState, rule: Rule, reading: Reading, level: float) -> _Ch
         change = _step(state, rule, reading, level)
     if change is None:
         return None
-    after = change.state
+    after = change.episode
     if after.alert_id != state.alert_id:
         after = replace(after, attention=None)
     elif after.attention is not None and any(
         t.status is Status.ESCALATED and t.severity is Severity.CRITICAL for t in change.transitions
     ):
         after = replace(after, attention=replace(after.attention, ack_by=None, ack_ms=None))
-    kept = replace(
-        after,
-        silence=state.silence,
-        snoozed_until_ms=state.snoozed_until_ms,
-        heard=state.heard,
-        disabled=state.disabled,
-        flaps=state.flaps,
-    )
-    return _Change(kept, change.transitions)
+    return change if after is change.episode else _EpisodeChange(after, change.transitions)
 
 
-def _step_condition(state: AlertState, rule: Rule, reading: Reading) -> _Change | None:
+def _step_condition(state: Episode, rule: Rule, reading: Reading) -> _EpisodeChange | None:
     """A reading through a rule's condition, then the alarm. The condition's memo
     moves the late-data line with it: an older reading arriving later changes
     neither the memo nor the episode newer data decided."""
@@ -822,7 +988,8 @@ def _step_condition(state: AlertState, rule: Rule, reading: Reading) -> _Change 
     if change is None:
         if memo == state.memo:
             return None  # a quiet key that keeps nothing (range in range) costs no write
-        return _Change(replace(state, memo=memo, kind=condition.kind, last_ms=reading.time_ms), ())
+        after = replace(state, memo=memo, kind=condition.kind, last_ms=reading.time_ms)
+        return _EpisodeChange(after, ())
     kind = condition.kind
     per_ms = condition.per_ms if isinstance(condition, Rate) else None
     transitions = tuple(
@@ -836,8 +1003,8 @@ def _step_condition(state: AlertState, rule: Rule, reading: Reading) -> _Change 
         )
         for t in change.transitions
     )
-    after = replace(change.state, memo=memo, kind=kind, last_ms=reading.time_ms)
-    return _Change(after, transitions)
+    after = replace(change.episode, memo=memo, kind=kind, last_ms=reading.time_ms)
+    return _EpisodeChange(after, transitions)
 
 
 def _out_of_range(rules: Sequence[Rule], value: float) -> bool:
@@ -845,20 +1012,22 @@ def _out_of_range(rules: Sequence[Rule], value: float) -> bool:
     return any(isinstance(r.condition, Range) and r.condition.outside(value) for r in rules)
 
 
-def _step_latched(state: AlertState, rule: Rule, reading: Reading, level: float) -> _Change | None:
+def _step_latched(
+    state: Episode, rule: Rule, reading: Reading, level: float
+) -> _EpisodeChange | None:
     """A latched alert (its value came back) waits for an operator: it only
     changes when a level is breached again, and then it is live once more."""
     if reading.time_ms <= state.last_ms:
         return None
-    fresh = AlertState(last_ms=state.last_ms, streaks=state.streaks)
+    fresh = Episode(last_ms=state.last_ms, streaks=state.streaks)
     probe = _step(fresh, rule, reading, level)
-    if probe is None or probe.state.severity is Severity.OK:
-        streaks = probe.state.streaks if probe is not None else state.streaks
-        return _Change(replace(state, last_ms=reading.time_ms, streaks=streaks), ())
-    breach = probe.state
+    if probe is None or probe.episode.severity is Severity.OK:
+        streaks = probe.episode.streaks if probe is not None else state.streaks
+        return _EpisodeChange(replace(state, last_ms=reading.time_ms, streaks=streaks), ())
+    breach = probe.episode
     if breach.side != state.side:
         resolved = _resolve(reading, rule, state)
-        return _Change(breach, (resolved, *probe.transitions))
+        return _EpisodeChange(breach, (resolved, *probe.transitions))
     live = replace(
         state,
         severity=breach.severity,
@@ -868,14 +1037,14 @@ def _step_latched(state: AlertState, rule: Rule, reading: Reading, level: float)
         latched=False,
     )
     if breach.severity == state.severity:
-        return _Change(live, ())
+        return _EpisodeChange(live, ())
     side = _side_named(rule, state.side)
     if breach.severity > state.severity:
         status, threshold = Status.ESCALATED, side.critical if side else None
     else:
         status = Status.DEESCALATED
         threshold = _clear_level(side, rule, Severity.CRITICAL) if side else None
-    return _Change(
+    return _EpisodeChange(
         live,
         (
             _transition(
@@ -885,7 +1054,7 @@ def _step_latched(state: AlertState, rule: Rule, reading: Reading, level: float)
     )
 
 
-def _step(state: AlertState, rule: Rule, reading: Reading, level: float) -> _Change | None:
+def _step(state: Episode, rule: Rule, reading: Reading, level: float) -> _EpisodeChange | None:
     """One reading through the alarm: `level` is compared with the rule's levels
     (the reading's value, or what its condition measured)."""
     if reading.time_ms <= state.last_ms:
@@ -905,7 +1074,7 @@ def _step(state: AlertState, rule: Rule, reading: Reading, level: float) -> _Cha
         # While an alert is active or a streak counts, every newer reading moves the
         # late-data line, so that an older reading arriving later can never resolve or
         # de-escalate what newer data kept. (A quiet key costs no write per reading.)
-        return _Change(replace(state, last_ms=reading.time_ms, streaks=streaks), ())
+        return _EpisodeChange(replace(state, last_ms=reading.time_ms, streaks=streaks), ())
     transitions: list[Transition] = []
     if state.severity is not Severity.OK and new is Severity.OK and rule.latch:
         # Back inside the levels, but operators must look: LATCHED until a reset.
@@ -920,12 +1089,12 @@ def _step(state: AlertState, rule: Rule, reading: Reading, level: float) -> _Cha
         after = replace(
             state, latched=True, value=reading.value, last_ms=reading.time_ms, streaks=streaks
         )
-        return _Change(after, (latched,))
+        return _EpisodeChange(after, (latched,))
     if state.severity is not Severity.OK and (new is Severity.OK or not same_episode):
         transitions.append(_resolve(reading, rule, state))
-        state = _OK
+        state = _NO_EPISODE
     if new is Severity.OK:
-        return _Change(AlertState(last_ms=reading.time_ms, streaks=streaks), tuple(transitions))
+        return _EpisodeChange(Episode(last_ms=reading.time_ms, streaks=streaks), tuple(transitions))
     if state.severity is Severity.OK:
         raised = _raise(reading, rule, side, new)
         crossed = side.critical if new is Severity.CRITICAL else side.warning
@@ -940,7 +1109,7 @@ def _step(state: AlertState, rule: Rule, reading: Reading, level: float) -> _Cha
                 side.name,
             )
         )
-        return _Change(replace(raised, streaks=streaks), tuple(transitions))
+        return _EpisodeChange(replace(raised, streaks=streaks), tuple(transitions))
     if new > state.severity:
         status, threshold = Status.ESCALATED, side.critical
     else:
@@ -949,7 +1118,7 @@ def _step(state: AlertState, rule: Rule, reading: Reading, level: float) -> _Cha
     after = replace(
         state, severity=new, value=reading.value, last_ms=reading.time_ms, streaks=streaks
     )
-    return _Change(after, tuple(transitions))
+    return _EpisodeChange(after, tuple(transitions))
 
 
 @dataclass(slots=True)
@@ -1055,8 +1224,14 @@ def _orphans_resolved(
         transitions: list[Transition] = []
         after = before
         if rule is None and before.severity is not Severity.OK and reading.time_ms > before.last_ms:
-            transitions.append(_resolve(reading, Rule(rule_name, ()), before))
-            after = AlertState(last_ms=reading.time_ms, silence=before.silence, flaps=before.flaps)
+            transitions.append(_resolve(reading, Rule(rule_name, ()), before.episode))
+            # The rule is gone: its episode ends, and of what the key kept only the
+            # arrival tracking and the flapping watch stay (as before the parts).
+            after = AlertState(
+                episode=Episode(last_ms=reading.time_ms),
+                silence=before.silence,
+                care=Care(flaps=before.flaps),
+            )
         if before.silence is not None and (rule is None or rule.nodata_ms is None):
             if before.silent:
                 transitions.append(
@@ -1128,7 +1303,7 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
         for rule in matched:
             key = (sensor_id, rule.name)
             before = current.get(key)
-            if before is not None and before.disabled is not None:
+            if before is not None and before.care.disabled is not None:
                 continue  # an operator disabled it: stored, not evaluated
             if rule.nodata_ms is not None and arrival_ms is not None:
                 tracked = _arrived(before, rule, rule.nodata_ms, reading, arrival_ms)
@@ -1148,12 +1323,13 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
                 if quiet:
                     continue  # the common case: nothing known, nothing breached
                 before = _OK
-            elif time_ms <= before.last_ms:
-                late += 1
-                continue
             else:
+                episode = before.episode
+                if time_ms <= episode.last_ms:
+                    late += 1
+                    continue
                 evaluated += 1
-                if quiet and before.severity is Severity.OK and not before.streaks:
+                if quiet and episode.severity is Severity.OK and not episode.streaks:
                     continue
             if faulty and not isinstance(rule.condition, Range):
                 continue  # a sensor fault: kept out (the quiet path above changes nothing)

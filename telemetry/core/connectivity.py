@@ -304,14 +304,16 @@ def _closed(alert: AlertState) -> AlertState | None:
     (a snooze, a disable) must be kept."""
     if not alert.operated:
         return None
-    return replace(
-        alert,
-        severity=Severity.OK,
-        side=None,
-        alert_id=None,
-        since_ms=None,
-        attention=None,
-        value=None,
+    return alert.with_episode(
+        replace(
+            alert.episode,
+            severity=Severity.OK,
+            side=None,
+            alert_id=None,
+            since_ms=None,
+            attention=None,
+            value=None,
+        )
     )
 
 
@@ -578,21 +580,24 @@ def _raised_offline(
     if now_ms < _offline_due(offline_ms, from_ms, alert, rule.offline_ms):
         return None
     severity = Severity[rule.offline_severity]
-    episode = replace(
-        alert or AlertState(),
-        severity=severity,
-        side=OFFLINE,
-        alert_id=alert_id_for(device_id, DEVICE_SENSOR, rule.name, now_ms),
-        since_ms=now_ms,
-        value=None,
-        latched=False,
-        attention=None,
-        streaks={},
+    base = alert or AlertState()
+    episode = base.with_episode(
+        replace(
+            base.episode,
+            severity=severity,
+            side=OFFLINE,
+            alert_id=alert_id_for(device_id, DEVICE_SENSOR, rule.name, now_ms),
+            since_ms=now_ms,
+            value=None,
+            latched=False,
+            attention=None,
+            streaks={},
+        )
     )
     transition = offline_transition(
         device_id,
         rule.name,
-        replace(episode, severity=Severity.OK),
+        episode.with_episode(replace(episode.episode, severity=Severity.OK)),
         Status.RAISED,
         severity=severity,
         time_ms=now_ms,

@@ -133,7 +133,7 @@ def watch(evaluation: Evaluation, rules: RuleSet) -> Evaluation:
         kinds = {k: f for k, f in held.flaps.items() if k != kind}
         if flap is not None:
             kinds[kind] = flap
-        state[key] = replace(held, flaps=kinds)
+        state[key] = held.with_care(replace(held.care, flaps=kinds))
     if state is None and out == evaluation.transitions:
         return evaluation
     return Evaluation(

@@ -357,15 +357,17 @@ class _Request:
 
 def _threshold_closed(state: AlertState) -> AlertState:
     """The key with its threshold episode over (its no-data tracking kept)."""
-    return replace(
-        state,
-        severity=Severity.OK,
-        side=None,
-        alert_id=None,
-        since_ms=None,
-        latched=False,
-        attention=None,
-        streaks={},
+    return state.with_episode(
+        replace(
+            state.episode,
+            severity=Severity.OK,
+            side=None,
+            alert_id=None,
+            since_ms=None,
+            latched=False,
+            attention=None,
+            streaks={},
+        )
     )
 
 
@@ -379,7 +381,7 @@ def _with_attention(
 ) -> AlertState:
     if episode.direction == NODATA and state.silence is not None:
         return replace(state, silence=replace(state.silence, attention=attention))
-    return replace(state, attention=attention)
+    return state.with_episode(replace(state.episode, attention=attention))
 
 
 def _attention_of(state: AlertState, episode: ActiveAlert) -> Attention | None:
@@ -473,7 +475,7 @@ def _snooze(req: _Request) -> Applied:
         )
     episode = req.chosen[0] if req.chosen else None
     transition = req.told(Status.SNOOZED, episode, _key_severity(state))
-    return replace(state, snoozed_until_ms=until, heard=heard), [transition]
+    return state.with_care(replace(state.care, snoozed_until_ms=until, heard=heard)), [transition]
 
 
 def catch_up(
@@ -551,9 +553,9 @@ def _unsnooze(req: _Request) -> Applied:
     unsnoozed = req.told(Status.UNSNOOZED, episode, _key_severity(state))
     if state.maintenance is not None and state.maintenance.until_ms > req.now_ms:
         # Still in a maintenance window: its end brings operators up to date.
-        return replace(state, snoozed_until_ms=None), [unsnoozed]
+        return state.with_care(replace(state.care, snoozed_until_ms=None)), [unsnoozed]
     transitions = [unsnoozed, *catch_up(req.device_id, req.key, state, req.now_ms, req.action)]
-    return replace(state, snoozed_until_ms=None, heard=None), transitions
+    return state.with_care(replace(state.care, snoozed_until_ms=None, heard=None)), transitions
 
 
 def _disable(req: _Request) -> Applied:
@@ -572,7 +574,7 @@ def _enable(req: _Request) -> Applied:
     if req.state.disabled is None:
         return "{where} is not disabled"
     transition = req.told(Status.ENABLED, None, Severity.OK)
-    return replace(req.state, disabled=None), [transition]
+    return req.state.with_care(replace(req.state.care, disabled=None)), [transition]
 
 
 def _reset(req: _Request) -> Applied:
@@ -595,9 +597,11 @@ def _reset(req: _Request) -> Applied:
             after = replace(after, silence=fresh)
         elif episode.direction == OFFLINE:
             # Afresh: offline again only a whole window from now.
-            after = replace(_threshold_closed(after), value=None, last_ms=req.now_ms)
+            closed = _threshold_closed(after)
+            after = closed.with_episode(replace(closed.episode, value=None, last_ms=req.now_ms))
         else:
-            after = replace(_threshold_closed(after), value=None)
+            closed = _threshold_closed(after)
+            after = closed.with_episode(replace(closed.episode, value=None))
     return after, transitions
 
 
@@ -631,15 +635,17 @@ def timers(
         hold = alert.maintenance
         hold_over = hold is not None and hold.until_ms <= now_ms
         if snooze_over or hold_over:
-            after = replace(
-                after,
-                snoozed_until_ms=None if snooze_over else after.snoozed_until_ms,
-                maintenance=None if hold_over else hold,
+            after = after.with_care(
+                replace(
+                    after.care,
+                    snoozed_until_ms=None if snooze_over else after.snoozed_until_ms,
+                    maintenance=None if hold_over else hold,
+                )
             )
             if after.snoozed_until_ms is None and after.maintenance is None:
                 caught_up = catch_up(device_id, key, alert, now_ms)
                 transitions += caught_up
-                after = replace(after, heard=None)
+                after = after.with_care(replace(after.care, heard=None))
         if after.snoozed_until_ms is None and after.maintenance is None and not caught_up:
             for episode in episodes(key[1], after):
                 attention = _attention_of(after, episode)
@@ -734,7 +740,7 @@ def _held(
                 if nodata
                 else replace(heard, severity=t.previous_severity, alert_id=was_id)
             )
-    return replace(before, maintenance=marker, heard=heard)
+    return before.with_care(replace(before.care, maintenance=marker, heard=heard))
 
 
 def finalize(evaluation: Evaluation, rules: RuleSet, now_ms: int) -> Evaluation:
