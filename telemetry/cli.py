@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Telemetry and threshold alerting for AWS IoT: local demo and rule tools.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(
@@ -474,6 +474,18 @@ def _run_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+class _VersionAction(argparse.Action):
+    """`--version`: the installed version, looked up (importlib.metadata) only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **_: Any) -> None:
+        shown = "show program's version number and exit"
+        super().__init__(option_strings, dest, nargs=0, help=shown)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        sys.stdout.write(f"{parser.prog} {_version()}\n")
+        parser.exit()
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
 
@@ -581,11 +593,54 @@ def load_rules_or_fail(path: Path) -> RuleSet:
         raise UserError(f"invalid rules: {one_line(exc.problems[0])}{tail}") from None
 
 
+def _rules_cache() -> Path:
+    """Where backtests keep compiled rule sets: `$XDG_CACHE_HOME/telemetry/rules`."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "telemetry" / "rules"
+
+
+def load_rules_cached(path: Path) -> RuleSet:
+    """`load_rules_or_fail`, remembering the compiled set in the user's cache
+    (`_rules_cache`), keyed by the digest of the rule files' names and bytes as
+    the function's compiled file is: a replay of unchanged rules reads the compiled
+    set instead of parsing YAML through the rule files' schema (pydantic), and
+    gets the same rules. An entry that is stale or altered is not used; a cache
+    that cannot be read or written is passed by."""
+    from telemetry.core.rules import (  # noqa: PLC0415
+        compiled_rule_set,
+        compiled_rules_text,
+        sources_digest,
+    )
+
+    try:
+        digest = sources_digest(rule_files(path))
+    except (OSError, RuleFileError, RulePathError):
+        return load_rules_or_fail(path)
+    entry = _rules_cache() / f"{digest}.json"
+    try:
+        rules = compiled_rule_set(entry.read_text(encoding="utf-8"), digest)
+    except (OSError, UnicodeDecodeError):
+        rules = None
+    if rules is not None:
+        rules.version = f"sha256:{digest}"
+        return rules
+    rules = load_rules_or_fail(path)
+    if rules.version == f"sha256:{digest}":
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            scratch = entry.with_name(f"{entry.name}.{os.getpid()}")
+            scratch.write_text(compiled_rules_text(rules, digest), encoding="utf-8")
+            scratch.replace(entry)
+        except (OSError, ValueError):
+            pass
+    return rules
+
+
 def _run_backtest(args: argparse.Namespace) -> int:
     from telemetry import backtest  # noqa: PLC0415
 
     _refuse_ignored_backtest_flags(args)
-    rules = load_rules_or_fail(args.rules)
+    rules = load_rules_cached(args.rules)
     output = _BacktestOutput(args, rules)
     if args.source == "timestream":
         result = _replay_timestream(args, rules, output)
