@@ -375,7 +375,11 @@ class DeviceSide:
             if self.invoker is not None:
                 self.invoker.drain(timeout_s)
             if self.connectivity_rule is not None:
-                self.connectivity_rule.drain(timeout_s)
+                rule = self.connectivity_rule
+                self._wait(
+                    lambda: rule.counters.received >= len(self.broker.lifecycle.events), timeout_s
+                )
+                rule.drain(timeout_s)
             if self.connectivity_invoker is not None:
                 self.connectivity_invoker.drain(timeout_s)
             if self.poller is not None:
