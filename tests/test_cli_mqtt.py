@@ -130,6 +130,39 @@ def test_the_mqtt_demo_shows_what_devices_saw_mirrored_back(
 
 
 @pytest.mark.slow
+def test_the_mqtt_demo_hands_lifecycle_events_to_the_function(
+    mqtt_demo: tuple[str, str, Held],
+) -> None:
+    _, out, _ = mqtt_demo
+    # Then the template's ConnectivityRule ran, as the deployed stack's does by default:
+    # every connection made a connected event, and each event invoked the function
+    events = count(out, "lifecycle events")
+    assert events >= count(out, "connections") > 0
+    assert re.search(
+        rf"^lifecycle events\s+{events}\s+connected/disconnected, to the function by "
+        rf"telemetry(_\d+)?_connectivity \({events} invocations\)",
+        out,
+        re.MULTILINE,
+    )
+
+
+@pytest.mark.slow
+def test_telemetry_devices_hands_lifecycle_events_to_the_function() -> None:
+    # When the device simulator runs a short fleet, without --serve
+    result = telemetry("devices", "--devices", "2", "--duration", "10s", "--speed", "30")
+    # Then the devices' connects reached the function through the ConnectivityRule
+    assert result.returncode == 0, result.stderr
+    found = re.search(
+        r"^Lifecycle events \(connected/disconnected\): (\d+), to the function by "
+        r"telemetry_connectivity \((\d+) invocations\)$",
+        result.stdout,
+        re.MULTILINE,
+    )
+    assert found, result.stdout
+    assert int(found[1]) == int(found[2]) >= 2
+
+
+@pytest.mark.slow
 def test_telemetry_devices_runs_the_fleet_on_its_own() -> None:
     # Given no local AWS running
     # When the device simulator runs a short fleet quickly

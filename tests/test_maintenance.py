@@ -16,6 +16,8 @@ import pytest
 from hypothesis import given, settings
 
 from telemetry import actions, backtest, handler
+from telemetry.adapters.influxdb import InfluxRecords
+from telemetry.adapters.timestream import alert_record
 from telemetry.core.alerts import (
     AlertState,
     Severity,
@@ -30,7 +32,14 @@ from telemetry.core.maintenance import Maintenance, Window, WindowError, parse_e
 from telemetry.core.messages import Reading, iso_utc
 from telemetry.core.mirror import mirror_entries
 from telemetry.core.notify import admit
-from telemetry.core.operators import apply_action, finalize, operator_due_ms, parse_action, timers
+from telemetry.core.operators import (
+    apply_action,
+    finalize,
+    key_view,
+    operator_due_ms,
+    parse_action,
+    timers,
+)
 from telemetry.core.rules import (
     RuleFileError,
     RuleSet,
@@ -40,6 +49,7 @@ from telemetry.core.rules import (
     parse_rule_document,
 )
 from telemetry.core.silence import sweep as sweep_silences
+from telemetry.local import alerts_cli
 from tests.localaws import LocalAws, local_stack, message
 from tests.strategies import every_texts, recurring_windows, window_instants
 
@@ -752,6 +762,26 @@ def test_a_held_transition_round_trips_its_wire_form() -> None:
     assert Transition.from_json(wire) == raised
 
 
+def test_the_alert_history_names_the_window_that_held_a_change() -> None:
+    # Given a change a window held back, and one it did not
+    _, (held,) = feed({}, 95, WINDOW_START + 10 * MINUTE)
+    _, (free,) = feed({}, 95, WINDOW_END + 10 * MINUTE)
+
+    # When both are made into Timestream records and InfluxDB points
+    def measures(t: Transition) -> dict[str, str]:
+        return {m["Name"]: m["Value"] for m in alert_record(t)["MeasureValues"]}
+
+    # Then the held one says it was held and by which window, beside `suppressed`
+    assert measures(held)["suppressed"] == "maintenance"
+    assert measures(held)["maintenance"] == "line-3-weekly"
+    line = InfluxRecords().alert(held).line
+    assert 'suppressed="maintenance"' in line
+    assert 'maintenance="line-3-weekly"' in line
+    # and the free one says neither
+    assert "maintenance" not in measures(free)
+    assert "maintenance" not in InfluxRecords().alert(free).line
+
+
 def test_evaluation_without_windows_is_untouched() -> None:
     # Given rules with no maintenance section
     plain = rule_set(RULES_TEXT.split("maintenance:", maxsplit=1)[0])
@@ -882,6 +912,45 @@ def test_operators_actions_reach_operators_inside_a_window(aws: LocalAws) -> Non
     # Then it is applied and published
     assert answer["applied"] is True
     assert [a["status"] for a in aws.alerts()] == ["ACKNOWLEDGED"]
+
+
+def test_an_action_answer_and_alerts_list_show_the_window_holding_the_key(
+    aws: LocalAws,
+) -> None:
+    # Given a warning raised on line 3 inside the window, so held back
+    rt, _ = aws.runtime(RULES_PATH=aws.rules_path)  # type: ignore[attr-defined]
+    send(aws, rt, LINE, WINDOW_START + 5 * MINUTE, ("temp-1", 80))
+
+    # When Maria acknowledges it inside the window
+    aws.now_ms = WINDOW_START + 10 * MINUTE
+    answer = actions.handle_action(
+        {
+            "action": "acknowledge",
+            "deviceId": LINE,
+            "sensorId": "temp-1",
+            "rule": "temperature-high",
+            "by": "maria",
+        },
+        rt,
+    )
+
+    # Then the answer's state names the window and when it ends, as the shadow does
+    hold = {"name": "line-3-weekly", "until": iso_utc(WINDOW_END)}
+    assert answer["state"]["maintenance"] == hold
+    assert aws.shadow(LINE)["alerts"]["temp-1"]["maintenance"] == "line-3-weekly"
+    # and the CLI says so, on the action's line and in the list's `held` column
+    said = f"maintenance: line-3-weekly until {iso_utc(WINDOW_END)}"
+    assert said in alerts_cli._state_line(answer["state"])
+    row = alerts_cli._row(answer["state"])
+    assert row[-1] == "ack maria, maintenance: line-3-weekly to 2026-12-06T03:00Z"
+
+
+def test_a_key_no_window_holds_shows_no_maintenance() -> None:
+    state, _ = feed({}, 95, WINDOW_END + 10 * MINUTE)
+    view = key_view(LINE, HOT, state[HOT])
+    assert view["maintenance"] is None
+    assert "maintenance" not in alerts_cli._state_line(view)
+    assert "maintenance" not in alerts_cli._row(view)[-1]
 
 
 # ---------------------------------------------------------------- backtest, in event time

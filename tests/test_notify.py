@@ -264,6 +264,29 @@ def test_a_digest_body_is_exactly_the_documented_one() -> None:
     assert DigestMessage.from_json(json.loads(json.dumps(message.to_json()))) == message
 
 
+def test_a_digest_carries_the_rules_version_that_decided_what_it_holds() -> None:
+    # Given held transitions decided by one rules version, then by a newer one
+    notifications = Notifications(max_per_window=1)
+    spent = admit(GroupState(), [_transition(0)], notifications, NOW_MS).state
+    first = [_transition(n, rules_version="sha256:old") for n in (1, 2)]
+    state = admit(spent, first, notifications, NOW_MS + 1_000).state
+
+    # When a digest is taken of the first alone, and one after the newer rules decided more
+    one, _ = take_digest(state, (), notifications, NOW_MS + 1_000 + 2 * MINUTE)
+    later = admit(state, [_transition(3, rules_version="v7")], notifications, NOW_MS + 2_000)
+    both, _ = take_digest(later.state, (), notifications, NOW_MS + 1_000 + 2 * MINUTE)
+
+    # Then each body says which rules decided its changes: the one, or the latest and all
+    assert one.to_json()["rulesVersion"] == "sha256:old"
+    assert "rulesVersions" not in one.to_json()
+    assert both.to_json()["rulesVersion"] == "v7"
+    assert both.to_json()["rulesVersions"] == ["sha256:old", "v7"]
+    # and both survive the group's stored state and the outbox's body
+    assert GroupState.from_json(json.loads(json.dumps(later.state.to_json()))) == later.state
+    for message in (one, both):
+        assert DigestMessage.from_json(json.loads(json.dumps(message.to_json()))) == message
+
+
 def _message(group: Group, held: int, *, span_ms: int = 2 * MINUTE) -> DigestMessage:
     counts = (("RAISED", held),)
     return DigestMessage(group, Digest(NOW_MS, NOW_MS + span_ms, counts, (("CRITICAL", held),)))

@@ -136,6 +136,31 @@ def test_the_sixth_change_in_ten_minutes_is_held_and_sent_in_a_digest(aws: Local
     assert aws.alerts() == []
 
 
+def test_a_digest_says_which_rules_decided_what_it_holds(aws: LocalAws) -> None:
+    # Given the function with the shipped rules, and seven pumps overheating at once
+    rt, _ = aws.runtime()
+    handler.handle(breach(PUMPS[:7]), rt)
+    singles, _ = split(aws.alerts())
+    history = {
+        m["Value"]
+        for r in aws.records("alert")
+        for m in r["MeasureValues"]
+        if m["Name"] == "rulesVersion"
+    }
+
+    # When the sweep sends the digest of the two held
+    sweep(aws, rt, NOW + 2 * MINUTE)
+    (digest,) = aws.alerts()
+
+    # Then it carries the rulesVersion its held changes, and every single message, carry
+    (version,) = {a["rulesVersion"] for a in singles}
+    assert version.startswith("sha256:")
+    assert history == {version}
+    assert digest["status"] == "DIGEST"
+    assert digest["rulesVersion"] == version
+    assert "rulesVersions" not in digest
+
+
 def test_a_digest_subject_reads_as_people_say_it(aws: LocalAws, tmp_path: Path) -> None:
     # Given rules that group by location, and seven pumps of line-3 overheating
     rules = tmp_path / "rules.yaml"

@@ -221,6 +221,8 @@ class InfluxRecords:
         # A change flapping held back is history all the same: the point says so.
         if transition.suppressed:
             fields.append(f"suppressed={string_field(transition.suppressed)}")
+        if transition.maintenance:
+            fields.append(f"maintenance={string_field(transition.maintenance)}")
         if transition.changes is not None:
             fields.append(f"changes={transition.changes}i")
         # Which rules decided it, for an auditor: the AppConfig version or the files' digest.

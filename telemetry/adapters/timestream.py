@@ -73,6 +73,9 @@ def alert_record(transition: Transition) -> dict[str, Any]:
     # A change flapping held back is history all the same: the record says so.
     if transition.suppressed:
         measures.append({"Name": "suppressed", "Value": transition.suppressed, "Type": "VARCHAR"})
+    # and, held back by a maintenance window, which one.
+    if transition.maintenance:
+        measures.append({"Name": "maintenance", "Value": transition.maintenance, "Type": "VARCHAR"})
     if transition.changes is not None:
         measures.append({"Name": "changes", "Value": str(transition.changes), "Type": "BIGINT"})
     # Which rules decided it, for an auditor: the AppConfig version or the files' digest.

@@ -37,6 +37,9 @@ stable, latched (offline and no-data transitions use these statuses too)."""
 DIGEST_STATUS: Final = "DIGEST"
 MAX_DIGEST_ALERTS: Final = 100
 """Held transitions a digest lists one by one; it counts the rest as `omitted`."""
+MAX_DIGEST_RULES_VERSIONS: Final = 10
+"""Distinct `rulesVersion`s a digest keeps (the latest): rules are deployed in
+minutes, a digest gathers for at most `digestEvery`, so more means a loop."""
 SUBJECT_LIMIT: Final = 100
 """SNS refuses a longer subject."""
 NO_VALUE: Final = ""
@@ -184,7 +187,9 @@ class Digest:
     """The held transitions of a group not yet sent: when the first and the
     last were held (arrival ms), how many per status and per routing severity,
     the ones listed (at most MAX_DIGEST_ALERTS, the most severe first, then the
-    earliest held, in the order held) and how many more were held (`omitted`)."""
+    earliest held, in the order held) and how many more were held (`omitted`);
+    `rules_versions`: the distinct `rulesVersion`s of the held transitions, in
+    the order first held (the rules that decided them; usually one)."""
 
     from_ms: int
     to_ms: int
@@ -192,6 +197,7 @@ class Digest:
     severities: Counts = ()
     alerts: tuple[HeldAlert, ...] = ()
     omitted: int = 0
+    rules_versions: tuple[str, ...] = ()
 
     @property
     def held(self) -> int:
@@ -222,10 +228,11 @@ class Digest:
             _severity_counts(_bump(self.severities, transition.routing_severity.name)),
             alerts,
             omitted,
+            _with_version(self.rules_versions, transition.rules_version),
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "from": self.from_ms,
             "to": self.to_ms,
             "counts": dict(self.counts),
@@ -233,6 +240,9 @@ class Digest:
             "alerts": [a.to_store() for a in self.alerts],
             "omitted": self.omitted,
         }
+        if self.rules_versions:
+            out["rulesVersions"] = list(self.rules_versions)
+        return out
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> Digest:
@@ -243,7 +253,15 @@ class Digest:
             _severity_counts((str(k), int(v)) for k, v in raw["severities"].items()),
             tuple(HeldAlert.from_store(a) for a in raw["alerts"]),
             int(raw["omitted"]),
+            tuple(str(v) for v in raw.get("rulesVersions", ())),
         )
+
+
+def _with_version(versions: tuple[str, ...], version: str | None) -> tuple[str, ...]:
+    if version is None or (versions and versions[-1] == version):
+        return versions
+    kept = tuple(v for v in versions if v != version)
+    return (*kept, version)[-MAX_DIGEST_RULES_VERSIONS:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,12 +380,14 @@ class DigestMessage:
         return self.digest.severity
 
     def to_json(self) -> dict[str, Any]:
-        """The SNS body."""
+        """The SNS body: `rulesVersion` (when the rules have one) is that of the
+        latest held change; `rulesVersions` lists them all, in the order first
+        held, when rules deployed while the digest gathered decided some."""
         severities = {"CRITICAL": 0, "WARNING": 0} | {
             name: n for name, n in self.digest.severities if n
         }
         ordered = sorted(severities.items(), key=lambda kv: -Severity[kv[0]])
-        return {
+        body = {
             "status": DIGEST_STATUS,
             "group": dict(self.group),
             "from": iso_utc(self.digest.from_ms),
@@ -377,6 +397,12 @@ class DigestMessage:
             "alerts": [a.to_json() for a in self.digest.alerts],
             "omitted": self.digest.omitted,
         }
+        versions = self.digest.rules_versions
+        if versions:
+            body["rulesVersion"] = versions[-1]
+        if len(versions) > 1:
+            body["rulesVersions"] = list(versions)
+        return body
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> DigestMessage:
@@ -388,6 +414,11 @@ class DigestMessage:
             _severity_counts((str(k), int(v)) for k, v in raw["severities"].items()),
             tuple(HeldAlert.from_json(a) for a in raw["alerts"]),
             int(raw["omitted"]),
+            tuple(
+                str(v)
+                for v in raw.get("rulesVersions")
+                or ([raw["rulesVersion"]] if "rulesVersion" in raw else [])
+            ),
         )
         return cls(tuple((str(k), str(v)) for k, v in raw["group"].items()), digest)
 

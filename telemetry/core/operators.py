@@ -799,7 +799,8 @@ def key_view(device_id: str, key: StateKey, state: AlertState | None) -> dict[st
     """One (device, sensor, rule) as an action's answer and `alerts list` show it:
     at the top its most severe active episode, as the shadow mirrors it (the
     threshold alert, or the no-data one when it is worse or alone); the no-data
-    episode also under `nodata`."""
+    episode also under `nodata`; a maintenance window holding its changes back
+    under `maintenance` (its name, and the end of the occurrence holding it)."""
     state = state or AlertState()
     top = top_episode(episodes(key[1], state))
     top_silence = state.silence if top is not None and top.direction == NODATA else None
@@ -824,6 +825,9 @@ def key_view(device_id: str, key: StateKey, state: AlertState | None) -> dict[st
         else {"by": state.disabled.by, "at": iso_utc(state.disabled.at_ms)},
         "nodata": None,
         "flapping": state.flapping,
+        "maintenance": None
+        if state.maintenance is None
+        else {"name": state.maintenance.name, "until": iso_utc(state.maintenance.until_ms)},
     }
     silence = state.silence
     if silence is not None and silence.severity is not Severity.OK:

@@ -312,6 +312,9 @@ def _row(view: Mapping[str, Any]) -> list[str]:
         held.append("latched")
     if view.get("disabled"):
         held.append(f"disabled by {view['disabled']['by']}")
+    if view.get("maintenance"):
+        hold = view["maintenance"]
+        held.append(f"maintenance: {hold['name']} to {hold['until'][:16]}Z")
     return [view["deviceId"], view["sensorId"], view["rule"], severity, since[:19], ", ".join(held)]
 
 
@@ -394,6 +397,9 @@ def _state_line(state: Mapping[str, Any]) -> str:
         parts.append("latched")
     if state.get("disabled"):
         parts.append(f"disabled by {state['disabled']['by']}")
+    if state.get("maintenance"):
+        hold = state["maintenance"]
+        parts.append(f"maintenance: {hold['name']} until {hold['until']}")
     return "; ".join(parts)
 
 

@@ -78,8 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser, whole: Any, duration: Any, ur
     parser.add_argument(
         "--serve",
         action="store_true",
-        help="keep the local stack (AWS, broker, rules, function) up until interrupted; "
-        "the template's connectivity rule runs too",
+        help="keep the local stack (AWS, broker, rules, function) up until interrupted",
     )
     parser.set_defaults(batch_size=None)  # the template's StreamBatchSize
 
@@ -178,7 +177,7 @@ def _play(url: str, stack: Any, sim: Any, args: argparse.Namespace, out: Any, er
             tally,
             args,
             on_shadow=shown,
-            connectivity=args.serve,  # your devices' connects and disconnects reach the function
+            connectivity=True,  # connects and disconnects reach the function, as on IoT Core
         )
         with side:
             out.line(
@@ -289,3 +288,12 @@ def _summary(side: Any, out: Any) -> None:
         f"{side.rule.counters.action_errors}; function invocations: "
         f"{side.rule.counters.invocations or (side.poller.batches if side.poller else 0)}"
     )
+    from telemetry.local.mqtt_demo import lifecycle_of  # noqa: PLC0415
+
+    lifecycle = lifecycle_of(side)
+    if lifecycle is not None:
+        name, received, invocations = lifecycle
+        out.line(
+            f"Lifecycle events (connected/disconnected): {received}, to the function by "
+            f"{name} ({invocations} invocations)"
+        )

@@ -72,8 +72,9 @@ class DeviceSideOptions:
     """Stream mode: the event source mapping's batch size (the template's
     StreamBatchSize parameter; its default when None)."""
     connectivity: bool = False
-    """Run the template's ConnectivityRule too: the broker's lifecycle events
-    invoke the function, as on IoT Core (`telemetry devices --serve`)."""
+    """Run the template's ConnectivityRule too, when the stack has it: the
+    broker's lifecycle events invoke the function, as on IoT Core (`telemetry
+    devices`, `demo --mqtt`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +176,8 @@ class DeviceSide:
         self.poller: StreamPoller | None = None
         self._iot = make_client("iot", endpoint_url=endpoint_url)
         self.connectivity_rule = self.connectivity_invoker = None
-        if options.connectivity:
+        # A stack with ConnectivityEvents=Disabled has no such rule: then none runs.
+        if options.connectivity and self.template.resource("ConnectivityRule") is not None:
             try:
                 self.connectivity_rule, self.connectivity_invoker = build_rule(
                     self.template,
@@ -372,6 +374,14 @@ class DeviceSide:
             self.rule.drain(timeout_s)
             if self.invoker is not None:
                 self.invoker.drain(timeout_s)
+            if self.connectivity_rule is not None:
+                rule = self.connectivity_rule
+                self._wait(
+                    lambda: rule.counters.received >= len(self.broker.lifecycle.events), timeout_s
+                )
+                rule.drain(timeout_s)
+            if self.connectivity_invoker is not None:
+                self.connectivity_invoker.drain(timeout_s)
             if self.poller is not None:
                 sent = self.rule.counters.actions - self.rule.counters.action_errors
                 self.poller.drain(sent, timeout_s)

@@ -77,6 +77,9 @@ class DeviceSideReport:
     counters: dict[str, int]
     refusals: int
     mirrored: int
+    lifecycle: tuple[str, int, int] | None = None
+    """The ConnectivityRule's name, the lifecycle events it got and the
+    function invocations it made, when the stack runs it."""
     received: dict[str, list[ShadowUpdate]] = field(default_factory=dict)
     focus: list[str] = field(default_factory=list)
     units: tuple[int, int] = (0, 0)
@@ -113,6 +116,7 @@ class DeviceSideReport:
                     c["action_errors"],
                     "payload not a JSON object (NaN is not JSON): IoT's error message to the DLQ",
                 ],
+                *self._lifecycle_rows(),
                 ["refused by the policy", self.refusals, "see below"],
                 [
                     "shadow updates to devices",
@@ -133,6 +137,13 @@ class DeviceSideReport:
             story = " -> ".join(_alerts_text(u.alerts) for u in updates) or "nothing"
             shown.append([device, len(updates), story])
         out.table(("device", "updates", "alerts, as each update showed them"), shown, numeric=(1,))
+
+    def _lifecycle_rows(self) -> list[list[Any]]:
+        if self.lifecycle is None:
+            return []
+        name, received, invocations = self.lifecycle
+        what = f"connected/disconnected, to the function by {name} ({invocations} invocations)"
+        return [["lifecycle events", received, what]]
 
 
 def _alerts_text(alerts: Mapping[str, Any]) -> str:
@@ -183,7 +194,7 @@ def device_side(
     options: FleetOptions,
     on_shadow: Callable[[str, ShadowUpdate], None] | None = None,
     *,
-    connectivity: bool = False,
+    connectivity: bool = True,
 ) -> DeviceSide:
     lock = threading.Lock()
     return DeviceSide(
@@ -305,10 +316,20 @@ def _play(side: DeviceSide, sim: Any, things: list[str], err: Screen) -> DeviceS
         },
         refusals=len(side.refusals),
         mirrored=side.mirrored,
+        lifecycle=lifecycle_of(side),
         received={name: list(client.log.shadow) for name, client in side.devices.items()},
         focus=list(dict.fromkeys(focus)),
         units=billed(side, run, sizes),
     )
+
+
+def lifecycle_of(side: DeviceSide) -> tuple[str, int, int] | None:
+    """The ConnectivityRule's name, the lifecycle events it received and the
+    invocations it made so far; None when the stack does not run it."""
+    rule = side.connectivity_rule
+    if rule is None:
+        return None
+    return rule.name, rule.counters.received, rule.counters.invocations
 
 
 def billed(side: DeviceSide, run: FleetRun, output_sizes: list[int]) -> tuple[int, int]:
