@@ -119,11 +119,13 @@ def test_the_mqtt_demo_shows_what_devices_saw_mirrored_back(
     # for the batch, of where it ends; which readings share a batch depends on timing)
     text = " ".join(" ".join(section(out, "What devices saw mirrored back")[2:]).split())
     story = "temp-1 WARNING -> temp-1 CRITICAL -> temp-1 WARNING -> temp-1 cleared"
+    told = r"pump-001 \d temp-1 (WARNING|CRITICAL) -> .*temp-1 cleared compressor-002"
     if mode == "direct":
         assert f"pump-001 4 {story}" in text
-    assert re.search(
-        r"pump-001 \d temp-1 (WARNING|CRITICAL) -> .*temp-1 cleared compressor-002", text
-    )
+        assert re.search(told, text)
+    else:
+        # one batch may carry the whole story, raised and cleared: nothing left to mirror
+        assert re.search(told, text) or "pump-001 0 nothing compressor-002" in text
     # and the late-batch device still shows its alert, as its shadow does
     assert text.endswith("boiler-003 1 temp-1 WARNING")
     assert held.shadows["boiler-003"]["temp-1"]["severity"] == "WARNING"

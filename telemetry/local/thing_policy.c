@@ -27,7 +27,9 @@
  *   clientid() and error action: MQTT itself does not tell a subscriber.
  *
  * - A retained PUBLISH is refused likewise unless plugin_opt_retain_available is
- *   true (the policy allows iot:RetainPublish wherever it allows iot:Publish).
+ *   true; the translation of the policy never sets it (a statement allowing
+ *   iot:RetainPublish is refused by broker_policy.py), so every retained PUBLISH
+ *   is refused, as the template's policy has it.
  *
  * Options: plugin_opt_acl_file, plugin_opt_arn_prefix, plugin_opt_max_payload,
  * plugin_opt_retain_available.
