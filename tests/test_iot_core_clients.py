@@ -183,7 +183,6 @@ def test_mosquitto_sub_receives_the_shadow_the_function_writes(
 def test_the_device_sdk_v2_connects_publishes_and_gets_its_shadow(
     aws: LocalAws, side: DeviceSide
 ) -> None:
-    pytest.importorskip("awsiot")
     from awscrt import mqtt
     from awsiot import mqtt_connection_builder
 
@@ -227,7 +226,6 @@ def test_the_device_sdk_v2_connects_publishes_and_gets_its_shadow(
 def test_the_device_sdk_v2_mqtt5_client_connects_publishes_and_gets_its_shadow(
     aws: LocalAws, side: DeviceSide
 ) -> None:
-    pytest.importorskip("awsiot")
     from awscrt import mqtt5
     from awsiot import mqtt5_client_builder
 
