@@ -15,11 +15,11 @@ from __future__ import annotations
 import copy
 import itertools
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -941,6 +941,29 @@ def parse_rule_document(text: str, source: str) -> RuleDocument:
     return RuleDocument(rules, gateways, notifications, windows)
 
 
+_Named = TypeVar("_Named")
+
+
+def _first_of_each(
+    items: Iterable[_Named],
+    name_of: Callable[[_Named], str],
+    file: Path,
+    origin: dict[str, Path],
+    kept: list[_Named],
+) -> list[_Named]:
+    """Keep in `kept` each item whose name no file has used yet (noting in
+    `origin` which file did); the others, the duplicates, are returned."""
+    duplicates: list[_Named] = []
+    for item in items:
+        name = name_of(item)
+        if name in origin:
+            duplicates.append(item)
+        else:
+            origin[name] = file
+            kept.append(item)
+    return duplicates
+
+
 class _SetBuilder:
     """Rule files merged into one set: names unique across files, a gateway
     listed once, `notifications` set by one file at most."""
@@ -956,33 +979,26 @@ class _SetBuilder:
         self._window_origin: dict[str, Path] = {}
 
     def add(self, file: Path, loaded: RuleDocument) -> None:
-        for rule in loaded.rules:
-            if rule.name in self._origin:
-                self.problems.append(
-                    f"{file}: rule {rule.name!r}: name: duplicate; already defined in "
-                    f"{self._origin[rule.name]}"
-                )
-            else:
-                self._origin[rule.name] = file
-                self.rules.append(rule)
-        for gateway in loaded.gateways:
-            if gateway.device_id in self._gateway_origin:
-                self.problems.append(
-                    f"{file}: gateway {gateway.device_id!r}: listed twice (also in "
-                    f"{self._gateway_origin[gateway.device_id]})"
-                )
-            else:
-                self._gateway_origin[gateway.device_id] = file
-                self.gateways.append(gateway)
-        for window in loaded.maintenance:
-            if window.name in self._window_origin:
-                self.problems.append(
-                    f"{file}: maintenance {window.name!r}: name: duplicate; already defined "
-                    f"in {self._window_origin[window.name]}"
-                )
-            else:
-                self._window_origin[window.name] = file
-                self.windows.append(window)
+        where = f"{file}: "
+        for rule in _first_of_each(loaded.rules, lambda r: r.name, file, self._origin, self.rules):
+            self.problems.append(
+                f"{where}rule {rule.name!r}: name: duplicate; already defined in "
+                f"{self._origin[rule.name]}"
+            )
+        for gateway in _first_of_each(
+            loaded.gateways, lambda g: g.device_id, file, self._gateway_origin, self.gateways
+        ):
+            self.problems.append(
+                f"{where}gateway {gateway.device_id!r}: listed twice (also in "
+                f"{self._gateway_origin[gateway.device_id]})"
+            )
+        for window in _first_of_each(
+            loaded.maintenance, lambda w: w.name, file, self._window_origin, self.windows
+        ):
+            self.problems.append(
+                f"{where}maintenance {window.name!r}: name: duplicate; already defined "
+                f"in {self._window_origin[window.name]}"
+            )
         if loaded.notifications is not None:
             if self.notifications is not None:
                 self.problems.append(
