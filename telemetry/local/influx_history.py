@@ -74,8 +74,17 @@ def _device_condition(glob: str | None) -> str:
     prefix = glob[: wildcard.start()]
     if not prefix:
         return ""
-    escaped = "".join(c if c.isalnum() else "\\" + c for c in prefix)
-    return f' AND "deviceId" =~ /^{escaped}/'
+    return f' AND "deviceId" =~ /^{_regex_literal(prefix)}/'
+
+
+def _regex_literal(text: str) -> str:
+    """`text` matched literally inside an InfluxQL regex (`/.../`): every ASCII
+    character but letters and digits as a hex escape (`\\x2d`), which Go's and
+    Rust's regex engines read alike and in which no backslash or slash is left
+    for InfluxQL's lexer to take as the literal's end (`pump\\*` had its prefix's
+    backslash escape the closing slash); other characters as they are (a
+    backslash before one, as in `\\€`, is an error in Go's regexp)."""
+    return "".join(f"\\x{ord(c):02x}" if c.isascii() and not c.isalnum() else c for c in text)
 
 
 def statement(query: HistoryQuery, start_ms: int, end_ms: int) -> str:
