@@ -186,19 +186,27 @@ def _finite(value: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class SecondsWarning:
-    """A line whose timestamps look like epoch seconds (see telemetry.core.timestamps)."""
+    """A line whose timestamps look like epoch seconds (see telemetry.core.timestamps):
+    its decoded `message`, the `rejections` validation gave it, and whether the
+    message was rejected whole (`whole`) rather than reading by reading."""
 
     source: str
     line: int
     suspects: Sequence[SecondsSuspect]
+    message: Any = None
+    rejections: Sequence[Rejection] = ()
+    whole: bool = False
 
 
 class SecondsWarningReporter:
     """Warns on a stream, one line each, up to a limit; counts the rest."""
 
-    def __init__(self, stream: TextIO, limit: int = MAX_BAD_LINES_SHOWN) -> None:
+    def __init__(
+        self, stream: TextIO, limit: int = MAX_BAD_LINES_SHOWN, listed_in: str | None = None
+    ) -> None:
         self._stream = stream
         self._limit = limit
+        self._listed_in = listed_in  # the file every warning also goes to, if any
         self.count = 0
 
     def __call__(self, warning: SecondsWarning) -> None:
@@ -209,7 +217,15 @@ class SecondsWarningReporter:
             where = f"{warning.source}:{warning.line}"
             print(f"{where}: warning: {first.warning}{tail}", file=self._stream)
         elif self.count == self._limit + 1:
-            print("(further lines with such timestamps are counted, not shown)", file=self._stream)
+            where = (
+                f"every one is in {self._listed_in}"
+                if self._listed_in is not None
+                else "--warnings FILE lists every one"
+            )
+            print(
+                f"(further lines with such timestamps are counted, not shown) {where}",
+                file=self._stream,
+            )
 
 
 @dataclass(slots=True)
@@ -911,7 +927,7 @@ def run(
             except MessageRejectedError as exc:
                 if exc.rejection.code != "not_json":
                     _report(source, number, exc.rejection.payload, [exc.rejection],
-                            result, on_rejected, on_seconds)  # fmt: skip
+                            result, on_rejected, on_seconds, whole=True)  # fmt: skip
                     stream.add(exc, source, number)
                     continue
                 if first and _opens_a_document(raw):
@@ -950,13 +966,15 @@ def _report(
     result: Result,
     on_rejected: Callable[[RejectedLine], None] | None,
     on_seconds: Callable[[SecondsWarning], None] | None,
+    *,
+    whole: bool = False,
 ) -> None:
     """The line's rejections, and its timestamps that look like epoch seconds."""
     suspects = seconds_suspects(message)
     if suspects:
         result.seconds_lines += 1
         if on_seconds is not None:
-            on_seconds(SecondsWarning(source, number, suspects))
+            on_seconds(SecondsWarning(source, number, suspects, message, rejections, whole))
     if on_rejected is not None:
         by_field = {s.field: s.warning for s in suspects}
         for rejection in rejections:
@@ -1216,4 +1234,11 @@ def render_summary(
         screen.line(
             f"Rejections written to {args.rejections}: {written} "
             "(each with its file, line and reason)"
+        )
+    if getattr(args, "warnings", None) is not None:
+        too = " too" if args.warnings == getattr(args, "rejections", None) else ""
+        screen.line(
+            f"Epoch-seconds warnings written to {args.warnings}{too}: "
+            f"on {plural(result.seconds_lines, 'line')} (one entry per timestamp, "
+            'code epoch_seconds, "replayed" true or false)'
         )

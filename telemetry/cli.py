@@ -28,7 +28,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,6 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="write every rejected line (not JSON, a message validation refused, each "
         "reading refused in a valid message) to FILE as JSON lines, with its file, line "
         "number and reason",
+    )
+    backtest.add_argument(
+        "--warnings",
+        type=_path,
+        metavar="FILE",
+        help="write every timestamp that looks like epoch seconds (stderr shows the first "
+        "20 lines) to FILE as JSON lines, with its file and line number; the same FILE "
+        "as --rejections holds both",
     )
     _add_store_arguments(backtest)
     backtest.add_argument(
@@ -654,7 +662,11 @@ def _run_backtest(args: argparse.Namespace) -> int:
             raise UserError(f"no reading to replay: {result.store}")
         output.finish(result)
         return 0
-    with _rejections_file(args.rejections, args.files) as rejections:
+    shared = args.warnings is not None and args.warnings == args.rejections
+    with (
+        _rejections_file(args.rejections, args.files) as rejections,
+        _rejections_file(None if shared else args.warnings, args.files, "--warnings") as warned,
+    ):
         try:
             result = backtest.run(
                 args.files,
@@ -665,7 +677,7 @@ def _run_backtest(args: argparse.Namespace) -> int:
                 on_rejected=backtest.RejectionWriter(rejections)
                 if rejections is not None
                 else None,
-                on_seconds=backtest.SecondsWarningReporter(sys.stderr),
+                on_seconds=_seconds_warnings(args, rejections if shared else warned),
                 window=args.reorder_window,
                 emit=output.add,
                 on_out_of_window=backtest.OutOfWindowReporter(sys.stderr),
@@ -758,6 +770,8 @@ def _refuse_ignored_backtest_flags(args: argparse.Namespace) -> None:
         raise UserError(
             "--rejections lists the lines of files; the store holds readings already accepted"
         )
+    if args.warnings is not None:
+        raise UserError("--warnings lists the lines of files; the store holds no line")
 
 
 def _store_span(args: argparse.Namespace) -> tuple[int, int]:
@@ -852,22 +866,46 @@ def _replay_influxdb(
         raise UserError(str(exc), exit_code=FAILED) from None
 
 
+def _seconds_warnings(
+    args: argparse.Namespace, stream: TextIO | None
+) -> Callable[[backtest.SecondsWarning], None]:
+    """The first lines with epoch-seconds timestamps on stderr; with --warnings,
+    every one in its file too."""
+    from telemetry import backtest  # noqa: PLC0415
+
+    if stream is None:
+        return backtest.SecondsWarningReporter(sys.stderr)
+    from telemetry.local.seconds_warnings import SecondsWarningWriter  # noqa: PLC0415
+
+    shown = backtest.SecondsWarningReporter(sys.stderr, listed_in=str(args.warnings))
+    written = SecondsWarningWriter(stream)
+
+    def both(warning: backtest.SecondsWarning) -> None:
+        shown(warning)
+        written(warning)
+
+    return both
+
+
 @contextmanager
-def _rejections_file(path: Path | None, inputs: Sequence[str]) -> Iterator[TextIO | None]:
-    """The file `--rejections` names, open for writing (None without the flag).
-    Refused before anything is read when it is an input, or cannot be written."""
+def _rejections_file(
+    path: Path | None, inputs: Sequence[str], flag: str = "--rejections"
+) -> Iterator[TextIO | None]:
+    """The file `--rejections` (or `flag`) names, open for writing (None without
+    the flag). Refused before anything is read when it is an input, or cannot be
+    written."""
     if path is None:
         yield None
         return
     if str(path) == "-":
-        raise UserError("--rejections takes a file: stdout is the replay's own output")
+        raise UserError(f"{flag} takes a file: stdout is the replay's own output")
     for source in inputs:
         if source != "-" and path.exists() and Path(source).exists() and path.samefile(source):
-            raise UserError(f"--rejections {path} is an input file: writing it would erase it")
+            raise UserError(f"{flag} {path} is an input file: writing it would erase it")
     try:
         stream = path.open("w", encoding="utf-8")
     except OSError as exc:
-        raise UserError(f"--rejections {path}: cannot write: {exc.strerror or exc}") from None
+        raise UserError(f"{flag} {path}: cannot write: {exc.strerror or exc}") from None
     with stream:
         yield stream
 
