@@ -260,6 +260,19 @@ def _check_readable(sources: Sequence[str]) -> None:
             raise InputError(f"{source}: is a directory, not a JSON-lines file")
 
 
+def check_readable(sources: Sequence[str]) -> None:
+    """InputError unless every source (`-` is stdin) is a file that can be read:
+    checked before anything is written (a rejections file is truncated on opening)."""
+    _check_readable(sources)
+    for source in sources:
+        if source == STDIN:
+            continue
+        try:
+            Path(source).open("rb").close()
+        except OSError as exc:
+            raise InputError(f"{source}: cannot read: {exc.strerror or exc}") from None
+
+
 def read_lines(
     sources: Sequence[str], stdin: BinaryIO, result: Result
 ) -> Iterator[tuple[str, int, bytes]]:

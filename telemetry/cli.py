@@ -662,6 +662,10 @@ def _run_backtest(args: argparse.Namespace) -> int:
             raise UserError(f"no reading to replay: {result.store}")
         output.finish(result)
         return 0
+    try:
+        backtest.check_readable(args.files)
+    except backtest.InputError as exc:
+        raise UserError(str(exc)) from None
     shared = args.warnings is not None and args.warnings == args.rejections
     with (
         _rejections_file(args.rejections, args.files) as rejections,
