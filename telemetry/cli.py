@@ -416,7 +416,9 @@ def _add_store_arguments(backtest: argparse.ArgumentParser) -> None:
     store.add_argument(
         "--influxdb-token",
         metavar="TOKEN",
-        help="its token, if it needs one (default: the INFLUXDB_TOKEN variable)",
+        help="its token, if it needs one (default: the INFLUXDB_TOKEN variable, else the "
+        "secret INFLUXDB_TOKEN_SECRET_ARN names, as the function; prefer those: a flag is "
+        "visible to other users in ps and stays in shell history)",
     )
 
 
@@ -847,17 +849,26 @@ def _replay_timestream(
 def _replay_influxdb(
     args: argparse.Namespace, rules: RuleSet, output: _BacktestOutput
 ) -> backtest.Result:
+    from telemetry.adapters.aws import make_client  # noqa: PLC0415
     from telemetry.core.messages import iso_utc  # noqa: PLC0415
-    from telemetry.local import influx_history  # noqa: PLC0415
+    from telemetry.local import influx_history, store_access  # noqa: PLC0415
 
     since_ms, until_ms = _store_span(args)
+    try:
+        token = store_access.influxdb_token(
+            args.influxdb_token,
+            os.environ,
+            lambda region: make_client("secretsmanager", region=region),
+        )
+    except store_access.StoreAccessError as exc:
+        raise UserError(str(exc), exit_code=FAILED) from None
     query = influx_history.HistoryQuery(
         url=args.influxdb_url,
         database=args.database,
         since_ms=since_ms,
         until_ms=until_ms,
         device=args.device,
-        token=args.influxdb_token or os.environ.get("INFLUXDB_TOKEN") or None,
+        token=token,
     )
     devices = f", devices {args.device}" if args.device else ""
     where = (

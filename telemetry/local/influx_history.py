@@ -149,7 +149,11 @@ def _rows(query: HistoryQuery, text: str, opener: Opener) -> Iterator[dict[str, 
                     yield from _chunk_rows(query, line)
     except urllib.error.HTTPError as exc:
         said = exc.read().decode(errors="replace").strip()[:200]
-        hint = " (give --influxdb-token, or INFLUXDB_TOKEN)" if exc.code in {401, 403} else ""
+        hint = (
+            " (give INFLUXDB_TOKEN, INFLUXDB_TOKEN_SECRET_ARN or --influxdb-token)"
+            if exc.code in {401, 403}
+            else ""
+        )
         raise StoreError(f"InfluxDB at {query.url} answered {exc.code}: {said}{hint}") from None
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc

@@ -1,0 +1,50 @@
+"""How `telemetry backtest --from influxdb|timestream` reaches the store: the
+token it sends to InfluxDB. The same options as the function's own
+(telemetry/settings.py), so that an operator with the deployed configuration in
+the environment can replay without more.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from telemetry.adapters.influxdb import SecretsManagerToken
+from telemetry.errors import DependencyError
+from telemetry.settings import SECRET_ARN_PATTERN
+
+
+class StoreAccessError(RuntimeError):
+    """The store's token cannot be had (a secret that cannot be read); one sentence,
+    never the token."""
+
+
+def influxdb_token(
+    flag: str | None,
+    environ: Mapping[str, str],
+    secrets_client: Callable[[str], Any],
+) -> str | None:
+    """The token to send: `--influxdb-token`, else `INFLUXDB_TOKEN`, else the one
+    the secret `INFLUXDB_TOKEN_SECRET_ARN` names (read as the function reads it:
+    the secret string, or the `token` of a JSON object), else none (a store
+    without authentication). `secrets_client(region)` makes the Secrets Manager
+    client, in the secret's own region."""
+    if flag:
+        return flag
+    if environ.get("INFLUXDB_TOKEN", "").strip():
+        return environ["INFLUXDB_TOKEN"]
+    arn = environ.get("INFLUXDB_TOKEN_SECRET_ARN", "").strip()
+    if not arn:
+        return None
+    if not re.match(SECRET_ARN_PATTERN, arn):
+        raise StoreAccessError(
+            f"INFLUXDB_TOKEN_SECRET_ARN {arn!r} is not a Secrets Manager secret's ARN"
+        )
+    region = arn.split(":")[3]
+    try:
+        return SecretsManagerToken(arn, secrets_client(region)).token()
+    except DependencyError as exc:
+        raise StoreAccessError(
+            f"cannot read the InfluxDB token from {arn}: {exc.code}: {exc.message}"
+        ) from None
