@@ -394,7 +394,7 @@ def _add_store_arguments(backtest: argparse.ArgumentParser) -> None:
         default="files",
         help="files: the FILEs (default); influxdb: readings in an InfluxDB, by time; "
         "timestream: readings in a Timestream for LiveAnalytics table (AWS credentials "
-        "and region as the SDK finds them)",
+        "as the SDK finds them, the region AWS_REGION or the SDK's)",
     )
     store.add_argument("--influxdb-url", type=_endpoint_url, metavar="URL", help="its URL")
     store.add_argument(
@@ -820,7 +820,7 @@ def _replay_timestream(
     from botocore.exceptions import BotoCoreError  # noqa: PLC0415
 
     from telemetry.core.messages import iso_utc  # noqa: PLC0415
-    from telemetry.local import timestream_history  # noqa: PLC0415
+    from telemetry.local import store_access, timestream_history  # noqa: PLC0415
 
     since_ms, until_ms = _store_span(args)
     history = timestream_history.TimestreamHistory(
@@ -836,7 +836,9 @@ def _replay_timestream(
         f"{iso_utc(since_ms)} to {iso_utc(until_ms)}"
     )
     try:
-        client = boto3.client("timestream-query")
+        client = boto3.client(
+            "timestream-query", **store_access.timestream_client_options(os.environ)
+        )
         return _replay_store(
             timestream_history.messages(history, client), where, args, rules, output
         )

@@ -5,6 +5,9 @@ secret INFLUXDB_TOKEN_SECRET_ARN names."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +19,19 @@ from moto import mock_aws
 from telemetry.local import store_access
 from telemetry.local.store_access import StoreAccessError
 from tests.test_backtest_influxdb import Query, chunk, store_args, telemetry
-from tests.test_cli import T0, WORKED_RULE, assert_user_error, local_aws  # noqa: F401
+from tests.test_cli import ROOT, T0, WORKED_RULE, assert_user_error, local_aws  # noqa: F401
 
 REGION = "eu-west-1"
 GONE = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:gone-AbCdEf"
 FAKE = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The command with exactly `env` (no AWS_ variable of the test's own)."""
+    return subprocess.run(
+        [sys.executable, "-m", "telemetry", *args],
+        capture_output=True, text=True, cwd=ROOT, timeout=300, check=False, env=env,
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -120,3 +131,49 @@ def test_the_backtest_sends_the_token_the_secret_holds(rules: Path, local_aws: s
     assert server.authorization == ["Token s3cret"]
     # and a secret that cannot be read is one line, exit 1, before the store is asked
     assert_user_error(missing, code=1, says="cannot read the InfluxDB token from ")
+
+
+@pytest.mark.parametrize(
+    ("environ", "region"),
+    [
+        ({"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "us-east-1"}, "eu-west-1"),
+        ({"AWS_REGION": " ", "AWS_DEFAULT_REGION": "us-east-1"}, None),
+        ({}, None),
+    ],
+)
+def test_the_region_is_aws_region_else_the_sdks_choice(
+    environ: dict[str, str], region: str | None
+) -> None:
+    # When the region is chosen, Then AWS_REGION (as Lambda sets it) or the SDK's default
+    assert store_access.aws_region(environ) == region
+    options = store_access.timestream_client_options(environ)
+    assert options.get("region_name") == region
+    assert "endpoint_url" not in options
+
+
+def test_aws_endpoint_url_is_given_to_timestream_explicitly() -> None:
+    # Given AWS_ENDPOINT_URL (a local AWS), When the client's options are chosen
+    options = store_access.timestream_client_options({"AWS_ENDPOINT_URL": "http://127.0.0.1:5"})
+
+    # Then the endpoint is explicit: else endpoint discovery names the real service
+    assert options == {"endpoint_url": "http://127.0.0.1:5"}
+
+
+def test_timestream_is_read_in_the_region_aws_region_names(
+    rules: Path,
+    local_aws: str,  # noqa: F811
+) -> None:
+    # Given only AWS_REGION (as Lambda and the docs have it), not AWS_DEFAULT_REGION
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env = {**bare, **FAKE, "AWS_ENDPOINT_URL": local_aws, "AWS_CONFIG_FILE": "/nonexistent"}
+    store = ["backtest", "--rules", str(rules), "--from", "timestream", "--database",
+             "telemetry", "--table", "readings", "--since", "1h"]  # fmt: skip
+
+    # When the backtest reads Timestream, then again without any region
+    result = run(store, {**env, "AWS_REGION": REGION})
+    without = run(store, env)
+
+    # Then the first reaches the (local, empty) table: nothing to replay, exit 2
+    assert_user_error(result, code=2, says="no reading to replay: Timestream telemetry.readings")
+    # and the second is refused for want of a region, exit 1
+    assert_user_error(without, code=1, says="cannot use Timestream: You must specify a region.")

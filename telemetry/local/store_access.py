@@ -1,7 +1,7 @@
 """How `telemetry backtest --from influxdb|timestream` reaches the store: the
-token it sends to InfluxDB. The same options as the function's own
-(telemetry/settings.py), so that an operator with the deployed configuration in
-the environment can replay without more.
+token it sends to InfluxDB, the AWS region it uses. The same options as the
+function's own (telemetry/settings.py), so that an operator with the deployed
+configuration in the environment can replay without more.
 """
 
 from __future__ import annotations
@@ -48,3 +48,23 @@ def influxdb_token(
         raise StoreAccessError(
             f"cannot read the InfluxDB token from {arn}: {exc.code}: {exc.message}"
         ) from None
+
+
+def aws_region(environ: Mapping[str, str]) -> str | None:
+    """`AWS_REGION` (what Lambda sets, and what the docs name), else None: the
+    SDK's own choice (AWS_DEFAULT_REGION, the profile's region)."""
+    return environ.get("AWS_REGION", "").strip() or None
+
+
+def timestream_client_options(environ: Mapping[str, str]) -> dict[str, str]:
+    """The timestream-query client's region (`aws_region`) and, when
+    `AWS_ENDPOINT_URL` is set, its endpoint given explicitly: Timestream discovers
+    its endpoint otherwise, and discovery would point at the real service."""
+    options: dict[str, str] = {}
+    region = aws_region(environ)
+    if region is not None:
+        options["region_name"] = region
+    endpoint = environ.get("AWS_ENDPOINT_URL", "").strip()
+    if endpoint:
+        options["endpoint_url"] = endpoint
+    return options
