@@ -74,6 +74,17 @@ def _endpoint_url(text: str) -> str:
     return text
 
 
+def _store_url(text: str) -> str:
+    """`--influxdb-url` of the backtest: as the function's INFLUXDB_URL, without
+    credentials or a query string (refused without repeating the URL)."""
+    from telemetry.local.store_access import influxdb_url  # noqa: PLC0415
+
+    try:
+        return influxdb_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _path(text: str) -> Path:
     """A path the user named; an empty one would silently mean the current directory."""
     if not text.strip():
@@ -396,7 +407,7 @@ def _add_store_arguments(backtest: argparse.ArgumentParser) -> None:
         "timestream: readings in a Timestream for LiveAnalytics table (AWS credentials "
         "as the SDK finds them, the region AWS_REGION or the SDK's)",
     )
-    store.add_argument("--influxdb-url", type=_endpoint_url, metavar="URL", help="its URL")
+    store.add_argument("--influxdb-url", type=_store_url, metavar="URL", help="its URL")
     store.add_argument(
         "--database", metavar="DB", help="the database (InfluxDB: a bucket's DBRP name)"
     )

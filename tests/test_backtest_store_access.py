@@ -177,3 +177,43 @@ def test_timestream_is_read_in_the_region_aws_region_names(
     assert_user_error(result, code=2, says="no reading to replay: Timestream telemetry.readings")
     # and the second is refused for want of a region, exit 1
     assert_user_error(without, code=1, says="cannot use Timestream: You must specify a region.")
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://admin:pw@127.0.0.1:9", "must not carry credentials"),
+        ("http://admin@127.0.0.1:9", "must not carry credentials"),
+        ("http://127.0.0.1:9?u=admin&p=pw", "must have no query string or fragment"),
+        ("http://127.0.0.1:9/#x", "must have no query string or fragment"),
+        ("ftp://127.0.0.1:9", "must be an http(s) URL"),
+        ("http://127.0.0.1:99999", "has an invalid port"),
+    ],
+)
+def test_a_store_url_with_credentials_or_a_query_is_refused_without_echoing_it(
+    rules: Path, url: str, says: str
+) -> None:
+    # When the backtest is given such an --influxdb-url
+    result = telemetry(
+        "backtest", "--rules", str(rules), "--from", "influxdb", "--influxdb-url", url,
+        "--database", "telemetry", "--since", "1h",
+    )  # fmt: skip
+
+    # Then one usage line says why, exit 2, and neither the password nor the URL is shown
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"telemetry backtest: error: argument --influxdb-url: {says}"
+        + (" (give the token in INFLUXDB_TOKEN or INFLUXDB_TOKEN_SECRET_ARN)"
+           if "credentials" in says else "")
+        + (" such as http://127.0.0.1:8086" if "http(s)" in says else "")
+    )  # fmt: skip
+    assert "pw" not in result.stderr
+    assert url not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_plain_store_url_is_taken_as_given() -> None:
+    # When a URL with a path and a port is checked, Then it is kept as it is
+    assert store_access.influxdb_url(" https://influx.example:8086/prefix ") == (
+        "https://influx.example:8086/prefix"
+    )

@@ -1,7 +1,7 @@
 """How `telemetry backtest --from influxdb|timestream` reaches the store: the
-token it sends to InfluxDB, the AWS region it uses. The same options as the
-function's own (telemetry/settings.py), so that an operator with the deployed
-configuration in the environment can replay without more.
+InfluxDB URL it accepts, the token it sends, the AWS region it uses. The same
+options as the function's own (telemetry/settings.py), so that an operator with
+the deployed configuration in the environment can replay without more.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from telemetry.adapters.influxdb import SecretsManagerToken
 from telemetry.errors import DependencyError
@@ -18,6 +19,28 @@ from telemetry.settings import SECRET_ARN_PATTERN
 class StoreAccessError(RuntimeError):
     """The store's token cannot be had (a secret that cannot be read); one sentence,
     never the token."""
+
+
+def influxdb_url(text: str) -> str:
+    """An http(s) base URL with a host, and without credentials, query string or
+    fragment (urllib would not send the credentials, and errors would print them;
+    a query string would end up before `/query`). ValueError says which, without
+    repeating the URL."""
+    parts = urlsplit(text.strip())
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError("must be an http(s) URL such as http://127.0.0.1:8086")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "must not carry credentials (give the token in INFLUXDB_TOKEN or "
+            "INFLUXDB_TOKEN_SECRET_ARN)"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError("must have no query string or fragment")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    return text.strip()
 
 
 def influxdb_token(
