@@ -100,3 +100,32 @@ def test_the_warning_says_both_readings_of_the_number(seconds: float) -> None:
 def test_what_looks_like_seconds(raw: Any, *, suspect: bool) -> None:
     # Given a raw timestamp, Then it is a suspect exactly when a number before 2001 as ms
     assert looks_like_seconds(raw) is suspect
+
+
+@pytest.mark.parametrize("value", [0, 42, 978_307_199, 978_307_199.5])
+def test_a_number_too_small_to_be_seconds_since_2001_is_only_before_2001(
+    value: float,
+) -> None:
+    # Given a timestamp that, even as seconds, is before 2001 (0, a typo, a counter)
+    [suspect] = seconds_suspects({"timestamp": value, "data": []})
+
+    # When it is put into words
+    warning = suspect.warning
+
+    # Then it says what it reads as, and that it is before 2001, and guesses nothing
+    assert warning == (
+        f"timestamp {value!r} read as epoch milliseconds is {iso_utc(int(value))}, "
+        "before 2001. Timestamps are epoch milliseconds or ISO-8601"
+    )
+    assert "epoch seconds" not in warning
+
+
+def test_the_first_second_of_2001_is_guessed_as_seconds() -> None:
+    # Given 2001-01-01T00:00:00Z in epoch seconds, When it is put into words
+    [suspect] = seconds_suspects({"timestamp": MILLENNIUM_MS // 1000, "data": []})
+
+    # Then the guess is that instant
+    assert suspect.warning.endswith(
+        "before 2001: epoch seconds (2001-01-01T00:00:00.000Z)? "
+        "Timestamps are epoch milliseconds or ISO-8601"
+    )

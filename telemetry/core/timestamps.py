@@ -35,12 +35,18 @@ class SecondsSuspect:
 
     @property
     def warning(self) -> str:
-        """One sentence: what the number says as sent, and what it likely meant."""
+        """One sentence: what the number says as sent, and what it likely meant:
+        epoch seconds only when, as seconds, it is a time since 2001 (1764237600);
+        a smaller one (0, 42) is just "before 2001"."""
         meant = self.value * 1000
-        guess = f" ({iso_utc(int(meant))})" if meant <= LATEST_MS else ""
+        if meant >= MILLENNIUM_MS:
+            guess = f" ({iso_utc(int(meant))})" if meant <= LATEST_MS else ""
+            likely = f": epoch seconds{guess}?"
+        else:
+            likely = "."
         return (
             f"{self.field} {self.value!r} read as epoch milliseconds is "
-            f"{iso_utc(int(self.value))}, before 2001: epoch seconds{guess}? "
+            f"{iso_utc(int(self.value))}, before 2001{likely} "
             "Timestamps are epoch milliseconds or ISO-8601"
         )
 
