@@ -292,10 +292,24 @@ def read_lines(
 
 def _lines(source: str, stream: BinaryIO, result: Result) -> Iterator[tuple[str, int, bytes]]:
     number = 0
-    for number, raw in enumerate(stream, start=1):
+    for number, raw in enumerate(_without_bom(stream), start=1):
         if raw.strip():
             yield source, number, raw
     result.lines += number
+
+
+_BOM: Final = b"\xef\xbb\xbf"
+
+
+def _without_bom(stream: BinaryIO) -> Iterable[bytes]:
+    """The stream's lines, without the UTF-8 byte-order mark an editor (Notepad)
+    may put at the start of a file: looked for once, on the first line."""
+    from itertools import chain  # noqa: PLC0415
+
+    first = stream.readline()
+    if not first:
+        return ()
+    return chain((first.removeprefix(_BOM),), stream)
 
 
 def _times_in(message: Any) -> Iterator[int]:

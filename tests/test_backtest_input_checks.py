@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_backtest_rejections import SECONDS, line, reading
-from tests.test_cli import WORKED_RULE, telemetry
+from tests.test_cli import T0, WORKED_RULE, telemetry
 
 
 @pytest.fixture
@@ -45,3 +45,43 @@ def test_an_unreadable_input_leaves_the_earlier_file_as_it_was(
     assert says in result.stderr.splitlines()[-1]
     assert "Traceback" not in result.stderr
     assert earlier.read_text() == '{"kept": true}\n'
+
+
+@pytest.mark.parametrize("where", ["file", "stdin"])
+def test_a_byte_order_mark_at_the_start_is_not_part_of_the_first_line(
+    tmp_path: Path, rules: Path, where: str
+) -> None:
+    # Given a history saved by an editor that starts files with a UTF-8 BOM
+    text = "\n".join(line([reading(v)], timestamp=T0 + i * 60_000) for i, v in enumerate([70, 80]))
+    history = tmp_path / "history.jsonl"
+    history.write_bytes(b"\xef\xbb\xbf" + text.encode() + b"\n")
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text(text + "\n")
+
+    # When it is backtested (from the file, or from stdin)
+    args = ["backtest", "--rules", str(rules), "--format", "jsonl"]
+    if where == "file":
+        result = telemetry(*args, str(history))
+    else:
+        result = telemetry(*args, "-", stdin=history.read_bytes().decode("utf-8"))
+
+    # Then the first line is replayed as without the mark, nothing skipped
+    expected = telemetry(*args, str(plain))
+    assert result.returncode == 0, result.stderr
+    assert ": skipped: " not in result.stderr
+    assert result.stdout == expected.stdout
+    assert "2 messages, 2 readings" in result.stderr
+
+
+def test_a_byte_order_mark_elsewhere_is_still_a_bad_line(tmp_path: Path, rules: Path) -> None:
+    # Given a BOM at the start of the second line (two files joined by hand)
+    history = tmp_path / "history.jsonl"
+    history.write_bytes(
+        (line([reading(70)], timestamp=T0) + "\n").encode()
+        + b"\xef\xbb\xbf"
+        + (line([reading(80)], timestamp=T0 + 60_000) + "\n").encode()
+    )
+
+    # When it is backtested, Then that line is reported, not silently changed
+    result = telemetry("backtest", "--rules", str(rules), "--format", "jsonl", str(history))
+    assert f"{history}:2: skipped: not valid JSON" in result.stderr
