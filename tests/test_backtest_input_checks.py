@@ -85,3 +85,24 @@ def test_a_byte_order_mark_elsewhere_is_still_a_bad_line(tmp_path: Path, rules: 
     # When it is backtested, Then that line is reported, not silently changed
     result = telemetry("backtest", "--rules", str(rules), "--format", "jsonl", str(history))
     assert f"{history}:2: skipped: not valid JSON" in result.stderr
+
+
+def test_history_is_never_in_the_future(tmp_path: Path, rules: Path) -> None:
+    # Given a reading stamped centuries ahead (a digit too many) beside a good one
+    history = tmp_path / "history.jsonl"
+    history.write_text(
+        line([reading(70)], timestamp=T0 * 10) + "\n" + line([reading(71)], timestamp=T0) + "\n"
+    )
+    rejected = tmp_path / "rejected.jsonl"
+
+    # When it is backtested with --rejections
+    result = telemetry(
+        "backtest", "--rules", str(rules), "--format", "jsonl", "--rejections", str(rejected),
+        str(history),
+    )  # fmt: skip
+
+    # Then nothing is rejected as in_future (as docs/cli.md says): both are replayed
+    assert result.returncode == 0, result.stderr
+    assert rejected.read_text() == ""
+    assert "2 messages, 2 readings" in result.stderr
+    assert "Rejected by validation: 0;" in result.stderr
