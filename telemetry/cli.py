@@ -3,8 +3,8 @@
 - `telemetry demo`: the whole product on a laptop (local AWS, simulated fleet);
   `--store influxdb` writes the time series to a local influxd instead.
 - `telemetry backtest --rules PATH FILE...`: replay recorded messages through
-  rules, without AWS, to tune them before deploying; `--from influxdb` replays
-  the readings the function stored instead.
+  rules, without AWS, to tune them before deploying; `--from influxdb` or
+  `--from timestream` replays the readings the function stored instead.
 - `telemetry rules check PATH...` / `telemetry rules schema`.
 - `telemetry import iotevents FILE...`: AWS IoT Events models to a rules file.
 - `telemetry rules deploy PATH... --application A --environment E --profile P`:
@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
         "files",
         nargs="*",
         metavar="FILE",
-        help="JSON-lines files; - is stdin (none with --from influxdb)",
+        help="JSON-lines files; - is stdin (none with --from influxdb or timestream)",
     )
     backtest.set_defaults(run=_run_backtest)
 
@@ -712,7 +712,7 @@ def _run_backtest(args: argparse.Namespace) -> int:
 
 class _BacktestOutput:
     """Where the backtest's transitions go as they are decided: written at once
-    (jsonl, json), or kept for the table (a screen's worth of reading); the
+    (jsonl, json), or kept for the table (every one, printed at the end); the
     per-rule summary and the alarm load counted on the way."""
 
     def __init__(self, args: argparse.Namespace, rules: RuleSet) -> None:
