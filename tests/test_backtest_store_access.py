@@ -217,3 +217,31 @@ def test_a_plain_store_url_is_taken_as_given() -> None:
     assert store_access.influxdb_url(" https://influx.example:8086/prefix ") == (
         "https://influx.example:8086/prefix"
     )
+
+
+def test_a_missing_database_hints_at_influxdb_2s_mapping(rules: Path) -> None:
+    # Given a store that has no such database (InfluxQL's answer for it)
+    server = Query([{"results": [{"statement_id": 0, "error": "database not found: sensors"}]}])
+    with server as url:
+        # When the backtest reads it
+        result = telemetry("backtest", "--rules", str(rules), *store_args(url))
+
+    # Then one line with the store's own words, and where InfluxDB 2 keeps the name
+    assert_user_error(
+        result,
+        code=1,
+        says=f"InfluxDB at {url}, database telemetry: database not found: sensors (if this is "
+        "InfluxDB 2: --database names a bucket's DBRP mapping, which `influx v1 dbrp create` "
+        "makes)",
+    )
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_other_errors_carry_no_such_hint(rules: Path) -> None:
+    # Given a store answering another error, When the backtest reads it
+    with Query([{"error": "query interrupted"}]) as url:
+        result = telemetry("backtest", "--rules", str(rules), *store_args(url))
+
+    # Then it is the store's words alone
+    assert_user_error(result, code=1, says=f"InfluxDB at {url}: query interrupted")
+    assert "dbrp" not in result.stderr

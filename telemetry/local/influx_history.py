@@ -165,13 +165,26 @@ def _chunk_rows(query: HistoryQuery, line: bytes) -> Iterator[dict[str, Any]]:
     """The rows of one chunk of the answer; StoreError when it holds an error."""
     chunk = json.loads(line)
     if "error" in chunk:
-        raise StoreError(f"InfluxDB at {query.url}: {chunk['error']}")
+        raise StoreError(f"InfluxDB at {query.url}: {chunk['error']}{_hint(chunk['error'])}")
     for result in chunk.get("results", []):
         if "error" in result:
             raise StoreError(
                 f"InfluxDB at {query.url}, database {query.database}: {result['error']}"
+                f"{_hint(result['error'])}"
             )
         for series in result.get("series", []):
             columns = series["columns"]
             for values in series["values"]:
                 yield dict(zip(columns, values, strict=True))
+
+
+def _hint(error: object) -> str:
+    """What to try when the store says it has no such database: InfluxDB 2 serves
+    /query only for a bucket with a DBRP mapping, which writing through
+    /api/v2/write does not create."""
+    if "database not found" not in str(error):
+        return ""
+    return (
+        " (if this is InfluxDB 2: --database names a bucket's DBRP mapping, which "
+        "`influx v1 dbrp create` makes)"
+    )
