@@ -405,6 +405,7 @@ class _Stream:
         self.on_out_of_window = on_out_of_window
         self.flapping = _sets_flapping(rules)
         self.nodata = any(r.nodata_ms is not None for r in rules.rules)
+        self.general = self.arrival or self.nodata  # no message takes `plain`
         self.states: dict[str, dict[StateKey, AlertState]] = {}
         self.latest = 0  # of the times the readings do not show
         self.seq = 0
@@ -483,7 +484,7 @@ class _Stream:
         """`add` of the common message, in one step: event order, no no-data
         rules, nothing rejected, every time from 2001 on (nothing for `run` to
         report) and past the evaluated ones. False, with nothing done, otherwise."""
-        if self.arrival or self.nodata or parsed.rejections:
+        if self.general or parsed.rejections:
             return False
         sent, received = parsed.sent_ms, parsed.received_ms
         if (sent is not None and sent < MILLENNIUM_MS) or (
@@ -492,21 +493,42 @@ class _Stream:
             return False
         readings = parsed.readings
         if readings:
-            times = [reading.time_ms for reading in readings]
-            first, last = min(times), max(times)
+            times = {reading.time_ms for reading in readings}
+            if len(times) == 1:
+                (first,) = times
+                last = first
+            else:
+                first, last = min(times), max(times)
             if first <= self.evaluated_to or last == _NO_CLOCK or first < MILLENNIUM_MS:
                 return False
         result = self.result
         result.messages += 1
-        if sent is not None or received is not None:
-            self.latest = max(self.latest, sent or 0, received or 0)
-        if parsed.device_id not in self.states:
-            self.states[parsed.device_id] = {}
-        if readings:
-            result.readings += len(readings)
+        if sent is not None and sent > self.latest:
+            self.latest = sent
+        if received is not None and received > self.latest:
+            self.latest = received
+        device_id = parsed.device_id
+        if device_id not in self.states:
+            self.states[device_id] = {}
+        if not readings:
+            return True
+        count = len(readings)
+        result.readings += count
+        if first != last:
             self._pend_all(readings, first, last)
-            if self.pending_readings > self.window:
-                self._advance()
+        else:  # `_pend_all` of one time, inlined: the hot path
+            if result.first_ms is None or first < result.first_ms:
+                result.first_ms = first
+            if result.last_ms is None or last > result.last_ms:
+                result.last_ms = last
+            if first < self.pending_last:
+                self.pending_sorted = False
+            else:
+                self.pending_last = first
+            self.pending.append((first, device_id, readings))
+            self.pending_readings += count
+        if self.pending_readings > self.window:
+            self._advance()
         return True
 
     def _pend_all(self, readings: list[Reading], first: int, last: int) -> None:

@@ -1349,7 +1349,7 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
             before = current.get(key)
             if before is not None and before.care.disabled is not None:
                 continue  # an operator disabled it: stored, not evaluated
-            if rule.nodata_ms is not None and arrival_ms is not None:
+            if arrival_ms is not None and rule.nodata_ms is not None:
                 tracked = _arrived(before, rule, rule.nodata_ms, reading, arrival_ms)
                 if tracked is not None:
                     if written is None:
