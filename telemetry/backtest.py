@@ -480,7 +480,7 @@ class _Stream:
         self._pend_all(readings, first, last)
         return True
 
-    def plain(self, parsed: ParsedMessage) -> bool:
+    def plain(self, parsed: ParsedMessage) -> bool:  # noqa: C901, PLR0912 - the hot path, inlined
         """`add` of the common message, in one step: event order, no no-data
         rules, nothing rejected, every time from 2001 on (nothing for `run` to
         report) and past the evaluated ones. False, with nothing done, otherwise."""
@@ -493,12 +493,12 @@ class _Stream:
             return False
         readings = parsed.readings
         if readings:
-            times = {reading.time_ms for reading in readings}
-            if len(times) == 1:
-                (first,) = times
-                last = first
-            else:
-                first, last = min(times), max(times)
+            first = last = readings[0].time_ms
+            for reading in readings:
+                if reading.time_ms != first:  # times of their own: the span of them
+                    times = [each.time_ms for each in readings]
+                    first, last = min(times), max(times)
+                    break
             if first <= self.evaluated_to or last == _NO_CLOCK or first < MILLENNIUM_MS:
                 return False
         result = self.result
