@@ -804,6 +804,11 @@ StateKey = tuple[str, str]
 """(sensorId, rule name): one alert state machine on a device."""
 
 _OK: Final = AlertState()
+# The levels as constants for the hot path: on Python 3.11 a member read through
+# its enum class (`Severity.OK`) costs about 0.1 µs, several times a reading.
+_SEVERITY_OK: Final = Severity.OK
+_SEVERITY_WARNING: Final = Severity.WARNING
+_SEVERITY_CRITICAL: Final = Severity.CRITICAL
 _EVENT_ORDER: Final = operator.attrgetter("time_ms", "sensor_id", "value")
 
 
@@ -848,22 +853,22 @@ def _step_side(side: Side, rule: Rule, state: Episode, value: float, time_ms: in
         streaks[warning_key] = _streak(state.streaks.get(warning_key), rule, time_ms)
     if c is not None and v > c:
         streaks[critical_key] = _streak(state.streaks.get(critical_key), rule, time_ms)
-    held = Severity.OK
+    held = _SEVERITY_OK
     if state.side == name:
-        if state.severity is Severity.CRITICAL and c is not None and v > c - h:
-            held = Severity.CRITICAL
-        elif state.severity >= Severity.WARNING and w is not None and v > w - h:
-            held = Severity.WARNING
-    up = Severity.OK
+        if state.severity is _SEVERITY_CRITICAL and c is not None and v > c - h:
+            held = _SEVERITY_CRITICAL
+        elif state.severity >= _SEVERITY_WARNING and w is not None and v > w - h:
+            held = _SEVERITY_WARNING
+    up = _SEVERITY_OK
     if c is not None and v > c and _reached(streaks.get(critical_key), rule, time_ms):
-        up = Severity.CRITICAL
+        up = _SEVERITY_CRITICAL
     elif w is not None and v > w and _reached(streaks.get(warning_key), rule, time_ms):
-        up = Severity.WARNING
+        up = _SEVERITY_WARNING
     severity = max(held, up)
     # A level reached (or exceeded) needs no streak any more.
-    if severity >= Severity.WARNING:
+    if severity >= _SEVERITY_WARNING:
         streaks.pop(warning_key, None)
-    if severity is Severity.CRITICAL:
+    if severity is _SEVERITY_CRITICAL:
         streaks.pop(critical_key, None)
     return severity, streaks
 
@@ -1002,7 +1007,8 @@ def _alarm(state: Episode, rule: Rule, reading: Reading, level: float) -> _Episo
         if after.attention is not None:
             after = replace(after, attention=None)
     elif after.attention is not None and any(
-        t.status is Status.ESCALATED and t.severity is Severity.CRITICAL for t in change.transitions
+        t.status is Status.ESCALATED and t.severity is _SEVERITY_CRITICAL
+        for t in change.transitions
     ):
         after = replace(after, attention=replace(after.attention, ack_by=None, ack_ms=None))
     return change if after is change.episode else _EpisodeChange(after, change.transitions)
@@ -1095,7 +1101,7 @@ def _step(state: Episode, rule: Rule, reading: Reading, level: float) -> _Episod
     (the reading's value, or what its condition measured)."""
     if reading.time_ms <= state.last_ms:
         return None
-    if state.severity is Severity.OK and not state.streaks and not rule.breaches(level):
+    if state.severity is _SEVERITY_OK and not state.streaks and not rule.breaches(level):
         return None
     sides = rule.sides
     if len(sides) == 1:
@@ -1105,20 +1111,20 @@ def _step(state: Episode, rule: Rule, reading: Reading, level: float) -> _Episod
         outcomes = [(side, _step_side(side, rule, state, level, reading.time_ms)) for side in sides]
         side, (new, _) = max(outcomes, key=lambda so: (so[1][0], so[0].name == state.side))
         streaks = {k: v for _, o in outcomes for k, v in o[1].items()}
-    same_episode = state.severity is Severity.OK or state.side == side.name
-    if new == state.severity and (new is Severity.OK or same_episode):
-        if streaks == state.streaks and state.severity is Severity.OK and not state.streaks:
+    same_episode = state.severity is _SEVERITY_OK or state.side == side.name
+    if new == state.severity and (new is _SEVERITY_OK or same_episode):
+        if streaks == state.streaks and state.severity is _SEVERITY_OK and not state.streaks:
             return None
         # While an alert is active or a streak counts, every newer reading moves the
         # late-data line, so that an older reading arriving later can never resolve or
         # de-escalate what newer data kept. (A quiet key costs no write per reading.)
         return _EpisodeChange(_moved(state, reading.time_ms, streaks), ())
     transitions: list[Transition] = []
-    if state.severity is not Severity.OK and new is Severity.OK and rule.latch:
+    if state.severity is not _SEVERITY_OK and new is _SEVERITY_OK and rule.latch:
         # Back inside the levels, but operators must look: LATCHED until a reset.
         side_now = _side_named(rule, state.side)
         lowest = (
-            Severity.WARNING if side_now and side_now.warning is not None else Severity.CRITICAL
+            _SEVERITY_WARNING if side_now and side_now.warning is not None else _SEVERITY_CRITICAL
         )
         clear = _clear_level(side_now, rule, lowest) if side_now else None
         latched = _transition(
@@ -1128,17 +1134,22 @@ def _step(state: Episode, rule: Rule, reading: Reading, level: float) -> _Episod
             state, latched=True, value=reading.value, last_ms=reading.time_ms, streaks=streaks
         )
         return _EpisodeChange(after, (latched,))
-    if state.severity is not Severity.OK and (new is Severity.OK or not same_episode):
+    if state.severity is not _SEVERITY_OK and (new is _SEVERITY_OK or not same_episode):
         transitions.append(_resolve(reading, rule, state))
         state = _NO_EPISODE
-    if new is Severity.OK:
+    if new is _SEVERITY_OK:
         return _EpisodeChange(Episode(last_ms=reading.time_ms, streaks=streaks), tuple(transitions))
-    if state.severity is Severity.OK:
+    if state.severity is _SEVERITY_OK:
         raised = _raise(reading, rule, side, new, streaks)
-        crossed = side.critical if new is Severity.CRITICAL else side.warning
+        crossed = side.critical if new is _SEVERITY_CRITICAL else side.warning
         # What a RAISED says it came from: this episode before its level (OK).
         before = Episode(
-            Severity.OK, raised.side, raised.alert_id, raised.since_ms, raised.value, raised.last_ms
+            _SEVERITY_OK,
+            raised.side,
+            raised.alert_id,
+            raised.since_ms,
+            raised.value,
+            raised.last_ms,
         )
         transitions.append(
             _transition(reading, rule, before, Status.RAISED, new, crossed, side.name)
@@ -1147,7 +1158,7 @@ def _step(state: Episode, rule: Rule, reading: Reading, level: float) -> _Episod
     if new > state.severity:
         status, threshold = Status.ESCALATED, side.critical
     else:
-        status, threshold = Status.DEESCALATED, _clear_level(side, rule, Severity.CRITICAL)
+        status, threshold = Status.DEESCALATED, _clear_level(side, rule, _SEVERITY_CRITICAL)
     transitions.append(_transition(reading, rule, state, status, new, threshold, side.name))
     after = Episode(
         new,
@@ -1316,7 +1327,7 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
     active: dict[str, set[str]] = {}
     if state:
         for (sensor_id, rule_name), alert in state.items():
-            if alert.severity is not Severity.OK or alert.silence is not None:
+            if alert.severity is not _SEVERITY_OK or alert.silence is not None:
                 active.setdefault(sensor_id, set()).add(rule_name)
     known = rules.matched
     ranged = rules.ranged
@@ -1373,7 +1384,7 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
                     late += 1
                     continue
                 evaluated += 1
-                if quiet and episode.severity is Severity.OK and not episode.streaks:
+                if quiet and episode.severity is _SEVERITY_OK and not episode.streaks:
                     continue
             if faulty and not isinstance(rule.condition, Range):
                 continue  # a sensor fault: kept out (the quiet path above changes nothing)
