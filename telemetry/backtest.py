@@ -417,6 +417,9 @@ class _Stream:
         self.evaluated_to = -(2**63)  # every reading up to this time is evaluated
         self.heard: list[tuple[int, Reading]] = []
         self.heard_to = -(2**63)
+        # The earliest reading time among the arrivals waiting: a no-data episode
+        # their arrival resolves is dated by the reading, which may be earlier.
+        self.heard_min = _NO_CLOCK
         self.end_arrival: int | None = None
         self.gaps: dict[tuple[str, str, str], _Gap] = {}
         self.open_gaps: dict[str, dict[StateKey, Silence]] = {}  # per device
@@ -577,6 +580,7 @@ class _Stream:
         if self.end_arrival is None or at > self.end_arrival:
             self.end_arrival = at
         self.heard.append((at, reading))
+        self.heard_min = min(self.heard_min, reading.time_ms)
 
     def _passed(self, late: OutOfWindow) -> None:
         self.result.out_of_window += 1
@@ -595,7 +599,7 @@ class _Stream:
             self.heard_to = self._release_heard(len(self.heard) - keep)
         to = self.evaluated_to if not self.arrival else -(2**63)
         if self.nodata:
-            to = min(to, self.heard_to - 1)
+            to = min(to, self.heard_to - 1, self.heard_min - 1)
         if self.arrival and len(self.out) > self.window:
             to = max(to, _oldest_kept(self.out, keep))
         self._release(to)
@@ -669,6 +673,7 @@ class _Stream:
         while cut < len(heard) and heard[cut][0] == to:
             cut += 1
         released, self.heard = heard[:cut], heard[cut:]
+        self.heard_min = min((r.time_ms for _, r in self.heard), default=_NO_CLOCK)
         rules = self.rules
         for at, reading in released:
             self._gaps_before(at)
