@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from heapq import heappop, heappush
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, TextIO
 
@@ -448,13 +448,21 @@ class _Stream:
         self.on_out_of_window = on_out_of_window
         self.flapping = _sets_flapping(rules)
         self.nodata = any(r.nodata_ms is not None for r in rules.rules)
+        self.general = self.arrival or self.nodata  # no message takes `plain`
         self.states: dict[str, dict[StateKey, AlertState]] = {}
         self.latest = 0  # of the times the readings do not show
         self.seq = 0
-        self.pending: list[Reading] = []  # in arrival; sorted (stable) when released
+        # In arrival, as (time, device, readings of that time); sorted (stable) when released.
+        self.pending: list[_Pending] = []
+        self.pending_readings = 0
+        self.pending_sorted = True
+        self.pending_last = -(2**63)
         self.evaluated_to = -(2**63)  # every reading up to this time is evaluated
         self.heard: list[tuple[int, Reading]] = []
         self.heard_to = -(2**63)
+        # The earliest reading time among the arrivals waiting: a no-data episode
+        # their arrival resolves is dated by the reading, which may be earlier.
+        self.heard_min = _NO_CLOCK
         self.end_arrival: int | None = None
         self.gaps: dict[tuple[str, str, str], _Gap] = {}
         self.open_gaps: dict[str, dict[StateKey, Silence]] = {}  # per device
@@ -498,7 +506,7 @@ class _Stream:
                 self._passed(OutOfWindow(source, line, reading, at, self.evaluated_to))
                 passed.append(reading)
             else:
-                self.pending.append(reading)
+                self._pend(at, device_id, [reading])
         if placed:
             self._evaluate(device_id, placed)
         if passed:
@@ -509,20 +517,87 @@ class _Stream:
         """The common case of `add` in event order without no-data rules, in one
         step: every reading has a time past the evaluated ones, and waits. False,
         with nothing done, when any reading needs the general path."""
-        evaluated_to = self.evaluated_to
-        times = [reading.time_ms for reading in readings]
-        if not times:
+        if not readings:
             return True
+        times = [reading.time_ms for reading in readings]
         first, last = min(times), max(times)
-        if first <= evaluated_to or last == _NO_CLOCK:
+        if first <= self.evaluated_to or last == _NO_CLOCK:
             return False
+        self._pend_all(readings, first, last)
+        return True
+
+    def plain(self, parsed: ParsedMessage) -> bool:  # noqa: C901, PLR0912 - the hot path, inlined
+        """`add` of the common message, in one step: event order, no no-data
+        rules, nothing rejected, every time from 2001 on (nothing for `run` to
+        report) and past the evaluated ones. False, with nothing done, otherwise."""
+        if self.general or parsed.rejections:
+            return False
+        sent, received = parsed.sent_ms, parsed.received_ms
+        if (sent is not None and sent < MILLENNIUM_MS) or (
+            received is not None and received < MILLENNIUM_MS
+        ):
+            return False
+        readings = parsed.readings
+        if readings:
+            first = last = readings[0].time_ms
+            for reading in readings:
+                if reading.time_ms != first:  # times of their own: the span of them
+                    times = [each.time_ms for each in readings]
+                    first, last = min(times), max(times)
+                    break
+            if first <= self.evaluated_to or last == _NO_CLOCK or first < MILLENNIUM_MS:
+                return False
+        result = self.result
+        result.messages += 1
+        if sent is not None and sent > self.latest:
+            self.latest = sent
+        if received is not None and received > self.latest:
+            self.latest = received
+        device_id = parsed.device_id
+        if device_id not in self.states:
+            self.states[device_id] = {}
+        if not readings:
+            return True
+        count = len(readings)
+        result.readings += count
+        if first != last:
+            self._pend_all(readings, first, last)
+        else:  # `_pend_all` of one time, inlined: the hot path
+            if result.first_ms is None or first < result.first_ms:
+                result.first_ms = first
+            if result.last_ms is None or last > result.last_ms:
+                result.last_ms = last
+            if first < self.pending_last:
+                self.pending_sorted = False
+            else:
+                self.pending_last = first
+            self.pending.append((first, device_id, readings))
+            self.pending_readings += count
+        if self.pending_readings > self.window:
+            self._advance()
+        return True
+
+    def _pend_all(self, readings: list[Reading], first: int, last: int) -> None:
+        """One message's readings wait, their times known to lie in [first, last]."""
         result = self.result
         if result.first_ms is None or first < result.first_ms:
             result.first_ms = first
         if result.last_ms is None or last > result.last_ms:
             result.last_ms = last
-        self.pending += readings
-        return True
+        if first == last:
+            self._pend(first, readings[0].device_id, readings)
+        else:
+            for reading in readings:
+                self._pend(reading.time_ms, reading.device_id, [reading])
+
+    def _pend(self, at: int, device_id: str, readings: list[Reading]) -> None:
+        """Readings of one device and one time `at` wait in the reorder window."""
+        if at < self.pending_last:
+            self.pending_sorted = False
+        else:
+            self.pending_last = at
+        self.pending.append((at, device_id, readings))
+        self.pending_readings += len(readings)
 
     def _counted(self, parsed: ParsedMessage | MessageRejectedError) -> bool:
         """Count the message and what validation refused of it; whether it has readings."""
@@ -548,6 +623,7 @@ class _Stream:
         if self.end_arrival is None or at > self.end_arrival:
             self.end_arrival = at
         self.heard.append((at, reading))
+        self.heard_min = min(self.heard_min, reading.time_ms)
 
     def _passed(self, late: OutOfWindow) -> None:
         self.result.out_of_window += 1
@@ -560,13 +636,13 @@ class _Stream:
         """Evaluate the oldest readings once the window is full, and let out
         what no later decision can come before."""
         keep = self.window // 2
-        if len(self.pending) > self.window:
-            self.evaluated_to = self._release_readings(len(self.pending) - keep)
+        if self.pending_readings > self.window:
+            self.evaluated_to = self._release_readings(self.pending_readings - keep)
         if self.nodata and len(self.heard) > self.window:
             self.heard_to = self._release_heard(len(self.heard) - keep)
         to = self.evaluated_to if not self.arrival else -(2**63)
         if self.nodata:
-            to = min(to, self.heard_to - 1)
+            to = min(to, self.heard_to - 1, self.heard_min - 1)
         if self.arrival and len(self.out) > self.window:
             to = max(to, _oldest_kept(self.out, keep))
         self._release(to)
@@ -578,19 +654,33 @@ class _Stream:
         pending = self.pending
         if not pending:
             return self.evaluated_to
-        pending.sort(key=_READING_TIME)
-        cut = min(max(count, 1), len(pending))
-        to = pending[cut - 1].time_ms
-        while cut < len(pending) and pending[cut].time_ms == to:
+        if not self.pending_sorted:
+            pending.sort(key=_PENDING_TIME)
+            self.pending_sorted = True
+        size = len(pending)
+        if count >= self.pending_readings:
+            cut, taken = size, self.pending_readings
+        else:
+            cut = taken = 0
+            need = max(count, 1)
+            while taken < need:
+                taken += len(pending[cut][2])
+                cut += 1
+        to = pending[cut - 1][0]
+        while cut < size and pending[cut][0] == to:
+            taken += len(pending[cut][2])
             cut += 1
         released, self.pending = pending[:cut], pending[cut:]
+        self.pending_readings -= taken
+        if not self.pending:
+            self.pending_last = -(2**63)
         batch: dict[str, list[Reading]] = {}
-        for reading in released:
-            device = batch.get(reading.device_id)
+        for _, device_id, readings in released:
+            device = batch.get(device_id)
             if device is None:
-                batch[reading.device_id] = [reading]
+                batch[device_id] = readings.copy()
             else:
-                device.append(reading)
+                device += readings
         for device_id, readings in batch.items():
             self._evaluate(device_id, readings)
         return to
@@ -626,6 +716,7 @@ class _Stream:
         while cut < len(heard) and heard[cut][0] == to:
             cut += 1
         released, self.heard = heard[:cut], heard[cut:]
+        self.heard_min = min((r.time_ms for _, r in self.heard), default=_NO_CLOCK)
         rules = self.rules
         for at, reading in released:
             self._gaps_before(at)
@@ -746,7 +837,7 @@ class _Stream:
                 if self.arrival:
                     by_device.setdefault(reading.device_id, []).append(reading)
                 else:
-                    self.pending.append(reading)
+                    self._pend(clock, reading.device_id, [reading])
             for device_id, readings in by_device.items():
                 self._evaluate(device_id, readings)
         everything = 2**62
@@ -764,7 +855,8 @@ class _Stream:
         return result
 
 
-_READING_TIME: Final = attrgetter("time_ms")
+_PENDING_TIME: Final = itemgetter(0)
+_Pending = tuple[int, str, list[Reading]]
 _ARRIVAL: Final = itemgetter(0)
 
 
@@ -945,10 +1037,12 @@ def run(
         result, rules, order=order, window=window, emit=emit, on_out_of_window=on_out_of_window
     )
     started: set[str] = set()
+    plain = stream.plain
     with _collector_off():
         for source, number, raw in read_lines(sources, stdin, result):
             first = source not in started
-            started.add(source)
+            if first:
+                started.add(source)
             try:
                 parsed = parse_message_json(raw, _NO_CLOCK)
             except MessageRejectedError as exc:
@@ -964,6 +1058,8 @@ def run(
                 on_bad_line(BadLine(source, number, f"not valid JSON ({reason})"))
                 if on_rejected is not None:
                     on_rejected(RejectedLine(source, number, _line_text(exc.rejection)))
+                continue
+            if plain(parsed):
                 continue
             if _may_hold_seconds(parsed):
                 _report(source, number, decode_json(raw), parsed.rejections,

@@ -150,13 +150,18 @@ def _moment(text: str) -> Moment:
         ) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; with `only` ("backtest"), that command alone, as
+    a run of it needs (the other commands' modules are not imported)."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Telemetry and threshold alerting for AWS IoT: local demo and rule tools.",
     )
     parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    if only == "backtest":
+        _add_backtest_command(commands)
+        return parser
 
     demo = commands.add_parser(
         "demo",
@@ -245,6 +250,33 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_run_demo)
     _add_devices_command(commands)
 
+    _add_backtest_command(commands)
+
+    rules = commands.add_parser("rules", help="check rule files, print their JSON Schema")
+    rule_commands = rules.add_subparsers(dest="rules_command", required=True, metavar="COMMAND")
+    check = rule_commands.add_parser(
+        "check",
+        help="validate rule files",
+        description="Check rule files as the function loads them, reporting every problem. "
+        "Several paths are checked as one set of rules (names unique across them). "
+        "Exit status: 0 valid; 1 a file is not a valid rule file; 2 a path names no file "
+        "to check (missing, not a regular file, a directory without *.yaml).",
+    )
+    check.add_argument(
+        "paths", type=_path, nargs="+", metavar="PATH", help="rule files or directories"
+    )
+    check.set_defaults(run=_run_rules_check)
+    schema = rule_commands.add_parser("schema", help="print the rule file's JSON Schema")
+    schema.add_argument(
+        "--compact", action="store_true", help="on one line (the template's validator holds it)"
+    )
+    schema.set_defaults(run=_run_rules_schema)
+    _add_rules_deploy_commands(rule_commands)
+    _add_import_command(commands)
+    return parser
+
+
+def _add_backtest_command(commands: Any) -> None:
     backtest = commands.add_parser(
         "backtest",
         help="replay recorded messages through rules, without AWS",
@@ -316,29 +348,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON-lines files; - is stdin (none with --from influxdb or timestream)",
     )
     backtest.set_defaults(run=_run_backtest)
-
-    rules = commands.add_parser("rules", help="check rule files, print their JSON Schema")
-    rule_commands = rules.add_subparsers(dest="rules_command", required=True, metavar="COMMAND")
-    check = rule_commands.add_parser(
-        "check",
-        help="validate rule files",
-        description="Check rule files as the function loads them, reporting every problem. "
-        "Several paths are checked as one set of rules (names unique across them). "
-        "Exit status: 0 valid; 1 a file is not a valid rule file; 2 a path names no file "
-        "to check (missing, not a regular file, a directory without *.yaml).",
-    )
-    check.add_argument(
-        "paths", type=_path, nargs="+", metavar="PATH", help="rule files or directories"
-    )
-    check.set_defaults(run=_run_rules_check)
-    schema = rule_commands.add_parser("schema", help="print the rule file's JSON Schema")
-    schema.add_argument(
-        "--compact", action="store_true", help="on one line (the template's validator holds it)"
-    )
-    schema.set_defaults(run=_run_rules_schema)
-    _add_rules_deploy_commands(rule_commands)
-    _add_import_command(commands)
-    return parser
 
 
 def _add_import_command(commands: Any) -> None:
@@ -710,6 +719,10 @@ def _run_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+"""`json.dumps(..., separators=(",", ":"))`, made once rather than per transition."""
+
+
 class _BacktestOutput:
     """Where the backtest's transitions go as they are decided: written at once
     (jsonl, json), or kept for the table (every one, printed at the end); the
@@ -733,7 +746,7 @@ class _BacktestOutput:
         if self.document is not None:
             self.document.add(transition)
         elif self.args.format == "jsonl":
-            sys.stdout.write(json.dumps(transition.to_json(), separators=(",", ":")) + "\n")
+            sys.stdout.write(_COMPACT.encode(transition.to_json()) + "\n")
         else:
             self.kept.append(transition)
 
@@ -1000,16 +1013,18 @@ def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse as argparse does, but a flag the (sub)command does not take is
     reported by that command, with its usage and the flag it may have meant."""
-    from difflib import get_close_matches  # noqa: PLC0415
-
-    parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    # A backtest builds its own parser alone: the other commands' modules cost it time.
+    parser = build_parser("backtest" if words[:1] == ["backtest"] else None)
+    args, unknown = parser.parse_known_args(words)
     backtest_without_input = (
         getattr(args, "command", None) == "backtest" and args.source == "files" and not args.files
     )
     if backtest_without_input and not unknown:
         _chosen_parser(parser, args).error("the following arguments are required: FILE")
     if unknown:
+        from difflib import get_close_matches  # noqa: PLC0415
+
         command = _chosen_parser(parser, args)
         flags = [s for a in command._actions for s in a.option_strings]
         hint = ""

@@ -407,6 +407,7 @@ class Care:
     ends: then operators hear the net change since `heard` (telemetry.core.operators)."""
 
 
+_set: Final = object.__setattr__
 _NO_EPISODE: Final = Episode()
 _NO_CARE: Final = Care()
 _FIELD_ORDER: Final = (
@@ -463,7 +464,11 @@ class AlertState:
 
     def with_episode(self, episode: Episode) -> AlertState:
         """This state with its threshold episode replaced, every other part kept."""
-        return AlertState(episode=episode, silence=self.silence, care=self.care)
+        after = object.__new__(AlertState)  # its parts as they are: no fields by name to fold
+        _set(after, "episode", episode)
+        _set(after, "silence", self.silence)
+        _set(after, "care", self.care)
+        return after
 
     def with_care(self, care: Care) -> AlertState:
         """This state with what operators keep on the key replaced, every other part kept."""
@@ -799,6 +804,11 @@ StateKey = tuple[str, str]
 """(sensorId, rule name): one alert state machine on a device."""
 
 _OK: Final = AlertState()
+# The levels as constants for the hot path: on Python 3.11 a member read through
+# its enum class (`Severity.OK`) costs about 0.1 µs, several times a reading.
+_SEVERITY_OK: Final = Severity.OK
+_SEVERITY_WARNING: Final = Severity.WARNING
+_SEVERITY_CRITICAL: Final = Severity.CRITICAL
 _EVENT_ORDER: Final = operator.attrgetter("time_ms", "sensor_id", "value")
 
 
@@ -806,10 +816,8 @@ def _signed(level: float | None, sign: float) -> float | None:
     return None if level is None else level * sign
 
 
-@dataclass(slots=True)
-class _SideOutcome:
-    severity: Severity
-    streaks: dict[str, Streak]
+_SideOutcome = tuple[Severity, dict[str, Streak]]
+"""What one side makes of a reading: its severity and its streaks."""
 
 
 def _reached(streak: Streak | None, rule: Rule, time_ms: int) -> bool:
@@ -820,41 +828,49 @@ def _reached(streak: Streak | None, rule: Rule, time_ms: int) -> bool:
     return streak.count >= rule.for_readings
 
 
+_STREAK_KEYS: Final = {name: (f"{name}.warning", f"{name}.critical") for name in ("above", "below")}
+"""Each side's streak keys, by the side's name (made once, not per reading)."""
+
+
+def _streak(old: Streak | None, rule: Rule, time_ms: int) -> Streak:
+    if old is None:
+        return Streak(1, time_ms)
+    if rule.for_ms is not None:
+        return old  # a duration needs only its start: no write per reading
+    return Streak(old.count + 1, old.start_ms)
+
+
 def _step_side(side: Side, rule: Rule, state: Episode, value: float, time_ms: int) -> _SideOutcome:
     sign = side.sign
     v = value * sign
     h = rule.hysteresis
     w = _signed(side.warning, sign)
     c = _signed(side.critical, sign)
+    name = side.name
+    warning_key, critical_key = _STREAK_KEYS.get(name) or (f"{name}.warning", f"{name}.critical")
     streaks: dict[str, Streak] = {}
-    for name, level in (("warning", w), ("critical", c)):
-        key = f"{side.name}.{name}"
-        if level is not None and v > level:
-            old = state.streaks.get(key)
-            if old is None:
-                streaks[key] = Streak(1, time_ms)
-            elif rule.for_ms is not None:
-                streaks[key] = old  # a duration needs only its start: no write per reading
-            else:
-                streaks[key] = Streak(old.count + 1, old.start_ms)
-    held = Severity.OK
-    if state.side == side.name:
-        if state.severity is Severity.CRITICAL and c is not None and v > c - h:
-            held = Severity.CRITICAL
-        elif state.severity >= Severity.WARNING and w is not None and v > w - h:
-            held = Severity.WARNING
-    up = Severity.OK
-    if c is not None and v > c and _reached(streaks.get(f"{side.name}.critical"), rule, time_ms):
-        up = Severity.CRITICAL
-    elif w is not None and v > w and _reached(streaks.get(f"{side.name}.warning"), rule, time_ms):
-        up = Severity.WARNING
+    if w is not None and v > w:
+        streaks[warning_key] = _streak(state.streaks.get(warning_key), rule, time_ms)
+    if c is not None and v > c:
+        streaks[critical_key] = _streak(state.streaks.get(critical_key), rule, time_ms)
+    held = _SEVERITY_OK
+    if state.side == name:
+        if state.severity is _SEVERITY_CRITICAL and c is not None and v > c - h:
+            held = _SEVERITY_CRITICAL
+        elif state.severity >= _SEVERITY_WARNING and w is not None and v > w - h:
+            held = _SEVERITY_WARNING
+    up = _SEVERITY_OK
+    if c is not None and v > c and _reached(streaks.get(critical_key), rule, time_ms):
+        up = _SEVERITY_CRITICAL
+    elif w is not None and v > w and _reached(streaks.get(warning_key), rule, time_ms):
+        up = _SEVERITY_WARNING
     severity = max(held, up)
     # A level reached (or exceeded) needs no streak any more.
-    if severity >= Severity.WARNING:
-        streaks.pop(f"{side.name}.warning", None)
-    if severity is Severity.CRITICAL:
-        streaks.pop(f"{side.name}.critical", None)
-    return _SideOutcome(severity, streaks)
+    if severity >= _SEVERITY_WARNING:
+        streaks.pop(warning_key, None)
+    if severity is _SEVERITY_CRITICAL:
+        streaks.pop(critical_key, None)
+    return severity, streaks
 
 
 def _clear_level(side: Side, rule: Rule, severity: Severity) -> float | None:
@@ -926,7 +942,13 @@ def _resolve(reading: Reading, rule: Rule, state: Episode) -> Transition:
     )
 
 
-def _raise(reading: Reading, rule: Rule, side: Side, severity: Severity) -> Episode:
+def _raise(
+    reading: Reading,
+    rule: Rule,
+    side: Side,
+    severity: Severity,
+    streaks: Mapping[str, Streak] | None = None,
+) -> Episode:
     return Episode(
         severity=severity,
         side=side.name,
@@ -934,6 +956,24 @@ def _raise(reading: Reading, rule: Rule, side: Side, severity: Severity) -> Epis
         since_ms=reading.time_ms,
         value=reading.value,
         last_ms=reading.time_ms,
+        streaks={} if streaks is None else streaks,
+    )
+
+
+def _moved(state: Episode, last_ms: int, streaks: Mapping[str, Streak]) -> Episode:
+    """`replace(state, last_ms=..., streaks=...)`, built directly (the hot path)."""
+    return Episode(
+        state.severity,
+        state.side,
+        state.alert_id,
+        state.since_ms,
+        state.value,
+        last_ms,
+        streaks,
+        state.latched,
+        state.attention,
+        state.kind,
+        state.memo,
     )
 
 
@@ -964,9 +1004,11 @@ def _alarm(state: Episode, rule: Rule, reading: Reading, level: float) -> _Episo
         return None
     after = change.episode
     if after.alert_id != state.alert_id:
-        after = replace(after, attention=None)
+        if after.attention is not None:
+            after = replace(after, attention=None)
     elif after.attention is not None and any(
-        t.status is Status.ESCALATED and t.severity is Severity.CRITICAL for t in change.transitions
+        t.status is Status.ESCALATED and t.severity is _SEVERITY_CRITICAL
+        for t in change.transitions
     ):
         after = replace(after, attention=replace(after.attention, ack_by=None, ack_ms=None))
     return change if after is change.episode else _EpisodeChange(after, change.transitions)
@@ -1059,28 +1101,30 @@ def _step(state: Episode, rule: Rule, reading: Reading, level: float) -> _Episod
     (the reading's value, or what its condition measured)."""
     if reading.time_ms <= state.last_ms:
         return None
-    if state.severity is Severity.OK and not state.streaks and not rule.breaches(level):
+    if state.severity is _SEVERITY_OK and not state.streaks and not rule.breaches(level):
         return None
-    outcomes = [
-        (side, _step_side(side, rule, state, level, reading.time_ms)) for side in rule.sides
-    ]
-    side, outcome = max(outcomes, key=lambda so: (so[1].severity, so[0].name == state.side))
-    streaks = {k: v for _, o in outcomes for k, v in o.streaks.items()}
-    new = outcome.severity
-    same_episode = state.severity is Severity.OK or state.side == side.name
-    if new == state.severity and (new is Severity.OK or same_episode):
-        if streaks == state.streaks and state.severity is Severity.OK and not state.streaks:
+    sides = rule.sides
+    if len(sides) == 1:
+        side = sides[0]
+        new, streaks = _step_side(side, rule, state, level, reading.time_ms)
+    else:
+        outcomes = [(side, _step_side(side, rule, state, level, reading.time_ms)) for side in sides]
+        side, (new, _) = max(outcomes, key=lambda so: (so[1][0], so[0].name == state.side))
+        streaks = {k: v for _, o in outcomes for k, v in o[1].items()}
+    same_episode = state.severity is _SEVERITY_OK or state.side == side.name
+    if new == state.severity and (new is _SEVERITY_OK or same_episode):
+        if streaks == state.streaks and state.severity is _SEVERITY_OK and not state.streaks:
             return None
         # While an alert is active or a streak counts, every newer reading moves the
         # late-data line, so that an older reading arriving later can never resolve or
         # de-escalate what newer data kept. (A quiet key costs no write per reading.)
-        return _EpisodeChange(replace(state, last_ms=reading.time_ms, streaks=streaks), ())
+        return _EpisodeChange(_moved(state, reading.time_ms, streaks), ())
     transitions: list[Transition] = []
-    if state.severity is not Severity.OK and new is Severity.OK and rule.latch:
+    if state.severity is not _SEVERITY_OK and new is _SEVERITY_OK and rule.latch:
         # Back inside the levels, but operators must look: LATCHED until a reset.
         side_now = _side_named(rule, state.side)
         lowest = (
-            Severity.WARNING if side_now and side_now.warning is not None else Severity.CRITICAL
+            _SEVERITY_WARNING if side_now and side_now.warning is not None else _SEVERITY_CRITICAL
         )
         clear = _clear_level(side_now, rule, lowest) if side_now else None
         latched = _transition(
@@ -1090,33 +1134,44 @@ def _step(state: Episode, rule: Rule, reading: Reading, level: float) -> _Episod
             state, latched=True, value=reading.value, last_ms=reading.time_ms, streaks=streaks
         )
         return _EpisodeChange(after, (latched,))
-    if state.severity is not Severity.OK and (new is Severity.OK or not same_episode):
+    if state.severity is not _SEVERITY_OK and (new is _SEVERITY_OK or not same_episode):
         transitions.append(_resolve(reading, rule, state))
         state = _NO_EPISODE
-    if new is Severity.OK:
+    if new is _SEVERITY_OK:
         return _EpisodeChange(Episode(last_ms=reading.time_ms, streaks=streaks), tuple(transitions))
-    if state.severity is Severity.OK:
-        raised = _raise(reading, rule, side, new)
-        crossed = side.critical if new is Severity.CRITICAL else side.warning
-        transitions.append(
-            _transition(
-                reading,
-                rule,
-                replace(raised, severity=Severity.OK),
-                Status.RAISED,
-                new,
-                crossed,
-                side.name,
-            )
+    if state.severity is _SEVERITY_OK:
+        raised = _raise(reading, rule, side, new, streaks)
+        crossed = side.critical if new is _SEVERITY_CRITICAL else side.warning
+        # What a RAISED says it came from: this episode before its level (OK).
+        before = Episode(
+            _SEVERITY_OK,
+            raised.side,
+            raised.alert_id,
+            raised.since_ms,
+            raised.value,
+            raised.last_ms,
         )
-        return _EpisodeChange(replace(raised, streaks=streaks), tuple(transitions))
+        transitions.append(
+            _transition(reading, rule, before, Status.RAISED, new, crossed, side.name)
+        )
+        return _EpisodeChange(raised, tuple(transitions))
     if new > state.severity:
         status, threshold = Status.ESCALATED, side.critical
     else:
-        status, threshold = Status.DEESCALATED, _clear_level(side, rule, Severity.CRITICAL)
+        status, threshold = Status.DEESCALATED, _clear_level(side, rule, _SEVERITY_CRITICAL)
     transitions.append(_transition(reading, rule, state, status, new, threshold, side.name))
-    after = replace(
-        state, severity=new, value=reading.value, last_ms=reading.time_ms, streaks=streaks
+    after = Episode(
+        new,
+        state.side,
+        state.alert_id,
+        state.since_ms,
+        reading.value,
+        reading.time_ms,
+        streaks,
+        state.latched,
+        state.attention,
+        state.kind,
+        state.memo,
     )
     return _EpisodeChange(after, tuple(transitions))
 
@@ -1272,7 +1327,7 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
     active: dict[str, set[str]] = {}
     if state:
         for (sensor_id, rule_name), alert in state.items():
-            if alert.severity is not Severity.OK or alert.silence is not None:
+            if alert.severity is not _SEVERITY_OK or alert.silence is not None:
                 active.setdefault(sensor_id, set()).add(rule_name)
     known = rules.matched
     ranged = rules.ranged
@@ -1305,7 +1360,7 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
             before = current.get(key)
             if before is not None and before.care.disabled is not None:
                 continue  # an operator disabled it: stored, not evaluated
-            if rule.nodata_ms is not None and arrival_ms is not None:
+            if arrival_ms is not None and rule.nodata_ms is not None:
                 tracked = _arrived(before, rule, rule.nodata_ms, reading, arrival_ms)
                 if tracked is not None:
                     if written is None:
@@ -1329,16 +1384,20 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
                     late += 1
                     continue
                 evaluated += 1
-                if quiet and episode.severity is Severity.OK and not episode.streaks:
+                if quiet and episode.severity is _SEVERITY_OK and not episode.streaks:
                     continue
             if faulty and not isinstance(rule.condition, Range):
                 continue  # a sensor fault: kept out (the quiet path above changes nothing)
-            change = step(before, rule, reading)
+            # `step`, inlined: the hot path of a key with an alert or a streak.
+            if rule.condition is not None:
+                change = _step_condition(before.episode, rule, reading)
+            else:
+                change = _alarm(before.episode, rule, reading, value)
             if change is None:
                 continue
             if written is None:
                 current = written = dict(state)
-            written[key] = change.state
+            written[key] = before.with_episode(change.episode)
             transitions.extend(change.transitions)
     if written is not None and arrival_ms is not None:
         # The record is written anyway: let it carry the newest arrivals too, so that
