@@ -8,8 +8,8 @@ temperature, pressure, vibration and humidity). Two rule sets per count:
 
 - like for like (`handful_rules`, the target's): a reading matches about 3
   rules at every count, its type's, its line's, its pump's, finer as rules are
-  added: 5 rules by `type` (3), `location` glob and `deviceId` prefix glob (2.8
-  a reading); from 100, the 5 shipped by `type`, 48 by line and type, and a
+  added: 5 rules by `type` (3, one a class glob), `location` glob and
+  `deviceId` prefix glob; from 100, the 5 shipped by `type`, 48 by line and type, and a
   `deviceId` layer matching each pump once (prefix globs per line, then per
   line and block of 100 pumps, each replaced by its pumps' own exact levels
   while the count allows: at 10,000 nearly every pump has its own).
@@ -222,8 +222,9 @@ def handful_rules(count: int) -> list[Rule]:
     """`count` rules of which a reading matches about 3 at every count (like for
     like): its type's, its line's, its pump's (finer as rules are added).
 
-    5 rules: three by `type`, one by `location` glob (`line-*`), one by
-    `deviceId` prefix glob (`line*`): 2.8 a reading (humidity has no type rule).
+    5 rules: three by `type` (temperature, pressure, and `[hv]*` for vibration
+    and humidity), one by `location` glob (`line-*`), one by `deviceId` prefix
+    glob (`line*`): 3 a reading.
     From 100 rules: the 5 shipped by `type`, 48 by line and type, then a
     `deviceId` layer that matches each pump once: a prefix glob per line
     (`line3-pump-*`, 12) while the rules are too few for groups; else a prefix
@@ -233,8 +234,9 @@ def handful_rules(count: int) -> list[Rule]:
     over are the next pumps' own levels (a few readings then match 4)."""
     if count < len(plant_rules(53)) + LINES:
         five = [
-            *plant_rules(5)[:1],
-            *plant_rules(5)[2:4],
+            plant_rules(5)[0],
+            plant_rules(5)[2],
+            Rule("vibration-humidity", ANY_TYPE, match=(("type", "[hv]*"),)),
             Rule("line-levels", ANY_TYPE, match=(("location", "line-*"),)),
             Rule("pump-levels", ANY_TYPE, match=(("deviceId", "line*"),)),
         ]

@@ -44,6 +44,7 @@ _DEVICE: Final = 0
 _SENSOR: Final = 1
 _TYPE: Final = 2
 _LOCATION: Final = 3
+_KEYS: Final = len(MATCH_KEYS)
 _TAIL: Final = frozenset({_SENSOR, _TYPE})
 """The match keys a reading's values vary at within a device's message."""
 CACHE_GENERATION: Final = 65_536
@@ -72,7 +73,7 @@ Reached = tuple[int, tuple[Need, ...]]
 Waiting = tuple[list[int], list[Reached]]
 """The rules waiting for one pattern: those needing nothing else, and those
 with other patterns to check."""
-Fixed = tuple[list[int], dict[Need, Waiting]]
+Fixed = tuple[list[int], dict[int, Waiting]]
 """Of the rules anchored on a pattern at deviceId or location that need no other
 pattern there: those needing none elsewhere, and the others by their first
 pattern at sensorId or type."""
@@ -304,7 +305,7 @@ class RuleIndex(Generic[R]):
         # rules anchored at sensorId and type, waiting by anchor.
         self._fixed: tuple[dict[int, Fixed], dict[int, Fixed]] = ({}, {})
         self._checked: tuple[dict[int, list[Settling]], dict[int, list[Settling]]] = ({}, {})
-        self._completing: dict[Need, Waiting] = {}
+        self._completing: dict[int, Waiting] = {}
         free = []
         for index, wanted in enumerate(needs):
             if wanted:
@@ -373,7 +374,7 @@ class RuleIndex(Generic[R]):
                 count += sum(len(direct) + len(checked) for direct, checked in pending.values())
         for position in self._tail:
             for pattern in classes[position].ids:
-                direct, checked = self._completing.get((position, pattern), ((), ()))
+                direct, checked = self._completing.get(_waiting_key(position, pattern), ((), ()))
                 count += len(direct) + len(checked)
         return count
 
@@ -402,7 +403,7 @@ class RuleIndex(Generic[R]):
 
     def settle(
         self, device: ValueClass, location: ValueClass
-    ) -> tuple[tuple[int, ...], tuple[dict[Need, Waiting], ...]]:
+    ) -> tuple[tuple[int, ...], tuple[dict[int, Waiting], ...]]:
         """Of the rules anchored on the classes' patterns, those the two classes
         match (`Profile.settled`, `Profile.pending`)."""
         settled = list(self._free)
@@ -450,7 +451,7 @@ class RuleIndex(Generic[R]):
         sources = profile.pending
         for position in self._tail:
             for pattern in classes[position].ids:
-                need = (position, pattern)
+                need = pattern * _KEYS + position  # _waiting_key, inlined
                 for source in sources:
                     waiting = source.get(need)
                     if waiting is None:
@@ -464,16 +465,15 @@ class RuleIndex(Generic[R]):
                             found.append(index)
         if len(found) > 1:
             found.sort()
-        rules = self.rules
-        return tuple([rules[index] for index in found])
+        return tuple(map(self.rules.__getitem__, found))
 
 
 def _checked(
     entries: list[Settling], classes: tuple[ValueClass, ...], settled: list[int]
-) -> dict[Need, Waiting]:
+) -> dict[int, Waiting]:
     """Of rules anchored at deviceId or location with other patterns there, those
     the classes match: added to `settled`, or waiting by their first pattern left."""
-    own: dict[Need, Waiting] = {}
+    own: dict[int, Waiting] = {}
     for index, checks, first, rest in entries:
         for position, other in checks:
             if other not in classes[position].members:
@@ -486,8 +486,13 @@ def _checked(
     return own
 
 
-def _wait(table: dict[Need, Waiting], need: Need, index: int, others: tuple[Need, ...]) -> None:
-    waiting = table.setdefault(need, ([], []))
+def _waiting_key(position: int, pattern: int) -> int:
+    """A pattern as the key of the rules waiting for it: one int, quick to hash."""
+    return pattern * _KEYS + position
+
+
+def _wait(table: dict[int, Waiting], need: Need, index: int, others: tuple[Need, ...]) -> None:
+    waiting = table.setdefault(_waiting_key(*need), ([], []))
     if others:
         waiting[1].append((index, others))
     else:
@@ -515,7 +520,7 @@ class Profile(Generic[R]):
         device: ValueClass,
         location: ValueClass,
         settled: tuple[int, ...],
-        pending: tuple[dict[Need, Waiting], ...],
+        pending: tuple[dict[int, Waiting], ...],
     ) -> None:
         self.device = device
         self.location = location
