@@ -306,6 +306,26 @@ def match_keys_near(
     return (device, sensor, kind, location)
 
 
+@st.composite
+def message_keys(
+    draw: st.DrawFn, rules: Sequence[Rule]
+) -> list[tuple[str, str, str | None, str | None]]:
+    """Keys as messages bring them: runs of readings sharing a deviceId and a
+    location, each with its own sensorId and type (all near the rules), a
+    device sometimes coming back with another location or none."""
+    near = st.lists(match_keys_near(rules), min_size=1, max_size=6)
+    heads = draw(near)
+    keys: list[tuple[str, str, str | None, str | None]] = []
+    for _ in range(draw(st.integers(1, 6))):
+        device, _, _, location = draw(st.sampled_from(heads))
+        if keys and draw(st.booleans()):
+            device = keys[-1][0]  # the same device again
+        if draw(st.integers(0, 2)) == 0:
+            location = draw(st.sampled_from(heads))[3]
+        keys += [(device, sensor, kind, location) for _, sensor, kind, _ in draw(near)]
+    return keys
+
+
 def for_values() -> st.SearchStrategy[int | str]:
     return st.one_of(st.integers(min_value=1, max_value=4), st.sampled_from(DURATIONS))
 

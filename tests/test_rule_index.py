@@ -21,7 +21,7 @@ from telemetry.core.rule_index import (
 )
 from telemetry.core.rules import MATCH_KEYS as RULE_MATCH_KEYS
 from telemetry.core.rules import Rule, RuleSet, Side
-from tests.strategies import indexed_rules, match_globs, match_keys_near
+from tests.strategies import indexed_rules, match_globs, match_keys_near, message_keys
 
 NOW_MS = 1_764_237_600_000
 
@@ -96,6 +96,110 @@ def test_a_rule_set_gives_readings_the_linear_matchers_rules(
     assert [c for c in cached if c is not None] == [
         linear(rules, k) for k, c in zip(keys, cached, strict=True) if c is not None
     ]
+
+
+@st.composite
+def rules_and_messages(draw: st.DrawFn) -> tuple[list[Rule], list[MatchKey]]:
+    rules = draw(indexed_rules())
+    return rules, draw(message_keys(rules))
+
+
+@settings(max_examples=400)
+@given(rules_and_messages())
+def test_the_readings_of_messages_get_the_linear_matchers_rules(
+    drawn: tuple[list[Rule], list[MatchKey]],
+) -> None:
+    # Given random rules, and readings as messages bring them (runs sharing a
+    # deviceId and location, devices coming back with another location)
+    rules, keys = drawn
+    rule_set = RuleSet(rules)
+
+    # When each reading's rules are asked in turn, twice over (the second time
+    # from the device's profile)
+    found = [rule_set.for_reading(reading_of(key)) for _ in range(2) for key in keys]
+
+    # Then each is the linear matcher's, in file order
+    assert found == [linear(rules, key) for _ in range(2) for key in keys]
+
+
+@settings(max_examples=150)
+@given(rules_and_messages())
+def test_profiles_with_one_value_memos_change_no_answer(
+    drawn: tuple[list[Rule], list[MatchKey]],
+) -> None:
+    # Given an index whose memos of values turn over at every new value
+    rules, keys = drawn
+    index = RuleIndex(rules, generation=1)
+
+    # When the readings' rules are asked through their device's profile, in turn
+    answers = [
+        index.answer(index.profile(device, location), sensor, kind)
+        for _ in range(2)
+        for device, sensor, kind, location in keys
+    ]
+
+    # Then every answer is still the linear matcher's
+    assert answers == [linear(rules, key) for _ in range(2) for key in keys]
+
+
+def test_rules_alike_in_their_patterns_are_all_found_in_file_order() -> None:
+    # Given rules sharing their patterns, some with one more, and one by type between
+    same = (("deviceId", "pump-7"), ("type", "temperature"))
+    rules = [
+        Rule("first", (), match=same),
+        Rule("by-type", (), match=(("type", "temperature"),)),
+        Rule("second", (), match=same),
+        Rule("on-line-3", (), match=(*same, ("location", "line-*"))),
+        Rule("third", (), match=tuple(reversed(same))),
+    ]
+    rule_set = RuleSet(rules)
+
+    # When a reading of pump-7's temperature on line 3 is matched, twice
+    reading = Reading("pump-7", "t1", 1.0, NOW_MS, type="temperature", location="line-3")
+    found = [[r.name for r in rule_set.for_reading(reading)] for _ in range(2)]
+
+    # Then every rule matches, in file order, both times
+    assert found == [[r.name for r in rules]] * 2
+
+
+def test_nothing_is_kept_per_sensor_when_no_rule_names_one() -> None:
+    # Given per-pump levels by type, and one pump's 1,000 sensors of two types
+    rules = RuleSet(
+        [
+            Rule(f"pump-{n}-{kind}", (), match=(("deviceId", f"pump-{n}"), ("type", kind)))
+            for n in range(20)
+            for kind in ("temperature", "pressure")
+        ]
+    )
+    readings = [
+        Reading("pump-7", f"s{n}", 1.0, NOW_MS, type=("temperature", "pressure")[n % 2])
+        for n in range(1_000)
+    ]
+
+    # When each reading's rules are asked
+    found = {rules.for_reading(r)[0].name for r in readings}
+
+    # Then each got its type's rule, and the pump's profile holds one answer per type
+    assert found == {"pump-7-temperature", "pump-7-pressure"}
+    assert len(rules._index.profile("pump-7", None).by_type) == 2
+
+
+def test_pumps_without_rules_of_their_own_share_one_profile() -> None:
+    # Given a rule for one pump and one by line
+    index = RuleIndex(
+        [
+            Rule("pump-7", (), match=(("deviceId", "pump-7"),)),
+            Rule("line-3", (), match=(("location", "line-3"),)),
+        ]
+    )
+
+    # When the profiles of many pumps on line 3 are found
+    profiles = {id(index.profile(f"pump-{n}", "line-3")) for n in range(8, 200)}
+
+    # Then they are one object; pump-7's and another line's are others
+    assert len(profiles) == 1
+    assert id(index.profile("pump-7", "line-3")) not in profiles
+    assert id(index.profile("pump-8", "line-4")) not in profiles
 
 
 @given(match_globs(), st.text(alphabet="ab-1\\]![*?", max_size=6))

@@ -1329,12 +1329,10 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
         for (sensor_id, rule_name), alert in state.items():
             if alert.severity is not _SEVERITY_OK or alert.silence is not None:
                 active.setdefault(sensor_id, set()).add(rule_name)
-    known = rules.matched
+    rules_for = rules.for_reading
     ranged = rules.ranged
     for reading in sorted(readings, key=_EVENT_ORDER):
-        matched = known.get(
-            (reading.device_id, reading.sensor_id, reading.type, reading.location)
-        ) or rules.for_reading(reading)
+        matched = rules_for(reading)
         arrival_only = False
         if reading.warning_threshold is not None and reading.critical_threshold is not None:
             problem = reading.device_threshold_problem

@@ -8,16 +8,22 @@ patterns at its key it matches: its class. Thousands of pumps without levels of
 their own share one class; sensorIds share one when no rule names them.
 
 `RuleIndex` finds a value's class without testing every pattern: exact values
-(`temperature`, `pump-0042`) by one lookup, globs by their literal prefix
-(`line3-` of `line3-*`), then tested in full; only patterns with no literal
-prefix (`*`, `*-temp`, `?x`) are tested for every new value. The rules of a
-combination of classes are found from each rule's rarest pattern (its anchor)
-and remembered: a new key then costs a lookup per key and one for the
-combination, whatever the number of rules.
+(`temperature`, `pump-0042`) by one lookup (classified when the rules are
+loaded), globs by their literal prefix (`line3-` of `line3-*`), then tested in
+full; only patterns with no literal prefix (`*`, `*-temp`, `?x`) are tested for
+every new value. Each rule is filed under its rarest pattern (its anchor).
 
-`MatchCache` is the bounded memo used throughout: two generations, never
-emptied whole, so that a fleet with more keys than it holds pays a few lookups
-per key past it, not a cliff.
+A reading's rules are found through a `Profile`: the classes of its deviceId
+and location, shared by every device of the same classes, with the rules those
+two settle and the rules left waiting for a pattern at sensorId or type. A
+profile remembers the rules of each type (or sensorId class and type) met with
+it. The readings of a message share their device, so a reading costs one
+lookup of its type in the profile, and a message the classes of its deviceId
+and location: whatever the number of rules, and with nothing kept per key.
+
+`MatchCache` is the bounded memo of values' classes: two generations, never
+emptied whole, so that a fleet with more devices than it holds pays a new
+classification per message past it, not a cliff.
 """
 
 from __future__ import annotations
@@ -25,8 +31,8 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections import Counter
-from collections.abc import Callable, Hashable, Sequence
-from typing import Final, Generic, Protocol, TypeVar
+from collections.abc import Callable, Collection, Hashable, Sequence
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 MATCH_KEYS: Final = ("deviceId", "sensorId", "type", "location")
 """The reading values a rule may match on, in the order of a `MatchKey`."""
@@ -34,12 +40,19 @@ MatchKey = tuple[str, str, str | None, str | None]
 """A reading's (deviceId, sensorId, type, location): all that matching reads."""
 GLOB_CHARACTERS: Final = frozenset("*?[")
 _POSITION: Final = {key: position for position, key in enumerate(MATCH_KEYS)}
+_DEVICE: Final = 0
+_SENSOR: Final = 1
+_TYPE: Final = 2
 _LOCATION: Final = 3
+_KEYS: Final = len(MATCH_KEYS)
+_TAIL: Final = frozenset({_SENSOR, _TYPE})
+"""The match keys a reading's values vary at within a device's message."""
 CACHE_GENERATION: Final = 65_536
-"""Keys per generation of a `MatchCache`: it holds at most twice that."""
-NEW_KEYS_KEPT: Final = 8
-"""A rule set's cache of keys, once its keys outnumber it, keeps one new key in
-this many: a key past it costs its classes' lookups (benchmarks/bench_rules.py)."""
+"""Keys per generation of a `MatchCache`: it holds at most twice that (values
+of one match key, for the classes)."""
+PROFILE_ANSWERS: Final = 1_024
+"""Answers a `Profile` keeps (types, or sensorId classes and types); past that
+it works each out from the classes again."""
 
 
 class Matchable(Protocol):
@@ -53,6 +66,20 @@ R = TypeVar("R", bound=Matchable)
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 Test = Callable[[str], object]
+Need = tuple[int, int]
+"""A pattern a rule needs: its match key's position in `MATCH_KEYS`, its id."""
+Reached = tuple[int, tuple[Need, ...]]
+"""A rule's index, and its patterns left to check."""
+Waiting = tuple[list[int], list[Reached]]
+"""The rules waiting for one pattern: those needing nothing else, and those
+with other patterns to check."""
+Fixed = tuple[list[int], dict[int, Waiting]]
+"""Of the rules anchored on a pattern at deviceId or location that need no other
+pattern there: those needing none elsewhere, and the others by their first
+pattern at sensorId or type."""
+Settling = tuple[int, tuple[Need, ...], Need | None, tuple[Need, ...]]
+"""A rule anchored at deviceId or location: its index, its other patterns there,
+and of those at sensorId and type the first, and the rest."""
 
 
 def literal_prefix(pattern: str) -> str:
@@ -163,19 +190,22 @@ class MatchCache(Generic[K, V]):
         young[key] = value
 
 
+_FEW: Final = 8
+
+
 class ValueClass:
     """The patterns at one match key that a value matches (their ids, sorted).
     Values of one class match the same rules; a class is one object while it is
     remembered, so that combinations of classes hash and compare by identity."""
 
-    __slots__ = ("ids", "members")
+    __slots__ = ("ids", "members", "profiles")
 
     def __init__(self, ids: tuple[int, ...]) -> None:
         self.ids = ids
-        self.members = frozenset(ids)
-
-
-_NO_VALUE: Final = ValueClass(())
+        self.profiles: dict[ValueClass, Profile[Any]] | None = None
+        """A deviceId class's profiles, by location class (`RuleIndex.profile`)."""
+        self.members: Collection[int] = ids if len(ids) <= _FEW else frozenset(ids)
+        """The ids, for `in`: the tuple while it is short (as fast, made for free)."""
 
 
 class _KeyPatterns:
@@ -210,24 +240,29 @@ class _KeyPatterns:
         return found
 
     def seal(self) -> None:
+        """Ready for values: the exact values rules name are classified now (up
+        to a generation of them), so that their first readings need not."""
         self.by_prefix = sorted(self.prefixed.items())
+        for value in list(self.exact)[: self.classes.generation]:
+            self.classify(value)
 
     def classify(self, value: str) -> ValueClass:
         """The class of `value`, worked out and remembered."""
-        ids = []
         exact = self.exact.get(value)
-        if exact is not None:
-            ids.append(exact)
+        ids = [] if exact is None else [exact]
         tests = self.tests
         for length, bucket in self.by_prefix:
             if length > len(value):
                 break
-            ids.extend(i for i in bucket.get(value[:length], ()) if tests[i](value))
-        ids.extend(i for i in self.always if tests[i](value))
+            prefixed = bucket.get(value[:length])
+            if prefixed is not None:
+                ids += [i for i in prefixed if tests[i](value)]
+        if self.always:
+            ids += [i for i in self.always if tests[i](value)]
         if len(ids) > 1:
             ids.sort()
         key = tuple(ids)
-        found = self.interned.get(key)
+        found = self.interned.young.get(key) or self.interned.get(key)
         if found is None:
             found = ValueClass(key)
             self.interned.put(key, found)
@@ -240,43 +275,69 @@ class RuleIndex(Generic[R]):
     exactly those for which every `(key, pattern)` of `rule.match` matches the
     key's value (`fnmatch.fnmatchcase`; a missing value matches nothing).
 
-    A key's values are reduced to their classes (remembered per value), and the
-    rules of a combination of classes are remembered too. To find them, each
+    A key's values are reduced to their classes (remembered per value). Each
     rule is filed under its anchor, of its patterns the one the fewest rules
-    use: a combination reaches only the rules anchored on a pattern its classes
-    hold, and their other patterns are looked up in the other classes."""
+    use: a key reaches only the rules anchored on a pattern its classes hold,
+    and their other patterns are looked up in the other classes. Matching goes
+    through a `Profile`, the classes of a deviceId and a location, which settles
+    what they decide once for all their readings."""
 
     def __init__(self, rules: Sequence[R], generation: int = CACHE_GENERATION) -> None:
         self.rules: tuple[R, ...] = tuple(rules)
-        used = sorted({_position(key) for rule in self.rules for key, _ in rule.match})
-        self._keys = [_KeyPatterns(position, generation) for position in used]
-        slot = {position: j for j, position in enumerate(used)}
-        needs = [
-            sorted(
-                {
-                    (slot[_position(key)], self._keys[slot[_position(key)]].add(pattern))
-                    for key, pattern in rule.match
-                }
-            )
-            for rule in self.rules
-        ]
+        self._at: list[_KeyPatterns | None] = [None] * len(MATCH_KEYS)
+        needs: list[list[Need]] = []
+        for rule in self.rules:
+            found = set()
+            for key, pattern in rule.match:
+                position = _position(key)
+                patterns = self._at[position]
+                if patterns is None:
+                    patterns = self._at[position] = _KeyPatterns(position, generation)
+                found.add((position, patterns.add(pattern)))
+            needs.append(sorted(found))
+        self._keys = [patterns for patterns in self._at if patterns is not None]
         for patterns in self._keys:
             patterns.seal()
         users = Counter(need for found in needs for need in found)
-        self._anchored: list[dict[int, list[int]]] = [{} for _ in used]
-        self._others: list[tuple[tuple[int, int], ...]] = []
+        # Of the rules anchored at deviceId and location, those needing no other
+        # pattern there, settled or waiting for the reading's sensorId and type
+        # (`Fixed`, per anchor); the others, checked per profile (`Settling`); the
+        # rules anchored at sensorId and type, waiting by anchor.
+        self._fixed: tuple[dict[int, Fixed], dict[int, Fixed]] = ({}, {})
+        self._checked: tuple[dict[int, list[Settling]], dict[int, list[Settling]]] = ({}, {})
+        self._completing: dict[int, Waiting] = {}
         free = []
-        for index, found in enumerate(needs):
-            if not found:
+        for index, wanted in enumerate(needs):
+            if wanted:
+                anchor = min(wanted, key=users.__getitem__)
+                self._file(index, anchor, [need for need in wanted if need != anchor])
+            else:
                 free.append(index)
-                self._others.append(())
-                continue
-            anchor = min(found, key=users.__getitem__)
-            self._anchored[anchor[0]].setdefault(anchor[1], []).append(index)
-            self._others.append(tuple(need for need in found if need != anchor))
         self._free = tuple(free)
-        self._lookups = tuple((p.position, p.classes, p.classify) for p in self._keys)
-        self._answers: MatchCache[tuple[ValueClass, ...], tuple[R, ...]] = MatchCache(generation)
+        self._tail = tuple(p for p in (_SENSOR, _TYPE) if self._at[p] is not None)
+        self.by_sensor = self._at[_SENSOR] is not None
+        """Whether a rule matches on sensorId: a profile's answers are then per
+        sensorId class and type, else per type."""
+        self._nothing = ValueClass(())
+        """The class of a missing value, and of any at a match key no rule uses."""
+
+    def _file(self, index: int, anchor: Need, others: list[Need]) -> None:
+        position, pattern = anchor
+        if position in _TAIL:
+            _wait(self._completing, anchor, index, tuple(others))
+            return
+        checks = tuple(need for need in others if need[0] not in _TAIL)
+        rest = tuple(need for need in others if need[0] in _TAIL)
+        head = position == _LOCATION
+        if checks:
+            first = rest[0] if rest else None
+            self._checked[head].setdefault(pattern, []).append((index, checks, first, rest[1:]))
+            return
+        settled, pending = self._fixed[head].setdefault(pattern, ([], {}))
+        if rest:
+            _wait(pending, rest[0], index, rest[1:])
+        else:
+            settled.append(index)
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -292,55 +353,183 @@ class RuleIndex(Generic[R]):
             if p.always
         }
 
-    def classes(self, key: MatchKey) -> tuple[ValueClass, ...]:
-        """The key's values' classes, at the match keys some rule uses."""
-        found = []
-        for position, known, classify in self._lookups:
-            value = key[position]
-            if value is None:
-                found.append(_NO_VALUE)
-                continue
-            value_class = known.young.get(value)
-            if value_class is None:
-                value_class = known.get(value) or classify(value)
-            found.append(value_class)
-        return tuple(found)
-
-    def candidates(self, key: MatchKey) -> int:
-        """How many rules finding the key's rules looks at (when not remembered)."""
-        return len(self._candidates(self.classes(key)))
-
     def matching(self, key: MatchKey) -> tuple[R, ...]:
         """The rules that match the reading key, in the order given."""
-        combination = self.classes(key)
-        answer = self._answers.young.get(combination)
-        if answer is None:
-            answer = self._answers.get(combination)
-            if answer is None:
-                answer = self._rules_of(combination)
-                self._answers.put(combination, answer)
-        return answer
+        device_id, sensor_id, kind, location = key
+        return self.answer(self.profile(device_id, location), sensor_id, kind)
 
-    def _candidates(self, combination: tuple[ValueClass, ...]) -> list[int]:
-        found = list(self._free)
-        for anchored, value_class in zip(self._anchored, combination, strict=True):
-            for pattern in value_class.ids:
-                found += anchored.get(pattern, ())
-        found.sort()
+    def classes(self, key: MatchKey) -> tuple[ValueClass, ...]:
+        """The key's values' classes, at the match keys some rule uses."""
+        return tuple(self.class_at(p.position, key[p.position]) for p in self._keys)
+
+    def candidates(self, key: MatchKey) -> int:
+        """How many rules finding the key's rules looks at (when not remembered):
+        those anchored on a pattern of the key's classes."""
+        classes = [self.class_at(position, key[position]) for position in range(4)]
+        count = len(self._free)
+        for head, position in enumerate((_DEVICE, _LOCATION)):
+            for pattern in classes[position].ids:
+                settled, pending = self._fixed[head].get(pattern, ((), {}))
+                count += len(settled) + len(self._checked[head].get(pattern, ()))
+                count += sum(len(direct) + len(checked) for direct, checked in pending.values())
+        for position in self._tail:
+            for pattern in classes[position].ids:
+                direct, checked = self._completing.get(_waiting_key(position, pattern), ((), ()))
+                count += len(direct) + len(checked)
+        return count
+
+    def profile(self, device_id: str, location: str | None) -> Profile[R]:
+        """What matching knows of readings with this deviceId and location: one
+        object for all the values of the same classes (remembered with the
+        deviceId's class)."""
+        device = self.class_at(_DEVICE, device_id)
+        place = self.class_at(_LOCATION, location)
+        profiles = device.profiles
+        if profiles is None:
+            profiles = device.profiles = {}
+        found = profiles.get(place)
+        if found is None:
+            found = Profile(device, place, *self.settle(device, place))
+            if len(profiles) < PROFILE_ANSWERS:
+                profiles[place] = found
         return found
 
-    def _rules_of(self, combination: tuple[ValueClass, ...]) -> tuple[R, ...]:
-        others, rules = self._others, self.rules
-        found = []
-        for index in self._candidates(combination):
-            for j, pattern in others[index]:
-                if pattern not in combination[j].members:
-                    break
+    def class_at(self, position: int, value: str | None) -> ValueClass:
+        """The value's class at that match key (`MATCH_KEYS` order)."""
+        patterns = self._at[position]
+        if patterns is None or value is None:
+            return self._nothing  # unused: every value alike; missing: matches no pattern
+        return patterns.classes.get(value) or patterns.classify(value)
+
+    def settle(
+        self, device: ValueClass, location: ValueClass
+    ) -> tuple[tuple[int, ...], tuple[dict[int, Waiting], ...]]:
+        """Of the rules anchored on the classes' patterns, those the two classes
+        match (`Profile.settled`, `Profile.pending`)."""
+        settled = list(self._free)
+        pending = [self._completing]
+        both = (device, self._nothing, self._nothing, location)
+        for fixed, checked, value_class in zip(
+            self._fixed, self._checked, (device, location), strict=True
+        ):
+            for pattern in value_class.ids:
+                found = fixed.get(pattern)
+                if found is not None:
+                    settled += found[0]
+                    if found[1]:
+                        pending.append(found[1])
+                entries = checked.get(pattern)
+                if entries is not None:
+                    own = _checked(entries, both, settled)
+                    if own:
+                        pending.append(own)
+        if len(settled) > 1:
+            settled.sort()
+        return tuple(settled), tuple(pending)
+
+    def answer(self, profile: Profile[R], sensor_id: str, kind: str | None) -> tuple[R, ...]:
+        """The rules matching a reading of the profile with that sensorId and type."""
+        type_class = self.class_at(_TYPE, kind)
+        if not self.by_sensor:
+            found = self.completed(profile, self._nothing, type_class)
+            if len(profile.by_type) < PROFILE_ANSWERS:
+                profile.by_type[kind] = found
+            return found
+        key = (self.class_at(_SENSOR, sensor_id), type_class)
+        kept = profile.by_class.get(key)
+        if kept is not None:
+            return kept
+        found = self.completed(profile, *key)
+        if len(profile.by_class) < PROFILE_ANSWERS:
+            profile.by_class[key] = found
+        return found
+
+    def completed(self, profile: Profile[R], sensor: ValueClass, kind: ValueClass) -> tuple[R, ...]:
+        """The rules of a reading of the profile with these sensorId and type classes."""
+        found = list(profile.settled)
+        classes = (profile.device, sensor, kind, profile.location)
+        sources = profile.pending
+        for position in self._tail:
+            for pattern in classes[position].ids:
+                need = pattern * _KEYS + position  # _waiting_key, inlined
+                for source in sources:
+                    waiting = source.get(need)
+                    if waiting is None:
+                        continue
+                    found += waiting[0]
+                    for index, others in waiting[1]:
+                        for at, other in others:
+                            if other not in classes[at].members:
+                                break
+                        else:
+                            found.append(index)
+        if len(found) > 1:
+            found.sort()
+        return tuple(map(self.rules.__getitem__, found))
+
+
+def _checked(
+    entries: list[Settling], classes: tuple[ValueClass, ...], settled: list[int]
+) -> dict[int, Waiting]:
+    """Of rules anchored at deviceId or location with other patterns there, those
+    the classes match: added to `settled`, or waiting by their first pattern left."""
+    own: dict[int, Waiting] = {}
+    for index, checks, first, rest in entries:
+        for position, other in checks:
+            if other not in classes[position].members:
+                break
+        else:
+            if first is None:
+                settled.append(index)
             else:
-                found.append(rules[index])
-        return tuple(found)
+                _wait(own, first, index, rest)
+    return own
+
+
+def _waiting_key(position: int, pattern: int) -> int:
+    """A pattern as the key of the rules waiting for it: one int, quick to hash."""
+    return pattern * _KEYS + position
+
+
+def _wait(table: dict[int, Waiting], need: Need, index: int, others: tuple[Need, ...]) -> None:
+    waiting = table.setdefault(_waiting_key(*need), ([], []))
+    if others:
+        waiting[1].append((index, others))
+    else:
+        waiting[0].append(index)
 
 
 def _position(key: str) -> int:
     # Any other key reads the location, as `Rule.matches` does.
     return _POSITION.get(key, _LOCATION)
+
+
+class Profile(Generic[R]):
+    """A deviceId's and a location's classes (shared by every value of the same
+    classes), what they settle of the rules, and the rules of the readings met
+    with them (`RuleIndex.answer`, at most PROFILE_ANSWERS of each kind).
+
+    `by_type` maps a reading's type to its rules when no rule matches on
+    sensorId (else it stays empty): a reading then costs one lookup once its
+    device's profile is found."""
+
+    __slots__ = ("by_class", "by_type", "device", "location", "pending", "settled")
+
+    def __init__(
+        self,
+        device: ValueClass,
+        location: ValueClass,
+        settled: tuple[int, ...],
+        pending: tuple[dict[int, Waiting], ...],
+    ) -> None:
+        self.device = device
+        self.location = location
+        self.settled = settled
+        """The rules whose every pattern is at deviceId or location and matches."""
+        self.pending = pending
+        """The rules left to check, by one of their patterns at sensorId or type
+        (with the rest of their patterns): the index's anchored there, and those
+        these classes matched at deviceId and location."""
+        self.by_type: dict[str | None, tuple[R, ...]] = {}
+        self.by_class: dict[tuple[ValueClass, ValueClass], tuple[R, ...]] = {}
+        """(sensorId class, type class) -> rules."""

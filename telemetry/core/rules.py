@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from telemetry.core.conditions import Condition, condition_from_json
 from telemetry.core.maintenance import NO_MAINTENANCE, Maintenance, Window
 from telemetry.core.messages import Reading
-from telemetry.core.rule_index import NEW_KEYS_KEPT, MatchCache, MatchKey, RuleIndex
+from telemetry.core.rule_index import MatchKey, RuleIndex
 
 if TYPE_CHECKING:  # the names __getattr__ lends, as mypy should see them
     from telemetry.core.rule_specs import DURATION_PATTERN as DURATION_PATTERN
@@ -550,9 +550,11 @@ class RuleSet:
         if len(set(names)) != len(names):
             raise RuleFileError(["rule names must be unique"])
         self._index = RuleIndex(self.rules)
-        self._matches: MatchCache[MatchKey, tuple[Rule, ...]] = MatchCache(
-            admit_every=NEW_KEYS_KEPT
-        )
+        # The last reading's deviceId and location, and their profile: the readings
+        # of a message share them.
+        self._device: str | None = None
+        self._location: str | None = None
+        self._profile = self._index.profile("", None)
         self._by_name = {r.name: r for r in self.rules}
         self._implicit: dict[tuple[float | None, float | None], Rule] = {}
         self._gateway_by_id = {g.device_id: g for g in self.gateways}
@@ -564,11 +566,10 @@ class RuleSet:
         return len(self.rules)
 
     @property
-    def matched(self) -> dict[MatchKey, tuple[Rule, ...]]:
-        """(deviceId, sensorId, type, location) -> the rules that match, for keys
-        met lately (a `MatchCache`: at most 131,072 keys): read directly by the
-        evaluator; a key it lacks is asked of `for_reading`."""
-        return self._matches.young
+    def matched(self) -> KeyedMatches:
+        """(deviceId, sensorId, type, location) -> the rules that match (no
+        implicit rule), read by key."""
+        return KeyedMatches(self._index)
 
     def named(self, name: str) -> Rule | None:
         """The rule of that name in force, if any."""
@@ -608,12 +609,19 @@ class RuleSet:
         return self._gateway_by_id.get(device_id)
 
     def for_reading(self, reading: Reading) -> tuple[Rule, ...]:
-        """The rules that apply; empty when the reading is only to be stored."""
-        key = (reading.device_id, reading.sensor_id, reading.type, reading.location)
-        found = self._matches.get(key)
+        """The rules that apply; empty when the reading is only to be stored.
+
+        Nothing is kept per key: a reading of the last reading's device and
+        location costs a lookup of its type in their profile (the index's), a
+        reading of another device the classes of its deviceId and location."""
+        device, location = reading.device_id, reading.location
+        if device != self._device or location != self._location:
+            self._profile = self._index.profile(device, location)
+            self._device, self._location = device, location
+        profile = self._profile
+        found = profile.by_type.get(reading.type)
         if found is None:
-            found = self._index.matching(key)
-            self._matches.put(key, found)
+            found = self._index.answer(profile, reading.sensor_id, reading.type)
         if found:
             return found
         return self._implicit_rule(reading)
@@ -628,3 +636,17 @@ class RuleSet:
                 self._implicit.clear()
             rule = self._implicit[(w, c)] = Rule(DEVICE_THRESHOLD_RULE, (Side("above", w, c),))
         return (rule,)
+
+
+class KeyedMatches:
+    """The rules matching a reading key (deviceId, sensorId, type, location),
+    no implicit rule, asked by key as of a mapping; nothing is stored per key."""
+
+    def __init__(self, index: RuleIndex[Rule]) -> None:
+        self._index = index
+
+    def __getitem__(self, key: MatchKey) -> tuple[Rule, ...]:
+        return self._index.matching(key)
+
+    def get(self, key: MatchKey) -> tuple[Rule, ...]:
+        return self._index.matching(key)
