@@ -163,10 +163,10 @@ class RejectionWriter:
 
     def __call__(self, rejected: RejectedLine) -> None:
         self.count += 1
-        self._stream.write(_strict_json(rejected.to_json()) + "\n")
+        self._stream.write(strict_json(rejected.to_json()) + "\n")
 
 
-def _strict_json(value: Any) -> str:
+def strict_json(value: Any) -> str:
     """Compact JSON any strict reader takes: NaN and infinities become strings."""
     try:
         return json.dumps(value, separators=(",", ":"), allow_nan=False)

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Final, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 PACKAGE_ROOT: Final = Path(__file__).resolve().parent.parent
 DEFAULT_RULES_PATH: Final = PACKAGE_ROOT / "rules"
@@ -130,21 +130,34 @@ class Secret:
         return hash(self._value)
 
 
-def _influxdb_url(url: str) -> str:
-    """An http(s) base URL without credentials, query or fragment; plain http
-    only to a loopback address (a local InfluxDB), never across a network."""
+def base_url_parts(url: str, example: str, credentials_advice: str) -> SplitResult:
+    """An http(s) base URL's parts: a host, and no credentials (urllib would not
+    send them, and errors would print them), query string or fragment (which
+    would end up before the API's path). ValueError says which, in words that
+    never repeat the URL."""
     parts = urlsplit(url.strip())
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ValueError("must be an https:// URL such as https://<instance-endpoint>:8181")
+        raise ValueError(f"must be an {example}")
     if parts.username or parts.password:
-        raise ValueError("must not carry credentials (use INFLUXDB_TOKEN_SECRET_ARN)")
+        raise ValueError(f"must not carry credentials ({credentials_advice})")
     if parts.query or parts.fragment:
         raise ValueError("must have no query string or fragment")
     try:
         _ = parts.port
     except ValueError:
         raise ValueError("has an invalid port") from None
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    return parts
+
+
+def _influxdb_url(url: str) -> str:
+    """An http(s) base URL without credentials, query or fragment; plain http
+    only to a loopback address (a local InfluxDB), never across a network."""
+    parts = base_url_parts(
+        url,
+        "https:// URL such as https://<instance-endpoint>:8181",
+        "use INFLUXDB_TOKEN_SECRET_ARN",
+    )
+    if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
         raise ValueError("plain http:// is allowed only for a loopback address; use https://")
     return url.strip().rstrip("/")
 

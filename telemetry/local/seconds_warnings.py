@@ -11,10 +11,10 @@ is also in the rejections file, with the same warning).
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from typing import TYPE_CHECKING, Any, Final, TextIO
+
+from telemetry.backtest import strict_json
 
 if TYPE_CHECKING:
     from telemetry.backtest import SecondsWarning
@@ -82,19 +82,4 @@ class SecondsWarningWriter:
         self.lines += 1
         for entry in entries(warning):
             self.count += 1
-            self._stream.write(_strict_json(entry) + "\n")
-
-
-def _strict_json(value: Any) -> str:
-    """Compact JSON any strict reader takes: NaN and infinities become strings."""
-    return json.dumps(_finite(value), separators=(",", ":"), allow_nan=False)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
+            self._stream.write(strict_json(entry) + "\n")

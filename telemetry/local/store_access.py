@@ -9,11 +9,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from telemetry.adapters.influxdb import SecretsManagerToken
 from telemetry.errors import DependencyError
-from telemetry.settings import SECRET_ARN_PATTERN
+from telemetry.settings import SECRET_ARN_PATTERN, base_url_parts
 
 
 class StoreAccessError(RuntimeError):
@@ -26,20 +25,11 @@ def influxdb_url(text: str) -> str:
     fragment (urllib would not send the credentials, and errors would print them;
     a query string would end up before `/query`). ValueError says which, without
     repeating the URL."""
-    parts = urlsplit(text.strip())
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ValueError("must be an http(s) URL such as http://127.0.0.1:8086")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError(
-            "must not carry credentials (give the token in INFLUXDB_TOKEN or "
-            "INFLUXDB_TOKEN_SECRET_ARN)"
-        )
-    if parts.query or parts.fragment:
-        raise ValueError("must have no query string or fragment")
-    try:
-        _ = parts.port
-    except ValueError:
-        raise ValueError("has an invalid port") from None
+    base_url_parts(
+        text,
+        "http(s) URL such as http://127.0.0.1:8086",
+        "give the token in INFLUXDB_TOKEN or INFLUXDB_TOKEN_SECRET_ARN",
+    )
     return text.strip()
 
 
