@@ -244,29 +244,23 @@ def _check_readable(sources: Sequence[str]) -> None:
             raise InputError(f"{source}: is a directory, not a JSON-lines file")
 
 
-def read_lines(
-    sources: Sequence[str], stdin: BinaryIO, result: Result
-) -> Iterator[tuple[str, int, bytes]]:
-    """Every non-blank line as (source, line number, its bytes)."""
-    _check_readable(sources)
-    for source in sources:
-        result.files += 1
-        try:
-            if source == STDIN:
-                yield from _lines("<stdin>", stdin, result)
-            else:
-                with Path(source).open("rb") as stream:
-                    yield from _lines(source, stream, result)
-        except OSError as exc:
-            raise InputError(f"{source}: cannot read: {exc.strerror or exc}") from None
+LINES_READ: Final = 1 << 20
+"""About how many bytes of lines are read at a time (a list of lines per read:
+cheaper than a call per line, and bounded)."""
 
 
-def _lines(source: str, stream: BinaryIO, result: Result) -> Iterator[tuple[str, int, bytes]]:
-    number = 0
-    for number, raw in enumerate(stream, start=1):
-        if raw.strip():
-            yield source, number, raw
-    result.lines += number
+def _chunks(source: str, stdin: BinaryIO) -> Iterator[list[bytes]]:
+    """The lines of one source (a path, `-` for stdin), a list at a time, in order."""
+    try:
+        if source == STDIN:
+            while lines := stdin.readlines(LINES_READ):
+                yield lines
+        else:
+            with Path(source).open("rb") as stream:
+                while lines := stream.readlines(LINES_READ):
+                    yield lines
+    except OSError as exc:
+        raise InputError(f"{source}: cannot read: {exc.strerror or exc}") from None
 
 
 def _times_in(message: Any) -> Iterator[int]:
@@ -993,36 +987,64 @@ def run(
     stream = _Stream(
         result, rules, order=order, window=window, emit=emit, on_out_of_window=on_out_of_window
     )
+    _check_readable(sources)
     started: set[str] = set()
-    plain = stream.plain
+    plain, parse = stream.plain, parse_message_json
     with _collector_off():
-        for source, number, raw in read_lines(sources, stdin, result):
-            first = source not in started
-            if first:
-                started.add(source)
-            try:
-                parsed = parse_message_json(raw, _NO_CLOCK)
-            except MessageRejectedError as exc:
-                if exc.rejection.code != "not_json":
-                    _report(source, number, exc.rejection.payload, [exc.rejection],
-                            result, on_rejected, on_seconds)  # fmt: skip
-                    stream.add(exc, source, number)
-                    continue
-                if first and _opens_a_document(raw):
-                    raise InputError(_not_json_lines(source)) from None
-                result.bad_lines += 1
-                reason = exc.rejection.detail.partition(": ")[2]
-                on_bad_line(BadLine(source, number, f"not valid JSON ({reason})"))
-                if on_rejected is not None:
-                    on_rejected(RejectedLine(source, number, _line_text(exc.rejection)))
-                continue
-            if plain(parsed):
-                continue
-            if _may_hold_seconds(parsed):
-                _report(source, number, decode_json(raw), parsed.rejections,
-                        result, on_rejected, on_seconds)  # fmt: skip
-            stream.add(parsed, source, number)
+        for given in sources:
+            result.files += 1
+            source = "<stdin>" if given == STDIN else given
+            first = source not in started  # until its first line that is not blank
+            number = 0
+            for lines in _chunks(given, stdin):
+                for raw in lines:
+                    number += 1
+                    try:
+                        parsed = parse(raw, _NO_CLOCK)
+                    except MessageRejectedError as exc:
+                        if not raw.strip():
+                            continue  # a blank line: not JSON, and not a message either
+                        if first:
+                            started.add(source)
+                            first = False
+                            if exc.rejection.code == "not_json" and _opens_a_document(raw):
+                                raise InputError(_not_json_lines(source)) from None
+                        _refused(exc, source, number, stream, on_bad_line, on_rejected, on_seconds)
+                        continue
+                    if first:
+                        started.add(source)
+                        first = False
+                    if plain(parsed):
+                        continue
+                    if _may_hold_seconds(parsed):
+                        _report(source, number, decode_json(raw), parsed.rejections,
+                                result, on_rejected, on_seconds)  # fmt: skip
+                    stream.add(parsed, source, number)
+            result.lines += number
         return stream.finish(_wall(wall_ms))
+
+
+def _refused(
+    exc: MessageRejectedError,
+    source: str,
+    number: int,
+    stream: _Stream,
+    on_bad_line: Callable[[BadLine], None],
+    on_rejected: Callable[[RejectedLine], None] | None,
+    on_seconds: Callable[[SecondsWarning], None] | None,
+) -> None:
+    """A line validation refused whole: reported, and counted (not JSON: a bad line)."""
+    result = stream.result
+    if exc.rejection.code != "not_json":
+        _report(source, number, exc.rejection.payload, [exc.rejection],
+                result, on_rejected, on_seconds)  # fmt: skip
+        stream.add(exc, source, number)
+        return
+    result.bad_lines += 1
+    reason = exc.rejection.detail.partition(": ")[2]
+    on_bad_line(BadLine(source, number, f"not valid JSON ({reason})"))
+    if on_rejected is not None:
+        on_rejected(RejectedLine(source, number, _line_text(exc.rejection)))
 
 
 def _may_hold_seconds(parsed: ParsedMessage) -> bool:

@@ -56,6 +56,8 @@ def group_of(transition: Transition, notifications: Notifications) -> Group:
     """The group `transition` counts in: its values of the `group_by` fields
     (`severity` is its routing severity's name; a missing location or type is
     NO_VALUE). `group_by` empty: one group, `()`."""
+    if not notifications.group_by:
+        return ()
     values = {
         "rule": transition.rule,
         "location": transition.location or NO_VALUE,
@@ -182,6 +184,15 @@ def _bump(counts: Counts, name: str) -> list[tuple[str, int]]:
     return list(found.items())
 
 
+def _bumped(counts: Counts, name: str, order: Any) -> Counts:
+    """`order(_bump(counts, name))`: a name already counted keeps its place (the
+    orders sort by name alone), so it is counted in place, without a sort."""
+    for index, (known, n) in enumerate(counts):
+        if known == name:
+            return (*counts[:index], (name, n + 1), *counts[index + 1 :])
+    return order(_bump(counts, name))  # type: ignore[no-any-return]
+
+
 @dataclass(frozen=True, slots=True)
 class Digest:
     """The held transitions of a group not yet sent: when the first and the
@@ -198,6 +209,10 @@ class Digest:
     alerts: tuple[HeldAlert, ...] = ()
     omitted: int = 0
     rules_versions: tuple[str, ...] = ()
+    lowest: Severity | None = field(default=None, compare=False, repr=False)
+    """The least routing severity among `alerts` when known (None: not known,
+    e.g. read from storage, or no alerts): a full digest finds the alert that
+    makes room without a scan per transition. Not part of the stored form."""
 
     @property
     def held(self) -> int:
@@ -211,24 +226,32 @@ class Digest:
     def adding(self, transition: Transition, now_ms: int) -> Digest:
         """This digest with `transition` held too, at `now_ms`."""
         alert = HeldAlert.of(transition)
-        alerts, omitted = self.alerts, self.omitted
+        rank = alert.rank
+        alerts, omitted, lowest = self.alerts, self.omitted, self.lowest
         if len(alerts) < MAX_DIGEST_ALERTS:
+            if not alerts:
+                lowest = rank
+            elif lowest is not None and rank < lowest:
+                lowest = rank
             alerts = (*alerts, alert)
         else:
             omitted += 1
-            weakest = min(alerts, key=lambda a: a.rank)
-            if alert.rank > weakest.rank:
+            if lowest is None:
+                lowest = min(a.rank for a in alerts)
+            if rank > lowest:
                 # The latest held of the least severe makes room.
-                index = max(i for i, a in enumerate(alerts) if a.rank == weakest.rank)
+                index = max(i for i, a in enumerate(alerts) if a.rank == lowest)
                 alerts = (*alerts[:index], *alerts[index + 1 :], alert)
+                lowest = min(a.rank for a in alerts)
         return Digest(
             self.from_ms,
-            max(self.to_ms, now_ms),
-            _status_counts(_bump(self.counts, transition.status.value)),
-            _severity_counts(_bump(self.severities, transition.routing_severity.name)),
+            self.to_ms if self.to_ms >= now_ms else now_ms,
+            _bumped(self.counts, transition.status.value, _status_counts),
+            _bumped(self.severities, rank.name, _severity_counts),
             alerts,
             omitted,
             _with_version(self.rules_versions, transition.rules_version),
+            lowest,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -303,7 +326,7 @@ def hold(state: GroupState, transitions: Iterable[Transition], now_ms: int) -> G
         if pending is None:
             pending = Digest(now_ms, now_ms)
         pending = pending.adding(transition, now_ms)
-    return replace(state, pending=pending)
+    return GroupState(state.sent, pending, state.last_digest_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,7 +369,9 @@ def admit(
             counted.add(transition.key)
         else:
             held.append(transition)
-    new_state = hold(replace(state, sent=tuple(sent)), held, now_ms)
+    new_state = GroupState(tuple(sent), state.pending, state.last_digest_ms)
+    if held:
+        new_state = hold(new_state, held, now_ms)
     return Admission(tuple(publish), tuple(held), new_state)
 
 
