@@ -77,7 +77,6 @@ from telemetry.core.messages import (
     parse_message_json,
     parse_time_ms,
 )
-from telemetry.core.operators import MAINTENANCE
 from telemetry.core.rules import RuleSet
 from telemetry.core.silence import gap_raised, gap_resolved
 from telemetry.core.timestamps import MILLENNIUM_MS, SecondsSuspect, seconds_suspects
@@ -828,6 +827,10 @@ class MaintenanceStage:
     heap entry per key held now."""
 
     def __init__(self, rules: RuleSet, emit: Emit) -> None:
+        # Imported here: a replay without windows does not pay for the operators' module.
+        from telemetry.core.operators import MAINTENANCE  # noqa: PLC0415
+
+        self._maintenance = MAINTENANCE
         self._rules = rules
         self._emit = emit
         self._heard: dict[_HeldKey, tuple[Severity, str | None]] = {}
@@ -861,7 +864,7 @@ class MaintenanceStage:
             self._pending[key] = ends
             heappush(self._ends, (ends, key))
         self._emit(
-            replace(t, muted=True, suppressed=t.suppressed or MAINTENANCE, maintenance=hold.name)
+            replace(t, muted=True, suppressed=t.suppressed or self._maintenance, maintenance=hold.name)
         )
 
     def finish(self, end_ms: int) -> None:

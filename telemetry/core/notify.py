@@ -24,12 +24,14 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from telemetry.core.alerts import ACTION_STATUSES, Severity, Status, Transition
 from telemetry.core.messages import iso_utc, parse_time_ms
 from telemetry.core.rules import Notifications
-from telemetry.core.state import DeviceRecord
+
+if TYPE_CHECKING:
+    from telemetry.core.state import DeviceRecord
 
 BUDGETED: Final = frozenset(s for s in Status if s not in ACTION_STATUSES)
 """Statuses subject to the budget: changes of level, reminders, flapping and
