@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from heapq import heappop, heappush
+from json.encoder import encode_basestring_ascii as _json_text
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, TextIO
@@ -73,6 +74,7 @@ from telemetry.core.messages import (
     Reading,
     Rejection,
     decode_json,
+    iso_utc,
     parse_message,
     parse_message_json,
     parse_time_ms,
@@ -864,7 +866,9 @@ class MaintenanceStage:
             self._pending[key] = ends
             heappush(self._ends, (ends, key))
         self._emit(
-            replace(t, muted=True, suppressed=t.suppressed or self._maintenance, maintenance=hold.name)
+            replace(
+                t, muted=True, suppressed=t.suppressed or self._maintenance, maintenance=hold.name
+            )
         )
 
     def finish(self, end_ms: int) -> None:
@@ -1272,7 +1276,61 @@ def render_load(load: AlarmLoad, screen: Screen) -> None:
 
 def write_jsonl(transitions: Iterable[Transition], stream: TextIO) -> None:
     """One SNS body per line, nothing else."""
-    stream.writelines(json.dumps(t.to_json(), separators=(",", ":")) + "\n" for t in transitions)
+    stream.writelines(jsonl_line(t) for t in transitions)
+
+
+_COMPACT: Final = json.JSONEncoder(separators=(",", ":"))
+_STATUS_TEXT: Final = {s: _json_text(s.value) for s in Status}
+_SEVERITY_TEXT: Final = {s: _json_text(s.name) for s in Severity}
+_NOT_COMMON: Final = (None,) * 7
+
+
+def _uncommon(t: Transition) -> bool:
+    """Whether an operator's, flapping's or another rarer field is set."""
+    rare = (t.by, t.note, t.until_ms, t.suppressed, t.changes, t.within_ms, t.members)
+    return rare != _NOT_COMMON or t.maintenance is not None or t.per_ms is not None
+
+
+def jsonl_line(t: Transition) -> str:
+    """`json.dumps(t.to_json(), separators=(",", ":"))` and a line break: the
+    `--format jsonl` line of a transition. The common one (a level's change, no
+    operator's or flapping's fields, finite numbers) is written field by field
+    in `to_json`'s order, as the encoder would; any other goes through it."""
+    status = _STATUS_TEXT.get(t.status)
+    severity = _SEVERITY_TEXT.get(t.severity)
+    previous = _SEVERITY_TEXT.get(t.previous_severity)
+    value, threshold = t.value, t.threshold
+    if (
+        status is None
+        or severity is None
+        or previous is None
+        or t.muted
+        or _uncommon(t)
+        or not (value is None or (type(value) is float and math.isfinite(value)))
+        or not (threshold is None or (type(threshold) is float and math.isfinite(threshold)))
+    ):
+        return _COMPACT.encode(t.to_json()) + "\n"
+    try:
+        line = (
+            f'{{"alertId":{_json_text(t.alert_id)},"status":{status},"severity":{severity},'
+            f'"previousSeverity":{previous},"deviceId":{_json_text(t.device_id)},'
+            f'"sensorId":{_json_text(t.sensor_id)},"rule":{_json_text(t.rule)},'
+            f'"value":{"null" if value is None else repr(value)},'
+            f'"threshold":{"null" if threshold is None else repr(threshold)},'
+            f'"direction":{_json_text(t.direction)},"time":"{iso_utc(t.time_ms)}",'
+            f'"since":"{iso_utc(t.since_ms)}"'
+        )
+        if t.type is not None:
+            line += f',"type":{_json_text(t.type)}'
+        if t.location is not None:
+            line += f',"location":{_json_text(t.location)}'
+        if t.unit is not None:
+            line += f',"unit":{_json_text(t.unit)}'
+        if t.rules_version is not None:
+            line += f',"rulesVersion":{_json_text(t.rules_version)}'
+    except TypeError:  # a field of another type than its annotation: as the encoder says
+        return _COMPACT.encode(t.to_json()) + "\n"
+    return line + "}\n"
 
 
 def render_transitions(transitions: Sequence[Transition], screen: Screen) -> None:

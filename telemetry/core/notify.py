@@ -231,9 +231,7 @@ class Digest:
         rank = alert.rank
         alerts, omitted, lowest = self.alerts, self.omitted, self.lowest
         if len(alerts) < MAX_DIGEST_ALERTS:
-            if not alerts:
-                lowest = rank
-            elif lowest is not None and rank < lowest:
+            if not alerts or (lowest is not None and rank < lowest):
                 lowest = rank
             alerts = (*alerts, alert)
         else:
@@ -247,7 +245,7 @@ class Digest:
                 lowest = min(a.rank for a in alerts)
         return Digest(
             self.from_ms,
-            self.to_ms if self.to_ms >= now_ms else now_ms,
+            max(self.to_ms, now_ms),
             _bumped(self.counts, transition.status.value, _status_counts),
             _bumped(self.severities, rank.name, _severity_counts),
             alerts,
