@@ -84,6 +84,11 @@ def group_hash(group: Group) -> str:
     return hashlib.sha256(group_id(group).encode()).hexdigest()[:32]
 
 
+_STATUS_VALUE: Final = {status: status.value for status in Status}
+_SEVERITY_NAME: Final = {severity: severity.name for severity in Severity}
+"""A member's value or name read through its enum costs a descriptor call (the hot path)."""
+
+
 @dataclass(frozen=True, slots=True)
 class HeldAlert:
     """One held transition as a digest lists it. `rank` is its routing
@@ -105,8 +110,8 @@ class HeldAlert:
             transition.sensor_id,
             transition.rule,
             transition.alert_id,
-            transition.status.value,
-            transition.severity.name,
+            _STATUS_VALUE[transition.status],
+            _SEVERITY_NAME[transition.severity],
             transition.time_ms,
             transition.routing_severity,
         )
@@ -246,8 +251,8 @@ class Digest:
         return Digest(
             self.from_ms,
             max(self.to_ms, now_ms),
-            _bumped(self.counts, transition.status.value, _status_counts),
-            _bumped(self.severities, rank.name, _severity_counts),
+            _bumped(self.counts, alert.status, _status_counts),
+            _bumped(self.severities, _SEVERITY_NAME[rank], _severity_counts),
             alerts,
             omitted,
             _with_version(self.rules_versions, transition.rules_version),
@@ -321,12 +326,15 @@ class GroupState:
 
 def hold(state: GroupState, transitions: Iterable[Transition], now_ms: int) -> GroupState:
     """`state` with `transitions` added to its pending digest, held at `now_ms`."""
-    pending = state.pending
+    return GroupState(state.sent, _held(state.pending, transitions, now_ms), state.last_digest_ms)
+
+
+def _held(pending: Digest | None, transitions: Iterable[Transition], now_ms: int) -> Digest | None:
     for transition in transitions:
         if pending is None:
             pending = Digest(now_ms, now_ms)
         pending = pending.adding(transition, now_ms)
-    return GroupState(state.sent, pending, state.last_digest_ms)
+    return pending
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,17 +369,20 @@ def admit(
     for transition in transitions:
         if transition.muted:
             continue
-        if transition.status not in BUDGETED or transition.key in counted:
+        if transition.status not in BUDGETED:
+            publish.append(transition)
+            continue
+        key = transition.key
+        if key in counted:
             publish.append(transition)
         elif len(sent) < notifications.max_per_window:
             publish.append(transition)
-            sent.append((now_ms, transition.key))
-            counted.add(transition.key)
+            sent.append((now_ms, key))
+            counted.add(key)
         else:
             held.append(transition)
-    new_state = GroupState(tuple(sent), state.pending, state.last_digest_ms)
-    if held:
-        new_state = hold(new_state, held, now_ms)
+    pending = _held(state.pending, held, now_ms) if held else state.pending
+    new_state = GroupState(tuple(sent), pending, state.last_digest_ms)
     return Admission(tuple(publish), tuple(held), new_state)
 
 
