@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -191,13 +191,15 @@ def _bump(counts: Counts, name: str) -> list[tuple[str, int]]:
     return list(found.items())
 
 
-def _bumped(counts: Counts, name: str, order: Any) -> Counts:
+def _bumped(
+    counts: Counts, name: str, order: Callable[[Iterable[tuple[str, int]]], Counts]
+) -> Counts:
     """`order(_bump(counts, name))`: a name already counted keeps its place (the
     orders sort by name alone), so it is counted in place, without a sort."""
     for index, (known, n) in enumerate(counts):
         if known == name:
             return (*counts[:index], (name, n + 1), *counts[index + 1 :])
-    return order(_bump(counts, name))  # type: ignore[no-any-return]
+    return order(_bump(counts, name))
 
 
 @dataclass(frozen=True, slots=True)
