@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from heapq import heappop, heappush
+from json.encoder import encode_basestring_ascii as _json_text
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, TextIO
@@ -73,11 +74,11 @@ from telemetry.core.messages import (
     Reading,
     Rejection,
     decode_json,
+    iso_utc,
     parse_message,
     parse_message_json,
     parse_time_ms,
 )
-from telemetry.core.operators import MAINTENANCE
 from telemetry.core.rules import RuleSet
 from telemetry.core.silence import gap_raised, gap_resolved
 from telemetry.core.timestamps import MILLENNIUM_MS, SecondsSuspect, seconds_suspects
@@ -273,43 +274,35 @@ def check_readable(sources: Sequence[str]) -> None:
             raise InputError(f"{source}: cannot read: {exc.strerror or exc}") from None
 
 
-def read_lines(
-    sources: Sequence[str], stdin: BinaryIO, result: Result
-) -> Iterator[tuple[str, int, bytes]]:
-    """Every non-blank line as (source, line number, its bytes)."""
-    _check_readable(sources)
-    for source in sources:
-        result.files += 1
-        try:
-            if source == STDIN:
-                yield from _lines("<stdin>", stdin, result)
-            else:
-                with Path(source).open("rb") as stream:
-                    yield from _lines(source, stream, result)
-        except OSError as exc:
-            raise InputError(f"{source}: cannot read: {exc.strerror or exc}") from None
+LINES_READ: Final = 1 << 20
+"""About how many bytes of lines are read at a time (a list of lines per read:
+cheaper than a call per line, and bounded)."""
 
 
-def _lines(source: str, stream: BinaryIO, result: Result) -> Iterator[tuple[str, int, bytes]]:
-    number = 0
-    for number, raw in enumerate(_without_bom(stream), start=1):
-        if raw.strip():
-            yield source, number, raw
-    result.lines += number
+def _chunks(source: str, stdin: BinaryIO) -> Iterator[list[bytes]]:
+    """The lines of one source (a path, `-` for stdin), a list at a time, in order."""
+    try:
+        if source == STDIN:
+            yield from _read(stdin)
+        else:
+            with Path(source).open("rb") as stream:
+                yield from _read(stream)
+    except OSError as exc:
+        raise InputError(f"{source}: cannot read: {exc.strerror or exc}") from None
 
 
 _BOM: Final = b"\xef\xbb\xbf"
 
 
-def _without_bom(stream: BinaryIO) -> Iterable[bytes]:
-    """The stream's lines, without the UTF-8 byte-order mark an editor (Notepad)
-    may put at the start of a file: looked for once, on the first line."""
-    from itertools import chain  # noqa: PLC0415
-
-    first = stream.readline()
-    if not first:
-        return ()
-    return chain((first.removeprefix(_BOM),), stream)
+def _read(stream: BinaryIO) -> Iterator[list[bytes]]:
+    """The stream's lines a list at a time, without the UTF-8 byte-order mark an
+    editor (Notepad) may put at the start of a file: looked for once."""
+    lines = stream.readlines(LINES_READ)
+    if lines:
+        lines[0] = lines[0].removeprefix(_BOM)
+    while lines:
+        yield lines
+        lines = stream.readlines(LINES_READ)
 
 
 def _times_in(message: Any) -> Iterator[int]:
@@ -877,6 +870,10 @@ class MaintenanceStage:
     heap entry per key held now."""
 
     def __init__(self, rules: RuleSet, emit: Emit) -> None:
+        # Imported here: a replay without windows does not pay for the operators' module.
+        from telemetry.core.operators import MAINTENANCE  # noqa: PLC0415
+
+        self._maintenance = MAINTENANCE
         self._rules = rules
         self._emit = emit
         self._heard: dict[_HeldKey, tuple[Severity, str | None]] = {}
@@ -910,7 +907,9 @@ class MaintenanceStage:
             self._pending[key] = ends
             heappush(self._ends, (ends, key))
         self._emit(
-            replace(t, muted=True, suppressed=t.suppressed or MAINTENANCE, maintenance=hold.name)
+            replace(
+                t, muted=True, suppressed=t.suppressed or self._maintenance, maintenance=hold.name
+            )
         )
 
     def finish(self, end_ms: int) -> None:
@@ -1036,36 +1035,64 @@ def run(
     stream = _Stream(
         result, rules, order=order, window=window, emit=emit, on_out_of_window=on_out_of_window
     )
+    _check_readable(sources)
     started: set[str] = set()
-    plain = stream.plain
+    plain, parse = stream.plain, parse_message_json
     with _collector_off():
-        for source, number, raw in read_lines(sources, stdin, result):
-            first = source not in started
-            if first:
-                started.add(source)
-            try:
-                parsed = parse_message_json(raw, _NO_CLOCK)
-            except MessageRejectedError as exc:
-                if exc.rejection.code != "not_json":
-                    _report(source, number, exc.rejection.payload, [exc.rejection],
-                            result, on_rejected, on_seconds, whole=True)  # fmt: skip
-                    stream.add(exc, source, number)
-                    continue
-                if first and _opens_a_document(raw):
-                    raise InputError(_not_json_lines(source)) from None
-                result.bad_lines += 1
-                reason = exc.rejection.detail.partition(": ")[2]
-                on_bad_line(BadLine(source, number, f"not valid JSON ({reason})"))
-                if on_rejected is not None:
-                    on_rejected(RejectedLine(source, number, _line_text(exc.rejection)))
-                continue
-            if plain(parsed):
-                continue
-            if _may_hold_seconds(parsed):
-                _report(source, number, decode_json(raw), parsed.rejections,
-                        result, on_rejected, on_seconds)  # fmt: skip
-            stream.add(parsed, source, number)
+        for given in sources:
+            result.files += 1
+            source = "<stdin>" if given == STDIN else given
+            first = source not in started  # until its first line that is not blank
+            number = 0
+            for lines in _chunks(given, stdin):
+                for raw in lines:
+                    number += 1
+                    try:
+                        parsed = parse(raw, _NO_CLOCK)
+                    except MessageRejectedError as exc:
+                        if not raw.strip():
+                            continue  # a blank line: not JSON, and not a message either
+                        if first:
+                            started.add(source)
+                            first = False
+                            if exc.rejection.code == "not_json" and _opens_a_document(raw):
+                                raise InputError(_not_json_lines(source)) from None
+                        _refused(exc, source, number, stream, on_bad_line, on_rejected, on_seconds)
+                        continue
+                    if first:
+                        started.add(source)
+                        first = False
+                    if plain(parsed):
+                        continue
+                    if _may_hold_seconds(parsed):
+                        _report(source, number, decode_json(raw), parsed.rejections,
+                                result, on_rejected, on_seconds)  # fmt: skip
+                    stream.add(parsed, source, number)
+            result.lines += number
         return stream.finish(_wall(wall_ms))
+
+
+def _refused(
+    exc: MessageRejectedError,
+    source: str,
+    number: int,
+    stream: _Stream,
+    on_bad_line: Callable[[BadLine], None],
+    on_rejected: Callable[[RejectedLine], None] | None,
+    on_seconds: Callable[[SecondsWarning], None] | None,
+) -> None:
+    """A line validation refused whole: reported, and counted (not JSON: a bad line)."""
+    result = stream.result
+    if exc.rejection.code != "not_json":
+        _report(source, number, exc.rejection.payload, [exc.rejection],
+                result, on_rejected, on_seconds, whole=True)  # fmt: skip
+        stream.add(exc, source, number)
+        return
+    result.bad_lines += 1
+    reason = exc.rejection.detail.partition(": ")[2]
+    on_bad_line(BadLine(source, number, f"not valid JSON ({reason})"))
+    if on_rejected is not None:
+        on_rejected(RejectedLine(source, number, _line_text(exc.rejection)))
 
 
 def _may_hold_seconds(parsed: ParsedMessage) -> bool:
@@ -1292,7 +1319,61 @@ def render_load(load: AlarmLoad, screen: Screen) -> None:
 
 def write_jsonl(transitions: Iterable[Transition], stream: TextIO) -> None:
     """One SNS body per line, nothing else."""
-    stream.writelines(json.dumps(t.to_json(), separators=(",", ":")) + "\n" for t in transitions)
+    stream.writelines(jsonl_line(t) for t in transitions)
+
+
+_COMPACT: Final = json.JSONEncoder(separators=(",", ":"))
+_STATUS_TEXT: Final = {s: _json_text(s.value) for s in Status}
+_SEVERITY_TEXT: Final = {s: _json_text(s.name) for s in Severity}
+_NOT_COMMON: Final = (None,) * 7
+
+
+def _uncommon(t: Transition) -> bool:
+    """Whether an operator's, flapping's or another rarer field is set."""
+    rare = (t.by, t.note, t.until_ms, t.suppressed, t.changes, t.within_ms, t.members)
+    return rare != _NOT_COMMON or t.maintenance is not None or t.per_ms is not None
+
+
+def jsonl_line(t: Transition) -> str:
+    """`json.dumps(t.to_json(), separators=(",", ":"))` and a line break: the
+    `--format jsonl` line of a transition. The common one (a level's change, no
+    operator's or flapping's fields, finite numbers) is written field by field
+    in `to_json`'s order, as the encoder would; any other goes through it."""
+    status = _STATUS_TEXT.get(t.status)
+    severity = _SEVERITY_TEXT.get(t.severity)
+    previous = _SEVERITY_TEXT.get(t.previous_severity)
+    value, threshold = t.value, t.threshold
+    if (
+        status is None
+        or severity is None
+        or previous is None
+        or t.muted
+        or _uncommon(t)
+        or not (value is None or (type(value) is float and math.isfinite(value)))
+        or not (threshold is None or (type(threshold) is float and math.isfinite(threshold)))
+    ):
+        return _COMPACT.encode(t.to_json()) + "\n"
+    try:
+        line = (
+            f'{{"alertId":{_json_text(t.alert_id)},"status":{status},"severity":{severity},'
+            f'"previousSeverity":{previous},"deviceId":{_json_text(t.device_id)},'
+            f'"sensorId":{_json_text(t.sensor_id)},"rule":{_json_text(t.rule)},'
+            f'"value":{"null" if value is None else repr(value)},'
+            f'"threshold":{"null" if threshold is None else repr(threshold)},'
+            f'"direction":{_json_text(t.direction)},"time":"{iso_utc(t.time_ms)}",'
+            f'"since":"{iso_utc(t.since_ms)}"'
+        )
+        if t.type is not None:
+            line += f',"type":{_json_text(t.type)}'
+        if t.location is not None:
+            line += f',"location":{_json_text(t.location)}'
+        if t.unit is not None:
+            line += f',"unit":{_json_text(t.unit)}'
+        if t.rules_version is not None:
+            line += f',"rulesVersion":{_json_text(t.rules_version)}'
+    except TypeError:  # a field of another type than its annotation: as the encoder says
+        return _COMPACT.encode(t.to_json()) + "\n"
+    return line + "}\n"
 
 
 def render_transitions(transitions: Sequence[Transition], screen: Screen) -> None:

@@ -719,10 +719,6 @@ def _run_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
-"""`json.dumps(..., separators=(",", ":"))`, made once rather than per transition."""
-
-
 class _BacktestOutput:
     """Where the backtest's transitions go as they are decided: written at once
     (jsonl, json), or kept for the table (every one, printed at the end); the
@@ -734,6 +730,7 @@ class _BacktestOutput:
 
         self.args = args
         self.summarizer = backtest.Summarizer(rules, flap_window_ms=args.flap_window)
+        self.line = backtest.jsonl_line
         self.load = LoadMeter(rules.notifications)
         self.kept: list[Transition] = []
         self.document = (
@@ -746,7 +743,7 @@ class _BacktestOutput:
         if self.document is not None:
             self.document.add(transition)
         elif self.args.format == "jsonl":
-            sys.stdout.write(_COMPACT.encode(transition.to_json()) + "\n")
+            sys.stdout.write(self.line(transition))
         else:
             self.kept.append(transition)
 

@@ -1127,3 +1127,48 @@ def alert_states(draw: st.DrawFn) -> AlertState:
     return AlertState(
         episode=draw(threshold_episodes()), silence=draw(silences()), care=draw(cares())
     )
+
+
+@st.composite
+def wire_transitions(draw: st.DrawFn) -> Transition:
+    """Transitions as `to_json` may meet them: any status and levels, any text
+    (quotes, control and non-ASCII characters), numbers of every kind (whole,
+    non-finite, absent), and each optional field sometimes set."""
+    text = st.text(max_size=12)
+    maybe_text = st.none() | text
+    number = st.none() | st.floats() | st.integers(-(2**70), 2**70)
+    maybe_ms = st.none() | st.integers(0, 253_402_300_799_999)
+    optional = st.none() | st.integers(0, 3_600_000)
+    rare = draw(st.sampled_from([0, 5]))  # 0: none of the operators' or flapping's fields
+
+    def sometimes(values: st.SearchStrategy[Any]) -> Any:
+        return draw(values) if rare and draw(st.integers(0, rare - 1)) == 0 else None
+
+    return Transition(
+        alert_id=draw(text),
+        status=draw(st.sampled_from(list(Status))),
+        severity=draw(st.sampled_from(list(Severity))),
+        previous_severity=draw(st.sampled_from(list(Severity))),
+        device_id=draw(text),
+        sensor_id=draw(text),
+        rule=draw(text),
+        value=draw(number),
+        threshold=draw(number),
+        time_ms=draw(st.integers(0, 253_402_300_799_999)),
+        since_ms=draw(st.integers(0, 253_402_300_799_999)),
+        direction=draw(st.sampled_from(["above", "below", "nodata", "rate", 'é"\n'])),
+        type=draw(maybe_text),
+        location=draw(maybe_text),
+        unit=draw(maybe_text),
+        by=sometimes(text),
+        note=sometimes(text),
+        until_ms=sometimes(maybe_ms),
+        muted=bool(sometimes(st.just(True))),
+        suppressed=sometimes(maybe_text),
+        changes=sometimes(optional),
+        within_ms=sometimes(optional),
+        members=sometimes(optional),
+        maintenance=sometimes(maybe_text),
+        rules_version=draw(maybe_text),
+        per_ms=sometimes(optional),
+    )

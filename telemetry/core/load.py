@@ -37,6 +37,10 @@ CHATTER_RAISES: Final = 3
 STANDING_MS: Final = 86_400_000
 BAD_ACTORS: Final = 10
 
+_RAISED: Final = Status.RAISED
+_ENDED: Final = frozenset({Status.RESOLVED, Status.RESET})
+"""The statuses that end an episode (standing alerts)."""
+
 AlarmKey = tuple[str, str, str]
 """(deviceId, sensorId, rule): one alarm."""
 
@@ -238,8 +242,9 @@ class LoadMeter:
 
     def add(self, transition: Transition) -> None:
         """One transition, no earlier than the previous one."""
-        key = _key(transition)
-        if transition.status is Status.RAISED:
+        key = (transition.device_id, transition.sensor_id, transition.rule)  # _key, inlined
+        status = transition.status
+        if status is _RAISED:
             self._opened[transition.alert_id] = transition.time_ms
             times = self._raised.setdefault(key, deque(maxlen=CHATTER_RAISES - 1))
             if len(times) == CHATTER_RAISES - 1 and (
@@ -247,7 +252,7 @@ class LoadMeter:
             ):
                 self._chattering.add(key)
             times.append(transition.time_ms)
-        elif transition.status in {Status.RESOLVED, Status.RESET}:
+        elif status in _ENDED:
             self._opened.pop(transition.alert_id, None)
         notifications = self._notifications
         if notifications is None:

@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from telemetry.core.alerts import ACTION_STATUSES, Severity, Status, Transition
 from telemetry.core.messages import iso_utc, parse_time_ms
 from telemetry.core.rules import Notifications
-from telemetry.core.state import DeviceRecord
+
+if TYPE_CHECKING:
+    from telemetry.core.state import DeviceRecord
 
 BUDGETED: Final = frozenset(s for s in Status if s not in ACTION_STATUSES)
 """Statuses subject to the budget: changes of level, reminders, flapping and
@@ -56,6 +58,8 @@ def group_of(transition: Transition, notifications: Notifications) -> Group:
     """The group `transition` counts in: its values of the `group_by` fields
     (`severity` is its routing severity's name; a missing location or type is
     NO_VALUE). `group_by` empty: one group, `()`."""
+    if not notifications.group_by:
+        return ()
     values = {
         "rule": transition.rule,
         "location": transition.location or NO_VALUE,
@@ -80,6 +84,11 @@ def group_hash(group: Group) -> str:
     return hashlib.sha256(group_id(group).encode()).hexdigest()[:32]
 
 
+_STATUS_VALUE: Final = {status: status.value for status in Status}
+_SEVERITY_NAME: Final = {severity: severity.name for severity in Severity}
+"""A member's value or name read through its enum costs a descriptor call (the hot path)."""
+
+
 @dataclass(frozen=True, slots=True)
 class HeldAlert:
     """One held transition as a digest lists it. `rank` is its routing
@@ -101,8 +110,8 @@ class HeldAlert:
             transition.sensor_id,
             transition.rule,
             transition.alert_id,
-            transition.status.value,
-            transition.severity.name,
+            _STATUS_VALUE[transition.status],
+            _SEVERITY_NAME[transition.severity],
             transition.time_ms,
             transition.routing_severity,
         )
@@ -182,6 +191,17 @@ def _bump(counts: Counts, name: str) -> list[tuple[str, int]]:
     return list(found.items())
 
 
+def _bumped(
+    counts: Counts, name: str, order: Callable[[Iterable[tuple[str, int]]], Counts]
+) -> Counts:
+    """`order(_bump(counts, name))`: a name already counted keeps its place (the
+    orders sort by name alone), so it is counted in place, without a sort."""
+    for index, (known, n) in enumerate(counts):
+        if known == name:
+            return (*counts[:index], (name, n + 1), *counts[index + 1 :])
+    return order(_bump(counts, name))
+
+
 @dataclass(frozen=True, slots=True)
 class Digest:
     """The held transitions of a group not yet sent: when the first and the
@@ -198,6 +218,10 @@ class Digest:
     alerts: tuple[HeldAlert, ...] = ()
     omitted: int = 0
     rules_versions: tuple[str, ...] = ()
+    lowest: Severity | None = field(default=None, compare=False, repr=False)
+    """The least routing severity among `alerts` when known (None: not known,
+    e.g. read from storage, or no alerts): a full digest finds the alert that
+    makes room without a scan per transition. Not part of the stored form."""
 
     @property
     def held(self) -> int:
@@ -211,24 +235,30 @@ class Digest:
     def adding(self, transition: Transition, now_ms: int) -> Digest:
         """This digest with `transition` held too, at `now_ms`."""
         alert = HeldAlert.of(transition)
-        alerts, omitted = self.alerts, self.omitted
+        rank = alert.rank
+        alerts, omitted, lowest = self.alerts, self.omitted, self.lowest
         if len(alerts) < MAX_DIGEST_ALERTS:
+            if not alerts or (lowest is not None and rank < lowest):
+                lowest = rank
             alerts = (*alerts, alert)
         else:
             omitted += 1
-            weakest = min(alerts, key=lambda a: a.rank)
-            if alert.rank > weakest.rank:
+            if lowest is None:
+                lowest = min(a.rank for a in alerts)
+            if rank > lowest:
                 # The latest held of the least severe makes room.
-                index = max(i for i, a in enumerate(alerts) if a.rank == weakest.rank)
+                index = max(i for i, a in enumerate(alerts) if a.rank == lowest)
                 alerts = (*alerts[:index], *alerts[index + 1 :], alert)
+                lowest = min(a.rank for a in alerts)
         return Digest(
             self.from_ms,
             max(self.to_ms, now_ms),
-            _status_counts(_bump(self.counts, transition.status.value)),
-            _severity_counts(_bump(self.severities, transition.routing_severity.name)),
+            _bumped(self.counts, alert.status, _status_counts),
+            _bumped(self.severities, _SEVERITY_NAME[rank], _severity_counts),
             alerts,
             omitted,
             _with_version(self.rules_versions, transition.rules_version),
+            lowest,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -298,12 +328,15 @@ class GroupState:
 
 def hold(state: GroupState, transitions: Iterable[Transition], now_ms: int) -> GroupState:
     """`state` with `transitions` added to its pending digest, held at `now_ms`."""
-    pending = state.pending
+    return GroupState(state.sent, _held(state.pending, transitions, now_ms), state.last_digest_ms)
+
+
+def _held(pending: Digest | None, transitions: Iterable[Transition], now_ms: int) -> Digest | None:
     for transition in transitions:
         if pending is None:
             pending = Digest(now_ms, now_ms)
         pending = pending.adding(transition, now_ms)
-    return replace(state, pending=pending)
+    return pending
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,15 +371,20 @@ def admit(
     for transition in transitions:
         if transition.muted:
             continue
-        if transition.status not in BUDGETED or transition.key in counted:
+        if transition.status not in BUDGETED:
+            publish.append(transition)
+            continue
+        key = transition.key
+        if key in counted:
             publish.append(transition)
         elif len(sent) < notifications.max_per_window:
             publish.append(transition)
-            sent.append((now_ms, transition.key))
-            counted.add(transition.key)
+            sent.append((now_ms, key))
+            counted.add(key)
         else:
             held.append(transition)
-    new_state = hold(replace(state, sent=tuple(sent)), held, now_ms)
+    pending = _held(state.pending, held, now_ms) if held else state.pending
+    new_state = GroupState(tuple(sent), pending, state.last_digest_ms)
     return Admission(tuple(publish), tuple(held), new_state)
 
 
