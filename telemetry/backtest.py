@@ -43,6 +43,7 @@ import gc
 import json
 import math
 import time
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -456,6 +457,11 @@ class _Stream:
         # The earliest reading time among the arrivals waiting: a no-data episode
         # their arrival resolves is dated by the reading, which may be earlier.
         self.heard_min = _NO_CLOCK
+        # No-data transitions waiting for the flapping watch, which takes them in
+        # event time (as the whole history does) once no earlier one can come.
+        # Each with the no-data episode it opens (True) or closes (False).
+        self.unwatched: list[tuple[int, int, str, Transition, Silence, bool]] = []
+        self.closed_first: set[int] = set()  # episodes whose end is dated before their start
         self.end_arrival: int | None = None
         self.gaps: dict[tuple[str, str, str], _Gap] = {}
         self.open_gaps: dict[str, dict[StateKey, Silence]] = {}  # per device
@@ -694,7 +700,10 @@ class _Stream:
             if self.arrival and t.time_ms <= self.out_to:
                 self.result.out_of_window += 1  # decided after later ones went out
             keys = ("", "") if phase == 0 else (t.sensor_id, t.rule)
-            heappush(self.out, (t.time_ms, t.device_id, phase, *keys, self.seq, t))
+            # A key's STABLE comes before its changes of the same time, as `watch`
+            # puts it when a change finds the key quiet.
+            seq = self.seq if phase != 2 else -1 - self.seq
+            heappush(self.out, (t.time_ms, t.device_id, min(phase, 1), *keys, seq, t))
             self.seq += 1
 
     def _release_heard(self, count: int) -> int:
@@ -717,6 +726,7 @@ class _Stream:
                 if rule.nodata_ms is not None:
                     self._arrived(at, reading, rule.name, rule.nodata_ms)
         self._gaps_before(to)  # one ending at `to` is a gap only if anything comes later
+        self._watch_until(self.heard_min)
         return to
 
     def _arrived(self, at: int, reading: Reading, rule_name: str, window_ms: int) -> None:
@@ -727,8 +737,8 @@ class _Stream:
             heappush(self.deadlines, (at + window_ms, *key))
             return
         if gap.episode is not None:
-            self._gap_closed(reading.device_id, (reading.sensor_id, rule_name))
-            self._watched(reading.device_id, [gap_resolved(rule_name, gap.episode, reading)])
+            resolved = gap_resolved(rule_name, gap.episode, reading)
+            self._watched(reading.device_id, resolved, gap.episode, opens=False)
             heappush(self.deadlines, (at + window_ms, *key))
         gap.at_ms, gap.reading, gap.window_ms, gap.episode = at, reading, window_ms, None
 
@@ -745,11 +755,23 @@ class _Stream:
             gap.episode, raised = gap_raised(
                 self.rules, rule_name, gap.window_ms, gap.at_ms, gap.reading
             )
-            self.open_gaps.setdefault(device_id, {})[sensor_id, rule_name] = gap.episode
-            self._watched(device_id, [raised])
+            self._watched(device_id, raised, gap.episode, opens=True)
 
-    def _gap_closed(self, device_id: str, key: StateKey) -> None:
-        opened = self.open_gaps[device_id]
+    def _open_or_close(
+        self, device_id: str, key: StateKey, episode: Silence, *, opens: bool
+    ) -> None:
+        """Keep the open no-data episodes as the watched transitions say (an end
+        dated before its start leaves the episode closed)."""
+        if opens:
+            if id(episode) in self.closed_first:
+                self.closed_first.discard(id(episode))
+            else:
+                self.open_gaps.setdefault(device_id, {})[key] = episode
+            return
+        opened = self.open_gaps.get(device_id)
+        if opened is None or opened.get(key) is not episode:
+            self.closed_first.add(id(episode))
+            return
         del opened[key]
         if not opened:
             del self.open_gaps[device_id]
@@ -768,14 +790,30 @@ class _Stream:
                 view[key] = replace(alert, silence=episode)
         return view
 
-    def _watched(self, device_id: str, transitions: list[Transition]) -> None:
-        if self.flapping:
+    def _watched(self, device_id: str, gap: Transition, episode: Silence, *, opens: bool) -> None:
+        """A no-data episode raised (`opens`) or resolved."""
+        if not self.flapping:
+            self._decided([gap], 1)
+            return
+        self.unwatched.append((gap.time_ms, self.seq, device_id, gap, episode, opens))
+        self.seq += 1
+
+    def _watch_until(self, before: int) -> None:
+        """Watch the no-data transitions dated before `before`, in event time: a
+        gap an arrival closes is dated by its reading, which may come before a
+        gap raised earlier in the replay."""
+        if not self.unwatched:
+            return
+        self.unwatched.sort()
+        cut = bisect_left(self.unwatched, (before,))
+        ready, self.unwatched = self.unwatched[:cut], self.unwatched[cut:]
+        for _, _, device_id, t, episode, opens in ready:
+            self._open_or_close(device_id, (t.sensor_id, t.rule), episode, opens=opens)
             state = self.states.setdefault(device_id, {})
-            evaluation = watch(Evaluation(state, transitions), self.rules)
+            evaluation = watch(Evaluation(state, [t]), self.rules)
             self.states[device_id] = evaluation.state
             self._arm(device_id)
-            transitions = evaluation.transitions
-        self._decided(transitions, 1)
+            self._decided(evaluation.transitions, 1)
 
     def _arm(self, device_id: str) -> None:
         due = due_ms(self.states[device_id])
@@ -839,6 +877,7 @@ class _Stream:
             self._release_heard(everything)
             until = self.end_arrival if self.end_arrival is not None else result.last_ms or 0
             self._gaps_before(until)
+            self._watch_until(everything)
         if self.flapping:
             self._quieted_before((result.last_ms or 0) + 1)
         self._release(everything)
