@@ -26,7 +26,6 @@ Pure: no clock, no I/O; times are epoch milliseconds.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -34,6 +33,8 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from telemetry.core.rule_index import MatchCache, MatchKey, compiled_glob
 
 DAY_NAMES: Final = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 DEFAULT_TIMEZONE: Final = "UTC"
@@ -122,13 +123,6 @@ def zone(name: str) -> ZoneInfo:
         ) from None
 
 
-def _glob(pattern: str) -> re.Pattern[str]:
-    return _GLOBS.get(pattern) or _GLOBS.setdefault(pattern, re.compile(fnmatch.translate(pattern)))
-
-
-_GLOBS: dict[str, re.Pattern[str]] = {}
-
-
 @dataclass(frozen=True, slots=True)
 class Window:
     """One maintenance window, checked. Recurring: `days` (Monday 0), `start_min`
@@ -152,14 +146,10 @@ class Window:
     ) -> bool:
         """Whether a key with these labels is in this window's scope (every
         match key given must match; a key without the label does not)."""
+        labels = {"deviceId": device_id, "sensorId": sensor_id, "type": type_, "location": location}
         for key, pattern in self.match:
-            value = {
-                "deviceId": device_id,
-                "sensorId": sensor_id,
-                "type": type_,
-                "location": location,
-            }.get(key)
-            if value is None or not _glob(pattern).match(value):
+            value = labels.get(key)
+            if value is None or not compiled_glob(pattern).match(value):
                 return False
         return True
 
@@ -260,11 +250,9 @@ class Hold:
 class Maintenance:
     """The maintenance windows in force, and which of them hold a key when."""
 
-    _CACHE_LIMIT: Final = 65_536
-
     def __init__(self, windows: Iterable[Window] = ()) -> None:
         self.windows: tuple[Window, ...] = tuple(windows)
-        self._scopes: dict[tuple[str, str, str | None, str | None], tuple[Window, ...]] = {}
+        self._scopes: MatchCache[MatchKey, tuple[Window, ...]] = MatchCache()
 
     def __bool__(self) -> bool:
         return bool(self.windows)
@@ -275,9 +263,8 @@ class Maintenance:
         key = (device_id, sensor_id, type_, location)
         found = self._scopes.get(key)
         if found is None:
-            if len(self._scopes) >= self._CACHE_LIMIT:
-                self._scopes.clear()
-            found = self._scopes[key] = tuple(w for w in self.windows if w.matches(*key))
+            found = tuple(w for w in self.windows if w.matches(*key))
+            self._scopes.put(key, found)
         return found
 
     def holding(

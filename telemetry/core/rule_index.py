@@ -32,6 +32,7 @@ import fnmatch
 import re
 from collections import Counter
 from collections.abc import Callable, Collection, Hashable, Sequence
+from itertools import islice
 from typing import Any, Final, Generic, Protocol, TypeVar
 
 MATCH_KEYS: Final = ("deviceId", "sensorId", "type", "location")
@@ -80,6 +81,18 @@ pattern at sensorId or type."""
 Settling = tuple[int, tuple[Need, ...], Need | None, tuple[Need, ...]]
 """A rule anchored at deviceId or location: its index, its other patterns there,
 and of those at sensorId and type the first, and the rest."""
+
+
+_GLOBS: dict[str, re.Pattern[str]] = {}
+
+
+def compiled_glob(pattern: str) -> re.Pattern[str]:
+    """The pattern's regular expression as `fnmatch.fnmatchcase` reads it,
+    compiled once per process (rules and maintenance windows share it)."""
+    compiled = _GLOBS.get(pattern)
+    if compiled is None:
+        compiled = _GLOBS[pattern] = re.compile(fnmatch.translate(pattern))
+    return compiled
 
 
 def literal_prefix(pattern: str) -> str:
@@ -243,7 +256,7 @@ class _KeyPatterns:
         """Ready for values: the exact values rules name are classified now (up
         to a generation of them), so that their first readings need not."""
         self.by_prefix = sorted(self.prefixed.items())
-        for value in list(self.exact)[: self.classes.generation]:
+        for value in islice(self.exact, self.classes.generation):
             self.classify(value)
 
     def classify(self, value: str) -> ValueClass:
@@ -262,7 +275,7 @@ class _KeyPatterns:
         if len(ids) > 1:
             ids.sort()
         key = tuple(ids)
-        found = self.interned.young.get(key) or self.interned.get(key)
+        found = self.interned.get(key)
         if found is None:
             found = ValueClass(key)
             self.interned.put(key, found)

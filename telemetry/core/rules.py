@@ -15,7 +15,6 @@ the YAML it stands for) reads that instead and imports neither YAML nor pydantic
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import math
@@ -28,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from telemetry.core.conditions import Condition, condition_from_json
 from telemetry.core.maintenance import NO_MAINTENANCE, Maintenance, Window
 from telemetry.core.messages import Reading
-from telemetry.core.rule_index import MatchKey, RuleIndex
+from telemetry.core.rule_index import MatchKey, RuleIndex, compiled_glob
 
 if TYPE_CHECKING:  # the names __getattr__ lends, as mypy should see them
     from telemetry.core.rule_specs import DURATION_PATTERN as DURATION_PATTERN
@@ -161,7 +160,7 @@ class Gateway:
 
     def has_member(self, device_id: str) -> bool:
         return device_id != self.device_id and any(
-            _glob(pattern).match(device_id) for pattern in self.members
+            compiled_glob(pattern).match(device_id) for pattern in self.members
         )
 
 
@@ -253,12 +252,12 @@ class Rule:
         and the deviceId glob (if any) matching; other match keys judge readings."""
         if self.offline_ms is None:
             return False
-        return all(_glob(p).match(device_id) for k, p in self.match if k == "deviceId")
+        return all(compiled_glob(p).match(device_id) for k, p in self.match if k == "deviceId")
 
     def matches(self, reading: Reading) -> bool:
         for key, pattern in self.match:
             value = _match_value(reading, key)
-            if value is None or not _glob(pattern).match(value):
+            if value is None or not compiled_glob(pattern).match(value):
                 return False
         return True
 
@@ -271,16 +270,6 @@ def _match_value(reading: Reading, key: str) -> str | None:
     if key == "type":
         return reading.type
     return reading.location
-
-
-_GLOBS: dict[str, re.Pattern[str]] = {}
-
-
-def _glob(pattern: str) -> re.Pattern[str]:
-    compiled = _GLOBS.get(pattern)
-    if compiled is None:
-        compiled = _GLOBS[pattern] = re.compile(fnmatch.translate(pattern))
-    return compiled
 
 
 def parse_duration_ms(text: str) -> int:
