@@ -551,7 +551,9 @@ def sweep_device(
     if resolved is not None:
         written, changed = resolved, True
         transitions += closing
-    counted = _counts_from(device_id, rules, from_ms, now_ms)
+    # Only an offline device not held can be raised: windows are looked up for it alone.
+    offline_due = offline is not None and not held and bool(watching)
+    counted = _counts_from(device_id, rules, from_ms, now_ms) if offline_due else from_ms
     for rule in watching:
         key = offline_key(rule.name)
         raised = _raised_offline(device_id, rule, written.get(key), offline, counted, now_ms, held)
