@@ -180,10 +180,10 @@ _STORE_VARIABLES: Final = {
     "None": ("TIMESTREAM_DB", "TIMESTREAM_TABLE"),
     "influxdb": ("INFLUXDB_URL", "INFLUXDB_DATABASE"),
 }
+"""What each store requires, to name it beside other missing variables."""
 
 APPCONFIG_VARIABLES: Final = ("APPCONFIG_APPLICATION", "APPCONFIG_ENVIRONMENT", "APPCONFIG_PROFILE")
 """What RULES_SOURCE=appconfig requires: where the rules are deployed."""
-"""What each store requires, to name it beside other missing variables."""
 
 
 class _ModelFields:

@@ -142,10 +142,11 @@ class LastGoodRules:
     def save(self, configuration: Configuration, now_ms: int | None = None) -> bool:
         """Keep `configuration` (False: too large to keep; nothing written).
         DependencyError when DynamoDB fails."""
-        if not self.fits(configuration):
+        item = self.item(configuration, now_ms)  # compressed once
+        if item_bytes(item) > ITEM_LIMIT_BYTES:
             return False
         try:
-            self._client.put_item(TableName=self._table, Item=self.item(configuration, now_ms))
+            self._client.put_item(TableName=self._table, Item=item)
         except AWS_ERRORS as exc:
             raise translate("dynamodb", "PutItem", exc) from exc
         return True
