@@ -568,13 +568,14 @@ def _duration_problems(text: str, low_ms: int, high_ms: int | None) -> list[str]
     except ValueError as exc:
         return [str(exc)]
     if ms < low_ms:
-        return [f"{text!r} is shorter than the least allowed, {_duration_words(low_ms)}"]
+        return [f"{text!r} is shorter than the least allowed, {duration_words(low_ms)}"]
     if high_ms is not None and ms > high_ms:
-        return [f"{text!r} is longer than the most allowed, {_duration_words(high_ms)}"]
+        return [f"{text!r} is longer than the most allowed, {duration_words(high_ms)}"]
     return []
 
 
-def _duration_words(ms: int) -> str:
+def duration_words(ms: int) -> str:
+    """A whole duration in its largest exact unit, as rule files write it (`5m`, `90s`)."""
     for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
         if ms % size == 0:
             return f"{ms // size}{unit}"

@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from telemetry.core.rule_specs import duration_words
 from telemetry.core.rules import NODATA_MAX_MS, NODATA_MIN_MS, RULE_NAME_PATTERN
 
 Kind = Literal["alarm", "detector"]
@@ -1074,7 +1075,7 @@ def _heartbeat(
     inputs = {
         c.input_name for c in [back, *(e.condition for e in every_input)] if isinstance(c, _Always)
     }
-    rule: dict[str, Any] = {"nodata": _duration(int(window))}
+    rule: dict[str, Any] = {"nodata": duration_words(int(window) * 1000)}
     named = sorted(i for i in inputs if i)
     mapped = options.match_for(named[0]) if len(named) == 1 else None
     if named:
@@ -1099,13 +1100,6 @@ def _timer_seconds(body: Mapping[str, Any]) -> float | None:
     value = body.get("seconds", body.get("durationExpression"))
     number = _literal(value)
     return number if number is not None and number.is_integer() else None
-
-
-def _duration(seconds: int) -> str:
-    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def _detector_leftovers(d: _Detector, name: str, report: ModelReport) -> None:
