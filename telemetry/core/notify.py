@@ -185,21 +185,15 @@ def _severity_counts(counts: Iterable[tuple[str, int]]) -> Counts:
     return tuple(sorted(((k, n) for k, n in counts if n), key=lambda kv: -Severity[kv[0]]))
 
 
-def _bump(counts: Counts, name: str) -> list[tuple[str, int]]:
-    found = dict(counts)
-    found[name] = found.get(name, 0) + 1
-    return list(found.items())
-
-
 def _bumped(
     counts: Counts, name: str, order: Callable[[Iterable[tuple[str, int]]], Counts]
 ) -> Counts:
-    """`order(_bump(counts, name))`: a name already counted keeps its place (the
-    orders sort by name alone), so it is counted in place, without a sort."""
+    """The counts with one more of `name`: a name already counted keeps its place
+    (the orders sort by name alone), a new one is placed by `order`."""
     for index, (known, n) in enumerate(counts):
         if known == name:
             return (*counts[:index], (name, n + 1), *counts[index + 1 :])
-    return order(_bump(counts, name))
+    return order((*counts, (name, 1)))
 
 
 @dataclass(frozen=True, slots=True)
