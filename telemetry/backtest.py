@@ -55,7 +55,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, TextIO
 
 from telemetry.core.alerts import (
-    ACTION_STATUSES,
     NODATA,
     AlertState,
     Evaluation,
@@ -334,6 +333,7 @@ REORDER_READINGS: Final = 50_000
 half of them is evaluated, oldest first, whenever more wait."""
 
 Emit = Callable[[Transition], None]
+NetStatus = Callable[[Severity, str | None, Severity, str | None], Status | None]
 _Out = tuple[int, str, int, str, str, int, Transition]
 """A decided transition waiting for its turn: (time, device, phase, sensor,
 rule, sequence, it). Phase 0: a reading's; 1: a no-data gap's; 2: a STABLE
@@ -654,7 +654,7 @@ class _Stream:
         if not pending:
             return self.evaluated_to
         if not self.pending_sorted:
-            pending.sort(key=_PENDING_TIME)
+            pending.sort(key=_FIRST)
             self.pending_sorted = True
         size = len(pending)
         if count >= self.pending_readings:
@@ -712,7 +712,7 @@ class _Stream:
         heard = self.heard
         if not heard:
             return self.heard_to
-        heard.sort(key=_ARRIVAL)
+        heard.sort(key=_FIRST)
         cut = min(max(count, 1), len(heard))
         to = heard[cut - 1][0]
         while cut < len(heard) and heard[cut][0] == to:
@@ -887,9 +887,8 @@ class _Stream:
         return result
 
 
-_PENDING_TIME: Final = itemgetter(0)
+_FIRST: Final = itemgetter(0)  # the time of a pending entry, of an arrival
 _Pending = tuple[int, str, list[Reading]]
-_ARRIVAL: Final = itemgetter(0)
 
 
 def _oldest_kept(out: list[_Out], keep: int) -> int:
@@ -910,9 +909,11 @@ class MaintenanceStage:
 
     def __init__(self, rules: RuleSet, emit: Emit) -> None:
         # Imported here: a replay without windows does not pay for the operators' module.
-        from telemetry.core.operators import MAINTENANCE  # noqa: PLC0415
+        from telemetry.core.operators import MAINTENANCE, holding, net_status  # noqa: PLC0415
 
         self._maintenance = MAINTENANCE
+        self._holding = holding
+        self._net_status = net_status
         self._rules = rules
         self._emit = emit
         self._heard: dict[_HeldKey, tuple[Severity, str | None]] = {}
@@ -923,13 +924,7 @@ class MaintenanceStage:
     def add(self, t: Transition) -> None:
         self._flush(t.time_ms)
         key = (t.device_id, t.sensor_id, t.rule, t.direction == NODATA)
-        hold = (
-            None
-            if t.status in ACTION_STATUSES
-            else self._rules.maintenance.holding(
-                t.device_id, t.sensor_id, t.type, t.location, t.time_ms
-            )
-        )
+        hold = self._holding(self._rules, t, t.time_ms)
         if hold is None:
             if key in self._last:
                 self._last[key] = t
@@ -963,7 +958,7 @@ class MaintenanceStage:
                 continue  # extended by a later window
             del self._pending[key]
             was = self._heard.get(key, (Severity.OK, None))
-            report = _net_change(self._last[key], was, at)
+            report = _net_change(self._last[key], was, at, self._net_status)
             if report is not None:
                 self._heard[key] = (report.severity, report.alert_id)
                 self._emit(report)
@@ -972,33 +967,17 @@ class MaintenanceStage:
 _HeldKey = tuple[str, str, str, bool]
 
 
-def held_back(transitions: list[Transition], rules: RuleSet, end_ms: int) -> list[Transition]:
-    """`MaintenanceStage` over a list in time order (up to `end_ms`)."""
-    out: list[Transition] = []
-    stage = MaintenanceStage(rules, out.append)
-    for t in transitions:
-        stage.add(t)
-    stage.finish(end_ms)
-    return out
-
-
 def _net_change(
-    latest: Transition, was: tuple[Severity, str | None], at_ms: int
+    latest: Transition, was: tuple[Severity, str | None], at_ms: int, net_status: NetStatus
 ) -> Transition | None:
     """The one message that brings operators from `was` to where `latest` left
     the alert (None: nothing changed for them)."""
     severity = latest.severity
     alert_id = latest.alert_id if severity is not Severity.OK else None
-    if (severity, alert_id) == was or (severity is Severity.OK and was[0] is Severity.OK):
+    status = net_status(severity, alert_id, *was)
+    if status is None:
         return None
-    if severity is Severity.OK:
-        status, chosen = Status.RESOLVED, was[1] or latest.alert_id
-    elif was[0] is Severity.OK or alert_id != was[1]:
-        status, chosen = Status.RAISED, latest.alert_id
-    elif severity > was[0]:
-        status, chosen = Status.ESCALATED, latest.alert_id
-    else:
-        status, chosen = Status.DEESCALATED, latest.alert_id
+    chosen = (was[1] or latest.alert_id) if status is Status.RESOLVED else latest.alert_id
     return replace(
         latest,
         alert_id=chosen,

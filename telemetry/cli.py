@@ -803,8 +803,6 @@ def _refuse_ignored_backtest_flags(args: argparse.Namespace) -> None:
 
 def _store_span(args: argparse.Namespace) -> tuple[int, int]:
     """`--since` and `--until` (default now) as epoch ms, the second later."""
-    import time  # noqa: PLC0415
-
     now_ms = time.time_ns() // 1_000_000
     since_ms = args.since.ms(now_ms)
     until_ms = args.until.ms(now_ms) if args.until is not None else now_ms

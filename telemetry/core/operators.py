@@ -509,18 +509,10 @@ def catch_up(
         ),
     ):
         del kind
-        if severity == was and alert_id == was_id:
+        status = net_status(severity, alert_id, was, was_id)
+        if status is None:
             continue
-        if severity is Severity.OK and was is Severity.OK:
-            continue
-        if severity is Severity.OK:
-            status, chosen_id = Status.RESOLVED, was_id
-        elif was is Severity.OK or alert_id != was_id:
-            status, chosen_id = Status.RAISED, alert_id
-        elif severity > was:
-            status, chosen_id = Status.ESCALATED, alert_id
-        else:
-            status, chosen_id = Status.DEESCALATED, alert_id
+        chosen_id = was_id if status is Status.RESOLVED else alert_id
         out.append(
             Transition(
                 alert_id=chosen_id or _operator_id(device_id, key, now_ms),
@@ -700,7 +692,21 @@ def _holding_key(
     return rules.maintenance.holding(device_id, key[0], *labels, now_ms)
 
 
-def _holding(rules: RuleSet, transition: Transition, now_ms: int) -> Hold | None:
+def net_status(
+    severity: Severity, alert_id: str | None, was: Severity, was_id: str | None
+) -> Status | None:
+    """The one status that brings operators from what they heard (`was`,
+    `was_id`) to where the alert is now (None: nothing changed for them)."""
+    if (severity == was and alert_id == was_id) or (severity is Severity.OK and was is Severity.OK):
+        return None
+    if severity is Severity.OK:
+        return Status.RESOLVED
+    if was is Severity.OK or alert_id != was_id:
+        return Status.RAISED
+    return Status.ESCALATED if severity > was else Status.DEESCALATED
+
+
+def holding(rules: RuleSet, transition: Transition, now_ms: int) -> Hold | None:
     """The maintenance window that mutes `transition` at `now_ms` (operators'
     own actions are never muted)."""
     if not rules.maintenance or transition.status in ACTION_STATUSES:
@@ -763,7 +769,7 @@ def finalize(evaluation: Evaluation, rules: RuleSet, now_ms: int) -> Evaluation:
             and given.status not in ACTION_STATUSES
         )
         transition = replace(given, muted=True) if snoozed else given
-        hold = _holding(rules, given, now_ms)
+        hold = holding(rules, given, now_ms)
         if hold is not None:
             transition = replace(
                 transition,

@@ -75,11 +75,9 @@ class SecondsWarningWriter:
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
-        self.count = 0  # entries written
         self.lines = 0
 
     def __call__(self, warning: SecondsWarning) -> None:
         self.lines += 1
         for entry in entries(warning):
-            self.count += 1
             self._stream.write(strict_json(entry) + "\n")
