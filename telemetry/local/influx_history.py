@@ -20,22 +20,21 @@ is applied here to every point.
 
 from __future__ import annotations
 
-import fnmatch
 import json
-import re
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, Final
+from typing import IO, Any, Final, Protocol
+
+from telemetry.core.rule_index import compiled_glob, is_exact, literal_prefix
 
 DAY_MS: Final = 86_400_000
 CHUNK_ROWS: Final = 10_000
 READ_TIMEOUT_S: Final = 60.0
 _LABELS: Final = ("type", "unit", "location")
 _COLUMNS: Final = ("deviceId", "sensorId", *_LABELS)
-_WILDCARDS: Final = re.compile(r"[*?\[]")
 
 Opener = Callable[[urllib.request.Request, float], IO[bytes]]
 
@@ -68,10 +67,9 @@ def _device_condition(glob: str | None) -> str:
     else its literal prefix (none: every device)."""
     if glob is None:
         return ""
-    wildcard = _WILDCARDS.search(glob)
-    if wildcard is None:
+    if is_exact(glob):
         return f' AND "deviceId" = {_string(glob)}'
-    prefix = glob[: wildcard.start()]
+    prefix = literal_prefix(glob)
     if not prefix:
         return ""
     return f' AND "deviceId" =~ /^{_regex_literal(prefix)}/'
@@ -94,13 +92,30 @@ def statement(query: HistoryQuery, start_ms: int, end_ms: int) -> str:
     return f'SELECT {columns} FROM "reading" WHERE {where}'  # noqa: S608 - values quoted above
 
 
-def windows(query: HistoryQuery) -> Iterator[tuple[int, int]]:
+class Span(Protocol):
+    """A replay's time range and the windows it is read in."""
+
+    @property
+    def since_ms(self) -> int: ...
+    @property
+    def until_ms(self) -> int: ...
+    @property
+    def window_ms(self) -> int: ...
+
+
+def windows(span: Span) -> Iterator[tuple[int, int]]:
     """[start, end) windows covering since..until, in time order."""
-    start = query.since_ms
-    while start < query.until_ms:
-        end = min(start + query.window_ms, query.until_ms)
+    start = span.since_ms
+    while start < span.until_ms:
+        end = min(start + span.window_ms, span.until_ms)
         yield start, end
         start = end
+
+
+def device_matcher(glob: str | None) -> Callable[[str], object] | None:
+    """What tells the devices `glob` names (as rules match them) from the rest of
+    what the store answered for its literal prefix; None: every device."""
+    return None if glob is None else compiled_glob(glob).match
 
 
 def message(row: dict[str, Any]) -> dict[str, Any]:
@@ -113,8 +128,7 @@ def message(row: dict[str, Any]) -> dict[str, Any]:
 
 def messages(query: HistoryQuery, opener: Opener | None = None) -> Iterator[dict[str, Any]]:
     """Every reading the query names, as a message, in reading time."""
-    wanted = fnmatch.translate(query.device) if query.device is not None else None
-    matches = re.compile(wanted).match if wanted is not None else None
+    matches = device_matcher(query.device)
     for start, end in windows(query):
         for row in _rows(query, statement(query, start, end), opener or _open):
             if matches is None or matches(str(row.get("deviceId") or "")):

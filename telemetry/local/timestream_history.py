@@ -19,8 +19,6 @@ the glob itself is applied here to every row, as for InfluxDB.
 
 from __future__ import annotations
 
-import fnmatch
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,9 +26,10 @@ from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-DAY_MS: Final = 86_400_000
+from telemetry.core.rule_index import is_exact, literal_prefix
+from telemetry.local.influx_history import DAY_MS, device_matcher, windows
+
 PAGE_ROWS: Final = 1_000
-_WILDCARDS: Final = re.compile(r"[*?\[]")
 _LABELS: Final = ("type", "location", "unit")
 
 
@@ -67,9 +66,8 @@ def statement(history: TimestreamHistory, start_ms: int, end_ms: int) -> str:
         f"AND time < from_milliseconds({end_ms})"
     )
     if history.device is not None:
-        wildcard = _WILDCARDS.search(history.device)
-        prefix = history.device if wildcard is None else history.device[: wildcard.start()]
-        if wildcard is None:
+        prefix = literal_prefix(history.device)
+        if is_exact(history.device):
             where += f" AND deviceId = {_literal(prefix)}"
         elif prefix:
             escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -77,15 +75,6 @@ def statement(history: TimestreamHistory, start_ms: int, end_ms: int) -> str:
     columns = ", ".join(("deviceId", "sensorId", *_LABELS, "time", "value"))
     table = f"{_quoted_name(history.database)}.{_quoted_name(history.table)}"
     return f"SELECT {columns} FROM {table} WHERE {where} ORDER BY time"  # noqa: S608 - quoted
-
-
-def windows(history: TimestreamHistory) -> Iterator[tuple[int, int]]:
-    """[start, end) windows covering since..until, in time order."""
-    start = history.since_ms
-    while start < history.until_ms:
-        end = min(start + history.window_ms, history.until_ms)
-        yield start, end
-        start = end
 
 
 def time_ms(text: str) -> int:
@@ -110,8 +99,7 @@ def message(row: dict[str, Any]) -> dict[str, Any]:
 
 def messages(history: TimestreamHistory, client: Any) -> Iterator[dict[str, Any]]:
     """Every reading the history names, as a message, in reading time."""
-    wanted = fnmatch.translate(history.device) if history.device is not None else None
-    matches = re.compile(wanted).match if wanted is not None else None
+    matches = device_matcher(history.device)
     for start, end in windows(history):
         for row in _rows(client, statement(history, start, end), history.page_rows):
             if matches is None or matches(str(row.get("deviceId") or "")):
