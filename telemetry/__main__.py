@@ -1,4 +1,4 @@
-"""`python -m telemetry`: the same as the `telemetry` command.
+"""The `telemetry` command (also `python -m telemetry`).
 
 The cyclic collector does not run while the command line's modules load: they
 make long-lived objects and next to no garbage (see telemetry.collector, the
@@ -8,10 +8,18 @@ before the interpreter exits, so that exit does not walk it again.
 
 import gc
 
-from telemetry import collector  # first: it pauses the collector for the imports
-from telemetry.cli import main
 
-collector.imported()
-status = main()
-gc.freeze()
-raise SystemExit(status)
+def main() -> int:
+    """Run the command line; its exit status."""
+    # Imported here, collector first: it pauses the collector for the imports.
+    from telemetry import collector  # noqa: PLC0415
+    from telemetry.cli import main as command_line  # noqa: PLC0415
+
+    collector.imported()
+    status = command_line()
+    gc.freeze()
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
