@@ -766,8 +766,17 @@ class _BacktestOutput:
             backtest.render_load(load, screen)
 
 
-_STORE_FLAGS = ("influxdb_url", "database", "since", "until", "device", "influxdb_token")
-_ONLY_FOR: dict[str, str] = {"influxdb_url": "influxdb", "influxdb_token": "influxdb"}
+_BOTH = ("influxdb", "timestream")
+_FLAG_STORES: dict[str, tuple[str, ...]] = {
+    "influxdb_url": ("influxdb",),
+    "database": _BOTH,
+    "since": _BOTH,
+    "until": _BOTH,
+    "device": _BOTH,
+    "influxdb_token": ("influxdb",),
+    "table": ("timestream",),
+}
+"""Which stores each store flag goes with."""
 _NEEDED: dict[str, tuple[str, ...]] = {
     "influxdb": ("influxdb_url", "database", "since"),
     "timestream": ("database", "table", "since"),
@@ -776,19 +785,16 @@ _NEEDED: dict[str, tuple[str, ...]] = {
 
 def _refuse_ignored_backtest_flags(args: argparse.Namespace) -> None:
     """Files or a store, never a flag of another."""
-    if args.source == "files":
-        for name in (*_STORE_FLAGS, "table"):
-            if getattr(args, name) is not None:
-                store = "timestream" if name == "table" else "influxdb"
-                raise UserError(f"--{name.replace('_', '-')} goes with --from {store}")
-        return
-    if args.files:
+    if args.source != "files" and args.files:
         raise UserError(
             f"--from {args.source} reads the store: no FILE to give (got {' '.join(args.files)})"
         )
-    for name, store in (*_ONLY_FOR.items(), ("table", "timestream")):
-        if store != args.source and getattr(args, name) is not None:
-            raise UserError(f"--{name.replace('_', '-')} goes with --from {store}")
+    for name, stores in _FLAG_STORES.items():
+        if args.source not in stores and getattr(args, name) is not None:
+            wanted = " or ".join(f"--from {store}" for store in stores)
+            raise UserError(f"--{name.replace('_', '-')} goes with {wanted}")
+    if args.source == "files":
+        return
     missing = [f"--{n.replace('_', '-')}" for n in _NEEDED[args.source]]
     missing = [flag for flag in missing if getattr(args, flag[2:].replace("-", "_")) is None]
     if missing:
