@@ -947,7 +947,7 @@ def _raise(
     rule: Rule,
     side: Side,
     severity: Severity,
-    streaks: Mapping[str, Streak] | None = None,
+    streaks: Mapping[str, Streak],
 ) -> Episode:
     return Episode(
         severity=severity,
@@ -956,7 +956,7 @@ def _raise(
         since_ms=reading.time_ms,
         value=reading.value,
         last_ms=reading.time_ms,
-        streaks={} if streaks is None else streaks,
+        streaks=streaks,
     )
 
 

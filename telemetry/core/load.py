@@ -13,7 +13,7 @@ figures. Pure.
 from __future__ import annotations
 
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -95,6 +95,24 @@ class AlarmLoad:
         }
 
 
+def _digests_due(
+    groups: dict[Group, GroupState], notifications: Notifications, until_ms: int
+) -> Iterator[int]:
+    """Take, earliest first, every digest due by `until_ms` (the groups are left
+    with it taken); the time each is sent."""
+    while True:
+        due = [
+            (at, group)
+            for group, state in groups.items()
+            if (at := digest_due_ms(state, notifications)) is not None and at <= until_ms
+        ]
+        if not due:
+            return
+        at, group = min(due)
+        _, groups[group] = take_digest(groups[group], group, notifications, at)
+        yield at
+
+
 def _key(transition: Transition) -> AlarmKey:
     return (transition.device_id, transition.sensor_id, transition.rule)
 
@@ -113,17 +131,7 @@ def messages_sent(
     out: list[Message] = []
 
     def send_due(until_ms: int) -> None:
-        while True:
-            due = [
-                (at, group)
-                for group, state in groups.items()
-                if (at := digest_due_ms(state, notifications)) is not None and at <= until_ms
-            ]
-            if not due:
-                return
-            at, group = min(due)
-            _, groups[group] = take_digest(groups[group], group, notifications, at)
-            out.append(Message(at, None))
+        out.extend(Message(at, None) for at in _digests_due(groups, notifications, until_ms))
 
     for transition in ordered:
         send_due(transition.time_ms)
@@ -181,7 +189,7 @@ def standing_alerts(transitions: Iterable[Transition], end_ms: int) -> int:
     for t in sorted(transitions, key=lambda t: t.time_ms):
         if t.status is Status.RAISED:
             opened[t.alert_id] = t.time_ms
-        elif t.status in {Status.RESOLVED, Status.RESET}:
+        elif t.status in _ENDED:
             opened.pop(t.alert_id, None)
     return sum(1 for since in opened.values() if end_ms - since > STANDING_MS)
 
@@ -270,16 +278,7 @@ class LoadMeter:
         notifications = self._notifications
         if notifications is None:
             return
-        while True:
-            due = [
-                (at, group)
-                for group, state in self._groups.items()
-                if (at := digest_due_ms(state, notifications)) is not None and at <= until_ms
-            ]
-            if not due:
-                return
-            at, group = min(due)
-            _, self._groups[group] = take_digest(self._groups[group], group, notifications, at)
+        for at in _digests_due(self._groups, notifications, until_ms):
             self._sent(at, None)
 
     def _sent(self, at: int, key: AlarmKey | None) -> None:
