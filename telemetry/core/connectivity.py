@@ -45,6 +45,7 @@ from telemetry.core.alerts import (
     Transition,
     alert_id_for,
 )
+from telemetry.core.immutable import immutable
 from telemetry.core.messages import THING_NAME_PATTERN, MessageRejectedError, Rejection
 from telemetry.core.rules import Rule, RuleSet
 from telemetry.core.silence import sweep as sweep_silences
@@ -59,7 +60,7 @@ _THING_NAME: Final = re.compile(THING_NAME_PATTERN)
 # ---------------------------------------------------------------- the events
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class LifecycleEvent:
     """One IoT Core presence event: `device_id` is its clientId (the device
     policy makes it the thing name), `version` its versionNumber, `time_ms` its
@@ -131,7 +132,7 @@ def parse_lifecycle_event(raw: object) -> LifecycleEvent:
 # ---------------------------------------------------------------- a device's connection
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Connection:
     """The last lifecycle event that counted for a device: its `version`,
     whether it `connected`, and its time. `heard_ms` is when a reading was
@@ -198,7 +199,7 @@ def apply_event(current: Connection | None, event: LifecycleEvent) -> Connection
     return Connection(event.version, event.connected, event.time_ms, heard)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Presence:
     """What a device's record knows of its reachability, beside its alerts.
 
@@ -439,7 +440,7 @@ def paused_as_recorded(state: Mapping[StateKey, AlertState], presence: Presence)
 # ---------------------------------------------------------------- gateways
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class GatewayView:
     """A gateway as its members' sweep sees it: down since when (None: up),
     and, when up, when it last came back."""

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from telemetry.core.immutable import immutable
 from telemetry.core.rule_index import MatchCache, MatchKey, compiled_glob
 
 DAY_NAMES: Final = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
@@ -123,7 +123,7 @@ def zone(name: str) -> ZoneInfo:
         ) from None
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Window:
     """One maintenance window, checked. Recurring: `days` (Monday 0), `start_min`
     and `end_min` in `timezone`; one-off: `from_ms` to `to_ms`."""
@@ -239,7 +239,7 @@ def _wall_ms(moment: datetime, tz: ZoneInfo) -> int:
     return int(naive.replace(tzinfo=tz, fold=0).astimezone(UTC).timestamp() * 1000)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Hold:
     """A key held by a window: its name and when the occurrence ends."""
 

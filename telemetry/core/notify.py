@@ -22,11 +22,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from telemetry.core.alerts import ACTION_STATUSES, Severity, Status, Transition
+from telemetry.core.immutable import immutable
 from telemetry.core.messages import iso_utc, parse_time_ms
 from telemetry.core.rules import Notifications
 
@@ -89,7 +90,7 @@ _SEVERITY_NAME: Final = {severity: severity.name for severity in Severity}
 """A member's value or name read through its enum costs a descriptor call (the hot path)."""
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class HeldAlert:
     """One held transition as a digest lists it. `rank` is its routing
     severity: a full digest keeps the most severe."""
@@ -196,7 +197,7 @@ def _bumped(
     return order((*counts, (name, 1)))
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Digest:
     """The held transitions of a group not yet sent: when the first and the
     last were held (arrival ms), how many per status and per routing severity,
@@ -288,7 +289,7 @@ def _with_version(versions: tuple[str, ...], version: str | None) -> tuple[str, 
     return (*kept, version)[-MAX_DIGEST_RULES_VERSIONS:]
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class GroupState:
     """A group's budget as the function keeps it between invocations.
 
@@ -333,7 +334,7 @@ def _held(pending: Digest | None, transitions: Iterable[Transition], now_ms: int
     return pending
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Admission:
     """What to do with a group's transitions: publish these one by one, hold
     those for the digest, and keep `state`."""
@@ -394,7 +395,7 @@ def digest_due_ms(state: GroupState, notifications: Notifications) -> int | None
     return due
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class DigestMessage:
     """One digest as operators receive it: one SNS message for a group's held
     transitions."""
@@ -496,7 +497,7 @@ def take_digest(
     return DigestMessage(group, state.pending), replace(state, pending=None, last_digest_ms=now_ms)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class DigestEntry:
     """A digest taken but not yet delivered: the group's outbox entry, with the
     same claim and lease as a device's (telemetry.core.state.OutboxEntry)."""
@@ -537,7 +538,7 @@ class DigestEntry:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class GroupRecord:
     """A group's durable record as read, with the version it was read at (0:
     never written): its budget and the digests taken but not yet delivered."""
@@ -555,7 +556,7 @@ class GroupRecord:
         return min(known) if known else None
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class DeviceHold:
     """A device whose outbox entries are held: its record as it is to be
     written (without them), and the held transitions with their groups."""

@@ -64,6 +64,7 @@ from telemetry.core.alerts import (
     top_episode,
 )
 from telemetry.core.flapping import is_flapping, quieted, watch
+from telemetry.core.immutable import immutable
 from telemetry.core.maintenance import Hold
 from telemetry.core.messages import THING_NAME_PATTERN, iso_utc, parse_time_ms
 from telemetry.core.rules import (
@@ -112,7 +113,7 @@ class InvalidActionError(ValueError):
         self.field = field
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Action:
     """One operator's action on one (device, sensor, rule)."""
 
@@ -321,7 +322,7 @@ def _action_transition(
     )
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class _Request:
     """An action on one key, as a handler sees it: `chosen` are the active
     episodes it applies to (all of the key's, or the one its alertId names)."""

@@ -16,7 +16,7 @@ import copy
 import itertools
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, TypeVar
@@ -29,6 +29,7 @@ from telemetry.core.conditions.rate import Rate
 from telemetry.core.conditions.span import Range
 from telemetry.core.conditions.spike import Spike
 from telemetry.core.conditions.stuck import Stuck
+from telemetry.core.immutable import immutable
 from telemetry.core.maintenance import (
     DEFAULT_TIMEZONE,
     EVERY_FORMS,
@@ -887,7 +888,7 @@ def _without_bad_settings(entry: Any, error: ValidationError) -> RuleSpec | None
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class RuleDocument:
     """One rule file, checked: its rules, gateways, and notifications (None
     when the file says nothing of them)."""

@@ -19,6 +19,7 @@ from typing import Any, Final
 from telemetry.core.alerts import AlertState, StateKey, Transition
 from telemetry.core.connectivity import Connection, Presence, heard_at_ms, paused_as_recorded
 from telemetry.core.flapping import due_ms as flapping_due_ms
+from telemetry.core.immutable import immutable
 from telemetry.core.operators import operator_due_ms
 from telemetry.core.silence import next_due_ms
 
@@ -30,7 +31,7 @@ that stops sending keeps no wrong shadow. Each failed repair puts the next one
 off by as much; a failure no retry mends waits for the device's next message."""
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class OutboxEntry:
     """A committed transition not yet delivered.
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Final, TypeGuard
 
+from telemetry.core.immutable import immutable
 from telemetry.core.messages import LATEST_MS, iso_utc
 
 MILLENNIUM_MS: Final = 978_307_200_000
@@ -25,7 +25,7 @@ in a history worth replaying (and every epoch-seconds time since 1970 is)."""
 _MESSAGE_TIMES: Final = ("receivedAt", "timestamp")
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class SecondsSuspect:
     """A timestamp of a message, at `field` (`timestamp`, `data[2].timestamp`),
     whose `value` is a number before 2001 as epoch milliseconds."""

@@ -8,16 +8,17 @@ machine (`for`, hysteresis, latch, episodes, late data, operators' state) is
 the same for every kind; a rule without a condition measures the reading's
 own value (levels `above`/`below`, the fast path).
 
-Adding a kind is one module here: a frozen dataclass with `kind`, `update`,
-`to_json`, and an entry in `KINDS`.
+Adding a kind is one module here: an immutable record
+(telemetry.core.immutable) with `kind`, `update`, `to_json`, and an entry in
+`KINDS`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from telemetry.core.immutable import immutable
 from telemetry.core.messages import Reading
 
 Memo = tuple[float, ...]
@@ -30,7 +31,7 @@ fault holds; 0.0 otherwise. Its rule's one level sits at FAULT_LEVEL."""
 FAULT_LEVEL: Final = 0.5
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Measure:
     """What a condition measured on one reading: `level` is compared with the
     rule's levels, `value` is what transitions report, `threshold` (None: the

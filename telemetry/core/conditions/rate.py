@@ -11,10 +11,10 @@ still spans `over` and the slope stays a fit of its shape.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Final
 
 from telemetry.core.conditions import Measure, Memo
+from telemetry.core.immutable import immutable
 from telemetry.core.messages import Reading
 
 RATE_POINTS_MAX: Final = 32
@@ -23,7 +23,7 @@ bytes a point in the state's JSON, so at most about 700 bytes a key: some 550
 rate keys fill a device's 400 KB item."""
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Rate:
     """Signed change per `per_ms`, over readings within `over_ms` of the newest;
     measurable once the window holds two readings at least `per_ms`/2 apart."""

@@ -6,14 +6,14 @@ raises it. Nothing is kept per key."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 from telemetry.core.conditions import Measure, Memo, fault
+from telemetry.core.immutable import immutable
 from telemetry.core.messages import Reading
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Range:
     """Outside [`low`, `high`] (None: unbounded there) is a fault; `threshold`
     is the bound crossed (inside: the nearer bound)."""

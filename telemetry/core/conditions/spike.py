@@ -6,14 +6,14 @@ is the previous value."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from telemetry.core.conditions import Measure, Memo, fault
+from telemetry.core.immutable import immutable
 from telemetry.core.messages import Reading
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Spike:
     """|value - previous value| > `jump`; `value` is the absolute jump."""
 

@@ -11,16 +11,16 @@ is measured, and the sweep invents none.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Final
 
 from telemetry.core.conditions import Measure, Memo, fault
+from telemetry.core.immutable import immutable
 from telemetry.core.messages import Reading
 
 STUCK_READINGS: Final = 3
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Stuck:
     """Unchanged within ±`tolerance` for `for_ms`; `threshold` is `for` in seconds."""
 
