@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from pydantic_core import SchemaValidator, ValidationError, from_json
 from pydantic_core import core_schema as cs
+
+from telemetry.core.immutable import immutable
 
 THING_NAME_PATTERN: Final = r"^[a-zA-Z0-9:_-]{1,128}$"
 MAX_LABEL_LENGTH: Final = 256
@@ -49,7 +52,7 @@ class MessageRejectedError(ValueError):
         self.rejection = rejection
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Rejection:
     """Why a message, or one reading of it, was not accepted.
 
@@ -126,35 +129,48 @@ class ParsedMessage:
 # --- the compiled schema ------------------------------------------------------
 # The wire format, once, for both paths. Optional labels and thresholds default
 # to None; unknown fields are ignored; strict: "81.2" is not a number, true is not 1.
+# The fast path's readings leave out the fields most readings do not have (their
+# own thresholds and time) rather than fill them in: a reading with none of them
+# holds only _COMMON_FIELDS, and costs no default to make.
 
 
 def _optional(schema: cs.CoreSchema) -> cs.TypedDictField:
     return cs.typed_dict_field(cs.with_default_schema(cs.nullable_schema(schema), default=None))
 
 
+def _when_given(schema: cs.CoreSchema) -> cs.TypedDictField:
+    return cs.typed_dict_field(cs.nullable_schema(schema), required=False)
+
+
 _STRICT: Final = cs.CoreConfig(strict=True)
 _FINITE: Final = cs.float_schema(allow_inf_nan=False)
 _LABEL: Final = cs.str_schema(max_length=MAX_LABEL_LENGTH)
-_READING_SCHEMA: Final = cs.typed_dict_schema(
-    {
-        "sensorId": cs.typed_dict_field(cs.str_schema(pattern=THING_NAME_PATTERN)),
-        "value": cs.typed_dict_field(_FINITE),
-        "type": _optional(_LABEL),
-        "unit": _optional(_LABEL),
-        "location": _optional(_LABEL),
-        "warningThreshold": _optional(_FINITE),
-        "criticalThreshold": _optional(_FINITE),
-        "timestamp": _optional(cs.any_schema()),
-    },
-    extra_behavior="ignore",
-    config=_STRICT,
-)
-_READING: Final = SchemaValidator(_READING_SCHEMA)
+_COMMON: Final[dict[str, cs.TypedDictField]] = {
+    "sensorId": cs.typed_dict_field(cs.str_schema(pattern=THING_NAME_PATTERN)),
+    "value": cs.typed_dict_field(_FINITE),
+    "type": _optional(_LABEL),
+    "unit": _optional(_LABEL),
+    "location": _optional(_LABEL),
+}
+_COMMON_FIELDS: Final = len(_COMMON)
+_RARE: Final = {
+    "warningThreshold": _FINITE,
+    "criticalThreshold": _FINITE,
+    "timestamp": cs.any_schema(),
+}
+
+
+def _reading_schema(rare: Callable[[cs.CoreSchema], cs.TypedDictField]) -> cs.TypedDictSchema:
+    fields = _COMMON | {name: rare(schema) for name, schema in _RARE.items()}
+    return cs.typed_dict_schema(fields, extra_behavior="ignore", config=_STRICT)
+
+
+_READING: Final = SchemaValidator(_reading_schema(_optional))
 _MESSAGE: Final = SchemaValidator(
     cs.typed_dict_schema(
         {
             "deviceId": cs.typed_dict_field(cs.str_schema(pattern=THING_NAME_PATTERN)),
-            "data": cs.typed_dict_field(cs.list_schema(_READING_SCHEMA)),
+            "data": cs.typed_dict_field(cs.list_schema(_reading_schema(_when_given))),
             "timestamp": _optional(cs.any_schema()),
             "receivedAt": _optional(cs.any_schema()),
         },
@@ -228,9 +244,15 @@ def _time_or_none(raw: object) -> int | None:
 
 
 def iso_utc(time_ms: int) -> str:
-    """ISO-8601 UTC with millisecond precision and a Z, as every output uses."""
+    """ISO-8601 UTC with millisecond precision and a Z, as every output uses.
+
+    In whole milliseconds (integer arithmetic): through a float of seconds, a
+    time from about the year 2250 on could come out a millisecond early."""
+    seconds, ms = divmod(time_ms, 1000)
+    t = time.gmtime(seconds)
     return (
-        datetime.fromtimestamp(time_ms / 1000, tz=UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{ms:03d}Z"
     )
 
 
@@ -277,13 +299,12 @@ def _all_accepted(whole: dict[str, Any], now_ms: int) -> ParsedMessage | None:
     readings: list[Reading] = []
     append = readings.append
     for valid in whole["data"]:
-        own = valid["timestamp"]
-        if own is None:
-            time_ms = default_ms
-        elif type(own) is int and 0 <= own <= LATEST_MS:
-            time_ms = own
+        if len(valid) == _COMMON_FIELDS:  # no thresholds, no time of its own: most readings
+            time_ms, warning, critical = default_ms, None, None
         else:
-            own_ms = _time_or_none(own)
+            warning, critical = valid.get("warningThreshold"), valid.get("criticalThreshold")
+            own = valid.get("timestamp")
+            own_ms = default_ms if own is None else _time_or_none(own)
             if own_ms is None:
                 return None
             time_ms = own_ms
@@ -298,8 +319,8 @@ def _all_accepted(whole: dict[str, Any], now_ms: int) -> ParsedMessage | None:
                 valid["type"] or None,
                 valid["unit"] or None,
                 valid["location"] or None,
-                valid["warningThreshold"],
-                valid["criticalThreshold"],
+                warning,
+                critical,
             )
         )
     return ParsedMessage(device_id, readings, [], received_ms, sent_ms)
