@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Final
 
 from telemetry.core.alerts import Status, Transition
+from telemetry.core.immutable import immutable
 from telemetry.core.notify import (
     Group,
     GroupState,
@@ -45,7 +46,7 @@ AlarmKey = tuple[str, str, str]
 """(deviceId, sensorId, rule): one alarm."""
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Message:
     """One message operators receive: a transition published alone (`key` its
     alarm) or a digest (`key` None), at `time_ms`."""
@@ -55,7 +56,7 @@ class Message:
     transition: Transition | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class BadActor:
     device_id: str
     sensor_id: str
@@ -71,7 +72,7 @@ class BadActor:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class AlarmLoad:
     """The figures of the standards over one history (see the module's doc)."""
 
@@ -244,6 +245,8 @@ class LoadMeter:
         self._chattering: set[AlarmKey] = set()
         self._opened: dict[str, int] = {}
         self._per_key: Counter[AlarmKey] = Counter()
+        self._next_due: int | None = None
+        """No digest is due before this (None: none is pending)."""
         self.messages = 0
         self.digests = 0
         self.most = 0
@@ -271,15 +274,22 @@ class LoadMeter:
         group = group_of(transition, notifications)
         admission = admit(self._groups[group], [transition], notifications, transition.time_ms)
         self._groups[group] = admission.state
+        due = digest_due_ms(admission.state, notifications)
+        if due is not None and (self._next_due is None or due < self._next_due):
+            self._next_due = due
         for published in admission.publish:
             self._sent(published.time_ms, _key(published))
 
     def _send_due(self, until_ms: int) -> None:
+        """Send the digests due by `until_ms`; the groups are looked through only
+        when one is due (a fleet grouped by device has a group per device)."""
         notifications = self._notifications
-        if notifications is None:
+        if notifications is None or self._next_due is None or self._next_due > until_ms:
             return
         for at in _digests_due(self._groups, notifications, until_ms):
             self._sent(at, None)
+        dues = (digest_due_ms(state, notifications) for state in self._groups.values())
+        self._next_due = min((due for due in dues if due is not None), default=None)
 
     def _sent(self, at: int, key: AlarmKey | None) -> None:
         self.messages += 1
