@@ -43,6 +43,7 @@ arrival tracking and flapping watch.
 from __future__ import annotations
 
 import hashlib
+import math
 import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -52,6 +53,7 @@ from typing import Any, Final
 from telemetry.core.conditions import KINDS, Memo
 from telemetry.core.conditions.rate import Rate
 from telemetry.core.conditions.span import Range
+from telemetry.core.immutable import immutable
 from telemetry.core.maintenance import Hold
 from telemetry.core.messages import Reading, iso_utc, parse_time_ms
 from telemetry.core.rules import Rule, RuleSet, Side
@@ -100,7 +102,7 @@ ACTION_STATUSES: Final = frozenset(
 """Statuses an operator's action produces (published even while snoozed)."""
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Attention:
     """What operators did and were told about one alert episode: who
     acknowledged it and when, when they were last told of it, and when the
@@ -132,7 +134,7 @@ class Attention:
         return cls(raw.get("ackBy"), raw.get("ackAt"), raw.get("notified"), raw.get("remind"))
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Heard:
     """What operators had last heard of a key when it was snoozed: the
     severity and episode of its threshold alert and of its no-data alert."""
@@ -160,7 +162,7 @@ class Heard:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Disabled:
     """Who disabled a key's evaluation, and when."""
 
@@ -168,7 +170,7 @@ class Disabled:
     at_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Streak:
     """Consecutive readings past one level that has not been reached yet."""
 
@@ -202,7 +204,7 @@ def silence_after_ms(nodata_ms: int) -> int:
     return nodata_ms + int(nodata_ms * NODATA_SLACK)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Silence:
     """Arrival tracking of one (sensor, rule) whose rule has `nodata`, and its
     no-data episode.
@@ -282,7 +284,7 @@ class Silence:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Flap:
     """The chattering watch over one kind of alert on a key (its threshold
     alert, its no-data alert), kept by telemetry.core.flapping.
@@ -353,7 +355,7 @@ class Flap:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Episode:
     """What the alarm state machine (`step`) owns on a key: its threshold
     episode and what leads to one.
@@ -389,7 +391,7 @@ class Episode:
         return self.kind or self.side or "above"
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Care:
     """What operators and the notification policy keep on a key, whatever its
     episodes do: a snooze (`snoozed_until_ms`, with `heard`: what operators
@@ -419,7 +421,7 @@ _FIELD_ORDER: Final = (
 _EPISODE_FIELDS: Final = frozenset(f.name for f in fields(Episode))
 
 
-@dataclass(frozen=True, slots=True, init=False)
+@immutable
 class AlertState:
     """What is known of one (sensor, rule) on a device: three parts, each with
     one owner (see the module's docstring).
@@ -642,7 +644,7 @@ class AlertState:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Transition:
     """A change of alert level, as operators receive it.
 
@@ -810,6 +812,19 @@ _SEVERITY_OK: Final = Severity.OK
 _SEVERITY_WARNING: Final = Severity.WARNING
 _SEVERITY_CRITICAL: Final = Severity.CRITICAL
 _EVENT_ORDER: Final = operator.attrgetter("time_ms", "sensor_id", "value")
+_NEVER: Final = math.inf
+
+
+def _restless(alert: AlertState) -> bool:
+    """Whether a quiet reading may change the key (beyond counting it late): an
+    alert or a streak on it, arrival tracked, or disabled (never evaluated)."""
+    episode = alert.episode
+    return (
+        episode.severity is not _SEVERITY_OK
+        or bool(episode.streaks)
+        or alert.silence is not None
+        or alert.care.disabled is not None
+    )
 
 
 def _signed(level: float | None, sign: float) -> float | None:
@@ -873,6 +888,28 @@ def _step_side(side: Side, rule: Rule, state: Episode, value: float, time_ms: in
     return severity, streaks
 
 
+def _step_sides(
+    rule: Rule, state: Episode, level: float, time_ms: int
+) -> tuple[Side, Severity, dict[str, Streak]]:
+    """`_step_side` of a rule with several sides: the side that decides (the most
+    severe, the episode's on a tie), its severity, and every side's streaks. A
+    side the level is not past, other than the episode's, says OK and keeps no
+    streak: only the others are stepped (none: OK, whichever side)."""
+    named = state.side
+    outcomes = [
+        (side, _step_side(side, rule, state, level, time_ms))
+        for side in rule.sides
+        if side.name == named or level * side.sign > side.trigger
+    ]
+    if not outcomes:
+        return rule.sides[0], _SEVERITY_OK, {}
+    if len(outcomes) == 1:
+        side, (new, streaks) = outcomes[0]
+        return side, new, streaks
+    side, (new, _) = max(outcomes, key=lambda so: (so[1][0], so[0].name == named))
+    return side, new, {k: v for _, o in outcomes for k, v in o[1].items()}
+
+
 def _clear_level(side: Side, rule: Rule, severity: Severity) -> float | None:
     """The clear level of `severity`'s level on this side (the level itself if absent)."""
     level = side.critical if severity is Severity.CRITICAL else side.warning
@@ -887,13 +924,13 @@ def _side_named(rule: Rule, name: str | None) -> Side | None:
     return next((s for s in rule.sides if s.name == name), None)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class _Change:
     state: AlertState
     transitions: tuple[Transition, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class _EpisodeChange:
     """What a step of the alarm state machine returns: the new episode alone."""
 
@@ -1108,9 +1145,7 @@ def _step(state: Episode, rule: Rule, reading: Reading, level: float) -> _Episod
         side = sides[0]
         new, streaks = _step_side(side, rule, state, level, reading.time_ms)
     else:
-        outcomes = [(side, _step_side(side, rule, state, level, reading.time_ms)) for side in sides]
-        side, (new, _) = max(outcomes, key=lambda so: (so[1][0], so[0].name == state.side))
-        streaks = {k: v for _, o in outcomes for k, v in o[1].items()}
+        side, new, streaks = _step_sides(rule, state, level, reading.time_ms)
     same_episode = state.severity is _SEVERITY_OK or state.side == side.name
     if new == state.severity and (new is _SEVERITY_OK or same_episode):
         if streaks == state.streaks and state.severity is _SEVERITY_OK and not state.streaks:
@@ -1325,14 +1360,34 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
     evaluated = late = 0
     unrecorded: dict[StateKey, tuple[int, Reading]] = {}
     active: dict[str, set[str]] = {}
+    # Per sensor with keys: how many are restless (an alert, a streak, silence
+    # tracked, disabled), and the newest late-data line among them. A quiet reading
+    # past that line changes nothing on a sensor with none restless (`rest`).
+    restless: dict[str, int] = {}
+    lines: dict[str, int] = {}
     if state:
         for (sensor_id, rule_name), alert in state.items():
             if alert.severity is not _SEVERITY_OK or alert.silence is not None:
                 active.setdefault(sensor_id, set()).add(rule_name)
+            if _restless(alert):
+                restless[sensor_id] = restless.get(sensor_id, 0) + 1
+            lines[sensor_id] = max(lines.get(sensor_id, -1), alert.last_ms)
+    rest: dict[str, float] = {s: _NEVER if s in restless else line for s, line in lines.items()}
+    resting = rest.get
     rules_for = rules.for_reading
     ranged = rules.ranged
+    arrivals = arrival_ms is not None
     for reading in sorted(readings, key=_EVENT_ORDER):
-        matched = rules_for(reading)
+        found = rules_for(reading)
+        if (
+            found.quiet_low <= reading.value <= found.quiet_high
+            and reading.time_ms > resting(reading.sensor_id, -1)
+            and (reading.warning_threshold is None or reading.critical_threshold is None)
+            and not (arrivals and found.tracks_arrival)
+        ):
+            evaluated += len(found)  # the common case: nothing breached, nothing to move
+            continue
+        matched: Sequence[Rule] = found
         arrival_only = False
         if reading.warning_threshold is not None and reading.critical_threshold is not None:
             problem = reading.device_threshold_problem
@@ -1364,6 +1419,7 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
                     if written is None:
                         current = written = dict(state)
                     before = written[key] = tracked[0]
+                    rest[sensor_id] = _NEVER
                     if tracked[1] is not None:
                         transitions.append(tracked[1])
                 else:
@@ -1395,7 +1451,11 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
                 continue
             if written is None:
                 current = written = dict(state)
-            written[key] = before.with_episode(change.episode)
+            after = written[key] = before.with_episode(change.episode)
+            count = restless.get(sensor_id, 0) + _restless(after) - _restless(before)
+            restless[sensor_id] = count
+            line = lines[sensor_id] = max(lines.get(sensor_id, -1), after.last_ms)
+            rest[sensor_id] = _NEVER if count else line
             transitions.extend(change.transitions)
     if written is not None and arrival_ms is not None:
         # The record is written anyway: let it carry the newest arrivals too, so that
@@ -1409,7 +1469,7 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
     return Evaluation(final, transitions, changed, evaluated, late, not_evaluated)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class ActiveAlert:
     """An alert episode in progress on a key: a threshold alert (`direction`
     above or below) or a no-data one (`nodata`), as the shadow mirrors it."""

@@ -31,7 +31,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections import Counter
-from collections.abc import Callable, Collection, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
 from itertools import islice
 from typing import Any, Final, Generic, Protocol, TypeVar
 
@@ -295,8 +295,15 @@ class RuleIndex(Generic[R]):
     through a `Profile`, the classes of a deviceId and a location, which settles
     what they decide once for all their readings."""
 
-    def __init__(self, rules: Sequence[R], generation: int = CACHE_GENERATION) -> None:
+    def __init__(
+        self,
+        rules: Sequence[R],
+        generation: int = CACHE_GENERATION,
+        bundle: Callable[[Iterable[R]], tuple[R, ...]] = tuple,
+    ) -> None:
         self.rules: tuple[R, ...] = tuple(rules)
+        self._bundle = bundle
+        """What an answer is made into: a tuple, or one that knows more of its rules."""
         self._at: list[_KeyPatterns | None] = [None] * len(MATCH_KEYS)
         needs: list[list[Need]] = []
         for rule in self.rules:
@@ -478,7 +485,7 @@ class RuleIndex(Generic[R]):
                             found.append(index)
         if len(found) > 1:
             found.sort()
-        return tuple(map(self.rules.__getitem__, found))
+        return self._bundle(map(self.rules.__getitem__, found))
 
 
 def _checked(

@@ -20,11 +20,12 @@ import json
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from telemetry.core.conditions import Condition, condition_from_json
+from telemetry.core.immutable import immutable
 from telemetry.core.maintenance import NO_MAINTENANCE, Maintenance, Window
 from telemetry.core.messages import Reading
 from telemetry.core.rule_index import MatchKey, RuleIndex, compiled_glob
@@ -127,7 +128,7 @@ class RulePathError(RuleFileError):
         self.unusable = list(problems if unusable is None else unusable)
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Side:
     """The levels of one direction. `sign` is +1 above, -1 below: evaluation
     multiplies values and levels by it so that both sides read as "above"."""
@@ -136,12 +137,17 @@ class Side:
     warning: float | None
     critical: float | None
     sign: float = field(init=False)
+    trigger: float = field(init=False, repr=False, compare=False)
+    """The least of its levels times `sign`: a value (times `sign`) past it breaches one."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sign", 1.0 if self.name == "above" else -1.0)
+        sign = 1.0 if self.name == "above" else -1.0
+        levels = [level * sign for level in (self.warning, self.critical) if level is not None]
+        object.__setattr__(self, "sign", sign)
+        object.__setattr__(self, "trigger", min(levels, default=math.inf))
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Flapping:
     """A key whose changes of level within `within_ms` reach `changes` is flapping."""
 
@@ -149,7 +155,7 @@ class Flapping:
     within_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Gateway:
     """A device (`device_id`) whose loss explains its members' silence: while it
     is down, its members' offline and no-data alerts are inhibited. `members`
@@ -164,7 +170,7 @@ class Gateway:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Notifications:
     """The alarm load operators accept: per group of transitions (keyed by
     `group_by`, transition fields), at most `max_per_window` published one by
@@ -184,7 +190,7 @@ DEFAULT_NOTIFICATIONS: Final = Notifications()
 never sends more than 10 messages (5 alone, 5 digests) in any 10 minutes."""
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Rule:
     """A checked rule, ready for evaluation.
 
@@ -497,6 +503,29 @@ def _rule_from_json(data: dict[str, Any]) -> Rule:
     )
 
 
+class Matches(tuple[Rule, ...]):
+    """The rules a reading matches, in rule order (a tuple of them), and what
+    the evaluator may decide from them at once for a sensor that holds no
+    alert state: a value in [quiet_low, quiet_high] (where every one of them is
+    quiet) changes nothing, unless arrival is recorded and `tracks_arrival`
+    (one of them has `nodata`)."""
+
+    quiet_low: float
+    quiet_high: float
+    tracks_arrival: bool
+
+    def __new__(cls, rules: Iterable[Rule] = ()) -> Matches:
+        matches = super().__new__(cls, rules)
+        matches.quiet_low = max((r.quiet_low for r in matches), default=-math.inf)
+        matches.quiet_high = min((r.quiet_high for r in matches), default=math.inf)
+        matches.tracks_arrival = any(r.nodata_ms is not None for r in matches)
+        return matches
+
+
+NO_MATCH: Final = Matches()
+"""A reading only to be stored."""
+
+
 class RuleSet:
     """The rules in force, and which of them apply to a reading.
 
@@ -538,14 +567,14 @@ class RuleSet:
         names = [r.name for r in self.rules]
         if len(set(names)) != len(names):
             raise RuleFileError(["rule names must be unique"])
-        self._index = RuleIndex(self.rules)
+        self._index = RuleIndex(self.rules, bundle=Matches)
         # The last reading's deviceId and location, and their profile: the readings
         # of a message share them.
         self._device: str | None = None
         self._location: str | None = None
         self._profile = self._index.profile("", None)
         self._by_name = {r.name: r for r in self.rules}
-        self._implicit: dict[tuple[float | None, float | None], Rule] = {}
+        self._implicit: dict[tuple[float | None, float | None], Matches] = {}
         self._gateway_by_id = {g.device_id: g for g in self.gateways}
         # deviceId -> (the offline rules watching it, the gateways it sits behind):
         # asked on every commit, so matched once per device.
@@ -597,7 +626,7 @@ class RuleSet:
         """The gateway entry of this device, if it is one."""
         return self._gateway_by_id.get(device_id)
 
-    def for_reading(self, reading: Reading) -> tuple[Rule, ...]:
+    def for_reading(self, reading: Reading) -> Matches:
         """The rules that apply; empty when the reading is only to be stored.
 
         Nothing is kept per key: a reading of the last reading's device and
@@ -612,19 +641,20 @@ class RuleSet:
         if found is None:
             found = self._index.answer(profile, reading.sensor_id, reading.type)
         if found:
-            return found
+            return found  # type: ignore[return-value]  # the index bundles its answers as Matches
         return self._implicit_rule(reading)
 
-    def _implicit_rule(self, reading: Reading) -> tuple[Rule, ...]:
+    def _implicit_rule(self, reading: Reading) -> Matches:
         w, c = reading.warning_threshold, reading.critical_threshold
         if (w is None and c is None) or reading.device_threshold_problem is not None:
-            return ()
-        rule = self._implicit.get((w, c))
-        if rule is None:
+            return NO_MATCH
+        found = self._implicit.get((w, c))
+        if found is None:
             if len(self._implicit) >= self._CACHE_LIMIT:
                 self._implicit.clear()
-            rule = self._implicit[(w, c)] = Rule(DEVICE_THRESHOLD_RULE, (Side("above", w, c),))
-        return (rule,)
+            rule = Rule(DEVICE_THRESHOLD_RULE, (Side("above", w, c),))
+            found = self._implicit[(w, c)] = Matches((rule,))
+        return found
 
 
 class KeyedMatches:
