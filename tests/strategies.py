@@ -37,6 +37,7 @@ from telemetry.core.rules import (
     Flapping,
     Notifications,
     Rule,
+    RuleSet,
     RuleSpec,
     compile_rule,
 )
@@ -1172,3 +1173,13 @@ def wire_transitions(draw: st.DrawFn) -> Transition:
         rules_version=draw(maybe_text),
         per_ms=sometimes(optional),
     )
+
+
+@st.composite
+def rule_sets_with_readings(draw: st.DrawFn) -> tuple[RuleSet, list[Reading]]:
+    """One to three rules matching the same readings (a sensor's keys at rest,
+    counting a streak and alerting side by side) and readings probing every
+    rule's levels."""
+    drawn = [replace(draw(rules()), name=f"rule-{i}") for i in range(draw(st.integers(1, 3)))]
+    levels = [level for rule in drawn for level in rule_levels(rule)]
+    return RuleSet(drawn), draw(reading_sequences(values_near(levels)))
