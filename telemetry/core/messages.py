@@ -260,6 +260,9 @@ def _in_future(time_ms: int, now_ms: int) -> str:
     return f"{iso_utc(time_ms)} is more than 15 minutes ahead of {iso_utc(now_ms)}"
 
 
+_new: Final = object.__new__
+
+
 def _reading(valid: Mapping[str, Any], device_id: str, time_ms: int) -> Reading:
     # Positional: the hot path of validation. Empty labels count as absent.
     return Reading(
@@ -310,19 +313,19 @@ def _all_accepted(whole: dict[str, Any], now_ms: int) -> ParsedMessage | None:
             time_ms = own_ms
         if time_ms > latest_ms:
             return None
-        append(  # _reading, inlined: one call fewer per reading on the hot path
-            Reading(
-                device_id,
-                valid["sensorId"],
-                valid["value"],
-                time_ms,
-                valid["type"] or None,
-                valid["unit"] or None,
-                valid["location"] or None,
-                warning,
-                critical,
-            )
-        )
+        # `_reading` inlined, its fields set one by one: the dataclass's __init__ is
+        # a call the hot path of validation does without (about 0.1 µs a reading).
+        reading = _new(Reading)
+        reading.device_id = device_id
+        reading.sensor_id = valid["sensorId"]
+        reading.value = valid["value"]
+        reading.time_ms = time_ms
+        reading.type = valid["type"] or None
+        reading.unit = valid["unit"] or None
+        reading.location = valid["location"] or None
+        reading.warning_threshold = warning
+        reading.critical_threshold = critical
+        append(reading)
     return ParsedMessage(device_id, readings, [], received_ms, sent_ms)
 
 
