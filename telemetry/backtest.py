@@ -691,7 +691,8 @@ class _Stream:
         self.states[device_id] = evaluation.state
         self.result.late += evaluation.late
         self.result.not_evaluated += len(evaluation.not_evaluated)
-        self._decided(evaluation.transitions, 0)
+        if evaluation.transitions:
+            self._decided(evaluation.transitions, 0)
         if self.flapping:
             self._arm(device_id)
 

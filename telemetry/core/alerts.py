@@ -1365,14 +1365,14 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
     # past that line changes nothing on a sensor with none restless (`rest`).
     restless: dict[str, int] = {}
     lines: dict[str, int] = {}
-    if state:
-        for (sensor_id, rule_name), alert in state.items():
-            if alert.severity is not _SEVERITY_OK or alert.silence is not None:
-                active.setdefault(sensor_id, set()).add(rule_name)
-            if _restless(alert):
-                restless[sensor_id] = restless.get(sensor_id, 0) + 1
-            lines[sensor_id] = max(lines.get(sensor_id, -1), alert.last_ms)
-    rest: dict[str, float] = {s: _NEVER if s in restless else line for s, line in lines.items()}
+    rest: dict[str, float] = {}
+    for (sensor_id, rule_name), alert in state.items():
+        if alert.severity is not _SEVERITY_OK or alert.silence is not None:
+            active.setdefault(sensor_id, set()).add(rule_name)
+        if _restless(alert):
+            restless[sensor_id] = restless.get(sensor_id, 0) + 1
+        line = lines[sensor_id] = max(lines.get(sensor_id, -1), alert.last_ms)
+        rest[sensor_id] = _NEVER if sensor_id in restless else line
     resting = rest.get
     rules_for = rules.for_reading
     ranged = rules.ranged
