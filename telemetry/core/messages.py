@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Final
 
 from pydantic_core import SchemaValidator, ValidationError, from_json
@@ -40,6 +40,8 @@ LATEST_MS: Final = 253_402_300_799_999
 """The latest instant a timestamp may name (9999-12-31T23:59:59.999Z): Python's
 datetimes stop there. Timestream refuses far earlier, but that is its call."""
 
+_DAY_MS: Final = 86_400_000
+_EPOCH_DAY: Final = date(1970, 1, 1)
 _THING_NAME: Final = re.compile(THING_NAME_PATTERN[1:-1])
 _MESSAGE_TIMES: Final = ("receivedAt", "timestamp")  # checked in this order; the last wins
 
@@ -248,12 +250,17 @@ def iso_utc(time_ms: int) -> str:
 
     In whole milliseconds (integer arithmetic): through a float of seconds, a
     time from about the year 2250 on could come out a millisecond early."""
-    seconds, ms = divmod(time_ms, 1000)
-    t = time.gmtime(seconds)
-    return (
-        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{ms:03d}Z"
-    )
+    days, ms = divmod(time_ms, _DAY_MS)
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    seconds, ms = divmod(ms, 1000)
+    return f"{_date_text(days)}T{hours:02d}:{minutes:02d}:{seconds:02d}.{ms:03d}Z"
+
+
+@lru_cache(maxsize=1024)
+def _date_text(days: int) -> str:
+    """The date `days` after 1970-01-01, as ISO-8601 writes it."""
+    return (_EPOCH_DAY + timedelta(days=days)).isoformat()
 
 
 def _in_future(time_ms: int, now_ms: int) -> str:
@@ -326,7 +333,13 @@ def _all_accepted(whole: dict[str, Any], now_ms: int) -> ParsedMessage | None:
         reading.warning_threshold = warning
         reading.critical_threshold = critical
         append(reading)
-    return ParsedMessage(device_id, readings, [], received_ms, sent_ms)
+    parsed = _new(ParsedMessage)  # as the readings: no call to __init__
+    parsed.device_id = device_id
+    parsed.readings = readings
+    parsed.rejections = []
+    parsed.received_ms = received_ms
+    parsed.sent_ms = sent_ms
+    return parsed
 
 
 def parse_message(message: object, now_ms: int) -> ParsedMessage:
