@@ -827,10 +827,6 @@ def _restless(alert: AlertState) -> bool:
     )
 
 
-def _signed(level: float | None, sign: float) -> float | None:
-    return None if level is None else level * sign
-
-
 _SideOutcome = tuple[Severity, dict[str, Streak]]
 """What one side makes of a reading: its severity and its streaks."""
 
@@ -843,10 +839,6 @@ def _reached(streak: Streak | None, rule: Rule, time_ms: int) -> bool:
     return streak.count >= rule.for_readings
 
 
-_STREAK_KEYS: Final = {name: (f"{name}.warning", f"{name}.critical") for name in ("above", "below")}
-"""Each side's streak keys, by the side's name (made once, not per reading)."""
-
-
 def _streak(old: Streak | None, rule: Rule, time_ms: int) -> Streak:
     if old is None:
         return Streak(1, time_ms)
@@ -856,13 +848,11 @@ def _streak(old: Streak | None, rule: Rule, time_ms: int) -> Streak:
 
 
 def _step_side(side: Side, rule: Rule, state: Episode, value: float, time_ms: int) -> _SideOutcome:
-    sign = side.sign
-    v = value * sign
+    v = value * side.sign
     h = rule.hysteresis
-    w = _signed(side.warning, sign)
-    c = _signed(side.critical, sign)
+    w, c = side.warning_at, side.critical_at
     name = side.name
-    warning_key, critical_key = _STREAK_KEYS.get(name) or (f"{name}.warning", f"{name}.critical")
+    warning_key, critical_key = side.warning_key, side.critical_key
     streaks: dict[str, Streak] = {}
     if w is not None and v > w:
         streaks[warning_key] = _streak(state.streaks.get(warning_key), rule, time_ms)
@@ -1138,7 +1128,11 @@ def _step(state: Episode, rule: Rule, reading: Reading, level: float) -> _Episod
     (the reading's value, or what its condition measured)."""
     if reading.time_ms <= state.last_ms:
         return None
-    if state.severity is _SEVERITY_OK and not state.streaks and not rule.breaches(level):
+    if (
+        state.severity is _SEVERITY_OK
+        and not state.streaks
+        and not (level > rule.level_high or level < rule.level_low)  # `rule.breaches`, inlined
+    ):
         return None
     sides = rule.sides
     if len(sides) == 1:

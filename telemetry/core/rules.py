@@ -139,12 +139,24 @@ class Side:
     sign: float = field(init=False)
     trigger: float = field(init=False, repr=False, compare=False)
     """The least of its levels times `sign`: a value (times `sign`) past it breaches one."""
+    warning_at: float | None = field(init=False, repr=False, compare=False)
+    """`warning` times `sign`, as the alarm compares it (None: no warning level)."""
+    critical_at: float | None = field(init=False, repr=False, compare=False)
+    warning_key: str = field(init=False, repr=False, compare=False)
+    """The name of a streak towards its warning level (`above.warning`)."""
+    critical_key: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         sign = 1.0 if self.name == "above" else -1.0
-        levels = [level * sign for level in (self.warning, self.critical) if level is not None]
+        warning = None if self.warning is None else self.warning * sign
+        critical = None if self.critical is None else self.critical * sign
+        levels = [level for level in (warning, critical) if level is not None]
         object.__setattr__(self, "sign", sign)
         object.__setattr__(self, "trigger", min(levels, default=math.inf))
+        object.__setattr__(self, "warning_at", warning)
+        object.__setattr__(self, "critical_at", critical)
+        object.__setattr__(self, "warning_key", f"{self.name}.warning")
+        object.__setattr__(self, "critical_key", f"{self.name}.critical")
 
 
 @immutable
