@@ -613,8 +613,12 @@ def _run_rules_status(args: argparse.Namespace) -> int:
 
 def load_rules_or_fail(path: Path) -> RuleSet:
     """The rules at `path`, or a one-line UserError pointing at `rules check`."""
+    return _rules_or_fail(load_rules, path)
+
+
+def _rules_or_fail(load: Callable[[Path], RuleSet], path: Path) -> RuleSet:
     try:
-        return load_rules(path)
+        return load(path)
     except RulePathError as exc:
         raise UserError(one_line(exc.problems[0])) from None
     except RuleFileError as exc:
@@ -635,35 +639,68 @@ def load_rules_cached(path: Path) -> RuleSet:
     the function's compiled file is: a replay of unchanged rules reads the compiled
     set instead of parsing YAML through the rule files' schema (pydantic), and
     gets the same rules. An entry that is stale or altered is not used; a cache
-    that cannot be read or written is passed by."""
+    that cannot be read or written is passed by.
+
+    The files are hashed once: that digest finds the entry, checks the function's
+    compiled file beside the rules (`COMPILED_NAME`, as `load_rules` reads it) and
+    is the set's version. Files changed while they were read (their size, time or
+    inode) are loaded again by `load_rules_or_fail`, and nothing is cached."""
     from telemetry.core.rules import (  # noqa: PLC0415
-        compiled_rule_set,
+        COMPILED_NAME,
         compiled_rules_text,
         sources_digest,
     )
 
     try:
-        digest = sources_digest(rule_files(path))
+        files = rule_files(path)
+        stamps = _stamps(files)
+        digest = sources_digest(files)
     except (OSError, RuleFileError, RulePathError):
         return load_rules_or_fail(path)
     entry = _rules_cache() / f"{digest}.json"
-    try:
-        rules = compiled_rule_set(entry.read_text(encoding="utf-8"), digest)
-    except (OSError, UnicodeDecodeError):
-        rules = None
+    rules = _compiled_at(entry, digest)
     if rules is not None:
         rules.version = f"sha256:{digest}"
         return rules
-    rules = load_rules_or_fail(path)
-    if rules.version == f"sha256:{digest}":
-        try:
-            entry.parent.mkdir(parents=True, exist_ok=True)
-            scratch = entry.with_name(f"{entry.name}.{os.getpid()}")
-            scratch.write_text(compiled_rules_text(rules, digest), encoding="utf-8")
-            scratch.replace(entry)
-        except (OSError, ValueError):
-            pass
+    rules = _compiled_at(path / COMPILED_NAME, digest)
+    if rules is None:
+        rules = _rules_or_fail(_parsed, path)
+    try:
+        unchanged = _stamps(files) == stamps
+    except OSError:
+        unchanged = False
+    if not unchanged:
+        return load_rules_or_fail(path)
+    rules.version = f"sha256:{digest}"
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        scratch = entry.with_name(f"{entry.name}.{os.getpid()}")
+        scratch.write_text(compiled_rules_text(rules, digest), encoding="utf-8")
+        scratch.replace(entry)
+    except (OSError, ValueError):
+        pass
     return rules
+
+
+def _stamps(files: Sequence[Path]) -> list[tuple[int, int, int]]:
+    """What tells a file changed without reading it: inode, size, modification time."""
+    return [(s.st_ino, s.st_size, s.st_mtime_ns) for s in (f.stat() for f in files)]
+
+
+def _compiled_at(file: Path, digest: str) -> RuleSet | None:
+    """The compiled set `file` holds when it stands for rule files of `digest`."""
+    from telemetry.core.rules import compiled_rule_set  # noqa: PLC0415
+
+    try:
+        return compiled_rule_set(file.read_text(encoding="utf-8"), digest)
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _parsed(path: Path) -> RuleSet:
+    from telemetry.core.rule_specs import load_rule_set  # noqa: PLC0415 - pydantic, YAML
+
+    return load_rule_set(path)
 
 
 def _run_backtest(args: argparse.Namespace) -> int:
