@@ -529,7 +529,12 @@ def _version() -> str:
 
 
 def _run_rules_check(args: argparse.Namespace) -> int:
-    paths: list[Path] = args.paths
+    return _checked_rules(args.paths)[1]
+
+
+def _checked_rules(paths: list[Path]) -> tuple[RuleSet | None, int]:
+    """`rules check` of `paths`: their rules and 0 when they pass (said on stdout),
+    else None and the exit status (every problem on stderr)."""
     try:
         rules = load_rules(paths)
     except RuleFileError as exc:
@@ -537,12 +542,12 @@ def _run_rules_check(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             lead = f"{PROG}: error: " if problem in unusable else ""
             sys.stderr.write(lead + one_line(problem) + "\n")
-        return USAGE_ERROR if unusable else FAILED
+        return None, USAGE_ERROR if unusable else FAILED
     files = len({f for p in paths for f in rule_files(p)})
     where = paths[0] if len(paths) == 1 else f"{len(paths)} paths"
     if not rules.rules:
         sys.stderr.write(f"{PROG}: error: {where}: {_no_rules(files)}\n")
-        return FAILED
+        return None, FAILED
     from telemetry.core.maintenance import window_problems  # noqa: PLC0415
 
     now_ms = time.time_ns() // 1_000_000
@@ -553,9 +558,9 @@ def _run_rules_check(args: argparse.Namespace) -> int:
     ]
     if past:
         sys.stderr.write("".join(one_line(p) + "\n" for p in past))
-        return FAILED
+        return None, FAILED
     sys.stdout.write(f"{where}: OK, {plural(len(rules), 'rule')} in {plural(files, 'file')}\n")
-    return 0
+    return rules, 0
 
 
 def _no_rules(files: int) -> str:
@@ -581,11 +586,11 @@ def _run_rules_schema(args: argparse.Namespace) -> int:
 def _run_rules_deploy(args: argparse.Namespace) -> int:
     from telemetry.local import rules_deploy  # noqa: PLC0415
 
-    status = _run_rules_check(args)
-    if status != 0:
+    checked, status = _checked_rules(args.paths)
+    if checked is None:
         return status
     try:
-        content = rules_deploy.document(args.paths, load_rules(args.paths))
+        content = rules_deploy.document(args.paths, checked)
         started = rules_deploy.deploy(args, content)
     except rules_deploy.RulesDeployError as exc:
         raise UserError(str(exc), exit_code=exc.exit_code) from None
