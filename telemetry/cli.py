@@ -883,9 +883,9 @@ def _replay_store(
 def _replay_timestream(
     args: argparse.Namespace, rules: RuleSet, output: _BacktestOutput
 ) -> backtest.Result:
-    import boto3  # noqa: PLC0415
     from botocore.exceptions import BotoCoreError  # noqa: PLC0415
 
+    from telemetry.adapters.aws import make_client  # noqa: PLC0415
     from telemetry.core.messages import iso_utc  # noqa: PLC0415
     from telemetry.local import store_access, timestream_history  # noqa: PLC0415
 
@@ -903,8 +903,12 @@ def _replay_timestream(
         f"{iso_utc(since_ms)} to {iso_utc(until_ms)}"
     )
     try:
-        client = boto3.client(
-            "timestream-query", **store_access.timestream_client_options(os.environ)
+        options = store_access.timestream_client_options(os.environ)
+        client = make_client(
+            "timestream-query",
+            endpoint_url=options.get("endpoint_url"),
+            region=options.get("region_name"),
+            read_timeout=timestream_history.QUERY_READ_TIMEOUT_S,
         )
         return _replay_store(
             timestream_history.messages(history, client), where, args, rules, output
