@@ -420,6 +420,11 @@ def _add_store_arguments(backtest: argparse.ArgumentParser) -> None:
     store.add_argument(
         "--database", metavar="DB", help="the database (InfluxDB: a bucket's DBRP name)"
     )
+    store.add_argument(
+        "--influxdb-database",
+        metavar="DB",
+        help="--database with --from influxdb, as `demo` names it (both: the same DB)",
+    )
     store.add_argument("--table", metavar="TABLE", help="the Timestream table")
     store.add_argument(
         "--since",
@@ -816,6 +821,7 @@ _FLAG_STORES: dict[str, tuple[str, ...]] = {
     "until": _BOTH,
     "device": _BOTH,
     "influxdb_token": ("influxdb",),
+    "influxdb_database": ("influxdb",),
     "table": ("timestream",),
 }
 """Which stores each store flag goes with."""
@@ -837,6 +843,7 @@ def _refuse_ignored_backtest_flags(args: argparse.Namespace) -> None:
             raise UserError(f"--{name.replace('_', '-')} goes with {wanted}")
     if args.source == "files":
         return
+    _one_database(args)
     missing = [f"--{n.replace('_', '-')}" for n in _NEEDED[args.source]]
     missing = [flag for flag in missing if getattr(args, flag[2:].replace("-", "_")) is None]
     if missing:
@@ -847,6 +854,19 @@ def _refuse_ignored_backtest_flags(args: argparse.Namespace) -> None:
         )
     if args.warnings is not None:
         raise UserError("--warnings lists the lines of files; the store holds no line")
+
+
+def _one_database(args: argparse.Namespace) -> None:
+    """`--influxdb-database` is `--database`: both spellings may name it, not two."""
+    alias = args.influxdb_database
+    if alias is None:
+        return
+    if args.database is not None and args.database != alias:
+        raise UserError(
+            f"--database {args.database} and --influxdb-database {alias} name two databases: "
+            "give one"
+        )
+    args.database = alias
 
 
 def _store_span(args: argparse.Namespace) -> tuple[int, int]:
