@@ -420,6 +420,11 @@ def _add_store_arguments(backtest: argparse.ArgumentParser) -> None:
     store.add_argument(
         "--database", metavar="DB", help="the database (InfluxDB: a bucket's DBRP name)"
     )
+    store.add_argument(
+        "--influxdb-database",
+        metavar="DB",
+        help="--database with --from influxdb, as `demo` names it (both: the same DB)",
+    )
     store.add_argument("--table", metavar="TABLE", help="the Timestream table")
     store.add_argument(
         "--since",
@@ -529,7 +534,12 @@ def _version() -> str:
 
 
 def _run_rules_check(args: argparse.Namespace) -> int:
-    paths: list[Path] = args.paths
+    return _checked_rules(args.paths)[1]
+
+
+def _checked_rules(paths: list[Path]) -> tuple[RuleSet | None, int]:
+    """`rules check` of `paths`: their rules and 0 when they pass (said on stdout),
+    else None and the exit status (every problem on stderr)."""
     try:
         rules = load_rules(paths)
     except RuleFileError as exc:
@@ -537,12 +547,12 @@ def _run_rules_check(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             lead = f"{PROG}: error: " if problem in unusable else ""
             sys.stderr.write(lead + one_line(problem) + "\n")
-        return USAGE_ERROR if unusable else FAILED
+        return None, USAGE_ERROR if unusable else FAILED
     files = len({f for p in paths for f in rule_files(p)})
     where = paths[0] if len(paths) == 1 else f"{len(paths)} paths"
     if not rules.rules:
         sys.stderr.write(f"{PROG}: error: {where}: {_no_rules(files)}\n")
-        return FAILED
+        return None, FAILED
     from telemetry.core.maintenance import window_problems  # noqa: PLC0415
 
     now_ms = time.time_ns() // 1_000_000
@@ -553,9 +563,9 @@ def _run_rules_check(args: argparse.Namespace) -> int:
     ]
     if past:
         sys.stderr.write("".join(one_line(p) + "\n" for p in past))
-        return FAILED
+        return None, FAILED
     sys.stdout.write(f"{where}: OK, {plural(len(rules), 'rule')} in {plural(files, 'file')}\n")
-    return 0
+    return rules, 0
 
 
 def _no_rules(files: int) -> str:
@@ -581,11 +591,11 @@ def _run_rules_schema(args: argparse.Namespace) -> int:
 def _run_rules_deploy(args: argparse.Namespace) -> int:
     from telemetry.local import rules_deploy  # noqa: PLC0415
 
-    status = _run_rules_check(args)
-    if status != 0:
+    checked, status = _checked_rules(args.paths)
+    if checked is None:
         return status
     try:
-        content = rules_deploy.document(args.paths, load_rules(args.paths))
+        content = rules_deploy.document(args.paths, checked)
         started = rules_deploy.deploy(args, content)
     except rules_deploy.RulesDeployError as exc:
         raise UserError(str(exc), exit_code=exc.exit_code) from None
@@ -613,8 +623,12 @@ def _run_rules_status(args: argparse.Namespace) -> int:
 
 def load_rules_or_fail(path: Path) -> RuleSet:
     """The rules at `path`, or a one-line UserError pointing at `rules check`."""
+    return _rules_or_fail(load_rules, path)
+
+
+def _rules_or_fail(load: Callable[[Path], RuleSet], path: Path) -> RuleSet:
     try:
-        return load_rules(path)
+        return load(path)
     except RulePathError as exc:
         raise UserError(one_line(exc.problems[0])) from None
     except RuleFileError as exc:
@@ -635,35 +649,68 @@ def load_rules_cached(path: Path) -> RuleSet:
     the function's compiled file is: a replay of unchanged rules reads the compiled
     set instead of parsing YAML through the rule files' schema (pydantic), and
     gets the same rules. An entry that is stale or altered is not used; a cache
-    that cannot be read or written is passed by."""
+    that cannot be read or written is passed by.
+
+    The files are hashed once: that digest finds the entry, checks the function's
+    compiled file beside the rules (`COMPILED_NAME`, as `load_rules` reads it) and
+    is the set's version. Files changed while they were read (their size, time or
+    inode) are loaded again by `load_rules_or_fail`, and nothing is cached."""
     from telemetry.core.rules import (  # noqa: PLC0415
-        compiled_rule_set,
+        COMPILED_NAME,
         compiled_rules_text,
         sources_digest,
     )
 
     try:
-        digest = sources_digest(rule_files(path))
+        files = rule_files(path)
+        stamps = _stamps(files)
+        digest = sources_digest(files)
     except (OSError, RuleFileError, RulePathError):
         return load_rules_or_fail(path)
     entry = _rules_cache() / f"{digest}.json"
-    try:
-        rules = compiled_rule_set(entry.read_text(encoding="utf-8"), digest)
-    except (OSError, UnicodeDecodeError):
-        rules = None
+    rules = _compiled_at(entry, digest)
     if rules is not None:
         rules.version = f"sha256:{digest}"
         return rules
-    rules = load_rules_or_fail(path)
-    if rules.version == f"sha256:{digest}":
-        try:
-            entry.parent.mkdir(parents=True, exist_ok=True)
-            scratch = entry.with_name(f"{entry.name}.{os.getpid()}")
-            scratch.write_text(compiled_rules_text(rules, digest), encoding="utf-8")
-            scratch.replace(entry)
-        except (OSError, ValueError):
-            pass
+    rules = _compiled_at(path / COMPILED_NAME, digest)
+    if rules is None:
+        rules = _rules_or_fail(_parsed, path)
+    try:
+        unchanged = _stamps(files) == stamps
+    except OSError:
+        unchanged = False
+    if not unchanged:
+        return load_rules_or_fail(path)
+    rules.version = f"sha256:{digest}"
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        scratch = entry.with_name(f"{entry.name}.{os.getpid()}")
+        scratch.write_text(compiled_rules_text(rules, digest), encoding="utf-8")
+        scratch.replace(entry)
+    except (OSError, ValueError):
+        pass
     return rules
+
+
+def _stamps(files: Sequence[Path]) -> list[tuple[int, int, int]]:
+    """What tells a file changed without reading it: inode, size, modification time."""
+    return [(s.st_ino, s.st_size, s.st_mtime_ns) for s in (f.stat() for f in files)]
+
+
+def _compiled_at(file: Path, digest: str) -> RuleSet | None:
+    """The compiled set `file` holds when it stands for rule files of `digest`."""
+    from telemetry.core.rules import compiled_rule_set  # noqa: PLC0415
+
+    try:
+        return compiled_rule_set(file.read_text(encoding="utf-8"), digest)
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _parsed(path: Path) -> RuleSet:
+    from telemetry.core.rule_specs import load_rule_set  # noqa: PLC0415 - pydantic, YAML
+
+    return load_rule_set(path)
 
 
 def _run_backtest(args: argparse.Namespace) -> int:
@@ -774,6 +821,7 @@ _FLAG_STORES: dict[str, tuple[str, ...]] = {
     "until": _BOTH,
     "device": _BOTH,
     "influxdb_token": ("influxdb",),
+    "influxdb_database": ("influxdb",),
     "table": ("timestream",),
 }
 """Which stores each store flag goes with."""
@@ -795,6 +843,7 @@ def _refuse_ignored_backtest_flags(args: argparse.Namespace) -> None:
             raise UserError(f"--{name.replace('_', '-')} goes with {wanted}")
     if args.source == "files":
         return
+    _one_database(args)
     missing = [f"--{n.replace('_', '-')}" for n in _NEEDED[args.source]]
     missing = [flag for flag in missing if getattr(args, flag[2:].replace("-", "_")) is None]
     if missing:
@@ -805,6 +854,19 @@ def _refuse_ignored_backtest_flags(args: argparse.Namespace) -> None:
         )
     if args.warnings is not None:
         raise UserError("--warnings lists the lines of files; the store holds no line")
+
+
+def _one_database(args: argparse.Namespace) -> None:
+    """`--influxdb-database` is `--database`: both spellings may name it, not two."""
+    alias = args.influxdb_database
+    if alias is None:
+        return
+    if args.database is not None and args.database != alias:
+        raise UserError(
+            f"--database {args.database} and --influxdb-database {alias} name two databases: "
+            "give one"
+        )
+    args.database = alias
 
 
 def _store_span(args: argparse.Namespace) -> tuple[int, int]:
@@ -841,9 +903,9 @@ def _replay_store(
 def _replay_timestream(
     args: argparse.Namespace, rules: RuleSet, output: _BacktestOutput
 ) -> backtest.Result:
-    import boto3  # noqa: PLC0415
     from botocore.exceptions import BotoCoreError  # noqa: PLC0415
 
+    from telemetry.adapters.aws import make_client  # noqa: PLC0415
     from telemetry.core.messages import iso_utc  # noqa: PLC0415
     from telemetry.local import store_access, timestream_history  # noqa: PLC0415
 
@@ -861,8 +923,12 @@ def _replay_timestream(
         f"{iso_utc(since_ms)} to {iso_utc(until_ms)}"
     )
     try:
-        client = boto3.client(
-            "timestream-query", **store_access.timestream_client_options(os.environ)
+        options = store_access.timestream_client_options(os.environ)
+        client = make_client(
+            "timestream-query",
+            endpoint_url=options.get("endpoint_url"),
+            region=options.get("region_name"),
+            read_timeout=timestream_history.QUERY_READ_TIMEOUT_S,
         )
         return _replay_store(
             timestream_history.messages(history, client), where, args, rules, output

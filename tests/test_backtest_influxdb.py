@@ -96,6 +96,31 @@ def test_the_store_replays_as_the_same_history_in_a_file_does(
     assert "18 readings from 2 devices" in from_influx.stderr
 
 
+@pytest.mark.parametrize(
+    "names",
+    [["--influxdb-database"], ["--database", "--influxdb-database"]],
+    ids=["alias", "both"],
+)
+def test_influxdb_database_names_the_database_as_database_does(
+    influxd: Influxd, database: str, rules: Path, names: list[str]
+) -> None:
+    # Given hot readings in the store
+    store(influxd, database, [reading("pump-17", T0 + i * MINUTE, 80) for i in range(3)])
+    span = ["--since", iso_utc(T0), "--until", iso_utc(T0 + HOUR)]
+
+    # When the database is named --influxdb-database (as `demo` names it), or both ways
+    given = [word for name in names for word in (name, database)]
+    result = telemetry(
+        "backtest", "--rules", str(rules), "--format", "jsonl", "--from", "influxdb",
+        "--influxdb-url", influxd.url, *given, *span,
+    )  # fmt: skip
+
+    # Then that database is replayed, as with --database
+    assert result.returncode == 0, result.stderr
+    assert f"Input: InfluxDB {influxd.url} database {database}, " in result.stderr
+    assert [json.loads(x)["status"] for x in result.stdout.splitlines()] == ["RAISED"]
+
+
 def test_a_device_glob_keeps_the_rules_glob_semantics(
     influxd: Influxd, database: str, rules: Path
 ) -> None:
@@ -348,6 +373,25 @@ def test_a_chunk_that_is_not_json_is_a_store_error() -> None:
 def test_store_flags_and_files_do_not_mix(args: list[str], says: str) -> None:
     # When the store's flags and files are mixed up, Then one line says which, exit 2
     result = telemetry("backtest", "--rules", "rules", *args)
+    assert_user_error(result, code=2, says=says)
+    assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ([*STORE, "--influxdb-database", "other", "--since", "1d"],
+         "--database t and --influxdb-database other name two databases: give one"),
+        (["--influxdb-database", "t", "x.jsonl"], "--influxdb-database goes with --from influxdb"),
+        (["--from", "timestream", "--influxdb-database", "t", "--table", "r", "--since", "1d"],
+         "--influxdb-database goes with --from influxdb"),
+    ],
+)  # fmt: skip
+def test_influxdb_database_is_one_database_of_influxdb(args: list[str], says: str) -> None:
+    # When --influxdb-database differs from --database, or goes with files or Timestream
+    result = telemetry("backtest", "--rules", "rules", *args)
+
+    # Then one line says so, exit 2
     assert_user_error(result, code=2, says=says)
     assert len(result.stderr.splitlines()) == 1
 

@@ -6,16 +6,19 @@ replayed. moto answers `Query` only with results queued for the exact statement
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.stub import Stubber
+from botocore.validate import ParamValidator
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.timestreamquery.models import timestreamquery_backends
 
-from telemetry import backtest
+from telemetry import backtest, cli
+from telemetry.adapters import aws
 from telemetry.core.rules import RuleSet, parse_rule_file
 from telemetry.local import timestream_history
 from telemetry.local.timestream_history import TimestreamHistory, TimestreamHistoryError
@@ -138,3 +141,69 @@ def test_timestream_flags_go_with_timestream_only(args: list[str], says: str) ->
     assert result.returncode == 2
     assert says in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_replay_queries_with_the_shared_client_settings_and_a_query_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a local AWS in AWS_REGION and AWS_ENDPOINT_URL, its Query answered empty
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    rules = tmp_path / "hot.yaml"
+    rules.write_text(
+        "rules:\n  - name: hot\n    match: {type: temperature}\n    above: {warning: 75}\n"
+    )
+    built: list[Any] = []
+    asked: list[dict[str, Any]] = []
+    shared = aws.make_client
+
+    def recorded(service: str, **options: Any) -> Any:
+        client = shared(service, **options)
+        built.append(client)
+        client.meta.events.register(
+            "provide-client-params.timestream-query.Query", lambda params, **_: asked.append(params)
+        )
+        client.meta.events.register(
+            "before-call.timestream-query.Query", lambda **_: (_Answered(), page([]))
+        )
+        return client
+
+    monkeypatch.setattr(aws, "make_client", recorded)
+
+    # When the backtest replays an hour of the table
+    status = cli.main(["backtest", "--rules", str(rules), "--from", "timestream", "--database",
+                       "telemetry", "--table", "readings", "--since", "1h"])  # fmt: skip
+
+    # Then the one client is the function's (retries, timeouts) but for the read timeout
+    assert "no reading to replay: Timestream telemetry.readings" in capsys.readouterr().err
+    assert status == 2
+    (client,) = built
+    config = client.meta.config
+    assert config.read_timeout == timestream_history.QUERY_READ_TIMEOUT_S > 60
+    assert config.connect_timeout == aws.CLIENT_CONFIG.connect_timeout
+    assert config.retries == aws.CLIENT_CONFIG.retries
+    # in AWS_REGION, at AWS_ENDPOINT_URL, asking what the service model allows
+    assert client.meta.region_name == REGION
+    assert client.meta.endpoint_url == "http://127.0.0.1:9"
+    query = client.meta.service_model.operation_model("Query").input_shape
+    assert asked
+    for params in asked:
+        assert not ParamValidator().validate(params, query).has_errors()
+
+
+def test_a_read_timeout_given_replaces_only_that_of_the_shared_settings() -> None:
+    # When clients are made with and without a read timeout
+    default = aws.make_client("sqs", region="eu-west-1").meta.config
+    longer = aws.make_client("sqs", region="eu-west-1", read_timeout=70).meta.config
+
+    # Then the default is the function's, and the other differs in that only
+    assert default.read_timeout == aws.CLIENT_CONFIG.read_timeout == 10
+    assert longer.read_timeout == 70
+    for name in ("connect_timeout", "retries", "tcp_keepalive"):
+        assert getattr(longer, name) == getattr(default, name) == getattr(aws.CLIENT_CONFIG, name)
+
+
+class _Answered:
+    status_code = 200

@@ -21,7 +21,8 @@ from moto import mock_aws
 
 from telemetry.adapters.appconfig import Configuration
 from telemetry.cli import main
-from telemetry.core.rules import load_rules, rule_set_to_json
+from telemetry.core import rule_specs
+from telemetry.core.rules import RuleSet, load_rules, rule_set_to_json
 from telemetry.local.rules_deploy import STRATEGY_TAG
 from telemetry.rules_source import rules_of
 
@@ -167,6 +168,31 @@ def test_deploy_uploads_the_checked_files_as_one_json_rule_file_and_starts_its_d
         "ConfigurationVersion": "1",
         "DeploymentStrategyId": STRATEGY,
     }
+
+
+def test_deploy_reads_the_rule_files_through_the_check_once(
+    appconfig: AppConfig,
+    rules: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the rule check counted
+    checked: list[Any] = []
+    check = rule_specs.load_rule_set
+
+    def counted(paths: Any) -> RuleSet:
+        checked.append(paths)
+        return check(paths)
+
+    monkeypatch.setattr(rule_specs, "load_rule_set", counted)
+
+    # When a directory of rules is deployed
+    status = main(["rules", "deploy", str(rules), *appconfig.where()])
+
+    # Then the files were checked once, and what the check accepted was deployed
+    assert status == 0, capsys.readouterr().err
+    assert checked == [[rules]]
+    assert [s["ConfigurationVersion"] for s in appconfig.started] == ["1"]
 
 
 def test_a_strategy_given_replaces_the_stacks(

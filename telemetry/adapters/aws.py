@@ -79,11 +79,21 @@ def translate(service: str, operation: str, exc: Exception) -> DependencyError:
 AWS_ERRORS: Final = (ClientError, BotoCoreError)
 
 
-def make_client(service: str, *, endpoint_url: str | None = None, region: str | None = None) -> Any:
-    """A boto3 client with the project's retry and timeout settings."""
+def make_client(
+    service: str,
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    read_timeout: float | None = None,
+) -> Any:
+    """A boto3 client with the project's retry and timeout settings; `read_timeout`
+    (seconds) replaces CLIENT_CONFIG's for a call that may take longer to answer."""
     import boto3  # noqa: PLC0415 - keeps `import telemetry.adapters` cheap for the CLI
 
-    kwargs: dict[str, Any] = {"config": CLIENT_CONFIG}
+    config = CLIENT_CONFIG
+    if read_timeout is not None:
+        config = config.merge(Config(read_timeout=read_timeout))
+    kwargs: dict[str, Any] = {"config": config}
     if endpoint_url:
         kwargs["endpoint_url"] = endpoint_url
     if region:

@@ -308,7 +308,6 @@ class LocalBroker:
                 f"plugin_opt_acl_file {acl}",
                 f"plugin_opt_arn_prefix {ARN_PREFIX}",
                 f"plugin_opt_max_payload {MAX_PAYLOAD_BYTES}",
-                f"plugin_opt_retain_available {str(self.policy.retain_available).lower()}",
                 "",
                 "# The service side (rules engine, shadows, lifecycle events) only.",
                 f"listener {self.service_port} {self.host}",

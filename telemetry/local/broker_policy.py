@@ -45,12 +45,11 @@ _KIND: Final = {
 
 @dataclass(frozen=True, slots=True)
 class BrokerPolicy:
-    """What the broker is configured with: ACL lines in mosquitto's syntax, and
-    whether retained messages are available at all."""
+    """What the broker is configured with: ACL lines in mosquitto's syntax (every
+    retained message is refused: `translate` refuses a policy that allows one)."""
 
     write: tuple[str, ...]
     read: tuple[str, ...]
-    retain_available: bool
     sources: tuple[str, ...]
 
     def acl_text(self) -> str:
@@ -105,7 +104,6 @@ def translate(document: Mapping[str, Any]) -> BrokerPolicy:
     return BrokerPolicy(
         tuple(dict.fromkeys(write)),
         tuple(dict.fromkeys(subscribe)),
-        retain_available=False,
         sources=tuple(sources),
     )
 

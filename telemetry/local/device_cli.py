@@ -177,7 +177,6 @@ def _play(url: str, stack: Any, sim: Any, args: argparse.Namespace, out: Any, er
             tally,
             args,
             on_shadow=shown,
-            connectivity=True,  # connects and disconnects reach the function, as on IoT Core
         )
         with side:
             out.line(

@@ -193,9 +193,10 @@ def device_side(
     tally: FunctionTally,
     options: FleetOptions,
     on_shadow: Callable[[str, ShadowUpdate], None] | None = None,
-    *,
-    connectivity: bool = True,
 ) -> DeviceSide:
+    """The device side of `demo --mqtt` and `telemetry devices`: the function invoked
+    in-process, and the template's ConnectivityRule run, so that connects and
+    disconnects reach the function, as on IoT Core."""
     lock = threading.Lock()
     return DeviceSide(
         endpoint_url=url,
@@ -209,7 +210,7 @@ def device_side(
             basic_ingest=options.basic_ingest,
             stream=options.ingest == "stream",
             batch_size=options.batch_size,
-            connectivity=connectivity,
+            connectivity=True,
         ),
         on_shadow=on_shadow,
     )

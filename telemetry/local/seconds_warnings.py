@@ -14,11 +14,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from telemetry.backtest import strict_json
+from telemetry.backtest import RejectedLine, strict_json
+from telemetry.core.messages import Rejection
 
 if TYPE_CHECKING:
     from telemetry.backtest import SecondsWarning
-    from telemetry.core.messages import Rejection
     from telemetry.core.timestamps import SecondsSuspect
 
 CODE: Final = "epoch_seconds"
@@ -26,24 +26,27 @@ _READING: Final = re.compile(r"^data\[(\d+)\]")
 
 
 def entries(warning: SecondsWarning) -> list[dict[str, Any]]:
-    """One entry per suspect timestamp of the line, in the line's order."""
+    """One entry per suspect timestamp of the line, in the line's order: the
+    rejections file's entry (`RejectedLine.to_json`) of an `epoch_seconds`
+    rejection, and `replayed`."""
     message = warning.message if isinstance(warning.message, dict) else {}
     device = message.get("deviceId")
     if warning.whole:  # as the rejection names it: only a valid one
         device = warning.rejections[0].device_id if warning.rejections else None
     return [
-        {
-            "file": warning.source,
-            "line": warning.line,
-            "code": CODE,
-            "field": suspect.field,
-            "reason": f"{CODE}: {suspect.field}: {suspect.warning}",
-            "detail": suspect.warning,
-            "deviceId": device if isinstance(device, str) else None,
-            "payload": _dated(message, suspect),
-            "warning": suspect.warning,
-            "replayed": _replayed(warning, suspect),
-        }
+        RejectedLine(
+            warning.source,
+            warning.line,
+            Rejection(
+                field=suspect.field,
+                code=CODE,
+                detail=suspect.warning,
+                payload=_dated(message, suspect),
+                device_id=device if isinstance(device, str) else None,
+            ),
+            warning=suspect.warning,
+        ).to_json()
+        | {"replayed": _replayed(warning, suspect)}
         for suspect in warning.suspects
     ]
 

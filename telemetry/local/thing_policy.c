@@ -26,13 +26,11 @@
  *   property `iot-client-id` (last of that name), for the rules engine's
  *   clientid() and error action: MQTT itself does not tell a subscriber.
  *
- * - A retained PUBLISH is refused likewise unless plugin_opt_retain_available is
- *   true; the translation of the policy never sets it (a statement allowing
- *   iot:RetainPublish is refused by broker_policy.py), so every retained PUBLISH
- *   is refused, as the template's policy has it.
+ * - Every retained PUBLISH is refused likewise: the translation of the policy
+ *   refuses a statement allowing iot:RetainPublish (broker_policy.py), so no
+ *   device may retain, as the template's policy has it.
  *
- * Options: plugin_opt_acl_file, plugin_opt_arn_prefix, plugin_opt_max_payload,
- * plugin_opt_retain_available.
+ * Options: plugin_opt_acl_file, plugin_opt_arn_prefix, plugin_opt_max_payload.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -62,7 +60,6 @@ static struct line lines[MAX_LINES];
 static int line_count;
 static char arn_prefix[256] = "";
 static unsigned long max_payload = 131072;
-static bool retain_available = false;
 
 static void refused(const char *client, const char *action, const char *kind,
 		const char *target, const char *reason)
@@ -204,7 +201,7 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 				refused(client, "iot:Publish", "topic/", ed->topic, reason);
 				return MOSQ_ERR_AUTH;
 			}
-			if(ed->retain && !retain_available){
+			if(ed->retain){
 				snprintf(reason, sizeof(reason), "no statement allows iot:RetainPublish on %stopic/%s",
 						arn_prefix, ed->topic);
 				refused(client, "iot:RetainPublish", "topic/", ed->topic, reason);
@@ -305,8 +302,6 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data,
 			acl_file = opts[i].value;
 		}else if(!strcmp(opts[i].key, "arn_prefix")){
 			snprintf(arn_prefix, sizeof(arn_prefix), "%s", opts[i].value);
-		}else if(!strcmp(opts[i].key, "retain_available")){
-			retain_available = !strcmp(opts[i].value, "true");
 		}else if(!strcmp(opts[i].key, "max_payload")){
 			max_payload = strtoul(opts[i].value, NULL, 10);
 		}

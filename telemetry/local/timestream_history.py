@@ -3,7 +3,8 @@
 The function writes one multi-measure record per reading (telemetry/adapters/
 timestream.py): measure name `reading`, measure `value` (DOUBLE), dimensions
 deviceId, sensorId and, when known, type, location, unit; time the reading's.
-This reads them back with the timestream-query API (`Query`, client injected)
+This reads them back with the timestream-query API (`Query`, client injected:
+`telemetry.adapters.aws.make_client` with `QUERY_READ_TIMEOUT_S`)
 in time windows of `window_ms`, each statement ordered by time and paged
 (`MaxRows`, `NextToken`), so that a year of history never sits in memory: a
 row becomes a message of one reading as soon as its page arrives.
@@ -30,6 +31,10 @@ from telemetry.core.rule_index import is_exact, literal_prefix
 from telemetry.local.influx_history import DAY_MS, device_matcher, windows
 
 PAGE_ROWS: Final = 1_000
+QUERY_READ_TIMEOUT_S: Final = 70.0
+"""How long the client waits for a page: Timestream ends a Query after 60 s
+(API_query_Query.html), so its own answer arrives, where the function's 10 s
+(telemetry.adapters.aws.CLIENT_CONFIG) would give up on a slow statement."""
 _LABELS: Final = ("type", "location", "unit")
 
 
