@@ -651,15 +651,11 @@ def load_rules_cached(path: Path) -> RuleSet:
     gets the same rules. An entry that is stale or altered is not used; a cache
     that cannot be read or written is passed by.
 
-    The files are hashed once: that digest finds the entry, checks the function's
-    compiled file beside the rules (`COMPILED_NAME`, as `load_rules` reads it) and
-    is the set's version. Files changed while they were read (their size, time or
+    The files are hashed once: that digest finds the entry, and `load_rules`
+    takes it (for the function's compiled file beside the rules, and as the
+    set's version). Files changed while they were read (their size, time or
     inode) are loaded again by `load_rules_or_fail`, and nothing is cached."""
-    from telemetry.core.rules import (  # noqa: PLC0415
-        COMPILED_NAME,
-        compiled_rules_text,
-        sources_digest,
-    )
+    from telemetry.core.rules import compiled_rules_text, sources_digest  # noqa: PLC0415
 
     try:
         files = rule_files(path)
@@ -672,16 +668,13 @@ def load_rules_cached(path: Path) -> RuleSet:
     if rules is not None:
         rules.version = f"sha256:{digest}"
         return rules
-    rules = _compiled_at(path / COMPILED_NAME, digest)
-    if rules is None:
-        rules = _rules_or_fail(_parsed, path)
+    rules = _rules_or_fail(lambda rules_path: load_rules(rules_path, digest=digest), path)
     try:
         unchanged = _stamps(files) == stamps
     except OSError:
         unchanged = False
     if not unchanged:
         return load_rules_or_fail(path)
-    rules.version = f"sha256:{digest}"
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         scratch = entry.with_name(f"{entry.name}.{os.getpid()}")
@@ -705,12 +698,6 @@ def _compiled_at(file: Path, digest: str) -> RuleSet | None:
         return compiled_rule_set(file.read_text(encoding="utf-8"), digest)
     except (OSError, UnicodeDecodeError):
         return None
-
-
-def _parsed(path: Path) -> RuleSet:
-    from telemetry.core.rule_specs import load_rule_set  # noqa: PLC0415 - pydantic, YAML
-
-    return load_rule_set(path)
 
 
 def _run_backtest(args: argparse.Namespace) -> int:

@@ -318,7 +318,7 @@ def rule_files(path: Path) -> list[Path]:
     return [path]
 
 
-def load_rules(paths: Path | Sequence[Path]) -> RuleSet:
+def load_rules(paths: Path | Sequence[Path], *, digest: str | None = None) -> RuleSet:
     """Load, check and compile every rule under `paths` (a RULES_PATH, or several
     checked as one set), reporting all problems. RulePathError when a path
     names no file to read, RuleFileError when a file read is not valid. The
@@ -328,15 +328,20 @@ def load_rules(paths: Path | Sequence[Path]) -> RuleSet:
     A directory holding a compiled set (`COMPILED_NAME`) whose digest is that of
     its rule files' names and bytes as they are now is read from it, without
     parsing YAML; any other compiled file (stale, altered, unreadable) is
-    ignored and the files are parsed."""
+    ignored and the files are parsed. `digest`: the `sources_digest` of the rule
+    files of `paths` (one path), when the caller has it; they are not read
+    again for it, and it is the set's version."""
     if isinstance(paths, Path):
-        compiled = _compiled_rules(paths)
+        compiled = _compiled_rules(paths, digest)
         if compiled is not None:
             return compiled
     from telemetry.core.rule_specs import load_rule_set  # noqa: PLC0415 - pydantic, YAML
 
     rules = load_rule_set(paths)
-    rules.version = files_version([paths] if isinstance(paths, Path) else paths)
+    if digest is not None and isinstance(paths, Path):
+        rules.version = f"sha256:{digest}"
+    else:
+        rules.version = files_version([paths] if isinstance(paths, Path) else paths)
     return rules
 
 
@@ -350,10 +355,11 @@ def files_version(paths: Sequence[Path]) -> str | None:
         return None
 
 
-def _compiled_rules(directory: Path) -> RuleSet | None:
+def _compiled_rules(directory: Path, digest: str | None) -> RuleSet | None:
     try:
         text = (directory / COMPILED_NAME).read_text(encoding="utf-8")
-        digest = sources_digest(rule_files(directory))
+        if digest is None:
+            digest = sources_digest(rule_files(directory))
     except (OSError, UnicodeDecodeError, RuleFileError):
         return None
     rules = compiled_rule_set(text, digest)
