@@ -1373,8 +1373,9 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
     arrivals = arrival_ms is not None
     for reading in sorted(readings, key=_EVENT_ORDER):
         found = rules_for(reading)
+        low, high = found.quiet
         if (
-            found.quiet_low <= reading.value <= found.quiet_high
+            low <= reading.value <= high
             and reading.time_ms > resting(reading.sensor_id, -1)
             and (reading.warning_threshold is None or reading.critical_threshold is None)
             and not (arrivals and found.tracks_arrival)
