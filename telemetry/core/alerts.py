@@ -703,7 +703,7 @@ class Transition:
     @property
     def key(self) -> str:
         """Identifies this transition across retries: alertId, status and time."""
-        return f"{self.alert_id}:{self.status.value}:{self.time_ms}"
+        return f"{self.alert_id}:{self.status}:{self.time_ms}"  # a StrEnum formats as its value
 
     @property
     def routing_severity(self) -> Severity:
