@@ -680,12 +680,18 @@ class _Stream:
                 batch[device_id] = readings.copy()
             else:
                 device += readings
+        # The batches are in time order: evaluated sensor by sensor (the same
+        # decisions), their transitions put in time order by the output's heap.
+        # A flapping watch reads them in the order decided: those go by time.
+        by_sensor = not self.flapping
         for device_id, readings in batch.items():
-            self._evaluate(device_id, readings)
+            self._evaluate(device_id, readings, by_sensor=by_sensor)
         return to
 
-    def _evaluate(self, device_id: str, readings: list[Reading]) -> None:
-        evaluation = evaluate(readings, self.states[device_id], self.rules)
+    def _evaluate(
+        self, device_id: str, readings: list[Reading], *, by_sensor: bool = False
+    ) -> None:
+        evaluation = evaluate(readings, self.states[device_id], self.rules, by_sensor=by_sensor)
         if self.flapping:
             evaluation = watch(evaluation, self.rules)
         self.states[device_id] = evaluation.state

@@ -703,7 +703,7 @@ class Transition:
     @property
     def key(self) -> str:
         """Identifies this transition across retries: alertId, status and time."""
-        return f"{self.alert_id}:{self.status.value}:{self.time_ms}"
+        return f"{self.alert_id}:{self.status}:{self.time_ms}"  # a StrEnum formats as its value
 
     @property
     def routing_severity(self) -> Severity:
@@ -812,6 +812,7 @@ _SEVERITY_OK: Final = Severity.OK
 _SEVERITY_WARNING: Final = Severity.WARNING
 _SEVERITY_CRITICAL: Final = Severity.CRITICAL
 _EVENT_ORDER: Final = operator.attrgetter("time_ms", "sensor_id", "value")
+_SENSOR: Final = operator.attrgetter("sensor_id")
 _NEVER: Final = math.inf
 
 
@@ -1336,17 +1337,62 @@ def _orphans_resolved(
     return out
 
 
-def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpose (make bench)
+class _ValueOrderError(Exception):
+    """Two readings of one sensor at one time came out of value order."""
+
+
+def _out_of_value_order(ordered: Sequence[Reading], index: int) -> bool:
+    """Whether a reading before `index` of the same sensor and time has a higher
+    value (reading-time order would take it later)."""
+    reading = ordered[index]
+    for earlier in reversed(ordered[max(0, index - 64) : index]):
+        if earlier.sensor_id != reading.sensor_id or earlier.time_ms != reading.time_ms:
+            return False
+        if earlier.value > reading.value:
+            return True
+    return index > 64  # a run that long: let reading-time order decide
+
+
+def evaluate(
     readings: Iterable[Reading],
     state: Mapping[StateKey, AlertState],
     rules: RuleSet,
     arrival_ms: int | None = None,
+    *,
+    by_sensor: bool = False,
 ) -> Evaluation:
     """Run one device's readings, in reading-time order, through its alert state.
 
     `arrival_ms` is when they arrived (the later of receivedAt and processing
     time): given, it is recorded for rules with `nodata` and resolves their
-    no-data alerts, whatever the readings' own times."""
+    no-data alerts, whatever the readings' own times.
+
+    `by_sensor`: the readings come in time order (as a replay's window releases
+    them), and are taken sensor by sensor, each sensor's in time order: the
+    same state, counts and transitions as reading-time order, the transitions
+    grouped by sensor rather than by time (a caller that puts them in time
+    order itself sees no difference), for a sort on one key instead of three.
+    Readings of one sensor at one time out of value order (reading-time order
+    takes the lower first) fall back to reading-time order."""
+    if by_sensor:
+        ordered = sorted(readings, key=_SENSOR)
+        try:
+            return _evaluated(ordered, state, rules, arrival_ms, check=True)
+        except _ValueOrderError:
+            readings = ordered
+    return _evaluated(sorted(readings, key=_EVENT_ORDER), state, rules, arrival_ms, check=False)
+
+
+def _evaluated(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpose (make bench)
+    ordered: list[Reading],
+    state: Mapping[StateKey, AlertState],
+    rules: RuleSet,
+    arrival_ms: int | None,
+    *,
+    check: bool,
+) -> Evaluation:
+    """`evaluate` of readings in the order to take them; with `check`,
+    _ValueOrderError when two of one sensor and one time are out of value order."""
     current: Mapping[StateKey, AlertState] = state
     written: dict[StateKey, AlertState] | None = None  # copied on the first change
     transitions: list[Transition] = []
@@ -1371,16 +1417,19 @@ def evaluate(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpo
     rules_for = rules.for_reading
     ranged = rules.ranged
     arrivals = arrival_ms is not None
-    for reading in sorted(readings, key=_EVENT_ORDER):
+    for index, reading in enumerate(ordered):
         found = rules_for(reading)
+        low, high = found.quiet
         if (
-            found.quiet_low <= reading.value <= found.quiet_high
+            low <= reading.value <= high
             and reading.time_ms > resting(reading.sensor_id, -1)
             and (reading.warning_threshold is None or reading.critical_threshold is None)
             and not (arrivals and found.tracks_arrival)
         ):
             evaluated += len(found)  # the common case: nothing breached, nothing to move
             continue
+        if check and index and _out_of_value_order(ordered, index):
+            raise _ValueOrderError
         matched: Sequence[Rule] = found
         arrival_only = False
         if reading.warning_threshold is not None and reading.critical_threshold is not None:

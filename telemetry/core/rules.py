@@ -524,18 +524,20 @@ def _rule_from_json(data: dict[str, Any]) -> Rule:
 class Matches(tuple[Rule, ...]):
     """The rules a reading matches, in rule order (a tuple of them), and what
     the evaluator may decide from them at once for a sensor that holds no
-    alert state: a value in [quiet_low, quiet_high] (where every one of them is
+    alert state: a value in `quiet` (low, high: where every one of them is
     quiet) changes nothing, unless arrival is recorded and `tracks_arrival`
-    (one of them has `nodata`)."""
+    (one of them has `nodata`). The band is one attribute, read in one go: an
+    attribute of a tuple costs a dictionary lookup, on every reading."""
 
-    quiet_low: float
-    quiet_high: float
+    quiet: tuple[float, float]
     tracks_arrival: bool
 
     def __new__(cls, rules: Iterable[Rule] = ()) -> Matches:
         matches = super().__new__(cls, rules)
-        matches.quiet_low = max((r.quiet_low for r in matches), default=-math.inf)
-        matches.quiet_high = min((r.quiet_high for r in matches), default=math.inf)
+        matches.quiet = (
+            max((r.quiet_low for r in matches), default=-math.inf),
+            min((r.quiet_high for r in matches), default=math.inf),
+        )
         matches.tracks_arrival = any(r.nodata_ms is not None for r in matches)
         return matches
 
