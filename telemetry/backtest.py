@@ -65,7 +65,7 @@ from telemetry.core.alerts import (
     Transition,
     evaluate,
 )
-from telemetry.core.flapping import due_ms, quieted, watch
+from telemetry.core.flapping import due_ms, kind_of, quieted, watch
 from telemetry.core.load import AlarmLoad
 from telemetry.core.messages import (
     LATEST_MS,
@@ -334,10 +334,14 @@ half of them is evaluated, oldest first, whenever more wait."""
 
 Emit = Callable[[Transition], None]
 NetStatus = Callable[[Severity, str | None, Severity, str | None], Status | None]
-_Out = tuple[int, str, int, str, str, int, Transition]
+_Out = tuple[int, str, int, str, str, str, int, Transition]
 """A decided transition waiting for its turn: (time, device, phase, sensor,
-rule, sequence, it). Phase 0: a reading's; 1: a no-data gap's; 2: a STABLE
-that time alone brought (the order the whole-history replay gave them)."""
+rule, kind, sequence, it). Of one time and device, as the function publishes
+them (readings before the sweep of their time, see `_order_of`): phase 0, what
+readings decided (sensor, rule and kind blank: in the order decided); 1, what
+no-data gaps decided (per key, each in the order decided); 2, the STABLEs
+time alone brought, which the sweep adds after its no-data alerts (per key and
+kind, as `quieted` lists them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -702,15 +706,14 @@ class _Stream:
         if self.flapping:
             self._arm(device_id)
 
-    def _decided(self, transitions: Iterable[Transition], phase: int) -> None:
-        for t in transitions:
+    def _decided(self, transitions: Sequence[Transition], phase: int) -> None:
+        """Transitions decided by readings (`phase` 0), by no-data gaps (1) or
+        by time alone (2), in the order decided, wait for their turn."""
+        out = self.out
+        for i, t in enumerate(transitions):
             if self.arrival and t.time_ms <= self.out_to:
                 self.result.out_of_window += 1  # decided after later ones went out
-            keys = ("", "") if phase == 0 else (t.sensor_id, t.rule)
-            # A key's STABLE comes before its changes of the same time, as `watch`
-            # puts it when a change finds the key quiet.
-            seq = self.seq if phase != 2 else -1 - self.seq
-            heappush(self.out, (t.time_ms, t.device_id, min(phase, 1), *keys, seq, t))
+            heappush(out, (t.time_ms, t.device_id, *_order_of(transitions, i, phase), self.seq, t))
             self.seq += 1
 
     def _release_heard(self, count: int) -> int:
@@ -896,6 +899,35 @@ class _Stream:
 
 _FIRST: Final = itemgetter(0)  # the time of a pending entry, of an arrival
 _Pending = tuple[int, str, list[Reading]]
+
+
+_BLANK: Final = ("", "", "")
+
+
+def _order_of(transitions: Sequence[Transition], i: int, phase: int) -> tuple[int, str, str, str]:
+    """Where the `i`th of transitions decided together goes among those of its
+    time and device: (phase, sensor, rule, kind), see `_Out`.
+
+    A STABLE is time alone's (phase 2) wherever it was decided, unless it
+    comes with a change of its key and kind at its own time (`watch` puts it
+    just before that change, in the change's phase): an ideal sweep at the end
+    of the quiet period makes it, after the no-data alerts it raises then
+    (`Pipeline._swept`: silences, then `timers`), whether the replay found it
+    by a later change, by a later gap or by `quieted`."""
+    t = transitions[i]
+    if t.status is Status.STABLE:
+        change = transitions[i + 1] if i + 1 < len(transitions) else None
+        if (
+            change is None
+            or change.status is Status.STABLE
+            or change.time_ms != t.time_ms
+            or (change.sensor_id, change.rule, kind_of(change.direction))
+            != (t.sensor_id, t.rule, kind_of(t.direction))
+        ):
+            return 2, t.sensor_id, t.rule, kind_of(t.direction)
+    if phase == 0:
+        return 0, *_BLANK
+    return 1, t.sensor_id, t.rule, ""
 
 
 def _oldest_kept(out: list[_Out], keep: int) -> int:

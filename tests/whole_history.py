@@ -1,6 +1,12 @@
 """Today's whole-history replay (before streaming), kept as the oracle the
 streamed backtest is compared with: every reading held until the end, then
-each device evaluated at once, the transitions sorted by event time."""
+each device evaluated at once, the transitions sorted by event time.
+
+Two deliberate changes from today, each where today's answer hung on the way
+it was computed rather than on what the function would publish: what a STABLE
+made at the end says of an open no-data gap (`_with_open_gaps`), and where a
+STABLE that time alone brought goes among the transitions of its time
+(`_sweeps`)."""
 
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ from telemetry.core.alerts import (
     Transition,
     evaluate,
 )
-from telemetry.core.flapping import quieted, watch
+from telemetry.core.flapping import kind_of, quieted, watch
 from telemetry.core.messages import MessageRejectedError, Reading, parse_message
 from telemetry.core.rules import RuleSet
 from telemetry.core.silence import silences_in
@@ -93,14 +99,42 @@ def whole_history(  # noqa: C901, PLR0912, PLR0915 - today's code, kept whole as
             stable = quieted(device_id, _with_open_gaps(state, device_id, found), last_ms)
             if stable:
                 found.append(watch(Evaluation(state, stable), rules).transitions)
-    ordered = [(t.time_ms, t.device_id, i, t) for i, t in enumerate(t for ts in found for t in ts)]
-    return [t for *_, t in sorted(ordered, key=lambda x: x[:3])]
+    ordered: list[tuple[Any, ...]] = []
+    for ts in found:
+        for j, t in enumerate(ts):
+            ordered.append((t.time_ms, t.device_id, *_sweeps(ts, j), len(ordered), t))
+    return [t for *_, t in sorted(ordered, key=lambda x: x[:-1])]
+
+
+def _sweeps(transitions: list[Transition], j: int) -> tuple[int, str, str, str]:
+    """The second deliberate change from today: among the transitions of one
+    time and device, a STABLE that time alone brought goes after the others,
+    ordered by key and kind, where an ideal sweep at the end of the quiet
+    period puts it (`Pipeline._swept`: its no-data alerts, then `timers`,
+    whose `quieted` lists them so). Today, one that a later change found came
+    with that change (a reading's: before the no-data gaps of its time), one
+    made at the end after them: the order of a STABLE and a gap of its time
+    hung on whether the key changed again anywhere later in the history. A
+    STABLE `watch` puts before a change of its key and kind at its own time
+    stays with that change (a reading of that time is taken before its sweep)."""
+    t = transitions[j]
+    if t.status is Status.STABLE:
+        change = transitions[j + 1] if j + 1 < len(transitions) else None
+        if (
+            change is None
+            or change.status is Status.STABLE
+            or change.time_ms != t.time_ms
+            or (change.sensor_id, change.rule, kind_of(change.direction))
+            != (t.sensor_id, t.rule, kind_of(t.direction))
+        ):
+            return 1, t.sensor_id, t.rule, kind_of(t.direction)
+    return 0, "", "", ""
 
 
 def _with_open_gaps(
     state: dict[StateKey, AlertState], device_id: str, found: list[list[Transition]]
 ) -> dict[StateKey, AlertState]:
-    """The one deliberate change from today: a STABLE made at the end of the
+    """The first deliberate change from today: a STABLE made at the end of the
     input says where a no-data gap still open then is (its severity), as the
     function's sweep would, rather than OK."""
     last: dict[StateKey, Transition] = {}
