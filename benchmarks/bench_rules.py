@@ -71,7 +71,7 @@ from telemetry.core.alerts import evaluate
 from telemetry.core.messages import Reading
 from telemetry.core.rule_index import CACHE_GENERATION, MatchKey, RuleIndex
 from telemetry.core.rule_specs import write_compiled
-from telemetry.core.rules import Rule, RuleSet, Side, load_rules
+from telemetry.core.rules import Matches, Rule, RuleSet, Side, load_rules
 
 REPEATS: Final = 3
 COLD_REPEATS: Final = 5
@@ -102,15 +102,15 @@ class LinearRuleSet(RuleSet):
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         super().__init__(rules)
-        self._today: dict[MatchKey, tuple[Rule, ...]] = {}
+        self._today: dict[MatchKey, Matches] = {}
 
-    def for_reading(self, reading: Reading) -> tuple[Rule, ...]:
+    def for_reading(self, reading: Reading) -> Matches:
         key = (reading.device_id, reading.sensor_id, reading.type, reading.location)
         found = self._today.get(key)
         if found is None:
             if len(self._today) >= TODAY_CACHE:
                 self._today.clear()
-            found = self._today[key] = tuple(r for r in self.rules if r.matches(reading))
+            found = self._today[key] = Matches(r for r in self.rules if r.matches(reading))
         return found or self._implicit_rule(reading)
 
 
@@ -125,7 +125,7 @@ class KnownAnswers(RuleSet):
             for r in keys
         }
 
-    def for_reading(self, reading: Reading) -> tuple[Rule, ...]:
+    def for_reading(self, reading: Reading) -> Matches:
         return self._known[(reading.device_id, reading.sensor_id, reading.type, reading.location)]
 
 
@@ -384,7 +384,7 @@ class SmallMemos(RuleSet):
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         super().__init__(rules)
-        self._index = RuleIndex(self.rules, generation=SMALL_GENERATION)
+        self._index = RuleIndex(self.rules, generation=SMALL_GENERATION, bundle=Matches)
         self._profile = self._index.profile("", None)
 
 

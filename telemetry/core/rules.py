@@ -534,11 +534,17 @@ class Matches(tuple[Rule, ...]):
 
     def __new__(cls, rules: Iterable[Rule] = ()) -> Matches:
         matches = super().__new__(cls, rules)
-        matches.quiet = (
-            max((r.quiet_low for r in matches), default=-math.inf),
-            min((r.quiet_high for r in matches), default=math.inf),
-        )
-        matches.tracks_arrival = any(r.nodata_ms is not None for r in matches)
+        low, high, tracks = -math.inf, math.inf, False
+        # One loop of comparisons (no call per rule): a key's first reading makes one.
+        for rule in matches:
+            if rule.quiet_low > low:  # noqa: PLR1730
+                low = rule.quiet_low
+            if rule.quiet_high < high:  # noqa: PLR1730
+                high = rule.quiet_high
+            if rule.nodata_ms is not None:
+                tracks = True
+        matches.quiet = (low, high)
+        matches.tracks_arrival = tracks
         return matches
 
 
