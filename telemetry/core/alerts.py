@@ -1345,12 +1345,13 @@ def _out_of_value_order(ordered: Sequence[Reading], index: int) -> bool:
     """Whether a reading before `index` of the same sensor and time has a higher
     value (reading-time order would take it later)."""
     reading = ordered[index]
-    for earlier in reversed(ordered[max(0, index - 64) : index]):
+    for at in range(index - 1, -1, -1):
+        earlier = ordered[at]
         if earlier.sensor_id != reading.sensor_id or earlier.time_ms != reading.time_ms:
             return False
         if earlier.value > reading.value:
             return True
-    return index > 64  # a run that long: let reading-time order decide
+    return False
 
 
 def evaluate(
