@@ -69,7 +69,7 @@ from benchmarks.processes import interleaved, measure
 from benchmarks.workload import ROOT, function_environment, ratio, table, verdict
 from telemetry.core.alerts import evaluate
 from telemetry.core.messages import Reading
-from telemetry.core.rule_index import CACHE_GENERATION, MatchKey, RuleIndex
+from telemetry.core.rule_index import CACHE_GENERATION, MatchKey
 from telemetry.core.rule_specs import write_compiled
 from telemetry.core.rules import Matches, Rule, RuleSet, Side, load_rules
 
@@ -382,10 +382,7 @@ class SmallMemos(RuleSet):
     generations): 65,000 pumps are then ten generations, five times all they
     hold, as 650,000 keys were for the per-key cache it replaced."""
 
-    def __init__(self, rules: Iterable[Rule]) -> None:
-        super().__init__(rules)
-        self._index = RuleIndex(self.rules, generation=SMALL_GENERATION, bundle=Matches)
-        self._profile = self._index.profile("", None)
+    _MEMO_GENERATION = SMALL_GENERATION
 
 
 def _steady_cost(

@@ -20,8 +20,8 @@ from telemetry.core.rule_index import (
     literal_prefix,
 )
 from telemetry.core.rules import MATCH_KEYS as RULE_MATCH_KEYS
-from telemetry.core.rules import Rule, RuleSet, Side
-from tests.strategies import indexed_rules, match_globs, match_keys_near, message_keys
+from telemetry.core.rules import Matches, Rule, RuleSet, Side
+from tests.strategies import indexed_rules, match_globs, match_keys_near, message_keys, rules
 
 NOW_MS = 1_764_237_600_000
 
@@ -200,6 +200,105 @@ def test_pumps_without_rules_of_their_own_share_one_profile() -> None:
     assert len(profiles) == 1
     assert id(index.profile("pump-7", "line-3")) not in profiles
     assert id(index.profile("pump-8", "line-4")) not in profiles
+
+
+def line_and_pump_rules(*, pumps_first: bool = False) -> list[Rule]:
+    """Levels by type, by line and type, and two pumps' own levels by type."""
+    shared = [
+        Rule("temperature", (), match=(("type", "temperature"),)),
+        Rule("line-3-temperature", (), match=(("type", "temperature"), ("location", "line-3"))),
+        Rule("line-3-pressure", (), match=(("type", "pressure"), ("location", "line-3"))),
+    ]
+    own = [
+        Rule(f"{pump}-temperature", (), match=(("deviceId", pump), ("type", "temperature")))
+        for pump in ("pump-1", "pump-2")
+    ]
+    return own + shared if pumps_first else shared + own
+
+
+def test_pumps_with_levels_of_their_own_share_their_lines_rules() -> None:
+    # Given levels by type and line, and two pumps with temperature levels of their own
+    rules = line_and_pump_rules()
+    index = RuleIndex(rules)
+
+    # When a temperature and a pressure reading of each pump on line 3 are matched
+    keys = [
+        (pump, sensor, sensor, "line-3")
+        for pump in ("pump-1", "pump-2")
+        for sensor in ("temperature", "pressure")
+    ]
+    answers = [index.matching(key) for key in keys]
+
+    # Then each pump gets its own level after its line's rules, as the linear
+    # matcher finds them; the pressure rules the pumps do not add to are one
+    # answer, worked out once for the line
+    assert answers == [linear(rules, key) for key in keys]
+    assert [r.name for r in answers[0]] == [
+        "temperature",
+        "line-3-temperature",
+        "pump-1-temperature",
+    ]
+    assert answers[1] is answers[3]
+    assert index.profile("pump-1", "line-3").base is index.profile("pump-2", "line-3").base
+
+
+def test_levels_of_its_own_written_before_the_shared_rules_keep_file_order() -> None:
+    # Given the pumps' own levels written first in the file
+    rules = line_and_pump_rules(pumps_first=True)
+    rule_set = RuleSet(rules)
+
+    # When a temperature reading of pump-2 on line 3 is matched
+    found = rule_set.for_reading(reading_of(("pump-2", "t-1", "temperature", "line-3")))
+
+    # Then its rules come in file order: its own level first
+    assert [r.name for r in found] == ["pump-2-temperature", "temperature", "line-3-temperature"]
+
+
+@settings(max_examples=200)
+@given(st.lists(rules(), max_size=4), st.lists(rules(), min_size=1, max_size=3))
+def test_rules_joined_to_an_answer_make_the_answer_of_them_all(
+    shared: list[Rule], own: list[Rule]
+) -> None:
+    # Given an answer's rules, and rules of a device's own that come after them
+    answer = Matches(shared)
+
+    # When the device's are joined to the answer
+    joined = Matches.joined(answer, tuple(own))
+
+    # Then it is the answer of all of them: the rules in order, their quiet band,
+    # whether one tracks arrival
+    whole = Matches(shared + own)
+    assert joined == whole
+    assert joined.quiet == whole.quiet
+    assert joined.tracks_arrival == whole.tracks_arrival
+
+
+def test_a_pumps_own_levels_narrow_the_quiet_band_of_its_readings() -> None:
+    # Given a line's temperature levels at 90, and pump-1's own at 70
+    rule_set = RuleSet(
+        [
+            Rule(
+                "line-3-temperature",
+                (Side("above", 90.0, 95.0),),
+                match=(("type", "temperature"), ("location", "line-3")),
+            ),
+            Rule(
+                "pump-1-temperature",
+                (Side("above", 70.0, None),),
+                match=(("deviceId", "pump-1"), ("type", "temperature")),
+                nodata_ms=60_000,
+            ),
+        ]
+    )
+
+    # When a temperature reading of pump-1 and one of pump-2 are matched
+    first = rule_set.for_reading(reading_of(("pump-1", "t", "temperature", "line-3")))
+    second = rule_set.for_reading(reading_of(("pump-2", "t", "temperature", "line-3")))
+
+    # Then pump-1's readings are quiet only below its own level, and it tracks
+    # arrival; pump-2's are quiet below the line's
+    assert (first.quiet[1], first.tracks_arrival) == (70.0, True)
+    assert (second.quiet[1], second.tracks_arrival) == (90.0, False)
 
 
 @given(match_globs(), st.text(alphabet="ab-1\\]![*?", max_size=6))

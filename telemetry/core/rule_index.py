@@ -274,12 +274,16 @@ class _KeyPatterns:
             ids += [i for i in self.always if tests[i](value)]
         if len(ids) > 1:
             ids.sort()
-        key = tuple(ids)
-        found = self.interned.get(key)
-        if found is None:
-            found = ValueClass(key)
-            self.interned.put(key, found)
+        found = self.intern(tuple(ids))
         self.classes.put(value, found)
+        return found
+
+    def intern(self, ids: tuple[int, ...]) -> ValueClass:
+        """The class of these pattern ids (sorted): one object while remembered."""
+        found = self.interned.get(ids)
+        if found is None:
+            found = ValueClass(ids)
+            self.interned.put(ids, found)
         return found
 
 
@@ -300,10 +304,14 @@ class RuleIndex(Generic[R]):
         rules: Sequence[R],
         generation: int = CACHE_GENERATION,
         bundle: Callable[[Iterable[R]], tuple[R, ...]] = tuple,
+        join: Callable[[tuple[R, ...], tuple[R, ...]], tuple[R, ...]] | None = None,
     ) -> None:
         self.rules: tuple[R, ...] = tuple(rules)
         self._bundle = bundle
         """What an answer is made into: a tuple, or one that knows more of its rules."""
+        self._join = join or (lambda shared, own: bundle(shared + own))
+        """An answer from one made by `bundle` and rules that come after it in the
+        sequence: the same as bundling them all, perhaps cheaper."""
         self._at: list[_KeyPatterns | None] = [None] * len(MATCH_KEYS)
         needs: list[list[Need]] = []
         for rule in self.rules:
@@ -327,13 +335,25 @@ class RuleIndex(Generic[R]):
         self._checked: tuple[dict[int, list[Settling]], dict[int, list[Settling]]] = ({}, {})
         self._completing: dict[int, Waiting] = {}
         free = []
+        alone: dict[int, bool] = {}
         for index, wanted in enumerate(needs):
             if wanted:
                 anchor = min(wanted, key=users.__getitem__)
-                self._file(index, anchor, [need for need in wanted if need != anchor])
+                others = [need for need in wanted if need != anchor]
+                self._file(index, anchor, others)
+                for need in wanted:
+                    if need[0] == _DEVICE:
+                        alone[need[1]] = alone.get(need[1], True) and (
+                            need == anchor and all(other[0] in _TAIL for other in others)
+                        )
             else:
                 free.append(index)
         self._free = tuple(free)
+        self._own: frozenset[int] = frozenset(p for p, only in alone.items() if only)
+        """The deviceId patterns whose every rule they alone settle at deviceId and
+        location (anchored on them, other patterns at sensorId and type only): a
+        device's own levels. A profile takes their rules apart from what it
+        shares with every device of its other classes (`Profile.base`)."""
         self._tail = tuple(p for p in (_SENSOR, _TYPE) if self._at[p] is not None)
         self.by_sensor = self._at[_SENSOR] is not None
         """Whether a rule matches on sensorId: a profile's answers are then per
@@ -403,16 +423,43 @@ class RuleIndex(Generic[R]):
         object for all the values of the same classes (remembered with the
         deviceId's class)."""
         device = self.class_at(_DEVICE, device_id)
-        place = self.class_at(_LOCATION, location)
+        return self._profile_of(device, self.class_at(_LOCATION, location))
+
+    def _profile_of(self, device: ValueClass, place: ValueClass) -> Profile[R]:
         profiles = device.profiles
         if profiles is None:
             profiles = device.profiles = {}
         found = profiles.get(place)
         if found is None:
-            found = Profile(device, place, *self.settle(device, place))
+            found = self._new_profile(device, place)
             if len(profiles) < PROFILE_ANSWERS:
                 profiles[place] = found
         return found
+
+    def _new_profile(self, device: ValueClass, place: ValueClass) -> Profile[R]:
+        """A profile; one whose deviceId class holds patterns of its own (`_own`)
+        keeps only their rules and shares the rest with its base, the profile
+        of its other patterns and the same location: a pump with levels of its
+        own then works out its line's rules once for the line, not once a pump."""
+        own = self._own
+        ids = device.ids
+        mine = [pattern for pattern in ids if pattern in own] if own else None
+        patterns = self._at[_DEVICE]
+        if not mine or patterns is None:
+            return Profile(device, place, *self.settle(device, place))
+        others = () if len(mine) == len(ids) else tuple(p for p in ids if p not in own)
+        rest = patterns.intern(others)
+        settled: list[int] = []
+        pending = []
+        fixed = self._fixed[0]
+        for pattern in mine:
+            found, waiting = fixed[pattern]
+            settled += found
+            if waiting:
+                pending.append(waiting)
+        if len(settled) > 1:
+            settled.sort()
+        return Profile(device, place, tuple(settled), tuple(pending), self._profile_of(rest, place))
 
     def class_at(self, position: int, value: str | None) -> ValueClass:
         """The value's class at that match key (`MATCH_KEYS` order)."""
@@ -465,7 +512,41 @@ class RuleIndex(Generic[R]):
         return found
 
     def completed(self, profile: Profile[R], sensor: ValueClass, kind: ValueClass) -> tuple[R, ...]:
-        """The rules of a reading of the profile with these sensorId and type classes."""
+        """The rules of a reading of the profile with these sensorId and type classes:
+        its base's (the same answer object when the profile adds none), and its own."""
+        base = profile.base
+        if base is None:
+            return self._bundle(map(self.rules.__getitem__, self._found(profile, sensor, kind)))
+        shared = base.shared
+        if shared is None:
+            shared = base.shared = {}
+        key = (sensor, kind)
+        common = shared.get(key)
+        if common is None:
+            indices = self._found(base, sensor, kind)
+            common = (indices, self._bundle(map(self.rules.__getitem__, indices)))
+            if len(shared) < PROFILE_ANSWERS:
+                shared[key] = common
+        pending = profile.pending
+        if not profile.settled and len(pending) == 1 and len(kind.ids) == 1 and not self.by_sensor:
+            # The common own level: one deviceId pattern, rules by one type.
+            waiting = pending[0].get(kind.ids[0] * _KEYS + _TYPE)
+            if waiting is None:
+                return common[1]
+            found = waiting[0] if not waiting[1] else self._found(profile, sensor, kind)
+        else:
+            found = self._found(profile, sensor, kind)
+        if not found:
+            return common[1]
+        rules = self.rules
+        if not common[0] or found[0] > common[0][-1]:
+            # A device's own levels come after the rules it shares (as files are written).
+            return self._join(common[1], tuple([rules[i] for i in found]))
+        return self._bundle([rules[i] for i in sorted(found + common[0])])
+
+    def _found(self, profile: Profile[R], sensor: ValueClass, kind: ValueClass) -> list[int]:
+        """The indices, sorted, of the profile's rules (settled, or pending and
+        matched by these classes), without its base's."""
         found = list(profile.settled)
         classes = (profile.device, sensor, kind, profile.location)
         sources = profile.pending
@@ -485,7 +566,7 @@ class RuleIndex(Generic[R]):
                             found.append(index)
         if len(found) > 1:
             found.sort()
-        return self._bundle(map(self.rules.__getitem__, found))
+        return found
 
 
 def _checked(
@@ -533,7 +614,16 @@ class Profile(Generic[R]):
     sensorId (else it stays empty): a reading then costs one lookup once its
     device's profile is found."""
 
-    __slots__ = ("by_class", "by_type", "device", "location", "pending", "settled")
+    __slots__ = (
+        "base",
+        "by_class",
+        "by_type",
+        "device",
+        "location",
+        "pending",
+        "settled",
+        "shared",
+    )
 
     def __init__(
         self,
@@ -541,15 +631,26 @@ class Profile(Generic[R]):
         location: ValueClass,
         settled: tuple[int, ...],
         pending: tuple[dict[int, Waiting], ...],
+        base: Profile[R] | None = None,
     ) -> None:
         self.device = device
         self.location = location
         self.settled = settled
-        """The rules whose every pattern is at deviceId or location and matches."""
+        """The rules whose every pattern is at deviceId or location and matches
+        (with a base: of the device's own patterns only)."""
         self.pending = pending
         """The rules left to check, by one of their patterns at sensorId or type
         (with the rest of their patterns): the index's anchored there, and those
-        these classes matched at deviceId and location."""
+        these classes matched at deviceId and location (with a base: those the
+        device's own patterns anchor, and nothing else)."""
+        self.base = base
+        """The profile of the device's other patterns at the same location, whose
+        rules a reading gets besides this profile's own; None when the profile
+        holds all its rules itself."""
+        self.shared: dict[tuple[ValueClass, ValueClass], tuple[list[int], tuple[R, ...]]] | None
+        self.shared = None
+        """As a base: (sensorId class, type class) -> its rules' indices and rules,
+        for the profiles resting on it."""
         self.by_type: dict[str | None, tuple[R, ...]] = {}
         self.by_class: dict[tuple[ValueClass, ValueClass], tuple[R, ...]] = {}
         """(sensorId class, type class) -> rules."""

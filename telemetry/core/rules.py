@@ -28,7 +28,7 @@ from telemetry.core.conditions import Condition, condition_from_json
 from telemetry.core.immutable import immutable
 from telemetry.core.maintenance import NO_MAINTENANCE, Maintenance, Window
 from telemetry.core.messages import Reading
-from telemetry.core.rule_index import MatchKey, RuleIndex, compiled_glob
+from telemetry.core.rule_index import CACHE_GENERATION, MatchKey, RuleIndex, compiled_glob
 
 if TYPE_CHECKING:  # the names __getattr__ lends, as mypy should see them
     from telemetry.core.rule_specs import DURATION_PATTERN as DURATION_PATTERN
@@ -533,10 +533,31 @@ class Matches(tuple[Rule, ...]):
     tracks_arrival: bool
 
     def __new__(cls, rules: Iterable[Rule] = ()) -> Matches:
-        matches = super().__new__(cls, rules)
+        matches = tuple.__new__(cls, rules)
         low, high, tracks = -math.inf, math.inf, False
         # One loop of comparisons (no call per rule): a key's first reading makes one.
         for rule in matches:
+            if rule.quiet_low > low:  # noqa: PLR1730
+                low = rule.quiet_low
+            if rule.quiet_high < high:  # noqa: PLR1730
+                high = rule.quiet_high
+            if rule.nodata_ms is not None:
+                tracks = True
+        matches.quiet = (low, high)
+        matches.tracks_arrival = tracks
+        return matches
+
+    @classmethod
+    def joined(cls, shared: tuple[Rule, ...], own: tuple[Rule, ...]) -> Matches:
+        """`Matches(shared + own)`, the band worked out from `shared`'s (when it
+        is `Matches`) and `own`'s rules only: a device's own levels added to
+        the rules it shares with its line."""
+        if not isinstance(shared, Matches):
+            return cls(shared + own)
+        matches = tuple.__new__(cls, shared + own)
+        low, high = shared.quiet
+        tracks = shared.tracks_arrival
+        for rule in own:
             if rule.quiet_low > low:  # noqa: PLR1730
                 low = rule.quiet_low
             if rule.quiet_high < high:  # noqa: PLR1730
@@ -561,6 +582,8 @@ class RuleSet:
     """
 
     _CACHE_LIMIT: Final = 65_536
+    _MEMO_GENERATION: int = CACHE_GENERATION
+    """Values per generation of the index's memos of values' classes."""
 
     def __init__(
         self,
@@ -593,7 +616,9 @@ class RuleSet:
         names = [r.name for r in self.rules]
         if len(set(names)) != len(names):
             raise RuleFileError(["rule names must be unique"])
-        self._index = RuleIndex(self.rules, bundle=Matches)
+        self._index = RuleIndex(
+            self.rules, self._MEMO_GENERATION, bundle=Matches, join=Matches.joined
+        )
         # The last reading's deviceId and location, and their profile: the readings
         # of a message share them.
         self._device: str | None = None
