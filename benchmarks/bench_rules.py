@@ -71,7 +71,7 @@ from telemetry.core.alerts import evaluate
 from telemetry.core.messages import Reading
 from telemetry.core.rule_index import CACHE_GENERATION, MatchKey
 from telemetry.core.rule_specs import write_compiled
-from telemetry.core.rules import Matches, Rule, RuleSet, Side, load_rules
+from telemetry.core.rules import Matches, Rule, RuleSet, Side, load_rules, matches
 
 REPEATS: Final = 3
 COLD_REPEATS: Final = 5
@@ -104,14 +104,14 @@ class LinearRuleSet(RuleSet):
         super().__init__(rules)
         self._today: dict[MatchKey, Matches] = {}
 
-    def for_reading(self, reading: Reading) -> Matches:
+    def matches_for(self, reading: Reading) -> Matches:
         key = (reading.device_id, reading.sensor_id, reading.type, reading.location)
         found = self._today.get(key)
         if found is None:
             if len(self._today) >= TODAY_CACHE:
                 self._today.clear()
-            found = self._today[key] = Matches(r for r in self.rules if r.matches(reading))
-        return found or self._implicit_rule(reading)
+            found = self._today[key] = matches([r for r in self.rules if r.matches(reading)])
+        return found if found[0] else self._implicit_rule(reading)
 
 
 class KnownAnswers(RuleSet):
@@ -121,11 +121,11 @@ class KnownAnswers(RuleSet):
     def __init__(self, rules: Iterable[Rule], keys: Iterable[Reading]) -> None:
         super().__init__(rules)
         self._known = {
-            (r.device_id, r.sensor_id, r.type, r.location): RuleSet.for_reading(self, r)
+            (r.device_id, r.sensor_id, r.type, r.location): RuleSet.matches_for(self, r)
             for r in keys
         }
 
-    def for_reading(self, reading: Reading) -> Matches:
+    def matches_for(self, reading: Reading) -> Matches:
         return self._known[(reading.device_id, reading.sensor_id, reading.type, reading.location)]
 
 

@@ -20,7 +20,7 @@ from telemetry.core.rule_index import (
     literal_prefix,
 )
 from telemetry.core.rules import MATCH_KEYS as RULE_MATCH_KEYS
-from telemetry.core.rules import Matches, Rule, RuleSet, Side
+from telemetry.core.rules import Rule, RuleSet, Side, joined, matches
 from tests.strategies import indexed_rules, match_globs, match_keys_near, message_keys, rules
 
 NOW_MS = 1_764_237_600_000
@@ -256,21 +256,18 @@ def test_levels_of_its_own_written_before_the_shared_rules_keep_file_order() -> 
 
 @settings(max_examples=200)
 @given(st.lists(rules(), max_size=4), st.lists(rules(), min_size=1, max_size=3))
-def test_rules_joined_to_an_answer_make_the_answer_of_them_all(
+def test_rules_joined_to_matches_make_the_matches_of_them_all(
     shared: list[Rule], own: list[Rule]
 ) -> None:
-    # Given an answer's rules, and rules of a device's own that come after them
-    answer = Matches(shared)
+    # Given a reading's matches, and rules of a device's own that come after them
+    found = matches(shared)
 
-    # When the device's are joined to the answer
-    joined = Matches.joined(answer, tuple(own))
+    # When the device's are joined to them
+    together = joined(found, tuple(own))
 
-    # Then it is the answer of all of them: the rules in order, their quiet band,
-    # whether one tracks arrival
-    whole = Matches(shared + own)
-    assert joined == whole
-    assert joined.quiet == whole.quiet
-    assert joined.tracks_arrival == whole.tracks_arrival
+    # Then they are the matches of all of them: the rules in order, their quiet
+    # band, whether one tracks arrival
+    assert together == matches(shared + own)
 
 
 def test_a_pumps_own_levels_narrow_the_quiet_band_of_its_readings() -> None:
@@ -292,13 +289,17 @@ def test_a_pumps_own_levels_narrow_the_quiet_band_of_its_readings() -> None:
     )
 
     # When a temperature reading of pump-1 and one of pump-2 are matched
-    first = rule_set.for_reading(reading_of(("pump-1", "t", "temperature", "line-3")))
-    second = rule_set.for_reading(reading_of(("pump-2", "t", "temperature", "line-3")))
+    _, _, first_high, first_tracks = rule_set.matches_for(
+        reading_of(("pump-1", "t", "temperature", "line-3"))
+    )
+    _, _, second_high, second_tracks = rule_set.matches_for(
+        reading_of(("pump-2", "t", "temperature", "line-3"))
+    )
 
     # Then pump-1's readings are quiet only below its own level, and it tracks
     # arrival; pump-2's are quiet below the line's
-    assert (first.quiet[1], first.tracks_arrival) == (70.0, True)
-    assert (second.quiet[1], second.tracks_arrival) == (90.0, False)
+    assert (first_high, first_tracks) == (70.0, True)
+    assert (second_high, second_tracks) == (90.0, False)
 
 
 @given(match_globs(), st.text(alphabet="ab-1\\]![*?", max_size=6))

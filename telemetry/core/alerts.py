@@ -1415,17 +1415,16 @@ def _evaluated(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on pur
         line = lines[sensor_id] = max(lines.get(sensor_id, -1), alert.last_ms)
         rest[sensor_id] = _NEVER if sensor_id in restless else line
     resting = rest.get
-    rules_for = rules.for_reading
+    rules_for = rules.matches_for
     ranged = rules.ranged
     arrivals = arrival_ms is not None
     for index, reading in enumerate(ordered):
-        found = rules_for(reading)
-        low, high = found.quiet
+        found, low, high, tracks = rules_for(reading)
         if (
             low <= reading.value <= high
             and reading.time_ms > resting(reading.sensor_id, -1)
             and (reading.warning_threshold is None or reading.critical_threshold is None)
-            and not (arrivals and found.tracks_arrival)
+            and not (arrivals and tracks)
         ):
             evaluated += len(found)  # the common case: nothing breached, nothing to move
             continue

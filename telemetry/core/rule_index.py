@@ -31,9 +31,9 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections import Counter
-from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from itertools import islice
-from typing import Any, Final, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar, overload
 
 MATCH_KEYS: Final = ("deviceId", "sensorId", "type", "location")
 """The reading values a rule may match on, in the order of a `MatchKey`."""
@@ -64,6 +64,8 @@ class Matchable(Protocol):
 
 
 R = TypeVar("R", bound=Matchable)
+A = TypeVar("A")
+"""What an answer is made into: a tuple of the rules, or more about them."""
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 Test = Callable[[str], object]
@@ -287,7 +289,7 @@ class _KeyPatterns:
         return found
 
 
-class RuleIndex(Generic[R]):
+class RuleIndex(Generic[R, A]):
     """The rules of a sequence that match a reading key, in the sequence's order:
     exactly those for which every `(key, pattern)` of `rule.match` matches the
     key's value (`fnmatch.fnmatchcase`; a missing value matches nothing).
@@ -299,19 +301,35 @@ class RuleIndex(Generic[R]):
     through a `Profile`, the classes of a deviceId and a location, which settles
     what they decide once for all their readings."""
 
+    @overload
+    def __init__(
+        self: RuleIndex[R, tuple[R, ...]], rules: Sequence[R], generation: int = ...
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        rules: Sequence[R],
+        generation: int = ...,
+        *,
+        bundle: Callable[[list[R]], A],
+        join: Callable[[A, tuple[R, ...]], A],
+    ) -> None: ...
+
     def __init__(
         self,
         rules: Sequence[R],
         generation: int = CACHE_GENERATION,
-        bundle: Callable[[Iterable[R]], tuple[R, ...]] = tuple,
-        join: Callable[[tuple[R, ...], tuple[R, ...]], tuple[R, ...]] | None = None,
+        *,
+        bundle: Callable[[list[R]], Any] = tuple,
+        join: Callable[[Any, tuple[R, ...]], Any] = tuple.__add__,
     ) -> None:
         self.rules: tuple[R, ...] = tuple(rules)
-        self._bundle = bundle
-        """What an answer is made into: a tuple, or one that knows more of its rules."""
-        self._join = join or (lambda shared, own: bundle(shared + own))
-        """An answer from one made by `bundle` and rules that come after it in the
-        sequence: the same as bundling them all, perhaps cheaper."""
+        self._bundle: Callable[[list[R]], A] = bundle
+        """What the rules of an answer, in order, are made into (`A`)."""
+        self._join: Callable[[A, tuple[R, ...]], A] = join
+        """An answer from one `bundle` made and rules that come after its in the
+        sequence: what bundling them all makes, perhaps cheaper."""
         self._at: list[_KeyPatterns | None] = [None] * len(MATCH_KEYS)
         needs: list[list[Need]] = []
         for rule in self.rules:
@@ -393,7 +411,7 @@ class RuleIndex(Generic[R]):
             if p.always
         }
 
-    def matching(self, key: MatchKey) -> tuple[R, ...]:
+    def matching(self, key: MatchKey) -> A:
         """The rules that match the reading key, in the order given."""
         device_id, sensor_id, kind, location = key
         return self.answer(self.profile(device_id, location), sensor_id, kind)
@@ -418,14 +436,14 @@ class RuleIndex(Generic[R]):
                 count += len(direct) + len(checked)
         return count
 
-    def profile(self, device_id: str, location: str | None) -> Profile[R]:
+    def profile(self, device_id: str, location: str | None) -> Profile[A]:
         """What matching knows of readings with this deviceId and location: one
         object for all the values of the same classes (remembered with the
         deviceId's class)."""
         device = self.class_at(_DEVICE, device_id)
         return self._profile_of(device, self.class_at(_LOCATION, location))
 
-    def _profile_of(self, device: ValueClass, place: ValueClass) -> Profile[R]:
+    def _profile_of(self, device: ValueClass, place: ValueClass) -> Profile[A]:
         profiles = device.profiles
         if profiles is None:
             profiles = device.profiles = {}
@@ -436,7 +454,7 @@ class RuleIndex(Generic[R]):
                 profiles[place] = found
         return found
 
-    def _new_profile(self, device: ValueClass, place: ValueClass) -> Profile[R]:
+    def _new_profile(self, device: ValueClass, place: ValueClass) -> Profile[A]:
         """A profile; one whose deviceId class holds patterns of its own (`_own`)
         keeps only their rules and shares the rest with its base, the profile
         of its other patterns and the same location: a pump with levels of its
@@ -494,7 +512,7 @@ class RuleIndex(Generic[R]):
             settled.sort()
         return tuple(settled), tuple(pending)
 
-    def answer(self, profile: Profile[R], sensor_id: str, kind: str | None) -> tuple[R, ...]:
+    def answer(self, profile: Profile[A], sensor_id: str, kind: str | None) -> A:
         """The rules matching a reading of the profile with that sensorId and type."""
         type_class = self.class_at(_TYPE, kind)
         if not self.by_sensor:
@@ -511,12 +529,13 @@ class RuleIndex(Generic[R]):
             profile.by_class[key] = found
         return found
 
-    def completed(self, profile: Profile[R], sensor: ValueClass, kind: ValueClass) -> tuple[R, ...]:
+    def completed(self, profile: Profile[A], sensor: ValueClass, kind: ValueClass) -> A:
         """The rules of a reading of the profile with these sensorId and type classes:
         its base's (the same answer object when the profile adds none), and its own."""
         base = profile.base
         if base is None:
-            return self._bundle(map(self.rules.__getitem__, self._found(profile, sensor, kind)))
+            rules = self.rules
+            return self._bundle([rules[i] for i in self._found(profile, sensor, kind)])
         shared = base.shared
         if shared is None:
             shared = base.shared = {}
@@ -524,7 +543,7 @@ class RuleIndex(Generic[R]):
         common = shared.get(key)
         if common is None:
             indices = self._found(base, sensor, kind)
-            common = (indices, self._bundle(map(self.rules.__getitem__, indices)))
+            common = (indices, self._bundle([self.rules[i] for i in indices]))
             if len(shared) < PROFILE_ANSWERS:
                 shared[key] = common
         pending = profile.pending
@@ -544,7 +563,7 @@ class RuleIndex(Generic[R]):
             return self._join(common[1], tuple([rules[i] for i in found]))
         return self._bundle([rules[i] for i in sorted(found + common[0])])
 
-    def _found(self, profile: Profile[R], sensor: ValueClass, kind: ValueClass) -> list[int]:
+    def _found(self, profile: Profile[A], sensor: ValueClass, kind: ValueClass) -> list[int]:
         """The indices, sorted, of the profile's rules (settled, or pending and
         matched by these classes), without its base's."""
         found = list(profile.settled)
@@ -605,7 +624,7 @@ def _position(key: str) -> int:
     return _POSITION.get(key, _LOCATION)
 
 
-class Profile(Generic[R]):
+class Profile(Generic[A]):
     """A deviceId's and a location's classes (shared by every value of the same
     classes), what they settle of the rules, and the rules of the readings met
     with them (`RuleIndex.answer`, at most PROFILE_ANSWERS of each kind).
@@ -631,7 +650,7 @@ class Profile(Generic[R]):
         location: ValueClass,
         settled: tuple[int, ...],
         pending: tuple[dict[int, Waiting], ...],
-        base: Profile[R] | None = None,
+        base: Profile[A] | None = None,
     ) -> None:
         self.device = device
         self.location = location
@@ -647,10 +666,10 @@ class Profile(Generic[R]):
         """The profile of the device's other patterns at the same location, whose
         rules a reading gets besides this profile's own; None when the profile
         holds all its rules itself."""
-        self.shared: dict[tuple[ValueClass, ValueClass], tuple[list[int], tuple[R, ...]]] | None
+        self.shared: dict[tuple[ValueClass, ValueClass], tuple[list[int], A]] | None
         self.shared = None
         """As a base: (sensorId class, type class) -> its rules' indices and rules,
         for the profiles resting on it."""
-        self.by_type: dict[str | None, tuple[R, ...]] = {}
-        self.by_class: dict[tuple[ValueClass, ValueClass], tuple[R, ...]] = {}
+        self.by_type: dict[str | None, A] = {}
+        self.by_class: dict[tuple[ValueClass, ValueClass], A] = {}
         """(sensorId class, type class) -> rules."""

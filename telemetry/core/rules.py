@@ -521,55 +521,36 @@ def _rule_from_json(data: dict[str, Any]) -> Rule:
     )
 
 
-class Matches(tuple[Rule, ...]):
-    """The rules a reading matches, in rule order (a tuple of them), and what
-    the evaluator may decide from them at once for a sensor that holds no
-    alert state: a value in `quiet` (low, high: where every one of them is
-    quiet) changes nothing, unless arrival is recorded and `tracks_arrival`
-    (one of them has `nodata`). The band is one attribute, read in one go: an
-    attribute of a tuple costs a dictionary lookup, on every reading."""
-
-    quiet: tuple[float, float]
-    tracks_arrival: bool
-
-    def __new__(cls, rules: Iterable[Rule] = ()) -> Matches:
-        matches = tuple.__new__(cls, rules)
-        low, high, tracks = -math.inf, math.inf, False
-        # One loop of comparisons (no call per rule): a key's first reading makes one.
-        for rule in matches:
-            if rule.quiet_low > low:  # noqa: PLR1730
-                low = rule.quiet_low
-            if rule.quiet_high < high:  # noqa: PLR1730
-                high = rule.quiet_high
-            if rule.nodata_ms is not None:
-                tracks = True
-        matches.quiet = (low, high)
-        matches.tracks_arrival = tracks
-        return matches
-
-    @classmethod
-    def joined(cls, shared: tuple[Rule, ...], own: tuple[Rule, ...]) -> Matches:
-        """`Matches(shared + own)`, the band worked out from `shared`'s (when it
-        is `Matches`) and `own`'s rules only: a device's own levels added to
-        the rules it shares with its line."""
-        if not isinstance(shared, Matches):
-            return cls(shared + own)
-        matches = tuple.__new__(cls, shared + own)
-        low, high = shared.quiet
-        tracks = shared.tracks_arrival
-        for rule in own:
-            if rule.quiet_low > low:  # noqa: PLR1730
-                low = rule.quiet_low
-            if rule.quiet_high < high:  # noqa: PLR1730
-                high = rule.quiet_high
-            if rule.nodata_ms is not None:
-                tracks = True
-        matches.quiet = (low, high)
-        matches.tracks_arrival = tracks
-        return matches
+Matches = tuple[tuple[Rule, ...], float, float, bool]
+"""The rules a reading matches, in rule order, and what the evaluator may decide
+from them at once for a sensor that holds no alert state: a value in [low,
+high] (where every one of them is quiet) changes nothing, unless arrival is
+recorded and the last is true (one of them has `nodata`). A plain tuple, read
+in one unpacking: made for every key's first reading, read on every reading."""
 
 
-NO_MATCH: Final = Matches()
+def matches(rules: Sequence[Rule]) -> Matches:
+    """The rules, with their quiet band and whether one tracks arrival."""
+    return joined(NO_MATCH, tuple(rules))
+
+
+def joined(shared: Matches, own: tuple[Rule, ...]) -> Matches:
+    """`matches(shared's rules + own)`, the band worked out from `shared`'s and
+    `own`'s rules only: a device's own levels added to what it shares with its
+    line."""
+    rules, low, high, tracks = shared
+    # One loop of comparisons (no call per rule): a key's first reading makes one.
+    for rule in own:
+        if rule.quiet_low > low:  # noqa: PLR1730
+            low = rule.quiet_low
+        if rule.quiet_high < high:  # noqa: PLR1730
+            high = rule.quiet_high
+        if rule.nodata_ms is not None:
+            tracks = True
+    return (rules + own if rules else own), low, high, tracks
+
+
+NO_MATCH: Final[Matches] = ((), -math.inf, math.inf, False)
 """A reading only to be stored."""
 
 
@@ -616,9 +597,7 @@ class RuleSet:
         names = [r.name for r in self.rules]
         if len(set(names)) != len(names):
             raise RuleFileError(["rule names must be unique"])
-        self._index = RuleIndex(
-            self.rules, self._MEMO_GENERATION, bundle=Matches, join=Matches.joined
-        )
+        self._index = RuleIndex(self.rules, self._MEMO_GENERATION, bundle=matches, join=joined)
         # The last reading's deviceId and location, and their profile: the readings
         # of a message share them.
         self._device: str | None = None
@@ -677,8 +656,14 @@ class RuleSet:
         """The gateway entry of this device, if it is one."""
         return self._gateway_by_id.get(device_id)
 
-    def for_reading(self, reading: Reading) -> Matches:
-        """The rules that apply; empty when the reading is only to be stored.
+    def for_reading(self, reading: Reading) -> tuple[Rule, ...]:
+        """The rules that apply, in rule order; empty when the reading is only
+        to be stored."""
+        return self.matches_for(reading)[0]
+
+    def matches_for(self, reading: Reading) -> Matches:
+        """The rules that apply, with what the evaluator may decide from them
+        at once (`Matches`).
 
         Nothing is kept per key: a reading of the last reading's device and
         location costs a lookup of its type in their profile (the index's), a
@@ -691,8 +676,8 @@ class RuleSet:
         found = profile.by_type.get(reading.type)
         if found is None:
             found = self._index.answer(profile, reading.sensor_id, reading.type)
-        if found:
-            return found  # type: ignore[return-value]  # the index bundles its answers as Matches
+        if found[0]:
+            return found
         return self._implicit_rule(reading)
 
     def _implicit_rule(self, reading: Reading) -> Matches:
@@ -704,7 +689,7 @@ class RuleSet:
             if len(self._implicit) >= self._CACHE_LIMIT:
                 self._implicit.clear()
             rule = Rule(DEVICE_THRESHOLD_RULE, (Side("above", w, c),))
-            found = self._implicit[(w, c)] = Matches((rule,))
+            found = self._implicit[(w, c)] = matches((rule,))
         return found
 
 
@@ -712,11 +697,11 @@ class KeyedMatches:
     """The rules matching a reading key (deviceId, sensorId, type, location),
     no implicit rule, asked by key as of a mapping; nothing is stored per key."""
 
-    def __init__(self, index: RuleIndex[Rule]) -> None:
+    def __init__(self, index: RuleIndex[Rule, Matches]) -> None:
         self._index = index
 
     def __getitem__(self, key: MatchKey) -> tuple[Rule, ...]:
-        return self._index.matching(key)
+        return self._index.matching(key)[0]
 
     def get(self, key: MatchKey) -> tuple[Rule, ...]:
-        return self._index.matching(key)
+        return self._index.matching(key)[0]
