@@ -20,6 +20,10 @@ profile remembers the rules of each type (or sensorId class and type) met with
 it. The readings of a message share their device, so a reading costs one
 lookup of its type in the profile, and a message the classes of its deviceId
 and location: whatever the number of rules, and with nothing kept per key.
+A device with levels of its own (a deviceId pattern that settles its rules
+alone) is a class of its own: its profile keeps only those rules and rests on
+the profile of its other patterns at its location, which works out the rules
+it shares with its line once for the line.
 
 `MatchCache` is the bounded memo of values' classes: two generations, never
 emptied whole, so that a fleet with more devices than it holds pays a new
@@ -328,8 +332,8 @@ class RuleIndex(Generic[R, A]):
         self._bundle: Callable[[list[R]], A] = bundle
         """What the rules of an answer, in order, are made into (`A`)."""
         self._join: Callable[[A, tuple[R, ...]], A] = join
-        """An answer from one `bundle` made and rules that come after its in the
-        sequence: what bundling them all makes, perhaps cheaper."""
+        """An answer `bundle` made, with rules that come after its own in the
+        sequence added: what bundling them all makes, perhaps cheaper."""
         self._at: list[_KeyPatterns | None] = [None] * len(MATCH_KEYS)
         needs: list[list[Need]] = []
         for rule in self.rules:
