@@ -207,3 +207,70 @@ def test_a_read_timeout_given_replaces_only_that_of_the_shared_settings() -> Non
 
 class _Answered:
     status_code = 200
+
+
+def row_without_location(minute: int, value: float) -> dict[str, Any]:
+    clock = f"2025-11-27 10:{minute:02d}:00.000000000"
+    cells = ["pump-1", "temp-1", "temperature", "C", clock, str(value)]
+    return {"Data": [{"ScalarValue": c} for c in cells]}
+
+
+def page_without_location(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    columns = [c for c in COLUMNS if c["Name"] != "location"]
+    return {"QueryId": "q", "Rows": rows, "ColumnInfo": columns}
+
+
+def test_a_label_the_table_never_had_is_left_out_of_the_statements() -> None:
+    # Given a table whose records never had a location (Timestream has no such column)
+    client = boto3.client("timestream-query", region_name=REGION,
+                          aws_access_key_id="x", aws_secret_access_key="x")  # fmt: skip
+    history = TimestreamHistory("db", "t", T0, T0 + 2 * HOUR, window_ms=HOUR)
+    without = ["type", "unit"]
+    with Stubber(client) as stub:
+        stub.add_client_error(
+            "query", "ValidationException", "line 1:36: Column 'location' does not exist",
+            expected_params={"QueryString": timestream_history.statement(history, T0, T0 + HOUR),
+                             "MaxRows": 1_000},
+        )  # fmt: skip
+        for start, rows in ((T0, [row_without_location(0, 80)]), (T0 + HOUR, [])):
+            text = timestream_history.statement(history, start, start + HOUR, without)
+            stub.add_response(
+                "query", page_without_location(rows), {"QueryString": text, "MaxRows": 1_000}
+            )
+
+        # When the history is read back
+        found = list(timestream_history.messages(history, client))
+
+        # Then the statements are made without the location, from the first window on,
+        # and the readings come without one
+        stub.assert_no_pending_responses()
+    assert found == [
+        {
+            "deviceId": "pump-1",
+            "timestamp": T0,
+            "data": [{"sensorId": "temp-1", "value": 80.0, "type": "temperature", "unit": "C"}],
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("ValidationException", "line 1:8: Column 'deviceId' does not exist"),
+        ("ValidationException", "Requested database 'db' not found"),
+        ("ThrottlingException", "Column 'location' does not exist"),
+    ],
+)
+def test_a_refused_statement_that_is_not_a_missing_label_is_one_error(
+    code: str, message: str
+) -> None:
+    # Given a table refusing the statement for something else than a label it lacks
+    client = boto3.client("timestream-query", region_name=REGION,
+                          aws_access_key_id="x", aws_secret_access_key="x")  # fmt: skip
+    history = TimestreamHistory("db", "t", T0, T0 + HOUR)
+    with Stubber(client) as stub:
+        stub.add_client_error("query", code, message)
+
+        # When it is read back, then it is one TimestreamHistoryError saying so
+        with pytest.raises(TimestreamHistoryError, match=f"{code}: "):
+            list(timestream_history.messages(history, client))

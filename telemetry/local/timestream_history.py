@@ -11,8 +11,10 @@ row becomes a message of one reading as soon as its page arrives.
 
 What the table does not keep is not replayed: a device's own thresholds,
 the message's receivedAt (no-data gaps are measured in reading time), the
-messages validation rejected. A label no record of the table ever had is a
-column the table does not have: such a statement fails (the error says so).
+messages validation rejected. A label no record of the table ever had (a fleet
+without locations) is a column the table does not have: Timestream refuses a
+statement naming it (`Column 'location' does not exist`), so the statement is
+made again without that label, for this window and the ones after it.
 
 `--device GLOB`: its literal prefix narrows the statement (`LIKE 'prefix%'`),
 the glob itself is applied here to every row, as for InfluxDB.
@@ -20,7 +22,8 @@ the glob itself is applied here to every row, as for InfluxDB.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -36,6 +39,15 @@ QUERY_READ_TIMEOUT_S: Final = 70.0
 (API_query_Query.html), so its own answer arrives, where the function's 10 s
 (telemetry.adapters.aws.CLIENT_CONFIG) would give up on a slow statement."""
 _LABELS: Final = ("type", "location", "unit")
+_MISSING_COLUMN: Final = re.compile(r"Column '([^']*)' does not exist")
+
+
+class _MissingLabelError(Exception):
+    """Timestream refused a statement for a label column the table lacks."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__(label)
+        self.label = label
 
 
 class TimestreamHistoryError(RuntimeError):
@@ -64,8 +76,11 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def statement(history: TimestreamHistory, start_ms: int, end_ms: int) -> str:
-    """The SQL of one window: every reading from start_ms to before end_ms, by time."""
+def statement(
+    history: TimestreamHistory, start_ms: int, end_ms: int, labels: Sequence[str] = _LABELS
+) -> str:
+    """The SQL of one window: every reading from start_ms to before end_ms, by time,
+    with the label columns given (those the table has)."""
     where = (
         f"measure_name = 'reading' AND time >= from_milliseconds({start_ms}) "
         f"AND time < from_milliseconds({end_ms})"
@@ -77,7 +92,7 @@ def statement(history: TimestreamHistory, start_ms: int, end_ms: int) -> str:
         elif prefix:
             escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             where += f" AND deviceId LIKE {_literal(escaped + '%')} ESCAPE '\\'"
-    columns = ", ".join(("deviceId", "sensorId", *_LABELS, "time", "value"))
+    columns = ", ".join(("deviceId", "sensorId", *labels, "time", "value"))
     table = f"{_quoted_name(history.database)}.{_quoted_name(history.table)}"
     return f"SELECT {columns} FROM {table} WHERE {where} ORDER BY time"  # noqa: S608 - quoted
 
@@ -105,14 +120,25 @@ def message(row: dict[str, Any]) -> dict[str, Any]:
 def messages(history: TimestreamHistory, client: Any) -> Iterator[dict[str, Any]]:
     """Every reading the history names, as a message, in reading time."""
     matches = device_matcher(history.device)
+    labels = list(_LABELS)
     for start, end in windows(history):
-        for row in _rows(client, statement(history, start, end), history.page_rows):
-            if matches is None or matches(str(row.get("deviceId") or "")):
-                yield message(row)
+        while True:
+            text = statement(history, start, end, labels)
+            try:
+                for row in _rows(client, text, history.page_rows, labels):
+                    if matches is None or matches(str(row.get("deviceId") or "")):
+                        yield message(row)
+            except _MissingLabelError as missing:
+                labels.remove(missing.label)
+                continue
+            break
 
 
-def _rows(client: Any, text: str, page_rows: int) -> Iterator[dict[str, Any]]:
-    """The rows of one statement, page by page (a page may be empty)."""
+def _rows(
+    client: Any, text: str, page_rows: int, labels: Sequence[str] = ()
+) -> Iterator[dict[str, Any]]:
+    """The rows of one statement, page by page (a page may be empty);
+    _MissingLabelError when its first page is refused for one of `labels`."""
     token: str | None = None
     while True:
         request: dict[str, Any] = {"QueryString": text, "MaxRows": page_rows}
@@ -122,6 +148,14 @@ def _rows(client: Any, text: str, page_rows: int) -> Iterator[dict[str, Any]]:
             page = client.query(**request)
         except ClientError as exc:
             error = exc.response.get("Error", {})
+            missing = _MISSING_COLUMN.search(str(error.get("Message", "")))
+            if (
+                token is None
+                and error.get("Code") == "ValidationException"
+                and missing is not None
+                and missing.group(1) in labels
+            ):
+                raise _MissingLabelError(missing.group(1)) from None
             raise TimestreamHistoryError(
                 f"Timestream query failed: {error.get('Code')}: {error.get('Message')}"
             ) from None
