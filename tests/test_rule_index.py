@@ -514,3 +514,54 @@ def test_past_the_cache_evaluation_keeps_its_answers() -> None:
     assert sorted(t.sensor_id for t in evaluation.transitions) == sorted(
         f"s{n}" for n in range(20) if n % 2
     )
+
+
+def test_an_index_that_bundles_its_answers_must_say_how_to_join_them() -> None:
+    # When an index is given a bundle without a join (or a join alone)
+    # Then it is refused: the default join would add rules to a bundle it cannot read
+    with pytest.raises(TypeError, match="bundle and join go together"):
+        RuleIndex([], bundle=matches)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="bundle and join go together"):
+        RuleIndex([], join=joined)  # type: ignore[call-overload]
+
+
+class OneValueMemos(RuleSet):
+    """A rule set whose memos of values' classes turn over at every new value."""
+
+    _MEMO_GENERATION = 1
+
+
+def test_with_memos_of_one_value_evaluation_keeps_its_answers() -> None:
+    # Given levels by line and pumps' own levels, in a rule set whose memos of values
+    # turn over at every new deviceId, location and type
+    rules = OneValueMemos(
+        [
+            Rule("line", (Side("above", 50.0, None),), match=(("location", "line-*"),)),
+            *(
+                Rule(f"pump-{n}", (Side("above", 40.0, None),), match=(("deviceId", f"pump-{n}"),))
+                for n in range(0, 20, 3)
+            ),
+        ]
+    )
+    readings = [
+        Reading(
+            f"pump-{n}", f"s{k}", 45.0 + 10 * k, NOW_MS + n, type=f"t{k}", location=f"line-{n % 4}"
+        )
+        for n in range(20)
+        for k in range(2)
+    ]
+
+    # When they are evaluated, device by device
+    raised = [
+        (t.device_id, t.sensor_id, t.rule)
+        for n in range(20)
+        for t in evaluate(readings[2 * n : 2 * n + 2], {}, rules).transitions
+    ]
+
+    # Then each rule raised for the readings past its level, as the linear matcher says
+    assert raised == [
+        (r.device_id, r.sensor_id, rule.name)
+        for r in readings
+        for rule in rules.rules
+        if rule.matches(r) and r.value > rule.sides[0].warning  # type: ignore[operator]
+    ]

@@ -325,13 +325,15 @@ class RuleIndex(Generic[R, A]):
         rules: Sequence[R],
         generation: int = CACHE_GENERATION,
         *,
-        bundle: Callable[[list[R]], Any] = tuple,
-        join: Callable[[Any, tuple[R, ...]], Any] = tuple.__add__,
+        bundle: Callable[[list[R]], Any] | None = None,
+        join: Callable[[Any, tuple[R, ...]], Any] | None = None,
     ) -> None:
+        if (bundle is None) != (join is None):
+            raise TypeError("bundle and join go together: join adds rules to what bundle makes")
         self.rules: tuple[R, ...] = tuple(rules)
-        self._bundle: Callable[[list[R]], A] = bundle
+        self._bundle: Callable[[list[R]], A] = _as_tuple if bundle is None else bundle
         """What the rules of an answer, in order, are made into (`A`)."""
-        self._join: Callable[[A, tuple[R, ...]], A] = join
+        self._join: Callable[[A, tuple[R, ...]], A] = _added if join is None else join
         """An answer `bundle` made, with rules that come after its own in the
         sequence added: what bundling them all makes, perhaps cheaper."""
         self._at: list[_KeyPatterns | None] = [None] * len(MATCH_KEYS)
@@ -590,6 +592,15 @@ class RuleIndex(Generic[R, A]):
         if len(found) > 1:
             found.sort()
         return found
+
+
+def _as_tuple(rules: list[Any]) -> Any:
+    """The default answer: the rules, a tuple."""
+    return tuple(rules)
+
+
+def _added(answer: Any, rules: tuple[Any, ...]) -> Any:
+    return answer + rules
 
 
 def _checked(
