@@ -6,7 +6,6 @@ whole history alike (tests/whole_history.py, `_sweeps`)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,20 +13,10 @@ import pytest
 from telemetry import backtest
 from telemetry.core.alerts import Transition
 from tests.test_backtest_stream import WALL_MS, bodies, rule_set
+from tests.test_backtest_stream_flapping import FIXTURES, RULES, T0
 from tests.test_flapping import MINUTE, NOW, chatter, swept
 from tests.whole_history import whole_history
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "stream"
-RULES = """
-rules:
-  - name: hot
-    match: {type: temperature}
-    above: {warning: 75, critical: 90}
-    nodata: 2m
-    flapping: {changes: 3, within: 5m}
-notifications: {maxPerWindow: 3, window: 10m, digestEvery: 2m}
-"""
-T0 = 1_764_237_600_000
 QUIET = T0 + 10_000 + 300_000
 """When the key below has been quiet for its window, and its gap opens."""
 
